@@ -1,0 +1,9 @@
+//! Where nimbus keeps its state: a metadata store for records and a content-addressed
+//! blob store for bytes. Both sit behind traits so the embedded backends (SQLite, the
+//! local filesystem) can be swapped for PostgreSQL and S3 when nimbus scales out.
+
+pub mod blob;
+pub mod metadata;
+
+pub use blob::{Blob, BlobError, BlobRead, BlobStore, BlobWriter, Digest, FsBlobStore};
+pub use metadata::{Expect, MetadataStore, Record, SqliteStore, StoreError, WriteBatch};

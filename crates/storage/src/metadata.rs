@@ -1,0 +1,397 @@
+//! The metadata store: ordered key/value tables with atomic, conditional batches.
+//!
+//! Services keep their records as values under string keys in named tables, and keep
+//! any secondary index as more keys written in the same batch. That narrow contract
+//! (get, ordered prefix scan, all-or-nothing conditional commit) is what lets the
+//! embedded SQLite backend be replaced by PostgreSQL without touching a service.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+/// A metadata store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A batch's precondition did not hold; nothing in the batch was written.
+    #[error("conflicting write to {table}/{key}")]
+    Conflict { table: String, key: String },
+    /// The store on disk was written by a newer nimbus.
+    #[error("metadata schema version {found} is newer than this nimbus supports ({supported})")]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error("metadata store: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+/// One stored value with the version a conditional write can expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Starts at 1 and grows by one on every overwrite.
+    pub version: u64,
+}
+
+/// What a write expects to find, checked atomically with the whole batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Anything,
+    Absent,
+    Version(u64),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put { value: Vec<u8> },
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+struct Write {
+    table: String,
+    key: String,
+    expect: Expect,
+    op: Op,
+}
+
+/// Writes that land together or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    writes: Vec<Write>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(mut self, table: &str, key: &str, value: Vec<u8>, expect: Expect) -> Self {
+        self.writes.push(Write {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            expect,
+            op: Op::Put { value },
+        });
+        self
+    }
+
+    pub fn delete(mut self, table: &str, key: &str, expect: Expect) -> Self {
+        self.writes.push(Write {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            expect,
+            op: Op::Delete,
+        });
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// Durable, ordered key/value tables. Calls block: async callers run writes on a
+/// blocking thread, since a commit waits for the disk.
+pub trait MetadataStore: Send + Sync {
+    fn get(&self, table: &str, key: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Records whose key starts with `prefix`, in key order, strictly after `after`
+    /// when given, at most `limit` of them.
+    fn scan(
+        &self,
+        table: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// Applies every write of the batch atomically and durably, or none of them when a
+    /// precondition fails.
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+}
+
+/// Ordered schema migrations; the store's `user_version` counts those applied.
+const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+        tbl     TEXT    NOT NULL,
+        key     TEXT    NOT NULL,
+        value   BLOB    NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (tbl, key)
+    ) WITHOUT ROWID;"];
+
+/// The embedded backend: one SQLite file in WAL mode with full fsync on commit, a
+/// single writer connection and a small pool of readers.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut writer = Connection::open(path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut writer)?;
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            path: path.to_owned(),
+        })
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().expect("reader pool poisoned").pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        self.readers
+            .lock()
+            .expect("reader pool poisoned")
+            .push(conn);
+        result
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let supported = MIGRATIONS.len() as u32;
+    if applied > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: applied,
+            supported,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as u32 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied metadata migration");
+    }
+    Ok(())
+}
+
+/// The smallest string greater than every string starting with `prefix`, if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+impl MetadataStore for SqliteStore {
+    fn get(&self, table: &str, key: &str) -> Result<Option<Record>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT value, version FROM records WHERE tbl = ?1 AND key = ?2")?;
+            let record = stmt
+                .query_row(params![table, key], |row| {
+                    Ok(Record {
+                        key: key.to_owned(),
+                        value: row.get(0)?,
+                        version: row.get::<_, i64>(1)? as u64,
+                    })
+                })
+                .optional()?;
+            Ok(record)
+        })
+    }
+
+    fn scan(
+        &self,
+        table: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let lower = match after {
+            Some(after) if after >= prefix => after,
+            _ => prefix,
+        };
+        let inclusive = after.is_none_or(|after| after < prefix);
+        let upper = prefix_end(prefix);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, value, version FROM records
+                 WHERE tbl = ?1
+                   AND (key > ?2 OR (?3 AND key = ?2))
+                   AND (?4 IS NULL OR key < ?4)
+                 ORDER BY key LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![table, lower, inclusive, upper, limit as i64],
+                |row| {
+                    Ok(Record {
+                        key: row.get(0)?,
+                        value: row.get(1)?,
+                        version: row.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut conn = self.writer.lock().expect("writer connection poisoned");
+        let tx = conn.transaction()?;
+        for write in &batch.writes {
+            let current: Option<u64> = tx
+                .prepare_cached("SELECT version FROM records WHERE tbl = ?1 AND key = ?2")?
+                .query_row(params![write.table, write.key], |row| row.get::<_, i64>(0))
+                .optional()?
+                .map(|version| version as u64);
+            let holds = match write.expect {
+                Expect::Anything => true,
+                Expect::Absent => current.is_none(),
+                Expect::Version(version) => current == Some(version),
+            };
+            if !holds {
+                return Err(StoreError::Conflict {
+                    table: write.table.clone(),
+                    key: write.key.clone(),
+                });
+            }
+            match &write.op {
+                Op::Put { value } => {
+                    tx.prepare_cached(
+                        "INSERT INTO records (tbl, key, value, version) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value, version = excluded.version",
+                    )?
+                    .execute(params![write.table, write.key, value, (current.unwrap_or(0) + 1) as i64])?;
+                }
+                Op::Delete => {
+                    tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2")?
+                        .execute(params![write.table, write.key])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn put_get_and_versions() {
+        let (_dir, store) = store();
+        store
+            .commit(WriteBatch::new().put("t", "a", b"1".to_vec(), Expect::Absent))
+            .unwrap();
+        let first = store.get("t", "a").unwrap().unwrap();
+        assert_eq!((first.value.as_slice(), first.version), (&b"1"[..], 1));
+        store
+            .commit(WriteBatch::new().put("t", "a", b"2".to_vec(), Expect::Version(1)))
+            .unwrap();
+        assert_eq!(store.get("t", "a").unwrap().unwrap().version, 2);
+        assert!(store.get("other", "a").unwrap().is_none());
+    }
+
+    #[test]
+    fn failed_precondition_writes_nothing() {
+        let (_dir, store) = store();
+        store
+            .commit(WriteBatch::new().put("t", "a", b"1".to_vec(), Expect::Absent))
+            .unwrap();
+        let err = store
+            .commit(
+                WriteBatch::new()
+                    .put("t", "b", b"new".to_vec(), Expect::Absent)
+                    .put("t", "a", b"again".to_vec(), Expect::Absent),
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { ref key, .. } if key == "a"));
+        assert!(store.get("t", "b").unwrap().is_none(), "batch must be all or nothing");
+        let err = store
+            .commit(WriteBatch::new().delete("t", "a", Expect::Version(7)))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }));
+        store
+            .commit(WriteBatch::new().delete("t", "a", Expect::Version(1)))
+            .unwrap();
+        assert!(store.get("t", "a").unwrap().is_none());
+    }
+
+    #[test]
+    fn scan_is_ordered_prefixed_and_pages() {
+        let (_dir, store) = store();
+        let mut batch = WriteBatch::new();
+        for key in ["fn/b", "fn/a", "fn/c", "fo", "f", "fn0"] {
+            batch = batch.put("t", key, key.as_bytes().to_vec(), Expect::Anything);
+        }
+        store.commit(batch).unwrap();
+        let keys = |records: Vec<Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        assert_eq!(keys(store.scan("t", "fn/", None, 10).unwrap()), ["fn/a", "fn/b", "fn/c"]);
+        assert_eq!(keys(store.scan("t", "fn/", None, 2).unwrap()), ["fn/a", "fn/b"]);
+        assert_eq!(keys(store.scan("t", "fn/", Some("fn/b"), 10).unwrap()), ["fn/c"]);
+        assert_eq!(keys(store.scan("t", "fn/", Some("a"), 10).unwrap()), ["fn/a", "fn/b", "fn/c"]);
+        assert_eq!(keys(store.scan("t", "", None, 10).unwrap()).len(), 6);
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .commit(WriteBatch::new().put("t", "k", b"v".to_vec(), Expect::Absent))
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.get("t", "k").unwrap().unwrap().value, b"v");
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end(""), None);
+    }
+}
