@@ -1,14 +1,217 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Authentication: who signed a request, checked with SigV4 against the credential
+//! store. The edge calls [`Authenticator::authenticate`] once per request; nothing
+//! here knows about HTTP servers or AWS protocols beyond the signature itself.
+
+pub mod credentials;
+pub mod identity;
+pub mod sigv4;
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+pub use credentials::{Credential, CredentialError, CredentialStore, RootCredentials};
+pub use identity::{Principal, PrincipalKind};
+pub use sigv4::{PathStyle, RequestParts, SignatureV4};
+
+/// Why a request was not authenticated. Each protocol maps these to its own codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("Request is missing Authentication Token")]
+    Missing,
+    /// The Authorization header or presigned query is malformed.
+    #[error("{0}")]
+    Incomplete(String),
+    #[error("The security token included in the request is invalid.")]
+    UnknownAccessKey,
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+    )]
+    SignatureMismatch,
+    #[error("Credential should be scoped to a valid region, not '{0}'.")]
+    WrongRegion(String),
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    ContentSha256Mismatch,
+    #[error(
+        "Signature expired: the request time {request_time} is more than 15 minutes away from the server time."
+    )]
+    TimeTooSkewed { request_time: String },
+    #[error("Request has expired")]
+    PresignExpired,
+    #[error("The security token included in the request is invalid.")]
+    InvalidToken,
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
+    #[error("{0}")]
+    UnsupportedPayload(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// How strictly signatures are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every signature is verified against the credential store.
+    Strict,
+    /// Any well-formed signature is accepted without checking its secret; an unknown
+    /// key stands for the root of the account its 12-digit id names, or of the
+    /// default account. For setups moving over from emulators that ignore auth.
+    Permissive,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// The caller of an authenticated request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub access_key_id: String,
+    /// True when the request was signed with temporary credentials.
+    pub is_session: bool,
+}
+
+/// A request as the authenticator sees it.
+pub struct AuthRequest<'a> {
+    pub parts: RequestParts<'a>,
+    pub body: &'a [u8],
+    pub path_style: PathStyle,
+}
+
+pub struct Authenticator {
+    credentials: Arc<CredentialStore>,
+    mode: AuthMode,
+    region: String,
+    default_account: String,
+}
+
+impl Authenticator {
+    pub fn new(
+        credentials: Arc<CredentialStore>,
+        mode: AuthMode,
+        region: &str,
+        default_account: &str,
+    ) -> Self {
+        Self {
+            credentials,
+            mode,
+            region: region.to_owned(),
+            default_account: default_account.to_owned(),
+        }
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// The signing name (credential scope service) of a request, read without
+    /// verifying anything, so the edge can route it and shape its errors.
+    pub fn signing_name(parts: &RequestParts) -> Option<String> {
+        SignatureV4::from_request(parts)
+            .ok()
+            .flatten()
+            .map(|signature| signature.scope.service)
+    }
+
+    /// Verifies the request's signature and returns its caller.
+    pub fn authenticate(
+        &self,
+        req: &AuthRequest,
+        now: OffsetDateTime,
+    ) -> Result<Caller, AuthError> {
+        let signature = SignatureV4::from_request(&req.parts)?.ok_or(AuthError::Missing)?;
+        let payload_hash = payload_hash(req, &signature)?;
+        if self.mode == AuthMode::Permissive {
+            return Ok(self.permissive_caller(&signature));
+        }
+        if signature.scope.region != self.region {
+            return Err(AuthError::WrongRegion(signature.scope.region.clone()));
+        }
+        signature.check_time(now)?;
+        let credential = self
+            .credentials
+            .get(&signature.access_key_id)
+            .ok_or(AuthError::UnknownAccessKey)?;
+        check_session_token(&credential, signature.security_token.as_deref(), now)?;
+        signature.verify(
+            &credential.secret_access_key,
+            &req.parts,
+            req.path_style,
+            &payload_hash,
+        )?;
+        Ok(Caller {
+            principal: credential.principal.clone(),
+            access_key_id: credential.access_key_id.clone(),
+            is_session: credential.session_token.is_some(),
+        })
+    }
+
+    fn permissive_caller(&self, signature: &SignatureV4) -> Caller {
+        let key = &signature.access_key_id;
+        match self.credentials.get(key) {
+            Some(credential) => Caller {
+                principal: credential.principal.clone(),
+                access_key_id: key.clone(),
+                is_session: credential.session_token.is_some(),
+            },
+            None => {
+                let account = if key.len() == 12 && key.bytes().all(|b| b.is_ascii_digit()) {
+                    key.as_str()
+                } else {
+                    self.default_account.as_str()
+                };
+                Caller {
+                    principal: Principal::root(account),
+                    access_key_id: key.clone(),
+                    is_session: false,
+                }
+            }
+        }
+    }
+}
+
+/// The payload hash that goes into the canonical request: the client's
+/// `x-amz-content-sha256` once checked against the body, or the body's own hash.
+fn payload_hash(req: &AuthRequest, signature: &SignatureV4) -> Result<String, AuthError> {
+    let claimed = req
+        .parts
+        .headers
+        .get("x-amz-content-sha256")
+        .map(|value| value.to_str().unwrap_or_default());
+    match claimed {
+        Some(sigv4::UNSIGNED_PAYLOAD) => Ok(sigv4::UNSIGNED_PAYLOAD.to_owned()),
+        Some(streaming) if streaming.starts_with("STREAMING-") => {
+            Err(AuthError::UnsupportedPayload(format!(
+                "x-amz-content-sha256 '{streaming}' is not accepted by this service"
+            )))
+        }
+        Some(claimed) => {
+            let actual = sigv4::payload_sha256(req.body);
+            if claimed.eq_ignore_ascii_case(&actual) {
+                Ok(claimed.to_owned())
+            } else {
+                Err(AuthError::ContentSha256Mismatch)
+            }
+        }
+        None if signature.is_presigned() && req.path_style == PathStyle::AsSent => {
+            Ok(sigv4::UNSIGNED_PAYLOAD.to_owned())
+        }
+        None => Ok(sigv4::payload_sha256(req.body)),
+    }
+}
+
+fn check_session_token(
+    credential: &Credential,
+    presented: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(), AuthError> {
+    use subtle::ConstantTimeEq;
+    match (&credential.session_token, presented) {
+        (None, None) => Ok(()),
+        (Some(expected), Some(presented))
+            if bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) =>
+        {
+            if credential.is_expired(now) {
+                Err(AuthError::ExpiredToken)
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(AuthError::InvalidToken),
     }
 }

@@ -1,14 +1,13 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The edge: one HTTP listener in front of every nimbus service. It routes each
+//! request by its SigV4 credential scope (or `X-Amz-Target`), bounds and reads the
+//! body, authenticates the caller, hands a typed request to the service, and renders
+//! errors in the AWS protocol the client speaks.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod service;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use protocol::{AwsError, Protocol};
+pub use server::{Edge, EdgeBuilder, serve};
+pub use service::{Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog};

@@ -1,14 +1,5 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Identity services: STS now; IAM users, roles and policies join here.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod sts;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use sts::Sts;

@@ -1,3 +1,99 @@
-fn main() {
-    println!("Hello, world!");
+//! `nimbus`: the AWS compute plane in one binary. `nimbus server` runs every service
+//! in one process; the other subcommands are the command line.
+
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "nimbus",
+    version,
+    about = "The AWS compute plane in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every nimbus service on one edge port.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where all state lives.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = "./nimbus-data")]
+    pub data_dir: PathBuf,
+    /// The edge address for every API, the registry and the console.
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:4566")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// The account every resource belongs to (12 digits).
+    #[arg(long, env = "NIMBUS_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    /// `permissive` accepts any well-formed signature without checking its secret.
+    #[arg(long, env = "NIMBUS_AUTH", value_enum, default_value_t = AuthArg::Strict)]
+    pub auth: AuthArg,
+    #[arg(long, env = "NIMBUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Seconds open requests get to finish after SIGTERM or SIGINT.
+    #[arg(long, env = "NIMBUS_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthArg {
+    Strict,
+    Permissive,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => {
+            init_logging(args.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime starts");
+            match runtime.block_on(server::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err:#}");
+                    eprintln!("nimbus: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

@@ -189,11 +189,10 @@ impl BlobWriter for FsBlobWriter {
         file.as_file().sync_all().map_err(io_at(&temp_path))?;
         let parent = target.parent().expect("blob path has a parent");
         fs::create_dir_all(parent).map_err(io_at(parent))?;
-        file.persist(&target)
-            .map_err(|err| BlobError::Io {
-                path: target.clone(),
-                source: err.error,
-            })?;
+        file.persist(&target).map_err(|err| BlobError::Io {
+            path: target.clone(),
+            source: err.error,
+        })?;
         sync_dir(parent)?;
         Ok((digest, len))
     }
@@ -298,7 +297,12 @@ mod tests {
         writer.write_all(b"half of a blob").unwrap();
         // A crash: the writer is never committed nor dropped.
         std::mem::forget(writer);
-        assert!(store.open(&Digest::of(b"half of a blob")).unwrap().is_none());
+        assert!(
+            store
+                .open(&Digest::of(b"half of a blob"))
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(walk(&dir.path().join("tmp")).len(), 1);
         FsBlobStore::open(dir.path()).unwrap();
         assert!(walk(&dir.path().join("tmp")).is_empty());

@@ -206,8 +206,8 @@ fn prefix_end(prefix: &str) -> Option<String> {
 impl MetadataStore for SqliteStore {
     fn get(&self, table: &str, key: &str) -> Result<Option<Record>, StoreError> {
         self.with_reader(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT value, version FROM records WHERE tbl = ?1 AND key = ?2")?;
+            let mut stmt = conn
+                .prepare_cached("SELECT value, version FROM records WHERE tbl = ?1 AND key = ?2")?;
             let record = stmt
                 .query_row(params![table, key], |row| {
                     Ok(Record {
@@ -334,7 +334,10 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { ref key, .. } if key == "a"));
-        assert!(store.get("t", "b").unwrap().is_none(), "batch must be all or nothing");
+        assert!(
+            store.get("t", "b").unwrap().is_none(),
+            "batch must be all or nothing"
+        );
         let err = store
             .commit(WriteBatch::new().delete("t", "a", Expect::Version(7)))
             .unwrap_err();
@@ -354,10 +357,22 @@ mod tests {
         }
         store.commit(batch).unwrap();
         let keys = |records: Vec<Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
-        assert_eq!(keys(store.scan("t", "fn/", None, 10).unwrap()), ["fn/a", "fn/b", "fn/c"]);
-        assert_eq!(keys(store.scan("t", "fn/", None, 2).unwrap()), ["fn/a", "fn/b"]);
-        assert_eq!(keys(store.scan("t", "fn/", Some("fn/b"), 10).unwrap()), ["fn/c"]);
-        assert_eq!(keys(store.scan("t", "fn/", Some("a"), 10).unwrap()), ["fn/a", "fn/b", "fn/c"]);
+        assert_eq!(
+            keys(store.scan("t", "fn/", None, 10).unwrap()),
+            ["fn/a", "fn/b", "fn/c"]
+        );
+        assert_eq!(
+            keys(store.scan("t", "fn/", None, 2).unwrap()),
+            ["fn/a", "fn/b"]
+        );
+        assert_eq!(
+            keys(store.scan("t", "fn/", Some("fn/b"), 10).unwrap()),
+            ["fn/c"]
+        );
+        assert_eq!(
+            keys(store.scan("t", "fn/", Some("a"), 10).unwrap()),
+            ["fn/a", "fn/b", "fn/c"]
+        );
         assert_eq!(keys(store.scan("t", "", None, 10).unwrap()).len(), 6);
     }
 

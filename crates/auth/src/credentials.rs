@@ -1,0 +1,337 @@
+//! Access keys and the principals they stand for, kept in the metadata store and
+//! served from memory on the request path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::identity::Principal;
+
+const TABLE: &str = "credentials";
+const ACCOUNT_TABLE: &str = "account";
+const ROOT_RECORD: &str = "root";
+const SCAN_PAGE: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt credential record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("this data dir belongs to account {stored}, not {configured}")]
+    AccountMismatch { stored: String, configured: String },
+    #[error("invalid root access key id {0:?}: expected 16 to 128 letters and digits")]
+    InvalidRootKeyId(String),
+    #[error("the root secret access key must not be empty")]
+    EmptyRootSecret,
+    #[error("no randomness available: {0}")]
+    Random(String),
+}
+
+/// An access key pair and who it belongs to; temporary credentials also carry a
+/// session token and an expiry.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub principal: Principal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+    /// Unix seconds after which a temporary credential is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal", &self.principal)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|at| now.unix_timestamp() >= at)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RootRecord {
+    account_id: String,
+    access_key_id: String,
+}
+
+/// The root key pair and whether this start created it.
+pub struct RootCredentials {
+    pub credential: Arc<Credential>,
+    pub created: bool,
+}
+
+/// Every known access key. Reads come from memory; writes go to the metadata store
+/// first, so what a caller was handed is durable before it can be used.
+pub struct CredentialStore {
+    meta: Arc<dyn MetadataStore>,
+    cache: RwLock<HashMap<String, Arc<Credential>>>,
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], CredentialError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|err| CredentialError::Random(err.to_string()))?;
+    Ok(bytes)
+}
+
+/// A key id like AWS's: a four-letter prefix and 16 characters of base32.
+fn new_access_key_id(prefix: &str) -> Result<String, CredentialError> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let random = random_bytes::<16>()?;
+    let tail: String = random
+        .iter()
+        .map(|b| ALPHABET[(*b & 31) as usize] as char)
+        .collect();
+    Ok(format!("{prefix}{tail}"))
+}
+
+fn new_secret(bytes: usize) -> Result<String, CredentialError> {
+    let random = random_bytes::<96>()?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(&random[..bytes]))
+}
+
+fn decode(key: &str, value: &[u8]) -> Result<Credential, CredentialError> {
+    serde_json::from_slice(value).map_err(|err| CredentialError::Corrupt {
+        key: key.to_owned(),
+        reason: err.to_string(),
+    })
+}
+
+fn encode(credential: &Credential) -> Vec<u8> {
+    serde_json::to_vec(credential).expect("credentials serialize")
+}
+
+impl CredentialStore {
+    /// Loads every credential, dropping temporary ones that have expired.
+    pub fn load(
+        meta: Arc<dyn MetadataStore>,
+        now: OffsetDateTime,
+    ) -> Result<Self, CredentialError> {
+        let mut cache = HashMap::new();
+        let mut expired = WriteBatch::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = meta.scan(TABLE, "", after.as_deref(), SCAN_PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            for record in page {
+                let credential = decode(&record.key, &record.value)?;
+                if credential.is_expired(now) {
+                    expired = expired.delete(TABLE, &record.key, Expect::Version(record.version));
+                } else {
+                    cache.insert(record.key, Arc::new(credential));
+                }
+            }
+        }
+        if !expired.is_empty() {
+            meta.commit(expired)?;
+        }
+        Ok(Self {
+            meta,
+            cache: RwLock::new(cache),
+        })
+    }
+
+    pub fn get(&self, access_key_id: &str) -> Option<Arc<Credential>> {
+        self.cache
+            .read()
+            .expect("credential cache poisoned")
+            .get(access_key_id)
+            .cloned()
+    }
+
+    fn insert(
+        &self,
+        credential: Credential,
+        extra: WriteBatch,
+    ) -> Result<Arc<Credential>, CredentialError> {
+        let key = credential.access_key_id.clone();
+        self.meta
+            .commit(extra.put(TABLE, &key, encode(&credential), Expect::Absent))?;
+        let credential = Arc::new(credential);
+        self.cache
+            .write()
+            .expect("credential cache poisoned")
+            .insert(key, credential.clone());
+        Ok(credential)
+    }
+
+    /// Returns the account's root keys, creating them on the first start from
+    /// `provided` or from fresh random keys.
+    pub fn bootstrap_root(
+        &self,
+        account_id: &str,
+        provided: Option<(String, String)>,
+    ) -> Result<RootCredentials, CredentialError> {
+        if let Some(record) = self.meta.get(ACCOUNT_TABLE, ROOT_RECORD)? {
+            let root: RootRecord =
+                serde_json::from_slice(&record.value).map_err(|err| CredentialError::Corrupt {
+                    key: ROOT_RECORD.to_owned(),
+                    reason: err.to_string(),
+                })?;
+            if root.account_id != account_id {
+                return Err(CredentialError::AccountMismatch {
+                    stored: root.account_id,
+                    configured: account_id.to_owned(),
+                });
+            }
+            let credential =
+                self.get(&root.access_key_id)
+                    .ok_or_else(|| CredentialError::Corrupt {
+                        key: root.access_key_id.clone(),
+                        reason: "the root access key record is missing".to_owned(),
+                    })?;
+            return Ok(RootCredentials {
+                credential,
+                created: false,
+            });
+        }
+        let (access_key_id, secret_access_key) = match provided {
+            Some((id, secret)) => {
+                if !(16..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    return Err(CredentialError::InvalidRootKeyId(id));
+                }
+                if secret.is_empty() {
+                    return Err(CredentialError::EmptyRootSecret);
+                }
+                (id, secret)
+            }
+            None => (new_access_key_id("AKIA")?, new_secret(30)?),
+        };
+        let root = RootRecord {
+            account_id: account_id.to_owned(),
+            access_key_id: access_key_id.clone(),
+        };
+        let credential = self.insert(
+            Credential {
+                access_key_id,
+                secret_access_key,
+                principal: Principal::root(account_id),
+                session_token: None,
+                expires_at: None,
+            },
+            WriteBatch::new().put(
+                ACCOUNT_TABLE,
+                ROOT_RECORD,
+                serde_json::to_vec(&root).expect("root record serializes"),
+                Expect::Absent,
+            ),
+        )?;
+        Ok(RootCredentials {
+            credential,
+            created: true,
+        })
+    }
+
+    /// Issues temporary credentials for `principal`, valid for `duration`.
+    pub fn issue_session(
+        &self,
+        principal: Principal,
+        duration: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Credential>, CredentialError> {
+        self.insert(
+            Credential {
+                access_key_id: new_access_key_id("ASIA")?,
+                secret_access_key: new_secret(30)?,
+                principal,
+                session_token: Some(new_secret(96)?),
+                expires_at: Some((now + duration).unix_timestamp()),
+            },
+            WriteBatch::new(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_storage::SqliteStore;
+
+    fn meta() -> (tempfile::TempDir, Arc<dyn MetadataStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    #[test]
+    fn root_is_created_once_and_kept() {
+        let (_dir, meta) = meta();
+        let now = OffsetDateTime::now_utc();
+        let store = CredentialStore::load(meta.clone(), now).unwrap();
+        let first = store.bootstrap_root("000000000000", None).unwrap();
+        assert!(first.created);
+        assert!(first.credential.access_key_id.starts_with("AKIA"));
+        assert_eq!(first.credential.access_key_id.len(), 20);
+        assert_eq!(first.credential.secret_access_key.len(), 40);
+
+        let reloaded = CredentialStore::load(meta, now).unwrap();
+        let provided = Some(("AKIAIGNOREDIGNORED00".to_owned(), "x".to_owned()));
+        let again = reloaded.bootstrap_root("000000000000", provided).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.credential, first.credential);
+        assert!(matches!(
+            reloaded.bootstrap_root("111111111111", None),
+            Err(CredentialError::AccountMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn provided_root_keys_are_validated() {
+        let (_dir, meta) = meta();
+        let store = CredentialStore::load(meta, OffsetDateTime::now_utc()).unwrap();
+        let bad = Some(("short".to_owned(), "secret".to_owned()));
+        assert!(matches!(
+            store.bootstrap_root("000000000000", bad),
+            Err(CredentialError::InvalidRootKeyId(_))
+        ));
+        let good = Some(("AKIDEXAMPLE000000000".to_owned(), "secret".to_owned()));
+        let root = store.bootstrap_root("000000000000", good).unwrap();
+        assert_eq!(root.credential.secret_access_key, "secret");
+        assert!(
+            store
+                .get("AKIDEXAMPLE000000000")
+                .unwrap()
+                .principal
+                .is_root()
+        );
+    }
+
+    #[test]
+    fn sessions_are_durable_and_expired_ones_are_dropped_on_load() {
+        let (_dir, meta) = meta();
+        let now = OffsetDateTime::now_utc();
+        let store = CredentialStore::load(meta.clone(), now).unwrap();
+        let session = store
+            .issue_session(Principal::root("000000000000"), Duration::hours(1), now)
+            .unwrap();
+        assert!(session.access_key_id.starts_with("ASIA"));
+        assert!(session.session_token.as_ref().unwrap().len() >= 100);
+
+        let reloaded = CredentialStore::load(meta.clone(), now).unwrap();
+        assert_eq!(
+            reloaded.get(&session.access_key_id).as_deref(),
+            Some(&*session)
+        );
+        assert!(!session.is_expired(now));
+        assert!(session.is_expired(now + Duration::hours(1)));
+
+        let later = CredentialStore::load(meta.clone(), now + Duration::hours(2)).unwrap();
+        assert!(later.get(&session.access_key_id).is_none());
+        assert!(meta.get(TABLE, &session.access_key_id).unwrap().is_none());
+    }
+}

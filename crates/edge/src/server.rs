@@ -1,0 +1,398 @@
+//! The listener and the path of one request: route to a service, read the bounded
+//! body, authenticate, let the service parse and handle, shape errors, count.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use nimbus_auth::{AuthError, AuthMode, AuthRequest, Authenticator, RequestParts};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::metrics::Metrics;
+use crate::protocol::{AwsError, Protocol};
+use crate::service::{
+    DynService, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
+};
+
+/// A slow client gets this long to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The AWS-facing front door of one nimbus server.
+pub struct Edge {
+    services: HashMap<&'static str, Arc<dyn DynService>>,
+    authenticator: Arc<Authenticator>,
+    metrics: Metrics,
+    region: Arc<str>,
+    account_id: Arc<str>,
+    started: Instant,
+}
+
+pub struct EdgeBuilder {
+    edge: Edge,
+}
+
+impl EdgeBuilder {
+    pub fn service(mut self, service: impl Service) -> Self {
+        let name = service.descriptor().signing_name;
+        self.edge.services.insert(name, Arc::new(service));
+        self
+    }
+
+    pub fn build(self) -> Arc<Edge> {
+        Arc::new(self.edge)
+    }
+}
+
+/// Where a request goes, decided from its headers alone.
+enum Route {
+    Service(&'static ServiceDescriptor, Arc<dyn DynService>),
+    NotRunning(&'static ServiceDescriptor),
+    Unknown { signing_name: Option<String> },
+}
+
+impl Edge {
+    pub fn builder(
+        authenticator: Arc<Authenticator>,
+        region: &str,
+        account_id: &str,
+    ) -> EdgeBuilder {
+        EdgeBuilder {
+            edge: Edge {
+                services: HashMap::new(),
+                authenticator,
+                metrics: Metrics::default(),
+                region: region.into(),
+                account_id: account_id.into(),
+                started: Instant::now(),
+            },
+        }
+    }
+
+    /// Every route of the edge port: internal endpoints under `/_nimbus/`, AWS APIs
+    /// everywhere else.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/_nimbus/health", get(health))
+            .route("/_nimbus/metrics", get(metrics))
+            .route("/_nimbus/{*rest}", any(internal_not_found))
+            .fallback(aws)
+            .with_state(self)
+    }
+
+    fn route(&self, parts: &http::request::Parts) -> Route {
+        let request = RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or_default(),
+            headers: &parts.headers,
+        };
+        let signing_name = Authenticator::signing_name(&request);
+        let descriptor = match &signing_name {
+            Some(name) => catalog::by_signing_name(name),
+            None => parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .and_then(catalog::by_target),
+        };
+        match descriptor {
+            Some(descriptor) => match self.services.get(descriptor.signing_name) {
+                Some(service) => Route::Service(descriptor, service.clone()),
+                None => Route::NotRunning(descriptor),
+            },
+            None => Route::Unknown { signing_name },
+        }
+    }
+
+    async fn handle(&self, request: Request, request_id: String) -> Response {
+        let started = Instant::now();
+        let (mut parts, body) = request.into_parts();
+        // HTTP/2 carries the host as :authority, but SigV4 signs it as `host`.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(authority) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, authority);
+            }
+        }
+        let (descriptor, service) = match self.route(&parts) {
+            Route::Service(descriptor, service) => (descriptor, service),
+            Route::NotRunning(descriptor) => {
+                let err = AwsError::service_not_running(descriptor.name);
+                return self.finish(
+                    descriptor.protocol,
+                    descriptor,
+                    None,
+                    Err(err),
+                    &request_id,
+                    started,
+                );
+            }
+            Route::Unknown { signing_name } => {
+                let protocol = Protocol::guess(&parts);
+                let err = match signing_name {
+                    Some(name) => AwsError::unknown_service(&name),
+                    None => AwsError::from_auth(&AuthError::Missing, protocol),
+                };
+                let response = protocol.error_response(&err, &request_id, None);
+                return self.respond(protocol, "unknown", None, response, &request_id, started);
+            }
+        };
+        let protocol = descriptor.protocol;
+        let body = match read_body(body, &parts.headers, protocol, descriptor.max_body).await {
+            Ok(body) => body,
+            Err(err) => {
+                return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
+            }
+        };
+        let authenticated = self.authenticator.authenticate(
+            &AuthRequest {
+                parts: RequestParts {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    query: parts.uri.query().unwrap_or_default(),
+                    headers: &parts.headers,
+                },
+                body: &body,
+                path_style: descriptor.path_style(),
+            },
+            OffsetDateTime::now_utc(),
+        );
+        let caller = match authenticated {
+            Ok(caller) => caller,
+            Err(err) => {
+                tracing::info!(error = %err, "request not authenticated");
+                let err = AwsError::from_auth(&err, protocol);
+                return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
+            }
+        };
+        tracing::Span::current().record("principal", caller.principal.arn());
+        let ctx = RequestContext {
+            request_id: request_id.clone(),
+            caller,
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+        };
+        let (operation, result) = service.call(&ctx, ServiceRequest { parts, body }).await;
+        self.finish(
+            protocol,
+            descriptor,
+            operation,
+            result,
+            &request_id,
+            started,
+        )
+    }
+
+    fn finish(
+        &self,
+        protocol: Protocol,
+        descriptor: &'static ServiceDescriptor,
+        operation: Option<&'static str>,
+        result: Result<http::Response<Bytes>, AwsError>,
+        request_id: &str,
+        started: Instant,
+    ) -> Response {
+        let response = result.unwrap_or_else(|err| {
+            protocol.error_response(&err, request_id, descriptor.xml_namespace)
+        });
+        self.respond(
+            protocol,
+            descriptor.name,
+            operation,
+            response,
+            request_id,
+            started,
+        )
+    }
+
+    fn respond(
+        &self,
+        protocol: Protocol,
+        service: &'static str,
+        operation: Option<&'static str>,
+        mut response: http::Response<Bytes>,
+        request_id: &str,
+        started: Instant,
+    ) -> Response {
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            response
+                .headers_mut()
+                .insert(protocol.request_id_header(), value);
+        }
+        let status = response.status();
+        let operation = operation.unwrap_or("unknown");
+        let elapsed = started.elapsed();
+        self.metrics
+            .observe(service, operation, status.as_u16(), elapsed);
+        tracing::debug!(
+            service,
+            operation,
+            status = status.as_u16(),
+            micros = elapsed.as_micros() as u64,
+            "request done"
+        );
+        response.map(Body::from)
+    }
+}
+
+/// Reads a body no larger than `limit`, refusing a declared oversize length before
+/// reading a byte of it.
+async fn read_body(
+    body: Body,
+    headers: &http::HeaderMap,
+    protocol: Protocol,
+    limit: usize,
+) -> Result<Bytes, AwsError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(AwsError::too_large(protocol, limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(AwsError::too_large(protocol, limit))
+        }
+        Err(err) => Err(AwsError::new(
+            StatusCode::BAD_REQUEST,
+            "IncompleteBody",
+            format!("The request body could not be read: {err}"),
+        )),
+    }
+}
+
+async fn aws(State(edge): State<Arc<Edge>>, request: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span =
+        tracing::info_span!("request", request_id = %request_id, principal = tracing::field::Empty);
+    edge.handle(request, request_id).instrument(span).await
+}
+
+async fn health(State(edge): State<Arc<Edge>>) -> Response {
+    let services: serde_json::Map<String, serde_json::Value> = catalog::ALL
+        .iter()
+        .map(|d| {
+            let state = if edge.services.contains_key(d.signing_name) {
+                "running"
+            } else {
+                "unavailable"
+            };
+            (d.name.to_owned(), state.into())
+        })
+        .collect();
+    let body = serde_json::json!({
+        "status": "running",
+        "version": env!("CARGO_PKG_VERSION"),
+        "region": &*edge.region,
+        "account_id": &*edge.account_id,
+        "auth": match edge.authenticator.mode() {
+            AuthMode::Strict => "strict",
+            AuthMode::Permissive => "permissive",
+        },
+        "uptime_seconds": edge.started.elapsed().as_secs(),
+        "services": services,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        edge.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn internal_not_found(request: Request) -> Response {
+    let body = serde_json::json!({
+        "error": "NotFound",
+        "message": format!("no internal endpoint at {}", request.uri().path()),
+    });
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Serves `router` on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then
+/// stops accepting and gives open requests up to `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let service = TowerToHyperService::new(router);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = builder.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(err) = connection.await {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing open requests");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "open requests did not finish in time; closing them"
+        );
+    }
+}

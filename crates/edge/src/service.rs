@@ -1,0 +1,209 @@
+//! How a service plugs into the edge: it parses a request into its own typed
+//! operation, then handles the operation knowing nothing of HTTP routing, signing or
+//! error shaping.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use nimbus_auth::{Caller, PathStyle};
+
+use crate::protocol::{AwsError, Protocol};
+
+/// What the edge knows about a service before any request reaches it.
+#[derive(Debug)]
+pub struct ServiceDescriptor {
+    /// The name in health reports and metrics.
+    pub name: &'static str,
+    /// The service in SigV4 credential scopes, which routes signed requests.
+    pub signing_name: &'static str,
+    pub protocol: Protocol,
+    /// The `X-Amz-Target` prefix of json-1.1 services, which routes unsigned requests.
+    pub target_prefix: Option<&'static str>,
+    /// The namespace of query-protocol XML.
+    pub xml_namespace: Option<&'static str>,
+    /// Bodies larger than this are refused before they are read.
+    pub max_body: usize,
+}
+
+impl ServiceDescriptor {
+    pub fn path_style(&self) -> PathStyle {
+        if self.protocol == Protocol::RestXml {
+            PathStyle::AsSent
+        } else {
+            PathStyle::Normalized
+        }
+    }
+}
+
+const MIB: usize = 1 << 20;
+
+/// Every service nimbus routes, built or not: requests to one that is not running
+/// still get an error in the shape their client expects.
+pub mod catalog {
+    use super::*;
+
+    pub const STS: ServiceDescriptor = ServiceDescriptor {
+        name: "sts",
+        signing_name: "sts",
+        protocol: Protocol::Query,
+        target_prefix: None,
+        xml_namespace: Some("https://sts.amazonaws.com/doc/2011-06-15/"),
+        max_body: MIB,
+    };
+    pub const IAM: ServiceDescriptor = ServiceDescriptor {
+        name: "iam",
+        signing_name: "iam",
+        protocol: Protocol::Query,
+        target_prefix: None,
+        xml_namespace: Some("https://iam.amazonaws.com/doc/2010-05-08/"),
+        max_body: MIB,
+    };
+    pub const LAMBDA: ServiceDescriptor = ServiceDescriptor {
+        name: "lambda",
+        signing_name: "lambda",
+        protocol: Protocol::RestJson,
+        target_prefix: None,
+        xml_namespace: None,
+        // A 50 MB zip upload, base64-encoded inside JSON.
+        max_body: 70 * MIB,
+    };
+    pub const S3: ServiceDescriptor = ServiceDescriptor {
+        name: "s3",
+        signing_name: "s3",
+        protocol: Protocol::RestXml,
+        target_prefix: None,
+        xml_namespace: None,
+        max_body: 5 * 1024 * MIB,
+    };
+    pub const ECR: ServiceDescriptor = ServiceDescriptor {
+        name: "ecr",
+        signing_name: "ecr",
+        protocol: Protocol::Json11,
+        target_prefix: Some("AmazonEC2ContainerRegistry_V20150921"),
+        xml_namespace: None,
+        max_body: 10 * MIB,
+    };
+    pub const ECS: ServiceDescriptor = ServiceDescriptor {
+        name: "ecs",
+        signing_name: "ecs",
+        protocol: Protocol::Json11,
+        target_prefix: Some("AmazonEC2ContainerServiceV20141113"),
+        xml_namespace: None,
+        max_body: 10 * MIB,
+    };
+    pub const LOGS: ServiceDescriptor = ServiceDescriptor {
+        name: "logs",
+        signing_name: "logs",
+        protocol: Protocol::Json11,
+        target_prefix: Some("Logs_20140328"),
+        xml_namespace: None,
+        // PutLogEvents batches are at most 1 MiB.
+        max_body: 2 * MIB,
+    };
+    pub const SCHEDULER: ServiceDescriptor = ServiceDescriptor {
+        name: "scheduler",
+        signing_name: "scheduler",
+        protocol: Protocol::RestJson,
+        target_prefix: None,
+        xml_namespace: None,
+        max_body: MIB,
+    };
+
+    pub const ALL: &[&ServiceDescriptor] =
+        &[&STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER];
+
+    pub fn by_signing_name(name: &str) -> Option<&'static ServiceDescriptor> {
+        ALL.iter().copied().find(|d| d.signing_name == name)
+    }
+
+    /// The json-1.1 service whose operations an `X-Amz-Target` value names.
+    pub fn by_target(target: &str) -> Option<&'static ServiceDescriptor> {
+        let prefix = target.split_once('.')?.0;
+        ALL.iter()
+            .copied()
+            .find(|d| d.target_prefix == Some(prefix))
+    }
+}
+
+/// Facts about the request and its caller that every handler may need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub caller: Caller,
+    pub region: Arc<str>,
+    pub account_id: Arc<str>,
+}
+
+/// An authenticated request with its whole (bounded) body.
+#[derive(Debug)]
+pub struct ServiceRequest {
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+}
+
+/// A parsed operation; its name labels metrics and logs.
+pub trait Operation: Send {
+    fn name(&self) -> &'static str;
+}
+
+/// A service as the edge drives it: `parse` turns the request into a typed,
+/// validated operation, `handle` carries it out.
+pub trait Service: Send + Sync + 'static {
+    type Operation: Operation;
+
+    fn descriptor(&self) -> &'static ServiceDescriptor;
+
+    fn parse(&self, req: &ServiceRequest) -> Result<Self::Operation, AwsError>;
+
+    fn handle(
+        &self,
+        ctx: &RequestContext,
+        operation: Self::Operation,
+    ) -> impl Future<Output = Result<Response<Bytes>, AwsError>> + Send;
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The operation name (when the request parsed) and the outcome.
+pub(crate) type Outcome = (Option<&'static str>, Result<Response<Bytes>, AwsError>);
+
+/// [`Service`] with its operation type erased, so the edge can hold many.
+pub(crate) trait DynService: Send + Sync {
+    fn call<'a>(&'a self, ctx: &'a RequestContext, req: ServiceRequest) -> BoxFuture<'a, Outcome>;
+}
+
+impl<S: Service> DynService for S {
+    fn call<'a>(&'a self, ctx: &'a RequestContext, req: ServiceRequest) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match self.parse(&req) {
+                Ok(operation) => {
+                    let name = operation.name();
+                    (Some(name), self.handle(ctx, operation).await)
+                }
+                Err(err) => (None, Err(err)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::catalog;
+
+    #[test]
+    fn catalog_routes_by_signing_name_and_target() {
+        assert_eq!(catalog::by_signing_name("sts").unwrap().name, "sts");
+        assert!(catalog::by_signing_name("nope").is_none());
+        assert_eq!(
+            catalog::by_target("Logs_20140328.PutLogEvents")
+                .unwrap()
+                .name,
+            "logs"
+        );
+        assert!(catalog::by_target("Logs_20140328").is_none());
+        assert!(catalog::by_target("Other.Op").is_none());
+    }
+}

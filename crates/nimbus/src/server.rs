@@ -1,0 +1,186 @@
+//! `nimbus server`: open the data dir, make sure root credentials exist, wire the
+//! services behind the edge and serve until told to stop.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nimbus_auth::{AuthMode, Authenticator, Credential, CredentialError, CredentialStore};
+use nimbus_edge::Edge;
+use nimbus_iam::Sts;
+use nimbus_storage::{MetadataStore, SqliteStore, StoreError};
+use time::OffsetDateTime;
+
+use crate::{AuthArg, ServerArgs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid --account-id {0:?}: expected 12 digits")]
+    AccountId(String),
+    #[error("invalid --region {0:?}: expected a name such as us-east-1")]
+    Region(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another nimbus server is using the data dir {0}")]
+    Locked(PathBuf),
+    #[error("metadata store: {0}")]
+    Store(#[from] StoreError),
+    #[error("credentials: {0}")]
+    Credentials(#[from] CredentialError),
+    #[error("NIMBUS_ROOT_ACCESS_KEY_ID and NIMBUS_ROOT_SECRET_ACCESS_KEY must be set together")]
+    HalfRootKeys,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+    move |source| StartError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn validate(args: &ServerArgs) -> Result<(), StartError> {
+    if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StartError::AccountId(args.account_id.clone()));
+    }
+    let region_ok = !args.region.is_empty()
+        && args.region.len() <= 32
+        && args
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !args.region.starts_with('-')
+        && !args.region.ends_with('-');
+    if !region_ok {
+        return Err(StartError::Region(args.region.clone()));
+    }
+    Ok(())
+}
+
+fn root_keys_from_env() -> Result<Option<(String, String)>, StartError> {
+    let id = std::env::var("NIMBUS_ROOT_ACCESS_KEY_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let secret = std::env::var("NIMBUS_ROOT_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (None, None) => Ok(None),
+        _ => Err(StartError::HalfRootKeys),
+    }
+}
+
+/// Writes `<data-dir>/credentials` in the AWS shared-credentials format, replacing any
+/// previous file atomically and readable by its owner only.
+fn write_credentials_file(path: &Path, root: &Credential) -> Result<(), StartError> {
+    let dir = path.parent().expect("credentials file has a parent");
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
+    write!(
+        file,
+        "[nimbus]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        root.access_key_id, root.secret_access_key
+    )
+    .map_err(io_at(path))?;
+    file.as_file().sync_all().map_err(io_at(path))?;
+    file.persist(path).map_err(|err| io_at(path)(err.error))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+pub async fn run(args: ServerArgs) -> Result<(), StartError> {
+    validate(&args)?;
+    let data_dir = &args.data_dir;
+    fs::create_dir_all(data_dir).map_err(io_at(data_dir))?;
+    let data_dir = data_dir.canonicalize().map_err(io_at(data_dir))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_at(&data_dir))?;
+    }
+    let lock_path = data_dir.join("nimbus.lock");
+    let lock = File::create(&lock_path).map_err(io_at(&lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(StartError::Locked(data_dir));
+    }
+
+    let meta: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.join("metadata.db"))?);
+    let credentials = Arc::new(CredentialStore::load(meta, OffsetDateTime::now_utc())?);
+    let provided = root_keys_from_env()?;
+    let root = credentials.bootstrap_root(&args.account_id, provided.clone())?;
+    if !root.created && provided.is_some_and(|(id, _)| id != root.credential.access_key_id) {
+        tracing::warn!("NIMBUS_ROOT_* keys are ignored: the data dir already has root keys");
+    }
+    let credentials_path = data_dir.join("credentials");
+    write_credentials_file(&credentials_path, &root.credential)?;
+
+    let mode = match args.auth {
+        AuthArg::Strict => AuthMode::Strict,
+        AuthArg::Permissive => {
+            tracing::warn!(
+                "auth is permissive: any well-formed signature is accepted without checking its secret; do not expose this server"
+            );
+            AuthMode::Permissive
+        }
+    };
+    let authenticator = Arc::new(Authenticator::new(
+        credentials.clone(),
+        mode,
+        &args.region,
+        &args.account_id,
+    ));
+    let edge = Edge::builder(authenticator, &args.region, &args.account_id)
+        .service(Sts::new(credentials))
+        .build();
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Io {
+            path: PathBuf::from(args.listen.to_string()),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(io_at(Path::new("listener")))?;
+    let endpoint = format!("http://{local}");
+    tracing::info!(%endpoint, data_dir = %data_dir.display(), "nimbus listening");
+    println!(
+        "nimbus {} listening on {endpoint} (region {}, account {}, auth {:?})",
+        env!("CARGO_PKG_VERSION"),
+        args.region,
+        args.account_id,
+        args.auth
+    );
+    println!(
+        "root credentials: {} (profile nimbus)",
+        credentials_path.display()
+    );
+    println!(
+        "try: AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} --profile nimbus --region {} sts get-caller-identity",
+        credentials_path.display(),
+        args.region
+    );
+
+    nimbus_edge::serve(
+        listener,
+        edge.router(),
+        shutdown_signal(),
+        Duration::from_secs(args.shutdown_grace),
+    )
+    .await;
+    tracing::info!("nimbus stopped");
+    drop(lock);
+    Ok(())
+}
