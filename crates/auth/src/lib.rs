@@ -102,10 +102,7 @@ impl Authenticator {
     /// The signing name (credential scope service) of a request, read without
     /// verifying anything, so the edge can route it and shape its errors.
     pub fn signing_name(parts: &RequestParts) -> Option<String> {
-        SignatureV4::from_request(parts)
-            .ok()
-            .flatten()
-            .map(|signature| signature.scope.service)
+        sigv4::scope_service(parts)
     }
 
     /// Verifies the request's signature and returns its caller.

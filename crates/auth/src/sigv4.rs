@@ -171,6 +171,23 @@ fn parse_signed_headers(text: &str) -> Result<Vec<String>, AuthError> {
     Ok(names)
 }
 
+/// The service of a request's credential scope, read leniently so that a request
+/// whose signature is otherwise malformed can still be routed and answered.
+pub fn scope_service(req: &RequestParts) -> Option<String> {
+    let credential = match header_str(req.headers, "authorization") {
+        Some(header) => header
+            .split([' ', ','])
+            .find_map(|field| field.strip_prefix("Credential="))
+            .map(str::to_owned),
+        None => query_param(req.query, "X-Amz-Credential"),
+    }?;
+    credential
+        .split('/')
+        .nth(3)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 impl SignatureV4 {
     /// Reads the signature of a request; `None` when it carries none at all.
     pub fn from_request(req: &RequestParts) -> Result<Option<Self>, AuthError> {
