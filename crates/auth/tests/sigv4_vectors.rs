@@ -119,7 +119,7 @@ fn every_vector_verifies_and_tampering_is_caught() {
         assert!(verify(&tampered).is_err(), "{name}: method change accepted");
 
         let mut tampered = parse(&fs::read_to_string(&file).unwrap());
-        tampered.path.push_str("x");
+        tampered.path.push('x');
         assert!(verify(&tampered).is_err(), "{name}: path change accepted");
 
         let mut tampered = parse(&fs::read_to_string(&file).unwrap());

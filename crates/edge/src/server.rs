@@ -123,14 +123,13 @@ impl Edge {
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
         // HTTP/2 carries the host as :authority, but SigV4 signs it as `host`.
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(authority) = parts
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(authority) = parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(header::HOST, authority);
-            }
+        {
+            parts.headers.insert(header::HOST, authority);
         }
         let (descriptor, service) = match self.route(&parts) {
             Route::Service(descriptor, service) => (descriptor, service),

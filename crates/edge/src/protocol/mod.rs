@@ -223,10 +223,10 @@ impl Protocol {
         *response.status_mut() = err.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if self == Protocol::RestJson {
-            if let Ok(code) = HeaderValue::from_str(&err.code) {
-                headers.insert("x-amzn-errortype", code);
-            }
+        if self == Protocol::RestJson
+            && let Ok(code) = HeaderValue::from_str(&err.code)
+        {
+            headers.insert("x-amzn-errortype", code);
         }
         response
     }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite with its own set-up: system packages, the build, lints, unit
+# and integration tests, then the end-to-end suite with real AWS clients in a venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+ensure_packages curl python3-venv
+
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+venv="${NIMBUS_VENV:-$PWD/.venv}"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
+
+[ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+PATH="$venv/bin:$PATH" NIMBUS_BIN="$target_dir/debug/nimbus" "$venv/bin/pytest" tests/e2e -q

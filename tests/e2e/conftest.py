@@ -1,0 +1,135 @@
+"""Fixtures that start the real nimbus binary and point real AWS clients at it."""
+
+import configparser
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+
+
+def nimbus_binary() -> str:
+    binary = os.environ.get("NIMBUS_BIN") or str(REPO / "target" / "debug" / "nimbus")
+    if not Path(binary).exists():
+        raise RuntimeError(f"nimbus binary not found at {binary}; build it or set NIMBUS_BIN")
+    return binary
+
+
+@dataclass
+class Nimbus:
+    """A running `nimbus server` on a free port."""
+
+    data_dir: Path
+    process: subprocess.Popen
+    endpoint: str
+    stderr_lines: list = field(default_factory=list)
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials"
+
+    def root_keys(self) -> tuple[str, str]:
+        parser = configparser.ConfigParser()
+        parser.read(self.credentials_file)
+        return parser["nimbus"]["aws_access_key_id"], parser["nimbus"]["aws_secret_access_key"]
+
+    def session(self, key_id=None, secret=None, token=None) -> boto3.Session:
+        if key_id is None:
+            key_id, secret = self.root_keys()
+        return boto3.Session(
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            region_name=REGION,
+        )
+
+    def client(self, service: str, **keys):
+        # No retries: a test must see the first answer, not a retried one.
+        config = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
+        return self.session(**keys).client(service, endpoint_url=self.endpoint, config=config)
+
+    def aws(self, *args, env=None, check=False) -> subprocess.CompletedProcess:
+        """Runs the aws CLI against this server with the profile the server wrote."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        full_env.update(
+            AWS_SHARED_CREDENTIALS_FILE=str(self.credentials_file),
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_MAX_ATTEMPTS="1",
+        )
+        full_env.update(env or {})
+        command = ["aws", "--endpoint-url", self.endpoint, "--region", REGION, *args]
+        return subprocess.run(command, env=full_env, capture_output=True, text=True, check=check, timeout=60)
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+
+
+def start_nimbus(data_dir: Path, *args: str, env=None) -> Nimbus:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        [nimbus_binary(), "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
+    first_line = process.stdout.readline()
+    match = re.search(r"listening on (http://\S+)", first_line)
+    if not match:
+        process.wait(timeout=10)
+        raise RuntimeError(f"nimbus did not start: {first_line}{process.stderr.read()}")
+    nimbus = Nimbus(data_dir=data_dir, process=process, endpoint=match.group(1))
+
+    # Drain both pipes so the server never blocks on a full one.
+    def drain(stream, sink):
+        for line in stream:
+            sink.append(line)
+
+    threading.Thread(target=drain, args=(process.stdout, []), daemon=True).start()
+    threading.Thread(target=drain, args=(process.stderr, nimbus.stderr_lines), daemon=True).start()
+    return nimbus
+
+
+@pytest.fixture
+def data_dir():
+    with tempfile.TemporaryDirectory(prefix="nimbus-e2e-") as directory:
+        yield Path(directory)
+
+
+@pytest.fixture(scope="session")
+def nimbus():
+    """One server shared by the tests that do not restart or reconfigure it."""
+    with tempfile.TemporaryDirectory(prefix="nimbus-e2e-") as directory:
+        server = start_nimbus(Path(directory))
+        try:
+            yield server
+        finally:
+            server.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def fresh_nimbus(data_dir):
+    """A server of the test's own, stopped at the end of the test."""
+    servers = []
+
+    def start(*args, env=None):
+        server = start_nimbus(data_dir, *args, env=env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
