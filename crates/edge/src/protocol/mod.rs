@@ -2,6 +2,7 @@
 //! each of them.
 
 pub mod query;
+pub mod rest_json;
 pub mod xml;
 
 use std::borrow::Cow;
