@@ -10,7 +10,10 @@ use std::time::Duration;
 use nimbus_auth::{AuthMode, Authenticator, Credential, CredentialError, CredentialStore};
 use nimbus_edge::Edge;
 use nimbus_iam::Sts;
-use nimbus_storage::{MetadataStore, SqliteStore, StoreError};
+use nimbus_lambda::code::{CodeCache, CodeError};
+use nimbus_lambda::store::FunctionStore;
+use nimbus_lambda::{Functions, LambdaApi, LambdaSettings};
+use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
 use crate::{AuthArg, ServerArgs};
@@ -32,6 +35,12 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("credentials: {0}")]
     Credentials(#[from] CredentialError),
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobError),
+    #[error("function code store: {0}")]
+    Code(#[from] CodeError),
+    #[error("resuming lambda functions: {0}")]
+    Lambda(String),
     #[error("NIMBUS_ROOT_ACCESS_KEY_ID and NIMBUS_ROOT_SECRET_ACCESS_KEY must be set together")]
     HalfRootKeys,
 }
@@ -117,7 +126,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     }
 
     let meta: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.join("metadata.db"))?);
-    let credentials = Arc::new(CredentialStore::load(meta, OffsetDateTime::now_utc())?);
+    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir.join("blobs"))?);
+    let credentials = Arc::new(CredentialStore::load(
+        meta.clone(),
+        OffsetDateTime::now_utc(),
+    )?);
     let provided = root_keys_from_env()?;
     let root = credentials.bootstrap_root(&args.account_id, provided.clone())?;
     if !root.created && provided.is_some_and(|(id, _)| id != root.credential.access_key_id) {
@@ -141,8 +154,22 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
         &args.account_id,
     ));
+    let functions = Arc::new(Functions::new(
+        FunctionStore::new(meta),
+        blobs,
+        CodeCache::open(&data_dir.join("lambda").join("code"))?,
+        &args.region,
+        &args.account_id,
+        LambdaSettings::default(),
+    ));
+    let lambda = LambdaApi::new(functions, &args.region, &args.account_id);
+    lambda
+        .resume()
+        .await
+        .map_err(|err| StartError::Lambda(err.message))?;
     let edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .service(Sts::new(credentials))
+        .service(lambda)
         .build();
 
     let listener = tokio::net::TcpListener::bind(args.listen)

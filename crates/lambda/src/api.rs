@@ -1,0 +1,519 @@
+//! Lambda's rest-json API: each request becomes a typed operation, which the control
+//! plane carries out on a blocking thread.
+
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use nimbus_edge::protocol::rest_json::{self, PathParams, RestRoutes};
+use nimbus_edge::{
+    AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
+};
+
+use crate::error::{invalid_content, service, validation};
+use crate::functions::Functions;
+use crate::model::*;
+use crate::names::FunctionRef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    CreateFunction,
+    ListFunctions,
+    GetFunction,
+    DeleteFunction,
+    GetFunctionConfiguration,
+    UpdateFunctionConfiguration,
+    UpdateFunctionCode,
+    PublishVersion,
+    ListVersionsByFunction,
+    CreateAlias,
+    ListAliases,
+    GetAlias,
+    UpdateAlias,
+    DeleteAlias,
+    PutFunctionConcurrency,
+    GetFunctionConcurrency,
+    DeleteFunctionConcurrency,
+    TagResource,
+    UntagResource,
+    ListTags,
+    GetAccountSettings,
+}
+
+static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
+    use Route::*;
+    RestRoutes::new(&[
+        (Method::POST, "/2015-03-31/functions", CreateFunction),
+        (Method::GET, "/2015-03-31/functions", ListFunctions),
+        (
+            Method::GET,
+            "/2015-03-31/functions/{FunctionName}",
+            GetFunction,
+        ),
+        (
+            Method::DELETE,
+            "/2015-03-31/functions/{FunctionName}",
+            DeleteFunction,
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/functions/{FunctionName}/configuration",
+            GetFunctionConfiguration,
+        ),
+        (
+            Method::PUT,
+            "/2015-03-31/functions/{FunctionName}/configuration",
+            UpdateFunctionConfiguration,
+        ),
+        (
+            Method::PUT,
+            "/2015-03-31/functions/{FunctionName}/code",
+            UpdateFunctionCode,
+        ),
+        (
+            Method::POST,
+            "/2015-03-31/functions/{FunctionName}/versions",
+            PublishVersion,
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/functions/{FunctionName}/versions",
+            ListVersionsByFunction,
+        ),
+        (
+            Method::POST,
+            "/2015-03-31/functions/{FunctionName}/aliases",
+            CreateAlias,
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/functions/{FunctionName}/aliases",
+            ListAliases,
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/functions/{FunctionName}/aliases/{Name}",
+            GetAlias,
+        ),
+        (
+            Method::PUT,
+            "/2015-03-31/functions/{FunctionName}/aliases/{Name}",
+            UpdateAlias,
+        ),
+        (
+            Method::DELETE,
+            "/2015-03-31/functions/{FunctionName}/aliases/{Name}",
+            DeleteAlias,
+        ),
+        (
+            Method::PUT,
+            "/2017-10-31/functions/{FunctionName}/concurrency",
+            PutFunctionConcurrency,
+        ),
+        (
+            Method::GET,
+            "/2019-09-30/functions/{FunctionName}/concurrency",
+            GetFunctionConcurrency,
+        ),
+        (
+            Method::DELETE,
+            "/2017-10-31/functions/{FunctionName}/concurrency",
+            DeleteFunctionConcurrency,
+        ),
+        (Method::POST, "/2017-03-31/tags/{Resource}", TagResource),
+        (Method::DELETE, "/2017-03-31/tags/{Resource}", UntagResource),
+        (Method::GET, "/2017-03-31/tags/{Resource}", ListTags),
+        (
+            Method::GET,
+            "/2016-08-19/account-settings",
+            GetAccountSettings,
+        ),
+    ])
+});
+
+/// Marker and MaxItems of a list operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub marker: Option<String>,
+    pub max_items: usize,
+}
+
+#[derive(Debug)]
+pub enum LambdaOperation {
+    CreateFunction(Box<CreateFunctionRequest>, FunctionRef),
+    ListFunctions(Page),
+    GetFunction(FunctionRef),
+    GetFunctionConfiguration(FunctionRef),
+    DeleteFunction(FunctionRef),
+    UpdateFunctionConfiguration(FunctionRef, UpdateFunctionConfigurationRequest),
+    UpdateFunctionCode(FunctionRef, UpdateFunctionCodeRequest),
+    PublishVersion(FunctionRef, PublishVersionRequest),
+    ListVersionsByFunction(FunctionRef, Page),
+    CreateAlias(FunctionRef, CreateAliasRequest),
+    ListAliases(FunctionRef, Option<String>, Page),
+    GetAlias(FunctionRef, String),
+    UpdateAlias(FunctionRef, String, UpdateAliasRequest),
+    DeleteAlias(FunctionRef, String),
+    PutFunctionConcurrency(FunctionRef, i64),
+    GetFunctionConcurrency(FunctionRef),
+    DeleteFunctionConcurrency(FunctionRef),
+    TagResource(String, TagResourceRequest),
+    UntagResource(String, Vec<String>),
+    ListTags(String),
+    GetAccountSettings,
+}
+
+impl Operation for LambdaOperation {
+    fn name(&self) -> &'static str {
+        use LambdaOperation::*;
+        match self {
+            CreateFunction(..) => "CreateFunction",
+            ListFunctions(..) => "ListFunctions",
+            GetFunction(..) => "GetFunction",
+            GetFunctionConfiguration(..) => "GetFunctionConfiguration",
+            DeleteFunction(..) => "DeleteFunction",
+            UpdateFunctionConfiguration(..) => "UpdateFunctionConfiguration",
+            UpdateFunctionCode(..) => "UpdateFunctionCode",
+            PublishVersion(..) => "PublishVersion",
+            ListVersionsByFunction(..) => "ListVersionsByFunction",
+            CreateAlias(..) => "CreateAlias",
+            ListAliases(..) => "ListAliases",
+            GetAlias(..) => "GetAlias",
+            UpdateAlias(..) => "UpdateAlias",
+            DeleteAlias(..) => "DeleteAlias",
+            PutFunctionConcurrency(..) => "PutFunctionConcurrency",
+            GetFunctionConcurrency(..) => "GetFunctionConcurrency",
+            DeleteFunctionConcurrency(..) => "DeleteFunctionConcurrency",
+            TagResource(..) => "TagResource",
+            UntagResource(..) => "UntagResource",
+            ListTags(..) => "ListTags",
+            GetAccountSettings => "GetAccountSettings",
+        }
+    }
+}
+
+pub struct LambdaApi {
+    functions: Arc<Functions>,
+    region: String,
+    account: String,
+}
+
+impl LambdaApi {
+    pub fn new(functions: Arc<Functions>, region: &str, account: &str) -> Self {
+        Self {
+            functions,
+            region: region.to_owned(),
+            account: account.to_owned(),
+        }
+    }
+}
+
+struct Inputs<'a> {
+    req: &'a ServiceRequest,
+    params: PathParams,
+    query: Vec<(String, String)>,
+    region: &'a str,
+    account: &'a str,
+}
+
+impl Inputs<'_> {
+    fn query(&self, name: &str) -> Option<String> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn function(&self) -> Result<FunctionRef, AwsError> {
+        let name = self.params.get("FunctionName").unwrap_or_default();
+        FunctionRef::parse(name, self.region, self.account)?.with_qualifier(self.query("Qualifier"))
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.params.get(name).unwrap_or_default().to_owned()
+    }
+
+    fn body<T: serde::de::DeserializeOwned>(&self) -> Result<T, AwsError> {
+        rest_json::json_body(self.req).map_err(invalid_content)
+    }
+
+    fn page(&self, max: usize) -> Result<Page, AwsError> {
+        let max_items = match self.query("MaxItems") {
+            None => max,
+            Some(text) => {
+                let value: i64 = text
+                    .parse()
+                    .map_err(|_| validation("maxItems", &text, "Member must be a number"))?;
+                if !(1..=10_000).contains(&value) {
+                    return Err(validation(
+                        "maxItems",
+                        &text,
+                        "Member must have value between 1 and 10000",
+                    ));
+                }
+                (value as usize).min(max)
+            }
+        };
+        Ok(Page {
+            marker: self.query("Marker"),
+            max_items,
+        })
+    }
+}
+
+fn parse(route: Route, inputs: &Inputs) -> Result<LambdaOperation, AwsError> {
+    use LambdaOperation as Op;
+    Ok(match route {
+        Route::CreateFunction => {
+            let request: CreateFunctionRequest = inputs.body()?;
+            let name = FunctionRef::parse(&request.function_name, inputs.region, inputs.account)?;
+            Op::CreateFunction(Box::new(request), name)
+        }
+        Route::ListFunctions => Op::ListFunctions(inputs.page(50)?),
+        Route::GetFunction => Op::GetFunction(inputs.function()?),
+        Route::GetFunctionConfiguration => Op::GetFunctionConfiguration(inputs.function()?),
+        Route::DeleteFunction => Op::DeleteFunction(inputs.function()?),
+        Route::UpdateFunctionConfiguration => {
+            Op::UpdateFunctionConfiguration(inputs.function()?, inputs.body()?)
+        }
+        Route::UpdateFunctionCode => Op::UpdateFunctionCode(inputs.function()?, inputs.body()?),
+        Route::PublishVersion => Op::PublishVersion(inputs.function()?, inputs.body()?),
+        Route::ListVersionsByFunction => {
+            Op::ListVersionsByFunction(inputs.function()?, inputs.page(50)?)
+        }
+        Route::CreateAlias => Op::CreateAlias(inputs.function()?, inputs.body()?),
+        Route::ListAliases => Op::ListAliases(
+            inputs.function()?,
+            inputs.query("FunctionVersion"),
+            inputs.page(50)?,
+        ),
+        Route::GetAlias => Op::GetAlias(inputs.function()?, inputs.path("Name")),
+        Route::UpdateAlias => {
+            Op::UpdateAlias(inputs.function()?, inputs.path("Name"), inputs.body()?)
+        }
+        Route::DeleteAlias => Op::DeleteAlias(inputs.function()?, inputs.path("Name")),
+        Route::PutFunctionConcurrency => {
+            let request: PutFunctionConcurrencyRequest = inputs.body()?;
+            Op::PutFunctionConcurrency(inputs.function()?, request.reserved_concurrent_executions)
+        }
+        Route::GetFunctionConcurrency => Op::GetFunctionConcurrency(inputs.function()?),
+        Route::DeleteFunctionConcurrency => Op::DeleteFunctionConcurrency(inputs.function()?),
+        Route::TagResource => Op::TagResource(inputs.path("Resource"), inputs.body()?),
+        Route::UntagResource => Op::UntagResource(
+            inputs.path("Resource"),
+            inputs
+                .query
+                .iter()
+                .filter(|(k, _)| k == "tagKeys")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        ),
+        Route::ListTags => Op::ListTags(inputs.path("Resource")),
+        Route::GetAccountSettings => Op::GetAccountSettings,
+    })
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Bytes> {
+    rest_json::json_response(status, value)
+}
+
+fn listing<T: serde::Serialize>(
+    key: &str,
+    items: Vec<T>,
+    next: Option<String>,
+) -> serde_json::Value {
+    let mut value = serde_json::json!({ key: items });
+    if let Some(next) = next {
+        value["NextMarker"] = next.into();
+    }
+    value
+}
+
+/// Runs a control-plane call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    functions: &Arc<Functions>,
+    call: impl FnOnce(&Functions) -> Result<T, AwsError> + Send + 'static,
+) -> Result<T, AwsError> {
+    let functions = functions.clone();
+    tokio::task::spawn_blocking(move || call(&functions))
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "lambda control-plane task failed");
+            service("An internal error occurred.")
+        })?
+}
+
+impl LambdaApi {
+    /// Finishes a create or update in the background, as Lambda does: the caller sees
+    /// `Pending`/`InProgress` and polls (or waits) for `Active`/`Successful`.
+    fn settle_later(&self, name: String) {
+        let functions = self.functions.clone();
+        tokio::spawn(async move {
+            if let Err(err) = blocking(&functions, move |f| f.settle(&name)).await {
+                tracing::error!(error = %err.message, "settling a function failed");
+            }
+        });
+    }
+
+    /// Settles every function a restart left half-created or half-updated.
+    pub async fn resume(&self) -> Result<(), AwsError> {
+        for name in blocking(&self.functions, |f| f.unsettled()).await? {
+            self.settle_later(name);
+        }
+        Ok(())
+    }
+
+    async fn get_function(&self, function: FunctionRef) -> Result<serde_json::Value, AwsError> {
+        let (record, config, code) =
+            blocking(&self.functions, move |f| f.resolve(&function)).await?;
+        let mut value = serde_json::json!({
+            "Configuration": config,
+            "Code": { "RepositoryType": "S3", "Location": format!("/_nimbus/lambda/code/{}", code.digest) },
+            "Tags": record.tags,
+        });
+        if let Some(reserved) = record.reserved_concurrency {
+            value["Concurrency"] = serde_json::json!({ "ReservedConcurrentExecutions": reserved });
+        }
+        Ok(value)
+    }
+}
+
+impl Service for LambdaApi {
+    type Operation = LambdaOperation;
+
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        &catalog::LAMBDA
+    }
+
+    fn parse(&self, req: &ServiceRequest) -> Result<LambdaOperation, AwsError> {
+        let (route, params) = ROUTES.find(&req.parts.method, req.parts.uri.path())?;
+        let inputs = Inputs {
+            req,
+            params,
+            query: rest_json::query_params(req),
+            region: &self.region,
+            account: &self.account,
+        };
+        parse(route, &inputs)
+    }
+
+    async fn handle(
+        &self,
+        _ctx: &RequestContext,
+        operation: LambdaOperation,
+    ) -> Result<Response<Bytes>, AwsError> {
+        use LambdaOperation as Op;
+        let f = &self.functions;
+        match operation {
+            Op::CreateFunction(request, name) => {
+                let config = blocking(f, move |f| f.create(*request, name)).await?;
+                if config.state == "Pending" {
+                    self.settle_later(config.function_name.clone());
+                }
+                Ok(json(StatusCode::CREATED, &config))
+            }
+            Op::ListFunctions(page) => {
+                let (items, next) =
+                    blocking(f, move |f| f.list(page.marker.as_deref(), page.max_items)).await?;
+                Ok(json(StatusCode::OK, &listing("Functions", items, next)))
+            }
+            Op::GetFunction(function) => {
+                Ok(json(StatusCode::OK, &self.get_function(function).await?))
+            }
+            Op::GetFunctionConfiguration(function) => {
+                let (_, config, _) = blocking(f, move |f| f.resolve(&function)).await?;
+                Ok(json(StatusCode::OK, &config))
+            }
+            Op::DeleteFunction(function) => {
+                blocking(f, move |f| f.delete(function)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::UpdateFunctionConfiguration(function, request) => {
+                let config = blocking(f, move |f| f.update_config(function, request)).await?;
+                self.settle_later(config.function_name.clone());
+                Ok(json(StatusCode::OK, &config))
+            }
+            Op::UpdateFunctionCode(function, request) => {
+                let config = blocking(f, move |f| f.update_code(function, request)).await?;
+                self.settle_later(config.function_name.clone());
+                Ok(json(StatusCode::OK, &config))
+            }
+            Op::PublishVersion(function, request) => {
+                let config = blocking(f, move |f| f.publish_version(function, request)).await?;
+                Ok(json(StatusCode::CREATED, &config))
+            }
+            Op::ListVersionsByFunction(function, page) => {
+                let (items, next) = blocking(f, move |f| {
+                    f.list_versions(function, page.marker.as_deref(), page.max_items)
+                })
+                .await?;
+                Ok(json(StatusCode::OK, &listing("Versions", items, next)))
+            }
+            Op::CreateAlias(function, request) => {
+                let alias = blocking(f, move |f| f.create_alias(function, request)).await?;
+                Ok(json(StatusCode::CREATED, &alias))
+            }
+            Op::ListAliases(function, version, page) => {
+                let (items, next) = blocking(f, move |f| {
+                    f.list_aliases(
+                        function,
+                        version.as_deref(),
+                        page.marker.as_deref(),
+                        page.max_items,
+                    )
+                })
+                .await?;
+                Ok(json(StatusCode::OK, &listing("Aliases", items, next)))
+            }
+            Op::GetAlias(function, alias) => {
+                let alias = blocking(f, move |f| f.get_alias(function, &alias)).await?;
+                Ok(json(StatusCode::OK, &alias))
+            }
+            Op::UpdateAlias(function, alias, request) => {
+                let alias = blocking(f, move |f| f.update_alias(function, &alias, request)).await?;
+                Ok(json(StatusCode::OK, &alias))
+            }
+            Op::DeleteAlias(function, alias) => {
+                blocking(f, move |f| f.delete_alias(function, &alias)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::PutFunctionConcurrency(function, reserved) => {
+                let reserved = blocking(f, move |f| f.put_concurrency(function, reserved)).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "ReservedConcurrentExecutions": reserved }),
+                ))
+            }
+            Op::GetFunctionConcurrency(function) => {
+                let reserved = blocking(f, move |f| f.get_concurrency(function)).await?;
+                let body = match reserved {
+                    Some(reserved) => {
+                        serde_json::json!({ "ReservedConcurrentExecutions": reserved })
+                    }
+                    None => serde_json::json!({}),
+                };
+                Ok(json(StatusCode::OK, &body))
+            }
+            Op::DeleteFunctionConcurrency(function) => {
+                blocking(f, move |f| f.delete_concurrency(function)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::TagResource(arn, request) => {
+                blocking(f, move |f| f.tag(&arn, request.tags)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::UntagResource(arn, keys) => {
+                blocking(f, move |f| f.untag(&arn, &keys)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::ListTags(arn) => {
+                let tags = blocking(f, move |f| f.tags(&arn)).await?;
+                Ok(json(StatusCode::OK, &serde_json::json!({ "Tags": tags })))
+            }
+            Op::GetAccountSettings => Ok(json(
+                StatusCode::OK,
+                &blocking(f, |f| f.account_settings()).await?,
+            )),
+        }
+    }
+}

@@ -1,0 +1,1175 @@
+//! The Lambda control plane: functions, code, versions, aliases, concurrency and tags.
+//! Every method blocks on the metadata or blob store; the API runs them on blocking
+//! threads. Nothing here knows about HTTP.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nimbus_edge::AwsError;
+use nimbus_storage::{BlobStore, StoreError};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::code::{self, CodeCache, CodeError, CodeRef};
+use crate::error::{
+    conflict, invalid_parameter, not_found, precondition_failed, service, validation,
+};
+use crate::model::*;
+use crate::names::{FunctionRef, function_arn, is_alias_name};
+use crate::runtimes;
+use crate::store::{FunctionRecord, FunctionStore, FunctionStoreError, VersionRecord, Versioned};
+
+/// Account-wide limits.
+#[derive(Debug, Clone)]
+pub struct LambdaSettings {
+    /// Concurrent executions across all functions of the account.
+    pub account_concurrency: i64,
+}
+
+impl Default for LambdaSettings {
+    fn default() -> Self {
+        Self {
+            account_concurrency: 1000,
+        }
+    }
+}
+
+/// Reserved concurrency may not push the unreserved pool below this.
+const MIN_UNRESERVED: i64 = 100;
+const MAX_ENV_BYTES: usize = 4096;
+const RESERVED_ENV_KEYS: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
+fn now_text() -> String {
+    OffsetDateTime::now_utc()
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
+        ))
+        .expect("timestamps format")
+}
+
+fn revision() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn store_error(err: FunctionStoreError) -> AwsError {
+    match err {
+        FunctionStoreError::Store(StoreError::Conflict { .. }) => conflict(
+            "The operation cannot be performed at this time. An update is in progress for resource; try again.",
+        ),
+        other => {
+            tracing::error!(error = %other, "lambda metadata store failed");
+            service("An internal error occurred while reading or writing function state.")
+        }
+    }
+}
+
+fn code_error(err: CodeError) -> AwsError {
+    match err {
+        CodeError::Io(detail) => {
+            tracing::error!(%detail, "lambda code store failed");
+            service("An internal error occurred while storing the function code.")
+        }
+        other => invalid_parameter(other.to_string()),
+    }
+}
+
+/// The configuration fields CreateFunction and UpdateFunctionConfiguration share.
+struct ConfigChange<'a> {
+    runtime: Option<&'a str>,
+    role: Option<&'a str>,
+    handler: Option<&'a str>,
+    description: Option<&'a str>,
+    timeout: Option<i64>,
+    memory_size: Option<i64>,
+    environment: Option<&'a EnvironmentVariables>,
+    ephemeral_storage: Option<&'a EphemeralStorage>,
+}
+
+fn check_range(member: &str, value: i64, min: i64, max: i64) -> Result<(), AwsError> {
+    if value < min {
+        return Err(validation(
+            member,
+            &value.to_string(),
+            &format!("Member must have value greater than or equal to {min}"),
+        ));
+    }
+    if value > max {
+        return Err(validation(
+            member,
+            &value.to_string(),
+            &format!("Member must have value less than or equal to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_environment(env: &EnvironmentVariables) -> Result<(), AwsError> {
+    for key in env.variables.keys() {
+        let valid = key.len() >= 2
+            && key.starts_with(|c: char| c.is_ascii_alphabetic())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(validation(
+                "environment.variables",
+                key,
+                "Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+",
+            ));
+        }
+    }
+    let reserved: Vec<&str> = env
+        .variables
+        .keys()
+        .map(String::as_str)
+        .filter(|k| RESERVED_ENV_KEYS.contains(k))
+        .collect();
+    if !reserved.is_empty() {
+        return Err(invalid_parameter(format!(
+            "Lambda was unable to configure your environment variables because the environment variables you have provided \
+             contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
+            reserved.join(",")
+        )));
+    }
+    let measured = serde_json::to_string(&env.variables).expect("variables serialize");
+    if measured.len() > MAX_ENV_BYTES {
+        return Err(invalid_parameter(format!(
+            "Lambda was unable to configure your environment variables because the environment variables you have provided \
+             exceeded the 4KB limit. String measured: {measured}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_role(role: &str) -> Result<(), AwsError> {
+    let valid = role
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|rest| rest.split_once(":role/"))
+        .is_some_and(|(account, name)| {
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty()
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(validation(
+            "role",
+            role,
+            "Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\\d{12}:role/?[a-zA-Z_0-9+=,.@\\-_/]+",
+        ))
+    }
+}
+
+impl ConfigChange<'_> {
+    fn validate(&self) -> Result<(), AwsError> {
+        if let Some(runtime) = self.runtime {
+            runtimes::check(runtime)?;
+        }
+        if let Some(role) = self.role {
+            check_role(role)?;
+        }
+        if let Some(handler) = self.handler
+            && (handler.is_empty()
+                || handler.len() > 128
+                || handler.chars().any(char::is_whitespace))
+        {
+            return Err(validation(
+                "handler",
+                handler,
+                "Member must satisfy regular expression pattern: [^\\s]+",
+            ));
+        }
+        if let Some(description) = self.description
+            && description.chars().count() > 256
+        {
+            return Err(validation(
+                "description",
+                description,
+                "Member must have length less than or equal to 256",
+            ));
+        }
+        if let Some(timeout) = self.timeout {
+            check_range("timeout", timeout, 1, 900)?;
+        }
+        if let Some(memory) = self.memory_size {
+            check_range("memorySize", memory, 128, 10240)?;
+        }
+        if let Some(storage) = self.ephemeral_storage {
+            check_range("ephemeralStorage.size", storage.size, 512, 10240)?;
+        }
+        if let Some(env) = self.environment {
+            check_environment(env)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, config: &mut FunctionConfiguration) {
+        if let Some(runtime) = self.runtime {
+            config.runtime = Some(runtime.to_owned());
+        }
+        if let Some(role) = self.role {
+            config.role = role.to_owned();
+        }
+        if let Some(handler) = self.handler {
+            config.handler = Some(handler.to_owned());
+        }
+        if let Some(description) = self.description {
+            config.description = description.to_owned();
+        }
+        if let Some(timeout) = self.timeout {
+            config.timeout = timeout;
+        }
+        if let Some(memory) = self.memory_size {
+            config.memory_size = memory;
+        }
+        if let Some(env) = self.environment {
+            config.environment = Some(env.clone());
+        }
+        if let Some(storage) = self.ephemeral_storage {
+            config.ephemeral_storage = storage.clone();
+        }
+    }
+}
+
+fn check_architectures(architectures: Option<&Vec<String>>) -> Result<(), AwsError> {
+    let host = if std::env::consts::ARCH == "aarch64" {
+        "arm64"
+    } else {
+        "x86_64"
+    };
+    match architectures.map(Vec::as_slice) {
+        None => Ok(()),
+        Some([one]) if one == host => Ok(()),
+        Some([one]) if one == "x86_64" || one == "arm64" => Err(invalid_parameter(format!(
+            "This nimbus server runs {host} functions only, not {one}"
+        ))),
+        Some(other) => Err(validation(
+            "architectures",
+            &format!("{other:?}"),
+            "Member must have length less than or equal to 1 and satisfy enum value set: [x86_64, arm64]",
+        )),
+    }
+}
+
+/// A zip from the request, or the reason there is none.
+fn zip_from(
+    zip_file: Option<&str>,
+    s3_bucket: Option<&str>,
+    image_uri: Option<&str>,
+) -> Result<Vec<u8>, AwsError> {
+    use base64::Engine as _;
+    if image_uri.is_some() {
+        return Err(invalid_parameter(
+            "Container image functions (PackageType Image) are not available on this nimbus server yet",
+        ));
+    }
+    if s3_bucket.is_some() {
+        return Err(invalid_parameter(
+            "Code from S3 is not available until nimbus serves S3 buckets; upload the zip with ZipFile",
+        ));
+    }
+    let encoded =
+        zip_file.ok_or_else(|| invalid_parameter("Please provide a source for function code."))?;
+    let zip = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| invalid_parameter("ZipFile is not valid base64"))?;
+    if zip.len() > code::MAX_ZIP_BYTES {
+        return Err(crate::error::too_large(format!(
+            "Zipped size must be smaller than {} bytes",
+            code::MAX_ZIP_BYTES
+        )));
+    }
+    Ok(zip)
+}
+
+fn parse_version(text: &str) -> Option<u64> {
+    text.parse().ok().filter(|v| *v > 0)
+}
+
+pub struct Functions {
+    store: FunctionStore,
+    blobs: Arc<dyn BlobStore>,
+    code: CodeCache,
+    region: String,
+    account: String,
+    settings: LambdaSettings,
+}
+
+impl Functions {
+    pub fn new(
+        store: FunctionStore,
+        blobs: Arc<dyn BlobStore>,
+        code: CodeCache,
+        region: &str,
+        account: &str,
+        settings: LambdaSettings,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            code,
+            region: region.to_owned(),
+            account: account.to_owned(),
+            settings,
+        }
+    }
+
+    fn arn(&self, name: &str, qualifier: Option<&str>) -> String {
+        function_arn(&self.region, &self.account, name, qualifier)
+    }
+
+    fn not_found(&self, name: &str, qualifier: Option<&str>) -> AwsError {
+        not_found(format!("Function not found: {}", self.arn(name, qualifier)))
+    }
+
+    fn load(&self, name: &str) -> Result<Versioned<FunctionRecord>, AwsError> {
+        self.store
+            .function(name)
+            .map_err(store_error)?
+            .ok_or_else(|| self.not_found(name, None))
+    }
+
+    pub fn create(
+        &self,
+        request: CreateFunctionRequest,
+        name: FunctionRef,
+    ) -> Result<FunctionConfiguration, AwsError> {
+        let name = name.require_unqualified()?.name;
+        if request.package_type.as_deref().is_some_and(|p| p != "Zip") {
+            return Err(invalid_parameter(
+                "Container image functions (PackageType Image) are not available on this nimbus server yet",
+            ));
+        }
+        let change = ConfigChange {
+            runtime: request.runtime.as_deref(),
+            role: request.role.as_deref(),
+            handler: request.handler.as_deref(),
+            description: request.description.as_deref(),
+            timeout: request.timeout,
+            memory_size: request.memory_size,
+            environment: request.environment.as_ref(),
+            ephemeral_storage: request.ephemeral_storage.as_ref(),
+        };
+        change.validate()?;
+        let role = request
+            .role
+            .as_deref()
+            .ok_or_else(|| invalid_parameter("The role parameter is required."))?;
+        if request.runtime.is_none() {
+            return Err(invalid_parameter(
+                "The runtime parameter is required for Zip package type functions.",
+            ));
+        }
+        if request.handler.is_none() {
+            return Err(invalid_parameter(
+                "The handler parameter is required for Zip package type functions.",
+            ));
+        }
+        check_architectures(request.architectures.as_ref())?;
+        let tags = request.tags.clone().unwrap_or_default();
+        check_tags(&tags)?;
+        let code_in = request.code.clone().unwrap_or_default();
+        let zip = zip_from(
+            code_in.zip_file.as_deref(),
+            code_in.s3_bucket.as_deref(),
+            code_in.image_uri.as_deref(),
+        )?;
+        if self.store.function(&name).map_err(store_error)?.is_some() {
+            return Err(conflict(format!("Function already exist: {name}")));
+        }
+        let code = code::store_zip(self.blobs.as_ref(), &zip).map_err(code_error)?;
+
+        let mut config = FunctionConfiguration {
+            function_name: name.clone(),
+            function_arn: self.arn(&name, None),
+            runtime: None,
+            role: role.to_owned(),
+            handler: None,
+            code_size: code.size as i64,
+            description: String::new(),
+            timeout: 3,
+            memory_size: 128,
+            last_modified: now_text(),
+            code_sha256: code.code_sha256(),
+            version: "$LATEST".to_owned(),
+            environment: None,
+            tracing_config: TracingConfig {
+                mode: "PassThrough".to_owned(),
+            },
+            revision_id: revision(),
+            state: "Pending".to_owned(),
+            state_reason: Some("The function is being created.".to_owned()),
+            state_reason_code: Some("Creating".to_owned()),
+            last_update_status: "InProgress".to_owned(),
+            last_update_status_reason: None,
+            last_update_status_reason_code: None,
+            package_type: "Zip".to_owned(),
+            architectures: vec![
+                request
+                    .architectures
+                    .and_then(|a| a.into_iter().next())
+                    .unwrap_or_else(|| "x86_64".to_owned()),
+            ],
+            ephemeral_storage: EphemeralStorage { size: 512 },
+            logging_config: LoggingConfig {
+                log_format: "Text".to_owned(),
+                log_group: format!("/aws/lambda/{name}"),
+            },
+            runtime_version_config: None,
+        };
+        change.apply(&mut config);
+        let record = FunctionRecord {
+            config: config.clone(),
+            code,
+            tags,
+            reserved_concurrency: None,
+            last_version: 0,
+        };
+        self.store.create(&record, None).map_err(|err| match err {
+            FunctionStoreError::Store(StoreError::Conflict { .. }) => {
+                conflict(format!("Function already exist: {name}"))
+            }
+            other => store_error(other),
+        })?;
+        if request.publish == Some(true) {
+            // A version can only be published once the code is unpacked.
+            self.settle(&name)?;
+            let published = self.publish_version(
+                FunctionRef {
+                    name,
+                    qualifier: None,
+                },
+                PublishVersionRequest::default(),
+            )?;
+            return Ok(FunctionConfiguration {
+                version: "$LATEST".to_owned(),
+                ..published
+            });
+        }
+        Ok(config)
+    }
+
+    /// Finishes a create or update: unpacks the code, then marks the function
+    /// `Active` and the update `Successful` (or `Failed`, with the reason).
+    pub fn settle(&self, name: &str) -> Result<(), AwsError> {
+        loop {
+            let Some(Versioned {
+                value: mut record,
+                version,
+            }) = self.store.function(name).map_err(store_error)?
+            else {
+                return Ok(());
+            };
+            if record.config.state != "Pending" && record.config.last_update_status != "InProgress"
+            {
+                return Ok(());
+            }
+            let unpacked = self.code.ensure(self.blobs.as_ref(), &record.code);
+            let config = &mut record.config;
+            match unpacked {
+                Ok(_) => {
+                    config.state = "Active".to_owned();
+                    config.state_reason = None;
+                    config.state_reason_code = None;
+                    config.last_update_status = "Successful".to_owned();
+                    config.last_update_status_reason = None;
+                    config.last_update_status_reason_code = None;
+                }
+                Err(err) => {
+                    let reason = err.to_string();
+                    if config.state == "Pending" {
+                        config.state = "Failed".to_owned();
+                        config.state_reason = Some(reason.clone());
+                        config.state_reason_code = Some("InvalidZipFileException".to_owned());
+                    }
+                    config.last_update_status = "Failed".to_owned();
+                    config.last_update_status_reason = Some(reason);
+                    config.last_update_status_reason_code =
+                        Some("InvalidZipFileException".to_owned());
+                }
+            }
+            match self.store.update(&record, version, None) {
+                Ok(()) => return Ok(()),
+                // Updated meanwhile: settle what is there now.
+                Err(FunctionStoreError::Store(StoreError::Conflict { .. })) => continue,
+                Err(err) => return Err(store_error(err)),
+            }
+        }
+    }
+
+    /// Functions whose create or update a restart interrupted.
+    pub fn unsettled(&self) -> Result<Vec<String>, AwsError> {
+        let mut names = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .functions(after.as_deref(), 1000)
+                .map_err(store_error)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.config.function_name.clone());
+            names.extend(
+                page.into_iter()
+                    .filter(|r| {
+                        r.config.state == "Pending" || r.config.last_update_status == "InProgress"
+                    })
+                    .map(|r| r.config.function_name),
+            );
+        }
+        Ok(names)
+    }
+
+    /// The configuration and code a qualifier designates: `$LATEST` (or none), a
+    /// version number, or an alias (its primary version).
+    pub fn resolve(
+        &self,
+        function: &FunctionRef,
+    ) -> Result<(FunctionRecord, FunctionConfiguration, CodeRef), AwsError> {
+        let record = self.load(&function.name)?.value;
+        let (config, code) = match function.qualifier.as_deref() {
+            None | Some("$LATEST") => (record.config.clone(), record.code.clone()),
+            Some(qualifier) => {
+                let version = match parse_version(qualifier) {
+                    Some(version) => version,
+                    None => {
+                        let alias = self
+                            .store
+                            .alias(&function.name, qualifier)
+                            .map_err(store_error)?
+                            .ok_or_else(|| self.not_found(&function.name, Some(qualifier)))?;
+                        match parse_version(&alias.value.function_version) {
+                            Some(version) => version,
+                            None => {
+                                return Ok((
+                                    record.clone(),
+                                    record.config.clone(),
+                                    record.code.clone(),
+                                ));
+                            }
+                        }
+                    }
+                };
+                let published = self
+                    .store
+                    .version(&function.name, version)
+                    .map_err(store_error)?
+                    .ok_or_else(|| self.not_found(&function.name, Some(qualifier)))?;
+                (published.config, published.code)
+            }
+        };
+        Ok((record, config, code))
+    }
+
+    /// The unpacked code directory of a code package.
+    pub fn code_dir(&self, code: &CodeRef) -> Result<PathBuf, AwsError> {
+        self.code
+            .ensure(self.blobs.as_ref(), code)
+            .map_err(code_error)
+    }
+
+    pub fn list(
+        &self,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<(Vec<FunctionConfiguration>, Option<String>), AwsError> {
+        let mut page = self
+            .store
+            .functions(marker, max_items + 1)
+            .map_err(store_error)?;
+        let next = (page.len() > max_items).then(|| {
+            page.truncate(max_items);
+            page.last().map(|r| r.config.function_name.clone())
+        });
+        Ok((page.into_iter().map(|r| r.config).collect(), next.flatten()))
+    }
+
+    pub fn update_code(
+        &self,
+        function: FunctionRef,
+        request: UpdateFunctionCodeRequest,
+    ) -> Result<FunctionConfiguration, AwsError> {
+        let function = function.require_unqualified()?;
+        check_architectures(request.architectures.as_ref())?;
+        let zip = zip_from(
+            request.zip_file.as_deref(),
+            request.s3_bucket.as_deref(),
+            request.image_uri.as_deref(),
+        )?;
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(&function.name)?;
+        check_revision(request.revision_id.as_deref(), &record.config.revision_id)?;
+        check_updatable(&record.config)?;
+        record.code = code::store_zip(self.blobs.as_ref(), &zip).map_err(code_error)?;
+        let config = &mut record.config;
+        config.code_size = record.code.size as i64;
+        config.code_sha256 = record.code.code_sha256();
+        mark_updating(config);
+        self.store
+            .update(&record, version, None)
+            .map_err(store_error)?;
+        if request.publish == Some(true) {
+            self.settle(&function.name)?;
+            let published = self.publish_version(function, PublishVersionRequest::default())?;
+            return Ok(FunctionConfiguration {
+                version: "$LATEST".to_owned(),
+                ..published
+            });
+        }
+        Ok(record.config)
+    }
+
+    pub fn update_config(
+        &self,
+        function: FunctionRef,
+        request: UpdateFunctionConfigurationRequest,
+    ) -> Result<FunctionConfiguration, AwsError> {
+        let function = function.require_unqualified()?;
+        let change = ConfigChange {
+            runtime: request.runtime.as_deref(),
+            role: request.role.as_deref(),
+            handler: request.handler.as_deref(),
+            description: request.description.as_deref(),
+            timeout: request.timeout,
+            memory_size: request.memory_size,
+            environment: request.environment.as_ref(),
+            ephemeral_storage: request.ephemeral_storage.as_ref(),
+        };
+        change.validate()?;
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(&function.name)?;
+        check_revision(request.revision_id.as_deref(), &record.config.revision_id)?;
+        check_updatable(&record.config)?;
+        change.apply(&mut record.config);
+        mark_updating(&mut record.config);
+        self.store
+            .update(&record, version, None)
+            .map_err(store_error)?;
+        Ok(record.config)
+    }
+
+    pub fn delete(&self, function: FunctionRef) -> Result<(), AwsError> {
+        let loaded = self.load(&function.name)?;
+        match function.qualifier.as_deref() {
+            None => self
+                .store
+                .delete_function(&function.name, loaded.version)
+                .map_err(store_error),
+            Some("$LATEST") => Err(invalid_parameter(
+                "$LATEST version cannot be deleted without deleting the function.",
+            )),
+            Some(qualifier) => {
+                let number = parse_version(qualifier).ok_or_else(|| {
+                    invalid_parameter(
+                        "Deletion of aliases is not supported by DeleteFunction; use DeleteAlias",
+                    )
+                })?;
+                if self
+                    .store
+                    .version(&function.name, number)
+                    .map_err(store_error)?
+                    .is_none()
+                {
+                    return Err(self.not_found(&function.name, Some(qualifier)));
+                }
+                let aliases = self
+                    .store
+                    .aliases(&function.name, None, usize::MAX)
+                    .map_err(store_error)?;
+                if let Some(alias) = aliases.iter().find(|a| {
+                    a.function_version == qualifier
+                        || a.routing_config
+                            .as_ref()
+                            .is_some_and(|r| r.additional_version_weights.contains_key(qualifier))
+                }) {
+                    return Err(conflict(format!(
+                        "Unable to delete version because the following aliases reference it: [{}]",
+                        alias.name
+                    )));
+                }
+                self.store
+                    .delete_version(&function.name, number)
+                    .map_err(store_error)
+            }
+        }
+    }
+
+    pub fn publish_version(
+        &self,
+        function: FunctionRef,
+        request: PublishVersionRequest,
+    ) -> Result<FunctionConfiguration, AwsError> {
+        let function = function.require_unqualified()?;
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(&function.name)?;
+        check_revision(request.revision_id.as_deref(), &record.config.revision_id)?;
+        if record.config.state != "Active" || record.config.last_update_status != "Successful" {
+            return Err(conflict(format!(
+                "The operation cannot be performed at this time. The function is currently in the following state: {} (last update {})",
+                record.config.state, record.config.last_update_status
+            )));
+        }
+        if let Some(expected) = request.code_sha256.as_deref()
+            && expected != record.config.code_sha256
+        {
+            return Err(precondition_failed(format!(
+                "CodeSHA256 ({expected}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the current CodeSHA256.",
+                record.config.code_sha256
+            )));
+        }
+        if record.last_version > 0
+            && let Some(last) = self
+                .store
+                .version(&function.name, record.last_version)
+                .map_err(store_error)?
+            && same_content(&last.config, &record.config)
+        {
+            return Ok(last.config);
+        }
+        record.last_version += 1;
+        let number = record.last_version.to_string();
+        let mut config = record.config.clone();
+        config.version = number.clone();
+        config.function_arn = self.arn(&function.name, Some(&number));
+        config.revision_id = revision();
+        if let Some(description) = request.description {
+            config.description = description;
+        }
+        let published = VersionRecord {
+            config: config.clone(),
+            code: record.code.clone(),
+        };
+        self.store
+            .update(&record, version, Some(&published))
+            .map_err(store_error)?;
+        Ok(config)
+    }
+
+    pub fn list_versions(
+        &self,
+        function: FunctionRef,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<(Vec<FunctionConfiguration>, Option<String>), AwsError> {
+        let record = self.load(&function.name)?.value;
+        let mut out = Vec::new();
+        let after = match marker {
+            None => {
+                out.push(record.config);
+                None
+            }
+            Some(marker) => {
+                Some(parse_version(marker).ok_or_else(|| invalid_parameter("Invalid marker"))?)
+            }
+        };
+        let mut versions = self
+            .store
+            .versions(&function.name, after, max_items + 1)
+            .map_err(store_error)?;
+        out.extend(versions.drain(..).map(|v| v.config));
+        let next = (out.len() > max_items).then(|| {
+            out.truncate(max_items);
+            out.last().map(|c| c.version.clone())
+        });
+        Ok((out, next.flatten()))
+    }
+
+    fn check_alias_target(
+        &self,
+        name: &str,
+        version: &str,
+        routing: Option<&AliasRoutingConfiguration>,
+    ) -> Result<(), AwsError> {
+        if version != "$LATEST" {
+            let number = parse_version(version).ok_or_else(|| {
+                validation(
+                    "functionVersion",
+                    version,
+                    "Member must satisfy regular expression pattern: (\\$LATEST|[0-9]+)",
+                )
+            })?;
+            if self
+                .store
+                .version(name, number)
+                .map_err(store_error)?
+                .is_none()
+            {
+                return Err(self.not_found(name, Some(version)));
+            }
+        }
+        let Some(routing) = routing else {
+            return Ok(());
+        };
+        let weights = &routing.additional_version_weights;
+        if weights.is_empty() {
+            return Ok(());
+        }
+        if weights.len() > 1 {
+            return Err(invalid_parameter(
+                "Number of items in AdditionalVersionWeights cannot be greater than 1",
+            ));
+        }
+        if version == "$LATEST" {
+            return Err(invalid_parameter(
+                "$LATEST is not supported for an alias pointing to more than 1 version",
+            ));
+        }
+        for (extra, weight) in weights {
+            if !(0.0..=1.0).contains(weight) {
+                return Err(validation(
+                    "routingConfig.additionalVersionWeights",
+                    &weight.to_string(),
+                    "Member must have value between 0.0 and 1.0",
+                ));
+            }
+            if extra == version {
+                return Err(invalid_parameter(
+                    "Alias routing config versions must differ from the alias's primary version",
+                ));
+            }
+            let number = parse_version(extra)
+                .ok_or_else(|| invalid_parameter(format!("Invalid function version {extra}")))?;
+            if self
+                .store
+                .version(name, number)
+                .map_err(store_error)?
+                .is_none()
+            {
+                return Err(self.not_found(name, Some(extra)));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn create_alias(
+        &self,
+        function: FunctionRef,
+        request: CreateAliasRequest,
+    ) -> Result<AliasConfiguration, AwsError> {
+        let name = function.require_unqualified()?.name;
+        if !is_alias_name(&request.name) {
+            return Err(validation(
+                "name",
+                &request.name,
+                "Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)",
+            ));
+        }
+        self.load(&name)?;
+        self.check_alias_target(
+            &name,
+            &request.function_version,
+            request.routing_config.as_ref(),
+        )?;
+        let alias = AliasConfiguration {
+            alias_arn: self.arn(&name, Some(&request.name)),
+            name: request.name.clone(),
+            function_version: request.function_version,
+            description: request.description.unwrap_or_default(),
+            routing_config: request
+                .routing_config
+                .filter(|r| !r.additional_version_weights.is_empty()),
+            revision_id: revision(),
+        };
+        self.store
+            .put_alias(&name, &alias, None)
+            .map_err(|err| match err {
+                FunctionStoreError::Store(StoreError::Conflict { .. }) => {
+                    conflict(format!("Alias already exists: {}", alias.alias_arn))
+                }
+                other => store_error(other),
+            })?;
+        Ok(alias)
+    }
+
+    fn load_alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> Result<Versioned<AliasConfiguration>, AwsError> {
+        self.load(name)?;
+        self.store
+            .alias(name, alias)
+            .map_err(store_error)?
+            .ok_or_else(|| not_found(format!("Alias not found: {}", self.arn(name, Some(alias)))))
+    }
+
+    pub fn get_alias(
+        &self,
+        function: FunctionRef,
+        alias: &str,
+    ) -> Result<AliasConfiguration, AwsError> {
+        Ok(self.load_alias(&function.name, alias)?.value)
+    }
+
+    pub fn update_alias(
+        &self,
+        function: FunctionRef,
+        alias: &str,
+        request: UpdateAliasRequest,
+    ) -> Result<AliasConfiguration, AwsError> {
+        let name = function.name;
+        let Versioned {
+            value: mut current,
+            version,
+        } = self.load_alias(&name, alias)?;
+        check_revision(request.revision_id.as_deref(), &current.revision_id)?;
+        if let Some(function_version) = request.function_version {
+            current.function_version = function_version;
+        }
+        if let Some(description) = request.description {
+            current.description = description;
+        }
+        if let Some(routing) = request.routing_config {
+            current.routing_config =
+                Some(routing).filter(|r| !r.additional_version_weights.is_empty());
+        }
+        self.check_alias_target(
+            &name,
+            &current.function_version,
+            current.routing_config.as_ref(),
+        )?;
+        current.revision_id = revision();
+        self.store
+            .put_alias(&name, &current, Some(version))
+            .map_err(store_error)?;
+        Ok(current)
+    }
+
+    pub fn delete_alias(&self, function: FunctionRef, alias: &str) -> Result<(), AwsError> {
+        self.load(&function.name)?;
+        self.store
+            .delete_alias(&function.name, alias)
+            .map_err(store_error)
+    }
+
+    pub fn list_aliases(
+        &self,
+        function: FunctionRef,
+        version: Option<&str>,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<(Vec<AliasConfiguration>, Option<String>), AwsError> {
+        self.load(&function.name)?;
+        let mut aliases: Vec<AliasConfiguration> = self
+            .store
+            .aliases(&function.name, marker, usize::MAX)
+            .map_err(store_error)?
+            .into_iter()
+            .filter(|a| version.is_none_or(|v| a.function_version == v))
+            .collect();
+        let next = (aliases.len() > max_items).then(|| {
+            aliases.truncate(max_items);
+            aliases.last().map(|a| a.name.clone())
+        });
+        Ok((aliases, next.flatten()))
+    }
+
+    fn reserved_elsewhere(&self, except: &str) -> Result<i64, AwsError> {
+        let mut total = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .functions(after.as_deref(), 1000)
+                .map_err(store_error)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.config.function_name.clone());
+            total += page
+                .iter()
+                .filter(|r| r.config.function_name != except)
+                .filter_map(|r| r.reserved_concurrency)
+                .sum::<i64>();
+        }
+        Ok(total)
+    }
+
+    pub fn put_concurrency(&self, function: FunctionRef, reserved: i64) -> Result<i64, AwsError> {
+        let function = function.require_unqualified()?;
+        if reserved < 0 {
+            return Err(validation(
+                "reservedConcurrentExecutions",
+                &reserved.to_string(),
+                "Member must have value greater than or equal to 0",
+            ));
+        }
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(&function.name)?;
+        let unreserved =
+            self.settings.account_concurrency - self.reserved_elsewhere(&function.name)? - reserved;
+        if unreserved < MIN_UNRESERVED {
+            return Err(invalid_parameter(format!(
+                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED}]."
+            )));
+        }
+        record.reserved_concurrency = Some(reserved);
+        self.store
+            .update(&record, version, None)
+            .map_err(store_error)?;
+        Ok(reserved)
+    }
+
+    pub fn get_concurrency(&self, function: FunctionRef) -> Result<Option<i64>, AwsError> {
+        Ok(self.load(&function.name)?.value.reserved_concurrency)
+    }
+
+    pub fn delete_concurrency(&self, function: FunctionRef) -> Result<(), AwsError> {
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(&function.name)?;
+        record.reserved_concurrency = None;
+        self.store
+            .update(&record, version, None)
+            .map_err(store_error)
+    }
+
+    /// The function a tagging ARN names; only whole functions carry tags.
+    fn tagged(&self, arn: &str) -> Result<Versioned<FunctionRecord>, AwsError> {
+        let function = FunctionRef::parse(arn, &self.region, &self.account)?;
+        if !arn.starts_with("arn:") || function.qualifier.is_some() {
+            return Err(invalid_parameter(format!(
+                "Tags are set on unqualified function ARNs, not {arn}"
+            )));
+        }
+        self.load(&function.name)
+    }
+
+    pub fn tag(&self, arn: &str, tags: BTreeMap<String, String>) -> Result<(), AwsError> {
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.tagged(arn)?;
+        record.tags.extend(tags);
+        check_tags(&record.tags)?;
+        self.store
+            .update(&record, version, None)
+            .map_err(store_error)
+    }
+
+    pub fn untag(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.tagged(arn)?;
+        record.tags.retain(|key, _| !keys.contains(key));
+        self.store
+            .update(&record, version, None)
+            .map_err(store_error)
+    }
+
+    pub fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        Ok(self.tagged(arn)?.value.tags)
+    }
+
+    pub fn account_settings(&self) -> Result<serde_json::Value, AwsError> {
+        let mut count = 0;
+        let mut total_code = 0i64;
+        let mut reserved = 0i64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .functions(after.as_deref(), 1000)
+                .map_err(store_error)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.config.function_name.clone());
+            for record in &page {
+                count += 1;
+                total_code += record.config.code_size;
+                reserved += record.reserved_concurrency.unwrap_or(0);
+            }
+        }
+        Ok(serde_json::json!({
+            "AccountLimit": {
+                "TotalCodeSize": 80_530_636_800i64,
+                "CodeSizeUnzipped": code::MAX_UNZIPPED_BYTES,
+                "CodeSizeZipped": code::MAX_ZIP_BYTES,
+                "ConcurrentExecutions": self.settings.account_concurrency,
+                "UnreservedConcurrentExecutions": self.settings.account_concurrency - reserved,
+            },
+            "AccountUsage": { "TotalCodeSize": total_code, "FunctionCount": count },
+        }))
+    }
+}
+
+/// Whether two configurations would run the same function (what PublishVersion
+/// compares to decide that nothing changed).
+fn same_content(a: &FunctionConfiguration, b: &FunctionConfiguration) -> bool {
+    a.code_sha256 == b.code_sha256
+        && a.runtime == b.runtime
+        && a.handler == b.handler
+        && a.role == b.role
+        && a.timeout == b.timeout
+        && a.memory_size == b.memory_size
+        && a.environment == b.environment
+        && a.ephemeral_storage == b.ephemeral_storage
+        && a.description == b.description
+}
+
+fn check_revision(expected: Option<&str>, current: &str) -> Result<(), AwsError> {
+    match expected {
+        Some(expected) if expected != current => Err(precondition_failed(
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_updatable(config: &FunctionConfiguration) -> Result<(), AwsError> {
+    if config.state == "Pending" || config.last_update_status == "InProgress" {
+        return Err(conflict(format!(
+            "The operation cannot be performed at this time. An update is in progress for resource: {}",
+            config.function_arn
+        )));
+    }
+    Ok(())
+}
+
+fn mark_updating(config: &mut FunctionConfiguration) {
+    config.last_modified = now_text();
+    config.revision_id = revision();
+    config.last_update_status = "InProgress".to_owned();
+    config.last_update_status_reason = Some("The function is being updated.".to_owned());
+    config.last_update_status_reason_code = None;
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    if tags.len() > 50 {
+        return Err(invalid_parameter("A function can have at most 50 tags"));
+    }
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > 128 || key.starts_with("aws:") {
+            return Err(invalid_parameter(format!("Invalid tag key: {key}")));
+        }
+        if value.chars().count() > 256 {
+            return Err(invalid_parameter(format!(
+                "Tag value for {key} is longer than 256 characters"
+            )));
+        }
+    }
+    Ok(())
+}

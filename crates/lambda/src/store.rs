@@ -1,0 +1,240 @@
+//! Functions, versions and aliases as records in the metadata store.
+//!
+//! Keys: `lambda.functions/<name>`, `lambda.versions/<name>/<version, 10 digits>`,
+//! `lambda.aliases/<name>/<alias>`. Zero-padded versions keep numeric order in scans.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use nimbus_storage::{Expect, MetadataStore, Record, StoreError, WriteBatch};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::code::CodeRef;
+use crate::model::{AliasConfiguration, FunctionConfiguration};
+
+const FUNCTIONS: &str = "lambda.functions";
+const VERSIONS: &str = "lambda.versions";
+const ALIASES: &str = "lambda.aliases";
+
+/// A function: its `$LATEST` configuration and code, and what belongs to the whole
+/// function rather than to one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub config: FunctionConfiguration,
+    pub code: CodeRef,
+    pub tags: BTreeMap<String, String>,
+    pub reserved_concurrency: Option<i64>,
+    /// The highest version number published so far.
+    pub last_version: u64,
+}
+
+/// A published version: an immutable snapshot of configuration and code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub config: FunctionConfiguration,
+    pub code: CodeRef,
+}
+
+/// A record read together with the version a conditional write expects.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionStoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+fn decode<T: DeserializeOwned>(record: Record) -> Result<Versioned<T>, FunctionStoreError> {
+    let value =
+        serde_json::from_slice(&record.value).map_err(|err| FunctionStoreError::Corrupt {
+            key: record.key.clone(),
+            reason: err.to_string(),
+        })?;
+    Ok(Versioned {
+        value,
+        version: record.version,
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+fn version_key(name: &str, version: u64) -> String {
+    format!("{name}/{version:010}")
+}
+
+pub struct FunctionStore {
+    meta: Arc<dyn MetadataStore>,
+}
+
+impl FunctionStore {
+    pub fn new(meta: Arc<dyn MetadataStore>) -> Self {
+        Self { meta }
+    }
+
+    pub fn function(
+        &self,
+        name: &str,
+    ) -> Result<Option<Versioned<FunctionRecord>>, FunctionStoreError> {
+        self.meta.get(FUNCTIONS, name)?.map(decode).transpose()
+    }
+
+    /// Functions in name order after `after`, at most `limit`.
+    pub fn functions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, FunctionStoreError> {
+        self.meta
+            .scan(FUNCTIONS, "", after, limit)?
+            .into_iter()
+            .map(|record| decode(record).map(|v| v.value))
+            .collect()
+    }
+
+    pub fn create(
+        &self,
+        function: &FunctionRecord,
+        version: Option<&VersionRecord>,
+    ) -> Result<(), FunctionStoreError> {
+        let name = &function.config.function_name;
+        let mut batch = WriteBatch::new().put(FUNCTIONS, name, encode(function), Expect::Absent);
+        if let Some(version) = version {
+            batch = batch.put(
+                VERSIONS,
+                &version_key(name, function.last_version),
+                encode(version),
+                Expect::Absent,
+            );
+        }
+        Ok(self.meta.commit(batch)?)
+    }
+
+    /// Replaces a function read at `expected`, optionally publishing a version with it.
+    pub fn update(
+        &self,
+        function: &FunctionRecord,
+        expected: u64,
+        version: Option<&VersionRecord>,
+    ) -> Result<(), FunctionStoreError> {
+        let name = &function.config.function_name;
+        let mut batch =
+            WriteBatch::new().put(FUNCTIONS, name, encode(function), Expect::Version(expected));
+        if let Some(version) = version {
+            batch = batch.put(
+                VERSIONS,
+                &version_key(name, function.last_version),
+                encode(version),
+                Expect::Absent,
+            );
+        }
+        Ok(self.meta.commit(batch)?)
+    }
+
+    /// Deletes a function with all its versions and aliases.
+    pub fn delete_function(&self, name: &str, expected: u64) -> Result<(), FunctionStoreError> {
+        let mut batch = WriteBatch::new().delete(FUNCTIONS, name, Expect::Version(expected));
+        let prefix = format!("{name}/");
+        for table in [VERSIONS, ALIASES] {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.meta.scan(table, &prefix, after.as_deref(), 1000)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.key.clone());
+                for record in &page {
+                    batch = batch.delete(table, &record.key, Expect::Version(record.version));
+                }
+            }
+        }
+        Ok(self.meta.commit(batch)?)
+    }
+
+    pub fn version(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<VersionRecord>, FunctionStoreError> {
+        Ok(self
+            .meta
+            .get(VERSIONS, &version_key(name, version))?
+            .map(decode)
+            .transpose()?
+            .map(|v| v.value))
+    }
+
+    /// Published versions in ascending order after version `after`, at most `limit`.
+    pub fn versions(
+        &self,
+        name: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, FunctionStoreError> {
+        let after = after.map(|v| version_key(name, v));
+        self.meta
+            .scan(VERSIONS, &format!("{name}/"), after.as_deref(), limit)?
+            .into_iter()
+            .map(|record| decode(record).map(|v| v.value))
+            .collect()
+    }
+
+    pub fn delete_version(&self, name: &str, version: u64) -> Result<(), FunctionStoreError> {
+        let batch =
+            WriteBatch::new().delete(VERSIONS, &version_key(name, version), Expect::Anything);
+        Ok(self.meta.commit(batch)?)
+    }
+
+    pub fn alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> Result<Option<Versioned<AliasConfiguration>>, FunctionStoreError> {
+        self.meta
+            .get(ALIASES, &format!("{name}/{alias}"))?
+            .map(decode)
+            .transpose()
+    }
+
+    pub fn aliases(
+        &self,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasConfiguration>, FunctionStoreError> {
+        let after = after.map(|a| format!("{name}/{a}"));
+        self.meta
+            .scan(ALIASES, &format!("{name}/"), after.as_deref(), limit)?
+            .into_iter()
+            .map(|record| decode(record).map(|v| v.value))
+            .collect()
+    }
+
+    /// Writes an alias: `expected` `None` creates it, `Some(v)` replaces the one read at `v`.
+    pub fn put_alias(
+        &self,
+        name: &str,
+        alias: &AliasConfiguration,
+        expected: Option<u64>,
+    ) -> Result<(), FunctionStoreError> {
+        let expect = expected.map_or(Expect::Absent, Expect::Version);
+        let batch = WriteBatch::new().put(
+            ALIASES,
+            &format!("{name}/{}", alias.name),
+            encode(alias),
+            expect,
+        );
+        Ok(self.meta.commit(batch)?)
+    }
+
+    pub fn delete_alias(&self, name: &str, alias: &str) -> Result<(), FunctionStoreError> {
+        let batch = WriteBatch::new().delete(ALIASES, &format!("{name}/{alias}"), Expect::Anything);
+        Ok(self.meta.commit(batch)?)
+    }
+}
