@@ -10,8 +10,9 @@ use nimbus_edge::{
     AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
 };
 
-use crate::error::{invalid_content, service, validation};
+use crate::error::{invalid_content, invalid_parameter, service, too_large, validation};
 use crate::functions::Functions;
+use crate::invoke::{InvokeRequest, Invoker};
 use crate::model::*;
 use crate::names::FunctionRef;
 
@@ -38,6 +39,7 @@ enum Route {
     UntagResource,
     ListTags,
     GetAccountSettings,
+    Invoke,
 }
 
 static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
@@ -128,6 +130,11 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
             "/2016-08-19/account-settings",
             GetAccountSettings,
         ),
+        (
+            Method::POST,
+            "/2015-03-31/functions/{FunctionName}/invocations",
+            Invoke,
+        ),
     ])
 });
 
@@ -161,7 +168,32 @@ pub enum LambdaOperation {
     UntagResource(String, Vec<String>),
     ListTags(String),
     GetAccountSettings,
+    Invoke(Box<Invocation>),
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+/// An Invoke request, its limits checked.
+#[derive(Debug)]
+pub struct Invocation {
+    pub function: FunctionRef,
+    pub kind: InvocationType,
+    pub payload: Bytes,
+    pub tail: bool,
+    /// The decoded `X-Amz-Client-Context` JSON.
+    pub client_context: Option<String>,
+}
+
+/// Payload limits: synchronous and asynchronous invocations.
+const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
+const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
+/// The largest `X-Amz-Client-Context`, base64.
+const MAX_CLIENT_CONTEXT: usize = 3583;
 
 impl Operation for LambdaOperation {
     fn name(&self) -> &'static str {
@@ -188,20 +220,23 @@ impl Operation for LambdaOperation {
             UntagResource(..) => "UntagResource",
             ListTags(..) => "ListTags",
             GetAccountSettings => "GetAccountSettings",
+            Invoke(..) => "Invoke",
         }
     }
 }
 
 pub struct LambdaApi {
     functions: Arc<Functions>,
+    invoker: Arc<Invoker>,
     region: String,
     account: String,
 }
 
 impl LambdaApi {
-    pub fn new(functions: Arc<Functions>, region: &str, account: &str) -> Self {
+    pub fn new(functions: Arc<Functions>, invoker: Arc<Invoker>, region: &str, account: &str) -> Self {
         Self {
             functions,
+            invoker,
             region: region.to_owned(),
             account: account.to_owned(),
         }
@@ -227,6 +262,58 @@ impl Inputs<'_> {
     fn function(&self) -> Result<FunctionRef, AwsError> {
         let name = self.params.get("FunctionName").unwrap_or_default();
         FunctionRef::parse(name, self.region, self.account)?.with_qualifier(self.query("Qualifier"))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.req.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn invocation(&self) -> Result<Invocation, AwsError> {
+        use base64::Engine as _;
+        let kind = match self.header("x-amz-invocation-type") {
+            None | Some("RequestResponse") => InvocationType::RequestResponse,
+            Some("Event") => InvocationType::Event,
+            Some("DryRun") => InvocationType::DryRun,
+            Some(other) => {
+                return Err(validation("invocationType", other, "Member must satisfy enum value set: [Event, RequestResponse, DryRun]"));
+            }
+        };
+        let tail = match self.header("x-amz-log-type") {
+            None | Some("None") => false,
+            Some("Tail") => true,
+            Some(other) => return Err(validation("logType", other, "Member must satisfy enum value set: [None, Tail]")),
+        };
+        let limit = if kind == InvocationType::Event { MAX_ASYNC_PAYLOAD } else { MAX_SYNC_PAYLOAD };
+        if self.req.body.len() > limit {
+            return Err(too_large(format!("{} byte payload is too large for the {} invocation type (limit {limit} bytes)",
+                self.req.body.len(),
+                if kind == InvocationType::Event { "Event" } else { "RequestResponse" })));
+        }
+        let payload = if self.req.body.is_empty() { Bytes::from_static(b"{}") } else { self.req.body.clone() };
+        serde_json::from_slice::<serde::de::IgnoredAny>(&payload)
+            .map_err(|err| invalid_content(format!("Could not parse request body into json: {err}")))?;
+        let client_context = match self.header("x-amz-client-context") {
+            None => None,
+            Some(encoded) => {
+                if encoded.len() > MAX_CLIENT_CONTEXT {
+                    return Err(invalid_parameter("Client context must be 3583 bytes or less (base64)"));
+                }
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .filter(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
+                    .ok_or_else(|| invalid_parameter("Client context must be a base64-encoded JSON object"))?;
+                Some(decoded)
+            }
+        };
+        Ok(Invocation {
+            function: self.function()?,
+            kind,
+            payload,
+            tail,
+            client_context,
+        })
     }
 
     fn path(&self, name: &str) -> String {
@@ -310,6 +397,7 @@ fn parse(route: Route, inputs: &Inputs) -> Result<LambdaOperation, AwsError> {
         ),
         Route::ListTags => Op::ListTags(inputs.path("Resource")),
         Route::GetAccountSettings => Op::GetAccountSettings,
+        Route::Invoke => Op::Invoke(Box::new(inputs.invocation()?)),
     })
 }
 
@@ -378,6 +466,46 @@ impl LambdaApi {
     }
 }
 
+impl LambdaApi {
+    async fn invoke(&self, ctx: &RequestContext, invocation: Invocation) -> Result<Response<Bytes>, AwsError> {
+        match invocation.kind {
+            InvocationType::DryRun => {
+                let function = invocation.function;
+                blocking(&self.functions, move |f| f.resolve(&function).map(|_| ())).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            InvocationType::Event => Err(invalid_parameter(
+                "Asynchronous (Event) invocations are not available on this nimbus server yet",
+            )),
+            InvocationType::RequestResponse => {
+                let result = self
+                    .invoker
+                    .invoke(InvokeRequest {
+                        function: invocation.function,
+                        request_id: ctx.request_id.clone(),
+                        payload: invocation.payload,
+                        client_context: invocation.client_context,
+                        tail: invocation.tail,
+                    })
+                    .await?;
+                let mut response = Response::new(result.payload);
+                let headers = response.headers_mut();
+                headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                if let Ok(version) = http::HeaderValue::from_str(&result.executed_version) {
+                    headers.insert("x-amz-executed-version", version);
+                }
+                if let Some(error) = result.function_error {
+                    headers.insert("x-amz-function-error", http::HeaderValue::from_static(error));
+                }
+                if let Some(tail) = result.log_tail.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+                    headers.insert("x-amz-log-result", tail);
+                }
+                Ok(response)
+            }
+        }
+    }
+}
+
 impl Service for LambdaApi {
     type Operation = LambdaOperation;
 
@@ -399,7 +527,7 @@ impl Service for LambdaApi {
 
     async fn handle(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         operation: LambdaOperation,
     ) -> Result<Response<Bytes>, AwsError> {
         use LambdaOperation as Op;
@@ -425,16 +553,20 @@ impl Service for LambdaApi {
                 Ok(json(StatusCode::OK, &config))
             }
             Op::DeleteFunction(function) => {
+                let name = function.name.clone();
                 blocking(f, move |f| f.delete(function)).await?;
+                self.invoker.retire(&name);
                 Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
             }
             Op::UpdateFunctionConfiguration(function, request) => {
                 let config = blocking(f, move |f| f.update_config(function, request)).await?;
+                self.invoker.retire(&config.function_name);
                 self.settle_later(config.function_name.clone());
                 Ok(json(StatusCode::OK, &config))
             }
             Op::UpdateFunctionCode(function, request) => {
                 let config = blocking(f, move |f| f.update_code(function, request)).await?;
+                self.invoker.retire(&config.function_name);
                 self.settle_later(config.function_name.clone());
                 Ok(json(StatusCode::OK, &config))
             }
@@ -514,6 +646,7 @@ impl Service for LambdaApi {
                 StatusCode::OK,
                 &blocking(f, |f| f.account_settings()).await?,
             )),
+            Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
         }
     }
 }

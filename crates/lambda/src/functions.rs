@@ -36,7 +36,7 @@ impl Default for LambdaSettings {
 }
 
 /// Reserved concurrency may not push the unreserved pool below this.
-const MIN_UNRESERVED: i64 = 100;
+pub const MIN_UNRESERVED: i64 = 100;
 const MAX_ENV_BYTES: usize = 4096;
 const RESERVED_ENV_KEYS: &[&str] = &[
     "_HANDLER",
@@ -984,6 +984,34 @@ impl Functions {
             aliases.last().map(|a| a.name.clone())
         });
         Ok((aliases, next.flatten()))
+    }
+
+    pub fn account_concurrency(&self) -> i64 {
+        self.settings.account_concurrency
+    }
+
+    /// The concurrency reserved by all functions together.
+    pub fn reserved_total(&self) -> Result<i64, AwsError> {
+        self.reserved_elsewhere("")
+    }
+
+    /// For an alias with weighted routing, the version `roll` (uniform in [0, 1))
+    /// lands on; any other reference is returned as it is.
+    pub fn route_alias(&self, function: FunctionRef, roll: f64) -> Result<FunctionRef, AwsError> {
+        let Some(alias) = function.qualifier.as_deref().filter(|q| is_alias_name(q)) else {
+            return Ok(function);
+        };
+        let alias = self.load_alias(&function.name, alias)?.value;
+        let mut version = alias.function_version.clone();
+        if let Some((extra, weight)) = alias.routing_config.iter().flat_map(|r| r.additional_version_weights.iter()).next()
+            && roll < *weight
+        {
+            version = extra.clone();
+        }
+        Ok(FunctionRef {
+            name: function.name,
+            qualifier: Some(version),
+        })
     }
 
     fn reserved_elsewhere(&self, except: &str) -> Result<i64, AwsError> {

@@ -2,12 +2,17 @@
 
 pub mod api;
 pub mod code;
+pub mod environment;
 pub mod error;
 pub mod functions;
+pub mod interpreters;
+pub mod invoke;
 pub mod model;
 pub mod names;
+pub mod runtime_api;
 pub mod runtimes;
 pub mod store;
 
 pub use api::LambdaApi;
 pub use functions::{Functions, LambdaSettings};
+pub use invoke::{Invoker, InvokerSettings};

@@ -12,7 +12,8 @@ use nimbus_edge::Edge;
 use nimbus_iam::Sts;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::store::FunctionStore;
-use nimbus_lambda::{Functions, LambdaApi, LambdaSettings};
+use nimbus_lambda::{Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings};
+use nimbus_logs::LogStore;
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
@@ -155,14 +156,24 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.account_id,
     ));
     let functions = Arc::new(Functions::new(
-        FunctionStore::new(meta),
+        FunctionStore::new(meta.clone()),
         blobs,
         CodeCache::open(&data_dir.join("lambda").join("code"))?,
         &args.region,
         &args.account_id,
         LambdaSettings::default(),
     ));
-    let lambda = LambdaApi::new(functions, &args.region, &args.account_id);
+    let logs = Arc::new(LogStore::new(meta.clone()));
+    let invoker = Invoker::start(
+        functions.clone(),
+        Arc::new(nimbus_engine::ProcessRuntime),
+        data_dir.join("lambda").join("runtime"),
+        logs,
+        InvokerSettings::default(),
+        &args.region,
+    )
+    .map_err(io_at(&data_dir))?;
+    let lambda = LambdaApi::new(functions, invoker, &args.region, &args.account_id);
     lambda
         .resume()
         .await

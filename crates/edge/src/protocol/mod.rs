@@ -30,6 +30,8 @@ pub struct AwsError {
     pub status: StatusCode,
     pub code: Cow<'static, str>,
     pub message: String,
+    /// More members of the error shape (Lambda's `Reason`, say), in JSON protocols.
+    pub fields: Vec<(&'static str, String)>,
 }
 
 impl AwsError {
@@ -42,7 +44,13 @@ impl AwsError {
             status,
             code: code.into(),
             message: message.into(),
+            fields: Vec::new(),
         }
+    }
+
+    pub fn with_field(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.fields.push((name, value.into()));
+        self
     }
 
     /// A failure on nimbus's side; the detail goes to the log, not to the client.
@@ -186,18 +194,23 @@ impl Protocol {
     ) -> Response<Bytes> {
         let sender_fault = err.status.is_client_error();
         let (content_type, body) = match self {
-            Protocol::Json11 => (
-                "application/x-amz-json-1.1",
-                serde_json::json!({ "__type": err.code, "message": err.message }).to_string(),
-            ),
-            Protocol::RestJson => (
-                "application/json",
-                serde_json::json!({
+            Protocol::Json11 => {
+                let mut body = serde_json::json!({ "__type": err.code, "message": err.message });
+                for (name, value) in &err.fields {
+                    body[*name] = value.as_str().into();
+                }
+                ("application/x-amz-json-1.1", body.to_string())
+            }
+            Protocol::RestJson => {
+                let mut body = serde_json::json!({
                     "Type": if sender_fault { "User" } else { "Service" },
                     "message": err.message,
-                })
-                .to_string(),
-            ),
+                });
+                for (name, value) in &err.fields {
+                    body[*name] = value.as_str().into();
+                }
+                ("application/json", body.to_string())
+            }
             Protocol::Query => {
                 let mut xml = xml::XmlWriter::new();
                 xml.open_with_namespace("ErrorResponse", xml_namespace);

@@ -1,0 +1,110 @@
+//! The machine's interpreters for managed runtimes: the exact version a function
+//! asks for when installed, else the nearest one, named so the function can tell.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::runtimes::RuntimeKind;
+
+/// An interpreter found on the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpreter {
+    pub program: PathBuf,
+    /// The runtime it stands for, as `AWS_EXECUTION_ENV` names it (`python3.11`).
+    pub runtime: String,
+    /// What the interpreter says of itself (`Python 3.11.7`).
+    pub version: String,
+}
+
+#[derive(Default)]
+pub struct Interpreters {
+    found: Mutex<HashMap<String, Option<Interpreter>>>,
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn version_of(program: &Path) -> Option<String> {
+    let output = Command::new(program).arg("--version").output().ok()?;
+    let text = if output.stdout.is_empty() { output.stderr } else { output.stdout };
+    Some(String::from_utf8_lossy(&text).trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// `(major, minor)` from `Python 3.11.7` or `v20.20.2`.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let digits = version.trim_start_matches(|c: char| !c.is_ascii_digit());
+    let mut parts = digits.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+fn find_python(wanted_minor: u32) -> Option<Interpreter> {
+    let mut candidates: Vec<PathBuf> = (8..=20).filter_map(|minor| on_path(&format!("python3.{minor}"))).collect();
+    candidates.extend(on_path("python3"));
+    candidates
+        .into_iter()
+        .filter_map(|program| {
+            let version = version_of(&program)?;
+            let (major, minor) = major_minor(&version)?;
+            (major == 3).then(|| (minor.abs_diff(wanted_minor), minor, program, version))
+        })
+        .min_by_key(|(distance, ..)| *distance)
+        .map(|(_, minor, program, version)| Interpreter { program, runtime: format!("python3.{minor}"), version })
+}
+
+fn find_node() -> Option<Interpreter> {
+    let program = on_path("node")?;
+    let version = version_of(&program)?;
+    let (major, _) = major_minor(&version)?;
+    Some(Interpreter { program, runtime: format!("nodejs{major}.x"), version })
+}
+
+impl Interpreters {
+    /// The interpreter for a managed runtime id such as `python3.12`, if the machine
+    /// has one of its language.
+    pub fn resolve(&self, runtime: &str, kind: RuntimeKind) -> Option<Interpreter> {
+        let mut found = self.found.lock().expect("interpreter cache");
+        found
+            .entry(runtime.to_owned())
+            .or_insert_with(|| match kind {
+                RuntimeKind::Python => {
+                    let minor = major_minor(runtime.trim_start_matches("python"))?.1;
+                    find_python(minor)
+                }
+                RuntimeKind::Node => find_node(),
+                RuntimeKind::Provided => None,
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(major_minor("Python 3.11.7"), Some((3, 11)));
+        assert_eq!(major_minor("v20.20.2"), Some((20, 20)));
+        assert_eq!(major_minor("3.12"), Some((3, 12)));
+        assert_eq!(major_minor("none"), None);
+    }
+
+    #[test]
+    fn finds_the_machines_python() {
+        let interpreters = Interpreters::default();
+        let python = interpreters.resolve("python3.12", RuntimeKind::Python).expect("python3 is installed");
+        assert!(python.runtime.starts_with("python3."));
+        assert!(python.version.starts_with("Python 3."));
+    }
+}

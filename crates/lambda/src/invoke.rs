@@ -1,0 +1,462 @@
+//! Invoking functions: concurrency limits, warm environments reused one invocation at
+//! a time, cold starts when none is idle, timeouts and crashes, and each invocation's
+//! log lines with Lambda's START, END and REPORT.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::StatusCode;
+use nimbus_edge::AwsError;
+use nimbus_engine::{SandboxRuntime, SandboxSpec};
+use nimbus_logs::{LogEvent, LogStore};
+
+use crate::environment::{Environment, RunOutcome};
+use crate::error::{conflict, service};
+use crate::functions::{Functions, MIN_UNRESERVED};
+use crate::interpreters::Interpreters;
+use crate::model::FunctionConfiguration;
+use crate::names::FunctionRef;
+use crate::runtime_api::{MAX_RESPONSE_BYTES, RuntimeOutcome};
+use crate::runtimes::{self, RuntimeKind};
+
+/// How much of an invocation's log `LogType: Tail` returns.
+const TAIL_BYTES: usize = 4096;
+/// nimbus's own runtime clients for the managed runtimes.
+const PYTHON_RUNTIME: &str = include_str!("../runtimes/python.py");
+const NODE_RUNTIME: &str = include_str!("../runtimes/node.js");
+
+#[derive(Debug, Clone)]
+pub struct InvokerSettings {
+    /// Idle environments are shut down after this long.
+    pub keep_alive: Duration,
+    /// How long a runtime may take to initialize before its first invocation.
+    pub init_timeout: Duration,
+}
+
+impl Default for InvokerSettings {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(300),
+            init_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct InvokeRequest {
+    pub function: FunctionRef,
+    pub request_id: String,
+    pub payload: Bytes,
+    pub client_context: Option<String>,
+    pub tail: bool,
+}
+
+#[derive(Debug)]
+pub struct InvokeResult {
+    pub executed_version: String,
+    pub payload: Bytes,
+    /// `Unhandled` when the function failed.
+    pub function_error: Option<&'static str>,
+    /// The last 4 KB of the invocation's log, base64, when asked for.
+    pub log_tail: Option<String>,
+}
+
+/// Environments of one configuration of one function version are interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    function: String,
+    version: String,
+    revision: String,
+}
+
+struct Idle {
+    env: Arc<Environment>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    idle: HashMap<PoolKey, Vec<Idle>>,
+    /// Invocations running per function, and those drawing on the unreserved pool.
+    busy: HashMap<String, i64>,
+    busy_unreserved: i64,
+    /// Bumped when a function changes, so older environments are not reused.
+    generation: HashMap<String, u64>,
+}
+
+pub struct Invoker {
+    functions: Arc<Functions>,
+    sandboxes: Arc<dyn SandboxRuntime>,
+    interpreters: Interpreters,
+    runtime_dir: PathBuf,
+    logs: Arc<LogStore>,
+    state: Mutex<State>,
+    settings: InvokerSettings,
+    region: String,
+}
+
+/// A concurrency slot, given back when dropped.
+struct Slot<'a> {
+    invoker: &'a Invoker,
+    function: String,
+    unreserved: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.invoker.state.lock().expect("invoker state");
+        if let Some(busy) = state.busy.get_mut(&self.function) {
+            *busy -= 1;
+        }
+        if self.unreserved {
+            state.busy_unreserved -= 1;
+        }
+    }
+}
+
+fn throttled(reason: &str) -> AwsError {
+    AwsError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.").with_field("Reason", reason)
+}
+
+fn error_body(error_type: &str, message: String) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+fn log_stream_name(version: &str) -> String {
+    let date = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year]/[month]/[day]"))
+        .expect("dates format");
+    format!("{date}/[{version}]{}", uuid::Uuid::new_v4().simple())
+}
+
+impl Invoker {
+    /// Writes the managed runtimes' clients under `runtime_dir` and starts the reaper
+    /// of idle environments.
+    pub fn start(
+        functions: Arc<Functions>,
+        sandboxes: Arc<dyn SandboxRuntime>,
+        runtime_dir: PathBuf,
+        logs: Arc<LogStore>,
+        settings: InvokerSettings,
+        region: &str,
+    ) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(&runtime_dir)?;
+        std::fs::write(runtime_dir.join("python.py"), PYTHON_RUNTIME)?;
+        std::fs::write(runtime_dir.join("node.js"), NODE_RUNTIME)?;
+        let invoker = Arc::new(Self {
+            functions,
+            sandboxes,
+            interpreters: Interpreters::default(),
+            runtime_dir,
+            logs,
+            state: Mutex::new(State::default()),
+            settings,
+            region: region.to_owned(),
+        });
+        let reaper = Arc::downgrade(&invoker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(invoker) = reaper.upgrade() else { return };
+                invoker.reap();
+            }
+        });
+        Ok(invoker)
+    }
+
+    fn reap(&self) {
+        let keep_alive = self.settings.keep_alive;
+        let mut state = self.state.lock().expect("invoker state");
+        for envs in state.idle.values_mut() {
+            envs.retain(|idle| idle.since.elapsed() < keep_alive && !idle.env.is_dead());
+        }
+        state.idle.retain(|_, envs| !envs.is_empty());
+    }
+
+    /// Shuts down a function's idle environments and keeps its busy ones from being
+    /// reused, after its code or configuration changed or it was deleted.
+    pub fn retire(&self, function: &str) {
+        let mut state = self.state.lock().expect("invoker state");
+        *state.generation.entry(function.to_owned()).or_default() += 1;
+        state.idle.retain(|key, _| key.function != function);
+    }
+
+    fn acquire(&self, function: &str, reserved: Option<i64>) -> Result<Slot<'_>, AwsError> {
+        let mut state = self.state.lock().expect("invoker state");
+        let busy = state.busy.get(function).copied().unwrap_or(0);
+        match reserved {
+            Some(limit) if busy >= limit => return Err(throttled("ReservedFunctionConcurrentInvocationLimitExceeded")),
+            Some(_) => {}
+            None => {
+                // The reservations of all functions only matter once the unreserved
+                // pool nears its guaranteed minimum.
+                if state.busy_unreserved >= MIN_UNRESERVED {
+                    let reserved_total = self.functions.reserved_total()?;
+                    if state.busy_unreserved >= self.functions.account_concurrency() - reserved_total {
+                        return Err(throttled("ConcurrentInvocationLimitExceeded"));
+                    }
+                }
+                state.busy_unreserved += 1;
+            }
+        }
+        *state.busy.entry(function.to_owned()).or_default() += 1;
+        Ok(Slot {
+            invoker: self,
+            function: function.to_owned(),
+            unreserved: reserved.is_none(),
+        })
+    }
+
+    fn take_idle(&self, key: &PoolKey) -> Option<Arc<Environment>> {
+        let mut state = self.state.lock().expect("invoker state");
+        let envs = state.idle.get_mut(key)?;
+        while let Some(idle) = envs.pop() {
+            if !idle.env.is_dead() {
+                return Some(idle.env);
+            }
+        }
+        None
+    }
+
+    fn release(&self, key: PoolKey, env: Arc<Environment>, generation: u64) {
+        let mut state = self.state.lock().expect("invoker state");
+        if state.generation.get(&key.function).copied().unwrap_or(0) != generation || env.is_dead() {
+            return;
+        }
+        // A newer configuration of the same version retires this one.
+        state
+            .idle
+            .retain(|k, _| !(k.function == key.function && k.version == key.version && k.revision != key.revision));
+        state.idle.entry(key).or_default().push(Idle {
+            env,
+            since: Instant::now(),
+        });
+    }
+
+    fn generation(&self, function: &str) -> u64 {
+        self.state.lock().expect("invoker state").generation.get(function).copied().unwrap_or(0)
+    }
+
+    fn sandbox_spec(&self, config: &FunctionConfiguration, code_dir: PathBuf, log_stream: &str) -> Result<SandboxSpec, (String, String)> {
+        let runtime = config.runtime.as_deref().unwrap_or_default();
+        let kind = runtimes::check(runtime).map_err(|err| ("Runtime.InvalidRuntime".to_owned(), err.message))?;
+        let (program, args, execution_env) = match kind {
+            RuntimeKind::Provided => {
+                let bootstrap = code_dir.join("bootstrap");
+                if !bootstrap.is_file() {
+                    return Err((
+                        "Runtime.InvalidEntrypoint".to_owned(),
+                        "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]".to_owned(),
+                    ));
+                }
+                (bootstrap, Vec::new(), format!("AWS_Lambda_{runtime}"))
+            }
+            RuntimeKind::Python | RuntimeKind::Node => {
+                let interpreter = self.interpreters.resolve(runtime, kind).ok_or_else(|| {
+                    ("Runtime.InvalidRuntime".to_owned(), format!("No interpreter for {runtime} is installed on this nimbus server"))
+                })?;
+                let client = if kind == RuntimeKind::Python { "python.py" } else { "node.js" };
+                let args = vec![self.runtime_dir.join(client).to_string_lossy().into_owned()];
+                (interpreter.program, args, format!("AWS_Lambda_{}", interpreter.runtime))
+            }
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("_HANDLER".into(), config.handler.clone().unwrap_or_default()),
+            ("LAMBDA_TASK_ROOT".into(), code_dir.to_string_lossy().into_owned()),
+            ("LAMBDA_RUNTIME_DIR".into(), self.runtime_dir.to_string_lossy().into_owned()),
+            ("AWS_LAMBDA_FUNCTION_NAME".into(), config.function_name.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), config.memory_size.to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), config.version.clone()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME".into(), config.logging_config.log_group.clone()),
+            ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream.to_owned()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+            ("AWS_REGION".into(), self.region.clone()),
+            ("AWS_DEFAULT_REGION".into(), self.region.clone()),
+            ("AWS_EXECUTION_ENV".into(), execution_env),
+            ("TZ".into(), ":UTC".into()),
+            ("LANG".into(), "en_US.UTF-8".into()),
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin:/opt/bin".into()),
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+        ];
+        if let Some(vars) = &config.environment {
+            env.extend(vars.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(SandboxSpec {
+            program,
+            args,
+            env,
+            workdir: code_dir,
+        })
+    }
+
+    pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResult, AwsError> {
+        let functions = self.functions.clone();
+        let roll = (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64;
+        let target = request.function.clone();
+        let (record, config, code_dir) = tokio::task::spawn_blocking(move || {
+            let routed = functions.route_alias(target, roll)?;
+            let (record, config, code) = functions.resolve(&routed)?;
+            if config.state != "Active" {
+                return Err(conflict(format!(
+                    "The operation cannot be performed at this time. The function is currently in the following state: {}",
+                    config.state
+                )));
+            }
+            let code_dir = functions.code_dir(&code)?;
+            Ok((record, config, code_dir))
+        })
+        .await
+        .map_err(|_| service("An internal error occurred."))??;
+
+        let _slot = self.acquire(&config.function_name, record.reserved_concurrency)?;
+        let key = PoolKey {
+            function: config.function_name.clone(),
+            version: config.version.clone(),
+            revision: config.revision_id.clone(),
+        };
+        let generation = self.generation(&key.function);
+        let env = match self.take_idle(&key) {
+            Some(env) => env,
+            None => {
+                let log_stream = log_stream_name(&config.version);
+                match self.sandbox_spec(&config, code_dir, &log_stream) {
+                    Ok(spec) => Arc::new(
+                        Environment::start(self.sandboxes.as_ref(), spec, log_stream)
+                            .await
+                            .map_err(|err| {
+                                tracing::error!(error = %err, "starting an execution environment failed");
+                                service("The execution environment could not be started.")
+                            })?,
+                    ),
+                    Err((error_type, message)) => {
+                        return Ok(InvokeResult {
+                            executed_version: config.version.clone(),
+                            payload: error_body(&error_type, message),
+                            function_error: Some("Unhandled"),
+                            log_tail: None,
+                        });
+                    }
+                }
+            }
+        };
+
+        let id = &request.request_id;
+        let started_at = Instant::now();
+        let start_line = LogEvent {
+            timestamp: now_ms(),
+            message: format!("START RequestId: {id} Version: {}", config.version),
+        };
+        let timeout = Duration::from_secs(config.timeout.max(1) as u64);
+        let (outcome, init_duration) = env
+            .run(id, request.payload, &config.function_arn, request.client_context, timeout, self.settings.init_timeout)
+            .await;
+        // Init is reported apart, as Lambda does.
+        let duration = started_at.elapsed().saturating_sub(init_duration.unwrap_or_default());
+
+        let mut keep = false;
+        let mut extra_lines = Vec::new();
+        let (payload, failed) = match outcome {
+            RunOutcome::Runtime(RuntimeOutcome::Response(body)) => {
+                keep = true;
+                (body, false)
+            }
+            RunOutcome::Runtime(RuntimeOutcome::Error { error_type, body }) => {
+                keep = true;
+                let body = if body.is_empty() {
+                    error_body(error_type.as_deref().unwrap_or("Unhandled"), "The function reported an error".to_owned())
+                } else {
+                    body
+                };
+                (body, true)
+            }
+            RunOutcome::Runtime(RuntimeOutcome::ResponseTooLarge) => {
+                keep = true;
+                let message = format!("Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).");
+                (error_body("Function.ResponseSizeTooLarge", message), true)
+            }
+            RunOutcome::TimedOut => {
+                let message = format!("RequestId: {id} Error: Task timed out after {:.2} seconds", timeout.as_secs_f64());
+                extra_lines.push(format!("{} {id} Task timed out after {:.2} seconds", iso_now(), timeout.as_secs_f64()));
+                (error_body("Sandbox.Timedout", message), true)
+            }
+            RunOutcome::Exited(reason) => {
+                let message = format!("RequestId: {id} Error: {reason}");
+                extra_lines.push(format!("RequestId: {id} Error: {reason}\nRuntime.ExitError"));
+                (error_body("Runtime.ExitError", message), true)
+            }
+            RunOutcome::InitFailed(Some(report), _) if !report.body.is_empty() => (report.body, true),
+            RunOutcome::InitFailed(report, reason) => {
+                let error_type = report.and_then(|r| r.error_type).unwrap_or_else(|| "Runtime.InitError".to_owned());
+                extra_lines.push(format!("INIT_REPORT Status: error\tError Type: {error_type}"));
+                (error_body(&error_type, format!("RequestId: {id} Error: {reason}")), true)
+            }
+        };
+        let max_memory = env.max_memory_mb();
+        if keep {
+            self.release(key, env.clone(), generation);
+        } else {
+            env.destroy();
+        }
+
+        let mut report = format!(
+            "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {max_memory} MB",
+            duration.as_secs_f64() * 1000.0,
+            duration.as_millis().max(1),
+            config.memory_size,
+        );
+        if let Some(init) = init_duration {
+            report.push_str(&format!("\tInit Duration: {:.2} ms", init.as_secs_f64() * 1000.0));
+        }
+        let mut lines = vec![start_line];
+        lines.extend(env.logs.take());
+        lines.extend(extra_lines.into_iter().map(|message| LogEvent { timestamp: now_ms(), message }));
+        lines.push(LogEvent { timestamp: now_ms(), message: format!("END RequestId: {id}") });
+        lines.push(LogEvent { timestamp: now_ms(), message: report });
+        let log_tail = request.tail.then(|| tail(&lines));
+        let logs = self.logs.clone();
+        let group = config.logging_config.log_group.clone();
+        let stream = env.log_stream.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = logs.append(&group, &stream, &lines) {
+                tracing::error!(error = %err, "writing function logs failed");
+            }
+        });
+        Ok(InvokeResult {
+            executed_version: config.version,
+            payload,
+            function_error: failed.then_some("Unhandled"),
+            log_tail,
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn iso_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The last 4 KB of an invocation's log, base64, cut at a character boundary.
+fn tail(lines: &[LogEvent]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.message);
+        text.push('\n');
+    }
+    let mut start = text.len().saturating_sub(TAIL_BYTES);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    base64::engine::general_purpose::STANDARD.encode(&text[start..])
+}
