@@ -44,17 +44,33 @@ pub struct Edge {
 
 pub struct EdgeBuilder {
     edge: Edge,
+    internal: Router,
 }
 
 impl EdgeBuilder {
+    /// Mounts a service's own endpoints under `/_nimbus/` (code downloads and the
+    /// like); they authenticate requests their own way.
+    pub fn internal(mut self, routes: Router) -> Self {
+        self.internal = self.internal.merge(routes);
+        self
+    }
+
     pub fn service(mut self, service: impl Service) -> Self {
         let name = service.descriptor().signing_name;
         self.edge.services.insert(name, Arc::new(service));
         self
     }
 
-    pub fn build(self) -> Arc<Edge> {
-        Arc::new(self.edge)
+    /// Every route of the edge port: internal endpoints under `/_nimbus/`, AWS APIs
+    /// everywhere else.
+    pub fn build(self) -> Router {
+        Router::new()
+            .route("/_nimbus/health", get(health))
+            .route("/_nimbus/metrics", get(metrics))
+            .route("/_nimbus/{*rest}", any(internal_not_found))
+            .fallback(aws)
+            .with_state(Arc::new(self.edge))
+            .merge(self.internal)
     }
 }
 
@@ -80,18 +96,8 @@ impl Edge {
                 account_id: account_id.into(),
                 started: Instant::now(),
             },
+            internal: Router::new(),
         }
-    }
-
-    /// Every route of the edge port: internal endpoints under `/_nimbus/`, AWS APIs
-    /// everywhere else.
-    pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
-            .route("/_nimbus/health", get(health))
-            .route("/_nimbus/metrics", get(metrics))
-            .route("/_nimbus/{*rest}", any(internal_not_found))
-            .fallback(aws)
-            .with_state(self)
     }
 
     fn route(&self, parts: &http::request::Parts) -> Route {
@@ -183,11 +189,17 @@ impl Edge {
             }
         };
         tracing::Span::current().record("principal", caller.principal.arn());
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
         let ctx = RequestContext {
             request_id: request_id.clone(),
             caller,
             region: self.region.clone(),
             account_id: self.account_id.clone(),
+            endpoint: format!("http://{host}"),
         };
         let (operation, result) = service.call(&ctx, ServiceRequest { parts, body }).await;
         self.finish(

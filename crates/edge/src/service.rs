@@ -135,6 +135,8 @@ pub struct RequestContext {
     pub caller: Caller,
     pub region: Arc<str>,
     pub account_id: Arc<str>,
+    /// The edge as the client addressed it (`http://<Host>`), for links it can follow.
+    pub endpoint: String,
 }
 
 /// An authenticated request with its whole (bounded) body.

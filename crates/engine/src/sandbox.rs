@@ -11,7 +11,10 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("cannot start {program}: {source}")]
-    Start { program: PathBuf, source: std::io::Error },
+    Start {
+        program: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What to run and how.
@@ -66,7 +69,9 @@ pub struct ProcessRuntime;
 
 impl SandboxRuntime for ProcessRuntime {
     fn start(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
-        let mut child = Command::new(&spec.program)
+        let mut command = Command::new(&spec.program);
+        die_with_parent(&mut command);
+        let mut child = command
             .args(&spec.args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -91,6 +96,19 @@ impl SandboxRuntime for ProcessRuntime {
     }
 }
 
+/// Has the kernel kill the sandbox's main process when nimbus dies, so a crash of
+/// nimbus leaves no runtime behind.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // prctl(2), which is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +127,13 @@ mod tests {
     async fn runs_with_only_the_given_environment() {
         let mut sandbox = ProcessRuntime.start(&spec("echo $GREETING-$HOME")).unwrap();
         let mut out = String::new();
-        sandbox.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+        sandbox
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
         assert_eq!(out, "hi-\n");
         assert!(sandbox.wait().await.unwrap().success());
     }
@@ -132,8 +156,12 @@ mod tests {
         sandbox.wait().await.unwrap();
         // The forked sleep is dead too: gone, or a zombie waiting for its new parent.
         for _ in 0..100 {
-            let stat = std::fs::read_to_string(format!("/proc/{child_pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+            let stat =
+                std::fs::read_to_string(format!("/proc/{child_pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(") ")
+                .next()
+                .and_then(|rest| rest.chars().next());
             if matches!(state, None | Some('Z')) {
                 return;
             }

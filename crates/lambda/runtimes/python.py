@@ -45,12 +45,14 @@ class Context:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
-def error_shape(exc, error_type=None):
+def error_shape(exc):
+    # The trace starts in the function's code, not in this client.
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename != __file__]
     return {
         "errorMessage": str(exc),
-        "errorType": error_type or type(exc).__name__,
+        "errorType": type(exc).__name__,
         "requestId": "",
-        "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)),
+        "stackTrace": traceback.format_list(frames),
     }
 
 

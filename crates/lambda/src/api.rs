@@ -10,6 +10,8 @@ use nimbus_edge::{
     AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
 };
 
+use crate::async_queue::AsyncQueue;
+use crate::code_links::CodeLinks;
 use crate::error::{invalid_content, invalid_parameter, service, too_large, validation};
 use crate::functions::Functions;
 use crate::invoke::{InvokeRequest, Invoker};
@@ -228,15 +230,26 @@ impl Operation for LambdaOperation {
 pub struct LambdaApi {
     functions: Arc<Functions>,
     invoker: Arc<Invoker>,
+    queue: Arc<AsyncQueue>,
+    links: Arc<CodeLinks>,
     region: String,
     account: String,
 }
 
 impl LambdaApi {
-    pub fn new(functions: Arc<Functions>, invoker: Arc<Invoker>, region: &str, account: &str) -> Self {
+    pub fn new(
+        functions: Arc<Functions>,
+        invoker: Arc<Invoker>,
+        queue: Arc<AsyncQueue>,
+        links: Arc<CodeLinks>,
+        region: &str,
+        account: &str,
+    ) -> Self {
         Self {
             functions,
             invoker,
+            queue,
+            links,
             region: region.to_owned(),
             account: account.to_owned(),
         }
@@ -265,7 +278,11 @@ impl Inputs<'_> {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.req.parts.headers.get(name).and_then(|v| v.to_str().ok())
+        self.req
+            .parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
     }
 
     fn invocation(&self) -> Result<Invocation, AwsError> {
@@ -275,35 +292,64 @@ impl Inputs<'_> {
             Some("Event") => InvocationType::Event,
             Some("DryRun") => InvocationType::DryRun,
             Some(other) => {
-                return Err(validation("invocationType", other, "Member must satisfy enum value set: [Event, RequestResponse, DryRun]"));
+                return Err(validation(
+                    "invocationType",
+                    other,
+                    "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+                ));
             }
         };
         let tail = match self.header("x-amz-log-type") {
             None | Some("None") => false,
             Some("Tail") => true,
-            Some(other) => return Err(validation("logType", other, "Member must satisfy enum value set: [None, Tail]")),
+            Some(other) => {
+                return Err(validation(
+                    "logType",
+                    other,
+                    "Member must satisfy enum value set: [None, Tail]",
+                ));
+            }
         };
-        let limit = if kind == InvocationType::Event { MAX_ASYNC_PAYLOAD } else { MAX_SYNC_PAYLOAD };
+        let limit = if kind == InvocationType::Event {
+            MAX_ASYNC_PAYLOAD
+        } else {
+            MAX_SYNC_PAYLOAD
+        };
         if self.req.body.len() > limit {
-            return Err(too_large(format!("{} byte payload is too large for the {} invocation type (limit {limit} bytes)",
+            return Err(too_large(format!(
+                "{} byte payload is too large for the {} invocation type (limit {limit} bytes)",
                 self.req.body.len(),
-                if kind == InvocationType::Event { "Event" } else { "RequestResponse" })));
+                if kind == InvocationType::Event {
+                    "Event"
+                } else {
+                    "RequestResponse"
+                }
+            )));
         }
-        let payload = if self.req.body.is_empty() { Bytes::from_static(b"{}") } else { self.req.body.clone() };
-        serde_json::from_slice::<serde::de::IgnoredAny>(&payload)
-            .map_err(|err| invalid_content(format!("Could not parse request body into json: {err}")))?;
+        let payload = if self.req.body.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            self.req.body.clone()
+        };
+        serde_json::from_slice::<serde::de::IgnoredAny>(&payload).map_err(|err| {
+            invalid_content(format!("Could not parse request body into json: {err}"))
+        })?;
         let client_context = match self.header("x-amz-client-context") {
             None => None,
             Some(encoded) => {
                 if encoded.len() > MAX_CLIENT_CONTEXT {
-                    return Err(invalid_parameter("Client context must be 3583 bytes or less (base64)"));
+                    return Err(invalid_parameter(
+                        "Client context must be 3583 bytes or less (base64)",
+                    ));
                 }
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(encoded)
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())
                     .filter(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
-                    .ok_or_else(|| invalid_parameter("Client context must be a base64-encoded JSON object"))?;
+                    .ok_or_else(|| {
+                        invalid_parameter("Client context must be a base64-encoded JSON object")
+                    })?;
                 Some(decoded)
             }
         };
@@ -451,12 +497,16 @@ impl LambdaApi {
         Ok(())
     }
 
-    async fn get_function(&self, function: FunctionRef) -> Result<serde_json::Value, AwsError> {
+    async fn get_function(
+        &self,
+        ctx: &RequestContext,
+        function: FunctionRef,
+    ) -> Result<serde_json::Value, AwsError> {
         let (record, config, code) =
             blocking(&self.functions, move |f| f.resolve(&function)).await?;
         let mut value = serde_json::json!({
             "Configuration": config,
-            "Code": { "RepositoryType": "S3", "Location": format!("/_nimbus/lambda/code/{}", code.digest) },
+            "Code": { "RepositoryType": "S3", "Location": self.links.link(&ctx.endpoint, &code.digest) },
             "Tags": record.tags,
         });
         if let Some(reserved) = record.reserved_concurrency {
@@ -467,16 +517,25 @@ impl LambdaApi {
 }
 
 impl LambdaApi {
-    async fn invoke(&self, ctx: &RequestContext, invocation: Invocation) -> Result<Response<Bytes>, AwsError> {
+    async fn invoke(
+        &self,
+        ctx: &RequestContext,
+        invocation: Invocation,
+    ) -> Result<Response<Bytes>, AwsError> {
         match invocation.kind {
             InvocationType::DryRun => {
                 let function = invocation.function;
                 blocking(&self.functions, move |f| f.resolve(&function).map(|_| ())).await?;
                 Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
             }
-            InvocationType::Event => Err(invalid_parameter(
-                "Asynchronous (Event) invocations are not available on this nimbus server yet",
-            )),
+            InvocationType::Event => {
+                let function = invocation.function.clone();
+                blocking(&self.functions, move |f| f.resolve(&function).map(|_| ())).await?;
+                self.queue
+                    .enqueue(invocation.function, &ctx.request_id, invocation.payload)
+                    .await?;
+                Ok(rest_json::empty_response(StatusCode::ACCEPTED))
+            }
             InvocationType::RequestResponse => {
                 let result = self
                     .invoker
@@ -490,14 +549,23 @@ impl LambdaApi {
                     .await?;
                 let mut response = Response::new(result.payload);
                 let headers = response.headers_mut();
-                headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
                 if let Ok(version) = http::HeaderValue::from_str(&result.executed_version) {
                     headers.insert("x-amz-executed-version", version);
                 }
                 if let Some(error) = result.function_error {
-                    headers.insert("x-amz-function-error", http::HeaderValue::from_static(error));
+                    headers.insert(
+                        "x-amz-function-error",
+                        http::HeaderValue::from_static(error),
+                    );
                 }
-                if let Some(tail) = result.log_tail.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+                if let Some(tail) = result
+                    .log_tail
+                    .and_then(|t| http::HeaderValue::from_str(&t).ok())
+                {
                     headers.insert("x-amz-log-result", tail);
                 }
                 Ok(response)
@@ -545,9 +613,10 @@ impl Service for LambdaApi {
                     blocking(f, move |f| f.list(page.marker.as_deref(), page.max_items)).await?;
                 Ok(json(StatusCode::OK, &listing("Functions", items, next)))
             }
-            Op::GetFunction(function) => {
-                Ok(json(StatusCode::OK, &self.get_function(function).await?))
-            }
+            Op::GetFunction(function) => Ok(json(
+                StatusCode::OK,
+                &self.get_function(ctx, function).await?,
+            )),
             Op::GetFunctionConfiguration(function) => {
                 let (_, config, _) = blocking(f, move |f| f.resolve(&function)).await?;
                 Ok(json(StatusCode::OK, &config))

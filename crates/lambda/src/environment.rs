@@ -121,12 +121,19 @@ impl Environment {
         let api = RuntimeApi::start(inbox_rx, init_tx)
             .await
             .map_err(|err| format!("cannot open the Runtime API endpoint: {err}"))?;
-        spec.env.push(("AWS_LAMBDA_RUNTIME_API".to_owned(), api.address.to_string()));
+        spec.env
+            .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), api.address.to_string()));
         let mut sandbox = sandboxes.start(&spec).map_err(|err| err.to_string())?;
         let logs = Arc::new(LogCapture::default());
         for stream in [
-            sandbox.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
-            sandbox.stderr.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            sandbox
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            sandbox
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
         ]
         .into_iter()
         .flatten()
@@ -176,7 +183,8 @@ impl Environment {
 
     /// The peak resident memory of the runtime process, in MB.
     pub fn max_memory_mb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmHWM:"))
@@ -209,7 +217,10 @@ impl Environment {
             outcome: outcome_tx,
         };
         if self.inbox.try_send(invocation).is_err() {
-            return (RunOutcome::Exited("Runtime is not accepting invocations".to_owned()), None);
+            return (
+                RunOutcome::Exited("Runtime is not accepting invocations".to_owned()),
+                None,
+            );
         }
         let cold = self.cold.swap(false, Ordering::AcqRel);
         let pickup_limit = if cold { init_timeout } else { timeout };
@@ -230,7 +241,13 @@ impl Environment {
         drop(init_failure);
         if !picked {
             let outcome = if cold {
-                RunOutcome::InitFailed(None, format!("Runtime did not finish initializing within {} seconds", init_timeout.as_secs()))
+                RunOutcome::InitFailed(
+                    None,
+                    format!(
+                        "Runtime did not finish initializing within {} seconds",
+                        init_timeout.as_secs()
+                    ),
+                )
             } else {
                 RunOutcome::TimedOut
             };

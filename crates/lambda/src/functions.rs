@@ -1003,7 +1003,11 @@ impl Functions {
         };
         let alias = self.load_alias(&function.name, alias)?.value;
         let mut version = alias.function_version.clone();
-        if let Some((extra, weight)) = alias.routing_config.iter().flat_map(|r| r.additional_version_weights.iter()).next()
+        if let Some((extra, weight)) = alias
+            .routing_config
+            .iter()
+            .flat_map(|r| r.additional_version_weights.iter())
+            .next()
             && roll < *weight
         {
             version = extra.clone();

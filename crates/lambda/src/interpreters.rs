@@ -32,12 +32,17 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn version_of(program: &Path) -> Option<String> {
     let output = Command::new(program).arg("--version").output().ok()?;
-    let text = if output.stdout.is_empty() { output.stderr } else { output.stdout };
+    let text = if output.stdout.is_empty() {
+        output.stderr
+    } else {
+        output.stdout
+    };
     Some(String::from_utf8_lossy(&text).trim().to_owned()).filter(|v| !v.is_empty())
 }
 
@@ -49,7 +54,9 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 }
 
 fn find_python(wanted_minor: u32) -> Option<Interpreter> {
-    let mut candidates: Vec<PathBuf> = (8..=20).filter_map(|minor| on_path(&format!("python3.{minor}"))).collect();
+    let mut candidates: Vec<PathBuf> = (8..=20)
+        .filter_map(|minor| on_path(&format!("python3.{minor}")))
+        .collect();
     candidates.extend(on_path("python3"));
     candidates
         .into_iter()
@@ -59,14 +66,22 @@ fn find_python(wanted_minor: u32) -> Option<Interpreter> {
             (major == 3).then(|| (minor.abs_diff(wanted_minor), minor, program, version))
         })
         .min_by_key(|(distance, ..)| *distance)
-        .map(|(_, minor, program, version)| Interpreter { program, runtime: format!("python3.{minor}"), version })
+        .map(|(_, minor, program, version)| Interpreter {
+            program,
+            runtime: format!("python3.{minor}"),
+            version,
+        })
 }
 
 fn find_node() -> Option<Interpreter> {
     let program = on_path("node")?;
     let version = version_of(&program)?;
     let (major, _) = major_minor(&version)?;
-    Some(Interpreter { program, runtime: format!("nodejs{major}.x"), version })
+    Some(Interpreter {
+        program,
+        runtime: format!("nodejs{major}.x"),
+        version,
+    })
 }
 
 impl Interpreters {
@@ -103,7 +118,9 @@ mod tests {
     #[test]
     fn finds_the_machines_python() {
         let interpreters = Interpreters::default();
-        let python = interpreters.resolve("python3.12", RuntimeKind::Python).expect("python3 is installed");
+        let python = interpreters
+            .resolve("python3.12", RuntimeKind::Python)
+            .expect("python3 is installed");
         assert!(python.runtime.starts_with("python3."));
         assert!(python.version.starts_with("Python 3."));
     }

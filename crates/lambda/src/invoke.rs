@@ -118,7 +118,12 @@ impl Drop for Slot<'_> {
 }
 
 fn throttled(reason: &str) -> AwsError {
-    AwsError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.").with_field("Reason", reason)
+    AwsError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequestsException",
+        "Rate Exceeded.",
+    )
+    .with_field("Reason", reason)
 }
 
 fn error_body(error_type: &str, message: String) -> Bytes {
@@ -161,7 +166,9 @@ impl Invoker {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let Some(invoker) = reaper.upgrade() else { return };
+                let Some(invoker) = reaper.upgrade() else {
+                    return;
+                };
                 invoker.reap();
             }
         });
@@ -189,14 +196,20 @@ impl Invoker {
         let mut state = self.state.lock().expect("invoker state");
         let busy = state.busy.get(function).copied().unwrap_or(0);
         match reserved {
-            Some(limit) if busy >= limit => return Err(throttled("ReservedFunctionConcurrentInvocationLimitExceeded")),
+            Some(limit) if busy >= limit => {
+                return Err(throttled(
+                    "ReservedFunctionConcurrentInvocationLimitExceeded",
+                ));
+            }
             Some(_) => {}
             None => {
                 // The reservations of all functions only matter once the unreserved
                 // pool nears its guaranteed minimum.
                 if state.busy_unreserved >= MIN_UNRESERVED {
                     let reserved_total = self.functions.reserved_total()?;
-                    if state.busy_unreserved >= self.functions.account_concurrency() - reserved_total {
+                    if state.busy_unreserved
+                        >= self.functions.account_concurrency() - reserved_total
+                    {
                         return Err(throttled("ConcurrentInvocationLimitExceeded"));
                     }
                 }
@@ -224,13 +237,14 @@ impl Invoker {
 
     fn release(&self, key: PoolKey, env: Arc<Environment>, generation: u64) {
         let mut state = self.state.lock().expect("invoker state");
-        if state.generation.get(&key.function).copied().unwrap_or(0) != generation || env.is_dead() {
+        if state.generation.get(&key.function).copied().unwrap_or(0) != generation || env.is_dead()
+        {
             return;
         }
         // A newer configuration of the same version retires this one.
-        state
-            .idle
-            .retain(|k, _| !(k.function == key.function && k.version == key.version && k.revision != key.revision));
+        state.idle.retain(|k, _| {
+            !(k.function == key.function && k.version == key.version && k.revision != key.revision)
+        });
         state.idle.entry(key).or_default().push(Idle {
             env,
             since: Instant::now(),
@@ -238,40 +252,82 @@ impl Invoker {
     }
 
     fn generation(&self, function: &str) -> u64 {
-        self.state.lock().expect("invoker state").generation.get(function).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .expect("invoker state")
+            .generation
+            .get(function)
+            .copied()
+            .unwrap_or(0)
     }
 
-    fn sandbox_spec(&self, config: &FunctionConfiguration, code_dir: PathBuf, log_stream: &str) -> Result<SandboxSpec, (String, String)> {
+    fn sandbox_spec(
+        &self,
+        config: &FunctionConfiguration,
+        code_dir: PathBuf,
+        log_stream: &str,
+    ) -> Result<SandboxSpec, (String, String)> {
         let runtime = config.runtime.as_deref().unwrap_or_default();
-        let kind = runtimes::check(runtime).map_err(|err| ("Runtime.InvalidRuntime".to_owned(), err.message))?;
+        let kind = runtimes::check(runtime)
+            .map_err(|err| ("Runtime.InvalidRuntime".to_owned(), err.message))?;
         let (program, args, execution_env) = match kind {
             RuntimeKind::Provided => {
                 let bootstrap = code_dir.join("bootstrap");
                 if !bootstrap.is_file() {
                     return Err((
                         "Runtime.InvalidEntrypoint".to_owned(),
-                        "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]".to_owned(),
+                        "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"
+                            .to_owned(),
                     ));
                 }
                 (bootstrap, Vec::new(), format!("AWS_Lambda_{runtime}"))
             }
             RuntimeKind::Python | RuntimeKind::Node => {
                 let interpreter = self.interpreters.resolve(runtime, kind).ok_or_else(|| {
-                    ("Runtime.InvalidRuntime".to_owned(), format!("No interpreter for {runtime} is installed on this nimbus server"))
+                    (
+                        "Runtime.InvalidRuntime".to_owned(),
+                        format!("No interpreter for {runtime} is installed on this nimbus server"),
+                    )
                 })?;
-                let client = if kind == RuntimeKind::Python { "python.py" } else { "node.js" };
+                let client = if kind == RuntimeKind::Python {
+                    "python.py"
+                } else {
+                    "node.js"
+                };
                 let args = vec![self.runtime_dir.join(client).to_string_lossy().into_owned()];
-                (interpreter.program, args, format!("AWS_Lambda_{}", interpreter.runtime))
+                (
+                    interpreter.program,
+                    args,
+                    format!("AWS_Lambda_{}", interpreter.runtime),
+                )
             }
         };
         let mut env: Vec<(String, String)> = vec![
-            ("_HANDLER".into(), config.handler.clone().unwrap_or_default()),
-            ("LAMBDA_TASK_ROOT".into(), code_dir.to_string_lossy().into_owned()),
-            ("LAMBDA_RUNTIME_DIR".into(), self.runtime_dir.to_string_lossy().into_owned()),
-            ("AWS_LAMBDA_FUNCTION_NAME".into(), config.function_name.clone()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), config.memory_size.to_string()),
+            (
+                "_HANDLER".into(),
+                config.handler.clone().unwrap_or_default(),
+            ),
+            (
+                "LAMBDA_TASK_ROOT".into(),
+                code_dir.to_string_lossy().into_owned(),
+            ),
+            (
+                "LAMBDA_RUNTIME_DIR".into(),
+                self.runtime_dir.to_string_lossy().into_owned(),
+            ),
+            (
+                "AWS_LAMBDA_FUNCTION_NAME".into(),
+                config.function_name.clone(),
+            ),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+                config.memory_size.to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_VERSION".into(), config.version.clone()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME".into(), config.logging_config.log_group.clone()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+                config.logging_config.log_group.clone(),
+            ),
             ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream.to_owned()),
             ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
             ("AWS_REGION".into(), self.region.clone()),
@@ -279,7 +335,10 @@ impl Invoker {
             ("AWS_EXECUTION_ENV".into(), execution_env),
             ("TZ".into(), ":UTC".into()),
             ("LANG".into(), "en_US.UTF-8".into()),
-            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin:/opt/bin".into()),
+            (
+                "PATH".into(),
+                "/usr/local/bin:/usr/bin:/bin:/opt/bin".into(),
+            ),
             ("PYTHONUNBUFFERED".into(), "1".into()),
         ];
         if let Some(vars) = &config.environment {
@@ -352,10 +411,19 @@ impl Invoker {
         };
         let timeout = Duration::from_secs(config.timeout.max(1) as u64);
         let (outcome, init_duration) = env
-            .run(id, request.payload, &config.function_arn, request.client_context, timeout, self.settings.init_timeout)
+            .run(
+                id,
+                request.payload,
+                &config.function_arn,
+                request.client_context,
+                timeout,
+                self.settings.init_timeout,
+            )
             .await;
         // Init is reported apart, as Lambda does.
-        let duration = started_at.elapsed().saturating_sub(init_duration.unwrap_or_default());
+        let duration = started_at
+            .elapsed()
+            .saturating_sub(init_duration.unwrap_or_default());
 
         let mut keep = false;
         let mut extra_lines = Vec::new();
@@ -367,7 +435,10 @@ impl Invoker {
             RunOutcome::Runtime(RuntimeOutcome::Error { error_type, body }) => {
                 keep = true;
                 let body = if body.is_empty() {
-                    error_body(error_type.as_deref().unwrap_or("Unhandled"), "The function reported an error".to_owned())
+                    error_body(
+                        error_type.as_deref().unwrap_or("Unhandled"),
+                        "The function reported an error".to_owned(),
+                    )
                 } else {
                     body
                 };
@@ -375,24 +446,44 @@ impl Invoker {
             }
             RunOutcome::Runtime(RuntimeOutcome::ResponseTooLarge) => {
                 keep = true;
-                let message = format!("Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).");
+                let message = format!(
+                    "Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+                );
                 (error_body("Function.ResponseSizeTooLarge", message), true)
             }
             RunOutcome::TimedOut => {
-                let message = format!("RequestId: {id} Error: Task timed out after {:.2} seconds", timeout.as_secs_f64());
-                extra_lines.push(format!("{} {id} Task timed out after {:.2} seconds", iso_now(), timeout.as_secs_f64()));
+                let message = format!(
+                    "RequestId: {id} Error: Task timed out after {:.2} seconds",
+                    timeout.as_secs_f64()
+                );
+                extra_lines.push(format!(
+                    "{} {id} Task timed out after {:.2} seconds",
+                    iso_now(),
+                    timeout.as_secs_f64()
+                ));
                 (error_body("Sandbox.Timedout", message), true)
             }
             RunOutcome::Exited(reason) => {
                 let message = format!("RequestId: {id} Error: {reason}");
-                extra_lines.push(format!("RequestId: {id} Error: {reason}\nRuntime.ExitError"));
+                extra_lines.push(format!(
+                    "RequestId: {id} Error: {reason}\nRuntime.ExitError"
+                ));
                 (error_body("Runtime.ExitError", message), true)
             }
-            RunOutcome::InitFailed(Some(report), _) if !report.body.is_empty() => (report.body, true),
+            RunOutcome::InitFailed(Some(report), _) if !report.body.is_empty() => {
+                (report.body, true)
+            }
             RunOutcome::InitFailed(report, reason) => {
-                let error_type = report.and_then(|r| r.error_type).unwrap_or_else(|| "Runtime.InitError".to_owned());
-                extra_lines.push(format!("INIT_REPORT Status: error\tError Type: {error_type}"));
-                (error_body(&error_type, format!("RequestId: {id} Error: {reason}")), true)
+                let error_type = report
+                    .and_then(|r| r.error_type)
+                    .unwrap_or_else(|| "Runtime.InitError".to_owned());
+                extra_lines.push(format!(
+                    "INIT_REPORT Status: error\tError Type: {error_type}"
+                ));
+                (
+                    error_body(&error_type, format!("RequestId: {id} Error: {reason}")),
+                    true,
+                )
             }
         };
         let max_memory = env.max_memory_mb();
@@ -409,13 +500,25 @@ impl Invoker {
             config.memory_size,
         );
         if let Some(init) = init_duration {
-            report.push_str(&format!("\tInit Duration: {:.2} ms", init.as_secs_f64() * 1000.0));
+            report.push_str(&format!(
+                "\tInit Duration: {:.2} ms",
+                init.as_secs_f64() * 1000.0
+            ));
         }
         let mut lines = vec![start_line];
         lines.extend(env.logs.take());
-        lines.extend(extra_lines.into_iter().map(|message| LogEvent { timestamp: now_ms(), message }));
-        lines.push(LogEvent { timestamp: now_ms(), message: format!("END RequestId: {id}") });
-        lines.push(LogEvent { timestamp: now_ms(), message: report });
+        lines.extend(extra_lines.into_iter().map(|message| LogEvent {
+            timestamp: now_ms(),
+            message,
+        }));
+        lines.push(LogEvent {
+            timestamp: now_ms(),
+            message: format!("END RequestId: {id}"),
+        });
+        lines.push(LogEvent {
+            timestamp: now_ms(),
+            message: report,
+        });
         let log_tail = request.tail.then(|| tail(&lines));
         let logs = self.logs.clone();
         let group = config.logging_config.log_group.clone();

@@ -38,7 +38,10 @@ pub struct Invocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeOutcome {
     Response(Bytes),
-    Error { error_type: Option<String>, body: Bytes },
+    Error {
+        error_type: Option<String>,
+        body: Bytes,
+    },
     ResponseTooLarge,
 }
 
@@ -89,7 +92,10 @@ impl RuntimeApi {
         });
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(respond),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .fallback(not_found)
@@ -105,11 +111,21 @@ impl RuntimeApi {
 
 fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
     let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn accepted() -> Response {
-    (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"OK"}"#).into_response()
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"OK"}"#,
+    )
+        .into_response()
 }
 
 async fn next(State(state): State<Arc<ApiState>>) -> Response {
@@ -121,7 +137,11 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
         );
     }
     let Some(invocation) = state.inbox.lock().await.recv().await else {
-        return runtime_error(StatusCode::GONE, "EnvironmentShutdown", "This execution environment is shutting down");
+        return runtime_error(
+            StatusCode::GONE,
+            "EnvironmentShutdown",
+            "This execution environment is shutting down",
+        );
     };
     *state.started.lock().expect("runtime state") = true;
     let Invocation {
@@ -152,7 +172,10 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
         put("lambda-runtime-client-context", client_context);
     }
     put("content-type", "application/json");
-    *state.current.lock().expect("runtime state") = Some(Current { request_id, outcome });
+    *state.current.lock().expect("runtime state") = Some(Current {
+        request_id,
+        outcome,
+    });
     (StatusCode::OK, headers, Body::from(payload)).into_response()
 }
 
@@ -163,34 +186,64 @@ fn trace_id(request_id: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    format!("Root=1-{epoch:08x}-{};Parent={};Sampled=0", &hex[..24.min(hex.len())], &hex[hex.len().saturating_sub(16)..])
+    format!(
+        "Root=1-{epoch:08x}-{};Parent={};Sampled=0",
+        &hex[..24.min(hex.len())],
+        &hex[hex.len().saturating_sub(16)..]
+    )
+}
+
+/// Why a response or error was refused.
+enum Refusal {
+    WrongId,
+    NoInvocation,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::WrongId => runtime_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestID",
+                "Invalid request ID",
+            ),
+            Refusal::NoInvocation => runtime_error(
+                StatusCode::FORBIDDEN,
+                "InvalidStateTransition",
+                "No invocation is in progress: call /runtime/invocation/next first",
+            ),
+        }
+    }
 }
 
 /// Takes the current invocation if `id` names it.
-fn take_current(state: &ApiState, id: &str) -> Result<Current, Response> {
+fn take_current(state: &ApiState, id: &str) -> Result<Current, Refusal> {
     let mut current = state.current.lock().expect("runtime state");
     match current.as_ref() {
         Some(c) if c.request_id == id => Ok(current.take().expect("checked above")),
-        Some(_) => Err(runtime_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")),
-        None => Err(runtime_error(
-            StatusCode::FORBIDDEN,
-            "InvalidStateTransition",
-            "No invocation is in progress: call /runtime/invocation/next first",
-        )),
+        Some(_) => Err(Refusal::WrongId),
+        None => Err(Refusal::NoInvocation),
     }
 }
 
 async fn read_limited(request: Request) -> Result<Bytes, ()> {
-    match Limited::new(request.into_body(), MAX_RESPONSE_BYTES).collect().await {
+    match Limited::new(request.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(()),
     }
 }
 
-async fn respond(State(state): State<Arc<ApiState>>, Path(id): Path<String>, request: Request) -> Response {
+async fn respond(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
     let current = match take_current(&state, &id) {
         Ok(current) => current,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     match read_limited(request).await {
         Ok(body) => {
@@ -215,14 +268,20 @@ fn error_type(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.chars().take(MAX_ERROR_TYPE).collect())
 }
 
-async fn fail(State(state): State<Arc<ApiState>>, Path(id): Path<String>, request: Request) -> Response {
+async fn fail(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
     let current = match take_current(&state, &id) {
         Ok(current) => current,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let error_type = error_type(request.headers());
     let body = read_limited(request).await.unwrap_or_default();
-    let _ = current.outcome.send(RuntimeOutcome::Error { error_type, body });
+    let _ = current
+        .outcome
+        .send(RuntimeOutcome::Error { error_type, body });
     accepted()
 }
 
@@ -235,7 +294,11 @@ async fn init_error(State(state): State<Arc<ApiState>>, request: Request) -> Res
         );
     }
     let Some(report) = state.init_failure.lock().expect("runtime state").take() else {
-        return runtime_error(StatusCode::FORBIDDEN, "InvalidStateTransition", "Init error already reported");
+        return runtime_error(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "Init error already reported",
+        );
     };
     let error_type = error_type(request.headers());
     let body = read_limited(request).await.unwrap_or_default();
@@ -247,6 +310,10 @@ async fn not_found(request: Request) -> Response {
     runtime_error(
         StatusCode::NOT_FOUND,
         "NotFound",
-        &format!("No Runtime API route for {} {}", request.method(), request.uri().path()),
+        &format!(
+            "No Runtime API route for {} {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }

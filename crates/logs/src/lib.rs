@@ -51,18 +51,30 @@ impl LogStore {
         for event in events {
             let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
             let key = format!("{prefix}{:013}-{sequence:010}", event.timestamp.max(0));
-            batch = batch.put(EVENTS, &key, serde_json::to_vec(event).expect("events serialize"), Expect::Anything);
+            batch = batch.put(
+                EVENTS,
+                &key,
+                serde_json::to_vec(event).expect("events serialize"),
+                Expect::Anything,
+            );
         }
         self.meta.commit(batch)
     }
 
     /// A stream's events in order, at most `limit`.
-    pub fn events(&self, group: &str, stream: &str, limit: usize) -> Result<Vec<LogEvent>, StoreError> {
+    pub fn events(
+        &self,
+        group: &str,
+        stream: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEvent>, StoreError> {
         self.meta
             .scan(EVENTS, &stream_prefix(group, stream), None, limit)?
             .into_iter()
             .map(|record| {
-                serde_json::from_slice(&record.value).map_err(|err| StoreError::Backend(format!("corrupt log event {}: {err}", record.key)))
+                serde_json::from_slice(&record.value).map_err(|err| {
+                    StoreError::Backend(format!("corrupt log event {}: {err}", record.key))
+                })
             })
             .collect()
     }
@@ -77,10 +89,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta = Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
         let logs = LogStore::new(meta);
-        let event = |timestamp, message: &str| LogEvent { timestamp, message: message.into() };
-        logs.append("/aws/lambda/f", "s1", &[event(5, "a"), event(5, "b"), event(3, "early")]).unwrap();
-        logs.append("/aws/lambda/f", "s10", &[event(1, "other stream")]).unwrap();
-        let messages: Vec<String> = logs.events("/aws/lambda/f", "s1", 10).unwrap().into_iter().map(|e| e.message).collect();
+        let event = |timestamp, message: &str| LogEvent {
+            timestamp,
+            message: message.into(),
+        };
+        logs.append(
+            "/aws/lambda/f",
+            "s1",
+            &[event(5, "a"), event(5, "b"), event(3, "early")],
+        )
+        .unwrap();
+        logs.append("/aws/lambda/f", "s10", &[event(1, "other stream")])
+            .unwrap();
+        let messages: Vec<String> = logs
+            .events("/aws/lambda/f", "s1", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
         assert_eq!(messages, ["early", "a", "b"]);
         assert_eq!(logs.events("/aws/lambda/f", "s10", 10).unwrap().len(), 1);
     }

@@ -12,7 +12,9 @@ use nimbus_edge::Edge;
 use nimbus_iam::Sts;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::store::FunctionStore;
-use nimbus_lambda::{Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings};
+use nimbus_lambda::{
+    AsyncQueue, CodeLinks, Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings,
+};
 use nimbus_logs::LogStore;
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
@@ -155,6 +157,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
         &args.account_id,
     ));
+    let links = CodeLinks::new(blobs.clone());
     let functions = Arc::new(Functions::new(
         FunctionStore::new(meta.clone()),
         blobs,
@@ -173,7 +176,15 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
     )
     .map_err(io_at(&data_dir))?;
-    let lambda = LambdaApi::new(functions, invoker, &args.region, &args.account_id);
+    let queue = AsyncQueue::start(meta, invoker.clone());
+    let lambda = LambdaApi::new(
+        functions,
+        invoker,
+        queue,
+        links.clone(),
+        &args.region,
+        &args.account_id,
+    );
     lambda
         .resume()
         .await
@@ -181,6 +192,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .service(Sts::new(credentials))
         .service(lambda)
+        .internal(links.routes())
         .build();
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -213,7 +225,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
 
     nimbus_edge::serve(
         listener,
-        edge.router(),
+        edge,
         shutdown_signal(),
         Duration::from_secs(args.shutdown_grace),
     )

@@ -1,0 +1,222 @@
+//! Asynchronous (`Event`) invocations: accepted into a durable queue, then run with
+//! retries. An event leaves the queue only once it has run (or used up its retries or
+//! its maximum age), so delivery is at least once and survives a restart.
+//!
+//! Keys: `lambda.async/<due, unix ms, 13 digits>-<request id>`, so a scan from the
+//! start yields the events that are due, oldest first.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use nimbus_edge::AwsError;
+use nimbus_storage::{Expect, MetadataStore, WriteBatch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::error::service;
+use crate::invoke::{InvokeRequest, Invoker};
+use crate::names::FunctionRef;
+
+const QUEUE: &str = "lambda.async";
+/// Retries after a function error, as Lambda's default.
+const MAX_RETRIES: u32 = 2;
+/// Events older than this are dropped (Lambda's default maximum event age).
+const MAX_EVENT_AGE_MS: i64 = 6 * 3600 * 1000;
+/// The delay before the first retry; each further retry waits twice as long.
+const RETRY_BASE_MS: i64 = 1000;
+/// A throttled event waits this long before it is tried again.
+const THROTTLE_DELAY_MS: i64 = 1000;
+/// Events running at once.
+const MAX_RUNNING: usize = 64;
+/// How often the queue is looked at when nothing wakes it.
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QueuedEvent {
+    request_id: String,
+    function: String,
+    qualifier: Option<String>,
+    /// The payload, base64.
+    payload: String,
+    enqueued_ms: i64,
+    attempts: u32,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn key(due_ms: i64, request_id: &str) -> String {
+    format!("{:013}-{request_id}", due_ms.max(0))
+}
+
+pub struct AsyncQueue {
+    meta: Arc<dyn MetadataStore>,
+    invoker: Arc<Invoker>,
+    wake: Notify,
+    running: Mutex<HashSet<String>>,
+}
+
+impl AsyncQueue {
+    /// Starts the worker that runs queued events, including those a restart left.
+    pub fn start(meta: Arc<dyn MetadataStore>, invoker: Arc<Invoker>) -> Arc<Self> {
+        let queue = Arc::new(Self {
+            meta,
+            invoker,
+            wake: Notify::new(),
+            running: Mutex::new(HashSet::new()),
+        });
+        let worker = queue.clone();
+        tokio::spawn(async move { worker.work().await });
+        queue
+    }
+
+    /// Accepts an event durably; it runs soon after.
+    pub async fn enqueue(
+        &self,
+        function: FunctionRef,
+        request_id: &str,
+        payload: Bytes,
+    ) -> Result<(), AwsError> {
+        let now = now_ms();
+        let event = QueuedEvent {
+            request_id: request_id.to_owned(),
+            function: function.name,
+            qualifier: function.qualifier,
+            payload: base64::engine::general_purpose::STANDARD.encode(&payload),
+            enqueued_ms: now,
+            attempts: 0,
+        };
+        let batch =
+            WriteBatch::new().put(QUEUE, &key(now, request_id), encode(&event), Expect::Absent);
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || meta.commit(batch))
+            .await
+            .map_err(|_| service("An internal error occurred."))?
+            .map_err(|err| {
+                tracing::error!(error = %err, "queueing an event failed");
+                service("The event could not be queued.")
+            })?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            let due = {
+                let meta = self.meta.clone();
+                tokio::task::spawn_blocking(move || meta.scan(QUEUE, "", None, MAX_RUNNING * 2))
+                    .await
+            };
+            match due {
+                Ok(Ok(records)) => {
+                    let now = now_ms();
+                    for record in records {
+                        let due_ms: i64 = record
+                            .key
+                            .split('-')
+                            .next()
+                            .and_then(|d| d.parse().ok())
+                            .unwrap_or(0);
+                        if due_ms > now {
+                            break;
+                        }
+                        let Ok(event) = serde_json::from_slice::<QueuedEvent>(&record.value) else {
+                            tracing::error!(key = %record.key, "dropping an unreadable queued event");
+                            let meta = self.meta.clone();
+                            let batch =
+                                WriteBatch::new().delete(QUEUE, &record.key, Expect::Anything);
+                            let _ = tokio::task::spawn_blocking(move || meta.commit(batch)).await;
+                            continue;
+                        };
+                        {
+                            let mut running = self.running.lock().expect("queue state");
+                            if running.len() >= MAX_RUNNING || !running.insert(record.key.clone()) {
+                                continue;
+                            }
+                        }
+                        let queue = self.clone();
+                        tokio::spawn(async move { queue.run(record.key, event).await });
+                    }
+                }
+                Ok(Err(err)) => tracing::error!(error = %err, "reading the event queue failed"),
+                Err(err) => tracing::error!(error = %err, "the event queue reader failed"),
+            }
+            let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+        }
+    }
+
+    async fn run(self: Arc<Self>, key_now: String, mut event: QueuedEvent) {
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(&event.payload)
+            .map(Bytes::from)
+            .unwrap_or_default();
+        let result = self
+            .invoker
+            .invoke(InvokeRequest {
+                function: FunctionRef {
+                    name: event.function.clone(),
+                    qualifier: event.qualifier.clone(),
+                },
+                request_id: event.request_id.clone(),
+                payload,
+                client_context: None,
+                tail: false,
+            })
+            .await;
+        let now = now_ms();
+        let next_due = match &result {
+            Ok(outcome) if outcome.function_error.is_none() => None,
+            Err(err) if err.status == http::StatusCode::TOO_MANY_REQUESTS => {
+                Some(now + THROTTLE_DELAY_MS)
+            }
+            Err(err) if err.status.is_client_error() => {
+                tracing::warn!(request_id = %event.request_id, error = %err.message, "dropping an event whose function cannot run it");
+                None
+            }
+            _ => {
+                event.attempts += 1;
+                (event.attempts <= MAX_RETRIES)
+                    .then(|| now + RETRY_BASE_MS * (1 << (event.attempts - 1)))
+            }
+        };
+        let next_due = next_due.filter(|_| {
+            let young = now - event.enqueued_ms < MAX_EVENT_AGE_MS;
+            if !young {
+                tracing::warn!(request_id = %event.request_id, "dropping an event past its maximum age");
+            }
+            young
+        });
+        if next_due.is_none() && matches!(&result, Ok(outcome) if outcome.function_error.is_some())
+        {
+            tracing::warn!(request_id = %event.request_id, attempts = event.attempts, "event failed after its retries");
+        }
+        let mut batch = WriteBatch::new().delete(QUEUE, &key_now, Expect::Anything);
+        if let Some(due) = next_due {
+            batch = batch.put(
+                QUEUE,
+                &key(due, &event.request_id),
+                encode(&event),
+                Expect::Anything,
+            );
+        }
+        let meta = self.meta.clone();
+        match tokio::task::spawn_blocking(move || meta.commit(batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "updating the event queue failed"),
+            Err(err) => tracing::error!(error = %err, "the event queue writer failed"),
+        }
+        self.running.lock().expect("queue state").remove(&key_now);
+        self.wake.notify_one();
+    }
+}
+
+fn encode(event: &QueuedEvent) -> Vec<u8> {
+    serde_json::to_vec(event).expect("events serialize")
+}
