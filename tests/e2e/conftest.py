@@ -133,3 +133,59 @@ def fresh_nimbus(data_dir):
     yield start
     for server in servers:
         server.kill()
+
+
+# --- Lambda ---------------------------------------------------------------------
+
+FUNCTIONS = Path(__file__).resolve().parent / "functions"
+ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+
+
+def zip_directory(directory: Path) -> bytes:
+    """The zip of a directory, keeping file modes (a `bootstrap` stays executable)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                info = zipfile.ZipInfo.from_file(path, path.relative_to(directory).as_posix())
+                with open(path, "rb") as source:
+                    archive.writestr(info, source.read(), zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def zip_function(name: str) -> bytes:
+    return zip_directory(FUNCTIONS / name)
+
+
+def create_function(client, name, code: bytes, runtime="python3.12", handler="app.handler", **extra):
+    """Creates a function and waits until it is Active."""
+    client.create_function(
+        FunctionName=name, Runtime=runtime, Role=ROLE, Handler=handler, Code={"ZipFile": code}, **extra
+    )
+    client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+
+
+def invoke(client, name, payload=None, **extra):
+    """Invokes synchronously; returns (response, decoded payload)."""
+    import json
+
+    response = client.invoke(FunctionName=name, Payload=json.dumps(payload if payload is not None else {}), **extra)
+    body = response["Payload"].read()
+    return response, json.loads(body) if body else None
+
+
+@pytest.fixture(scope="session")
+def lambda_client(nimbus):
+    config = botocore.config.Config(retries={"max_attempts": 1}, max_pool_connections=64, read_timeout=120)
+    return nimbus.session().client("lambda", endpoint_url=nimbus.endpoint, config=config)
+
+
+@pytest.fixture
+def unique_name(request):
+    """A function name no other test uses."""
+    import uuid
+
+    return f"{request.node.name[:40].replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:8]}"

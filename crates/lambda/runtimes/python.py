@@ -18,9 +18,17 @@ class Runtime:
         self.connection = http.client.HTTPConnection(host, int(port))
 
     def call(self, method, path, body=None, headers=None):
-        self.connection.request(method, API + path, body=body, headers=headers or {})
-        response = self.connection.getresponse()
-        return response, response.read()
+        try:
+            self.connection.request(method, API + path, body=body, headers=headers or {})
+            response = self.connection.getresponse()
+            return response, response.read()
+        except (ConnectionError, http.client.HTTPException):
+            # The endpoint may close a connection (after refusing an oversized
+            # response, say); the next call opens a new one.
+            self.connection.close()
+            if method == "GET":
+                raise
+            return None, b""
 
     def post_error(self, path, error, error_type):
         body = json.dumps(error).encode()

@@ -27,6 +27,9 @@ pub enum RunOutcome {
     InitFailed(Option<InitFailure>, String),
     /// The runtime process ended while the invocation was running.
     Exited(String),
+    /// A warm runtime had ended before it could pick the invocation up; another
+    /// environment can run it.
+    Gone,
 }
 
 /// Output lines captured from the runtime, waiting to be attributed to an invocation.
@@ -233,7 +236,7 @@ impl Environment {
                 return (RunOutcome::InitFailed(failure.ok(), exit_reason), None);
             }
             reason = exited(&mut exit) => {
-                let outcome = if cold { RunOutcome::InitFailed(None, reason) } else { RunOutcome::Exited(reason) };
+                let outcome = if cold { RunOutcome::InitFailed(None, reason) } else { RunOutcome::Gone };
                 return (outcome, None);
             }
             () = tokio::time::sleep(pickup_limit) => false,

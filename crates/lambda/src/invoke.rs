@@ -352,6 +352,26 @@ impl Invoker {
         })
     }
 
+    /// Starts a fresh environment, or says why the function cannot have one.
+    async fn start_environment(
+        &self,
+        config: &FunctionConfiguration,
+        code_dir: &std::path::Path,
+    ) -> Result<Result<Arc<Environment>, (String, String)>, AwsError> {
+        let log_stream = log_stream_name(&config.version);
+        let spec = match self.sandbox_spec(config, code_dir.to_owned(), &log_stream) {
+            Ok(spec) => spec,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let env = Environment::start(self.sandboxes.as_ref(), spec, log_stream)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "starting an execution environment failed");
+                service("The execution environment could not be started.")
+            })?;
+        Ok(Ok(Arc::new(env)))
+    }
+
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResult, AwsError> {
         let functions = self.functions.clone();
         let roll = (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64;
@@ -378,19 +398,19 @@ impl Invoker {
             revision: config.revision_id.clone(),
         };
         let generation = self.generation(&key.function);
-        let env = match self.take_idle(&key) {
-            Some(env) => env,
-            None => {
-                let log_stream = log_stream_name(&config.version);
-                match self.sandbox_spec(&config, code_dir, &log_stream) {
-                    Ok(spec) => Arc::new(
-                        Environment::start(self.sandboxes.as_ref(), spec, log_stream)
-                            .await
-                            .map_err(|err| {
-                                tracing::error!(error = %err, "starting an execution environment failed");
-                                service("The execution environment could not be started.")
-                            })?,
-                    ),
+        let id = &request.request_id;
+        let timeout = Duration::from_secs(config.timeout.max(1) as u64);
+        let start_line = LogEvent {
+            timestamp: now_ms(),
+            message: format!("START RequestId: {id} Version: {}", config.version),
+        };
+        let started_at = Instant::now();
+        // A warm environment that died while idle is replaced by a fresh one.
+        let (env, outcome, init_duration) = loop {
+            let env = match self.take_idle(&key) {
+                Some(env) => env,
+                None => match self.start_environment(&config, &code_dir).await? {
+                    Ok(env) => env,
                     Err((error_type, message)) => {
                         return Ok(InvokeResult {
                             executed_version: config.version.clone(),
@@ -399,27 +419,22 @@ impl Invoker {
                             log_tail: None,
                         });
                     }
-                }
+                },
+            };
+            let (outcome, init_duration) = env
+                .run(
+                    id,
+                    request.payload.clone(),
+                    &config.function_arn,
+                    request.client_context.clone(),
+                    timeout,
+                    self.settings.init_timeout,
+                )
+                .await;
+            if !matches!(outcome, RunOutcome::Gone) {
+                break (env, outcome, init_duration);
             }
         };
-
-        let id = &request.request_id;
-        let started_at = Instant::now();
-        let start_line = LogEvent {
-            timestamp: now_ms(),
-            message: format!("START RequestId: {id} Version: {}", config.version),
-        };
-        let timeout = Duration::from_secs(config.timeout.max(1) as u64);
-        let (outcome, init_duration) = env
-            .run(
-                id,
-                request.payload,
-                &config.function_arn,
-                request.client_context,
-                timeout,
-                self.settings.init_timeout,
-            )
-            .await;
         // Init is reported apart, as Lambda does.
         let duration = started_at
             .elapsed()
@@ -463,6 +478,7 @@ impl Invoker {
                 ));
                 (error_body("Sandbox.Timedout", message), true)
             }
+            RunOutcome::Gone => unreachable!("a gone environment is replaced before this point"),
             RunOutcome::Exited(reason) => {
                 let message = format!("RequestId: {id} Error: {reason}");
                 extra_lines.push(format!(

@@ -1,0 +1,78 @@
+"""Custom runtimes with AWS's own runtime interface clients: a Rust binary built on
+the `lambda_runtime` crate, and Python's `awslambdaric`."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FUNCTIONS, REPO, create_function, invoke, zip_directory
+
+# What a `provided` function's bootstrap finds first on its PATH.
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@pytest.fixture(scope="session")
+def rust_bootstrap():
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "e2e-functions"
+    subprocess.run(
+        ["cargo", "build", "--release", "--quiet", "--manifest-path", str(FUNCTIONS / "rust_hello" / "Cargo.toml"),
+         "--target-dir", str(target)],
+        check=True, timeout=900,
+    )
+    return target / "release" / "rust_hello"
+
+
+def test_a_rust_lambda_runtime_function(lambda_client, unique_name, rust_bootstrap, tmp_path):
+    shutil.copy(rust_bootstrap, tmp_path / "bootstrap")
+    create_function(lambda_client, unique_name, zip_directory(tmp_path), runtime="provided.al2023", handler="bootstrap")
+    response, body = invoke(lambda_client, unique_name, {"hello": "rust"})
+    assert "FunctionError" not in response, body
+    assert body == {
+        "echo": {"hello": "rust"},
+        "request_id": response["ResponseMetadata"]["RequestId"],
+        "function": unique_name,
+        "memory": 128,
+    }
+    failed, error = invoke(lambda_client, unique_name, {"fail": True})
+    assert failed["FunctionError"] == "Unhandled"
+    assert error["errorMessage"] == "asked to fail"
+
+
+def sandbox_python_version():
+    python = shutil.which("python3", path=SANDBOX_PATH)
+    if python is None:
+        pytest.skip("no python3 on the sandbox PATH")
+    output = subprocess.run([python, "--version"], capture_output=True, text=True, check=True).stdout
+    major, minor = output.split()[1].split(".")[:2]
+    return f"{major}.{minor}"
+
+
+def test_awslambdaric_as_a_custom_runtime(lambda_client, unique_name, tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(tmp_path),
+         "--only-binary=:all:", "--python-version", sandbox_python_version(), "--implementation", "cp",
+         "--platform", "manylinux2014_x86_64", "awslambdaric"],
+        check=True, timeout=300,
+    )
+    (tmp_path / "app.py").write_text(
+        "def handler(event, context):\n"
+        "    return {'ric': True, 'event': event, 'function': context.function_name}\n"
+    )
+    bootstrap = tmp_path / "bootstrap"
+    bootstrap.write_text('#!/bin/sh\ncd "$LAMBDA_TASK_ROOT"\nexec python3 -m awslambdaric app.handler\n')
+    bootstrap.chmod(0o755)
+    create_function(lambda_client, unique_name, zip_directory(tmp_path), runtime="provided.al2023", handler="app.handler")
+    response, body = invoke(lambda_client, unique_name, {"n": 1})
+    assert "FunctionError" not in response, body
+    assert body == {"ric": True, "event": {"n": 1}, "function": unique_name}
+
+
+def test_a_custom_runtime_without_bootstrap(lambda_client, unique_name):
+    create_function(lambda_client, unique_name, zip_directory(FUNCTIONS / "py_probe"), runtime="provided.al2", handler="x")
+    response, body = invoke(lambda_client, unique_name)
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.InvalidEntrypoint"
