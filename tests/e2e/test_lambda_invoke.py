@@ -199,3 +199,17 @@ def test_invoking_a_missing_function_or_version(lambda_client, unique_name):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         invoke(lambda_client, unique_name, Qualifier="42")
     assert error_code(excinfo) == "ResourceNotFoundException"
+
+
+def test_idle_environments_are_shut_down_after_the_keep_alive(fresh_nimbus):
+    import time
+
+    server = fresh_nimbus("--lambda-keep-alive", "1")
+    client = server.client("lambda")
+    create_function(client, "short-lived", zip_function("py_probe"))
+    _, first = invoke(client, "short-lived")
+    _, warm = invoke(client, "short-lived")
+    assert warm["pid"] == first["pid"]
+    time.sleep(3)
+    _, after = invoke(client, "short-lived")
+    assert after["pid"] != first["pid"], "the idle environment was shut down"

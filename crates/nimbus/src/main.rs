@@ -47,6 +47,12 @@ pub struct ServerArgs {
     /// Seconds open requests get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "NIMBUS_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Concurrent Lambda invocations across all functions of the account.
+    #[arg(long, env = "NIMBUS_LAMBDA_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(100..=100_000))]
+    pub lambda_concurrency: i64,
+    /// Seconds an idle execution environment is kept warm before it is shut down.
+    #[arg(long, env = "NIMBUS_LAMBDA_KEEP_ALIVE", default_value_t = 300)]
+    pub lambda_keep_alive: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

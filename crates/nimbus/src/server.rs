@@ -164,7 +164,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         CodeCache::open(&data_dir.join("lambda").join("code"))?,
         &args.region,
         &args.account_id,
-        LambdaSettings::default(),
+        LambdaSettings {
+            account_concurrency: args.lambda_concurrency,
+        },
     ));
     let logs = Arc::new(LogStore::new(meta.clone()));
     let invoker = Invoker::start(
@@ -172,7 +174,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         Arc::new(nimbus_engine::ProcessRuntime),
         data_dir.join("lambda").join("runtime"),
         logs,
-        InvokerSettings::default(),
+        InvokerSettings {
+            keep_alive: Duration::from_secs(args.lambda_keep_alive),
+            ..InvokerSettings::default()
+        },
         &args.region,
     )
     .map_err(io_at(&data_dir))?;
