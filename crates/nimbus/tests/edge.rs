@@ -18,7 +18,8 @@ fn health_names_every_service_and_its_state() {
     let health: serde_json::Value = serde_json::from_str(&response.body).unwrap();
     assert_eq!(health["status"], "running");
     assert_eq!(health["services"]["sts"], "running");
-    assert_eq!(health["services"]["lambda"], "unavailable");
+    assert_eq!(health["services"]["lambda"], "running");
+    assert_eq!(health["services"]["s3"], "unavailable");
     assert_eq!(health["auth"], "strict");
 }
 
