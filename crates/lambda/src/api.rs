@@ -11,9 +11,10 @@ use nimbus_edge::{
 };
 
 use crate::async_queue::AsyncQueue;
+use crate::code::CodeRef;
 use crate::code_links::CodeLinks;
 use crate::error::{invalid_content, invalid_parameter, service, too_large, validation};
-use crate::functions::Functions;
+use crate::functions::{Functions, layer_name};
 use crate::invoke::{InvokeRequest, Invoker};
 use crate::model::*;
 use crate::names::FunctionRef;
@@ -42,6 +43,11 @@ enum Route {
     ListTags,
     GetAccountSettings,
     Invoke,
+    PublishLayerVersion,
+    ListLayers,
+    ListLayerVersions,
+    GetLayerVersion,
+    DeleteLayerVersion,
 }
 
 static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
@@ -137,6 +143,27 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
             "/2015-03-31/functions/{FunctionName}/invocations",
             Invoke,
         ),
+        (
+            Method::POST,
+            "/2018-10-31/layers/{LayerName}/versions",
+            PublishLayerVersion,
+        ),
+        (Method::GET, "/2018-10-31/layers", ListLayers),
+        (
+            Method::GET,
+            "/2018-10-31/layers/{LayerName}/versions",
+            ListLayerVersions,
+        ),
+        (
+            Method::GET,
+            "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}",
+            GetLayerVersion,
+        ),
+        (
+            Method::DELETE,
+            "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}",
+            DeleteLayerVersion,
+        ),
     ])
 });
 
@@ -171,6 +198,11 @@ pub enum LambdaOperation {
     ListTags(String),
     GetAccountSettings,
     Invoke(Box<Invocation>),
+    PublishLayerVersion(String, Box<PublishLayerVersionRequest>),
+    ListLayers(Option<String>, Page),
+    ListLayerVersions(String, Option<String>, Page),
+    GetLayerVersion(String, u64),
+    DeleteLayerVersion(String, u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +255,11 @@ impl Operation for LambdaOperation {
             ListTags(..) => "ListTags",
             GetAccountSettings => "GetAccountSettings",
             Invoke(..) => "Invoke",
+            PublishLayerVersion(..) => "PublishLayerVersion",
+            ListLayers(..) => "ListLayers",
+            ListLayerVersions(..) => "ListLayerVersions",
+            GetLayerVersion(..) => "GetLayerVersion",
+            DeleteLayerVersion(..) => "DeleteLayerVersion",
         }
     }
 }
@@ -362,6 +399,22 @@ impl Inputs<'_> {
         })
     }
 
+    fn layer(&self) -> Result<String, AwsError> {
+        layer_name(
+            self.params.get("LayerName").unwrap_or_default(),
+            self.region,
+            self.account,
+        )
+    }
+
+    fn layer_version(&self) -> Result<u64, AwsError> {
+        let text = self.path("VersionNumber");
+        text.parse::<u64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| validation("versionNumber", &text, "Member must be a positive number"))
+    }
+
     fn path(&self, name: &str) -> String {
         self.params.get(name).unwrap_or_default().to_owned()
     }
@@ -444,6 +497,19 @@ fn parse(route: Route, inputs: &Inputs) -> Result<LambdaOperation, AwsError> {
         Route::ListTags => Op::ListTags(inputs.path("Resource")),
         Route::GetAccountSettings => Op::GetAccountSettings,
         Route::Invoke => Op::Invoke(Box::new(inputs.invocation()?)),
+        Route::PublishLayerVersion => {
+            Op::PublishLayerVersion(inputs.layer()?, Box::new(inputs.body()?))
+        }
+        Route::ListLayers => Op::ListLayers(inputs.query("CompatibleRuntime"), inputs.page(50)?),
+        Route::ListLayerVersions => Op::ListLayerVersions(
+            inputs.layer()?,
+            inputs.query("CompatibleRuntime"),
+            inputs.page(50)?,
+        ),
+        Route::GetLayerVersion => Op::GetLayerVersion(inputs.layer()?, inputs.layer_version()?),
+        Route::DeleteLayerVersion => {
+            Op::DeleteLayerVersion(inputs.layer()?, inputs.layer_version()?)
+        }
     })
 }
 
@@ -497,19 +563,33 @@ impl LambdaApi {
         Ok(())
     }
 
+    fn layer_with_content(
+        &self,
+        ctx: &RequestContext,
+        layer: LayerVersion,
+        code: &CodeRef,
+    ) -> serde_json::Value {
+        let mut value = serde_json::to_value(layer).expect("layers serialize");
+        value["Content"] = serde_json::json!({
+            "Location": self.links.link(&ctx.endpoint, &code.digest),
+            "CodeSha256": code.code_sha256(),
+            "CodeSize": code.size,
+        });
+        value
+    }
+
     async fn get_function(
         &self,
         ctx: &RequestContext,
         function: FunctionRef,
     ) -> Result<serde_json::Value, AwsError> {
-        let (record, config, code) =
-            blocking(&self.functions, move |f| f.resolve(&function)).await?;
+        let resolved = blocking(&self.functions, move |f| f.resolve(&function)).await?;
         let mut value = serde_json::json!({
-            "Configuration": config,
-            "Code": { "RepositoryType": "S3", "Location": self.links.link(&ctx.endpoint, &code.digest) },
-            "Tags": record.tags,
+            "Configuration": resolved.config,
+            "Code": { "RepositoryType": "S3", "Location": self.links.link(&ctx.endpoint, &resolved.code.digest) },
+            "Tags": resolved.record.tags,
         });
-        if let Some(reserved) = record.reserved_concurrency {
+        if let Some(reserved) = resolved.record.reserved_concurrency {
             value["Concurrency"] = serde_json::json!({ "ReservedConcurrentExecutions": reserved });
         }
         Ok(value)
@@ -618,8 +698,8 @@ impl Service for LambdaApi {
                 &self.get_function(ctx, function).await?,
             )),
             Op::GetFunctionConfiguration(function) => {
-                let (_, config, _) = blocking(f, move |f| f.resolve(&function)).await?;
-                Ok(json(StatusCode::OK, &config))
+                let resolved = blocking(f, move |f| f.resolve(&function)).await?;
+                Ok(json(StatusCode::OK, &resolved.config))
             }
             Op::DeleteFunction(function) => {
                 let name = function.name.clone();
@@ -716,6 +796,55 @@ impl Service for LambdaApi {
                 &blocking(f, |f| f.account_settings()).await?,
             )),
             Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
+            Op::PublishLayerVersion(name, request) => {
+                let (layer, code) =
+                    blocking(f, move |f| f.publish_layer_version(name, *request)).await?;
+                Ok(json(
+                    StatusCode::CREATED,
+                    &self.layer_with_content(ctx, layer, &code),
+                ))
+            }
+            Op::GetLayerVersion(name, version) => {
+                let (layer, code) =
+                    blocking(f, move |f| f.get_layer_version(&name, version)).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &self.layer_with_content(ctx, layer, &code),
+                ))
+            }
+            Op::DeleteLayerVersion(name, version) => {
+                blocking(f, move |f| f.delete_layer_version(&name, version)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::ListLayerVersions(name, runtime, page) => {
+                let (items, next) = blocking(f, move |f| {
+                    f.list_layer_versions(
+                        &name,
+                        runtime.as_deref(),
+                        page.marker.as_deref(),
+                        page.max_items,
+                    )
+                })
+                .await?;
+                Ok(json(StatusCode::OK, &listing("LayerVersions", items, next)))
+            }
+            Op::ListLayers(runtime, page) => {
+                let (items, next) = blocking(f, move |f| {
+                    f.list_layers(runtime.as_deref(), page.marker.as_deref(), page.max_items)
+                })
+                .await?;
+                let layers: Vec<serde_json::Value> = items
+                    .into_iter()
+                    .map(|(name, latest)| {
+                        serde_json::json!({
+                            "LayerName": name,
+                            "LayerArn": latest.layer_arn,
+                            "LatestMatchingVersion": latest,
+                        })
+                    })
+                    .collect();
+                Ok(json(StatusCode::OK, &listing("Layers", layers, next)))
+            }
         }
     }
 }

@@ -44,6 +44,9 @@ impl From<io::Error> for CodeError {
 pub struct CodeRef {
     pub digest: String,
     pub size: u64,
+    /// The unzipped size the archive declares.
+    #[serde(default)]
+    pub unzipped: u64,
 }
 
 impl CodeRef {
@@ -78,6 +81,7 @@ pub fn store_zip(blobs: &dyn BlobStore, zip: &[u8]) -> Result<CodeRef, CodeError
     Ok(CodeRef {
         digest: digest.to_string(),
         size: zip.len() as u64,
+        unzipped: declared,
     })
 }
 

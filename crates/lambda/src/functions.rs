@@ -18,7 +18,9 @@ use crate::error::{
 use crate::model::*;
 use crate::names::{FunctionRef, function_arn, is_alias_name};
 use crate::runtimes;
-use crate::store::{FunctionRecord, FunctionStore, FunctionStoreError, VersionRecord, Versioned};
+use crate::store::{
+    FunctionRecord, FunctionStore, FunctionStoreError, LayerRecord, VersionRecord, Versioned,
+};
 
 /// Account-wide limits.
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ impl Default for LambdaSettings {
         }
     }
 }
+
+/// One page of a list operation and the marker of the next.
+pub type Listing<T> = (Vec<T>, Option<String>);
 
 /// Reserved concurrency may not push the unreserved pool below this.
 pub const MIN_UNRESERVED: i64 = 100;
@@ -104,6 +109,22 @@ struct ConfigChange<'a> {
     environment: Option<&'a EnvironmentVariables>,
     ephemeral_storage: Option<&'a EphemeralStorage>,
 }
+
+/// Layer version ARNs resolved to what a function records of them.
+struct ResolvedLayers {
+    layers: Vec<Layer>,
+    code: Vec<CodeRef>,
+}
+
+/// What a qualifier designates: the function, and the configuration and code to run.
+pub struct Resolved {
+    pub record: FunctionRecord,
+    pub config: FunctionConfiguration,
+    pub code: CodeRef,
+    pub layers: Vec<CodeRef>,
+}
+
+const MAX_LAYERS: usize = 5;
 
 fn check_range(member: &str, value: i64, min: i64, max: i64) -> Result<(), AwsError> {
     if value < min {
@@ -394,7 +415,9 @@ impl Functions {
         if self.store.function(&name).map_err(store_error)?.is_some() {
             return Err(conflict(format!("Function already exist: {name}")));
         }
+        let layers = self.resolve_layers(request.layers.as_deref().unwrap_or_default())?;
         let code = code::store_zip(self.blobs.as_ref(), &zip).map_err(code_error)?;
+        check_unzipped(&code, &layers.code)?;
 
         let mut config = FunctionConfiguration {
             function_name: name.clone(),
@@ -410,6 +433,7 @@ impl Functions {
             code_sha256: code.code_sha256(),
             version: "$LATEST".to_owned(),
             environment: None,
+            layers: Some(layers.layers).filter(|l| !l.is_empty()),
             tracing_config: TracingConfig {
                 mode: "PassThrough".to_owned(),
             },
@@ -438,6 +462,7 @@ impl Functions {
         let record = FunctionRecord {
             config: config.clone(),
             code,
+            layers: layers.code,
             tags,
             reserved_concurrency: None,
             last_version: 0,
@@ -481,7 +506,9 @@ impl Functions {
             {
                 return Ok(());
             }
-            let unpacked = self.code.ensure(self.blobs.as_ref(), &record.code);
+            let unpacked = std::iter::once(&record.code)
+                .chain(&record.layers)
+                .try_for_each(|code| self.code.ensure(self.blobs.as_ref(), code).map(drop));
             let config = &mut record.config;
             match unpacked {
                 Ok(_) => {
@@ -538,43 +565,41 @@ impl Functions {
 
     /// The configuration and code a qualifier designates: `$LATEST` (or none), a
     /// version number, or an alias (its primary version).
-    pub fn resolve(
-        &self,
-        function: &FunctionRef,
-    ) -> Result<(FunctionRecord, FunctionConfiguration, CodeRef), AwsError> {
+    pub fn resolve(&self, function: &FunctionRef) -> Result<Resolved, AwsError> {
         let record = self.load(&function.name)?.value;
-        let (config, code) = match function.qualifier.as_deref() {
-            None | Some("$LATEST") => (record.config.clone(), record.code.clone()),
-            Some(qualifier) => {
-                let version = match parse_version(qualifier) {
-                    Some(version) => version,
-                    None => {
-                        let alias = self
-                            .store
-                            .alias(&function.name, qualifier)
-                            .map_err(store_error)?
-                            .ok_or_else(|| self.not_found(&function.name, Some(qualifier)))?;
-                        match parse_version(&alias.value.function_version) {
-                            Some(version) => version,
-                            None => {
-                                return Ok((
-                                    record.clone(),
-                                    record.config.clone(),
-                                    record.code.clone(),
-                                ));
-                            }
-                        }
-                    }
-                };
-                let published = self
-                    .store
-                    .version(&function.name, version)
-                    .map_err(store_error)?
-                    .ok_or_else(|| self.not_found(&function.name, Some(qualifier)))?;
-                (published.config, published.code)
-            }
+        let version = match function.qualifier.as_deref() {
+            None | Some("$LATEST") => None,
+            Some(qualifier) => match parse_version(qualifier) {
+                Some(version) => Some(version),
+                None => {
+                    let alias = self
+                        .store
+                        .alias(&function.name, qualifier)
+                        .map_err(store_error)?
+                        .ok_or_else(|| self.not_found(&function.name, Some(qualifier)))?;
+                    parse_version(&alias.value.function_version)
+                }
+            },
         };
-        Ok((record, config, code))
+        let Some(version) = version else {
+            return Ok(Resolved {
+                config: record.config.clone(),
+                code: record.code.clone(),
+                layers: record.layers.clone(),
+                record,
+            });
+        };
+        let published = self
+            .store
+            .version(&function.name, version)
+            .map_err(store_error)?
+            .ok_or_else(|| self.not_found(&function.name, function.qualifier.as_deref()))?;
+        Ok(Resolved {
+            record,
+            config: published.config,
+            code: published.code,
+            layers: published.layers,
+        })
     }
 
     /// The unpacked code directory of a code package.
@@ -588,7 +613,7 @@ impl Functions {
         &self,
         marker: Option<&str>,
         max_items: usize,
-    ) -> Result<(Vec<FunctionConfiguration>, Option<String>), AwsError> {
+    ) -> Result<Listing<FunctionConfiguration>, AwsError> {
         let mut page = self
             .store
             .functions(marker, max_items + 1)
@@ -619,6 +644,7 @@ impl Functions {
         check_revision(request.revision_id.as_deref(), &record.config.revision_id)?;
         check_updatable(&record.config)?;
         record.code = code::store_zip(self.blobs.as_ref(), &zip).map_err(code_error)?;
+        check_unzipped(&record.code, &record.layers)?;
         let config = &mut record.config;
         config.code_size = record.code.size as i64;
         config.code_sha256 = record.code.code_sha256();
@@ -660,6 +686,12 @@ impl Functions {
         } = self.load(&function.name)?;
         check_revision(request.revision_id.as_deref(), &record.config.revision_id)?;
         check_updatable(&record.config)?;
+        if let Some(arns) = &request.layers {
+            let layers = self.resolve_layers(arns)?;
+            check_unzipped(&record.code, &layers.code)?;
+            record.config.layers = Some(layers.layers).filter(|l| !l.is_empty());
+            record.layers = layers.code;
+        }
         change.apply(&mut record.config);
         mark_updating(&mut record.config);
         self.store
@@ -760,6 +792,7 @@ impl Functions {
         let published = VersionRecord {
             config: config.clone(),
             code: record.code.clone(),
+            layers: record.layers.clone(),
         };
         self.store
             .update(&record, version, Some(&published))
@@ -772,7 +805,7 @@ impl Functions {
         function: FunctionRef,
         marker: Option<&str>,
         max_items: usize,
-    ) -> Result<(Vec<FunctionConfiguration>, Option<String>), AwsError> {
+    ) -> Result<Listing<FunctionConfiguration>, AwsError> {
         let record = self.load(&function.name)?.value;
         let mut out = Vec::new();
         let after = match marker {
@@ -970,7 +1003,7 @@ impl Functions {
         version: Option<&str>,
         marker: Option<&str>,
         max_items: usize,
-    ) -> Result<(Vec<AliasConfiguration>, Option<String>), AwsError> {
+    ) -> Result<Listing<AliasConfiguration>, AwsError> {
         self.load(&function.name)?;
         let mut aliases: Vec<AliasConfiguration> = self
             .store
@@ -1158,6 +1191,7 @@ fn same_content(a: &FunctionConfiguration, b: &FunctionConfiguration) -> bool {
         && a.timeout == b.timeout
         && a.memory_size == b.memory_size
         && a.environment == b.environment
+        && a.layers == b.layers
         && a.ephemeral_storage == b.ephemeral_storage
         && a.description == b.description
 }
@@ -1204,4 +1238,211 @@ fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         }
     }
     Ok(())
+}
+
+fn check_unzipped(code: &CodeRef, layers: &[CodeRef]) -> Result<(), AwsError> {
+    let total: u64 = layers.iter().map(|l| l.unzipped).sum::<u64>() + code.unzipped;
+    if total > code::MAX_UNZIPPED_BYTES {
+        return Err(invalid_parameter(format!(
+            "Function code combined with layers exceeds the maximum allowed size of {} bytes. The actual size is {total} bytes.",
+            code::MAX_UNZIPPED_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// `(name, version)` of a layer version ARN.
+fn parse_layer_version_arn(arn: &str, region: &str, account: &str) -> Option<(String, u64)> {
+    let rest = arn.strip_prefix(&format!("arn:aws:lambda:{region}:{account}:layer:"))?;
+    let (name, version) = rest.rsplit_once(':')?;
+    Some((name.to_owned(), parse_version(version)?))
+}
+
+/// A layer name, or the layer's ARN, as the layer APIs accept it.
+pub fn layer_name(input: &str, region: &str, account: &str) -> Result<String, AwsError> {
+    let name = input
+        .strip_prefix(&format!("arn:aws:lambda:{region}:{account}:layer:"))
+        .unwrap_or(input);
+    let valid = (1..=140).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(validation(
+            "layerName",
+            input,
+            "Member must satisfy regular expression pattern: (arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+",
+        ))
+    }
+}
+
+impl Functions {
+    fn layer_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:layer:{name}",
+            self.region, self.account
+        )
+    }
+
+    fn resolve_layers(&self, arns: &[String]) -> Result<ResolvedLayers, AwsError> {
+        if arns.len() > MAX_LAYERS {
+            return Err(invalid_parameter(format!(
+                "Cannot reference more than {MAX_LAYERS} layers."
+            )));
+        }
+        let mut resolved = ResolvedLayers {
+            layers: Vec::new(),
+            code: Vec::new(),
+        };
+        let mut names = std::collections::HashSet::new();
+        for arn in arns {
+            let record = parse_layer_version_arn(arn, &self.region, &self.account)
+                .map(|(name, version)| self.store.layer(&name, version))
+                .transpose()
+                .map_err(store_error)?
+                .flatten()
+                .ok_or_else(|| invalid_parameter(format!("Layer version {arn} does not exist.")))?;
+            if !names.insert(record.name.clone()) {
+                return Err(invalid_parameter(
+                    "Two different versions of the same layer are not allowed to be referenced in the same function.",
+                ));
+            }
+            resolved.layers.push(Layer {
+                arn: arn.clone(),
+                code_size: record.code.size as i64,
+            });
+            resolved.code.push(record.code);
+        }
+        Ok(resolved)
+    }
+
+    pub fn publish_layer_version(
+        &self,
+        name: String,
+        request: PublishLayerVersionRequest,
+    ) -> Result<(LayerVersion, CodeRef), AwsError> {
+        let content = &request.content;
+        let zip = zip_from(
+            content.zip_file.as_deref(),
+            content.s3_bucket.as_deref(),
+            None,
+        )?;
+        if let Some(runtimes) = &request.compatible_runtimes {
+            if runtimes.len() > 15 {
+                return Err(validation(
+                    "compatibleRuntimes",
+                    &format!("{runtimes:?}"),
+                    "Member must have length less than or equal to 15",
+                ));
+            }
+            for runtime in runtimes {
+                runtimes::check(runtime)?;
+            }
+        }
+        let code = code::store_zip(self.blobs.as_ref(), &zip).map_err(code_error)?;
+        let layer_arn = self.layer_arn(&name);
+        let record = self
+            .store
+            .publish_layer(&name, |version| LayerRecord {
+                layer: LayerVersion {
+                    layer_version_arn: format!("{layer_arn}:{version}"),
+                    layer_arn: layer_arn.clone(),
+                    description: request.description.clone().unwrap_or_default(),
+                    created_date: now_text(),
+                    version,
+                    compatible_runtimes: request.compatible_runtimes.clone().unwrap_or_default(),
+                    license_info: request.license_info.clone(),
+                    compatible_architectures: request
+                        .compatible_architectures
+                        .clone()
+                        .unwrap_or_default(),
+                },
+                name: name.clone(),
+                code: code.clone(),
+            })
+            .map_err(store_error)?;
+        Ok((record.layer, record.code))
+    }
+
+    pub fn get_layer_version(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<(LayerVersion, CodeRef), AwsError> {
+        let record = self
+            .store
+            .layer(name, version)
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                not_found(format!(
+                    "The resource you requested does not exist. Layer version {}:{version}",
+                    self.layer_arn(name)
+                ))
+            })?;
+        Ok((record.layer, record.code))
+    }
+
+    pub fn delete_layer_version(&self, name: &str, version: u64) -> Result<(), AwsError> {
+        self.store.delete_layer(name, version).map_err(store_error)
+    }
+
+    /// Versions of one layer, newest first, as ListLayerVersions pages them.
+    pub fn list_layer_versions(
+        &self,
+        name: &str,
+        runtime: Option<&str>,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Listing<LayerVersion>, AwsError> {
+        let mut versions: Vec<LayerVersion> = self
+            .store
+            .layers(Some(name), None, usize::MAX)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|(_, record)| record.layer)
+            .filter(|layer| {
+                runtime.is_none_or(|r| layer.compatible_runtimes.iter().any(|c| c == r))
+            })
+            .collect();
+        versions.reverse();
+        if let Some(marker) = marker.and_then(parse_version) {
+            versions.retain(|layer| layer.version < marker);
+        }
+        let next = (versions.len() > max_items).then(|| {
+            versions.truncate(max_items);
+            versions.last().map(|l| l.version.to_string())
+        });
+        Ok((versions, next.flatten()))
+    }
+
+    /// Every layer with its newest (matching) version, by name.
+    pub fn list_layers(
+        &self,
+        runtime: Option<&str>,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Listing<(String, LayerVersion)>, AwsError> {
+        let mut latest: BTreeMap<String, LayerVersion> = BTreeMap::new();
+        for (_, record) in self
+            .store
+            .layers(None, None, usize::MAX)
+            .map_err(store_error)?
+        {
+            if runtime.is_some_and(|r| !record.layer.compatible_runtimes.iter().any(|c| c == r)) {
+                continue;
+            }
+            latest.insert(record.name, record.layer);
+        }
+        let mut layers: Vec<(String, LayerVersion)> = latest
+            .into_iter()
+            .filter(|(name, _)| marker.is_none_or(|m| name.as_str() > m))
+            .collect();
+        let next = (layers.len() > max_items).then(|| {
+            layers.truncate(max_items);
+            layers.last().map(|(name, _)| name.clone())
+        });
+        Ok((layers, next.flatten()))
+    }
 }

@@ -64,6 +64,33 @@ pub struct InvokeResult {
     pub log_tail: Option<String>,
 }
 
+/// Where a function's code and its layers are unpacked. Later layers take precedence,
+/// as when AWS extracts them in order into `/opt`.
+struct CodeDirs {
+    task: PathBuf,
+    layers: Vec<PathBuf>,
+}
+
+impl CodeDirs {
+    /// `<layer>/<sub>` of every layer, latest first, joined by `:`; with `leading`,
+    /// the result starts with `:` when not empty.
+    fn layer_paths(&self, sub: &str, leading: bool) -> String {
+        let separator = ":";
+        let joined: Vec<String> = self
+            .layers
+            .iter()
+            .rev()
+            .map(|dir| dir.join(sub).to_string_lossy().into_owned())
+            .collect();
+        let joined = joined.join(separator);
+        if leading && !joined.is_empty() {
+            format!("{separator}{joined}")
+        } else {
+            joined
+        }
+    }
+}
+
 /// Environments of one configuration of one function version are interchangeable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
@@ -264,15 +291,21 @@ impl Invoker {
     fn sandbox_spec(
         &self,
         config: &FunctionConfiguration,
-        code_dir: PathBuf,
+        dirs: &CodeDirs,
         log_stream: &str,
     ) -> Result<SandboxSpec, (String, String)> {
+        let code_dir = dirs.task.clone();
         let runtime = config.runtime.as_deref().unwrap_or_default();
         let kind = runtimes::check(runtime)
             .map_err(|err| ("Runtime.InvalidRuntime".to_owned(), err.message))?;
         let (program, args, execution_env) = match kind {
             RuntimeKind::Provided => {
-                let bootstrap = code_dir.join("bootstrap");
+                // The function's own bootstrap, else the last layer's (at /opt on AWS).
+                let bootstrap = std::iter::once(&code_dir)
+                    .chain(dirs.layers.iter().rev())
+                    .map(|dir| dir.join("bootstrap"))
+                    .find(|path| path.is_file())
+                    .unwrap_or_else(|| code_dir.join("bootstrap"));
                 if !bootstrap.is_file() {
                     return Err((
                         "Runtime.InvalidEntrypoint".to_owned(),
@@ -337,7 +370,23 @@ impl Invoker {
             ("LANG".into(), "en_US.UTF-8".into()),
             (
                 "PATH".into(),
-                "/usr/local/bin:/usr/bin:/bin:/opt/bin".into(),
+                format!(
+                    "/usr/local/bin:/usr/bin:/bin{}",
+                    dirs.layer_paths("bin", true)
+                ),
+            ),
+            (
+                "LD_LIBRARY_PATH".into(),
+                format!(
+                    "{}/lib{}",
+                    code_dir.display(),
+                    dirs.layer_paths("lib", true)
+                ),
+            ),
+            ("PYTHONPATH".into(), dirs.layer_paths("python", false)),
+            (
+                "NODE_PATH".into(),
+                dirs.layer_paths("nodejs/node_modules", false),
             ),
             ("PYTHONUNBUFFERED".into(), "1".into()),
         ];
@@ -356,10 +405,10 @@ impl Invoker {
     async fn start_environment(
         &self,
         config: &FunctionConfiguration,
-        code_dir: &std::path::Path,
+        dirs: &CodeDirs,
     ) -> Result<Result<Arc<Environment>, (String, String)>, AwsError> {
         let log_stream = log_stream_name(&config.version);
-        let spec = match self.sandbox_spec(config, code_dir.to_owned(), &log_stream) {
+        let spec = match self.sandbox_spec(config, dirs, &log_stream) {
             Ok(spec) => spec,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -376,17 +425,20 @@ impl Invoker {
         let functions = self.functions.clone();
         let roll = (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64;
         let target = request.function.clone();
-        let (record, config, code_dir) = tokio::task::spawn_blocking(move || {
+        let (record, config, dirs) = tokio::task::spawn_blocking(move || {
             let routed = functions.route_alias(target, roll)?;
-            let (record, config, code) = functions.resolve(&routed)?;
-            if config.state != "Active" {
+            let resolved = functions.resolve(&routed)?;
+            if resolved.config.state != "Active" {
                 return Err(conflict(format!(
                     "The operation cannot be performed at this time. The function is currently in the following state: {}",
-                    config.state
+                    resolved.config.state
                 )));
             }
-            let code_dir = functions.code_dir(&code)?;
-            Ok((record, config, code_dir))
+            let dirs = CodeDirs {
+                task: functions.code_dir(&resolved.code)?,
+                layers: resolved.layers.iter().map(|layer| functions.code_dir(layer)).collect::<Result<_, _>>()?,
+            };
+            Ok((resolved.record, resolved.config, dirs))
         })
         .await
         .map_err(|_| service("An internal error occurred."))??;
@@ -409,7 +461,7 @@ impl Invoker {
         let (env, outcome, init_duration) = loop {
             let env = match self.take_idle(&key) {
                 Some(env) => env,
-                None => match self.start_environment(&config, &code_dir).await? {
+                None => match self.start_environment(&config, &dirs).await? {
                     Ok(env) => env,
                     Err((error_type, message)) => {
                         return Ok(InvokeResult {

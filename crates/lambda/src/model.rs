@@ -44,6 +44,7 @@ pub struct CreateFunctionRequest {
     pub tags: Option<BTreeMap<String, String>>,
     pub architectures: Option<Vec<String>>,
     pub ephemeral_storage: Option<EphemeralStorage>,
+    pub layers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,6 +58,7 @@ pub struct UpdateFunctionConfigurationRequest {
     pub memory_size: Option<i64>,
     pub environment: Option<EnvironmentVariables>,
     pub ephemeral_storage: Option<EphemeralStorage>,
+    pub layers: Option<Vec<String>>,
     pub revision_id: Option<String>,
 }
 
@@ -136,6 +138,50 @@ pub struct RuntimeVersionConfig {
     pub runtime_version_arn: String,
 }
 
+/// A layer version a function uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Layer {
+    pub arn: String,
+    pub code_size: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerVersionContentInput {
+    pub zip_file: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublishLayerVersionRequest {
+    pub description: Option<String>,
+    pub content: LayerVersionContentInput,
+    pub compatible_runtimes: Option<Vec<String>>,
+    pub license_info: Option<String>,
+    pub compatible_architectures: Option<Vec<String>>,
+}
+
+/// A published layer version as GetLayerVersion returns it (without `Content`,
+/// which carries a fresh download link each time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerVersion {
+    pub layer_arn: String,
+    pub layer_version_arn: String,
+    pub description: String,
+    pub created_date: String,
+    pub version: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub compatible_runtimes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_info: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub compatible_architectures: Vec<String>,
+}
+
 /// A function's configuration as every Lambda API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -156,6 +202,8 @@ pub struct FunctionConfiguration {
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<EnvironmentVariables>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layers: Option<Vec<Layer>>,
     pub tracing_config: TracingConfig,
     pub revision_id: String,
     pub state: String,

@@ -11,11 +11,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::code::CodeRef;
-use crate::model::{AliasConfiguration, FunctionConfiguration};
+use crate::model::{AliasConfiguration, FunctionConfiguration, LayerVersion};
 
 const FUNCTIONS: &str = "lambda.functions";
 const VERSIONS: &str = "lambda.versions";
 const ALIASES: &str = "lambda.aliases";
+const LAYERS: &str = "lambda.layers";
+const LAYER_NAMES: &str = "lambda.layer-names";
 
 /// A function: its `$LATEST` configuration and code, and what belongs to the whole
 /// function rather than to one version.
@@ -23,6 +25,9 @@ const ALIASES: &str = "lambda.aliases";
 pub struct FunctionRecord {
     pub config: FunctionConfiguration,
     pub code: CodeRef,
+    /// The code of `config.layers`, in the same order.
+    #[serde(default)]
+    pub layers: Vec<CodeRef>,
     pub tags: BTreeMap<String, String>,
     pub reserved_concurrency: Option<i64>,
     /// The highest version number published so far.
@@ -34,6 +39,23 @@ pub struct FunctionRecord {
 pub struct VersionRecord {
     pub config: FunctionConfiguration,
     pub code: CodeRef,
+    #[serde(default)]
+    pub layers: Vec<CodeRef>,
+}
+
+/// A published layer version and its code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub layer: LayerVersion,
+    pub name: String,
+    pub code: CodeRef,
+}
+
+/// Per layer name: the highest version number ever published, so numbers are never
+/// reused after a delete.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LayerName {
+    last_version: u64,
 }
 
 /// A record read together with the version a conditional write expects.
@@ -235,6 +257,70 @@ impl FunctionStore {
 
     pub fn delete_alias(&self, name: &str, alias: &str) -> Result<(), FunctionStoreError> {
         let batch = WriteBatch::new().delete(ALIASES, &format!("{name}/{alias}"), Expect::Anything);
+        Ok(self.meta.commit(batch)?)
+    }
+
+    /// Publishes the next version of a layer; `make` builds the record for the number.
+    pub fn publish_layer(
+        &self,
+        name: &str,
+        make: impl FnOnce(u64) -> LayerRecord,
+    ) -> Result<LayerRecord, FunctionStoreError> {
+        let current = self.meta.get(LAYER_NAMES, name)?;
+        let (mut counter, expect) = match current {
+            Some(record) => {
+                let version = record.version;
+                (decode::<LayerName>(record)?.value, Expect::Version(version))
+            }
+            None => (LayerName::default(), Expect::Absent),
+        };
+        counter.last_version += 1;
+        let record = make(counter.last_version);
+        let batch = WriteBatch::new()
+            .put(LAYER_NAMES, name, encode(&counter), expect)
+            .put(
+                LAYERS,
+                &version_key(name, counter.last_version),
+                encode(&record),
+                Expect::Absent,
+            );
+        self.meta.commit(batch)?;
+        Ok(record)
+    }
+
+    pub fn layer(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<LayerRecord>, FunctionStoreError> {
+        Ok(self
+            .meta
+            .get(LAYERS, &version_key(name, version))?
+            .map(decode)
+            .transpose()?
+            .map(|v| v.value))
+    }
+
+    /// Layer versions in (name, version) order after `after`, optionally of one name.
+    pub fn layers(
+        &self,
+        name: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, LayerRecord)>, FunctionStoreError> {
+        let prefix = name.map(|n| format!("{n}/")).unwrap_or_default();
+        self.meta
+            .scan(LAYERS, &prefix, after, limit)?
+            .into_iter()
+            .map(|record| {
+                let key = record.key.clone();
+                decode(record).map(|v| (key, v.value))
+            })
+            .collect()
+    }
+
+    pub fn delete_layer(&self, name: &str, version: u64) -> Result<(), FunctionStoreError> {
+        let batch = WriteBatch::new().delete(LAYERS, &version_key(name, version), Expect::Anything);
         Ok(self.meta.commit(batch)?)
     }
 }
