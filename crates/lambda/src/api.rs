@@ -14,8 +14,9 @@ use crate::async_queue::AsyncQueue;
 use crate::code::CodeRef;
 use crate::code_links::CodeLinks;
 use crate::error::{invalid_content, invalid_parameter, service, too_large, validation};
-use crate::functions::{Functions, layer_name};
+use crate::functions::Functions;
 use crate::invoke::{InvokeRequest, Invoker};
+use crate::layers::layer_name;
 use crate::model::*;
 use crate::names::FunctionRef;
 

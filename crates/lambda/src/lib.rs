@@ -9,6 +9,7 @@ pub mod error;
 pub mod functions;
 pub mod interpreters;
 pub mod invoke;
+pub mod layers;
 pub mod model;
 pub mod names;
 pub mod runtime_api;
