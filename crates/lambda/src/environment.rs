@@ -288,3 +288,36 @@ async fn wait_exit(exit: &mut watch::Receiver<Option<String>>, limit: Duration) 
         .await
         .unwrap_or_else(|_| "Runtime reported an init error".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn capture_splits_lines_and_cuts_long_ones() {
+        let logs = Arc::new(LogCapture::default());
+        let mut input = b"first\nsecond\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        input.extend(b"\nlast without newline");
+        capture(&input[..], logs.clone()).await;
+        let lines: Vec<String> = logs.take().into_iter().map(|e| e.message).collect();
+        assert_eq!(lines[..2], ["first", "second"]);
+        assert_eq!(lines[2].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[3], "last without newline");
+        assert!(logs.take().is_empty(), "take empties the capture");
+    }
+
+    #[test]
+    fn capture_keeps_a_bounded_number_of_lines() {
+        let logs = LogCapture::default();
+        for i in 0..MAX_LINES + 5 {
+            logs.push(i.to_string());
+        }
+        let lines = logs.take();
+        assert_eq!(lines.len(), MAX_LINES + 1);
+        assert_eq!(
+            lines.last().unwrap().message,
+            "[nimbus] 5 more log lines were dropped"
+        );
+    }
+}

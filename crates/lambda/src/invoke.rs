@@ -631,3 +631,43 @@ fn tail(lines: &[LogEvent]) -> String {
     }
     base64::engine::general_purpose::STANDARD.encode(&text[start..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_4_kb_on_a_character_boundary() {
+        let lines = vec![
+            LogEvent {
+                timestamp: 0,
+                message: "é".repeat(3000),
+            },
+            LogEvent {
+                timestamp: 1,
+                message: "END".into(),
+            },
+        ];
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(tail(&lines))
+            .unwrap();
+        let text = String::from_utf8(decoded).expect("valid UTF-8");
+        assert!(text.len() <= TAIL_BYTES);
+        assert!(text.ends_with("é\nEND\n"));
+    }
+
+    #[test]
+    fn layer_paths_put_later_layers_first() {
+        let dirs = CodeDirs {
+            task: "/code".into(),
+            layers: vec!["/l1".into(), "/l2".into()],
+        };
+        assert_eq!(dirs.layer_paths("python", false), "/l2/python:/l1/python");
+        assert_eq!(dirs.layer_paths("bin", true), ":/l2/bin:/l1/bin");
+        let none = CodeDirs {
+            task: "/code".into(),
+            layers: vec![],
+        };
+        assert_eq!(none.layer_paths("bin", true), "");
+    }
+}
