@@ -145,6 +145,30 @@ impl CredentialStore {
         })
     }
 
+    /// Forgets temporary credentials that have expired, in memory and on disk.
+    pub fn sweep(&self, now: OffsetDateTime) -> Result<usize, CredentialError> {
+        let expired: Vec<String> = self
+            .cache
+            .read()
+            .expect("credential cache poisoned")
+            .values()
+            .filter(|c| c.is_expired(now))
+            .map(|c| c.access_key_id.clone())
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let batch = expired.iter().fold(WriteBatch::new(), |batch, key| {
+            batch.delete(TABLE, key, Expect::Anything)
+        });
+        self.meta.commit(batch)?;
+        let mut cache = self.cache.write().expect("credential cache poisoned");
+        for key in &expired {
+            cache.remove(key);
+        }
+        Ok(expired.len())
+    }
+
     pub fn get(&self, access_key_id: &str) -> Option<Arc<Credential>> {
         self.cache
             .read()
@@ -330,8 +354,16 @@ mod tests {
         assert!(!session.is_expired(now));
         assert!(session.is_expired(now + Duration::hours(1)));
 
-        let later = CredentialStore::load(meta.clone(), now + Duration::hours(2)).unwrap();
-        assert!(later.get(&session.access_key_id).is_none());
+        assert_eq!(reloaded.sweep(now).unwrap(), 0);
+        assert_eq!(reloaded.sweep(now + Duration::hours(2)).unwrap(), 1);
+        assert!(reloaded.get(&session.access_key_id).is_none());
         assert!(meta.get(TABLE, &session.access_key_id).unwrap().is_none());
+
+        let second = store
+            .issue_session(Principal::root("000000000000"), Duration::hours(1), now)
+            .unwrap();
+        let later = CredentialStore::load(meta.clone(), now + Duration::hours(2)).unwrap();
+        assert!(later.get(&second.access_key_id).is_none());
+        assert!(meta.get(TABLE, &second.access_key_id).unwrap().is_none());
     }
 }

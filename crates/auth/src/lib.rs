@@ -66,11 +66,30 @@ pub struct Caller {
     pub is_session: bool,
 }
 
-/// A request as the authenticator sees it.
-pub struct AuthRequest<'a> {
-    pub parts: RequestParts<'a>,
-    pub body: &'a [u8],
-    pub path_style: PathStyle,
+/// A request whose headers passed [`Authenticator::check_headers`]; [`finish`]
+/// checks the signature over the whole request once the body is read.
+///
+/// [`finish`]: HeadersChecked::finish
+pub struct HeadersChecked {
+    signature: SignatureV4,
+    /// `None` in permissive mode, where the signature itself is not checked.
+    secret: Option<String>,
+    caller: Caller,
+}
+
+impl HeadersChecked {
+    pub fn finish(
+        self,
+        parts: &RequestParts,
+        body: &[u8],
+        style: PathStyle,
+    ) -> Result<Caller, AuthError> {
+        let payload_hash = payload_hash(parts, body, style, &self.signature)?;
+        if let Some(secret) = &self.secret {
+            self.signature.verify(secret, parts, style, &payload_hash)?;
+        }
+        Ok(self.caller)
+    }
 }
 
 pub struct Authenticator {
@@ -99,22 +118,23 @@ impl Authenticator {
         self.mode
     }
 
-    /// The signing name (credential scope service) of a request, read without
-    /// verifying anything, so the edge can route it and shape its errors.
-    pub fn signing_name(parts: &RequestParts) -> Option<String> {
-        sigv4::scope_service(parts)
-    }
-
-    /// Verifies the request's signature and returns its caller.
-    pub fn authenticate(
+    /// Everything about a request's signature that its headers alone decide: the
+    /// form of the signature, the scope's region, the time, the access key and the
+    /// session token. Run before the body is read, so an unknown or expired caller
+    /// never gets a body buffered.
+    pub fn check_headers(
         &self,
-        req: &AuthRequest,
+        parts: &RequestParts,
         now: OffsetDateTime,
-    ) -> Result<Caller, AuthError> {
-        let signature = SignatureV4::from_request(&req.parts)?.ok_or(AuthError::Missing)?;
-        let payload_hash = payload_hash(req, &signature)?;
+    ) -> Result<HeadersChecked, AuthError> {
+        let signature = SignatureV4::from_request(parts)?.ok_or(AuthError::Missing)?;
         if self.mode == AuthMode::Permissive {
-            return Ok(self.permissive_caller(&signature));
+            let caller = self.permissive_caller(&signature);
+            return Ok(HeadersChecked {
+                signature,
+                secret: None,
+                caller,
+            });
         }
         if signature.scope.region != self.region {
             return Err(AuthError::WrongRegion(signature.scope.region.clone()));
@@ -125,16 +145,14 @@ impl Authenticator {
             .get(&signature.access_key_id)
             .ok_or(AuthError::UnknownAccessKey)?;
         check_session_token(&credential, signature.security_token.as_deref(), now)?;
-        signature.verify(
-            &credential.secret_access_key,
-            &req.parts,
-            req.path_style,
-            &payload_hash,
-        )?;
-        Ok(Caller {
-            principal: credential.principal.clone(),
-            access_key_id: credential.access_key_id.clone(),
-            is_session: credential.session_token.is_some(),
+        Ok(HeadersChecked {
+            signature,
+            secret: Some(credential.secret_access_key.clone()),
+            caller: Caller {
+                principal: credential.principal.clone(),
+                access_key_id: credential.access_key_id.clone(),
+                is_session: credential.session_token.is_some(),
+            },
         })
     }
 
@@ -164,9 +182,13 @@ impl Authenticator {
 
 /// The payload hash that goes into the canonical request: the client's
 /// `x-amz-content-sha256` once checked against the body, or the body's own hash.
-fn payload_hash(req: &AuthRequest, signature: &SignatureV4) -> Result<String, AuthError> {
-    let claimed = req
-        .parts
+fn payload_hash(
+    parts: &RequestParts,
+    body: &[u8],
+    style: PathStyle,
+    signature: &SignatureV4,
+) -> Result<String, AuthError> {
+    let claimed = parts
         .headers
         .get("x-amz-content-sha256")
         .map(|value| value.to_str().unwrap_or_default());
@@ -178,17 +200,17 @@ fn payload_hash(req: &AuthRequest, signature: &SignatureV4) -> Result<String, Au
             )))
         }
         Some(claimed) => {
-            let actual = sigv4::payload_sha256(req.body);
+            let actual = sigv4::payload_sha256(body);
             if claimed.eq_ignore_ascii_case(&actual) {
                 Ok(claimed.to_owned())
             } else {
                 Err(AuthError::ContentSha256Mismatch)
             }
         }
-        None if signature.is_presigned() && req.path_style == PathStyle::AsSent => {
+        None if signature.is_presigned() && style == PathStyle::AsSent => {
             Ok(sigv4::UNSIGNED_PAYLOAD.to_owned())
         }
-        None => Ok(sigv4::payload_sha256(req.body)),
+        None => Ok(sigv4::payload_sha256(body)),
     }
 }
 

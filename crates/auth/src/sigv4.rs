@@ -118,7 +118,8 @@ fn header_date(headers: &HeaderMap) -> Result<(String, OffsetDateTime), AuthErro
         )
     })?;
     let parsed = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822)
-        .map_err(|_| incomplete(format!("Invalid Date header '{text}'")))?;
+        .map_err(|_| incomplete(format!("Invalid Date header '{text}'")))?
+        .to_offset(time::UtcOffset::UTC);
     let amz = parsed
         .format(format_description!(
             "[year][month][day]T[hour][minute][second]Z"

@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use nimbus_auth::{AuthError, AuthMode, AuthRequest, Authenticator, RequestParts};
+use nimbus_auth::{AuthError, AuthMode, Authenticator, RequestParts};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -29,8 +29,11 @@ use crate::service::{
     DynService, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
 };
 
-/// A slow client gets this long to send its request head.
+/// A slow client gets this long to send its request head, and this long for its body.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// HTTP/2 connections that stop answering pings are closed.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
 /// The AWS-facing front door of one nimbus server.
 pub struct Edge {
@@ -101,13 +104,7 @@ impl Edge {
     }
 
     fn route(&self, parts: &http::request::Parts) -> Route {
-        let request = RequestParts {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or_default(),
-            headers: &parts.headers,
-        };
-        let signing_name = Authenticator::signing_name(&request);
+        let signing_name = nimbus_auth::sigv4::scope_service(&request_parts(parts));
         let descriptor = match &signing_name {
             Some(name) => catalog::by_signing_name(name),
             None => parts
@@ -161,27 +158,24 @@ impl Edge {
             }
         };
         let protocol = descriptor.protocol;
-        let body = match read_body(body, &parts.headers, protocol, descriptor.max_body).await {
-            Ok(body) => body,
-            Err(err) => {
-                return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
-            }
-        };
-        let authenticated = self.authenticator.authenticate(
-            &AuthRequest {
-                parts: RequestParts {
-                    method: parts.method.as_str(),
-                    path: parts.uri.path(),
-                    query: parts.uri.query().unwrap_or_default(),
-                    headers: &parts.headers,
-                },
-                body: &body,
-                path_style: descriptor.path_style(),
+        let checked = self
+            .authenticator
+            .check_headers(&request_parts(&parts), OffsetDateTime::now_utc());
+        let authenticated = match checked {
+            Ok(checked) => match read_body(body, &parts.headers, protocol, descriptor.max_body)
+                .await
+            {
+                Ok(body) => checked
+                    .finish(&request_parts(&parts), &body, descriptor.path_style())
+                    .map(|caller| (caller, body)),
+                Err(err) => {
+                    return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
+                }
             },
-            OffsetDateTime::now_utc(),
-        );
-        let caller = match authenticated {
-            Ok(caller) => caller,
+            Err(err) => Err(err),
+        };
+        let (caller, body) = match authenticated {
+            Ok(authenticated) => authenticated,
             Err(err) => {
                 tracing::info!(error = %err, "request not authenticated");
                 let err = AwsError::from_auth(&err, protocol);
@@ -264,8 +258,17 @@ impl Edge {
     }
 }
 
-/// Reads a body no larger than `limit`, refusing a declared oversize length before
-/// reading a byte of it.
+fn request_parts(parts: &http::request::Parts) -> RequestParts<'_> {
+    RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        headers: &parts.headers,
+    }
+}
+
+/// Reads a body no larger than `limit` within `BODY_READ_TIMEOUT`, refusing a
+/// declared oversize length before reading a byte of it.
 async fn read_body(
     body: Body,
     headers: &http::HeaderMap,
@@ -279,7 +282,16 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(AwsError::too_large(protocol, limit));
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| {
+            AwsError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                "The request body was not received within the time allowed",
+            )
+        })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(AwsError::too_large(protocol, limit))
@@ -367,7 +379,12 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(HEADER_READ_TIMEOUT)
+        .max_concurrent_streams(256);
     let service = TowerToHyperService::new(router);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

@@ -558,6 +558,8 @@ impl LambdaApi {
 
     /// Settles every function a restart left half-created or half-updated.
     pub async fn resume(&self) -> Result<(), AwsError> {
+        // Loads the reservations now, not on the first invoke.
+        blocking(&self.functions, |f| f.reserved_total()).await?;
         for name in blocking(&self.functions, |f| f.unsettled()).await? {
             self.settle_later(name);
         }
@@ -611,23 +613,32 @@ impl LambdaApi {
             }
             InvocationType::Event => {
                 let function = invocation.function.clone();
-                blocking(&self.functions, move |f| f.resolve(&function).map(|_| ())).await?;
+                blocking(&self.functions, move |f| {
+                    f.resolve_active(&function).map(drop)
+                })
+                .await?;
                 self.queue
                     .enqueue(invocation.function, &ctx.request_id, invocation.payload)
                     .await?;
                 Ok(rest_json::empty_response(StatusCode::ACCEPTED))
             }
             InvocationType::RequestResponse => {
-                let result = self
-                    .invoker
-                    .invoke(InvokeRequest {
-                        function: invocation.function,
-                        request_id: ctx.request_id.clone(),
-                        payload: invocation.payload,
-                        client_context: invocation.client_context,
-                        tail: invocation.tail,
-                    })
-                    .await?;
+                let request = InvokeRequest {
+                    function: invocation.function,
+                    request_id: ctx.request_id.clone(),
+                    payload: invocation.payload,
+                    client_context: invocation.client_context,
+                    tail: invocation.tail,
+                };
+                // On a task of its own: a client that hangs up does not cut the
+                // invocation short, as on AWS.
+                let invoker = self.invoker.clone();
+                let result = tokio::spawn(async move { invoker.invoke(request).await })
+                    .await
+                    .map_err(|err| {
+                        tracing::error!(error = %err, "an invocation task failed");
+                        service("An internal error occurred.")
+                    })??;
                 let mut response = Response::new(result.payload);
                 let headers = response.headers_mut();
                 headers.insert(

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::error::service;
 use crate::invoke::{InvokeRequest, Invoker};
 use crate::names::FunctionRef;
+use crate::now_ms;
 
 const QUEUE: &str = "lambda.async";
 /// Retries after a function error, as Lambda's default.
@@ -27,8 +28,10 @@ const MAX_RETRIES: u32 = 2;
 const MAX_EVENT_AGE_MS: i64 = 6 * 3600 * 1000;
 /// The delay before the first retry; each further retry waits twice as long.
 const RETRY_BASE_MS: i64 = 1000;
-/// A throttled event waits this long before it is tried again.
-const THROTTLE_DELAY_MS: i64 = 1000;
+/// A throttled event, or one for a function being updated, waits this long before it
+/// is tried again, twice as long each time up to `MAX_DEFER_MS`.
+const DEFER_BASE_MS: i64 = 500;
+const MAX_DEFER_MS: i64 = 60_000;
 /// Events running at once.
 const MAX_RUNNING: usize = 64;
 /// How often the queue is looked at when nothing wakes it.
@@ -43,13 +46,10 @@ struct QueuedEvent {
     payload: String,
     enqueued_ms: i64,
     attempts: u32,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    /// Times the function could not take the event yet (throttled, or still being
+    /// updated); these back off without using up retries.
+    #[serde(default)]
+    deferrals: u32,
 }
 
 fn key(due_ms: i64, request_id: &str) -> String {
@@ -92,6 +92,7 @@ impl AsyncQueue {
             payload: base64::engine::general_purpose::STANDARD.encode(&payload),
             enqueued_ms: now,
             attempts: 0,
+            deferrals: 0,
         };
         let batch =
             WriteBatch::new().put(QUEUE, &key(now, request_id), encode(&event), Expect::Absent);
@@ -173,8 +174,12 @@ impl AsyncQueue {
         let now = now_ms();
         let next_due = match &result {
             Ok(outcome) if outcome.function_error.is_none() => None,
-            Err(err) if err.status == http::StatusCode::TOO_MANY_REQUESTS => {
-                Some(now + THROTTLE_DELAY_MS)
+            Err(err)
+                if err.status == http::StatusCode::TOO_MANY_REQUESTS
+                    || err.status == http::StatusCode::CONFLICT =>
+            {
+                event.deferrals += 1;
+                Some(now + (DEFER_BASE_MS << event.deferrals.min(8)).min(MAX_DEFER_MS))
             }
             Err(err) if err.status.is_client_error() => {
                 tracing::warn!(request_id = %event.request_id, error = %err.message, "dropping an event whose function cannot run it");

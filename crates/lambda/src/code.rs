@@ -20,6 +20,9 @@ pub const MAX_ZIP_BYTES: usize = 50 * 1024 * 1024;
 pub const MAX_UNZIPPED_BYTES: u64 = 262_144_000;
 /// Symlink targets are short paths; anything longer is refused before it is read.
 const MAX_LINK_TARGET: u64 = 4096;
+/// What each entry costs against the unzipped limit beyond its bytes, so a zip of a
+/// million empty files cannot pass as small.
+const ENTRY_COST: u64 = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
@@ -65,12 +68,10 @@ pub fn store_zip(blobs: &dyn BlobStore, zip: &[u8]) -> Result<CodeRef, CodeError
         let entry = archive
             .by_index_raw(index)
             .map_err(|_| CodeError::NotAZip)?;
-        if entry.enclosed_name().is_none() || entry.name_raw().starts_with(b"/") {
-            return Err(CodeError::UnsafeEntry(
-                String::from_utf8_lossy(entry.name_raw()).into_owned(),
-            ));
-        }
-        declared = declared.saturating_add(entry.size());
+        safe_name(&entry)?;
+        declared = declared
+            .saturating_add(entry.size())
+            .saturating_add(ENTRY_COST);
     }
     if declared > MAX_UNZIPPED_BYTES {
         return Err(CodeError::TooLarge);
@@ -123,10 +124,15 @@ impl CodeCache {
             .prefix(".unpack-")
             .tempdir_in(&self.root)?;
         unpack(blob.reader, staging.path(), MAX_UNZIPPED_BYTES)?;
+        // Everything unpacked reaches the disk before the tree goes live under its
+        // final name: one syncfs rather than a sync per file.
+        let dir = fs::File::open(staging.path())?;
+        nix::unistd::syncfs(&dir).map_err(io::Error::from)?;
         match fs::rename(staging.path(), &target) {
             Ok(()) => {
                 // The directory now lives under its final name; nothing to clean up.
                 let _ = staging.keep();
+                fs::File::open(&self.root)?.sync_all()?;
                 Ok(target)
             }
             // Another task unpacked the same code first.
@@ -134,6 +140,16 @@ impl CodeCache {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// An entry's path inside the root. An absolute name is refused outright rather than
+/// quietly re-rooted.
+fn safe_name<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> Result<PathBuf, CodeError> {
+    let raw = entry.name_raw();
+    entry
+        .enclosed_name()
+        .filter(|_| !raw.starts_with(b"/"))
+        .ok_or_else(|| CodeError::UnsafeEntry(String::from_utf8_lossy(raw).into_owned()))
 }
 
 /// Unpacks a zip into `dest` under the rules in the module documentation.
@@ -144,11 +160,8 @@ pub fn unpack(reader: impl Read + Seek, dest: &Path, limit: u64) -> Result<u64, 
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index).map_err(|_| CodeError::NotAZip)?;
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-        // An absolute name is refused outright rather than quietly re-rooted.
-        let relative = entry
-            .enclosed_name()
-            .filter(|_| !name.starts_with('/'))
-            .ok_or_else(|| CodeError::UnsafeEntry(name.clone()))?;
+        let relative = safe_name(&entry)?;
+        written += ENTRY_COST;
         if relative
             .ancestors()
             .skip(1)
@@ -176,6 +189,9 @@ pub fn unpack(reader: impl Read + Seek, dest: &Path, limit: u64) -> Result<u64, 
             links.insert(relative);
             continue;
         }
+        if written > limit {
+            return Err(CodeError::TooLarge);
+        }
         let mode = entry.unix_mode().map_or(0o644, |mode| mode & 0o755);
         let mut file = {
             use std::os::unix::fs::OpenOptionsExt;
@@ -190,6 +206,17 @@ pub fn unpack(reader: impl Read + Seek, dest: &Path, limit: u64) -> Result<u64, 
         written += copied;
         if written > limit {
             return Err(CodeError::TooLarge);
+        }
+    }
+    // Each link was checked on its own; a chain of them (`a -> ..`, `b -> a/..`)
+    // can still lead out, which only resolving them shows. Dangling links lead
+    // nowhere and stay.
+    let root = dest.canonicalize()?;
+    for link in &links {
+        if let Ok(resolved) = dest.join(link).canonicalize()
+            && !resolved.starts_with(&root)
+        {
+            return Err(CodeError::UnsafeEntry(link.to_string_lossy().into_owned()));
         }
     }
     Ok(written)
@@ -259,7 +286,7 @@ mod tests {
             Entry::Link("lib/current", "app.py"),
         ]);
         let (dir, result) = unpack_into(&zip);
-        assert_eq!(result.unwrap(), 16);
+        assert_eq!(result.unwrap(), 16 + 3 * ENTRY_COST);
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(dir.path().join("bootstrap"))
             .unwrap()
@@ -281,6 +308,8 @@ mod tests {
             build(&[Entry::Link("abs", "/etc/passwd")]),
             // A link that is inside on its own, then an entry written through it.
             build(&[Entry::Link("here", "."), Entry::File("here/x", b"x", 0o644)]),
+            // Each link inside on its own; together they lead out.
+            build(&[Entry::Link("a/l1", ".."), Entry::Link("e", "a/l1/..")]),
         ];
         for zip in cases {
             let (dir, result) = unpack_into(&zip);

@@ -8,15 +8,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nimbus_engine::{SandboxRuntime, SandboxSpec};
 use nimbus_logs::LogEvent;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::unix::pipe::Receiver;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use crate::now_ms;
 use crate::runtime_api::{InitFailure, Invocation, RuntimeApi, RuntimeOutcome};
 
 /// CloudWatch Logs' largest event; longer lines are cut.
 const MAX_LINE_BYTES: usize = 256 * 1024;
-/// Lines kept per invocation before the rest are dropped (with a note).
+/// Lines and bytes kept per invocation before the rest are dropped (with a note).
 const MAX_LINES: usize = 10_000;
+const MAX_CAPTURE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a drain waits for the output readers to catch up.
+const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// How an invocation ended, as far as the environment can tell.
 #[derive(Debug)]
@@ -27,42 +31,43 @@ pub enum RunOutcome {
     InitFailed(Option<InitFailure>, String),
     /// The runtime process ended while the invocation was running.
     Exited(String),
-    /// A warm runtime had ended before it could pick the invocation up; another
-    /// environment can run it.
-    Gone,
+}
+
+/// A warm runtime had ended before it could pick the invocation up; another
+/// environment can run it.
+#[derive(Debug)]
+pub struct Gone;
+
+#[derive(Default)]
+struct Captured {
+    lines: Vec<LogEvent>,
+    bytes: usize,
+    dropped: usize,
 }
 
 /// Output lines captured from the runtime, waiting to be attributed to an invocation.
 #[derive(Default)]
-pub struct LogCapture {
-    lines: Mutex<Vec<LogEvent>>,
-    dropped: Mutex<usize>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub struct LogCapture(Mutex<Captured>);
 
 impl LogCapture {
     pub fn push(&self, message: String) {
-        let mut lines = self.lines.lock().expect("log capture");
-        if lines.len() < MAX_LINES {
-            lines.push(LogEvent {
+        let mut captured = self.0.lock().expect("log capture");
+        if captured.lines.len() < MAX_LINES && captured.bytes + message.len() <= MAX_CAPTURE_BYTES {
+            captured.bytes += message.len();
+            captured.lines.push(LogEvent {
                 timestamp: now_ms(),
                 message,
             });
         } else {
-            *self.dropped.lock().expect("log capture") += 1;
+            captured.dropped += 1;
         }
     }
 
     /// Everything captured since the last take.
     pub fn take(&self) -> Vec<LogEvent> {
-        let mut lines = std::mem::take(&mut *self.lines.lock().expect("log capture"));
-        let dropped = std::mem::take(&mut *self.dropped.lock().expect("log capture"));
+        let Captured {
+            mut lines, dropped, ..
+        } = std::mem::take(&mut *self.0.lock().expect("log capture"));
         if dropped > 0 {
             lines.push(LogEvent {
                 timestamp: now_ms(),
@@ -73,37 +78,73 @@ impl LogCapture {
     }
 }
 
-/// Splits a stream into lines for `logs`, cutting any line at `MAX_LINE_BYTES`.
-async fn capture(mut reader: impl AsyncRead + Unpin, logs: Arc<LogCapture>) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut line: Vec<u8> = Vec::new();
-    loop {
-        let read = match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        for &byte in &buffer[..read] {
+/// Splits runtime output into lines for `logs`, cutting any line at `MAX_LINE_BYTES`.
+#[derive(Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn feed(&mut self, bytes: &[u8], logs: &LogCapture) {
+        for &byte in bytes {
             if byte == b'\n' {
-                logs.push(String::from_utf8_lossy(&line).into_owned());
-                line.clear();
-            } else if line.len() < MAX_LINE_BYTES {
-                line.push(byte);
+                logs.push(String::from_utf8_lossy(&self.line).into_owned());
+                self.line.clear();
+            } else if self.line.len() < MAX_LINE_BYTES {
+                self.line.push(byte);
             }
         }
     }
-    if !line.is_empty() {
-        logs.push(String::from_utf8_lossy(&line).into_owned());
+
+    fn finish(self, logs: &LogCapture) {
+        if !self.line.is_empty() {
+            logs.push(String::from_utf8_lossy(&self.line).into_owned());
+        }
     }
+}
+
+/// A drain request: answered once everything written so far has been read.
+type DrainRequest = oneshot::Sender<()>;
+
+/// Reads one output pipe into `logs` until it closes. A drain request makes it read
+/// everything already in the pipe before answering, so an invocation's last lines
+/// are attributed to it and not to the next one.
+async fn capture(pipe: Receiver, logs: Arc<LogCapture>, mut drains: mpsc::Receiver<DrainRequest>) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut splitter = LineSplitter::default();
+    let mut read_available = |splitter: &mut LineSplitter| loop {
+        match pipe.try_read(&mut buffer) {
+            Ok(0) => return false,
+            Ok(read) => splitter.feed(&buffer[..read], &logs),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    };
+    loop {
+        let open = tokio::select! {
+            ready = pipe.readable() => ready.is_ok() && read_available(&mut splitter),
+            Some(request) = drains.recv() => {
+                let open = read_available(&mut splitter);
+                let _ = request.send(());
+                open
+            }
+        };
+        if !open {
+            break;
+        }
+    }
+    splitter.finish(&logs);
 }
 
 pub struct Environment {
     pub log_stream: String,
     pub started: Instant,
-    pub logs: Arc<LogCapture>,
+    logs: Arc<LogCapture>,
     /// True until the first invocation has been picked up: that one reports the
     /// init duration.
     cold: AtomicBool,
     inbox: mpsc::Sender<Invocation>,
+    drains: Vec<mpsc::Sender<DrainRequest>>,
     init_failure: tokio::sync::Mutex<oneshot::Receiver<InitFailure>>,
     exit: watch::Receiver<Option<String>>,
     kill: Arc<Notify>,
@@ -128,20 +169,18 @@ impl Environment {
             .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), api.address.to_string()));
         let mut sandbox = sandboxes.start(&spec).map_err(|err| err.to_string())?;
         let logs = Arc::new(LogCapture::default());
-        for stream in [
-            sandbox
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
-            sandbox
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            tokio::spawn(capture(stream, logs.clone()));
+        let pipes = [
+            sandbox.stdout.take().map(|out| out.into_owned_fd()),
+            sandbox.stderr.take().map(|err| err.into_owned_fd()),
+        ];
+        let mut drains = Vec::new();
+        for fd in pipes.into_iter().flatten() {
+            let pipe = fd
+                .and_then(Receiver::from_owned_fd)
+                .map_err(|err| format!("cannot read the runtime's output: {err}"))?;
+            let (drain, drain_rx) = mpsc::channel(1);
+            drains.push(drain);
+            tokio::spawn(capture(pipe, logs.clone(), drain_rx));
         }
         let pid = sandbox.pid();
         let (exit_tx, exit) = watch::channel(None);
@@ -166,12 +205,25 @@ impl Environment {
             logs,
             cold: AtomicBool::new(true),
             inbox,
+            drains,
             init_failure: tokio::sync::Mutex::new(init_rx),
             exit,
             kill,
             pid,
             _api: api,
         })
+    }
+
+    /// The output lines since the last take, after reading what the runtime has
+    /// already written.
+    pub async fn take_logs(&self) -> Vec<LogEvent> {
+        for drain in &self.drains {
+            let (done, wait) = oneshot::channel();
+            if drain.send(done).await.is_ok() {
+                let _ = tokio::time::timeout(DRAIN_WAIT, wait).await;
+            }
+        }
+        self.logs.take()
     }
 
     /// Whether the runtime process has ended.
@@ -207,7 +259,7 @@ impl Environment {
         client_context: Option<String>,
         timeout: Duration,
         init_timeout: Duration,
-    ) -> (RunOutcome, Option<Duration>) {
+    ) -> Result<(RunOutcome, Option<Duration>), Gone> {
         let (picked_tx, picked_rx) = oneshot::channel();
         let (outcome_tx, outcome_rx) = oneshot::channel();
         let invocation = Invocation {
@@ -219,13 +271,16 @@ impl Environment {
             picked_up: picked_tx,
             outcome: outcome_tx,
         };
-        if self.inbox.try_send(invocation).is_err() {
-            return (
-                RunOutcome::Exited("Runtime is not accepting invocations".to_owned()),
-                None,
-            );
-        }
         let cold = self.cold.swap(false, Ordering::AcqRel);
+        if self.is_dead() || self.inbox.try_send(invocation).is_err() {
+            if !cold {
+                return Err(Gone);
+            }
+            return Ok((
+                RunOutcome::InitFailed(None, exited(&mut self.exit.clone()).await),
+                None,
+            ));
+        }
         let pickup_limit = if cold { init_timeout } else { timeout };
         let mut exit = self.exit.clone();
         let mut init_failure = self.init_failure.lock().await;
@@ -233,11 +288,13 @@ impl Environment {
             picked = picked_rx => picked.is_ok(),
             failure = &mut *init_failure, if cold => {
                 let exit_reason = wait_exit(&mut exit, Duration::from_millis(200)).await;
-                return (RunOutcome::InitFailed(failure.ok(), exit_reason), None);
+                return Ok((RunOutcome::InitFailed(failure.ok(), exit_reason), None));
             }
             reason = exited(&mut exit) => {
-                let outcome = if cold { RunOutcome::InitFailed(None, reason) } else { RunOutcome::Gone };
-                return (outcome, None);
+                if !cold {
+                    return Err(Gone);
+                }
+                return Ok((RunOutcome::InitFailed(None, reason), None));
             }
             () = tokio::time::sleep(pickup_limit) => false,
         };
@@ -254,7 +311,7 @@ impl Environment {
             } else {
                 RunOutcome::TimedOut
             };
-            return (outcome, None);
+            return Ok((outcome, None));
         }
         let init_duration = cold.then(|| self.started.elapsed());
         let outcome = tokio::select! {
@@ -265,7 +322,7 @@ impl Environment {
             reason = exited(&mut exit) => RunOutcome::Exited(reason),
             () = tokio::time::sleep(timeout) => RunOutcome::TimedOut,
         };
-        (outcome, init_duration)
+        Ok((outcome, init_duration))
     }
 }
 
@@ -293,18 +350,36 @@ async fn wait_exit(exit: &mut watch::Receiver<Option<String>>, limit: Duration) 
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn capture_splits_lines_and_cuts_long_ones() {
-        let logs = Arc::new(LogCapture::default());
+    #[test]
+    fn output_is_split_into_lines_and_long_ones_are_cut() {
+        let logs = LogCapture::default();
         let mut input = b"first\nsecond\n".to_vec();
         input.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
         input.extend(b"\nlast without newline");
-        capture(&input[..], logs.clone()).await;
+        let mut splitter = LineSplitter::default();
+        for chunk in input.chunks(1000) {
+            splitter.feed(chunk, &logs);
+        }
+        splitter.finish(&logs);
         let lines: Vec<String> = logs.take().into_iter().map(|e| e.message).collect();
         assert_eq!(lines[..2], ["first", "second"]);
         assert_eq!(lines[2].len(), MAX_LINE_BYTES);
         assert_eq!(lines[3], "last without newline");
         assert!(logs.take().is_empty(), "take empties the capture");
+    }
+
+    #[test]
+    fn capture_keeps_a_bounded_number_of_bytes() {
+        let logs = LogCapture::default();
+        for _ in 0..(MAX_CAPTURE_BYTES / MAX_LINE_BYTES) + 3 {
+            logs.push("y".repeat(MAX_LINE_BYTES));
+        }
+        let lines = logs.take();
+        assert_eq!(lines.len(), MAX_CAPTURE_BYTES / MAX_LINE_BYTES + 1);
+        assert_eq!(
+            lines.last().unwrap().message,
+            "[nimbus] 3 more log lines were dropped"
+        );
     }
 
     #[test]

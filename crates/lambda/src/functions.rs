@@ -2,9 +2,9 @@
 //! Every method blocks on the metadata or blob store; the API runs them on blocking
 //! threads. Nothing here knows about HTTP.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use nimbus_edge::AwsError;
 use nimbus_storage::{BlobStore, StoreError};
@@ -327,6 +327,9 @@ pub struct Functions {
     pub(crate) region: String,
     pub(crate) account: String,
     settings: LambdaSettings,
+    /// Reserved concurrency by function, read from the store on first use and kept
+    /// up to date by the calls that change it, so invokes never scan the store.
+    reservations: Mutex<Option<HashMap<String, i64>>>,
 }
 
 impl Functions {
@@ -345,6 +348,7 @@ impl Functions {
             region: region.to_owned(),
             account: account.to_owned(),
             settings,
+            reservations: Mutex::new(None),
         }
     }
 
@@ -598,6 +602,18 @@ impl Functions {
         })
     }
 
+    /// Like [`resolve`](Self::resolve), for running: the function must be `Active`.
+    pub fn resolve_active(&self, function: &FunctionRef) -> Result<Resolved, AwsError> {
+        let resolved = self.resolve(function)?;
+        if resolved.config.state != "Active" {
+            return Err(conflict(format!(
+                "The operation cannot be performed at this time. The function is currently in the following state: {}",
+                resolved.config.state
+            )));
+        }
+        Ok(resolved)
+    }
+
     /// The unpacked code directory of a code package.
     pub fn code_dir(&self, code: &CodeRef) -> Result<PathBuf, AwsError> {
         self.code
@@ -699,10 +715,13 @@ impl Functions {
     pub fn delete(&self, function: FunctionRef) -> Result<(), AwsError> {
         let loaded = self.load(&function.name)?;
         match function.qualifier.as_deref() {
-            None => self
-                .store
-                .delete_function(&function.name, loaded.version)
-                .map_err(store_error),
+            None => {
+                self.store
+                    .delete_function(&function.name, loaded.version)
+                    .map_err(store_error)?;
+                self.with_reservations(|reservations| reservations.remove(&function.name))?;
+                Ok(())
+            }
             Some("$LATEST") => Err(invalid_parameter(
                 "$LATEST version cannot be deleted without deleting the function.",
             )),
@@ -1021,7 +1040,33 @@ impl Functions {
 
     /// The concurrency reserved by all functions together.
     pub fn reserved_total(&self) -> Result<i64, AwsError> {
-        self.reserved_elsewhere("")
+        self.with_reservations(|reservations| reservations.values().sum())
+    }
+
+    fn with_reservations<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, i64>) -> R,
+    ) -> Result<R, AwsError> {
+        let mut guard = self.reservations.lock().expect("reservations");
+        if guard.is_none() {
+            let mut reservations = HashMap::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .functions(after.as_deref(), 1000)
+                    .map_err(store_error)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.config.function_name.clone());
+                for record in page {
+                    if let Some(reserved) = record.reserved_concurrency {
+                        reservations.insert(record.config.function_name, reserved);
+                    }
+                }
+            }
+            *guard = Some(reservations);
+        }
+        Ok(f(guard.as_mut().expect("loaded above")))
     }
 
     /// For an alias with weighted routing, the version `roll` (uniform in [0, 1))
@@ -1047,25 +1092,6 @@ impl Functions {
         })
     }
 
-    fn reserved_elsewhere(&self, except: &str) -> Result<i64, AwsError> {
-        let mut total = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .functions(after.as_deref(), 1000)
-                .map_err(store_error)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.config.function_name.clone());
-            total += page
-                .iter()
-                .filter(|r| r.config.function_name != except)
-                .filter_map(|r| r.reserved_concurrency)
-                .sum::<i64>();
-        }
-        Ok(total)
-    }
-
     pub fn put_concurrency(&self, function: FunctionRef, reserved: i64) -> Result<i64, AwsError> {
         let function = function.require_unqualified()?;
         if reserved < 0 {
@@ -1079,18 +1105,24 @@ impl Functions {
             value: mut record,
             version,
         } = self.load(&function.name)?;
-        let unreserved =
-            self.settings.account_concurrency - self.reserved_elsewhere(&function.name)? - reserved;
-        if unreserved < MIN_UNRESERVED {
-            return Err(invalid_parameter(format!(
-                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED}]."
-            )));
-        }
-        record.reserved_concurrency = Some(reserved);
-        self.store
-            .update(&record, version, None)
-            .map_err(store_error)?;
-        Ok(reserved)
+        // The check and the write happen under the reservations lock, so two
+        // functions cannot both take the last of the unreserved pool.
+        self.with_reservations(|reservations| {
+            let elsewhere: i64 = reservations
+                .iter()
+                .filter(|(name, _)| **name != function.name)
+                .map(|(_, reserved)| reserved)
+                .sum();
+            if self.settings.account_concurrency - elsewhere - reserved < MIN_UNRESERVED {
+                return Err(invalid_parameter(format!(
+                    "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED}]."
+                )));
+            }
+            record.reserved_concurrency = Some(reserved);
+            self.store.update(&record, version, None).map_err(store_error)?;
+            reservations.insert(function.name.clone(), reserved);
+            Ok(reserved)
+        })?
     }
 
     pub fn get_concurrency(&self, function: FunctionRef) -> Result<Option<i64>, AwsError> {
@@ -1105,7 +1137,9 @@ impl Functions {
         record.reserved_concurrency = None;
         self.store
             .update(&record, version, None)
-            .map_err(store_error)
+            .map_err(store_error)?;
+        self.with_reservations(|reservations| reservations.remove(&function.name))?;
+        Ok(())
     }
 
     /// The function a tagging ARN names; only whole functions carry tags.

@@ -15,12 +15,13 @@ use nimbus_engine::{SandboxRuntime, SandboxSpec};
 use nimbus_logs::{LogEvent, LogStore};
 
 use crate::environment::{Environment, RunOutcome};
-use crate::error::{conflict, service};
+use crate::error::service;
 use crate::functions::{Functions, MIN_UNRESERVED};
 use crate::interpreters::Interpreters;
 use crate::model::FunctionConfiguration;
 use crate::names::FunctionRef;
-use crate::runtime_api::{MAX_RESPONSE_BYTES, RuntimeOutcome};
+use crate::now_ms;
+use crate::runtime_api::{MAX_RESPONSE_BYTES, RuntimeOutcome, error_json};
 use crate::runtimes::{self, RuntimeKind};
 
 /// How much of an invocation's log `LogType: Tail` returns.
@@ -154,7 +155,7 @@ fn throttled(reason: &str) -> AwsError {
 }
 
 fn error_body(error_type: &str, message: String) -> Bytes {
-    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+    Bytes::from(error_json(error_type, &message))
 }
 
 fn log_stream_name(version: &str) -> String {
@@ -427,16 +428,14 @@ impl Invoker {
         let target = request.function.clone();
         let (record, config, dirs) = tokio::task::spawn_blocking(move || {
             let routed = functions.route_alias(target, roll)?;
-            let resolved = functions.resolve(&routed)?;
-            if resolved.config.state != "Active" {
-                return Err(conflict(format!(
-                    "The operation cannot be performed at this time. The function is currently in the following state: {}",
-                    resolved.config.state
-                )));
-            }
+            let resolved = functions.resolve_active(&routed)?;
             let dirs = CodeDirs {
                 task: functions.code_dir(&resolved.code)?,
-                layers: resolved.layers.iter().map(|layer| functions.code_dir(layer)).collect::<Result<_, _>>()?,
+                layers: resolved
+                    .layers
+                    .iter()
+                    .map(|layer| functions.code_dir(layer))
+                    .collect::<Result<_, _>>()?,
             };
             Ok((resolved.record, resolved.config, dirs))
         })
@@ -473,7 +472,7 @@ impl Invoker {
                     }
                 },
             };
-            let (outcome, init_duration) = env
+            let ran = env
                 .run(
                     id,
                     request.payload.clone(),
@@ -483,7 +482,7 @@ impl Invoker {
                     self.settings.init_timeout,
                 )
                 .await;
-            if !matches!(outcome, RunOutcome::Gone) {
+            if let Ok((outcome, init_duration)) = ran {
                 break (env, outcome, init_duration);
             }
         };
@@ -530,7 +529,6 @@ impl Invoker {
                 ));
                 (error_body("Sandbox.Timedout", message), true)
             }
-            RunOutcome::Gone => unreachable!("a gone environment is replaced before this point"),
             RunOutcome::Exited(reason) => {
                 let message = format!("RequestId: {id} Error: {reason}");
                 extra_lines.push(format!(
@@ -555,6 +553,8 @@ impl Invoker {
             }
         };
         let max_memory = env.max_memory_mb();
+        // The output is taken before the environment can serve anyone else.
+        let output = env.take_logs().await;
         if keep {
             self.release(key, env.clone(), generation);
         } else {
@@ -574,7 +574,7 @@ impl Invoker {
             ));
         }
         let mut lines = vec![start_line];
-        lines.extend(env.logs.take());
+        lines.extend(output);
         lines.extend(extra_lines.into_iter().map(|message| LogEvent {
             timestamp: now_ms(),
             message,
@@ -603,13 +603,6 @@ impl Invoker {
             log_tail,
         })
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn iso_now() -> String {

@@ -21,3 +21,11 @@ pub use async_queue::AsyncQueue;
 pub use code_links::CodeLinks;
 pub use functions::{Functions, LambdaSettings};
 pub use invoke::{Invoker, InvokerSettings};
+
+/// Unix milliseconds now, as log events and the event queue count time.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

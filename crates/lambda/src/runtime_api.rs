@@ -4,6 +4,7 @@
 //! another's invocations.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -61,7 +62,7 @@ struct ApiState {
     inbox: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     current: Mutex<Option<Current>>,
     /// Set once the first invocation was handed out: init is over from then on.
-    started: Mutex<bool>,
+    started: AtomicBool,
     init_failure: Mutex<Option<oneshot::Sender<InitFailure>>>,
 }
 
@@ -87,7 +88,7 @@ impl RuntimeApi {
         let state = Arc::new(ApiState {
             inbox: tokio::sync::Mutex::new(inbox),
             current: Mutex::new(None),
-            started: Mutex::new(false),
+            started: AtomicBool::new(false),
             init_failure: Mutex::new(Some(init_failure)),
         });
         let router = Router::new()
@@ -109,8 +110,13 @@ impl RuntimeApi {
     }
 }
 
+/// Lambda's error document, as runtimes and invoke errors carry it.
+pub(crate) fn error_json(error_type: &str, message: &str) -> String {
+    serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string()
+}
+
 fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+    let body = error_json(error_type, message);
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -143,7 +149,7 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
             "This execution environment is shutting down",
         );
     };
-    *state.started.lock().expect("runtime state") = true;
+    state.started.store(true, Ordering::Release);
     let Invocation {
         request_id,
         payload,
@@ -286,7 +292,7 @@ async fn fail(
 }
 
 async fn init_error(State(state): State<Arc<ApiState>>, request: Request) -> Response {
-    if *state.started.lock().expect("runtime state") {
+    if state.started.load(Ordering::Acquire) {
         return runtime_error(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",

@@ -139,6 +139,22 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     if !root.created && provided.is_some_and(|(id, _)| id != root.credential.access_key_id) {
         tracing::warn!("NIMBUS_ROOT_* keys are ignored: the data dir already has root keys");
     }
+    let sweeper = credentials.clone();
+    tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            let store = sweeper.clone();
+            match tokio::task::spawn_blocking(move || store.sweep(OffsetDateTime::now_utc())).await
+            {
+                Ok(Ok(swept)) if swept > 0 => {
+                    tracing::info!(swept, "forgot expired session credentials")
+                }
+                Ok(Err(err)) => tracing::warn!(error = %err, "sweeping expired credentials failed"),
+                _ => {}
+            }
+        }
+    });
     let credentials_path = data_dir.join("credentials");
     write_credentials_file(&credentials_path, &root.credential)?;
 

@@ -110,25 +110,59 @@ fn malformed_signatures_are_incomplete_signature_errors() {
     );
 }
 
-const STS_SCOPE_AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/sts/aws4_request, \
-    SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n";
+const ROOT_KEY: &str = "AKIDEXAMPLE000000000";
+
+/// Date and timestamp of now, as SigV4 writes them.
+fn amz_now() -> (String, String) {
+    let now = time::OffsetDateTime::now_utc();
+    let date = now
+        .format(time::macros::format_description!("[year][month][day]"))
+        .unwrap();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap();
+    (date, stamp)
+}
+
+/// A server whose root key is known, and the head of an STS request signed by that key
+/// now (with a signature the body will never match): it passes every check the headers
+/// decide, so the body is what the server looks at next.
+fn server_and_signed_head(body_headers: &str) -> (Server, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(
+        dir.path(),
+        &[],
+        &[
+            ("NIMBUS_ROOT_ACCESS_KEY_ID", ROOT_KEY),
+            ("NIMBUS_ROOT_SECRET_ACCESS_KEY", "secret"),
+        ],
+    )
+    .unwrap();
+    server.keep(dir);
+    let (date, stamp) = amz_now();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Date: {stamp}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={ROOT_KEY}/{date}/us-east-1/sts/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n{body_headers}Connection: close\r\n\r\n",
+        "0".repeat(64)
+    );
+    (server, head)
+}
 
 #[test]
 fn an_oversized_declared_body_is_refused_before_it_is_sent() {
-    let server = Server::start();
+    let (server, head) = server_and_signed_head("Content-Length: 104857600\r\n");
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     // Only the head: the server must answer without waiting for 100 MB.
-    write!(
-        stream,
-        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Date: 20260101T000000Z\r\n{STS_SCOPE_AUTH}\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 104857600\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
     let response = read_response(&mut stream);
-    assert_eq!(response.status, 413);
+    assert_eq!(response.status, 413, "{}", response.body);
     assert!(
         response.body.contains("<Code>RequestEntityTooLarge</Code>"),
         "{}",
@@ -137,18 +171,37 @@ fn an_oversized_declared_body_is_refused_before_it_is_sent() {
 }
 
 #[test]
-fn an_oversized_chunked_body_is_cut_off_at_the_limit() {
+fn an_unknown_callers_body_is_never_read() {
     let server = Server::start();
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let (date, stamp) = amz_now();
     write!(
         stream,
-        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Date: 20260101T000000Z\r\n{STS_SCOPE_AUTH}\
-         Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Date: {stamp}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIAUNKNOWN/{date}/us-east-1/lambda/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={}\r\nContent-Length: 60000000\r\nConnection: close\r\n\r\n",
+        "0".repeat(64)
     )
     .unwrap();
+    let response = read_response(&mut stream);
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert_eq!(
+        response.header("x-amzn-errortype"),
+        Some("UnrecognizedClientException")
+    );
+}
+
+#[test]
+fn an_oversized_chunked_body_is_cut_off_at_the_limit() {
+    let (server, head) = server_and_signed_head("Transfer-Encoding: chunked\r\n");
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
     let chunk = vec![b'a'; 64 * 1024];
     for _ in 0..17 {
         if write!(stream, "{:x}\r\n", chunk.len()).is_err() {
@@ -158,5 +211,5 @@ fn an_oversized_chunked_body_is_cut_off_at_the_limit() {
         let _ = stream.write_all(b"\r\n");
     }
     let response = read_response(&mut stream);
-    assert_eq!(response.status, 413);
+    assert_eq!(response.status, 413, "{}", response.body);
 }

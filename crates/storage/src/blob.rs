@@ -97,9 +97,6 @@ pub trait BlobWriter: Write + Send {
 pub trait BlobStore: Send + Sync {
     fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError>;
     fn open(&self, digest: &Digest) -> Result<Option<Blob>, BlobError>;
-    fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError>;
-    /// Removes a blob; true when it existed.
-    fn delete(&self, digest: &Digest) -> Result<bool, BlobError>;
 
     fn put(&self, bytes: &[u8]) -> Result<Digest, BlobError> {
         let mut writer = self.writer()?;
@@ -121,9 +118,16 @@ impl FsBlobStore {
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io_at(&tmp))?;
         }
-        for dir in [root.join("sha256"), tmp] {
-            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+        // Every shard directory exists, durably, before any blob is written, so a
+        // committed blob never hangs on a directory entry a crash could lose.
+        let shards = root.join("sha256");
+        for byte in 0..=255u8 {
+            let shard = shards.join(format!("{byte:02x}"));
+            fs::create_dir_all(&shard).map_err(io_at(&shard))?;
         }
+        sync_dir(&shards)?;
+        sync_dir(root)?;
         Ok(Self {
             root: root.to_owned(),
         })
@@ -188,7 +192,6 @@ impl BlobWriter for FsBlobWriter {
         file.flush().map_err(io_at(&temp_path))?;
         file.as_file().sync_all().map_err(io_at(&temp_path))?;
         let parent = target.parent().expect("blob path has a parent");
-        fs::create_dir_all(parent).map_err(io_at(parent))?;
         file.persist(&target).map_err(|err| BlobError::Io {
             path: target.clone(),
             source: err.error,
@@ -224,24 +227,6 @@ impl BlobStore for FsBlobStore {
             Err(err) => Err(io_at(&path)(err)),
         }
     }
-
-    fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
-        let path = self.path_of(digest);
-        match fs::metadata(&path) {
-            Ok(meta) => Ok(Some(meta.len())),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(io_at(&path)(err)),
-        }
-    }
-
-    fn delete(&self, digest: &Digest) -> Result<bool, BlobError> {
-        let path = self.path_of(digest);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(io_at(&path)(err)),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -272,7 +257,6 @@ mod tests {
         );
         assert_eq!(store.put(b"hello").unwrap(), digest);
         assert_eq!(read_all(&store, &digest), b"hello");
-        assert_eq!(store.size(&digest).unwrap(), Some(5));
         let files = walk(dir.path().join("sha256").as_path());
         assert_eq!(files.len(), 1, "one copy on disk: {files:?}");
     }
@@ -306,15 +290,6 @@ mod tests {
         assert_eq!(walk(&dir.path().join("tmp")).len(), 1);
         FsBlobStore::open(dir.path()).unwrap();
         assert!(walk(&dir.path().join("tmp")).is_empty());
-    }
-
-    #[test]
-    fn delete_removes_once() {
-        let (_dir, store) = store();
-        let digest = store.put(b"x").unwrap();
-        assert!(store.delete(&digest).unwrap());
-        assert!(!store.delete(&digest).unwrap());
-        assert!(store.open(&digest).unwrap().is_none());
     }
 
     #[test]

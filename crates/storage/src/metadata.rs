@@ -34,7 +34,8 @@ impl From<rusqlite::Error> for StoreError {
 pub struct Record {
     pub key: String,
     pub value: Vec<u8>,
-    /// Starts at 1 and grows by one on every overwrite.
+    /// Changes on every write and is never reused, even for a key deleted and written
+    /// again, so a conditional write cannot mistake a new record for the one it read.
     pub version: u64,
 }
 
@@ -117,13 +118,19 @@ pub trait MetadataStore: Send + Sync {
 }
 
 /// Ordered schema migrations; the store's `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE records (
         tbl     TEXT    NOT NULL,
         key     TEXT    NOT NULL,
         value   BLOB    NOT NULL,
         version INTEGER NOT NULL,
         PRIMARY KEY (tbl, key)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    // Versions come from one store-wide sequence, so a deleted and recreated record
+    // never gets a version an older reader may still expect.
+    "CREATE TABLE write_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+     INSERT INTO write_sequence (id, value) SELECT 1, COALESCE(MAX(version), 0) FROM records;",
+];
 
 /// The embedded backend: one SQLite file in WAL mode with full fsync on commit, a
 /// single writer connection and a small pool of readers.
@@ -259,6 +266,11 @@ impl MetadataStore for SqliteStore {
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut conn = self.writer.lock().expect("writer connection poisoned");
         let tx = conn.transaction()?;
+        let new_version: i64 = tx
+            .prepare_cached(
+                "UPDATE write_sequence SET value = value + 1 WHERE id = 1 RETURNING value",
+            )?
+            .query_row([], |row| row.get(0))?;
         for write in &batch.writes {
             let current: Option<u64> = tx
                 .prepare_cached("SELECT version FROM records WHERE tbl = ?1 AND key = ?2")?
@@ -282,7 +294,7 @@ impl MetadataStore for SqliteStore {
                         "INSERT INTO records (tbl, key, value, version) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value, version = excluded.version",
                     )?
-                    .execute(params![write.table, write.key, value, (current.unwrap_or(0) + 1) as i64])?;
+                    .execute(params![write.table, write.key, value, new_version])?;
                 }
                 Op::Delete => {
                     tx.prepare_cached("DELETE FROM records WHERE tbl = ?1 AND key = ?2")?
@@ -312,12 +324,31 @@ mod tests {
             .commit(WriteBatch::new().put("t", "a", b"1".to_vec(), Expect::Absent))
             .unwrap();
         let first = store.get("t", "a").unwrap().unwrap();
-        assert_eq!((first.value.as_slice(), first.version), (&b"1"[..], 1));
+        assert_eq!(first.value, b"1");
         store
-            .commit(WriteBatch::new().put("t", "a", b"2".to_vec(), Expect::Version(1)))
+            .commit(WriteBatch::new().put("t", "a", b"2".to_vec(), Expect::Version(first.version)))
             .unwrap();
-        assert_eq!(store.get("t", "a").unwrap().unwrap().version, 2);
+        assert!(store.get("t", "a").unwrap().unwrap().version > first.version);
         assert!(store.get("other", "a").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_recreated_record_never_matches_an_old_version() {
+        let (_dir, store) = store();
+        store
+            .commit(WriteBatch::new().put("t", "a", b"old".to_vec(), Expect::Absent))
+            .unwrap();
+        let old = store.get("t", "a").unwrap().unwrap().version;
+        store
+            .commit(WriteBatch::new().delete("t", "a", Expect::Version(old)))
+            .unwrap();
+        store
+            .commit(WriteBatch::new().put("t", "a", b"new".to_vec(), Expect::Absent))
+            .unwrap();
+        let stale =
+            store.commit(WriteBatch::new().put("t", "a", b"stale".to_vec(), Expect::Version(old)));
+        assert!(matches!(stale, Err(StoreError::Conflict { .. })));
+        assert_eq!(store.get("t", "a").unwrap().unwrap().value, b"new");
     }
 
     #[test]
@@ -338,12 +369,13 @@ mod tests {
             store.get("t", "b").unwrap().is_none(),
             "batch must be all or nothing"
         );
+        let version = store.get("t", "a").unwrap().unwrap().version;
         let err = store
-            .commit(WriteBatch::new().delete("t", "a", Expect::Version(7)))
+            .commit(WriteBatch::new().delete("t", "a", Expect::Version(version + 1)))
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { .. }));
         store
-            .commit(WriteBatch::new().delete("t", "a", Expect::Version(1)))
+            .commit(WriteBatch::new().delete("t", "a", Expect::Version(version)))
             .unwrap();
         assert!(store.get("t", "a").unwrap().is_none());
     }

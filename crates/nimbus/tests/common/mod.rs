@@ -72,6 +72,11 @@ impl Server {
         })
     }
 
+    /// Keeps a temporary data dir alive as long as the server.
+    pub fn keep(&mut self, dir: tempfile::TempDir) {
+        self._temp = Some(dir);
+    }
+
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
