@@ -72,8 +72,9 @@ pub struct Caller {
 /// [`finish`]: HeadersChecked::finish
 pub struct HeadersChecked {
     signature: SignatureV4,
-    /// `None` in permissive mode, where the signature itself is not checked.
-    secret: Option<String>,
+    /// The derived signing key; `None` in permissive mode, where the signature
+    /// itself is not checked.
+    key: Option<[u8; 32]>,
     caller: Caller,
 }
 
@@ -85,8 +86,8 @@ impl HeadersChecked {
         style: PathStyle,
     ) -> Result<Caller, AuthError> {
         let payload_hash = payload_hash(parts, body, style, &self.signature)?;
-        if let Some(secret) = &self.secret {
-            self.signature.verify(secret, parts, style, &payload_hash)?;
+        if let Some(key) = &self.key {
+            self.signature.verify(key, parts, style, &payload_hash)?;
         }
         Ok(self.caller)
     }
@@ -94,6 +95,7 @@ impl HeadersChecked {
 
 pub struct Authenticator {
     credentials: Arc<CredentialStore>,
+    signing_keys: sigv4::SigningKeys,
     mode: AuthMode,
     region: String,
     default_account: String,
@@ -108,6 +110,7 @@ impl Authenticator {
     ) -> Self {
         Self {
             credentials,
+            signing_keys: sigv4::SigningKeys::default(),
             mode,
             region: region.to_owned(),
             default_account: default_account.to_owned(),
@@ -132,7 +135,7 @@ impl Authenticator {
             let caller = self.permissive_caller(&signature);
             return Ok(HeadersChecked {
                 signature,
-                secret: None,
+                key: None,
                 caller,
             });
         }
@@ -145,9 +148,12 @@ impl Authenticator {
             .get(&signature.access_key_id)
             .ok_or(AuthError::UnknownAccessKey)?;
         check_session_token(&credential, signature.security_token.as_deref(), now)?;
+        let key = self
+            .signing_keys
+            .get(&credential.secret_access_key, &signature.scope);
         Ok(HeadersChecked {
             signature,
-            secret: Some(credential.secret_access_key.clone()),
+            key: Some(key),
             caller: Caller {
                 principal: credential.principal.clone(),
                 access_key_id: credential.access_key_id.clone(),

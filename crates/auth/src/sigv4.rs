@@ -307,11 +307,12 @@ impl SignatureV4 {
         }
     }
 
-    /// Checks the signature against `secret`, `payload_hash` being the hex sha256 of
-    /// the body or a literal such as `UNSIGNED-PAYLOAD`.
+    /// Checks the signature with the key derived for its scope (see [`signing_key`]),
+    /// `payload_hash` being the hex sha256 of the body or a literal such as
+    /// `UNSIGNED-PAYLOAD`.
     pub fn verify(
         &self,
-        secret: &str,
+        key: &[u8; 32],
         req: &RequestParts,
         style: PathStyle,
         payload_hash: &str,
@@ -323,7 +324,7 @@ impl SignatureV4 {
             payload_hash,
             self.is_presigned(),
         )?;
-        let expected = self.sign(secret, &canonical);
+        let expected = self.sign(key, &canonical);
         if bool::from(expected.ct_eq(&self.signature)) {
             Ok(())
         } else {
@@ -331,9 +332,35 @@ impl SignatureV4 {
         }
     }
 
-    fn sign(&self, secret: &str, canonical_request: &str) -> [u8; 32] {
+    fn sign(&self, key: &[u8; 32], canonical_request: &str) -> [u8; 32] {
         let string_to_sign = string_to_sign(&self.amz_date, &self.scope, canonical_request);
-        hmac(&signing_key(secret, &self.scope), string_to_sign.as_bytes())
+        hmac(key, string_to_sign.as_bytes())
+    }
+}
+
+/// Derived signing keys by secret and scope: a busy access key is derived once per
+/// day, region and service instead of on every request.
+#[derive(Default)]
+pub struct SigningKeys {
+    keys: std::sync::RwLock<std::collections::HashMap<(String, String), [u8; 32]>>,
+}
+
+/// Past this many cached keys the cache starts over (old dates pile up otherwise).
+const MAX_CACHED_KEYS: usize = 4096;
+
+impl SigningKeys {
+    pub fn get(&self, secret: &str, scope: &Scope) -> [u8; 32] {
+        let id = (secret.to_owned(), scope.to_path());
+        if let Some(key) = self.keys.read().expect("signing keys").get(&id) {
+            return *key;
+        }
+        let key = signing_key(secret, scope);
+        let mut keys = self.keys.write().expect("signing keys");
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(id, key);
+        key
     }
 }
 
@@ -351,17 +378,17 @@ pub fn signing_key(secret: &str, scope: &Scope) -> [u8; 32] {
     hmac(&service, b"aws4_request")
 }
 
-pub fn string_to_sign(amz_date: &str, scope: &Scope, canonical_request: &str) -> String {
+fn string_to_sign(amz_date: &str, scope: &Scope, canonical_request: &str) -> String {
     format!(
         "{ALGORITHM}\n{amz_date}\n{}\n{}",
         scope.to_path(),
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        hex_lower(&Sha256::digest(canonical_request.as_bytes()))
     )
 }
 
 /// The canonical request of SigV4's task 1. `presigned` leaves `X-Amz-Signature` out
 /// of the canonical query.
-pub fn canonical_request(
+fn canonical_request(
     req: &RequestParts,
     style: PathStyle,
     signed_headers: &[String],
@@ -388,7 +415,10 @@ pub fn canonical_request(
             if index > 0 {
                 out.push(',');
             }
-            push_trimmed(&mut out, &String::from_utf8_lossy(value.as_bytes()));
+            match value.to_str() {
+                Ok(text) => push_trimmed(&mut out, text),
+                Err(_) => push_trimmed(&mut out, &String::from_utf8_lossy(value.as_bytes())),
+            }
         }
         out.push('\n');
     }
@@ -475,9 +505,20 @@ fn canonical_query(query: &str, presigned: bool) -> String {
     out
 }
 
+/// Lowercase hex, by table: this runs several times per request.
+fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[(byte >> 4) as usize] as char);
+        out.push(DIGITS[(byte & 15) as usize] as char);
+    }
+    out
+}
+
 /// The hex sha256 of a payload, as signed in `x-amz-content-sha256`.
 pub fn payload_sha256(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
+    hex_lower(&Sha256::digest(body))
 }
 
 #[cfg(test)]
@@ -523,6 +564,15 @@ mod tests {
         assert_eq!(canonical_query("b=2&a=%7e&a=1&c", false), "a=1&a=~&b=2&c=");
         assert_eq!(canonical_query("x=a+b%20c", false), "x=a%2Bb%20c");
         assert_eq!(canonical_query("X-Amz-Signature=ab&Z=1", true), "Z=1");
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        assert_eq!(hex_lower(&[0x00, 0xab, 0x7f]), "00ab7f");
+        assert_eq!(
+            payload_sha256(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]

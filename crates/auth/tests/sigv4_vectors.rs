@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use nimbus_auth::sigv4::{PathStyle, RequestParts, SignatureV4, payload_sha256};
+use nimbus_auth::sigv4::{PathStyle, RequestParts, SignatureV4, payload_sha256, signing_key};
 use time::macros::datetime;
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -61,8 +61,9 @@ fn verify(req: &RawRequest) -> Result<(), nimbus_auth::AuthError> {
     };
     let signature = SignatureV4::from_request(&parts)?.expect("signed");
     signature.check_time(datetime!(2015-08-30 12:36:00 UTC))?;
+    let key = signing_key(SECRET, &signature.scope);
     signature.verify(
-        SECRET,
+        &key,
         &parts,
         PathStyle::Normalized,
         &payload_sha256(&req.body),

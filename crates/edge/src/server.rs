@@ -182,7 +182,6 @@ impl Edge {
                 return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
             }
         };
-        tracing::Span::current().record("principal", caller.principal.arn());
         let host = parts
             .headers
             .get(header::HOST)
@@ -304,10 +303,28 @@ async fn read_body(
     }
 }
 
+/// A request id shaped like AWS's (a UUID): a random prefix drawn once per process and
+/// a counter, unique without asking the kernel for randomness on every request.
+fn next_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&count.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .with_variant(uuid::Variant::RFC4122)
+        .with_version(uuid::Version::Random)
+        .into_uuid()
+        .to_string()
+}
+
 async fn aws(State(edge): State<Arc<Edge>>, request: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let span =
-        tracing::info_span!("request", request_id = %request_id, principal = tracing::field::Empty);
+    let request_id = next_request_id();
+    let span = tracing::info_span!("request", request_id = %request_id);
     edge.handle(request, request_id).instrument(span).await
 }
 

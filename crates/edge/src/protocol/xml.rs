@@ -45,6 +45,10 @@ impl XmlWriter {
 }
 
 fn escape_into(out: &mut String, text: &str) {
+    if !text.contains(['<', '>', '&', '"', '\'', '\r']) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '<' => out.push_str("&lt;"),
