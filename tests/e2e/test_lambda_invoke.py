@@ -45,6 +45,9 @@ def test_a_python_handler_sees_its_context_and_environment(lambda_client, unique
     assert env["_HANDLER"] == "app.handler"
     assert env["AWS_REGION"] == "us-east-1"
     assert env["AWS_EXECUTION_ENV"].startswith("AWS_Lambda_python3.")
+    # GetFunction names the interpreter that runs python3.12 here.
+    runtime_arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["RuntimeVersionConfig"]["RuntimeVersionArn"]
+    assert runtime_arn.startswith("arn:aws:lambda:us-east-1::runtime:nimbus:" + env["AWS_EXECUTION_ENV"].removeprefix("AWS_Lambda_") + ":")
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert env["GREETING"] == "hello"
     assert env["TZ"] == ":UTC"

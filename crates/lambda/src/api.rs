@@ -586,7 +586,30 @@ impl LambdaApi {
         ctx: &RequestContext,
         function: FunctionRef,
     ) -> Result<serde_json::Value, AwsError> {
-        let resolved = blocking(&self.functions, move |f| f.resolve(&function)).await?;
+        let mut resolved = blocking(&self.functions, move |f| f.resolve(&function)).await?;
+        // Say which of the machine's interpreters runs the function: the nearest one
+        // when the exact version is not installed.
+        if let Some(runtime) = resolved.config.runtime.clone() {
+            let invoker = self.invoker.clone();
+            let interpreter = tokio::task::spawn_blocking(move || invoker.interpreter(&runtime))
+                .await
+                .ok()
+                .flatten();
+            if let Some(interpreter) = interpreter {
+                let version = interpreter
+                    .version
+                    .rsplit(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches('v');
+                resolved.config.runtime_version_config = Some(RuntimeVersionConfig {
+                    runtime_version_arn: format!(
+                        "arn:aws:lambda:{}::runtime:nimbus:{}:{version}",
+                        self.region, interpreter.runtime
+                    ),
+                });
+            }
+        }
         let mut value = serde_json::json!({
             "Configuration": resolved.config,
             "Code": { "RepositoryType": "S3", "Location": self.links.link(&ctx.endpoint, &resolved.code.digest) },

@@ -203,6 +203,12 @@ impl Invoker {
         Ok(invoker)
     }
 
+    /// The interpreter that runs a managed runtime here, when the machine has one.
+    pub fn interpreter(&self, runtime: &str) -> Option<crate::interpreters::Interpreter> {
+        let kind = runtimes::check(runtime).ok()?;
+        self.interpreters.resolve(runtime, kind)
+    }
+
     fn reap(&self) {
         let keep_alive = self.settings.keep_alive;
         let mut state = self.state.lock().expect("invoker state");
