@@ -69,7 +69,9 @@ def test_an_event_accepted_before_sigkill_runs_after_restart(fresh_nimbus, callb
     server = fresh_nimbus()
     client = server.client("lambda")
     name = "survivor"
-    create_function(client, name, zip_function("py_callback"), Environment={"Variables": {"CALLBACK_URL": callbacks.url}})
+    create_function(
+        client, name, zip_function("py_callback"), Timeout=10, Environment={"Variables": {"CALLBACK_URL": callbacks.url}}
+    )
     response = client.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"pause": 3}))
     request_id = response["ResponseMetadata"]["RequestId"]
     time.sleep(0.5)

@@ -90,6 +90,8 @@ pub fn store_zip(blobs: &dyn BlobStore, zip: &[u8]) -> Result<CodeRef, CodeError
 /// and renamed into place, so a crash never leaves a half-unpacked tree in use.
 pub struct CodeCache {
     root: PathBuf,
+    /// Digests known to be unpacked, so the invoke path skips the file system.
+    unpacked: std::sync::RwLock<HashSet<String>>,
 }
 
 impl CodeCache {
@@ -106,11 +108,35 @@ impl CodeCache {
         }
         Ok(Self {
             root: root.to_owned(),
+            unpacked: Default::default(),
         })
     }
 
     /// The unpacked directory of `code`, unpacking it first if needed.
+    /// The unpacked directory of `code` if it is known to be there, without touching
+    /// the disk.
+    pub fn ready(&self, code: &CodeRef) -> Option<PathBuf> {
+        let known = self
+            .unpacked
+            .read()
+            .expect("code cache")
+            .contains(&code.digest);
+        known.then(|| self.root.join(&code.digest))
+    }
+
     pub fn ensure(&self, blobs: &dyn BlobStore, code: &CodeRef) -> Result<PathBuf, CodeError> {
+        if let Some(ready) = self.ready(code) {
+            return Ok(ready);
+        }
+        let target = self.unpack_once(blobs, code)?;
+        self.unpacked
+            .write()
+            .expect("code cache")
+            .insert(code.digest.clone());
+        Ok(target)
+    }
+
+    fn unpack_once(&self, blobs: &dyn BlobStore, code: &CodeRef) -> Result<PathBuf, CodeError> {
         let target = self.root.join(&code.digest);
         if target.is_dir() {
             return Ok(target);

@@ -19,8 +19,6 @@ const MAX_LINE_BYTES: usize = 256 * 1024;
 /// Lines and bytes kept per invocation before the rest are dropped (with a note).
 const MAX_LINES: usize = 10_000;
 const MAX_CAPTURE_BYTES: usize = 4 * 1024 * 1024;
-/// How long a drain waits for the output readers to catch up.
-const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// How an invocation ended, as far as the environment can tell.
 #[derive(Debug)]
@@ -103,37 +101,33 @@ impl LineSplitter {
     }
 }
 
-/// A drain request: answered once everything written so far has been read.
-type DrainRequest = oneshot::Sender<()>;
+/// One output pipe of the runtime. A background task reads it as output arrives;
+/// the invocation path reads whatever is left at the end of an invocation itself, so
+/// an invocation's last lines are attributed to it and not to the next one.
+struct Output {
+    pipe: Receiver,
+    splitter: Mutex<LineSplitter>,
+}
 
-/// Reads one output pipe into `logs` until it closes. A drain request makes it read
-/// everything already in the pipe before answering, so an invocation's last lines
-/// are attributed to it and not to the next one.
-async fn capture(pipe: Receiver, logs: Arc<LogCapture>, mut drains: mpsc::Receiver<DrainRequest>) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut splitter = LineSplitter::default();
-    let mut read_available = |splitter: &mut LineSplitter| loop {
-        match pipe.try_read(&mut buffer) {
-            Ok(0) => return false,
-            Ok(read) => splitter.feed(&buffer[..read], &logs),
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(_) => return false,
-        }
-    };
-    loop {
-        let open = tokio::select! {
-            ready = pipe.readable() => ready.is_ok() && read_available(&mut splitter),
-            Some(request) = drains.recv() => {
-                let open = read_available(&mut splitter);
-                let _ = request.send(());
-                open
+impl Output {
+    /// Reads what the pipe holds now into `logs`; false once the pipe is closed.
+    fn read_available(&self, logs: &LogCapture) -> bool {
+        let mut splitter = self.splitter.lock().expect("output splitter");
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match self.pipe.try_read(&mut buffer) {
+                Ok(0) => return false,
+                Ok(read) => splitter.feed(&buffer[..read], logs),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
             }
-        };
-        if !open {
-            break;
         }
     }
-    splitter.finish(&logs);
+}
+
+async fn capture(output: Arc<Output>, logs: Arc<LogCapture>) {
+    while output.pipe.readable().await.is_ok() && output.read_available(&logs) {}
+    std::mem::take(&mut *output.splitter.lock().expect("output splitter")).finish(&logs);
 }
 
 pub struct Environment {
@@ -144,7 +138,7 @@ pub struct Environment {
     /// init duration.
     cold: AtomicBool,
     inbox: mpsc::Sender<Invocation>,
-    drains: Vec<mpsc::Sender<DrainRequest>>,
+    outputs: Vec<Arc<Output>>,
     init_failure: tokio::sync::Mutex<oneshot::Receiver<InitFailure>>,
     exit: watch::Receiver<Option<String>>,
     kill: Arc<Notify>,
@@ -173,14 +167,17 @@ impl Environment {
             sandbox.stdout.take().map(|out| out.into_owned_fd()),
             sandbox.stderr.take().map(|err| err.into_owned_fd()),
         ];
-        let mut drains = Vec::new();
+        let mut outputs = Vec::new();
         for fd in pipes.into_iter().flatten() {
             let pipe = fd
                 .and_then(Receiver::from_owned_fd)
                 .map_err(|err| format!("cannot read the runtime's output: {err}"))?;
-            let (drain, drain_rx) = mpsc::channel(1);
-            drains.push(drain);
-            tokio::spawn(capture(pipe, logs.clone(), drain_rx));
+            let output = Arc::new(Output {
+                pipe,
+                splitter: Mutex::new(LineSplitter::default()),
+            });
+            outputs.push(output.clone());
+            tokio::spawn(capture(output, logs.clone()));
         }
         let pid = sandbox.pid();
         let (exit_tx, exit) = watch::channel(None);
@@ -205,7 +202,7 @@ impl Environment {
             logs,
             cold: AtomicBool::new(true),
             inbox,
-            drains,
+            outputs,
             init_failure: tokio::sync::Mutex::new(init_rx),
             exit,
             kill,
@@ -216,12 +213,9 @@ impl Environment {
 
     /// The output lines since the last take, after reading what the runtime has
     /// already written.
-    pub async fn take_logs(&self) -> Vec<LogEvent> {
-        for drain in &self.drains {
-            let (done, wait) = oneshot::channel();
-            if drain.send(done).await.is_ok() {
-                let _ = tokio::time::timeout(DRAIN_WAIT, wait).await;
-            }
+    pub fn take_logs(&self) -> Vec<LogEvent> {
+        for output in &self.outputs {
+            output.read_available(&self.logs);
         }
         self.logs.take()
     }

@@ -614,6 +614,11 @@ impl Functions {
         Ok(resolved)
     }
 
+    /// The unpacked code directory of a code package when it is known to be there.
+    pub fn ready_dir(&self, code: &CodeRef) -> Option<PathBuf> {
+        self.code.ready(code)
+    }
+
     /// The unpacked code directory of a code package.
     pub fn code_dir(&self, code: &CodeRef) -> Result<PathBuf, AwsError> {
         self.code

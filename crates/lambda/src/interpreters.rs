@@ -36,15 +36,26 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn version_of(program: &Path) -> Option<String> {
-    let output = Command::new(program).arg("--version").output().ok()?;
-    let text = if output.stdout.is_empty() {
-        output.stderr
-    } else {
-        output.stdout
-    };
-    Some(String::from_utf8_lossy(&text).trim().to_owned()).filter(|v| !v.is_empty())
+/// The real executable behind `program` and its version, as the interpreter itself
+/// reports them: `program` may be a wrapper (pyenv and nvm shims are shell scripts)
+/// that would cost a runtime tens of milliseconds on every start.
+fn describe(program: &Path, script: &[&str]) -> Option<(PathBuf, String)> {
+    let output = Command::new(program).args(script).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines();
+    let executable = PathBuf::from(lines.next()?.trim());
+    let version = lines.next()?.trim().to_owned();
+    (is_executable(&executable) && !version.is_empty()).then_some((executable, version))
 }
+
+const PYTHON_SELF: &[&str] = &[
+    "-c",
+    "import sys, platform; print(sys.executable); print('Python', platform.python_version())",
+];
+const NODE_SELF: &[&str] = &[
+    "-e",
+    "console.log(process.execPath); console.log(process.version)",
+];
 
 /// `(major, minor)` from `Python 3.11.7` or `v20.20.2`.
 fn major_minor(version: &str) -> Option<(u32, u32)> {
@@ -60,8 +71,8 @@ fn find_python(wanted_minor: u32) -> Option<Interpreter> {
     candidates.extend(on_path("python3"));
     candidates
         .into_iter()
-        .filter_map(|program| {
-            let version = version_of(&program)?;
+        .filter_map(|candidate| {
+            let (program, version) = describe(&candidate, PYTHON_SELF)?;
             let (major, minor) = major_minor(&version)?;
             (major == 3).then(|| (minor.abs_diff(wanted_minor), minor, program, version))
         })
@@ -74,8 +85,7 @@ fn find_python(wanted_minor: u32) -> Option<Interpreter> {
 }
 
 fn find_node() -> Option<Interpreter> {
-    let program = on_path("node")?;
-    let version = version_of(&program)?;
+    let (program, version) = describe(&on_path("node")?, NODE_SELF)?;
     let (major, _) = major_minor(&version)?;
     Some(Interpreter {
         program,
@@ -123,5 +133,12 @@ mod tests {
             .expect("python3 is installed");
         assert!(python.runtime.starts_with("python3."));
         assert!(python.version.starts_with("Python 3."));
+        // The interpreter itself, not a wrapper script around it.
+        let head = std::fs::read(&python.program).unwrap();
+        assert!(
+            head.starts_with(b"\x7fELF"),
+            "{} is not a binary",
+            python.program.display()
+        );
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use nimbus_edge::AwsError;
 use nimbus_engine::{SandboxRuntime, SandboxSpec};
-use nimbus_logs::{LogEvent, LogStore};
+use nimbus_logs::{LogEvent, LogSink};
 
 use crate::environment::{Environment, RunOutcome};
 use crate::error::service;
@@ -120,7 +120,7 @@ pub struct Invoker {
     sandboxes: Arc<dyn SandboxRuntime>,
     interpreters: Interpreters,
     runtime_dir: PathBuf,
-    logs: Arc<LogStore>,
+    logs: LogSink,
     state: Mutex<State>,
     settings: InvokerSettings,
     region: String,
@@ -172,7 +172,7 @@ impl Invoker {
         functions: Arc<Functions>,
         sandboxes: Arc<dyn SandboxRuntime>,
         runtime_dir: PathBuf,
-        logs: Arc<LogStore>,
+        logs: LogSink,
         settings: InvokerSettings,
         region: &str,
     ) -> std::io::Result<Arc<Self>> {
@@ -429,24 +429,36 @@ impl Invoker {
     }
 
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResult, AwsError> {
-        let functions = self.functions.clone();
         let roll = (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64;
-        let target = request.function.clone();
-        let (record, config, dirs) = tokio::task::spawn_blocking(move || {
-            let routed = functions.route_alias(target, roll)?;
-            let resolved = functions.resolve_active(&routed)?;
-            let dirs = CodeDirs {
-                task: functions.code_dir(&resolved.code)?,
-                layers: resolved
-                    .layers
-                    .iter()
-                    .map(|layer| functions.code_dir(layer))
-                    .collect::<Result<_, _>>()?,
-            };
-            Ok((resolved.record, resolved.config, dirs))
-        })
-        .await
-        .map_err(|_| service("An internal error occurred."))??;
+        // Function records are cached, so a warm invoke reads nothing from disk here.
+        let routed = self.functions.route_alias(request.function.clone(), roll)?;
+        let resolved = self.functions.resolve_active(&routed)?;
+        let ready = std::iter::once(&resolved.code)
+            .chain(&resolved.layers)
+            .map(|code| self.functions.ready_dir(code))
+            .collect::<Option<Vec<PathBuf>>>();
+        let dirs = match ready {
+            Some(mut ready) => CodeDirs {
+                task: ready.remove(0),
+                layers: ready,
+            },
+            None => {
+                let functions = self.functions.clone();
+                let (code, layers) = (resolved.code.clone(), resolved.layers.clone());
+                tokio::task::spawn_blocking(move || -> Result<CodeDirs, AwsError> {
+                    Ok(CodeDirs {
+                        task: functions.code_dir(&code)?,
+                        layers: layers
+                            .iter()
+                            .map(|layer| functions.code_dir(layer))
+                            .collect::<Result<_, _>>()?,
+                    })
+                })
+                .await
+                .map_err(|_| service("An internal error occurred."))??
+            }
+        };
+        let (record, config) = (resolved.record, resolved.config);
 
         let _slot = self.acquire(&config.function_name, record.reserved_concurrency)?;
         let key = PoolKey {
@@ -560,7 +572,7 @@ impl Invoker {
         };
         let max_memory = env.max_memory_mb();
         // The output is taken before the environment can serve anyone else.
-        let output = env.take_logs().await;
+        let output = env.take_logs();
         if keep {
             self.release(key, env.clone(), generation);
         } else {
@@ -594,14 +606,9 @@ impl Invoker {
             message: report,
         });
         let log_tail = request.tail.then(|| tail(&lines));
-        let logs = self.logs.clone();
-        let group = config.logging_config.log_group.clone();
-        let stream = env.log_stream.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(err) = logs.append(&group, &stream, &lines) {
-                tracing::error!(error = %err, "writing function logs failed");
-            }
-        });
+        self.logs
+            .append(&config.logging_config.log_group, &env.log_stream, lines)
+            .await;
         Ok(InvokeResult {
             executed_version: config.version,
             payload,

@@ -3,8 +3,8 @@
 //! Keys: `lambda.functions/<name>`, `lambda.versions/<name>/<version, 10 digits>`,
 //! `lambda.aliases/<name>/<alias>`. Zero-padded versions keep numeric order in scans.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use nimbus_storage::{Expect, MetadataStore, Record, StoreError, WriteBatch};
 use serde::de::DeserializeOwned;
@@ -95,18 +95,64 @@ fn version_key(name: &str, version: u64) -> String {
 
 pub struct FunctionStore {
     meta: Arc<dyn MetadataStore>,
+    /// Records read since the last write: every invoke reads its function, version and
+    /// alias, which change rarely. Any write through this store empties it.
+    cache: Mutex<RecordCache>,
+}
+
+#[derive(Default)]
+struct RecordCache {
+    records: HashMap<(&'static str, String), Option<Record>>,
+    /// Bumped by every write, so a read that raced one is not cached.
+    generation: u64,
+}
+
+impl RecordCache {
+    fn invalidate(&mut self) {
+        self.generation += 1;
+        self.records.clear();
+    }
 }
 
 impl FunctionStore {
     pub fn new(meta: Arc<dyn MetadataStore>) -> Self {
-        Self { meta }
+        Self {
+            meta,
+            cache: Mutex::new(RecordCache::default()),
+        }
+    }
+
+    fn get(&self, table: &'static str, key: &str) -> Result<Option<Record>, StoreError> {
+        let id = (table, key.to_owned());
+        let generation = {
+            let cache = self.cache.lock().expect("record cache");
+            if let Some(record) = cache.records.get(&id) {
+                return Ok(record.clone());
+            }
+            cache.generation
+        };
+        let record = self.meta.get(table, key)?;
+        let mut cache = self.cache.lock().expect("record cache");
+        if cache.generation == generation {
+            cache.records.insert(id, record.clone());
+        }
+        Ok(record)
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        // Invalidated before and after, so a read that overlaps the write is not
+        // cached with what it saw before the write landed.
+        self.cache.lock().expect("record cache").invalidate();
+        let result = self.meta.commit(batch);
+        self.cache.lock().expect("record cache").invalidate();
+        result
     }
 
     pub fn function(
         &self,
         name: &str,
     ) -> Result<Option<Versioned<FunctionRecord>>, FunctionStoreError> {
-        self.meta.get(FUNCTIONS, name)?.map(decode).transpose()
+        self.get(FUNCTIONS, name)?.map(decode).transpose()
     }
 
     /// Functions in name order after `after`, at most `limit`.
@@ -137,7 +183,7 @@ impl FunctionStore {
                 Expect::Absent,
             );
         }
-        Ok(self.meta.commit(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     /// Replaces a function read at `expected`, optionally publishing a version with it.
@@ -158,7 +204,7 @@ impl FunctionStore {
                 Expect::Absent,
             );
         }
-        Ok(self.meta.commit(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     /// Deletes a function with all its versions and aliases.
@@ -176,7 +222,7 @@ impl FunctionStore {
                 }
             }
         }
-        Ok(self.meta.commit(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     pub fn version(
@@ -185,7 +231,6 @@ impl FunctionStore {
         version: u64,
     ) -> Result<Option<VersionRecord>, FunctionStoreError> {
         Ok(self
-            .meta
             .get(VERSIONS, &version_key(name, version))?
             .map(decode)
             .transpose()?
@@ -210,7 +255,7 @@ impl FunctionStore {
     pub fn delete_version(&self, name: &str, version: u64) -> Result<(), FunctionStoreError> {
         let batch =
             WriteBatch::new().delete(VERSIONS, &version_key(name, version), Expect::Anything);
-        Ok(self.meta.commit(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     pub fn alias(
@@ -218,8 +263,7 @@ impl FunctionStore {
         name: &str,
         alias: &str,
     ) -> Result<Option<Versioned<AliasConfiguration>>, FunctionStoreError> {
-        self.meta
-            .get(ALIASES, &format!("{name}/{alias}"))?
+        self.get(ALIASES, &format!("{name}/{alias}"))?
             .map(decode)
             .transpose()
     }
@@ -252,12 +296,12 @@ impl FunctionStore {
             encode(alias),
             expect,
         );
-        Ok(self.meta.commit(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     pub fn delete_alias(&self, name: &str, alias: &str) -> Result<(), FunctionStoreError> {
         let batch = WriteBatch::new().delete(ALIASES, &format!("{name}/{alias}"), Expect::Anything);
-        Ok(self.meta.commit(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     /// Publishes the next version of a layer; `make` builds the record for the number.
@@ -284,7 +328,7 @@ impl FunctionStore {
                 encode(&record),
                 Expect::Absent,
             );
-        self.meta.commit(batch)?;
+        self.commit(batch)?;
         Ok(record)
     }
 
@@ -321,6 +365,6 @@ impl FunctionStore {
 
     pub fn delete_layer(&self, name: &str, version: u64) -> Result<(), FunctionStoreError> {
         let batch = WriteBatch::new().delete(LAYERS, &version_key(name, version), Expect::Anything);
-        Ok(self.meta.commit(batch)?)
+        Ok(self.commit(batch)?)
     }
 }

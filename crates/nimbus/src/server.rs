@@ -15,7 +15,7 @@ use nimbus_lambda::store::FunctionStore;
 use nimbus_lambda::{
     AsyncQueue, CodeLinks, Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings,
 };
-use nimbus_logs::LogStore;
+use nimbus_logs::{LogSink, LogStore};
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
@@ -184,7 +184,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             account_concurrency: args.lambda_concurrency,
         },
     ));
-    let logs = Arc::new(LogStore::new(meta.clone()));
+    let logs = LogSink::start(Arc::new(LogStore::new(meta.clone())));
     let invoker = Invoker::start(
         functions.clone(),
         Arc::new(nimbus_engine::ProcessRuntime),

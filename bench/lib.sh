@@ -1,0 +1,202 @@
+# shellcheck shell=bash
+# Shared by the benchmarks (sourced, not run): tools, builds, servers on free ports,
+# requests signed once with botocore and replayed by wrk, and medians.
+#
+# The sourcing script sets `bench` (its name, for messages) before sourcing.
+
+set -euo pipefail
+shopt -s inherit_errexit
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rounds=${BENCH_ROUNDS:-5}
+secs=${BENCH_SECS:-5}
+warmup=${BENCH_WARMUP_SECS:-1}
+threads=2
+
+die() {
+    echo "$bench: $*" >&2
+    exit 1
+}
+
+command -v curl >/dev/null || die "curl is required"
+command -v python3 >/dev/null || die "python3 is required"
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk..." >&2
+    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+python=python3
+if ! python3 -c 'import boto3' 2>/dev/null; then
+    venv=$HOME/.cache/nimbus/bench-venv
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+    "$venv/bin/python" -c 'import boto3' 2>/dev/null || "$venv/bin/pip" install --quiet boto3
+    python=$venv/bin/python
+fi
+
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+bin=$target_dir/release
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+build() {
+    echo "building release binaries..." >&2
+    cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p nimbus -p nimbus-bench
+}
+
+free_port() {
+    "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_ready() {
+    for _ in $(seq 100); do
+        curl -fs -o /dev/null "$1" && return
+        sleep 0.1
+    done
+    die "no answer from $1"
+}
+
+# start_bare: bare hyper on a free port; sets bare_url and bare_pid.
+start_bare() {
+    local port
+    port=$(free_port)
+    bare_url=http://127.0.0.1:$port/
+    "$bin/bare-hyper" "$port" &
+    bare_pid=$!
+    pids+=("$bare_pid")
+    wait_ready "$bare_url"
+}
+
+# start_nimbus ARGS...: nimbus on a free port with a fresh data dir; sets nimbus_url,
+# nimbus_pid and credentials (the root keys' file).
+start_nimbus() {
+    local port
+    port=$(free_port)
+    nimbus_url=http://127.0.0.1:$port/
+    credentials=$tmp/data/credentials
+    "$bin/nimbus" server --data-dir "$tmp/data" --listen "127.0.0.1:$port" "$@" >"$tmp/nimbus.out" 2>"$tmp/nimbus.log" &
+    nimbus_pid=$!
+    pids+=("$nimbus_pid")
+    wait_ready "${nimbus_url}_nimbus/health"
+}
+
+# wrk calls done() once with the totals of all its threads.
+cat >"$tmp/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %.0f %.0f %.0f %d %d %d\n",
+    latency:percentile(50), latency:percentile(99),
+    summary.requests / summary.duration * 1e6, summary.requests,
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+LUA
+
+# sign NAME SERVICE PATH BODY CONTENT_TYPE: writes $tmp/NAME.lua (wrk) and
+# $tmp/NAME.curl (curl config) holding one POST to nimbus signed with botocore and
+# the root keys. nimbus accepts a replay of it for 15 minutes and verifies its
+# signature every time, so each replay pays the whole SigV4 check.
+sign() {
+    "$python" - "$credentials" "$nimbus_url" "$tmp/$1" "$2" "$3" "$4" "$5" <<'PY'
+import configparser
+import json
+import sys
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+credentials_file, url, out, service, path, body, content_type = sys.argv[1:]
+profile = configparser.ConfigParser()
+profile.read(credentials_file)
+keys = profile["nimbus"]
+url = url.rstrip("/") + path
+request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": content_type})
+credentials = Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"])
+SigV4Auth(credentials, service, "us-east-1").add_auth(request)
+headers = dict(request.headers.items())
+# JSON strings of ASCII text are valid Lua and curl-config strings.
+with open(out + ".lua", "w") as lua:
+    lua.write(f'wrk.method = "POST"\nwrk.path = {json.dumps(path)}\nwrk.body = {json.dumps(body)}\n')
+    for name, value in headers.items():
+        lua.write(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n")
+with open(out + ".curl", "w") as curl:
+    curl.write(f"url = {json.dumps(url)}\ndata-binary = {json.dumps(body)}\n")
+    for name, value in headers.items():
+        curl.write(f"header = {json.dumps(f'{name}: {value}')}\n")
+PY
+    cat "$tmp/report.lua" >>"$tmp/$1.lua"
+}
+
+# check_signed NAME PATTERN: sends the signed request once with curl; it must answer
+# 200 with PATTERN in the body.
+check_signed() {
+    local code
+    code=$(curl -sS -K "$tmp/$1.curl" -o "$tmp/$1.out" -w '%{http_code}')
+    [[ $code == 200 ]] || die "signed $1 request returned HTTP $code: $(cat "$tmp/$1.out")"
+    grep -q "$2" "$tmp/$1.out" || die "no $2 in the $1 response: $(cat "$tmp/$1.out")"
+}
+
+# CPU time (user + system) of process $1, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+clk_tck=$(getconf CLK_TCK)
+
+# wrk_run NAME URL LUA PID THREADS CONNS: one measured run after a warm-up; prints
+# "p50_us p99_us req_per_s server_cpu_us_per_req", failing on any error or
+# non-2xx/3xx response.
+wrk_run() {
+    local name=$1 url=$2 lua=$3 pid=$4 threads=$5 conns=$6 out line before after
+    local p50 p99 rps requests status socket
+    kill -0 "$pid" 2>/dev/null || die "$name server (pid $pid) is not running"
+    wrk -t"$threads" -c"$conns" -d"${warmup}s" -s "$lua" "$url" >/dev/null
+    before=$(cpu_ticks "$pid")
+    out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$lua" "$url")
+    after=$(cpu_ticks "$pid")
+    line=$(grep '^RESULT' <<<"$out") || die "$name: no result from wrk: $out"
+    read -r _ p50 p99 rps requests status socket <<<"$line"
+    ((status == 0 && socket == 0)) ||
+        die "$name: $status non-2xx/3xx responses, $socket socket errors over $conns connection(s)"
+    awk -v ticks=$((after - before)) -v hz="$clk_tck" -v n="$requests" -v r="$p50 $p99 $rps" \
+        'BEGIN { printf "%s %.1f\n", r, ticks * 1e6 / hz / n }'
+}
+
+# An idle vCPU here halts, and waking it takes tens of µs, which would swamp the
+# one-connection latency of every server. with_cpu_poll runs "$@" under a PM QoS
+# request of 0 µs, so idle CPUs poll instead; the request lapses when the calling
+# subshell exits. BENCH_CPU_POLL=0 turns it off.
+if [[ ${BENCH_CPU_POLL:-1} == 1 && -w /dev/cpu_dma_latency ]]; then
+    cpu_poll=1
+    idle="idle CPUs polling (cpu_dma_latency 0)"
+else
+    cpu_poll=0
+    idle="idle CPUs may halt"
+fi
+with_cpu_poll() {
+    if ((cpu_poll)); then
+        exec 3>/dev/cpu_dma_latency
+        printf 0 >&3
+    fi
+    "$@"
+}
+
+# measure NAME URL LUA PID CONNS: prints "p50_us p99_us req_per_s server_cpu_us_per_req",
+# latency over one connection, the rest over CONNS.
+measure() {
+    local latency throughput p50 p99 rps cpu
+    latency=$(with_cpu_poll wrk_run "$1" "$2" "$3" "$4" 1 1)
+    throughput=$(wrk_run "$1" "$2" "$3" "$4" "$threads" "$5")
+    read -r p50 p99 _ _ <<<"$latency"
+    read -r _ _ rps cpu <<<"$throughput"
+    echo "$p50 $p99 $rps $cpu"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# medians FILE: the median of each of the four columns `measure` prints.
+medians() {
+    for column in 1 2 3 4; do cut -d' ' -f"$column" "$1" | median; done | paste -sd' '
+}
