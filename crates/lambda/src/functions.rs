@@ -96,18 +96,6 @@ pub(crate) fn code_error(err: CodeError) -> AwsError {
     }
 }
 
-/// The configuration fields CreateFunction and UpdateFunctionConfiguration share.
-struct ConfigChange<'a> {
-    runtime: Option<&'a str>,
-    role: Option<&'a str>,
-    handler: Option<&'a str>,
-    description: Option<&'a str>,
-    timeout: Option<i64>,
-    memory_size: Option<i64>,
-    environment: Option<&'a EnvironmentVariables>,
-    ephemeral_storage: Option<&'a EphemeralStorage>,
-}
-
 /// Layer version ARNs resolved to what a function records of them.
 pub(crate) struct ResolvedLayers {
     pub(crate) layers: Vec<Layer>,
@@ -194,15 +182,15 @@ fn check_role(role: &str) -> Result<(), AwsError> {
     }
 }
 
-impl ConfigChange<'_> {
+impl FunctionSettings {
     fn validate(&self) -> Result<(), AwsError> {
-        if let Some(runtime) = self.runtime {
+        if let Some(runtime) = self.runtime.as_deref() {
             runtimes::check(runtime)?;
         }
-        if let Some(role) = self.role {
+        if let Some(role) = self.role.as_deref() {
             check_role(role)?;
         }
-        if let Some(handler) = self.handler
+        if let Some(handler) = self.handler.as_deref()
             && (handler.is_empty()
                 || handler.len() > 128
                 || handler.chars().any(char::is_whitespace))
@@ -213,7 +201,7 @@ impl ConfigChange<'_> {
                 "Member must satisfy regular expression pattern: [^\\s]+",
             ));
         }
-        if let Some(description) = self.description
+        if let Some(description) = self.description.as_deref()
             && description.chars().count() > 256
         {
             return Err(validation(
@@ -228,26 +216,26 @@ impl ConfigChange<'_> {
         if let Some(memory) = self.memory_size {
             check_range("memorySize", memory, 128, 10240)?;
         }
-        if let Some(storage) = self.ephemeral_storage {
+        if let Some(storage) = &self.ephemeral_storage {
             check_range("ephemeralStorage.size", storage.size, 512, 10240)?;
         }
-        if let Some(env) = self.environment {
+        if let Some(env) = &self.environment {
             check_environment(env)?;
         }
         Ok(())
     }
 
     fn apply(&self, config: &mut FunctionConfiguration) {
-        if let Some(runtime) = self.runtime {
+        if let Some(runtime) = self.runtime.as_deref() {
             config.runtime = Some(runtime.to_owned());
         }
-        if let Some(role) = self.role {
+        if let Some(role) = self.role.as_deref() {
             config.role = role.to_owned();
         }
-        if let Some(handler) = self.handler {
+        if let Some(handler) = self.handler.as_deref() {
             config.handler = Some(handler.to_owned());
         }
-        if let Some(description) = self.description {
+        if let Some(description) = self.description.as_deref() {
             config.description = description.to_owned();
         }
         if let Some(timeout) = self.timeout {
@@ -256,10 +244,10 @@ impl ConfigChange<'_> {
         if let Some(memory) = self.memory_size {
             config.memory_size = memory;
         }
-        if let Some(env) = self.environment {
+        if let Some(env) = &self.environment {
             config.environment = Some(env.clone());
         }
-        if let Some(storage) = self.ephemeral_storage {
+        if let Some(storage) = &self.ephemeral_storage {
             config.ephemeral_storage = storage.clone();
         }
     }
@@ -378,27 +366,18 @@ impl Functions {
                 "Container image functions (PackageType Image) are not available on this nimbus server yet",
             ));
         }
-        let change = ConfigChange {
-            runtime: request.runtime.as_deref(),
-            role: request.role.as_deref(),
-            handler: request.handler.as_deref(),
-            description: request.description.as_deref(),
-            timeout: request.timeout,
-            memory_size: request.memory_size,
-            environment: request.environment.as_ref(),
-            ephemeral_storage: request.ephemeral_storage.as_ref(),
-        };
-        change.validate()?;
+        request.settings.validate()?;
         let role = request
+            .settings
             .role
             .as_deref()
             .ok_or_else(|| invalid_parameter("The role parameter is required."))?;
-        if request.runtime.is_none() {
+        if request.settings.runtime.is_none() {
             return Err(invalid_parameter(
                 "The runtime parameter is required for Zip package type functions.",
             ));
         }
-        if request.handler.is_none() {
+        if request.settings.handler.is_none() {
             return Err(invalid_parameter(
                 "The handler parameter is required for Zip package type functions.",
             ));
@@ -458,7 +437,7 @@ impl Functions {
             },
             runtime_version_config: None,
         };
-        change.apply(&mut config);
+        request.settings.apply(&mut config);
         let record = FunctionRecord {
             config: config.clone(),
             code,
@@ -686,17 +665,7 @@ impl Functions {
         request: UpdateFunctionConfigurationRequest,
     ) -> Result<FunctionConfiguration, AwsError> {
         let function = function.require_unqualified()?;
-        let change = ConfigChange {
-            runtime: request.runtime.as_deref(),
-            role: request.role.as_deref(),
-            handler: request.handler.as_deref(),
-            description: request.description.as_deref(),
-            timeout: request.timeout,
-            memory_size: request.memory_size,
-            environment: request.environment.as_ref(),
-            ephemeral_storage: request.ephemeral_storage.as_ref(),
-        };
-        change.validate()?;
+        request.settings.validate()?;
         let Versioned {
             value: mut record,
             version,
@@ -709,7 +678,7 @@ impl Functions {
             record.config.layers = Some(layers.layers).filter(|l| !l.is_empty());
             record.layers = layers.code;
         }
-        change.apply(&mut record.config);
+        request.settings.apply(&mut record.config);
         mark_updating(&mut record.config);
         self.store
             .update(&record, version, None)

@@ -31,33 +31,35 @@ pub struct FunctionCode {
 #[serde(rename_all = "PascalCase")]
 pub struct CreateFunctionRequest {
     pub function_name: String,
+    #[serde(flatten)]
+    pub settings: FunctionSettings,
+    pub code: Option<FunctionCode>,
+    pub publish: Option<bool>,
+    pub package_type: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub architectures: Option<Vec<String>>,
+    pub layers: Option<Vec<String>>,
+}
+
+/// The configuration CreateFunction and UpdateFunctionConfiguration both set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionSettings {
     pub runtime: Option<String>,
     pub role: Option<String>,
     pub handler: Option<String>,
-    pub code: Option<FunctionCode>,
     pub description: Option<String>,
     pub timeout: Option<i64>,
     pub memory_size: Option<i64>,
-    pub publish: Option<bool>,
-    pub package_type: Option<String>,
     pub environment: Option<EnvironmentVariables>,
-    pub tags: Option<BTreeMap<String, String>>,
-    pub architectures: Option<Vec<String>>,
     pub ephemeral_storage: Option<EphemeralStorage>,
-    pub layers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateFunctionConfigurationRequest {
-    pub runtime: Option<String>,
-    pub role: Option<String>,
-    pub handler: Option<String>,
-    pub description: Option<String>,
-    pub timeout: Option<i64>,
-    pub memory_size: Option<i64>,
-    pub environment: Option<EnvironmentVariables>,
-    pub ephemeral_storage: Option<EphemeralStorage>,
+    #[serde(flatten)]
+    pub settings: FunctionSettings,
     pub layers: Option<Vec<String>>,
     pub revision_id: Option<String>,
 }
