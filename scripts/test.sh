@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_packages curl python3-venv
+# The node runtime's tests need an interpreter; any installed one will do.
+command -v node >/dev/null || ensure_packages nodejs
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 venv="${NIMBUS_VENV:-$PWD/.venv}"
