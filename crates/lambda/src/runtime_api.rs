@@ -323,3 +323,199 @@ async fn not_found(request: Request) -> Response {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One raw HTTP/1.1 exchange: the status and the body.
+    async fn call(
+        api: &RuntimeApi,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> (u16, String, String) {
+        let mut stream = tokio::net::TcpStream::connect(api.address).await.unwrap();
+        let head = format!(
+            "{method} /2018-06-01/runtime{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let _ = stream.write_all(body).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_owned())
+    }
+
+    struct Harness {
+        api: RuntimeApi,
+        inbox: mpsc::Sender<Invocation>,
+        init: Option<oneshot::Receiver<InitFailure>>,
+    }
+
+    async fn harness() -> Harness {
+        let (inbox, inbox_rx) = mpsc::channel(1);
+        let (init_tx, init_rx) = oneshot::channel();
+        let api = RuntimeApi::start(inbox_rx, init_tx).await.unwrap();
+        Harness {
+            api,
+            inbox,
+            init: Some(init_rx),
+        }
+    }
+
+    async fn send(harness: &Harness, id: &str) -> oneshot::Receiver<RuntimeOutcome> {
+        let (picked_up, _) = oneshot::channel();
+        let (outcome, outcome_rx) = oneshot::channel();
+        harness
+            .inbox
+            .send(Invocation {
+                request_id: id.to_owned(),
+                payload: Bytes::from_static(b"{\"n\":1}"),
+                timeout: Duration::from_secs(3),
+                invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".to_owned(),
+                client_context: None,
+                picked_up,
+                outcome,
+            })
+            .await
+            .unwrap();
+        outcome_rx
+    }
+
+    #[tokio::test]
+    async fn an_invocation_goes_out_with_lambdas_headers_and_its_response_comes_back() {
+        let harness = harness().await;
+        let outcome = send(&harness, "req-1").await;
+        let (status, head, body) = call(&harness.api, "GET", "/invocation/next", "", b"").await;
+        assert_eq!((status, body.as_str()), (200, "{\"n\":1}"));
+        assert!(head.contains("lambda-runtime-aws-request-id: req-1"));
+        assert!(head.contains("lambda-runtime-deadline-ms: "));
+        assert!(head.contains(
+            "lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:000000000000:function:f"
+        ));
+        assert!(head.contains("lambda-runtime-trace-id: root=1-"));
+
+        // Out of order: another `next` before this invocation is answered.
+        assert_eq!(
+            call(&harness.api, "GET", "/invocation/next", "", b"")
+                .await
+                .0,
+            403
+        );
+        // An id that is not the current invocation's.
+        assert_eq!(
+            call(&harness.api, "POST", "/invocation/other/response", "", b"1")
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            call(
+                &harness.api,
+                "POST",
+                "/invocation/req-1/response",
+                "",
+                b"42"
+            )
+            .await
+            .0,
+            202
+        );
+        assert_eq!(
+            outcome.await.unwrap(),
+            RuntimeOutcome::Response(Bytes::from_static(b"42"))
+        );
+        // Answered already: nothing is in progress.
+        assert_eq!(
+            call(
+                &harness.api,
+                "POST",
+                "/invocation/req-1/response",
+                "",
+                b"42"
+            )
+            .await
+            .0,
+            403
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_carry_their_type_and_body() {
+        let harness = harness().await;
+        let outcome = send(&harness, "req-2").await;
+        call(&harness.api, "GET", "/invocation/next", "", b"").await;
+        let body = br#"{"errorType":"ValueError","errorMessage":"bad"}"#;
+        let headers = "Lambda-Runtime-Function-Error-Type: Unhandled\r\n";
+        assert_eq!(
+            call(
+                &harness.api,
+                "POST",
+                "/invocation/req-2/error",
+                headers,
+                body
+            )
+            .await
+            .0,
+            202
+        );
+        assert_eq!(
+            outcome.await.unwrap(),
+            RuntimeOutcome::Error {
+                error_type: Some("Unhandled".into()),
+                body: Bytes::from_static(body)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_response_is_refused_and_reported() {
+        let harness = harness().await;
+        let outcome = send(&harness, "req-3").await;
+        call(&harness.api, "GET", "/invocation/next", "", b"").await;
+        let big = vec![b'x'; MAX_RESPONSE_BYTES + 1];
+        let (status, _, body) =
+            call(&harness.api, "POST", "/invocation/req-3/response", "", &big).await;
+        assert_eq!(status, 413);
+        assert!(body.contains("RequestEntityTooLarge"));
+        assert_eq!(outcome.await.unwrap(), RuntimeOutcome::ResponseTooLarge);
+    }
+
+    #[tokio::test]
+    async fn init_errors_are_taken_only_before_the_first_invocation() {
+        let mut early = harness().await;
+        let headers = "Lambda-Runtime-Function-Error-Type: Runtime.ImportModuleError\r\n";
+        let (status, ..) = call(
+            &early.api,
+            "POST",
+            "/init/error",
+            headers,
+            b"{\"errorType\":\"x\"}",
+        )
+        .await;
+        assert_eq!(status, 202);
+        let failure = early.init.take().unwrap().await.unwrap();
+        assert_eq!(
+            failure.error_type.as_deref(),
+            Some("Runtime.ImportModuleError")
+        );
+
+        let late = harness().await;
+        let _outcome = send(&late, "req-4").await;
+        call(&late.api, "GET", "/invocation/next", "", b"").await;
+        assert_eq!(
+            call(&late.api, "POST", "/init/error", headers, b"{}")
+                .await
+                .0,
+            403
+        );
+        assert_eq!(call(&late.api, "GET", "/nowhere", "", b"").await.0, 404);
+    }
+}
