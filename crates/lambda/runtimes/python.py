@@ -1,34 +1,86 @@
 """nimbus's runtime client for python functions: loads `_HANDLER` from the task root
 and serves invocations from the Lambda Runtime API until the environment is shut down."""
 
-import http.client
 import importlib
 import json
 import os
+import socket
 import sys
 import time
-import traceback
 
 API = "/2018-06-01/runtime"
 
 
 class Runtime:
+    """A keep-alive HTTP/1.1 client for the Runtime API, on a bare socket: importing
+    http.client would cost a cold start more than everything else here."""
+
     def __init__(self, address):
         host, port = address.rsplit(":", 1)
-        self.connection = http.client.HTTPConnection(host, int(port))
+        self.address = (host, int(port))
+        self.connection = None
+        self.buffered = b""
 
-    def call(self, method, path, body=None, headers=None):
+    def _receive(self):
+        chunk = self.connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("the Runtime API closed the connection")
+        self.buffered += chunk
+
+    def _read_until(self, marker):
+        while marker not in self.buffered:
+            self._receive()
+        head, self.buffered = self.buffered.split(marker, 1)
+        return head
+
+    def _read_exactly(self, size):
+        while len(self.buffered) < size:
+            self._receive()
+        body, self.buffered = self.buffered[:size], self.buffered[size:]
+        return body
+
+    def _exchange(self, method, path, body, headers):
+        if self.connection is None:
+            self.connection = socket.create_connection(self.address)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.buffered = b""
+        lines = [f"{method} {API}{path} HTTP/1.1", "Host: runtime", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status_line, *header_lines = self._read_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        response_headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            response_headers[name.strip().lower()] = value.strip()
+        if response_headers.get("transfer-encoding", "").lower() == "chunked":
+            payload = b""
+            while True:
+                size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+                chunk = self._read_exactly(size + 2)[:-2]
+                if size == 0:
+                    break
+                payload += chunk
+        else:
+            payload = self._read_exactly(int(response_headers.get("content-length", "0")))
+        if response_headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(status_line.split()[1]), response_headers, payload
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+        self.connection = None
+
+    def call(self, method, path, body=b"", headers=None):
         try:
-            self.connection.request(method, API + path, body=body, headers=headers or {})
-            response = self.connection.getresponse()
-            return response, response.read()
-        except (ConnectionError, http.client.HTTPException):
+            return self._exchange(method, path, body, headers or {})
+        except OSError:
             # The endpoint may close a connection (after refusing an oversized
             # response, say); the next call opens a new one.
-            self.connection.close()
+            self.close()
             if method == "GET":
                 raise
-            return None, b""
+            return None, {}, b""
 
     def post_error(self, path, error, error_type):
         body = json.dumps(error).encode()
@@ -54,6 +106,8 @@ class Context:
 
 
 def error_shape(exc):
+    import traceback  # only when something fails: it is slow to import
+
     # The trace starts in the function's code, not in this client.
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename != __file__]
     return {
@@ -94,15 +148,14 @@ def main():
         sys.exit(1)
 
     while True:
-        response, body = runtime.call("GET", "/invocation/next")
-        headers = response.headers
-        request_id = headers["Lambda-Runtime-Aws-Request-Id"]
+        _, headers, body = runtime.call("GET", "/invocation/next")
+        request_id = headers["lambda-runtime-aws-request-id"]
         context = Context(
             request_id,
-            int(headers["Lambda-Runtime-Deadline-Ms"]),
-            headers["Lambda-Runtime-Invoked-Function-Arn"],
-            optional_json(headers.get("Lambda-Runtime-Client-Context")),
-            optional_json(headers.get("Lambda-Runtime-Cognito-Identity")),
+            int(headers["lambda-runtime-deadline-ms"]),
+            headers["lambda-runtime-invoked-function-arn"],
+            optional_json(headers.get("lambda-runtime-client-context")),
+            optional_json(headers.get("lambda-runtime-cognito-identity")),
         )
         try:
             result = handler(json.loads(body), context)

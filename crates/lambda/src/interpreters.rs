@@ -16,6 +16,9 @@ pub struct Interpreter {
     pub runtime: String,
     /// What the interpreter says of itself (`Python 3.11.7`).
     pub version: String,
+    /// Directories of installed packages a runtime started without its site hooks
+    /// (`python -S`, for speed) still puts on its path.
+    pub packages: String,
 }
 
 #[derive(Default)]
@@ -39,18 +42,20 @@ fn is_executable(path: &Path) -> bool {
 /// The real executable behind `program` and its version, as the interpreter itself
 /// reports them: `program` may be a wrapper (pyenv and nvm shims are shell scripts)
 /// that would cost a runtime tens of milliseconds on every start.
-fn describe(program: &Path, script: &[&str]) -> Option<(PathBuf, String)> {
+fn describe(program: &Path, script: &[&str]) -> Option<(PathBuf, String, String)> {
     let output = Command::new(program).args(script).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let mut lines = text.lines();
     let executable = PathBuf::from(lines.next()?.trim());
     let version = lines.next()?.trim().to_owned();
-    (is_executable(&executable) && !version.is_empty()).then_some((executable, version))
+    let packages = lines.next().unwrap_or_default().trim().to_owned();
+    (is_executable(&executable) && !version.is_empty()).then_some((executable, version, packages))
 }
 
 const PYTHON_SELF: &[&str] = &[
     "-c",
-    "import sys, platform; print(sys.executable); print('Python', platform.python_version())",
+    "import os, platform, site, sys; print(sys.executable); print('Python', platform.python_version()); \
+     print(os.pathsep.join(site.getsitepackages()))",
 ];
 const NODE_SELF: &[&str] = &[
     "-e",
@@ -72,25 +77,35 @@ fn find_python(wanted_minor: u32) -> Option<Interpreter> {
     candidates
         .into_iter()
         .filter_map(|candidate| {
-            let (program, version) = describe(&candidate, PYTHON_SELF)?;
+            let (program, version, packages) = describe(&candidate, PYTHON_SELF)?;
             let (major, minor) = major_minor(&version)?;
-            (major == 3).then(|| (minor.abs_diff(wanted_minor), minor, program, version))
+            (major == 3).then(|| {
+                (
+                    minor.abs_diff(wanted_minor),
+                    minor,
+                    program,
+                    version,
+                    packages,
+                )
+            })
         })
         .min_by_key(|(distance, ..)| *distance)
-        .map(|(_, minor, program, version)| Interpreter {
+        .map(|(_, minor, program, version, packages)| Interpreter {
             program,
             runtime: format!("python3.{minor}"),
             version,
+            packages,
         })
 }
 
 fn find_node() -> Option<Interpreter> {
-    let (program, version) = describe(&on_path("node")?, NODE_SELF)?;
+    let (program, version, packages) = describe(&on_path("node")?, NODE_SELF)?;
     let (major, _) = major_minor(&version)?;
     Some(Interpreter {
         program,
         runtime: format!("nodejs{major}.x"),
         version,
+        packages,
     })
 }
 

@@ -305,6 +305,9 @@ impl Invoker {
         let runtime = config.runtime.as_deref().unwrap_or_default();
         let kind = runtimes::check(runtime)
             .map_err(|err| ("Runtime.InvalidRuntime".to_owned(), err.message))?;
+        // Where python finds packages: the layers' python/ directories first, then the
+        // interpreter's own packages (named here because it starts without `site`).
+        let mut python_path = dirs.layer_paths("python", false);
         let (program, args, execution_env) = match kind {
             RuntimeKind::Provided => {
                 // The function's own bootstrap, else the last layer's (at /opt on AWS).
@@ -329,12 +332,21 @@ impl Invoker {
                         format!("No interpreter for {runtime} is installed on this nimbus server"),
                     )
                 })?;
-                let client = if kind == RuntimeKind::Python {
-                    "python.py"
+                let client =
+                    |name: &str| self.runtime_dir.join(name).to_string_lossy().into_owned();
+                let args = if kind == RuntimeKind::Python {
+                    if !interpreter.packages.is_empty() {
+                        if !python_path.is_empty() {
+                            python_path.push(':');
+                        }
+                        python_path.push_str(&interpreter.packages);
+                    }
+                    // Without `site` the interpreter starts in a fraction of the time;
+                    // its packages are on PYTHONPATH instead.
+                    vec!["-S".to_owned(), client("python.py")]
                 } else {
-                    "node.js"
+                    vec![client("node.js")]
                 };
-                let args = vec![self.runtime_dir.join(client).to_string_lossy().into_owned()];
                 (
                     interpreter.program,
                     args,
@@ -390,7 +402,7 @@ impl Invoker {
                     dirs.layer_paths("lib", true)
                 ),
             ),
-            ("PYTHONPATH".into(), dirs.layer_paths("python", false)),
+            ("PYTHONPATH".into(), python_path),
             (
                 "NODE_PATH".into(),
                 dirs.layer_paths("nodejs/node_modules", false),
@@ -582,7 +594,7 @@ impl Invoker {
         let mut report = format!(
             "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {max_memory} MB",
             duration.as_secs_f64() * 1000.0,
-            duration.as_millis().max(1),
+            duration.as_micros().div_ceil(1000).max(1),
             config.memory_size,
         );
         if let Some(init) = init_duration {
