@@ -5,7 +5,7 @@
 //! Keys: `lambda.async/<due, unix ms, 13 digits>-<request id>`, so a scan from the
 //! start yields the events that are due, oldest first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ const RETRY_BASE_MS: i64 = 1000;
 /// is tried again, twice as long each time up to `MAX_DEFER_MS`.
 const DEFER_BASE_MS: i64 = 500;
 const MAX_DEFER_MS: i64 = 60_000;
+/// Events of one function running at once, so one busy function cannot hold every
+/// slot while others' events wait.
+const MAX_RUNNING_PER_FUNCTION: usize = 16;
 /// Events running at once.
 const MAX_RUNNING: usize = 64;
 /// How often the queue is looked at when nothing wakes it.
@@ -56,11 +59,44 @@ fn key(due_ms: i64, request_id: &str) -> String {
     format!("{:013}-{request_id}", due_ms.max(0))
 }
 
+/// The events being run, overall and per function.
+#[derive(Default)]
+struct Running {
+    keys: HashSet<String>,
+    per_function: HashMap<String, usize>,
+}
+
+impl Running {
+    /// Takes a slot for an event unless it already runs or its limits are reached.
+    fn start(&mut self, key: &str, function: &str) -> bool {
+        let mine = self.per_function.get(function).copied().unwrap_or(0);
+        if self.keys.len() >= MAX_RUNNING
+            || mine >= MAX_RUNNING_PER_FUNCTION
+            || self.keys.contains(key)
+        {
+            return false;
+        }
+        self.keys.insert(key.to_owned());
+        *self.per_function.entry(function.to_owned()).or_default() += 1;
+        true
+    }
+
+    fn finish(&mut self, key: &str, function: &str) {
+        self.keys.remove(key);
+        if let Some(count) = self.per_function.get_mut(function) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_function.remove(function);
+            }
+        }
+    }
+}
+
 pub struct AsyncQueue {
     meta: Arc<dyn MetadataStore>,
     invoker: Arc<Invoker>,
     wake: Notify,
-    running: Mutex<HashSet<String>>,
+    running: Mutex<Running>,
 }
 
 impl AsyncQueue {
@@ -70,7 +106,7 @@ impl AsyncQueue {
             meta,
             invoker,
             wake: Notify::new(),
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(Running::default()),
         });
         let worker = queue.clone();
         tokio::spawn(async move { worker.work().await });
@@ -136,11 +172,13 @@ impl AsyncQueue {
                             let _ = tokio::task::spawn_blocking(move || meta.commit(batch)).await;
                             continue;
                         };
+                        if !self
+                            .running
+                            .lock()
+                            .expect("queue state")
+                            .start(&record.key, &event.function)
                         {
-                            let mut running = self.running.lock().expect("queue state");
-                            if running.len() >= MAX_RUNNING || !running.insert(record.key.clone()) {
-                                continue;
-                            }
+                            continue;
                         }
                         let queue = self.clone();
                         tokio::spawn(async move { queue.run(record.key, event).await });
@@ -217,11 +255,35 @@ impl AsyncQueue {
             Ok(Err(err)) => tracing::error!(error = %err, "updating the event queue failed"),
             Err(err) => tracing::error!(error = %err, "the event queue writer failed"),
         }
-        self.running.lock().expect("queue state").remove(&key_now);
+        self.running
+            .lock()
+            .expect("queue state")
+            .finish(&key_now, &event.function);
         self.wake.notify_one();
     }
 }
 
 fn encode(event: &QueuedEvent) -> Vec<u8> {
     serde_json::to_vec(event).expect("events serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_function_cannot_take_every_slot() {
+        let mut running = Running::default();
+        for i in 0..MAX_RUNNING_PER_FUNCTION {
+            assert!(running.start(&format!("k{i}"), "busy"));
+        }
+        assert!(!running.start("one-more", "busy"));
+        assert!(running.start("other", "quiet"));
+        assert!(
+            !running.start("other", "quiet"),
+            "an event runs once at a time"
+        );
+        running.finish("k0", "busy");
+        assert!(running.start("one-more", "busy"));
+    }
 }
