@@ -14,7 +14,6 @@ use crate::identity::Principal;
 const TABLE: &str = "credentials";
 const ACCOUNT_TABLE: &str = "account";
 const ROOT_RECORD: &str = "root";
-const SCAN_PAGE: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -122,18 +121,12 @@ impl CredentialStore {
     ) -> Result<Self, CredentialError> {
         let mut cache = HashMap::new();
         let mut expired = WriteBatch::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = meta.scan(TABLE, "", after.as_deref(), SCAN_PAGE)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            for record in page {
-                let credential = decode(&record.key, &record.value)?;
-                if credential.is_expired(now) {
-                    expired = expired.delete(TABLE, &record.key, Expect::Version(record.version));
-                } else {
-                    cache.insert(record.key, Arc::new(credential));
-                }
+        for record in meta.scan_all(TABLE, "")? {
+            let credential = decode(&record.key, &record.value)?;
+            if credential.is_expired(now) {
+                expired = expired.delete(TABLE, &record.key, Expect::Version(record.version));
+            } else {
+                cache.insert(record.key, Arc::new(credential));
             }
         }
         if !expired.is_empty() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use nimbus_edge::AwsError;
-use nimbus_storage::{BlobStore, StoreError};
+use nimbus_storage::{BlobStore, Expect, StoreError};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -348,6 +348,14 @@ impl Functions {
         not_found(format!("Function not found: {}", self.arn(name, qualifier)))
     }
 
+    /// A published version, or `ResourceNotFoundException` naming it as `label`.
+    fn published(&self, name: &str, number: u64, label: &str) -> Result<VersionRecord, AwsError> {
+        self.store
+            .version(name, number)
+            .map_err(store_error)?
+            .ok_or_else(|| self.not_found(name, Some(label)))
+    }
+
     fn load(&self, name: &str) -> Result<Versioned<FunctionRecord>, AwsError> {
         self.store
             .function(name)
@@ -446,12 +454,14 @@ impl Functions {
             reserved_concurrency: None,
             last_version: 0,
         };
-        self.store.create(&record, None).map_err(|err| match err {
-            FunctionStoreError::Store(StoreError::Conflict { .. }) => {
-                conflict(format!("Function already exist: {name}"))
-            }
-            other => store_error(other),
-        })?;
+        self.store
+            .save(&record, Expect::Absent, None)
+            .map_err(|err| match err {
+                FunctionStoreError::Store(StoreError::Conflict { .. }) => {
+                    conflict(format!("Function already exist: {name}"))
+                }
+                other => store_error(other),
+            })?;
         if request.publish == Some(true) {
             // A version can only be published once the code is unpacked.
             self.settle(&name)?;
@@ -511,7 +521,7 @@ impl Functions {
                         Some("InvalidZipFileException".to_owned());
                 }
             }
-            match self.store.update(&record, version, None) {
+            match self.store.save(&record, Expect::Version(version), None) {
                 Ok(()) => return Ok(()),
                 // Updated meanwhile: settle what is there now.
                 Err(FunctionStoreError::Store(StoreError::Conflict { .. })) => continue,
@@ -522,24 +532,14 @@ impl Functions {
 
     /// Functions whose create or update a restart interrupted.
     pub fn unsettled(&self) -> Result<Vec<String>, AwsError> {
-        let mut names = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .functions(after.as_deref(), 1000)
-                .map_err(store_error)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.config.function_name.clone());
-            names.extend(
-                page.into_iter()
-                    .filter(|r| {
-                        r.config.state == "Pending" || r.config.last_update_status == "InProgress"
-                    })
-                    .map(|r| r.config.function_name),
-            );
-        }
-        Ok(names)
+        Ok(self
+            .store
+            .all_functions()
+            .map_err(store_error)?
+            .into_iter()
+            .filter(|r| r.config.state == "Pending" || r.config.last_update_status == "InProgress")
+            .map(|r| r.config.function_name)
+            .collect())
     }
 
     /// The configuration and code a qualifier designates: `$LATEST` (or none), a
@@ -568,11 +568,8 @@ impl Functions {
                 record,
             });
         };
-        let published = self
-            .store
-            .version(&function.name, version)
-            .map_err(store_error)?
-            .ok_or_else(|| self.not_found(&function.name, function.qualifier.as_deref()))?;
+        let label = function.qualifier.as_deref().unwrap_or_default();
+        let published = self.published(&function.name, version, label)?;
         Ok(Resolved {
             record,
             config: published.config,
@@ -646,7 +643,7 @@ impl Functions {
         config.code_sha256 = record.code.code_sha256();
         mark_updating(config);
         self.store
-            .update(&record, version, None)
+            .save(&record, Expect::Version(version), None)
             .map_err(store_error)?;
         if request.publish == Some(true) {
             self.settle(&function.name)?;
@@ -681,7 +678,7 @@ impl Functions {
         request.settings.apply(&mut record.config);
         mark_updating(&mut record.config);
         self.store
-            .update(&record, version, None)
+            .save(&record, Expect::Version(version), None)
             .map_err(store_error)?;
         Ok(record.config)
     }
@@ -705,18 +702,8 @@ impl Functions {
                         "Deletion of aliases is not supported by DeleteFunction; use DeleteAlias",
                     )
                 })?;
-                if self
-                    .store
-                    .version(&function.name, number)
-                    .map_err(store_error)?
-                    .is_none()
-                {
-                    return Err(self.not_found(&function.name, Some(qualifier)));
-                }
-                let aliases = self
-                    .store
-                    .aliases(&function.name, None, usize::MAX)
-                    .map_err(store_error)?;
+                self.published(&function.name, number, qualifier)?;
+                let aliases = self.store.aliases(&function.name).map_err(store_error)?;
                 if let Some(alias) = aliases.iter().find(|a| {
                     a.function_version == qualifier
                         || a.routing_config
@@ -784,7 +771,7 @@ impl Functions {
             layers: record.layers.clone(),
         };
         self.store
-            .update(&record, version, Some(&published))
+            .save(&record, Expect::Version(version), Some(&published))
             .map_err(store_error)?;
         Ok(config)
     }
@@ -832,14 +819,7 @@ impl Functions {
                     "Member must satisfy regular expression pattern: (\\$LATEST|[0-9]+)",
                 )
             })?;
-            if self
-                .store
-                .version(name, number)
-                .map_err(store_error)?
-                .is_none()
-            {
-                return Err(self.not_found(name, Some(version)));
-            }
+            self.published(name, number, version)?;
         }
         let Some(routing) = routing else {
             return Ok(());
@@ -873,14 +853,7 @@ impl Functions {
             }
             let number = parse_version(extra)
                 .ok_or_else(|| invalid_parameter(format!("Invalid function version {extra}")))?;
-            if self
-                .store
-                .version(name, number)
-                .map_err(store_error)?
-                .is_none()
-            {
-                return Err(self.not_found(name, Some(extra)));
-            }
+            self.published(name, number, extra)?;
         }
         Ok(())
     }
@@ -996,9 +969,10 @@ impl Functions {
         self.load(&function.name)?;
         let mut aliases: Vec<AliasConfiguration> = self
             .store
-            .aliases(&function.name, marker, usize::MAX)
+            .aliases(&function.name)
             .map_err(store_error)?
             .into_iter()
+            .filter(|a| marker.is_none_or(|m| a.name.as_str() > m))
             .filter(|a| version.is_none_or(|v| a.function_version == v))
             .collect();
         let next = (aliases.len() > max_items).then(|| {
@@ -1023,21 +997,16 @@ impl Functions {
     ) -> Result<R, AwsError> {
         let mut guard = self.reservations.lock().expect("reservations");
         if guard.is_none() {
-            let mut reservations = HashMap::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .store
-                    .functions(after.as_deref(), 1000)
-                    .map_err(store_error)?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.config.function_name.clone());
-                for record in page {
-                    if let Some(reserved) = record.reserved_concurrency {
-                        reservations.insert(record.config.function_name, reserved);
-                    }
-                }
-            }
+            let reservations = self
+                .store
+                .all_functions()
+                .map_err(store_error)?
+                .into_iter()
+                .filter_map(|r| {
+                    r.reserved_concurrency
+                        .map(|reserved| (r.config.function_name, reserved))
+                })
+                .collect();
             *guard = Some(reservations);
         }
         Ok(f(guard.as_mut().expect("loaded above")))
@@ -1093,7 +1062,7 @@ impl Functions {
                 )));
             }
             record.reserved_concurrency = Some(reserved);
-            self.store.update(&record, version, None).map_err(store_error)?;
+            self.store.save(&record, Expect::Version(version), None).map_err(store_error)?;
             reservations.insert(function.name.clone(), reserved);
             Ok(reserved)
         })?
@@ -1110,7 +1079,7 @@ impl Functions {
         } = self.load(&function.name)?;
         record.reserved_concurrency = None;
         self.store
-            .update(&record, version, None)
+            .save(&record, Expect::Version(version), None)
             .map_err(store_error)?;
         self.with_reservations(|reservations| reservations.remove(&function.name))?;
         Ok(())
@@ -1135,7 +1104,7 @@ impl Functions {
         record.tags.extend(tags);
         check_tags(&record.tags)?;
         self.store
-            .update(&record, version, None)
+            .save(&record, Expect::Version(version), None)
             .map_err(store_error)
     }
 
@@ -1146,7 +1115,7 @@ impl Functions {
         } = self.tagged(arn)?;
         record.tags.retain(|key, _| !keys.contains(key));
         self.store
-            .update(&record, version, None)
+            .save(&record, Expect::Version(version), None)
             .map_err(store_error)
     }
 
@@ -1155,23 +1124,13 @@ impl Functions {
     }
 
     pub fn account_settings(&self) -> Result<serde_json::Value, AwsError> {
-        let mut count = 0;
-        let mut total_code = 0i64;
-        let mut reserved = 0i64;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .functions(after.as_deref(), 1000)
-                .map_err(store_error)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.config.function_name.clone());
-            for record in &page {
-                count += 1;
-                total_code += record.config.code_size;
-                reserved += record.reserved_concurrency.unwrap_or(0);
-            }
-        }
+        let functions = self.store.all_functions().map_err(store_error)?;
+        let count = functions.len();
+        let total_code: i64 = functions.iter().map(|r| r.config.code_size).sum();
+        let reserved: i64 = functions
+            .iter()
+            .filter_map(|r| r.reserved_concurrency)
+            .sum();
         Ok(serde_json::json!({
             "AccountLimit": {
                 "TotalCodeSize": 80_530_636_800i64,

@@ -163,10 +163,10 @@ impl Functions {
     ) -> Result<Listing<LayerVersion>, AwsError> {
         let mut versions: Vec<LayerVersion> = self
             .store
-            .layers(Some(name), None, usize::MAX)
+            .layers(Some(name))
             .map_err(store_error)?
             .into_iter()
-            .map(|(_, record)| record.layer)
+            .map(|record| record.layer)
             .filter(|layer| {
                 runtime.is_none_or(|r| layer.compatible_runtimes.iter().any(|c| c == r))
             })
@@ -190,11 +190,7 @@ impl Functions {
         max_items: usize,
     ) -> Result<Listing<(String, LayerVersion)>, AwsError> {
         let mut latest: BTreeMap<String, LayerVersion> = BTreeMap::new();
-        for (_, record) in self
-            .store
-            .layers(None, None, usize::MAX)
-            .map_err(store_error)?
-        {
+        for record in self.store.layers(None).map_err(store_error)? {
             if runtime.is_some_and(|r| !record.layer.compatible_runtimes.iter().any(|c| c == r)) {
                 continue;
             }

@@ -168,13 +168,16 @@ impl FunctionStore {
             .collect()
     }
 
-    pub fn create(
+    /// Writes a function if it is as `expect` says (`Absent` to create it, the
+    /// version read to update it), publishing `version` with it when given.
+    pub fn save(
         &self,
         function: &FunctionRecord,
+        expect: Expect,
         version: Option<&VersionRecord>,
     ) -> Result<(), FunctionStoreError> {
         let name = &function.config.function_name;
-        let mut batch = WriteBatch::new().put(FUNCTIONS, name, encode(function), Expect::Absent);
+        let mut batch = WriteBatch::new().put(FUNCTIONS, name, encode(function), expect);
         if let Some(version) = version {
             batch = batch.put(
                 VERSIONS,
@@ -186,25 +189,13 @@ impl FunctionStore {
         Ok(self.commit(batch)?)
     }
 
-    /// Replaces a function read at `expected`, optionally publishing a version with it.
-    pub fn update(
-        &self,
-        function: &FunctionRecord,
-        expected: u64,
-        version: Option<&VersionRecord>,
-    ) -> Result<(), FunctionStoreError> {
-        let name = &function.config.function_name;
-        let mut batch =
-            WriteBatch::new().put(FUNCTIONS, name, encode(function), Expect::Version(expected));
-        if let Some(version) = version {
-            batch = batch.put(
-                VERSIONS,
-                &version_key(name, function.last_version),
-                encode(version),
-                Expect::Absent,
-            );
-        }
-        Ok(self.commit(batch)?)
+    /// Every function, in name order.
+    pub fn all_functions(&self) -> Result<Vec<FunctionRecord>, FunctionStoreError> {
+        self.meta
+            .scan_all(FUNCTIONS, "")?
+            .into_iter()
+            .map(|record| decode(record).map(|v| v.value))
+            .collect()
     }
 
     /// Deletes a function with all its versions and aliases.
@@ -212,14 +203,8 @@ impl FunctionStore {
         let mut batch = WriteBatch::new().delete(FUNCTIONS, name, Expect::Version(expected));
         let prefix = format!("{name}/");
         for table in [VERSIONS, ALIASES] {
-            let mut after: Option<String> = None;
-            loop {
-                let page = self.meta.scan(table, &prefix, after.as_deref(), 1000)?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.key.clone());
-                for record in &page {
-                    batch = batch.delete(table, &record.key, Expect::Version(record.version));
-                }
+            for record in self.meta.scan_all(table, &prefix)? {
+                batch = batch.delete(table, &record.key, Expect::Version(record.version));
             }
         }
         Ok(self.commit(batch)?)
@@ -268,15 +253,10 @@ impl FunctionStore {
             .transpose()
     }
 
-    pub fn aliases(
-        &self,
-        name: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<AliasConfiguration>, FunctionStoreError> {
-        let after = after.map(|a| format!("{name}/{a}"));
+    /// A function's aliases, in name order.
+    pub fn aliases(&self, name: &str) -> Result<Vec<AliasConfiguration>, FunctionStoreError> {
         self.meta
-            .scan(ALIASES, &format!("{name}/"), after.as_deref(), limit)?
+            .scan_all(ALIASES, &format!("{name}/"))?
             .into_iter()
             .map(|record| decode(record).map(|v| v.value))
             .collect()
@@ -346,20 +326,13 @@ impl FunctionStore {
     }
 
     /// Layer versions in (name, version) order after `after`, optionally of one name.
-    pub fn layers(
-        &self,
-        name: Option<&str>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, LayerRecord)>, FunctionStoreError> {
+    /// Layer versions in (name, version) order, of one layer or of all.
+    pub fn layers(&self, name: Option<&str>) -> Result<Vec<LayerRecord>, FunctionStoreError> {
         let prefix = name.map(|n| format!("{n}/")).unwrap_or_default();
         self.meta
-            .scan(LAYERS, &prefix, after, limit)?
+            .scan_all(LAYERS, &prefix)?
             .into_iter()
-            .map(|record| {
-                let key = record.key.clone();
-                decode(record).map(|v| (key, v.value))
-            })
+            .map(|record| decode(record).map(|v| v.value))
             .collect()
     }
 

@@ -115,6 +115,21 @@ pub trait MetadataStore: Send + Sync {
     /// Applies every write of the batch atomically and durably, or none of them when a
     /// precondition fails.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Every record whose key starts with `prefix`, in key order, read page by page.
+    fn scan_all(&self, table: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        const PAGE: usize = 1000;
+        let mut records = Vec::new();
+        loop {
+            let after = records.last().map(|r: &Record| r.key.clone());
+            let page = self.scan(table, prefix, after.as_deref(), PAGE)?;
+            let full = page.len() == PAGE;
+            records.extend(page);
+            if !full {
+                return Ok(records);
+            }
+        }
+    }
 }
 
 /// Ordered schema migrations; the store's `user_version` counts those applied.
@@ -406,6 +421,10 @@ mod tests {
             ["fn/a", "fn/b", "fn/c"]
         );
         assert_eq!(keys(store.scan("t", "", None, 10).unwrap()).len(), 6);
+        assert_eq!(
+            keys(store.scan_all("t", "fn/").unwrap()),
+            ["fn/a", "fn/b", "fn/c"]
+        );
     }
 
     #[test]
