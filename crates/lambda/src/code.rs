@@ -150,6 +150,11 @@ impl CodeCache {
             .prefix(".unpack-")
             .tempdir_in(&self.root)?;
         unpack(blob.reader, staging.path(), MAX_UNZIPPED_BYTES)?;
+        // Sandboxed code runs as an unprivileged user that must read the tree.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))?;
+        }
         // Everything unpacked reaches the disk before the tree goes live under its
         // final name: one syncfs rather than a sync per file.
         let dir = fs::File::open(staging.path())?;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nimbus_engine::{SandboxRuntime, SandboxSpec};
+use nimbus_engine::{Exit, Launch, Meter, Sandbox};
 use nimbus_logs::LogEvent;
 use tokio::net::unix::pipe::Receiver;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -28,7 +28,7 @@ pub enum RunOutcome {
     /// The runtime failed to initialize, reporting why or exiting.
     InitFailed(Option<InitFailure>, String),
     /// The runtime process ended while the invocation was running.
-    Exited(String),
+    Exited(Exit),
 }
 
 /// A warm runtime had ended before it could pick the invocation up; another
@@ -140,37 +140,58 @@ pub struct Environment {
     inbox: mpsc::Sender<Invocation>,
     outputs: Vec<Arc<Output>>,
     init_failure: tokio::sync::Mutex<oneshot::Receiver<InitFailure>>,
-    exit: watch::Receiver<Option<String>>,
+    exit: watch::Receiver<Option<Exit>>,
     kill: Arc<Notify>,
-    pid: u32,
+    meter: Meter,
     _api: RuntimeApi,
+    _edge: Option<AbortOnDrop>,
+}
+
+/// The port of the Runtime API inside a sandbox, as on Lambda.
+const RUNTIME_API_PORT: u16 = 9001;
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Environment {
-    /// Starts the runtime in a sandbox; `spec` gets the Runtime API address added to
-    /// its environment.
+    /// Starts the runtime in `sandbox` with its own Runtime API endpoint, whose
+    /// address is added to the program's environment. `edge` is made reachable at
+    /// the same port on the sandbox's own loopback.
     pub async fn start(
-        sandboxes: &dyn SandboxRuntime,
-        mut spec: SandboxSpec,
+        mut sandbox: Sandbox,
+        mut launch: Launch,
         log_stream: String,
+        edge: Option<std::net::SocketAddr>,
     ) -> Result<Self, String> {
         let (inbox, inbox_rx) = mpsc::channel(1);
         let (init_tx, init_rx) = oneshot::channel();
-        let api = RuntimeApi::start(inbox_rx, init_tx)
-            .await
+        let api = sandbox
+            .listen(RUNTIME_API_PORT)
+            .and_then(|listener| RuntimeApi::serve(listener, inbox_rx, init_tx))
             .map_err(|err| format!("cannot open the Runtime API endpoint: {err}"))?;
-        spec.env
+        launch
+            .program
+            .env
             .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), api.address.to_string()));
-        let mut sandbox = sandboxes.start(&spec).map_err(|err| err.to_string())?;
+        let edge = match edge {
+            Some(edge) if sandbox.isolated() && edge.port() != RUNTIME_API_PORT => Some(
+                sandbox
+                    .forward(edge.port(), edge)
+                    .map(AbortOnDrop)
+                    .map_err(|err| format!("cannot reach nimbus from the sandbox: {err}"))?,
+            ),
+            _ => None,
+        };
+        let pipes = sandbox.launch(launch).map_err(|err| err.to_string())?;
         let logs = Arc::new(LogCapture::default());
-        let pipes = [
-            sandbox.stdout.take().map(|out| out.into_owned_fd()),
-            sandbox.stderr.take().map(|err| err.into_owned_fd()),
-        ];
         let mut outputs = Vec::new();
-        for fd in pipes.into_iter().flatten() {
-            let pipe = fd
-                .and_then(Receiver::from_owned_fd)
+        for fd in pipes {
+            let pipe = Receiver::from_owned_fd(fd)
                 .map_err(|err| format!("cannot read the runtime's output: {err}"))?;
             let output = Arc::new(Output {
                 pipe,
@@ -179,21 +200,21 @@ impl Environment {
             outputs.push(output.clone());
             tokio::spawn(capture(output, logs.clone()));
         }
-        let pid = sandbox.pid();
+        let meter = sandbox.meter();
         let (exit_tx, exit) = watch::channel(None);
         let kill = Arc::new(Notify::new());
         let killed = kill.clone();
         tokio::spawn(async move {
             let ended = tokio::select! {
-                status = sandbox.wait() => match status {
-                    Ok(status) => format!("Runtime exited with error: {status}"),
-                    Err(err) => format!("Runtime exited with error: {err}"),
+                exit = sandbox.wait() => exit,
+                () = killed.notified() => Exit {
+                    reason: STOPPED.to_owned(),
+                    out_of_memory: false,
                 },
-                () = killed.notified() => "Runtime was stopped".to_owned(),
             };
             // Whatever the main process left running goes with it.
             sandbox.kill();
-            let _ = sandbox.wait().await;
+            drop(sandbox);
             let _ = exit_tx.send(Some(ended));
         });
         Ok(Self {
@@ -206,8 +227,9 @@ impl Environment {
             init_failure: tokio::sync::Mutex::new(init_rx),
             exit,
             kill,
-            pid,
+            meter,
             _api: api,
+            _edge: edge,
         })
     }
 
@@ -230,16 +252,9 @@ impl Environment {
         self.kill.notify_one();
     }
 
-    /// The peak resident memory of the runtime process, in MB.
+    /// The most memory the sandbox has used at once, in MB.
     pub fn max_memory_mb(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb.div_ceil(1024))
+        self.meter.peak_mb()
     }
 
     /// Runs one invocation. `init_timeout` bounds a cold start before the runtime asks
@@ -271,7 +286,7 @@ impl Environment {
                 return Err(Gone);
             }
             return Ok((
-                RunOutcome::InitFailed(None, exited(&mut self.exit.clone()).await),
+                RunOutcome::InitFailed(None, exit_message(&exited(&mut self.exit.clone()).await)),
                 None,
             ));
         }
@@ -288,7 +303,7 @@ impl Environment {
                 if !cold {
                     return Err(Gone);
                 }
-                return Ok((RunOutcome::InitFailed(None, reason), None));
+                return Ok((RunOutcome::InitFailed(None, exit_message(&reason)), None));
             }
             () = tokio::time::sleep(pickup_limit) => false,
         };
@@ -326,17 +341,32 @@ impl Drop for Environment {
     }
 }
 
-/// Resolves with the reason once the runtime process has ended.
-async fn exited(exit: &mut watch::Receiver<Option<String>>) -> String {
-    match exit.wait_for(Option::is_some).await {
-        Ok(reason) => reason.clone().unwrap_or_default(),
-        Err(_) => "Runtime exited".to_owned(),
+const STOPPED: &str = "Runtime was stopped";
+
+/// How the end of a runtime is worded in errors and logs.
+pub fn exit_message(exit: &Exit) -> String {
+    if exit.reason == STOPPED {
+        STOPPED.to_owned()
+    } else {
+        format!("Runtime exited with error: {}", exit.reason)
     }
 }
 
-async fn wait_exit(exit: &mut watch::Receiver<Option<String>>, limit: Duration) -> String {
+/// Resolves once the runtime process has ended.
+async fn exited(exit: &mut watch::Receiver<Option<Exit>>) -> Exit {
+    match exit.wait_for(Option::is_some).await {
+        Ok(exit) => exit.clone().expect("waited for an exit"),
+        Err(_) => Exit {
+            reason: STOPPED.to_owned(),
+            out_of_memory: false,
+        },
+    }
+}
+
+async fn wait_exit(exit: &mut watch::Receiver<Option<Exit>>, limit: Duration) -> String {
     tokio::time::timeout(limit, exited(exit))
         .await
+        .map(|exit| exit_message(&exit))
         .unwrap_or_else(|_| "Runtime reported an init error".to_owned())
 }
 

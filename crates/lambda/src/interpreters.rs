@@ -19,6 +19,9 @@ pub struct Interpreter {
     /// Directories of installed packages a runtime started without its site hooks
     /// (`python -S`, for speed) still puts on its path.
     pub packages: String,
+    /// The host directories the interpreter needs beyond `/usr`: its installation
+    /// prefix and package directories, shown read-only to sandboxes.
+    pub dirs: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -42,24 +45,39 @@ fn is_executable(path: &Path) -> bool {
 /// The real executable behind `program` and its version, as the interpreter itself
 /// reports them: `program` may be a wrapper (pyenv and nvm shims are shell scripts)
 /// that would cost a runtime tens of milliseconds on every start.
-fn describe(program: &Path, script: &[&str]) -> Option<(PathBuf, String, String)> {
+fn describe(program: &Path, script: &[&str]) -> Option<Interpreter> {
     let output = Command::new(program).args(script).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut lines = text.lines();
-    let executable = PathBuf::from(lines.next()?.trim());
-    let version = lines.next()?.trim().to_owned();
-    let packages = lines.next().unwrap_or_default().trim().to_owned();
-    (is_executable(&executable) && !version.is_empty()).then_some((executable, version, packages))
+    let mut lines = text.lines().map(str::trim);
+    let executable = PathBuf::from(lines.next()?);
+    let version = lines.next()?.to_owned();
+    let prefix = PathBuf::from(lines.next()?);
+    let packages = lines.next().unwrap_or_default().to_owned();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for dir in std::iter::once(prefix).chain(std::env::split_paths(&packages)) {
+        let covered = dir.starts_with("/usr") || dirs.iter().any(|known| dir.starts_with(known));
+        if dir.is_absolute() && dir.is_dir() && !covered {
+            dirs.push(dir);
+        }
+    }
+    (is_executable(&executable) && !version.is_empty()).then_some(Interpreter {
+        program: executable,
+        runtime: String::new(),
+        version,
+        packages,
+        dirs,
+    })
 }
 
 const PYTHON_SELF: &[&str] = &[
     "-c",
     "import os, platform, site, sys; print(sys.executable); print('Python', platform.python_version()); \
-     print(os.pathsep.join(site.getsitepackages()))",
+     print(sys.base_prefix); print(os.pathsep.join(site.getsitepackages()))",
 ];
 const NODE_SELF: &[&str] = &[
     "-e",
-    "console.log(process.execPath); console.log(process.version)",
+    "const path = require('path'); console.log(process.execPath); console.log(process.version); \
+     console.log(path.dirname(path.dirname(process.execPath)))",
 ];
 
 /// `(major, minor)` from `Python 3.11.7` or `v20.20.2`.
@@ -77,35 +95,28 @@ fn find_python(wanted_minor: u32) -> Option<Interpreter> {
     candidates
         .into_iter()
         .filter_map(|candidate| {
-            let (program, version, packages) = describe(&candidate, PYTHON_SELF)?;
-            let (major, minor) = major_minor(&version)?;
+            let python = describe(&candidate, PYTHON_SELF)?;
+            let (major, minor) = major_minor(&python.version)?;
             (major == 3).then(|| {
                 (
                     minor.abs_diff(wanted_minor),
-                    minor,
-                    program,
-                    version,
-                    packages,
+                    Interpreter {
+                        runtime: format!("python3.{minor}"),
+                        ..python
+                    },
                 )
             })
         })
-        .min_by_key(|(distance, ..)| *distance)
-        .map(|(_, minor, program, version, packages)| Interpreter {
-            program,
-            runtime: format!("python3.{minor}"),
-            version,
-            packages,
-        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, python)| python)
 }
 
 fn find_node() -> Option<Interpreter> {
-    let (program, version, packages) = describe(&on_path("node")?, NODE_SELF)?;
-    let (major, _) = major_minor(&version)?;
+    let node = describe(&on_path("node")?, NODE_SELF)?;
+    let (major, _) = major_minor(&node.version)?;
     Some(Interpreter {
-        program,
         runtime: format!("nodejs{major}.x"),
-        version,
-        packages,
+        ..node
     })
 }
 

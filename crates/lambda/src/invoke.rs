@@ -3,6 +3,7 @@
 //! log lines with Lambda's START, END and REPORT.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,10 +12,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::StatusCode;
 use nimbus_edge::AwsError;
-use nimbus_engine::{SandboxRuntime, SandboxSpec};
+use nimbus_engine::{Launch, OPT_DIR, Pool, Program, ReadOnly, SandboxError, TASK_DIR, Template};
 use nimbus_logs::{LogEvent, LogSink};
 
-use crate::environment::{Environment, RunOutcome};
+use crate::environment::{Environment, RunOutcome, exit_message};
 use crate::error::service;
 use crate::functions::{Functions, MIN_UNRESERVED};
 use crate::interpreters::Interpreters;
@@ -36,6 +37,8 @@ pub struct InvokerSettings {
     pub keep_alive: Duration,
     /// How long a runtime may take to initialize before its first invocation.
     pub init_timeout: Duration,
+    /// nimbus's edge, which functions reach at `AWS_ENDPOINT_URL`.
+    pub edge: Option<SocketAddr>,
 }
 
 impl Default for InvokerSettings {
@@ -43,9 +46,15 @@ impl Default for InvokerSettings {
         Self {
             keep_alive: Duration::from_secs(300),
             init_timeout: Duration::from_secs(10),
+            edge: None,
         }
     }
 }
+
+/// Where the managed runtimes' clients are shown inside sandboxes.
+const RUNTIME_DIR: &str = "/var/runtime";
+/// Lambda's default `EphemeralStorage`.
+const DEFAULT_TMP_MB: u64 = 512;
 
 pub struct InvokeRequest {
     pub function: FunctionRef,
@@ -72,7 +81,32 @@ struct CodeDirs {
     layers: Vec<PathBuf>,
 }
 
-impl CodeDirs {
+/// The code and layers as the runtime sees them: the host's directories without
+/// isolation; `/var/task` and one merged `/opt` inside a sandbox.
+struct View {
+    task: PathBuf,
+    layers: Vec<PathBuf>,
+}
+
+impl View {
+    fn of(dirs: &CodeDirs, isolated: bool) -> Self {
+        if isolated {
+            Self {
+                task: TASK_DIR.into(),
+                layers: if dirs.layers.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![OPT_DIR.into()]
+                },
+            }
+        } else {
+            Self {
+                task: dirs.task.clone(),
+                layers: dirs.layers.clone(),
+            }
+        }
+    }
+
     /// `<layer>/<sub>` of every layer, latest first, joined by `:`; with `leading`,
     /// the result starts with `:` when not empty.
     fn layer_paths(&self, sub: &str, leading: bool) -> String {
@@ -117,9 +151,9 @@ struct State {
 
 pub struct Invoker {
     functions: Arc<Functions>,
-    sandboxes: Arc<dyn SandboxRuntime>,
+    sandboxes: Arc<Pool>,
     interpreters: Interpreters,
-    runtime_dir: PathBuf,
+    runtime_dir: ReadOnly,
     logs: LogSink,
     state: Mutex<State>,
     settings: InvokerSettings,
@@ -166,11 +200,11 @@ fn log_stream_name(version: &str) -> String {
 }
 
 impl Invoker {
-    /// Writes the managed runtimes' clients under `runtime_dir` and starts the reaper
-    /// of idle environments.
+    /// Writes the managed runtimes' clients under `runtime_dir`, starts the reaper of
+    /// idle environments and has sandboxes for the machine's runtimes pre-started.
     pub fn start(
         functions: Arc<Functions>,
-        sandboxes: Arc<dyn SandboxRuntime>,
+        sandboxes: Arc<Pool>,
         runtime_dir: PathBuf,
         logs: LogSink,
         settings: InvokerSettings,
@@ -183,7 +217,10 @@ impl Invoker {
             functions,
             sandboxes,
             interpreters: Interpreters::default(),
-            runtime_dir,
+            runtime_dir: ReadOnly {
+                source: runtime_dir,
+                target: RUNTIME_DIR.into(),
+            },
             logs,
             state: Mutex::new(State::default()),
             settings,
@@ -200,7 +237,48 @@ impl Invoker {
                 invoker.reap();
             }
         });
+        let prewarm = invoker.clone();
+        tokio::task::spawn_blocking(move || {
+            for runtime in ["provided.al2023", "python3.12", "nodejs20.x"] {
+                if let Ok(template) = prewarm.template(runtime, DEFAULT_TMP_MB) {
+                    prewarm.sandboxes.fill(template);
+                }
+            }
+        });
         Ok(invoker)
+    }
+
+    /// What every sandbox of a runtime needs: its interpreter and nimbus's runtime
+    /// client for managed runtimes, nothing for `provided`.
+    fn template(&self, runtime: &str, tmp_mb: u64) -> Result<Template, (String, String)> {
+        let kind = runtimes::check(runtime)
+            .map_err(|err| ("Runtime.InvalidRuntime".to_owned(), err.message))?;
+        let mounts = match kind {
+            RuntimeKind::Provided => Vec::new(),
+            RuntimeKind::Python | RuntimeKind::Node => {
+                let interpreter = self.resolve_interpreter(runtime, kind)?;
+                std::iter::once(self.runtime_dir.clone())
+                    .chain(interpreter.dirs.iter().map(|dir| ReadOnly {
+                        source: dir.clone(),
+                        target: dir.clone(),
+                    }))
+                    .collect()
+            }
+        };
+        Ok(Template { mounts, tmp_mb })
+    }
+
+    fn resolve_interpreter(
+        &self,
+        runtime: &str,
+        kind: RuntimeKind,
+    ) -> Result<crate::interpreters::Interpreter, (String, String)> {
+        self.interpreters.resolve(runtime, kind).ok_or_else(|| {
+            (
+                "Runtime.InvalidRuntime".to_owned(),
+                format!("No interpreter for {runtime} is installed on this nimbus server"),
+            )
+        })
     }
 
     /// The interpreter that runs a managed runtime here, when the machine has one.
@@ -216,6 +294,12 @@ impl Invoker {
             envs.retain(|idle| idle.since.elapsed() < keep_alive && !idle.env.is_dead());
         }
         state.idle.retain(|_, envs| !envs.is_empty());
+    }
+
+    /// Shuts down every idle environment, at server shutdown.
+    pub fn shutdown(&self) {
+        let idle = std::mem::take(&mut self.state.lock().expect("invoker state").idle);
+        drop(idle);
     }
 
     /// Shuts down a function's idle environments and keeps its busy ones from being
@@ -295,45 +379,43 @@ impl Invoker {
             .unwrap_or(0)
     }
 
-    fn sandbox_spec(
+    /// The sandbox a function needs and what to launch in it.
+    fn plan(
         &self,
         config: &FunctionConfiguration,
         dirs: &CodeDirs,
         log_stream: &str,
-    ) -> Result<SandboxSpec, (String, String)> {
-        let code_dir = dirs.task.clone();
+    ) -> Result<(Template, Launch), (String, String)> {
+        let isolated = self.sandboxes.isolation().isolates();
+        let view = View::of(dirs, isolated);
         let runtime = config.runtime.as_deref().unwrap_or_default();
         let kind = runtimes::check(runtime)
             .map_err(|err| ("Runtime.InvalidRuntime".to_owned(), err.message))?;
+        let tmp_mb = config.ephemeral_storage.size as u64;
+        let template = self.template(runtime, tmp_mb)?;
+        let runtime_dir = if isolated {
+            &self.runtime_dir.target
+        } else {
+            &self.runtime_dir.source
+        };
         // Where python finds packages: the layers' python/ directories first, then the
         // interpreter's own packages (named here because it starts without `site`).
-        let mut python_path = dirs.layer_paths("python", false);
+        let mut python_path = view.layer_paths("python", false);
         let (program, args, execution_env) = match kind {
             RuntimeKind::Provided => {
                 // The function's own bootstrap, else the last layer's (at /opt on AWS).
-                let bootstrap = std::iter::once(&code_dir)
-                    .chain(dirs.layers.iter().rev())
-                    .map(|dir| dir.join("bootstrap"))
-                    .find(|path| path.is_file())
-                    .unwrap_or_else(|| code_dir.join("bootstrap"));
-                if !bootstrap.is_file() {
-                    return Err((
+                let found = bootstrap(dirs, &view).ok_or_else(|| {
+                    (
                         "Runtime.InvalidEntrypoint".to_owned(),
                         "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"
                             .to_owned(),
-                    ));
-                }
-                (bootstrap, Vec::new(), format!("AWS_Lambda_{runtime}"))
-            }
-            RuntimeKind::Python | RuntimeKind::Node => {
-                let interpreter = self.interpreters.resolve(runtime, kind).ok_or_else(|| {
-                    (
-                        "Runtime.InvalidRuntime".to_owned(),
-                        format!("No interpreter for {runtime} is installed on this nimbus server"),
                     )
                 })?;
-                let client =
-                    |name: &str| self.runtime_dir.join(name).to_string_lossy().into_owned();
+                (found, Vec::new(), format!("AWS_Lambda_{runtime}"))
+            }
+            RuntimeKind::Python | RuntimeKind::Node => {
+                let interpreter = self.resolve_interpreter(runtime, kind)?;
+                let client = |name: &str| runtime_dir.join(name).to_string_lossy().into_owned();
                 let args = if kind == RuntimeKind::Python {
                     if !interpreter.packages.is_empty() {
                         if !python_path.is_empty() {
@@ -354,18 +436,16 @@ impl Invoker {
                 )
             }
         };
+        let task = view.task.to_string_lossy().into_owned();
         let mut env: Vec<(String, String)> = vec![
             (
                 "_HANDLER".into(),
                 config.handler.clone().unwrap_or_default(),
             ),
-            (
-                "LAMBDA_TASK_ROOT".into(),
-                code_dir.to_string_lossy().into_owned(),
-            ),
+            ("LAMBDA_TASK_ROOT".into(), task.clone()),
             (
                 "LAMBDA_RUNTIME_DIR".into(),
-                self.runtime_dir.to_string_lossy().into_owned(),
+                runtime_dir.to_string_lossy().into_owned(),
             ),
             (
                 "AWS_LAMBDA_FUNCTION_NAME".into(),
@@ -391,33 +471,46 @@ impl Invoker {
                 "PATH".into(),
                 format!(
                     "/usr/local/bin:/usr/bin:/bin{}",
-                    dirs.layer_paths("bin", true)
+                    view.layer_paths("bin", true)
                 ),
             ),
             (
                 "LD_LIBRARY_PATH".into(),
-                format!(
-                    "{}/lib{}",
-                    code_dir.display(),
-                    dirs.layer_paths("lib", true)
-                ),
+                format!("{task}/lib{}", view.layer_paths("lib", true)),
             ),
             ("PYTHONPATH".into(), python_path),
             (
                 "NODE_PATH".into(),
-                dirs.layer_paths("nodejs/node_modules", false),
+                view.layer_paths("nodejs/node_modules", false),
             ),
             ("PYTHONUNBUFFERED".into(), "1".into()),
         ];
+        if let Some(edge) = self.settings.edge {
+            let host = if edge.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                edge.ip().to_string()
+            };
+            env.push((
+                "AWS_ENDPOINT_URL".into(),
+                format!("http://{host}:{}", edge.port()),
+            ));
+        }
         if let Some(vars) = &config.environment {
             env.extend(vars.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        Ok(SandboxSpec {
-            program,
-            args,
-            env,
-            workdir: code_dir,
-        })
+        let launch = Launch {
+            program: Program {
+                program,
+                args,
+                env,
+                workdir: view.task,
+            },
+            task: dirs.task.clone(),
+            layers: dirs.layers.clone(),
+            memory_mb: config.memory_size as u64,
+        };
+        Ok((template, launch))
     }
 
     /// Starts a fresh environment, or says why the function cannot have one.
@@ -427,11 +520,18 @@ impl Invoker {
         dirs: &CodeDirs,
     ) -> Result<Result<Arc<Environment>, (String, String)>, AwsError> {
         let log_stream = log_stream_name(&config.version);
-        let spec = match self.sandbox_spec(config, dirs, &log_stream) {
-            Ok(spec) => spec,
+        let (template, launch) = match self.plan(config, dirs, &log_stream) {
+            Ok(plan) => plan,
             Err(reason) => return Ok(Err(reason)),
         };
-        let env = Environment::start(self.sandboxes.as_ref(), spec, log_stream)
+        let sandbox = self.sandboxes.take(&template).await.map_err(|err| {
+            tracing::error!(error = %err, "creating a sandbox failed");
+            match err {
+                SandboxError::Unavailable(message) => service(message),
+                _ => service("The execution environment could not be started."),
+            }
+        })?;
+        let env = Environment::start(sandbox, launch, log_stream, self.settings.edge)
             .await
             .map_err(|err| {
                 tracing::error!(error = %err, "starting an execution environment failed");
@@ -559,12 +659,16 @@ impl Invoker {
                 ));
                 (error_body("Sandbox.Timedout", message), true)
             }
-            RunOutcome::Exited(reason) => {
+            RunOutcome::Exited(exit) => {
+                let error_type = if exit.out_of_memory {
+                    "Runtime.OutOfMemory"
+                } else {
+                    "Runtime.ExitError"
+                };
+                let reason = exit_message(&exit);
                 let message = format!("RequestId: {id} Error: {reason}");
-                extra_lines.push(format!(
-                    "RequestId: {id} Error: {reason}\nRuntime.ExitError"
-                ));
-                (error_body("Runtime.ExitError", message), true)
+                extra_lines.push(format!("RequestId: {id} Error: {reason}\n{error_type}"));
+                (error_body(error_type, message), true)
             }
             RunOutcome::InitFailed(Some(report), _) if !report.body.is_empty() => {
                 (report.body, true)
@@ -630,6 +734,21 @@ impl Invoker {
     }
 }
 
+/// The runtime's `bootstrap` as the sandbox sees it: the function's own, else the
+/// last layer's.
+fn bootstrap(dirs: &CodeDirs, view: &View) -> Option<PathBuf> {
+    if dirs.task.join("bootstrap").is_file() {
+        return Some(view.task.join("bootstrap"));
+    }
+    let index = dirs
+        .layers
+        .iter()
+        .rposition(|layer| layer.join("bootstrap").is_file())?;
+    // Inside a sandbox the layers are merged into one directory.
+    let layer = view.layers.get(index).or(view.layers.last())?;
+    Some(layer.join("bootstrap"))
+}
+
 fn iso_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -680,12 +799,19 @@ mod tests {
             task: "/code".into(),
             layers: vec!["/l1".into(), "/l2".into()],
         };
-        assert_eq!(dirs.layer_paths("python", false), "/l2/python:/l1/python");
-        assert_eq!(dirs.layer_paths("bin", true), ":/l2/bin:/l1/bin");
-        let none = CodeDirs {
-            task: "/code".into(),
-            layers: vec![],
-        };
+        let host = View::of(&dirs, false);
+        assert_eq!(host.layer_paths("python", false), "/l2/python:/l1/python");
+        assert_eq!(host.layer_paths("bin", true), ":/l2/bin:/l1/bin");
+        let sandboxed = View::of(&dirs, true);
+        assert_eq!(sandboxed.task, PathBuf::from("/var/task"));
+        assert_eq!(sandboxed.layer_paths("bin", true), ":/opt/bin");
+        let none = View::of(
+            &CodeDirs {
+                task: "/code".into(),
+                layers: vec![],
+            },
+            true,
+        );
         assert_eq!(none.layer_paths("bin", true), "");
     }
 }

@@ -79,9 +79,10 @@ impl Drop for RuntimeApi {
 }
 
 impl RuntimeApi {
-    /// Starts an endpoint on a free loopback port; invocations arrive through `inbox`
-    /// and an init failure is reported on `init_failure`.
-    pub async fn start(
+    /// Serves the endpoint on `listener`; invocations arrive through `inbox` and an
+    /// init failure is reported on `init_failure`.
+    pub fn serve(
+        listener: std::net::TcpListener,
         inbox: mpsc::Receiver<Invocation>,
         init_failure: oneshot::Sender<InitFailure>,
     ) -> std::io::Result<Self> {
@@ -101,7 +102,8 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .fallback(not_found)
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let address = listener.local_addr()?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -362,7 +364,8 @@ mod tests {
     async fn harness() -> Harness {
         let (inbox, inbox_rx) = mpsc::channel(1);
         let (init_tx, init_rx) = oneshot::channel();
-        let api = RuntimeApi::start(inbox_rx, init_tx).await.unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let api = RuntimeApi::serve(listener, inbox_rx, init_tx).unwrap();
         Harness {
             api,
             inbox,

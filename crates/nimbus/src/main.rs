@@ -24,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run every nimbus service on one edge port.
     Server(ServerArgs),
+    /// The first process inside every sandbox (run by the OCI runtime, not by hand).
+    #[command(hide = true)]
+    SandboxInit,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -53,6 +56,23 @@ pub struct ServerArgs {
     /// Seconds an idle execution environment is kept warm before it is shut down.
     #[arg(long, env = "NIMBUS_LAMBDA_KEEP_ALIVE", default_value_t = 300)]
     pub lambda_keep_alive: u64,
+    /// `oci` runs code in OCI containers; `none` runs it as plain processes on this
+    /// host, unsandboxed.
+    #[arg(long, env = "NIMBUS_ISOLATION", value_enum, default_value_t = IsolationArg::Oci)]
+    pub isolation: IsolationArg,
+    /// The OCI runtime that runs sandboxes: runc, crun, youki or runsc, by name on
+    /// PATH or by path.
+    #[arg(long, env = "NIMBUS_OCI_RUNTIME", default_value = "runc")]
+    pub oci_runtime: PathBuf,
+    /// Sandboxes kept pre-started per runtime, so cold starts skip creating one.
+    #[arg(long, env = "NIMBUS_SANDBOX_POOL", default_value_t = 1)]
+    pub sandbox_pool: usize,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationArg {
+    Oci,
+    None,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +107,7 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::SandboxInit => nimbus_engine::init::run(),
         Command::Server(args) => {
             init_logging(args.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()

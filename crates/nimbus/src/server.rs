@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nimbus_auth::{AuthMode, Authenticator, Credential, CredentialError, CredentialStore};
 use nimbus_edge::Edge;
+use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::Sts;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::store::FunctionStore;
@@ -19,7 +20,7 @@ use nimbus_logs::{LogSink, LogStore};
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
-use crate::{AuthArg, ServerArgs};
+use crate::{AuthArg, IsolationArg, ServerArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -89,6 +90,54 @@ fn root_keys_from_env() -> Result<Option<(String, String)>, StartError> {
 
 /// Writes `<data-dir>/credentials` in the AWS shared-credentials format, replacing any
 /// previous file atomically and readable by its owner only.
+/// `name` if it is a path, else the first executable of that name on PATH.
+fn find_program(name: &Path) -> Option<PathBuf> {
+    if name.components().count() > 1 {
+        return name.is_file().then(|| name.to_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// How this server isolates code; never fails the start, so that a machine without
+/// an OCI runtime still serves everything but function execution.
+async fn isolation(args: &ServerArgs, data_dir: &Path) -> Isolation {
+    if args.isolation == IsolationArg::None {
+        tracing::warn!(
+            "isolation is off: functions run unsandboxed, as nimbus's user, on this host"
+        );
+        return Isolation::None;
+    }
+    let name = args.oci_runtime.display();
+    let Some(cli) = find_program(&args.oci_runtime) else {
+        let message = format!(
+            "No OCI runtime: `{name}` is not installed on the nimbus server. Install it \
+             (`apt-get install runc`), name another with --oci-runtime, or start nimbus with \
+             --isolation none to run functions unsandboxed."
+        );
+        tracing::warn!("{message}");
+        return Isolation::Unavailable(message);
+    };
+    // The nimbus binary is every sandbox's init.
+    let opened = match std::env::current_exe() {
+        Ok(init) => OciRuntime::open(cli, data_dir.join("sandboxes"), init).await,
+        Err(err) => Err(err),
+    };
+    match opened {
+        Ok(runtime) => Isolation::Oci(Arc::new(runtime)),
+        Err(err) => {
+            let message = format!(
+                "Sandboxes cannot be set up with {name}: {err}. nimbus needs root for them; \
+                 or start it with --isolation none to run functions unsandboxed."
+            );
+            tracing::warn!("{message}");
+            Isolation::Unavailable(message)
+        }
+    }
+}
+
 fn write_credentials_file(path: &Path, root: &Credential) -> Result<(), StartError> {
     let dir = path.parent().expect("credentials file has a parent");
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
@@ -184,14 +233,25 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             account_concurrency: args.lambda_concurrency,
         },
     ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Io {
+            path: PathBuf::from(args.listen.to_string()),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(io_at(Path::new("listener")))?;
+    let sandboxes = Pool::new(isolation(&args, &data_dir).await, args.sandbox_pool);
     let logs = LogSink::start(Arc::new(LogStore::new(meta.clone())));
     let invoker = Invoker::start(
         functions.clone(),
-        Arc::new(nimbus_engine::ProcessRuntime),
+        sandboxes.clone(),
         data_dir.join("lambda").join("runtime"),
         logs,
         InvokerSettings {
             keep_alive: Duration::from_secs(args.lambda_keep_alive),
+            edge: Some(local),
             ..InvokerSettings::default()
         },
         &args.region,
@@ -200,7 +260,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let queue = AsyncQueue::start(meta, invoker.clone());
     let lambda = LambdaApi::new(
         functions,
-        invoker,
+        invoker.clone(),
         queue,
         links.clone(),
         &args.region,
@@ -216,15 +276,6 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .internal(links.routes())
         .build();
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| StartError::Io {
-            path: PathBuf::from(args.listen.to_string()),
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(io_at(Path::new("listener")))?;
     let endpoint = format!("http://{local}");
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "nimbus listening");
     println!(
@@ -251,6 +302,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         Duration::from_secs(args.shutdown_grace),
     )
     .await;
+    sandboxes.close();
+    invoker.shutdown();
+    if let Isolation::Oci(runtime) = sandboxes.isolation() {
+        runtime.close().await;
+    }
     tracing::info!("nimbus stopped");
     drop(lock);
     Ok(())

@@ -1,0 +1,339 @@
+//! OCI runtime bundles: the `config.json` every sandbox is created from, generated
+//! with `oci-spec`, and the near-empty root filesystem it mounts things onto.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::OciSpecError;
+use oci_spec::runtime::{
+    Arch, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxPidsBuilder,
+    LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder, get_default_mounts,
+};
+
+/// The unprivileged user code runs as (Lambda's `sbx_user1051`).
+pub const SANDBOX_UID: u32 = 993;
+pub const SANDBOX_GID: u32 = 990;
+/// Processes and threads per sandbox, Lambda's quota.
+const PIDS_MAX: i64 = 1024;
+/// Open files per process, Lambda's quota.
+const NOFILE: u64 = 1024;
+
+/// Where the init process is mounted inside every sandbox.
+pub const INIT_PATH: &str = "/var/rapid/init";
+
+/// A host directory shown read-only inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReadOnly {
+    pub source: PathBuf,
+    pub target: PathBuf,
+}
+
+/// Everything a bundle is made of; all host paths.
+pub struct BundleSpec<'a> {
+    pub rootfs: &'a Path,
+    pub init: &'a Path,
+    pub etc: &'a Path,
+    pub mounts: &'a [ReadOnly],
+    /// Empty host directories whose later mounts propagate into the sandbox at
+    /// `/var/task` and `/opt`.
+    pub task_slot: &'a Path,
+    pub opt_slot: &'a Path,
+    pub tmp_mb: u64,
+    pub cgroup: &'a str,
+}
+
+fn bind(source: &Path, target: &Path, extra: &[&str]) -> Result<Mount, OciSpecError> {
+    let mut options: Vec<String> = ["rbind", "ro", "nosuid", "nodev"]
+        .iter()
+        .chain(extra)
+        .map(|s| (*s).to_owned())
+        .collect();
+    options.dedup();
+    MountBuilder::default()
+        .destination(target)
+        .typ("bind")
+        .source(source)
+        .options(options)
+        .build()
+}
+
+/// The directories of a merged-/usr Debian root, as links into `/usr`.
+pub fn prepare_rootfs(rootfs: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(rootfs)?;
+    for dir in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = Path::new("/").join(dir);
+        if let Ok(link) = std::fs::read_link(&host) {
+            std::os::unix::fs::symlink(link, rootfs.join(dir))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
+    let mut mounts: Vec<Mount> = get_default_mounts();
+    mounts.push(bind(Path::new("/usr"), Path::new("/usr"), &[])?);
+    mounts.push(bind(spec.etc, Path::new("/etc"), &[])?);
+    for dir in ["ssl", "ca-certificates", "alternatives"] {
+        let host = Path::new("/etc").join(dir);
+        if host.is_dir() {
+            mounts.push(bind(&host, &host, &[])?);
+        }
+    }
+    for mount in spec.mounts {
+        mounts.push(bind(&mount.source, &mount.target, &[])?);
+    }
+    mounts.push(bind(spec.init, Path::new(INIT_PATH), &[])?);
+    mounts.push(bind(spec.task_slot, Path::new("/var/task"), &["rslave"])?);
+    mounts.push(bind(spec.opt_slot, Path::new("/opt"), &["rslave"])?);
+    mounts.push(
+        MountBuilder::default()
+            .destination("/tmp")
+            .typ("tmpfs")
+            .source("tmpfs")
+            .options(vec![
+                "nosuid".to_owned(),
+                "nodev".to_owned(),
+                "mode=1777".to_owned(),
+                format!("size={}m", spec.tmp_mb),
+            ])
+            .build()?,
+    );
+    let no_caps = LinuxCapabilitiesBuilder::default()
+        .bounding(HashSet::new())
+        .effective(HashSet::new())
+        .inheritable(HashSet::new())
+        .permitted(HashSet::new())
+        .ambient(HashSet::new())
+        .build()?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(SANDBOX_UID)
+                .gid(SANDBOX_GID)
+                .build()?,
+        )
+        .args(vec![INIT_PATH.to_owned(), "sandbox-init".to_owned()])
+        .env(vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_owned()])
+        .cwd("/")
+        .capabilities(no_caps)
+        .no_new_privileges(true)
+        .rlimits(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .hard(NOFILE)
+                .soft(NOFILE)
+                .build()?,
+        ])
+        .build()?;
+    let resources = LinuxResourcesBuilder::default()
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()?,
+        ])
+        .pids(LinuxPidsBuilder::default().limit(PIDS_MAX).build()?)
+        .build()?;
+    let linux = LinuxBuilder::default()
+        .resources(resources)
+        .cgroups_path(PathBuf::from(spec.cgroup))
+        .seccomp(seccomp()?)
+        .build()?;
+    // Namespaces, masked and read-only paths keep oci-spec's defaults: new pid,
+    // network, ipc, uts, mount and cgroup namespaces; /proc's dangerous files hidden.
+    let defaults = oci_spec::runtime::Linux::default();
+    let mut linux = linux;
+    linux.set_namespaces(defaults.namespaces().clone());
+    linux.set_masked_paths(defaults.masked_paths().clone());
+    linux.set_readonly_paths(defaults.readonly_paths().clone());
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(spec.rootfs)
+                .readonly(true)
+                .build()?,
+        )
+        .hostname("sandbox")
+        .mounts(mounts)
+        .process(process)
+        .linux(linux)
+        .build()
+}
+
+/// System calls no sandboxed program needs and that widen the kernel's attack
+/// surface: the set Docker's default profile withholds from unprivileged containers.
+const DENIED: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "syslog",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vhangup",
+];
+
+/// `clone` flags that create namespaces.
+const NAMESPACE_FLAGS: &[u64] = &[
+    0x0002_0000, // CLONE_NEWNS
+    0x0200_0000, // CLONE_NEWCGROUP
+    0x0400_0000, // CLONE_NEWUTS
+    0x0800_0000, // CLONE_NEWIPC
+    0x1000_0000, // CLONE_NEWUSER
+    0x2000_0000, // CLONE_NEWPID
+    0x4000_0000, // CLONE_NEWNET
+];
+
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
+
+fn denied(names: &[&str], errno: u32) -> Result<LinuxSyscall, OciSpecError> {
+    LinuxSyscallBuilder::default()
+        .names(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+        .action(LinuxSeccompAction::ScmpActErrno)
+        .errno_ret(errno)
+        .build()
+}
+
+fn seccomp() -> Result<LinuxSeccomp, OciSpecError> {
+    let mut syscalls = vec![
+        denied(DENIED, EPERM)?,
+        // clone3 passes its flags in memory a filter cannot read; glibc falls back
+        // to clone, whose flags it can.
+        denied(&["clone3"], ENOSYS)?,
+    ];
+    for flag in NAMESPACE_FLAGS {
+        let mut rule = denied(&["clone"], EPERM)?;
+        rule.set_args(Some(vec![
+            LinuxSeccompArgBuilder::default()
+                .index(0usize)
+                .value(*flag)
+                .value_two(*flag)
+                .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                .build()?,
+        ]));
+        syscalls.push(rule);
+    }
+    let architectures = if cfg!(target_arch = "aarch64") {
+        vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm]
+    } else {
+        vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
+    };
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(architectures)
+        .syscalls(syscalls)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_isolate_by_default() {
+        let spec = config(&BundleSpec {
+            rootfs: Path::new("/b/rootfs"),
+            init: Path::new("/usr/bin/nimbus"),
+            etc: Path::new("/b/etc"),
+            mounts: &[ReadOnly {
+                source: "/host/runtime".into(),
+                target: "/var/runtime".into(),
+            }],
+            task_slot: Path::new("/s/task"),
+            opt_slot: Path::new("/s/opt"),
+            tmp_mb: 512,
+            cgroup: "/nimbus-test/sb1",
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["root"]["readonly"], true);
+        assert_eq!(json["process"]["user"]["uid"], SANDBOX_UID);
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        assert_eq!(
+            json["process"]["capabilities"]["bounding"],
+            serde_json::json!([])
+        );
+        let namespaces: Vec<&str> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ns| ns["type"].as_str().unwrap())
+            .collect();
+        for wanted in ["pid", "mount", "ipc", "uts", "network"] {
+            assert!(namespaces.contains(&wanted), "{wanted} namespace missing");
+        }
+        let mounts = json["mounts"].as_array().unwrap();
+        let tmp = mounts.iter().find(|m| m["destination"] == "/tmp").unwrap();
+        assert!(
+            tmp["options"]
+                .as_array()
+                .unwrap()
+                .contains(&"size=512m".into())
+        );
+        let runtime = mounts
+            .iter()
+            .find(|m| m["destination"] == "/var/runtime")
+            .unwrap();
+        assert!(
+            runtime["options"]
+                .as_array()
+                .unwrap()
+                .contains(&"ro".into())
+        );
+        assert_eq!(json["linux"]["resources"]["pids"]["limit"], PIDS_MAX);
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    }
+}

@@ -1,0 +1,430 @@
+//! Sandboxes as OCI containers, driven through an OCI runtime's command line (runc,
+//! crun, youki, runsc: anything that takes the same bundles and flags).
+//!
+//! Each sandbox is `<runtime> run` in the foreground, a child of nimbus, its init
+//! process nimbus's own [`crate::init`]. Everything a sandbox owns on the host lives
+//! under one directory (bundles, runtime state, mount slots) and one cgroup parent,
+//! so whatever a crash left behind is found and removed at the next start.
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::mount::MsFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::net::unix::pipe::Receiver;
+use tokio::process::{Child, Command};
+
+use crate::bundle::{self, BundleSpec, SANDBOX_GID, SANDBOX_UID};
+use crate::cgroup::Cgroup;
+use crate::{Exit, Launch, SandboxError, Template, die_with_parent, mounts};
+
+/// How long a runtime may take to start a sandbox's init process.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+pub struct OciRuntime {
+    cli: PathBuf,
+    dir: PathBuf,
+    state: PathBuf,
+    bundles: PathBuf,
+    slots: PathBuf,
+    stage: PathBuf,
+    etc: PathBuf,
+    init: PathBuf,
+    cgroup_parent: String,
+    next: AtomicU64,
+}
+
+fn start_error(message: impl Into<String>) -> SandboxError {
+    SandboxError::Oci(message.into())
+}
+
+/// `/etc` inside sandboxes: the sandbox user, and the few host files name
+/// resolution and TLS need. Mount points for `/etc/ssl` and friends are made here.
+fn write_etc(etc: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(etc)?;
+    std::fs::write(
+        etc.join("passwd"),
+        format!(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n\
+             sbx_user1051:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/usr/sbin/nologin\n"
+        ),
+    )?;
+    std::fs::write(
+        etc.join("group"),
+        format!("root:x:0:\nsbx_user1051:x:{SANDBOX_GID}:\n"),
+    )?;
+    std::fs::write(
+        etc.join("hosts"),
+        "127.0.0.1 localhost sandbox\n::1 localhost\n",
+    )?;
+    for file in [
+        "resolv.conf",
+        "nsswitch.conf",
+        "ld.so.cache",
+        "protocols",
+        "services",
+    ] {
+        if let Ok(bytes) = std::fs::read(Path::new("/etc").join(file)) {
+            std::fs::write(etc.join(file), bytes)?;
+        }
+    }
+    for dir in ["ssl", "ca-certificates", "alternatives"] {
+        std::fs::create_dir_all(etc.join(dir))?;
+    }
+    Ok(())
+}
+
+impl OciRuntime {
+    /// Takes over `dir` for sandboxes run by `cli`, first removing whatever an earlier
+    /// nimbus on the same directory left behind. `init` is the nimbus binary.
+    pub async fn open(cli: PathBuf, dir: PathBuf, init: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let dir = dir.canonicalize()?;
+        let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+        let cgroup_parent = format!("nimbus-{}", hex::encode(&digest[..6]));
+        let runtime = Self {
+            state: dir.join("state"),
+            bundles: dir.join("bundles"),
+            slots: dir.join("slots"),
+            stage: dir.join("stage"),
+            etc: dir.join("etc"),
+            dir,
+            cli,
+            init,
+            cgroup_parent,
+            next: AtomicU64::new(0),
+        };
+        runtime.sweep().await;
+        for sub in [&runtime.bundles, &runtime.slots, &runtime.stage] {
+            std::fs::create_dir_all(sub)?;
+        }
+        write_etc(&runtime.etc)?;
+        mounts::own_mount(&runtime.slots, MsFlags::MS_SHARED)?;
+        mounts::own_mount(&runtime.stage, MsFlags::MS_PRIVATE)?;
+        Ok(runtime)
+    }
+
+    /// Removes leftover containers, their processes, cgroups, mounts and files.
+    async fn sweep(&self) {
+        let listed = Command::new(&self.cli)
+            .arg("--root")
+            .arg(&self.state)
+            .args(["list", "-q"])
+            .output()
+            .await;
+        let mut leftovers = 0;
+        if let Ok(listed) = listed {
+            for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+                leftovers += 1;
+                let _ = Command::new(&self.cli)
+                    .arg("--root")
+                    .arg(&self.state)
+                    .args(["delete", "--force", id])
+                    .output()
+                    .await;
+            }
+        }
+        // Whatever the runtime no longer knew of is found by its cgroup.
+        let pids_root = Path::new("/sys/fs/cgroup/pids").join(&self.cgroup_parent);
+        let procs_root = if pids_root.exists() {
+            pids_root
+        } else {
+            Path::new("/sys/fs/cgroup").join(&self.cgroup_parent)
+        };
+        for group in std::fs::read_dir(&procs_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let procs = std::fs::read_to_string(group.path().join("cgroup.procs"));
+            for pid in procs.unwrap_or_default().split_whitespace() {
+                if let Ok(pid) = pid.parse() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Cgroup::remove_tree(&self.cgroup_parent);
+        let stale = mounts::mounts_under(&self.dir);
+        for point in &stale {
+            mounts::detach(point);
+        }
+        for sub in [&self.state, &self.bundles, &self.slots, &self.stage] {
+            let _ = std::fs::remove_dir_all(sub);
+        }
+        if leftovers + stale.len() > 0 {
+            tracing::info!(
+                containers = leftovers,
+                mounts = stale.len(),
+                "removed sandboxes left by an earlier run"
+            );
+        }
+    }
+
+    /// At shutdown, once the sandboxes were killed: gives the runtime a moment to
+    /// remove their containers, then unmounts the slot trees.
+    pub async fn close(&self) {
+        for _ in 0..100 {
+            let left = std::fs::read_dir(&self.state).map_or(0, |dir| dir.count());
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for point in mounts::mounts_under(&self.dir) {
+            mounts::detach(&point);
+        }
+    }
+
+    /// The runtime's name, for messages.
+    pub fn name(&self) -> String {
+        self.cli
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    pub(crate) async fn create(&self, template: &Template) -> Result<OciSandbox, SandboxError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("sb{}-{n}", std::process::id());
+        let bundle = self.bundles.join(&id);
+        let slot = self.slots.join(&id);
+        let sandbox_files = Files {
+            bundle: bundle.clone(),
+            slot: slot.clone(),
+            stage: self.stage.join(&id),
+            mounted: Vec::new(),
+        };
+        let rootfs = bundle.join("rootfs");
+        let setup = || -> io::Result<()> {
+            bundle::prepare_rootfs(&rootfs)?;
+            for dir in [
+                slot.join("task"),
+                slot.join("opt"),
+                sandbox_files.stage.clone(),
+            ] {
+                std::fs::create_dir_all(dir)?;
+            }
+            Ok(())
+        };
+        setup().map_err(|err| start_error(format!("cannot prepare a bundle: {err}")))?;
+        let cgroup_path = format!("/{}/{id}", self.cgroup_parent);
+        let config = bundle::config(&BundleSpec {
+            rootfs: &rootfs,
+            init: &self.init,
+            etc: &self.etc,
+            mounts: &template.mounts,
+            task_slot: &slot.join("task"),
+            opt_slot: &slot.join("opt"),
+            tmp_mb: template.tmp_mb,
+            cgroup: &cgroup_path,
+        })
+        .map_err(|err| start_error(format!("cannot write a bundle: {err}")))?;
+        config
+            .save(bundle.join("config.json"))
+            .map_err(|err| start_error(format!("cannot write a bundle: {err}")))?;
+
+        let (control_read, control_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|err| start_error(format!("cannot open a pipe: {err}")))?;
+        let mut command = Command::new(&self.cli);
+        command
+            .arg("--root")
+            .arg(&self.state)
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg("--pid-file")
+            .arg(bundle.join("pid"))
+            .args(["--preserve-fds", "1"])
+            .arg(&id)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        die_with_parent(&mut command, Some(control_write.as_raw_fd()));
+        let mut child = command
+            .spawn()
+            .map_err(|err| start_error(format!("cannot run {}: {err}", self.cli.display())))?;
+        drop(control_write);
+        let stdin = child
+            .stdin
+            .take()
+            .and_then(|stdin| stdin.into_owned_fd().ok())
+            .map(std::fs::File::from);
+        let stdout = child.stdout.take().and_then(|o| o.into_owned_fd().ok());
+        let mut stderr = child.stderr.take();
+        let control = Receiver::from_owned_fd(control_read)
+            .map_err(|err| start_error(format!("cannot read the control pipe: {err}")))?;
+        let mut control = BufReader::new(control).lines();
+        let ready = tokio::select! {
+            line = control.next_line() => matches!(line, Ok(Some(ref l)) if l == "ready"),
+            _ = child.wait() => false,
+            () = tokio::time::sleep(START_LIMIT) => false,
+        };
+        if !ready {
+            let _ = child.start_kill();
+            let mut message = String::new();
+            if let Some(stderr) = stderr.as_mut() {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    stderr.read_to_string(&mut message),
+                )
+                .await;
+            }
+            let message = message.trim();
+            return Err(start_error(format!(
+                "{} could not start a sandbox: {}",
+                self.name(),
+                if message.is_empty() {
+                    "no reason given"
+                } else {
+                    message
+                }
+            )));
+        }
+        let pid = std::fs::read_to_string(bundle.join("pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .ok_or_else(|| start_error(format!("{} wrote no pid file", self.name())))?;
+        let stderr = stderr.and_then(|e| e.into_owned_fd().ok());
+        Ok(OciSandbox {
+            child,
+            init: Pid::from_raw(pid),
+            stdin,
+            outputs: [stdout, stderr].into_iter().flatten().collect(),
+            control,
+            cgroup: Cgroup::new(&cgroup_path),
+            files: sandbox_files,
+        })
+    }
+}
+
+/// What a sandbox holds on the host, given back when it is dropped.
+struct Files {
+    bundle: PathBuf,
+    slot: PathBuf,
+    stage: PathBuf,
+    mounted: Vec<PathBuf>,
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        for point in &self.mounted {
+            mounts::detach(point);
+        }
+        let _ = std::fs::remove_dir_all(&self.slot);
+        let _ = std::fs::remove_dir(&self.stage);
+        let _ = std::fs::remove_dir_all(&self.bundle);
+    }
+}
+
+pub(crate) struct OciSandbox {
+    child: Child,
+    /// The init process, as the host sees it.
+    init: Pid,
+    stdin: Option<std::fs::File>,
+    outputs: Vec<OwnedFd>,
+    control: Lines<BufReader<Receiver>>,
+    pub(crate) cgroup: Cgroup,
+    files: Files,
+}
+
+impl OciSandbox {
+    pub(crate) fn init_pid(&self) -> Pid {
+        self.init
+    }
+
+    pub(crate) fn launch(&mut self, launch: Launch) -> Result<Vec<OwnedFd>, SandboxError> {
+        let show = |sources: &[PathBuf], slot: &str| -> io::Result<Option<PathBuf>> {
+            if sources.is_empty() {
+                return Ok(None);
+            }
+            let target = self.files.slot.join(slot);
+            mounts::show_read_only(sources, &self.files.stage, &target)?;
+            Ok(Some(target))
+        };
+        let task = show(std::slice::from_ref(&launch.task), "task")
+            .map_err(|err| start_error(format!("cannot mount the code: {err}")))?;
+        self.files.mounted.extend(task);
+        let opt = show(&launch.layers, "opt")
+            .map_err(|err| start_error(format!("cannot mount the layers: {err}")))?;
+        self.files.mounted.extend(opt);
+        self.cgroup
+            .limit(launch.memory_mb)
+            .map_err(|err| start_error(format!("cannot set the sandbox's limits: {err}")))?;
+        let mut line = serde_json::to_vec(&launch.program).expect("programs serialize");
+        line.push(b'\n');
+        self.stdin
+            .as_mut()
+            .ok_or_else(|| start_error("the sandbox was already launched"))?
+            .write_all(&line)
+            .map_err(|err| start_error(format!("the sandbox is gone: {err}")))?;
+        Ok(std::mem::take(&mut self.outputs))
+    }
+
+    pub(crate) async fn wait(&mut self) -> Exit {
+        loop {
+            tokio::select! {
+                line = self.control.next_line() => match line {
+                    Ok(Some(line)) => {
+                        if let Some(reason) = line.strip_prefix("exit ") {
+                            return Exit {
+                                reason: reason.to_owned(),
+                                out_of_memory: self.cgroup.oom_kills() > 0,
+                            };
+                        }
+                    }
+                    // The init process is gone without a word: the sandbox ended.
+                    _ => break,
+                },
+                status = self.child.wait() => {
+                    return Exit {
+                        reason: match status {
+                            Ok(status) => format!("sandbox ended: {status}"),
+                            Err(err) => format!("sandbox ended: {err}"),
+                        },
+                        out_of_memory: false,
+                    };
+                }
+            }
+        }
+        let status = self.child.wait().await;
+        Exit {
+            reason: match status {
+                Ok(status) => format!("sandbox ended: {status}"),
+                Err(err) => format!("sandbox ended: {err}"),
+            },
+            out_of_memory: false,
+        }
+    }
+
+    pub(crate) fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the init process, and with it every process of the sandbox's pid
+    /// namespace; the runtime then removes the container and its cgroup.
+    pub(crate) fn kill(&mut self) {
+        if self.is_alive() {
+            let _ = kill(self.init, Signal::SIGKILL);
+        }
+        self.stdin = None;
+    }
+}
+
+impl Drop for OciSandbox {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
