@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 pub use bundle::ReadOnly;
 pub use init::Program;
+pub use mounts::private_namespace;
 pub use oci::OciRuntime;
 pub use pool::Pool;
 

@@ -13,6 +13,21 @@ fn io_err(err: nix::Error) -> io::Error {
     io::Error::from(err)
 }
 
+/// Gives the calling process a mount namespace of its own, receiving the host's mounts
+/// but not showing it any of its own: the sandboxes' mounts then disappear with
+/// nimbus, however it ends. Must be called while the process has one thread.
+pub fn private_namespace() -> io::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(io_err)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(io_err)
+}
+
 /// Makes `dir` a mount point of its own with the given propagation, so that slot
 /// mounts neither leak into the host's mount tree nor miss the sandboxes.
 pub fn own_mount(dir: &Path, propagation: MsFlags) -> io::Result<()> {

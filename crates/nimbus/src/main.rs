@@ -110,6 +110,11 @@ fn main() -> ExitCode {
         Command::SandboxInit => nimbus_engine::init::run(),
         Command::Server(args) => {
             init_logging(args.log_format);
+            if args.isolation == IsolationArg::Oci
+                && let Err(err) = nimbus_engine::private_namespace()
+            {
+                tracing::warn!(error = %err, "no private mount namespace: sandbox mounts are visible on the host");
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
