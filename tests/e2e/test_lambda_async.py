@@ -3,6 +3,7 @@ and not lost when the server is killed."""
 
 import http.server
 import json
+import socket
 import threading
 import time
 
@@ -11,8 +12,16 @@ import pytest
 from conftest import create_function, zip_function
 
 
+def host_address() -> str:
+    """This host's address on its default route: what a sandboxed function reaches
+    the host by (its own 127.0.0.1 is the sandbox's loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        return probe.getsockname()[0]
+
+
 class Callbacks:
-    """An HTTP server on loopback recording what functions post to it."""
+    """An HTTP server on this host recording what functions post to it."""
 
     def __init__(self):
         self.posts = []
@@ -28,9 +37,10 @@ class Callbacks:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        address = host_address()
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.url = f"http://{address}:{self.server.server_address[1]}/"
 
     def wait_for(self, count, timeout=60):
         deadline = time.monotonic() + timeout

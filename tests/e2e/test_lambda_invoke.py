@@ -63,7 +63,7 @@ def test_a_python_handler_sees_its_context_and_environment(lambda_client, unique
     assert "Init Duration: " in log
 
     warm, warm_body = invoke(lambda_client, unique_name, {"x": 2}, LogType="Tail")
-    assert warm_body["pid"] == body["pid"], "the warm invocation reuses the environment"
+    assert warm_body["environment"] == body["environment"], "the warm invocation reuses the environment"
     assert "Init Duration" not in tail(warm)
 
 
@@ -161,8 +161,8 @@ def invoke_together(client, name, count, payload):
 def test_concurrent_invocations_scale_out_to_separate_environments(lambda_client, unique_name):
     create_function(lambda_client, unique_name, zip_function("py_probe"), Timeout=30)
     outcomes = invoke_together(lambda_client, unique_name, 20, {"sleep": 1})
-    pids = {body["pid"] for _, body in outcomes}
-    assert len(pids) == 20, "each concurrent invocation runs in its own environment"
+    environments = {body["environment"] for _, body in outcomes}
+    assert len(environments) == 20, "each concurrent invocation runs in its own environment"
 
 
 def test_reserved_concurrency_throttles_the_excess(lambda_client, unique_name):
@@ -191,7 +191,7 @@ def test_an_update_retires_warm_environments(lambda_client, unique_name):
     lambda_client.get_waiter("function_updated_v2").wait(FunctionName=unique_name, WaiterConfig={"Delay": 0.2})
     _, after = invoke(lambda_client, unique_name)
     assert after["env"]["GREETING"] == "two"
-    assert after["pid"] != before["pid"]
+    assert after["environment"] != before["environment"]
 
 
 def test_invoking_a_missing_function_or_version(lambda_client, unique_name):
@@ -212,7 +212,7 @@ def test_idle_environments_are_shut_down_after_the_keep_alive(fresh_nimbus):
     create_function(client, "short-lived", zip_function("py_probe"))
     _, first = invoke(client, "short-lived")
     _, warm = invoke(client, "short-lived")
-    assert warm["pid"] == first["pid"]
+    assert warm["environment"] == first["environment"]
     time.sleep(3)
     _, after = invoke(client, "short-lived")
-    assert after["pid"] != first["pid"], "the idle environment was shut down"
+    assert after["environment"] != first["environment"], "the idle environment was shut down"

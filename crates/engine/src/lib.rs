@@ -8,6 +8,7 @@ mod bundle;
 pub mod cgroup;
 pub mod init;
 mod mounts;
+mod network;
 pub mod oci;
 mod pool;
 mod process;

@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 
 use crate::bundle::{self, BundleSpec, SANDBOX_GID, SANDBOX_UID};
 use crate::cgroup::Cgroup;
+use crate::network::Network;
 use crate::{Exit, Launch, SandboxError, Template, die_with_parent, mounts};
 
 /// How long a runtime may take to start a sandbox's init process.
@@ -39,6 +40,8 @@ pub struct OciRuntime {
     init: PathBuf,
     cgroup_parent: String,
     next: AtomicU64,
+    /// Links to the host; without them sandboxes have only their loopback.
+    network: Option<Network>,
 }
 
 fn start_error(message: impl Into<String>) -> SandboxError {
@@ -100,6 +103,12 @@ impl OciRuntime {
             init,
             cgroup_parent,
             next: AtomicU64::new(0),
+            network: Network::open()
+                .await
+                .inspect_err(|err| {
+                    tracing::warn!(error = %err, "sandboxes get no network beyond their loopback")
+                })
+                .ok(),
         };
         runtime.sweep().await;
         for sub in [&runtime.bundles, &runtime.slots, &runtime.stage] {
@@ -293,10 +302,24 @@ impl OciRuntime {
                 }
             )));
         }
-        let pid = std::fs::read_to_string(bundle.join("pid"))
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-            .ok_or_else(|| start_error(format!("{} wrote no pid file", self.name())))?;
+        // The runtime may write its pid file just after the init process started.
+        let mut pid = None;
+        for _ in 0..200 {
+            pid = std::fs::read_to_string(bundle.join("pid"))
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok());
+            if pid.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let pid = pid.ok_or_else(|| start_error(format!("{} wrote no pid file", self.name())))?;
+        if let Some(network) = &self.network {
+            network
+                .attach(pid)
+                .await
+                .map_err(|err| start_error(format!("cannot link a sandbox to the host: {err}")))?;
+        }
         let stderr = stderr.and_then(|e| e.into_owned_fd().ok());
         Ok(OciSandbox {
             child,

@@ -49,7 +49,8 @@ fn describe(program: &Path, script: &[&str]) -> Option<Interpreter> {
     let output = Command::new(program).args(script).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let mut lines = text.lines().map(str::trim);
-    let executable = PathBuf::from(lines.next()?);
+    // A virtualenv's interpreter is a link to the real one, which sandboxes are shown.
+    let executable = PathBuf::from(lines.next()?).canonicalize().ok()?;
     let version = lines.next()?.to_owned();
     let prefix = PathBuf::from(lines.next()?);
     let packages = lines.next().unwrap_or_default().to_owned();

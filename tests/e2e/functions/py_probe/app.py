@@ -2,6 +2,11 @@
 
 import os
 import time
+import uuid
+
+# Names this execution environment: pids repeat across sandboxes (each has its own
+# pid namespace), this does not.
+ENVIRONMENT = uuid.uuid4().hex
 
 
 def handler(event, context):
@@ -26,5 +31,5 @@ def handler(event, context):
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_LOG_GROUP_NAME",
             "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "TZ", "GREETING",
         )},
-        "pid": os.getpid(),
+        "environment": ENVIRONMENT,
     }
