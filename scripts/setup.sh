@@ -22,6 +22,23 @@ ensure_rust() {
     fi
 }
 
-# gcc builds the bundled SQLite.
-ensure_packages build-essential pkg-config
+# crun refuses to run on a cgroup v1/v2 hybrid host whose hugetlb controller sits on
+# the v2 tree; giving it a v1 hierarchy of its own, as the others have, fixes that.
+ensure_hugetlb_v1() {
+    [ -d /sys/fs/cgroup/memory ] || return 0
+    [ -e /sys/fs/cgroup/cgroup.controllers ] && return 0
+    mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null && return 0
+    grep -qw hugetlb /proc/cgroups || return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo mkdir -p /sys/fs/cgroup/hugetlb 2>/dev/null &&
+        $sudo mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null ||
+        echo "note: could not mount the hugetlb cgroup; crun will not work here" >&2
+}
+
+# gcc builds the bundled SQLite. runc runs sandboxes (crun is the alternative the
+# tests also run with); iproute2, util-linux's nsenter and iptables link them to the
+# host and the outside network.
+ensure_packages build-essential pkg-config runc crun iproute2 util-linux iptables
+ensure_hugetlb_v1
 ensure_rust

@@ -131,8 +131,9 @@ def fresh_nimbus(data_dir):
         return server
 
     yield start
+    # Stopped gracefully, so the sandboxes' cgroups and containers go with them.
     for server in servers:
-        server.kill()
+        server.kill(signal.SIGTERM)
 
 
 # --- Lambda ---------------------------------------------------------------------
