@@ -1,6 +1,7 @@
 """Fixtures that start the real nimbus binary and point real AWS clients at it."""
 
 import configparser
+import contextlib
 import os
 import re
 import signal
@@ -101,6 +102,22 @@ def start_nimbus(data_dir: Path, *args: str, env=None) -> Nimbus:
     threading.Thread(target=drain, args=(process.stdout, []), daemon=True).start()
     threading.Thread(target=drain, args=(process.stderr, nimbus.stderr_lines), daemon=True).start()
     return nimbus
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sweep_sandbox_cgroups():
+    """Servers killed on purpose (SIGKILL) leave their sandboxes' empty cgroups behind
+    until a server starts on the same data dir again; once every server of the session
+    has stopped, they are removed here."""
+    yield
+    for hierarchy in Path("/sys/fs/cgroup").glob("*"):
+        for parent in hierarchy.glob("nimbus-*"):
+            for group in parent.iterdir():
+                if group.is_dir():
+                    with contextlib.suppress(OSError):
+                        group.rmdir()
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 @pytest.fixture

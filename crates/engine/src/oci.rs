@@ -178,7 +178,8 @@ impl OciRuntime {
     }
 
     /// At shutdown, once the sandboxes were killed: gives the runtime a moment to
-    /// remove their containers, then unmounts the slot trees.
+    /// remove their containers, then removes the instance's cgroup parent and
+    /// unmounts the slot trees.
     pub async fn close(&self) {
         for _ in 0..100 {
             let left = std::fs::read_dir(&self.state).map_or(0, |dir| dir.count());
@@ -187,6 +188,7 @@ impl OciRuntime {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Cgroup::remove_tree(&self.cgroup_parent);
         for point in mounts::mounts_under(&self.dir) {
             mounts::detach(&point);
         }
