@@ -14,9 +14,7 @@ cold_runs=${BENCH_COLD:-10}
 many=16
 
 build
-echo "building the Rust function..." >&2
-cargo build --release --quiet --manifest-path "$root/tests/e2e/functions/rust_hello/Cargo.toml" \
-    --target-dir "$target_dir/e2e-functions"
+build_rust_function
 
 start_bare
 start_nimbus --lambda-keep-alive 3600
@@ -24,82 +22,22 @@ start_nimbus --lambda-keep-alive 3600
 # Deploys the functions; then, for each runtime, forces cold starts by changing the
 # configuration and reports the median Init Duration (from the REPORT line) and the
 # median client-side time of the cold invoke.
-"$python" - "$credentials" "$nimbus_url" "$target_dir/e2e-functions/release/rust_hello" "$cold_runs" >"$tmp/cold" <<'PY'
-import base64
-import configparser
-import io
-import json
-import re
-import statistics
-import subprocess
+PYTHONPATH=$root/bench/py "$python" - "$credentials" "$nimbus_url" "$target_dir/e2e-functions/release/rust_hello" \
+    "$cold_runs" >"$tmp/cold" <<'PY'
 import sys
-import time
-import zipfile
 
-import boto3
-from botocore.config import Config
+from lambda_bench import client, cold_invokes, deploy, functions, median, real_python, timed_runs
 
 credentials_file, url, rust_binary, runs = sys.argv[1:]
-profile = configparser.ConfigParser()
-profile.read(credentials_file)
-keys = profile["nimbus"]
-client = boto3.client(
-    "lambda", endpoint_url=url, region_name="us-east-1",
-    aws_access_key_id=keys["aws_access_key_id"], aws_secret_access_key=keys["aws_secret_access_key"],
-    config=Config(retries={"max_attempts": 1}),
-)
-
-
-def zipped(files):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data, mode in files:
-            info = zipfile.ZipInfo(name)
-            info.external_attr = mode << 16
-            archive.writestr(info, data)
-    return buffer.getvalue()
-
-
-with open(rust_binary, "rb") as binary:
-    rust = zipped([("bootstrap", binary.read(), 0o755)])
-python = zipped([("app.py", b"def handler(event, context):\n    return {'ok': True}\n", 0o644)])
-node = zipped([("index.js", b"exports.handler = async () => ({ ok: true });\n", 0o644)])
-functions = {
-    "rust": ("provided.al2023", "bootstrap", rust),
-    "python": ("python3.12", "app.handler", python),
-    "node": ("nodejs20.x", "index.handler", node),
-}
-for name, (runtime, handler, code) in functions.items():
-    client.create_function(
-        FunctionName=name, Runtime=runtime, Handler=handler, Code={"ZipFile": code},
-        Role="arn:aws:iam::000000000000:role/bench",
-    )
-    client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.1})
-
-for name in functions:
-    init, total = [], []
-    for run in range(int(runs)):
-        client.update_function_configuration(FunctionName=name, Environment={"Variables": {"RUN": str(run)}})
-        client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.1})
-        started = time.perf_counter()
-        response = client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
-        total.append((time.perf_counter() - started) * 1000)
-        assert "FunctionError" not in response, response["Payload"].read()
-        log = base64.b64decode(response["LogResult"]).decode()
-        init.append(float(re.search(r"Init Duration: ([0-9.]+) ms", log).group(1)))
-    print(f"COLD {name} {statistics.median(init):.2f} {statistics.median(total):.2f}")
-
-# The reference: a bare start of the interpreter itself (not of a wrapper such as a
-# pyenv shim in front of it).
-real_python = subprocess.run(
-    ["python3", "-c", "import sys; print(sys.executable)"], check=True, capture_output=True, text=True
-).stdout.strip()
-starts = []
-for _ in range(int(runs)):
-    started = time.perf_counter()
-    subprocess.run([real_python, "-c", "pass"], check=True)
-    starts.append((time.perf_counter() - started) * 1000)
-print(f"COLD python3-c-pass {statistics.median(starts):.2f} {statistics.median(starts):.2f}")
+runs = int(runs)
+lambda_client = client(credentials_file, url)
+deployed = functions(rust_binary, ["rust", "python", "node"])
+deploy(lambda_client, deployed)
+for name in deployed:
+    init, total = cold_invokes(lambda_client, name, runs)
+    print(f"COLD {name} {median(init):.2f} {median(total):.2f}")
+starts = timed_runs([real_python(), "-c", "pass"], runs)
+print(f"COLD python3-c-pass {median(starts):.2f} {median(starts):.2f}")
 PY
 
 for round in $(seq "$rounds"); do

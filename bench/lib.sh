@@ -49,6 +49,14 @@ build() {
     cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p nimbus -p nimbus-bench
 }
 
+# build_rust_function: the e2e suite's `lambda_runtime` function, built to
+# $target_dir/e2e-functions/release/rust_hello.
+build_rust_function() {
+    echo "building the Rust function..." >&2
+    cargo build --release --quiet --manifest-path "$root/tests/e2e/functions/rust_hello/Cargo.toml" \
+        --target-dir "$target_dir/e2e-functions"
+}
+
 free_port() {
     "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -83,6 +91,13 @@ start_nimbus() {
     nimbus_pid=$!
     pids+=("$nimbus_pid")
     wait_ready "${nimbus_url}_nimbus/health"
+}
+
+# stop_nimbus: stops the server start_nimbus started, gracefully, and removes its data.
+stop_nimbus() {
+    kill -TERM "$nimbus_pid"
+    wait "$nimbus_pid" || true
+    rm -rf "$tmp/data"
 }
 
 # wrk calls done() once with the totals of all its threads.
