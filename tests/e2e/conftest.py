@@ -71,6 +71,17 @@ class Nimbus:
         command = ["aws", "--endpoint-url", self.endpoint, "--region", REGION, *args]
         return subprocess.run(command, env=full_env, capture_output=True, text=True, check=check, timeout=60)
 
+    def logged(self, text, timeout=10) -> bool:
+        """Whether the server wrote `text` to its log, waiting for the pipe to drain."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.stderr_lines):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def kill(self, sig=signal.SIGKILL):
         if self.process.poll() is None:
             self.process.send_signal(sig)

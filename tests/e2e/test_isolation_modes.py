@@ -18,12 +18,12 @@ def test_without_an_oci_runtime_the_server_serves_but_invokes_name_the_fix(fresh
     assert "/nonexistent/runc" in message
     assert "apt-get install runc" in message
     assert "--isolation none" in message
-    assert any("No OCI runtime" in line for line in nimbus.stderr_lines)
+    assert nimbus.logged("No OCI runtime")
 
 
 def test_isolation_none_runs_unsandboxed_with_a_warning(fresh_nimbus):
     nimbus = fresh_nimbus("--isolation", "none")
-    assert any("isolation is off" in line for line in nimbus.stderr_lines)
+    assert nimbus.logged("isolation is off")
     client = nimbus.client("lambda")
     create_function(client, "unsandboxed", zip_function("py_probe"))
     _, body = invoke(client, "unsandboxed", {"n": 1})

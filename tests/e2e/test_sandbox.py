@@ -196,6 +196,18 @@ def test_a_timeout_kills_the_processes_the_function_forked(client, function):
 # --- Nothing leaks ----------------------------------------------------------------
 
 
+def eventually(condition, timeout=10):
+    """Whether `condition` holds within `timeout` seconds. A sandbox's link goes with
+    its network namespace, which the kernel frees asynchronously once the last
+    process in it is gone."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def host_links():
     return {link.name for link in Path("/sys/class/net").iterdir() if link.name.startswith("nb")}
 
@@ -253,13 +265,13 @@ def test_a_killed_server_leaves_nothing_after_the_next_start_and_a_stopped_one_n
     assert not old_containers & containers(runtime, data_dir)
     old_sandboxes = {group for group in old_cgroups if not group.startswith("nimbus-")}
     assert not old_sandboxes & sandbox_cgroups(data_dir)
-    assert not old_links & host_links()
+    assert eventually(lambda: not old_links & host_links())
     response, _ = invoke(second.client("lambda"), "leaky", {"action": "whoami"})
     assert "FunctionError" not in response
 
     second.kill(signal.SIGTERM)
     assert containers(runtime, data_dir) == set()
     assert sandbox_cgroups(data_dir) == set()
-    assert host_links() <= links_before
+    assert eventually(lambda: host_links() <= links_before)
     assert processes_of(data_dir) == []
     assert mounts_of(data_dir) == []

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub struct OciRuntime {
     init: PathBuf,
     cgroup_parent: String,
     next: AtomicU64,
+    /// One reference per runtime process still running, so shutdown can wait until
+    /// every one has removed its container and exited.
+    running: Arc<()>,
     /// Links to the host; without them sandboxes have only their loopback.
     network: Option<Network>,
 }
@@ -103,6 +107,7 @@ impl OciRuntime {
             init,
             cgroup_parent,
             next: AtomicU64::new(0),
+            running: Arc::new(()),
             network: Network::open()
                 .await
                 .inspect_err(|err| {
@@ -177,13 +182,12 @@ impl OciRuntime {
         }
     }
 
-    /// At shutdown, once the sandboxes were killed: gives the runtime a moment to
-    /// remove their containers, then removes the instance's cgroup parent and
-    /// unmounts the slot trees.
+    /// At shutdown, once the sandboxes were killed: waits (a few seconds at most)
+    /// for the runtime processes to remove their containers and exit, then removes
+    /// the instance's cgroup parent and unmounts the slot trees.
     pub async fn close(&self) {
-        for _ in 0..100 {
-            let left = std::fs::read_dir(&self.state).map_or(0, |dir| dir.count());
-            if left == 0 {
+        for _ in 0..250 {
+            if Arc::strong_count(&self.running) == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -324,7 +328,8 @@ impl OciRuntime {
         }
         let stderr = stderr.and_then(|e| e.into_owned_fd().ok());
         Ok(OciSandbox {
-            child,
+            child: Some(child),
+            running: self.running.clone(),
             init: Pid::from_raw(pid),
             stdin,
             outputs: [stdout, stderr].into_iter().flatten().collect(),
@@ -355,7 +360,9 @@ impl Drop for Files {
 }
 
 pub(crate) struct OciSandbox {
-    child: Child,
+    /// The runtime process; taken only when the sandbox is dropped.
+    child: Option<Child>,
+    running: Arc<()>,
     /// The init process, as the host sees it.
     init: Pid,
     stdin: Option<std::fs::File>,
@@ -399,6 +406,10 @@ impl OciSandbox {
     }
 
     pub(crate) async fn wait(&mut self) -> Exit {
+        let child = self
+            .child
+            .as_mut()
+            .expect("the runtime process is taken only on drop");
         loop {
             tokio::select! {
                 line = self.control.next_line() => match line {
@@ -413,7 +424,7 @@ impl OciSandbox {
                     // The init process is gone without a word: the sandbox ended.
                     _ => break,
                 },
-                status = self.child.wait() => {
+                status = child.wait() => {
                     return Exit {
                         reason: match status {
                             Ok(status) => format!("sandbox ended: {status}"),
@@ -424,7 +435,7 @@ impl OciSandbox {
                 }
             }
         }
-        let status = self.child.wait().await;
+        let status = child.wait().await;
         Exit {
             reason: match status {
                 Ok(status) => format!("sandbox ended: {status}"),
@@ -435,7 +446,7 @@ impl OciSandbox {
     }
 
     pub(crate) fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
     /// Kills the init process, and with it every process of the sandbox's pid
@@ -451,5 +462,15 @@ impl OciSandbox {
 impl Drop for OciSandbox {
     fn drop(&mut self) {
         self.kill();
+        // The runtime removes the container once its init is gone, then exits; it
+        // counts as running until reaped.
+        let child = self.child.take();
+        let running = self.running.clone();
+        if let (Some(mut child), Ok(handle)) = (child, tokio::runtime::Handle::try_current()) {
+            handle.spawn(async move {
+                let _ = child.wait().await;
+                drop(running);
+            });
+        }
     }
 }
