@@ -1,5 +1,5 @@
 //! Sandboxes as OCI containers, driven through an OCI runtime's command line (runc,
-//! crun, youki, runsc: anything that takes the same bundles and flags).
+//! crun: anything that takes the same bundles and flags).
 //!
 //! Each sandbox is `<runtime> run` in the foreground, a child of nimbus, its init
 //! process nimbus's own [`crate::init`]. Everything a sandbox owns on the host lives

@@ -60,7 +60,7 @@ pub struct ServerArgs {
     /// host, unsandboxed.
     #[arg(long, env = "NIMBUS_ISOLATION", value_enum, default_value_t = IsolationArg::Oci)]
     pub isolation: IsolationArg,
-    /// The OCI runtime that runs sandboxes: runc, crun, youki or runsc, by name on
+    /// The OCI runtime that runs sandboxes: runc, crun or another taking their flags, by name on
     /// PATH or by path.
     #[arg(long, env = "NIMBUS_OCI_RUNTIME", default_value = "runc")]
     pub oci_runtime: PathBuf,
