@@ -51,8 +51,9 @@ pub struct EdgeBuilder {
 }
 
 impl EdgeBuilder {
-    /// Mounts a service's own endpoints under `/_nimbus/` (code downloads and the
-    /// like); they authenticate requests their own way.
+    /// Mounts a service's own endpoints: under `/_nimbus/` (code downloads and the
+    /// like) or a protocol's own paths (the registry's `/v2/`); they authenticate
+    /// requests their own way.
     pub fn internal(mut self, routes: Router) -> Self {
         self.internal = self.internal.merge(routes);
         self

@@ -67,6 +67,13 @@ pub struct ServerArgs {
     /// Sandboxes kept pre-started per runtime, so cold starts skip creating one.
     #[arg(long, env = "NIMBUS_SANDBOX_POOL", default_value_t = 1)]
     pub sandbox_pool: usize,
+    /// Seconds between the registry's garbage collections (and lifecycle policy runs).
+    #[arg(long, env = "NIMBUS_REGISTRY_GC_INTERVAL", default_value_t = 3600)]
+    pub registry_gc_interval: u64,
+    /// Seconds an unreferenced registry blob is kept before collection, so a blob
+    /// pushed just before its manifest is never lost.
+    #[arg(long, env = "NIMBUS_REGISTRY_GC_GRACE", default_value_t = 3600)]
+    pub registry_gc_grace: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

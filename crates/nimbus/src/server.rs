@@ -17,6 +17,7 @@ use nimbus_lambda::{
     AsyncQueue, CodeLinks, Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings,
 };
 use nimbus_logs::{LogSink, LogStore};
+use nimbus_registry::{EcrApi, Housekeeping, Registry, RegistryError};
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
@@ -43,6 +44,8 @@ pub enum StartError {
     Blobs(#[from] BlobError),
     #[error("function code store: {0}")]
     Code(#[from] CodeError),
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
     #[error("resuming lambda functions: {0}")]
     Lambda(String),
     #[error("NIMBUS_ROOT_ACCESS_KEY_ID and NIMBUS_ROOT_SECRET_ACCESS_KEY must be set together")]
@@ -257,7 +260,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
     )
     .map_err(io_at(&data_dir))?;
-    let queue = AsyncQueue::start(meta, invoker.clone());
+    let queue = AsyncQueue::start(meta.clone(), invoker.clone());
     let lambda = LambdaApi::new(
         functions,
         invoker.clone(),
@@ -270,10 +273,23 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .resume()
         .await
         .map_err(|err| StartError::Lambda(err.message))?;
+    let registry = Registry::open(
+        meta.clone(),
+        &data_dir.join("registry"),
+        credentials.clone(),
+        &args.account_id,
+        &args.region,
+    )?;
+    registry.start_housekeeping(Housekeeping {
+        interval: Duration::from_secs(args.registry_gc_interval.max(1)),
+        grace: Duration::from_secs(args.registry_gc_grace),
+    });
     let edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .service(Sts::new(credentials))
         .service(lambda)
+        .service(EcrApi::new(registry.clone()))
         .internal(links.routes())
+        .internal(nimbus_registry::distribution::routes(registry))
         .build();
 
     let endpoint = format!("http://{local}");

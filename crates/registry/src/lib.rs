@@ -1,0 +1,151 @@
+//! The image registry: OCI distribution v1.1 under `/v2/` ([`distribution`]) and the
+//! ECR API ([`api`]), two faces of one [`Registry`] kept in the metadata and blob
+//! stores ([`store`]), with ECR's tokens and repository policies ([`access`]).
+
+pub mod access;
+pub mod api;
+pub mod distribution;
+pub mod lifecycle;
+pub mod names;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nimbus_auth::CredentialStore;
+use nimbus_storage::MetadataStore;
+
+pub use api::EcrApi;
+pub use store::{RegistryError, RepoRecord, Store};
+
+use access::Tokens;
+use store::Upload;
+
+/// Open uploads one caller may hold at once.
+const UPLOADS_PER_CALLER: usize = 64;
+/// An upload nobody touched for this long is dropped, and its bytes with it.
+const UPLOAD_IDLE: Duration = Duration::from_secs(3600);
+
+/// When garbage collection and lifecycle rules run.
+#[derive(Debug, Clone, Copy)]
+pub struct Housekeeping {
+    pub interval: Duration,
+    /// Blobs younger than this are never collected, so a blob pushed just before its
+    /// manifest survives.
+    pub grace: Duration,
+}
+
+pub struct Registry {
+    pub store: Store,
+    pub tokens: Tokens,
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+    pub account_id: String,
+    pub region: String,
+}
+
+impl Registry {
+    /// Opens the registry's state: records in `meta`, bytes and the token key
+    /// under `dir`.
+    pub fn open(
+        meta: Arc<dyn MetadataStore>,
+        dir: &Path,
+        credentials: Arc<CredentialStore>,
+        account_id: &str,
+        region: &str,
+    ) -> Result<Arc<Self>, RegistryError> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Arc::new(Self {
+            store: Store::open(meta, dir.join("blobs"))?,
+            tokens: Tokens::open(&dir.join("token-key"), credentials)?,
+            uploads: Mutex::new(HashMap::new()),
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+        }))
+    }
+
+    pub fn repository_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:ecr:{}:{}:repository/{name}",
+            self.region, self.account_id
+        )
+    }
+
+    /// Starts an upload into `repo` for `owner`, within the per-caller bound.
+    pub fn start_upload(&self, repo: &str, owner: &str) -> Result<String, RegistryError> {
+        let upload = self.store.start_upload(repo, owner)?;
+        let mut uploads = self.uploads.lock().expect("uploads");
+        uploads.retain(|_, upload| {
+            upload
+                .try_lock()
+                .map_or(true, |upload| upload.touched.elapsed() < UPLOAD_IDLE)
+        });
+        let held = uploads
+            .values()
+            .filter(|upload| {
+                upload
+                    .try_lock()
+                    .map_or(true, |upload| upload.owner == owner)
+            })
+            .count();
+        if held >= UPLOADS_PER_CALLER {
+            return Err(RegistryError::TooManyUploads);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        uploads.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(upload)));
+        Ok(id)
+    }
+
+    /// An open upload of `repo`.
+    pub async fn upload(
+        &self,
+        repo: &str,
+        id: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Upload>, RegistryError> {
+        let upload = self
+            .uploads
+            .lock()
+            .expect("uploads")
+            .get(id)
+            .cloned()
+            .ok_or(RegistryError::UploadUnknown)?;
+        let guard = upload.lock_owned().await;
+        if guard.repo != repo || guard.touched.elapsed() >= UPLOAD_IDLE {
+            return Err(RegistryError::UploadUnknown);
+        }
+        Ok(guard)
+    }
+
+    /// Forgets an upload (finished or cancelled); unfinished bytes are discarded.
+    pub fn end_upload(&self, id: &str) -> bool {
+        self.uploads.lock().expect("uploads").remove(id).is_some()
+    }
+
+    /// Collects garbage and applies lifecycle policies every `interval`, forever.
+    pub fn start_housekeeping(self: &Arc<Self>, settings: Housekeeping) {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(settings.interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let registry = registry.clone();
+                let done =
+                    tokio::task::spawn_blocking(move || registry.housekeep(settings.grace)).await;
+                if let Ok(Err(err)) = done {
+                    tracing::warn!(error = %err, "registry housekeeping failed");
+                }
+            }
+        });
+    }
+
+    fn housekeep(&self, grace: Duration) -> Result<(), RegistryError> {
+        let expired = lifecycle::apply_all(&self.store)?;
+        let (blobs, files) = self.store.collect_garbage(grace.as_secs_f64())?;
+        if expired + blobs + files > 0 {
+            tracing::info!(expired, blobs, files, "registry housekeeping");
+        }
+        Ok(())
+    }
+}
