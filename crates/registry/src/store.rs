@@ -303,6 +303,7 @@ fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed> {
 }
 
 /// Outcome of a manifest push.
+#[derive(Debug)]
 pub struct Pushed {
     pub digest: OciDigest,
     pub subject: Option<OciDigest>,
@@ -953,4 +954,177 @@ fn sha512_of(mut file: File) -> Result<OciDigest> {
         algorithm: Algorithm::Sha512,
         hex: hex::encode(hasher.finalize()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta =
+            Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let store = Store::open(meta, dir.path().join("blobs")).unwrap();
+        (dir, store)
+    }
+
+    fn repo(store: &Store, name: &str) -> RepoRecord {
+        store
+            .create_repository(RepoRecord {
+                name: name.into(),
+                created_at: now(),
+                tag_mutability: "MUTABLE".into(),
+                scan_on_push: false,
+                policy: None,
+                lifecycle: None,
+                tags: BTreeMap::new(),
+            })
+            .unwrap()
+    }
+
+    fn push_blob(store: &Store, repo: &str, bytes: &[u8]) -> OciDigest {
+        let digest = OciDigest::sha256(bytes);
+        let mut upload = store.start_upload(repo, "me").unwrap();
+        upload.write(bytes).unwrap();
+        store.finish_upload(&mut upload, &digest).unwrap();
+        digest
+    }
+
+    fn image(config: &OciDigest, layers: &[(&OciDigest, usize)]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 2 },
+            "layers": layers.iter().map(|(digest, size)| serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest.to_string(), "size": size
+            })).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    fn files(dir: &tempfile::TempDir) -> usize {
+        std::fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count())
+            .sum()
+    }
+
+    #[test]
+    fn collection_takes_exactly_the_unreferenced_blobs() {
+        let (dir, store) = store();
+        let app = repo(&store, "app");
+        let config = push_blob(&store, "app", b"{}");
+        let shared = push_blob(&store, "app", b"shared layer");
+        let own = push_blob(&store, "app", b"own layer");
+        let first = image(&config, &[(&shared, 12), (&own, 9)]);
+        let second = image(&config, &[(&shared, 12)]);
+        let pushed = store
+            .put_manifest(&app, &Reference::Tag("one".into()), None, &first)
+            .unwrap();
+        store
+            .put_manifest(&app, &Reference::Tag("two".into()), None, &second)
+            .unwrap();
+        assert_eq!(files(&dir), 5);
+        assert_eq!(store.collect_garbage(0.0).unwrap(), (0, 0));
+
+        store.delete_manifest("app", &pushed.digest).unwrap();
+        assert_eq!(store.tag("app", "one").unwrap(), None);
+        // The first manifest's bytes and its own layer go; the shared layer stays.
+        assert_eq!(store.collect_garbage(0.0).unwrap(), (2, 2));
+        assert_eq!(files(&dir), 3);
+        assert!(store.repo_blob("app", &own).unwrap().is_none());
+        assert!(store.repo_blob("app", &shared).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_young_blob_survives_until_its_manifest_comes() {
+        let (dir, store) = store();
+        let app = repo(&store, "app");
+        let config = push_blob(&store, "app", b"{}");
+        assert_eq!(store.collect_garbage(3600.0).unwrap(), (0, 0));
+        store
+            .put_manifest(
+                &app,
+                &Reference::Tag("v1".into()),
+                None,
+                &image(&config, &[]),
+            )
+            .unwrap();
+        assert_eq!(files(&dir), 2);
+    }
+
+    #[test]
+    fn manifests_must_name_blobs_of_their_repository() {
+        let (_dir, store) = store();
+        let app = repo(&store, "app");
+        repo(&store, "other");
+        let elsewhere = push_blob(&store, "other", b"{}");
+        let err = store
+            .put_manifest(
+                &app,
+                &Reference::Tag("v1".into()),
+                None,
+                &image(&elsewhere, &[]),
+            )
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::ManifestBlobUnknown(_)));
+        // Mounted, it is the repository's too.
+        store.mount_blob("app", &elsewhere).unwrap().unwrap();
+        store
+            .put_manifest(
+                &app,
+                &Reference::Tag("v1".into()),
+                None,
+                &image(&elsewhere, &[]),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn immutable_tags_refuse_a_new_digest_and_bad_manifests_are_refused() {
+        let (_dir, store) = store();
+        let mut app = repo(&store, "app");
+        app.tag_mutability = "IMMUTABLE".into();
+        let config = push_blob(&store, "app", b"{}");
+        let layer = push_blob(&store, "app", b"layer");
+        let tag = Reference::Tag("v1".into());
+        store
+            .put_manifest(&app, &tag, None, &image(&config, &[]))
+            .unwrap();
+        store
+            .put_manifest(&app, &tag, None, &image(&config, &[]))
+            .unwrap();
+        let err = store
+            .put_manifest(&app, &tag, None, &image(&config, &[(&layer, 5)]))
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::TagImmutable { .. }));
+        for (bytes, content_type) in [
+            (&b"not json"[..], None),
+            (&image(&config, &[])[..], Some(OCI_INDEX)),
+            (
+                br#"{"schemaVersion":2,"config":{},"layers":[],"manifests":[]}"#,
+                None,
+            ),
+        ] {
+            let err = store
+                .put_manifest(&app, &Reference::Tag("v2".into()), content_type, bytes)
+                .unwrap_err();
+            assert!(matches!(err, RegistryError::ManifestInvalid(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn sha512_uploads_are_verified_on_what_was_stored() {
+        let (_dir, store) = store();
+        repo(&store, "app");
+        let digest = Algorithm::Sha512.digest(b"bytes");
+        let mut upload = store.start_upload("app", "me").unwrap();
+        upload.write(b"bytes").unwrap();
+        store.finish_upload(&mut upload, &digest).unwrap();
+        assert_eq!(store.repo_blob("app", &digest).unwrap().unwrap().size, 5);
+        let mut wrong = store.start_upload("app", "me").unwrap();
+        wrong.write(b"other").unwrap();
+        let err = store.finish_upload(&mut wrong, &digest).unwrap_err();
+        assert!(matches!(err, RegistryError::DigestInvalid(_)));
+    }
 }
