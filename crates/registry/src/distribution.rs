@@ -320,7 +320,9 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
     }
     match (route, call.method.clone()) {
         (Route::Base, Method::GET | Method::HEAD) => {
-            if call.caller.is_none() {
+            // Any accepted credential will do, an anonymous Bearer token included: a
+            // client that fetched one for a public repository checks it here.
+            if authorization.is_none() {
                 return Err(Failure::unauthorized(
                     "authentication required",
                     call.challenge(None),
@@ -534,7 +536,7 @@ fn get_blob(call: &Call, name: &str, digest: &str, head: bool) -> Result<Respons
     file.seek(SeekFrom::Start(start))
         .map_err(RegistryError::from)?;
     let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 16);
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 18);
     Ok(respond(status, headers, Body::from_stream(stream)))
 }
 
