@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-ensure_packages curl python3-venv
+# The registry clients the end-to-end suite drives nimbus with.
+ensure_packages curl python3-venv skopeo podman umoci
 # The node runtime's tests need an interpreter; any installed one will do.
 command -v node >/dev/null || ensure_packages nodejs
 
