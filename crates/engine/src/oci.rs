@@ -207,6 +207,8 @@ impl OciRuntime {
     }
 
     pub(crate) async fn create(&self, template: &Template) -> Result<OciSandbox, SandboxError> {
+        // Counted from the start, so a shutdown waits for a sandbox still being made.
+        let running = self.running.clone();
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("sb{}-{n}", std::process::id());
         let bundle = self.bundles.join(&id);
@@ -329,7 +331,7 @@ impl OciRuntime {
         let stderr = stderr.and_then(|e| e.into_owned_fd().ok());
         Ok(OciSandbox {
             child: Some(child),
-            running: self.running.clone(),
+            running,
             init: Pid::from_raw(pid),
             stdin,
             outputs: [stdout, stderr].into_iter().flatten().collect(),

@@ -71,11 +71,12 @@ impl Pool {
         let pool = self.clone();
         tokio::spawn(async move {
             loop {
-                let count = {
+                let (count, closed) = {
                     let ready = pool.ready.lock().expect("sandbox pool");
-                    ready.sandboxes.get(&template).map_or(0, Vec::len)
+                    let count = ready.sandboxes.get(&template).map_or(0, Vec::len);
+                    (count, ready.closed)
                 };
-                if count >= pool.size {
+                if closed || count >= pool.size {
                     break;
                 }
                 match pool.isolation.create(&template).await {
