@@ -2,6 +2,7 @@
 //! store. The edge calls [`Authenticator::authenticate`] once per request; nothing
 //! here knows about HTTP servers or AWS protocols beyond the signature itself.
 
+pub mod chunked;
 pub mod credentials;
 pub mod identity;
 pub mod sigv4;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+pub use chunked::{ChunkSigner, ChunkedDecoder};
 pub use credentials::{Credential, CredentialError, CredentialStore, RootCredentials};
 pub use identity::{Principal, PrincipalKind};
 pub use sigv4::{PathStyle, RequestParts, SignatureV4};
@@ -79,17 +81,48 @@ pub struct HeadersChecked {
 }
 
 impl HeadersChecked {
+    /// Checks the signature over the whole request. An aws-chunked body (its
+    /// `x-amz-content-sha256` names a streaming mode) is decoded, each chunk's
+    /// signature checked; the decoded payload is returned to stand for the body.
     pub fn finish(
         self,
         parts: &RequestParts,
         body: &[u8],
         style: PathStyle,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<(Caller, Option<Vec<u8>>), AuthError> {
+        let claimed = parts
+            .headers
+            .get("x-amz-content-sha256")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let signer = self.key.map(|key| ChunkSigner::new(&self.signature, key));
+        if let Some(decoder) = ChunkedDecoder::for_mode(claimed, signer) {
+            if let Some(key) = &self.key {
+                self.signature.verify(key, parts, style, claimed)?;
+            }
+            let mut decoder = decoder?;
+            let mut payload = Vec::with_capacity(body.len());
+            decoder.feed(body, &mut payload)?;
+            let (length, _) = decoder.finish()?;
+            let declared = parts
+                .headers
+                .get("x-amz-decoded-content-length")
+                .and_then(|value| value.to_str().ok())
+                .map(|value| value.parse::<u64>().ok());
+            if let Some(declared) = declared
+                && declared != Some(length)
+            {
+                return Err(AuthError::Incomplete(
+                    "x-amz-decoded-content-length does not match the decoded body".into(),
+                ));
+            }
+            return Ok((self.caller, Some(payload)));
+        }
         let payload_hash = payload_hash(parts, body, style, &self.signature)?;
         if let Some(key) = &self.key {
             self.signature.verify(key, parts, style, &payload_hash)?;
         }
-        Ok(self.caller)
+        Ok((self.caller, None))
     }
 }
 
@@ -202,7 +235,7 @@ fn payload_hash(
         Some(sigv4::UNSIGNED_PAYLOAD) => Ok(sigv4::UNSIGNED_PAYLOAD.to_owned()),
         Some(streaming) if streaming.starts_with("STREAMING-") => {
             Err(AuthError::UnsupportedPayload(format!(
-                "x-amz-content-sha256 '{streaming}' is not accepted by this service"
+                "x-amz-content-sha256 '{streaming}' is not a supported streaming mode"
             )))
         }
         Some(claimed) => {

@@ -332,6 +332,12 @@ impl SignatureV4 {
         }
     }
 
+    /// What the chunks of a streaming body chain their signatures from: this
+    /// signature, the request time as written, and the scope.
+    pub fn seed(&self) -> ([u8; 32], &str, &Scope) {
+        (self.signature, &self.amz_date, &self.scope)
+    }
+
     fn sign(&self, key: &[u8; 32], canonical_request: &str) -> [u8; 32] {
         let string_to_sign = string_to_sign(&self.amz_date, &self.scope, canonical_request);
         hmac(key, string_to_sign.as_bytes())

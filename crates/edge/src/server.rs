@@ -168,7 +168,7 @@ impl Edge {
             {
                 Ok(body) => checked
                     .finish(&request_parts(&parts), &body, descriptor.path_style())
-                    .map(|caller| (caller, body)),
+                    .map(|(caller, decoded)| (caller, decoded.map_or(body, Bytes::from))),
                 Err(err) => {
                     return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
                 }
