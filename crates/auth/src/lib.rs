@@ -9,6 +9,7 @@ pub mod sigv4;
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 pub use chunked::{ChunkSigner, ChunkedDecoder};
@@ -81,48 +82,156 @@ pub struct HeadersChecked {
 }
 
 impl HeadersChecked {
-    /// Checks the signature over the whole request. An aws-chunked body (its
-    /// `x-amz-content-sha256` names a streaming mode) is decoded, each chunk's
-    /// signature checked; the decoded payload is returned to stand for the body.
+    /// Checks the signature over the whole request, its body read. An aws-chunked
+    /// body is decoded, each chunk's signature checked, and the decoded payload
+    /// returned to stand for the body.
     pub fn finish(
         self,
         parts: &RequestParts,
         body: &[u8],
         style: PathStyle,
     ) -> Result<(Caller, Option<Vec<u8>>), AuthError> {
-        let claimed = parts
-            .headers
-            .get("x-amz-content-sha256")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        let signer = self.key.map(|key| ChunkSigner::new(&self.signature, key));
-        if let Some(decoder) = ChunkedDecoder::for_mode(claimed, signer) {
-            if let Some(key) = &self.key {
-                self.signature.verify(key, parts, style, claimed)?;
-            }
-            let mut decoder = decoder?;
-            let mut payload = Vec::with_capacity(body.len());
-            decoder.feed(body, &mut payload)?;
-            let (length, _) = decoder.finish()?;
-            let declared = parts
-                .headers
-                .get("x-amz-decoded-content-length")
-                .and_then(|value| value.to_str().ok())
-                .map(|value| value.parse::<u64>().ok());
-            if let Some(declared) = declared
-                && declared != Some(length)
-            {
-                return Err(AuthError::Incomplete(
-                    "x-amz-decoded-content-length does not match the decoded body".into(),
-                ));
-            }
-            return Ok((self.caller, Some(payload)));
+        if parts.headers.contains_key(CONTENT_SHA256) {
+            let (caller, mut check) = self.stream(parts, style)?;
+            let mut payload = Vec::new();
+            check.feed(body, &mut payload)?;
+            let chunked = matches!(check, PayloadCheck::Chunked { .. });
+            check.finish()?;
+            return Ok((caller, chunked.then_some(payload)));
         }
-        let payload_hash = payload_hash(parts, body, style, &self.signature)?;
+        let payload_hash = payload_hash(body, style, &self.signature);
         if let Some(key) = &self.key {
             self.signature.verify(key, parts, style, &payload_hash)?;
         }
         Ok((self.caller, None))
+    }
+
+    /// Checks what can be checked before the body is read, for requests whose body
+    /// is streamed rather than buffered: the signature over the headers and the
+    /// declared `x-amz-content-sha256` (or, for presigned URLs, an unsigned
+    /// payload). The returned [`PayloadCheck`] checks the body as it passes; nothing
+    /// may be committed before its `finish` succeeds.
+    pub fn stream(
+        self,
+        parts: &RequestParts,
+        style: PathStyle,
+    ) -> Result<(Caller, PayloadCheck), AuthError> {
+        let claimed = parts
+            .headers
+            .get(CONTENT_SHA256)
+            .map(|value| value.to_str().unwrap_or_default().to_owned());
+        let (signed_hash, check) = match claimed.as_deref() {
+            None if self.signature.is_presigned() => {
+                (sigv4::UNSIGNED_PAYLOAD.to_owned(), PayloadCheck::Unchecked)
+            }
+            None => {
+                return Err(AuthError::Incomplete(
+                    "Missing required header for this request: x-amz-content-sha256".into(),
+                ));
+            }
+            Some(sigv4::UNSIGNED_PAYLOAD) => {
+                (sigv4::UNSIGNED_PAYLOAD.to_owned(), PayloadCheck::Unchecked)
+            }
+            Some(mode) => {
+                let signer = self.key.map(|key| ChunkSigner::new(&self.signature, key));
+                match ChunkedDecoder::for_mode(mode, signer) {
+                    Some(decoder) => (
+                        mode.to_owned(),
+                        PayloadCheck::Chunked {
+                            decoder: Box::new(decoder?),
+                            declared: declared_length(parts)?,
+                        },
+                    ),
+                    None => {
+                        let mut expected = [0u8; 32];
+                        hex::decode_to_slice(mode, &mut expected).map_err(|_| {
+                            AuthError::UnsupportedPayload(format!(
+                                "x-amz-content-sha256 '{mode}' is neither a sha256 nor a supported streaming mode"
+                            ))
+                        })?;
+                        (
+                            mode.to_ascii_lowercase(),
+                            PayloadCheck::Sha256 {
+                                expected,
+                                hasher: Sha256::new(),
+                            },
+                        )
+                    }
+                }
+            }
+        };
+        if let Some(key) = &self.key {
+            self.signature.verify(key, parts, style, &signed_hash)?;
+        }
+        Ok((self.caller, check))
+    }
+}
+
+const CONTENT_SHA256: &str = "x-amz-content-sha256";
+
+fn declared_length(parts: &RequestParts) -> Result<Option<u64>, AuthError> {
+    parts
+        .headers
+        .get("x-amz-decoded-content-length")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| AuthError::Incomplete("invalid x-amz-decoded-content-length".into()))
+        })
+        .transpose()
+}
+
+/// Checks a streamed body against what its signature promised.
+pub enum PayloadCheck {
+    /// The body must hash to the signed `x-amz-content-sha256`.
+    Sha256 { expected: [u8; 32], hasher: Sha256 },
+    /// An aws-chunked body, decoded and checked chunk by chunk.
+    Chunked {
+        decoder: Box<ChunkedDecoder>,
+        declared: Option<u64>,
+    },
+    /// `UNSIGNED-PAYLOAD`: nothing to check.
+    Unchecked,
+}
+
+impl PayloadCheck {
+    /// Passes body bytes through, appending the payload they carry to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AuthError> {
+        match self {
+            PayloadCheck::Sha256 { hasher, .. } => {
+                hasher.update(bytes);
+                out.extend_from_slice(bytes);
+            }
+            PayloadCheck::Chunked { decoder, .. } => decoder.feed(bytes, out)?,
+            PayloadCheck::Unchecked => out.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    /// Ends the body; returns the trailers an aws-chunked body carried.
+    pub fn finish(self) -> Result<Vec<(String, String)>, AuthError> {
+        match self {
+            PayloadCheck::Sha256 { expected, hasher } => {
+                let actual: [u8; 32] = hasher.finalize().into();
+                if bool::from(subtle::ConstantTimeEq::ct_eq(&actual[..], &expected[..])) {
+                    Ok(Vec::new())
+                } else {
+                    Err(AuthError::ContentSha256Mismatch)
+                }
+            }
+            PayloadCheck::Chunked { decoder, declared } => {
+                let (length, trailers) = decoder.finish()?;
+                if declared.is_some_and(|declared| declared != length) {
+                    return Err(AuthError::Incomplete(
+                        "x-amz-decoded-content-length does not match the decoded body".into(),
+                    ));
+                }
+                Ok(trailers)
+            }
+            PayloadCheck::Unchecked => Ok(Vec::new()),
+        }
     }
 }
 
@@ -219,37 +328,13 @@ impl Authenticator {
     }
 }
 
-/// The payload hash that goes into the canonical request: the client's
-/// `x-amz-content-sha256` once checked against the body, or the body's own hash.
-fn payload_hash(
-    parts: &RequestParts,
-    body: &[u8],
-    style: PathStyle,
-    signature: &SignatureV4,
-) -> Result<String, AuthError> {
-    let claimed = parts
-        .headers
-        .get("x-amz-content-sha256")
-        .map(|value| value.to_str().unwrap_or_default());
-    match claimed {
-        Some(sigv4::UNSIGNED_PAYLOAD) => Ok(sigv4::UNSIGNED_PAYLOAD.to_owned()),
-        Some(streaming) if streaming.starts_with("STREAMING-") => {
-            Err(AuthError::UnsupportedPayload(format!(
-                "x-amz-content-sha256 '{streaming}' is not a supported streaming mode"
-            )))
-        }
-        Some(claimed) => {
-            let actual = sigv4::payload_sha256(body);
-            if claimed.eq_ignore_ascii_case(&actual) {
-                Ok(claimed.to_owned())
-            } else {
-                Err(AuthError::ContentSha256Mismatch)
-            }
-        }
-        None if signature.is_presigned() && style == PathStyle::AsSent => {
-            Ok(sigv4::UNSIGNED_PAYLOAD.to_owned())
-        }
-        None => Ok(sigv4::payload_sha256(body)),
+/// The payload hash of a request without `x-amz-content-sha256`: the body's own
+/// hash, or an unsigned payload for a presigned S3 URL.
+fn payload_hash(body: &[u8], style: PathStyle, signature: &SignatureV4) -> String {
+    if signature.is_presigned() && style == PathStyle::AsSent {
+        sigv4::UNSIGNED_PAYLOAD.to_owned()
+    } else {
+        sigv4::payload_sha256(body)
     }
 }
 
