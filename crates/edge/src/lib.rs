@@ -10,4 +10,7 @@ pub mod service;
 
 pub use protocol::{AwsError, Protocol};
 pub use server::{Edge, EdgeBuilder, serve};
-pub use service::{Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog};
+pub use service::{
+    Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, StreamBody,
+    StreamingService, catalog,
+};

@@ -26,7 +26,8 @@ use tracing::Instrument;
 use crate::metrics::Metrics;
 use crate::protocol::{AwsError, Protocol};
 use crate::service::{
-    DynService, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
+    DynService, DynStreaming, RequestContext, Service, ServiceDescriptor, ServiceRequest,
+    StreamBody, StreamingService, catalog,
 };
 
 /// A slow client gets this long to send its request head, and this long for its body.
@@ -38,6 +39,7 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// The AWS-facing front door of one nimbus server.
 pub struct Edge {
     services: HashMap<&'static str, Arc<dyn DynService>>,
+    streaming: HashMap<&'static str, Arc<dyn DynStreaming>>,
     authenticator: Arc<Authenticator>,
     metrics: Metrics,
     region: Arc<str>,
@@ -65,6 +67,12 @@ impl EdgeBuilder {
         self
     }
 
+    pub fn streaming_service(mut self, service: impl StreamingService) -> Self {
+        let name = service.descriptor().signing_name;
+        self.edge.streaming.insert(name, Arc::new(service));
+        self
+    }
+
     /// Every route of the edge port: internal endpoints under `/_nimbus/`, AWS APIs
     /// everywhere else.
     pub fn build(self) -> Router {
@@ -81,6 +89,7 @@ impl EdgeBuilder {
 /// Where a request goes, decided from its headers alone.
 enum Route {
     Service(&'static ServiceDescriptor, Arc<dyn DynService>),
+    Streaming(&'static ServiceDescriptor, Arc<dyn DynStreaming>),
     NotRunning(&'static ServiceDescriptor),
     Unknown { signing_name: Option<String> },
 }
@@ -94,6 +103,7 @@ impl Edge {
         EdgeBuilder {
             edge: Edge {
                 services: HashMap::new(),
+                streaming: HashMap::new(),
                 authenticator,
                 metrics: Metrics::default(),
                 region: region.into(),
@@ -115,10 +125,15 @@ impl Edge {
                 .and_then(catalog::by_target),
         };
         match descriptor {
-            Some(descriptor) => match self.services.get(descriptor.signing_name) {
-                Some(service) => Route::Service(descriptor, service.clone()),
-                None => Route::NotRunning(descriptor),
-            },
+            Some(descriptor) => {
+                if let Some(service) = self.services.get(descriptor.signing_name) {
+                    Route::Service(descriptor, service.clone())
+                } else if let Some(service) = self.streaming.get(descriptor.signing_name) {
+                    Route::Streaming(descriptor, service.clone())
+                } else {
+                    Route::NotRunning(descriptor)
+                }
+            }
             None => Route::Unknown { signing_name },
         }
     }
@@ -137,6 +152,11 @@ impl Edge {
         }
         let (descriptor, service) = match self.route(&parts) {
             Route::Service(descriptor, service) => (descriptor, service),
+            Route::Streaming(descriptor, service) => {
+                return self
+                    .stream(descriptor, service, parts, body, request_id, started)
+                    .await;
+            }
             Route::NotRunning(descriptor) => {
                 let err = AwsError::service_not_running(descriptor.name);
                 return self.finish(
@@ -183,18 +203,7 @@ impl Edge {
                 return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
             }
         };
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let ctx = RequestContext {
-            request_id: request_id.clone(),
-            caller,
-            region: self.region.clone(),
-            account_id: self.account_id.clone(),
-            endpoint: format!("http://{host}"),
-        };
+        let ctx = self.context(&parts, caller, &request_id);
         let (operation, result) = service.call(&ctx, ServiceRequest { parts, body }).await;
         self.finish(
             protocol,
@@ -204,6 +213,67 @@ impl Edge {
             &request_id,
             started,
         )
+    }
+
+    /// A streaming service's request: authenticated from its headers, its body
+    /// checked as the service reads it.
+    async fn stream(
+        &self,
+        descriptor: &'static ServiceDescriptor,
+        service: Arc<dyn DynStreaming>,
+        parts: http::request::Parts,
+        body: Body,
+        request_id: String,
+        started: Instant,
+    ) -> Response {
+        let protocol = descriptor.protocol;
+        let streamed = self
+            .authenticator
+            .check_headers(&request_parts(&parts), OffsetDateTime::now_utc())
+            .and_then(|checked| checked.stream(&request_parts(&parts), descriptor.path_style()));
+        let (caller, check) = match streamed {
+            Ok(streamed) => streamed,
+            Err(err) => {
+                tracing::info!(error = %err, "request not authenticated");
+                let err = AwsError::from_auth(&err, protocol);
+                return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
+            }
+        };
+        let ctx = self.context(&parts, caller, &request_id);
+        let (operation, result) = service.call(ctx, parts, StreamBody::new(body, check)).await;
+        let response = result.unwrap_or_else(|err| {
+            protocol
+                .error_response(&err, &request_id, descriptor.xml_namespace)
+                .map(Body::from)
+        });
+        self.respond(
+            protocol,
+            descriptor.name,
+            operation,
+            response,
+            &request_id,
+            started,
+        )
+    }
+
+    fn context(
+        &self,
+        parts: &http::request::Parts,
+        caller: nimbus_auth::Caller,
+        request_id: &str,
+    ) -> RequestContext {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        RequestContext {
+            request_id: request_id.to_owned(),
+            caller,
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            endpoint: format!("http://{host}"),
+        }
     }
 
     fn finish(
@@ -233,10 +303,11 @@ impl Edge {
         protocol: Protocol,
         service: &'static str,
         operation: Option<&'static str>,
-        mut response: http::Response<Bytes>,
+        response: http::Response<impl Into<Body>>,
         request_id: &str,
         started: Instant,
     ) -> Response {
+        let mut response = response.map(Into::into);
         if let Ok(value) = HeaderValue::from_str(request_id) {
             response
                 .headers_mut()
@@ -254,7 +325,7 @@ impl Edge {
             micros = elapsed.as_micros() as u64,
             "request done"
         );
-        response.map(Body::from)
+        response
     }
 }
 
@@ -333,11 +404,9 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
     let services: serde_json::Map<String, serde_json::Value> = catalog::ALL
         .iter()
         .map(|d| {
-            let state = if edge.services.contains_key(d.signing_name) {
-                "running"
-            } else {
-                "unavailable"
-            };
+            let running = edge.services.contains_key(d.signing_name)
+                || edge.streaming.contains_key(d.signing_name);
+            let state = if running { "running" } else { "unavailable" };
             (d.name.to_owned(), state.into())
         })
         .collect();

@@ -167,6 +167,134 @@ pub trait Service: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Response<Bytes>, AwsError>> + Send;
 }
 
+/// A request body as a streaming service reads it: the payload, checked against
+/// what the request's signature promised as it passes.
+pub struct StreamBody {
+    body: axum::body::Body,
+    check: Option<nimbus_auth::PayloadCheck>,
+    pending: Vec<u8>,
+}
+
+impl StreamBody {
+    pub(crate) fn new(body: axum::body::Body, check: nimbus_auth::PayloadCheck) -> Self {
+        Self {
+            body,
+            check: Some(check),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next piece of payload, `None` at the end. A piece may be empty.
+    pub async fn next(&mut self, protocol: crate::Protocol) -> Option<Result<Bytes, AwsError>> {
+        use http_body_util::BodyExt;
+        let frame = match tokio::time::timeout(BODY_PIECE_TIMEOUT, self.body.frame()).await {
+            Err(_) => {
+                return Some(Err(AwsError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "RequestTimeout",
+                    "Your socket connection to the server was not read from or written to within the timeout period.",
+                )));
+            }
+            Ok(frame) => frame?,
+        };
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => return Some(Ok(Bytes::new())),
+            },
+            Err(err) => {
+                return Some(Err(AwsError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "IncompleteBody",
+                    format!("The request body could not be read: {err}"),
+                )));
+            }
+        };
+        let check = self.check.as_mut()?;
+        self.pending.clear();
+        Some(
+            check
+                .feed(&data, &mut self.pending)
+                .map(|()| Bytes::from(std::mem::take(&mut self.pending)))
+                .map_err(|err| AwsError::from_auth(&err, protocol)),
+        )
+    }
+
+    /// Ends the body once every piece was read: the payload must be whole and as
+    /// signed. Returns the trailers an aws-chunked body carried.
+    pub fn finish(&mut self, protocol: crate::Protocol) -> Result<Vec<(String, String)>, AwsError> {
+        let check = self
+            .check
+            .take()
+            .ok_or_else(|| AwsError::bad_request(protocol, "the body was already finished"))?;
+        check
+            .finish()
+            .map_err(|err| AwsError::from_auth(&err, protocol))
+    }
+
+    /// The whole payload of a small body (an XML document), refusing more than
+    /// `limit` bytes.
+    pub async fn collect(
+        &mut self,
+        protocol: crate::Protocol,
+        limit: usize,
+    ) -> Result<Vec<u8>, AwsError> {
+        let mut payload = Vec::new();
+        while let Some(piece) = self.next(protocol).await {
+            payload.extend_from_slice(&piece?);
+            if payload.len() > limit {
+                return Err(AwsError::too_large(protocol, limit));
+            }
+        }
+        self.finish(protocol)?;
+        Ok(payload)
+    }
+}
+
+/// A client that sends nothing for this long is cut off.
+const BODY_PIECE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A service whose request bodies are streamed rather than buffered (S3 objects):
+/// it gets the request head and the checked body, and answers with a body of its
+/// own, streamed too.
+pub trait StreamingService: Send + Sync + 'static {
+    fn descriptor(&self) -> &'static ServiceDescriptor;
+
+    /// Returns the operation's name (for metrics) and its outcome.
+    fn handle(
+        &self,
+        ctx: RequestContext,
+        parts: http::request::Parts,
+        body: StreamBody,
+    ) -> impl Future<Output = StreamOutcome> + Send;
+}
+
+/// A streaming service's operation name (when the request parsed) and outcome.
+pub type StreamOutcome = (
+    Option<&'static str>,
+    Result<Response<axum::body::Body>, AwsError>,
+);
+
+pub(crate) trait DynStreaming: Send + Sync {
+    fn call(
+        &self,
+        ctx: RequestContext,
+        parts: http::request::Parts,
+        body: StreamBody,
+    ) -> BoxFuture<'_, StreamOutcome>;
+}
+
+impl<S: StreamingService> DynStreaming for S {
+    fn call(
+        &self,
+        ctx: RequestContext,
+        parts: http::request::Parts,
+        body: StreamBody,
+    ) -> BoxFuture<'_, StreamOutcome> {
+        Box::pin(self.handle(ctx, parts, body))
+    }
+}
+
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The operation name (when the request parsed) and the outcome.

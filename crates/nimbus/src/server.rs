@@ -18,6 +18,7 @@ use nimbus_lambda::{
 };
 use nimbus_logs::{LogSink, LogStore};
 use nimbus_registry::{EcrApi, Housekeeping, Registry, RegistryError};
+use nimbus_s3::S3Api;
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
@@ -226,6 +227,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.account_id,
     ));
     let links = CodeLinks::new(blobs.clone());
+    let objects = Arc::new(nimbus_s3::Store::new(meta.clone(), blobs.clone()));
     let functions = Arc::new(Functions::new(
         FunctionStore::new(meta.clone()),
         blobs,
@@ -288,6 +290,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .service(Sts::new(credentials))
         .service(lambda)
         .service(EcrApi::new(registry.clone()))
+        .streaming_service(S3Api::new(objects))
         .internal(links.routes())
         .internal(nimbus_registry::distribution::routes(registry))
         .build();

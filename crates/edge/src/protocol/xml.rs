@@ -39,6 +39,11 @@ impl XmlWriter {
         self.close(tag);
     }
 
+    /// Escaped text inside the element open last.
+    pub fn text(&mut self, text: &str) {
+        escape_into(&mut self.out, text);
+    }
+
     pub fn finish(self) -> String {
         self.out
     }

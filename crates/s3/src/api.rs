@@ -1,0 +1,934 @@
+//! The S3 API (rest-xml) over [`Store`]: path-style and virtual-hosted-style
+//! (`<bucket>.localhost`) addressing, bodies streamed both ways.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use axum::body::Body;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use md5::{Digest as _, Md5};
+use nimbus_edge::protocol::xml::XmlWriter;
+use nimbus_edge::{
+    AwsError, Protocol, RequestContext, ServiceDescriptor, StreamBody, StreamingService, catalog,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::{Rfc2822, Rfc3339};
+
+use crate::store::{BucketRecord, ObjectRecord, S3Error, Store};
+
+const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+/// S3's bound on one PutObject.
+const MAX_OBJECT: u64 = 5 << 30;
+/// The longest key S3 accepts, in UTF-8 bytes.
+const MAX_KEY: usize = 1024;
+/// Bytes gathered from a body before they go to disk in one blocking write.
+const WRITE_BATCH: usize = 1 << 20;
+
+pub struct S3Api {
+    store: Arc<Store>,
+}
+
+impl S3Api {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> AwsError {
+    AwsError::new(status, code, message)
+}
+
+impl From<S3Error> for AwsError {
+    fn from(err: S3Error) -> Self {
+        let message = err.to_string();
+        match err {
+            S3Error::NoSuchBucket(bucket) => error(StatusCode::NOT_FOUND, "NoSuchBucket", message)
+                .with_field("BucketName", bucket),
+            S3Error::BucketAlreadyOwnedByYou(bucket) => {
+                error(StatusCode::CONFLICT, "BucketAlreadyOwnedByYou", message)
+                    .with_field("BucketName", bucket)
+            }
+            S3Error::BucketNotEmpty(bucket) => {
+                error(StatusCode::CONFLICT, "BucketNotEmpty", message)
+                    .with_field("BucketName", bucket)
+            }
+            S3Error::NoSuchKey(key) => {
+                error(StatusCode::NOT_FOUND, "NoSuchKey", message).with_field("Key", key)
+            }
+            S3Error::Internal(detail) => {
+                tracing::error!(%detail, "s3 failure");
+                AwsError::internal(Protocol::RestXml)
+            }
+        }
+    }
+}
+
+/// 3-63 lower-case letters, digits, dots and hyphens, starting and ending with a
+/// letter or digit, not shaped like an IP address.
+pub fn valid_bucket(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+/// What a request addresses.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Service,
+    Bucket(String),
+    Object(String, String),
+}
+
+/// The bucket and key of a request: from the `Host` for virtual-hosted-style
+/// requests (`<bucket>.localhost[:port]`), else from the path.
+fn target(parts: &http::request::Parts) -> Result<Target, AwsError> {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let path = percent_encoding::percent_decode_str(parts.uri.path())
+        .decode_utf8()
+        .map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "InvalidURI",
+                "Couldn't parse the specified URI.",
+            )
+        })?;
+    let path = path.strip_prefix('/').unwrap_or(&path);
+    let (bucket, key) = match host
+        .strip_suffix(".localhost")
+        .filter(|bucket| !bucket.is_empty())
+    {
+        Some(bucket) => (bucket.to_owned(), path.to_owned()),
+        None => match path.split_once('/') {
+            Some((bucket, key)) => (bucket.to_owned(), key.to_owned()),
+            None => (path.to_owned(), String::new()),
+        },
+    };
+    if bucket.is_empty() {
+        return Ok(Target::Service);
+    }
+    if !valid_bucket(&bucket) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "InvalidBucketName",
+            "The specified bucket is not valid.",
+        )
+        .with_field("BucketName", bucket));
+    }
+    if key.is_empty() {
+        return Ok(Target::Bucket(bucket));
+    }
+    if key.len() > MAX_KEY {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "KeyTooLongError",
+            "Your key is too long",
+        ));
+    }
+    Ok(Target::Object(bucket, key))
+}
+
+fn query(parts: &http::request::Parts) -> BTreeMap<String, String> {
+    form_pairs(parts.uri.query().unwrap_or_default())
+}
+
+fn form_pairs(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |text: &str| {
+                percent_encoding::percent_decode_str(text)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn iso(at: f64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos((at * 1e9) as i128)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let text = at.format(&Rfc3339).unwrap_or_default();
+    // S3 writes milliseconds: 2009-10-12T17:50:30.000Z.
+    format!("{}.{:03}Z", &text[..19], at.millisecond())
+}
+
+fn http_date(at: f64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp(at as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    at.format(&Rfc2822)
+        .map(|text| text.replace("+0000", "GMT"))
+        .unwrap_or_default()
+}
+
+fn parse_http_date(text: &str) -> Option<i64> {
+    let normalized = text.trim().replace("GMT", "+0000");
+    OffsetDateTime::parse(&normalized, &Rfc2822)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
+}
+
+fn xml_response(status: StatusCode, xml: XmlWriter) -> Response<Body> {
+    let mut body = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    body.push_str(&xml.finish());
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn set(response: &mut Response<Body>, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+fn not_implemented(what: &str) -> AwsError {
+    error(
+        StatusCode::NOT_IMPLEMENTED,
+        "NotImplemented",
+        format!("{what} is not implemented by this nimbus yet"),
+    )
+}
+
+impl S3Api {
+    async fn route(
+        &self,
+        ctx: &RequestContext,
+        parts: http::request::Parts,
+        mut body: StreamBody,
+    ) -> (&'static str, Result<Response<Body>, AwsError>) {
+        let target = match target(&parts) {
+            Ok(target) => target,
+            Err(err) => return ("unknown", Err(err)),
+        };
+        let params = query(&parts);
+        let subresource = [
+            "acl",
+            "cors",
+            "lifecycle",
+            "notification",
+            "policy",
+            "tagging",
+            "uploads",
+            "uploadId",
+            "versioning",
+            "website",
+            "versions",
+            "delete",
+        ]
+        .into_iter()
+        .find(|name| params.contains_key(*name));
+        if let Some(name) = subresource {
+            return (
+                "unknown",
+                Err(not_implemented(&format!("the ?{name} subresource"))),
+            );
+        }
+        match (parts.method.clone(), target) {
+            (Method::GET, Target::Service) => ("ListBuckets", self.list_buckets(ctx)),
+            (Method::PUT, Target::Bucket(bucket)) => {
+                ("CreateBucket", self.create_bucket(&bucket, &mut body).await)
+            }
+            (Method::HEAD, Target::Bucket(bucket)) => (
+                "HeadBucket",
+                self.store
+                    .bucket(&bucket)
+                    .map(|_| empty(StatusCode::OK))
+                    .map_err(AwsError::from),
+            ),
+            (Method::DELETE, Target::Bucket(bucket)) => (
+                "DeleteBucket",
+                self.store
+                    .delete_bucket(&bucket)
+                    .map(|()| empty(StatusCode::NO_CONTENT))
+                    .map_err(AwsError::from),
+            ),
+            (Method::GET, Target::Bucket(bucket)) if params.contains_key("location") => {
+                ("GetBucketLocation", self.location(ctx, &bucket))
+            }
+            (Method::GET, Target::Bucket(bucket))
+                if params.get("list-type").map(String::as_str) == Some("2") =>
+            {
+                ("ListObjectsV2", self.list_objects(&bucket, &params))
+            }
+            (Method::GET, Target::Bucket(_)) => (
+                "ListObjects",
+                Err(not_implemented("ListObjects (version 1)")),
+            ),
+            (Method::PUT, Target::Object(_, _))
+                if parts.headers.contains_key("x-amz-copy-source") =>
+            {
+                ("CopyObject", Err(not_implemented("CopyObject")))
+            }
+            (Method::PUT, Target::Object(bucket, key)) => (
+                "PutObject",
+                self.put_object(&bucket, &key, &parts.headers, &mut body)
+                    .await,
+            ),
+            (method @ (Method::GET | Method::HEAD), Target::Object(bucket, key)) => {
+                let head = method == Method::HEAD;
+                (
+                    if head { "HeadObject" } else { "GetObject" },
+                    self.get_object(&bucket, &key, &parts.headers, head),
+                )
+            }
+            (Method::DELETE, Target::Object(bucket, key)) => (
+                "DeleteObject",
+                self.store
+                    .delete_object(&bucket, &key)
+                    .map(|()| empty(StatusCode::NO_CONTENT))
+                    .map_err(AwsError::from),
+            ),
+            (method, _) => (
+                "unknown",
+                Err(error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    format!("The specified method {method} is not allowed against this resource."),
+                )),
+            ),
+        }
+    }
+
+    fn list_buckets(&self, ctx: &RequestContext) -> Result<Response<Body>, AwsError> {
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("ListAllMyBucketsResult", Some(NAMESPACE));
+        xml.open("Owner");
+        xml.leaf("ID", &ctx.account_id);
+        xml.leaf("DisplayName", &ctx.account_id);
+        xml.close("Owner");
+        xml.open("Buckets");
+        for bucket in self.store.buckets()? {
+            xml.open("Bucket");
+            xml.leaf("Name", &bucket.name);
+            xml.leaf("CreationDate", &iso(bucket.created_at));
+            xml.close("Bucket");
+        }
+        xml.close("Buckets");
+        xml.close("ListAllMyBucketsResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    async fn create_bucket(
+        &self,
+        bucket: &str,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        // The body, if any, is a CreateBucketConfiguration naming a region; this
+        // server has one region, which every bucket is in.
+        body.collect(Protocol::RestXml, 64 * 1024).await?;
+        self.store.create_bucket(BucketRecord {
+            name: bucket.to_owned(),
+            created_at: now(),
+        })?;
+        let mut response = empty(StatusCode::OK);
+        set(&mut response, "location", &format!("/{bucket}"));
+        Ok(response)
+    }
+
+    fn location(&self, ctx: &RequestContext, bucket: &str) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("LocationConstraint", Some(NAMESPACE));
+        // us-east-1 is written as an empty constraint, as S3 does.
+        if &*ctx.region != "us-east-1" {
+            xml.text(&ctx.region);
+        }
+        xml.close("LocationConstraint");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    fn list_objects(
+        &self,
+        bucket: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let prefix = params.get("prefix").cloned().unwrap_or_default();
+        let delimiter = params.get("delimiter").filter(|d| !d.is_empty()).cloned();
+        let max_keys = match params.get("max-keys") {
+            Some(n) => n.parse::<usize>().map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidArgument",
+                    "Provided max-keys not an integer or within integer range",
+                )
+            })?,
+            None => 1000,
+        }
+        .min(1000);
+        let url_encoded = params.get("encoding-type").map(String::as_str) == Some("url");
+        let token = match params.get("continuation-token") {
+            Some(token) => Some(
+                STANDARD
+                    .decode(token)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| {
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidArgument",
+                            "The continuation token provided is incorrect",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let mut after = token.clone().or_else(|| params.get("start-after").cloned());
+        let (mut contents, mut prefixes): (Vec<ObjectRecord>, Vec<String>) =
+            (Vec::new(), Vec::new());
+        let mut truncated = false;
+        let mut last = None;
+        'scan: loop {
+            if max_keys == 0 {
+                break;
+            }
+            let page = self.store.list(bucket, &prefix, after.as_deref(), 1000)?;
+            if page.is_empty() {
+                break;
+            }
+            for object in page {
+                after = Some(object.key.clone());
+                if contents.len() + prefixes.len() == max_keys {
+                    truncated = true;
+                    break 'scan;
+                }
+                let rest = &object.key[prefix.len()..];
+                match delimiter
+                    .as_deref()
+                    .and_then(|d| rest.find(d).map(|at| at + d.len()))
+                {
+                    Some(end) => {
+                        let common = format!("{prefix}{}", &rest[..end]);
+                        if prefixes.last() != Some(&common) {
+                            prefixes.push(common.clone());
+                            last = Some(object.key.clone());
+                        }
+                        // Everything under the common prefix is skipped at once.
+                        after = Some(format!("{common}\u{10FFFF}"));
+                        continue 'scan;
+                    }
+                    None => {
+                        last = Some(object.key.clone());
+                        contents.push(object);
+                    }
+                }
+            }
+        }
+        let encode = |text: &str| {
+            if url_encoded {
+                percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+                    .replace("%2F", "/")
+                    .replace("%2D", "-")
+                    .replace("%2E", ".")
+                    .replace("%5F", "_")
+                    .replace("%7E", "~")
+            } else {
+                text.to_owned()
+            }
+        };
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("ListBucketResult", Some(NAMESPACE));
+        xml.leaf("Name", bucket);
+        xml.leaf("Prefix", &encode(&prefix));
+        if let Some(delimiter) = &delimiter {
+            xml.leaf("Delimiter", &encode(delimiter));
+        }
+        xml.leaf("MaxKeys", &max_keys.to_string());
+        xml.leaf("KeyCount", &(contents.len() + prefixes.len()).to_string());
+        xml.leaf("IsTruncated", if truncated { "true" } else { "false" });
+        if let Some(token) = params.get("continuation-token") {
+            xml.leaf("ContinuationToken", token);
+        }
+        if let Some(start) = params.get("start-after") {
+            xml.leaf("StartAfter", &encode(start));
+        }
+        if truncated && let Some(last) = &last {
+            xml.leaf("NextContinuationToken", &STANDARD.encode(last));
+        }
+        if url_encoded {
+            xml.leaf("EncodingType", "url");
+        }
+        for object in &contents {
+            xml.open("Contents");
+            xml.leaf("Key", &encode(&object.key));
+            xml.leaf("LastModified", &iso(object.last_modified));
+            xml.leaf("ETag", &format!("\"{}\"", object.etag));
+            xml.leaf("Size", &object.size.to_string());
+            xml.leaf("StorageClass", "STANDARD");
+            xml.close("Contents");
+        }
+        for common in &prefixes {
+            xml.open("CommonPrefixes");
+            xml.leaf("Prefix", &encode(common));
+            xml.close("CommonPrefixes");
+        }
+        xml.close("ListBucketResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let declared = header_text(headers, "x-amz-decoded-content-length")
+            .or_else(|| header_text(headers, "content-length"))
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > MAX_OBJECT) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size",
+            ));
+        }
+        let algorithm = checksum_algorithm(headers)?;
+        let mut writer = self.store.writer()?;
+        let (mut md5, mut crc) = (Md5::new(), crc32fast::Hasher::new());
+        let mut size = 0u64;
+        let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        loop {
+            let piece = body.next(Protocol::RestXml).await.transpose()?;
+            let done = piece.is_none();
+            if let Some(piece) = piece {
+                md5.update(&piece);
+                crc.update(&piece);
+                size += piece.len() as u64;
+                if size > MAX_OBJECT {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "EntityTooLarge",
+                        "Your proposed upload exceeds the maximum allowed size",
+                    ));
+                }
+                batch.extend_from_slice(&piece);
+            }
+            if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
+                let bytes = std::mem::take(&mut batch);
+                let (returned, written) = tokio::task::spawn_blocking(move || {
+                    let written = std::io::Write::write_all(&mut writer, &bytes);
+                    (writer, written)
+                })
+                .await
+                .map_err(|_| AwsError::internal(Protocol::RestXml))?;
+                writer = returned;
+                written.map_err(|err| S3Error::Internal(err.to_string()))?;
+            }
+            if done {
+                break;
+            }
+        }
+        let trailers = body.finish(Protocol::RestXml)?;
+        let md5 = md5.finalize();
+        if let Some(claimed) = header_text(headers, "content-md5") {
+            if STANDARD
+                .decode(claimed.trim())
+                .map_or(true, |bytes| bytes.len() != 16)
+            {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidDigest",
+                    "The Content-MD5 you specified was invalid.",
+                ));
+            }
+            if claimed.trim() != STANDARD.encode(md5) {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "BadDigest",
+                    "The Content-MD5 you specified did not match what we received.",
+                ));
+            }
+        }
+        let (committed, _) = tokio::task::spawn_blocking(move || writer.commit(None))
+            .await
+            .map_err(|_| AwsError::internal(Protocol::RestXml))?
+            .map_err(S3Error::from)?;
+        let mut checksums = BTreeMap::new();
+        if let Some(algorithm) = algorithm {
+            let header = format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase());
+            let actual = match algorithm {
+                "CRC32" => STANDARD.encode(crc.finalize().to_be_bytes()),
+                _ => STANDARD.encode(committed.as_bytes()),
+            };
+            let claimed = header_text(headers, &header)
+                .map(str::to_owned)
+                .or_else(|| {
+                    trailers
+                        .iter()
+                        .find(|(name, _)| *name == header)
+                        .map(|(_, value)| value.clone())
+                });
+            if let Some(claimed) = claimed
+                && claimed != actual
+            {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "BadDigest",
+                    format!("The {algorithm} you specified did not match the calculated checksum."),
+                ));
+            }
+            checksums.insert(algorithm.to_owned(), actual);
+        }
+        let metadata = headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = name.as_str().strip_prefix("x-amz-meta-")?;
+                Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        let object = ObjectRecord {
+            key: key.to_owned(),
+            blob: committed.to_string(),
+            size,
+            etag: hex::encode(md5),
+            last_modified: now(),
+            content_type: header_text(headers, "content-type").map(str::to_owned),
+            metadata,
+            checksums,
+        };
+        let store = self.store.clone();
+        let (bucket_owned, record) = (bucket.to_owned(), object.clone());
+        tokio::task::spawn_blocking(move || store.put_object(&bucket_owned, &record))
+            .await
+            .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        let mut response = empty(StatusCode::OK);
+        set(&mut response, "etag", &format!("\"{}\"", object.etag));
+        for (algorithm, value) in &object.checksums {
+            let name = format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase());
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(name),
+                HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        Ok(response)
+    }
+
+    fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let object = match self.store.object(bucket, key) {
+            Ok(object) => object,
+            // HEAD answers carry no body, so no error document either.
+            Err(S3Error::NoSuchKey(_)) if head => return Ok(empty(StatusCode::NOT_FOUND)),
+            Err(err) => return Err(err.into()),
+        };
+        let etag = format!("\"{}\"", object.etag);
+        if let Some(status) = precondition(headers, &etag, object.last_modified) {
+            if status == StatusCode::PRECONDITION_FAILED && !head {
+                return Err(error(
+                    status,
+                    "PreconditionFailed",
+                    "At least one of the pre-conditions you specified did not hold",
+                ));
+            }
+            let mut response = empty(status);
+            set(&mut response, "etag", &etag);
+            return Ok(response);
+        }
+        let (status, start, len, range) = match header_text(headers, "range") {
+            Some(range) => match byte_range(range, object.size) {
+                Some((start, end)) => (
+                    StatusCode::PARTIAL_CONTENT,
+                    start,
+                    end - start + 1,
+                    Some(format!("bytes {start}-{end}/{}", object.size)),
+                ),
+                None => {
+                    return Err(error(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "InvalidRange",
+                        "The requested range is not satisfiable",
+                    )
+                    .with_field("ActualObjectSize", object.size.to_string()));
+                }
+            },
+            None => (StatusCode::OK, 0, object.size, None),
+        };
+        let mut response = if head {
+            empty(status)
+        } else {
+            let mut blob = self.store.open(&object)?;
+            blob.reader
+                .seek(SeekFrom::Start(start))
+                .map_err(|err| S3Error::Internal(err.to_string()))?;
+            let mut response = Response::new(stream_body(blob.reader.take(len)));
+            *response.status_mut() = status;
+            response
+        };
+        set(&mut response, "content-length", &len.to_string());
+        set(&mut response, "etag", &etag);
+        set(
+            &mut response,
+            "last-modified",
+            &http_date(object.last_modified),
+        );
+        set(&mut response, "accept-ranges", "bytes");
+        set(
+            &mut response,
+            "content-type",
+            object
+                .content_type
+                .as_deref()
+                .unwrap_or("binary/octet-stream"),
+        );
+        // A whole-object checksum says nothing of a part, so ranges go without.
+        let whole = range.is_none();
+        if let Some(range) = range {
+            set(&mut response, "content-range", &range);
+        }
+        for (name, value) in &object.metadata {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(format!("x-amz-meta-{name}")),
+                HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        if whole
+            && header_text(headers, "x-amz-checksum-mode")
+                .is_some_and(|mode| mode.eq_ignore_ascii_case("ENABLED"))
+        {
+            for (algorithm, value) in &object.checksums {
+                if let (Ok(name), Ok(value)) = (
+                    http::HeaderName::try_from(format!(
+                        "x-amz-checksum-{}",
+                        algorithm.to_ascii_lowercase()
+                    )),
+                    HeaderValue::from_str(value),
+                ) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// The checksum a PutObject asks to be checked and kept: CRC32 and SHA256 are.
+fn checksum_algorithm(headers: &HeaderMap) -> Result<Option<&'static str>, AwsError> {
+    let named = header_text(headers, "x-amz-sdk-checksum-algorithm")
+        .map(str::to_ascii_uppercase)
+        .or_else(|| {
+            header_text(headers, "x-amz-trailer")
+                .and_then(|trailer| trailer.trim().strip_prefix("x-amz-checksum-"))
+                .map(str::to_ascii_uppercase)
+        })
+        .or_else(|| {
+            headers
+                .keys()
+                .find_map(|name| name.as_str().strip_prefix("x-amz-checksum-"))
+                .filter(|algorithm| *algorithm != "mode" && *algorithm != "type")
+                .map(str::to_ascii_uppercase)
+        });
+    match named.as_deref() {
+        None => Ok(None),
+        Some("CRC32") => Ok(Some("CRC32")),
+        Some("SHA256") => Ok(Some("SHA256")),
+        Some(other) => Err(not_implemented(&format!("the {other} checksum algorithm"))),
+    }
+}
+
+/// The status a conditional GET answers with when a condition stops it.
+fn precondition(headers: &HeaderMap, etag: &str, modified: f64) -> Option<StatusCode> {
+    let matches = |list: &str| {
+        list.split(',')
+            .any(|tag| tag.trim() == "*" || tag.trim() == etag)
+    };
+    let modified = modified as i64;
+    if let Some(list) = header_text(headers, "if-match")
+        && !matches(list)
+    {
+        return Some(StatusCode::PRECONDITION_FAILED);
+    }
+    if header_text(headers, "if-match").is_none()
+        && let Some(since) = header_text(headers, "if-unmodified-since").and_then(parse_http_date)
+        && modified > since
+    {
+        return Some(StatusCode::PRECONDITION_FAILED);
+    }
+    if let Some(list) = header_text(headers, "if-none-match") {
+        if matches(list) {
+            return Some(StatusCode::NOT_MODIFIED);
+        }
+    } else if let Some(since) = header_text(headers, "if-modified-since").and_then(parse_http_date)
+        && modified <= since
+    {
+        return Some(StatusCode::NOT_MODIFIED);
+    }
+    None
+}
+
+/// A `Range: bytes=...` over `len` bytes as (start, end inclusive).
+fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || len == 0 {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let suffix: u64 = suffix.parse().ok().filter(|s| *s > 0)?;
+            (len.saturating_sub(suffix), len - 1)
+        }
+        (start, "") => (start.parse().ok()?, len - 1),
+        (start, end) => (start.parse().ok()?, end.parse::<u64>().ok()?.min(len - 1)),
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+/// A blocking reader streamed as a response body, read on the blocking pool.
+fn stream_body(mut reader: impl Read + Send + 'static) -> Body {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buffer = vec![0u8; 256 * 1024];
+            match reader.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    let _ = sender.blocking_send(Err(err));
+                    return;
+                }
+            }
+        }
+    });
+    Body::from_stream(ReceiverStream(receiver))
+}
+
+/// A channel receiver as a stream.
+struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures_core::Stream for ReceiverStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn now() -> f64 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
+
+impl StreamingService for S3Api {
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        &catalog::S3
+    }
+
+    async fn handle(
+        &self,
+        ctx: RequestContext,
+        parts: http::request::Parts,
+        body: StreamBody,
+    ) -> (Option<&'static str>, Result<Response<Body>, AwsError>) {
+        let (operation, result) = self.route(&ctx, parts, body).await;
+        (Some(operation), result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(host: &str, path: &str) -> http::request::Parts {
+        let (parts, ()) = http::Request::builder()
+            .uri(path)
+            .header("host", host)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn buckets_and_keys_come_from_the_path_or_the_host() {
+        assert_eq!(
+            target(&parts("localhost:4566", "/")).unwrap(),
+            Target::Service
+        );
+        assert_eq!(
+            target(&parts("localhost:4566", "/photos")).unwrap(),
+            Target::Bucket("photos".into())
+        );
+        assert_eq!(
+            target(&parts("localhost:4566", "/photos/2024/a%20b.jpg")).unwrap(),
+            Target::Object("photos".into(), "2024/a b.jpg".into())
+        );
+        assert_eq!(
+            target(&parts("photos.localhost:4566", "/2024/x")).unwrap(),
+            Target::Object("photos".into(), "2024/x".into())
+        );
+        assert!(target(&parts("localhost", "/Bad_Bucket/x")).is_err());
+        assert!(!valid_bucket("192.168.1.1") && !valid_bucket("ab") && valid_bucket("my.bucket-1"));
+    }
+
+    #[test]
+    fn ranges_and_preconditions_follow_http() {
+        assert_eq!(byte_range("bytes=0-4", 10), Some((0, 4)));
+        assert_eq!(byte_range("bytes=-3", 10), Some((7, 9)));
+        assert_eq!(byte_range("bytes=10-", 10), None);
+        let mut headers = HeaderMap::new();
+        headers.insert("if-none-match", HeaderValue::from_static("\"abc\""));
+        assert_eq!(
+            precondition(&headers, "\"abc\"", 0.0),
+            Some(StatusCode::NOT_MODIFIED)
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("if-match", HeaderValue::from_static("\"other\""));
+        assert_eq!(
+            precondition(&headers, "\"abc\"", 0.0),
+            Some(StatusCode::PRECONDITION_FAILED)
+        );
+        let date = http_date(1_700_000_000.0);
+        assert_eq!(parse_http_date(&date), Some(1_700_000_000));
+    }
+}

@@ -1,0 +1,8 @@
+//! S3: buckets and objects ([`store`]) behind the rest-xml API ([`api`]), with
+//! request and response bodies streamed, never buffered whole.
+
+pub mod api;
+pub mod store;
+
+pub use api::S3Api;
+pub use store::Store;
