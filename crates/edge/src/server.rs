@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use nimbus_auth::{AuthError, AuthMode, Authenticator, RequestParts};
+use nimbus_auth::{AuthError, AuthMode, Authenticator, PayloadCheck, RequestParts};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -116,8 +116,15 @@ impl Edge {
 
     fn route(&self, parts: &http::request::Parts) -> Route {
         let signing_name = nimbus_auth::sigv4::scope_service(&request_parts(parts));
+        let presigned_v2 = parts.uri.query().is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair.starts_with("AWSAccessKeyId="))
+        });
         let descriptor = match &signing_name {
             Some(name) => catalog::by_signing_name(name),
+            // Only S3 has version 2 presigned URLs.
+            None if presigned_v2 => Some(&catalog::S3),
             None => parts
                 .headers
                 .get("x-amz-target")
@@ -227,10 +234,19 @@ impl Edge {
         started: Instant,
     ) -> Response {
         let protocol = descriptor.protocol;
-        let streamed = self
+        let now = OffsetDateTime::now_utc();
+        let streamed = match self
             .authenticator
-            .check_headers(&request_parts(&parts), OffsetDateTime::now_utc())
-            .and_then(|checked| checked.stream(&request_parts(&parts), descriptor.path_style()));
+            .check_presigned_v2(&request_parts(&parts), now)
+        {
+            Some(checked) => checked.map(|caller| (caller, PayloadCheck::Unchecked)),
+            None => self
+                .authenticator
+                .check_headers(&request_parts(&parts), now)
+                .and_then(|checked| {
+                    checked.stream(&request_parts(&parts), descriptor.path_style())
+                }),
+        };
         let (caller, check) = match streamed {
             Ok(streamed) => streamed,
             Err(err) => {
