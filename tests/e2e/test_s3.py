@@ -191,3 +191,37 @@ def test_signed_aws_chunked_uploads_are_checked_chunk_by_chunk(nimbus, s3, bucke
     assert "<Code>SignatureDoesNotMatch</Code>" in tampered.text
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=bucket, Key="tampered")
+
+
+def test_multipart_uploads_server_side_copies_and_batch_deletes(nimbus, s3, bucket, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(20_000_000))
+    # Above 8 MB the CLI uploads in parts, and copies with UploadPartCopy.
+    cli(nimbus, "cp", str(big), f"s3://{bucket}/big")
+    assert s3.head_object(Bucket=bucket, Key="big")["ETag"].endswith('-3"')
+    cli(nimbus, "cp", f"s3://{bucket}/big", f"s3://{bucket}/copied")
+    cli(nimbus, "cp", f"s3://{bucket}/copied", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_bytes() == big.read_bytes()
+
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+    small = s3.upload_part(Bucket=bucket, Key="parts", UploadId=upload, PartNumber=1, Body=b"too small")
+    last = s3.upload_part(Bucket=bucket, Key="parts", UploadId=upload, PartNumber=2, Body=b"end")
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key="parts", UploadId=upload)["Parts"]] == [1, 2]
+    with pytest.raises(s3.exceptions.ClientError) as too_small:
+        s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=upload, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": small["ETag"]}, {"PartNumber": 2, "ETag": last["ETag"]}]})
+    assert too_small.value.response["Error"]["Code"] == "EntityTooSmall"
+    with pytest.raises(s3.exceptions.ClientError) as absent:
+        s3.head_object(Bucket=bucket, Key="parts")
+    assert absent.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    s3.abort_multipart_upload(Bucket=bucket, Key="parts", UploadId=upload)
+    with pytest.raises(s3.exceptions.NoSuchUpload):
+        s3.list_parts(Bucket=bucket, Key="parts", UploadId=upload)
+
+    copied = s3.copy_object(Bucket=bucket, Key="small-copy", CopySource={"Bucket": bucket, "Key": "big"},
+                            MetadataDirective="REPLACE", Metadata={"kind": "copy"})
+    assert copied["CopyObjectResult"]["ETag"] == s3.head_object(Bucket=bucket, Key="big")["ETag"]
+    assert s3.head_object(Bucket=bucket, Key="small-copy")["Metadata"] == {"kind": "copy"}
+    deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "big"}, {"Key": "copied"}, {"Key": "absent"}]})
+    assert sorted(d["Key"] for d in deleted["Deleted"]) == ["absent", "big", "copied"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["small-copy"]

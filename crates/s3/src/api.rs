@@ -18,7 +18,7 @@ use nimbus_edge::{
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 
-use crate::store::{BucketRecord, ObjectRecord, S3Error, Store};
+use crate::store::{BucketRecord, ObjectRecord, PartRecord, S3Error, Store, UploadRecord};
 
 const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// S3's bound on one PutObject.
@@ -27,6 +27,126 @@ const MAX_OBJECT: u64 = 5 << 30;
 const MAX_KEY: usize = 1024;
 /// Bytes gathered from a body before they go to disk in one blocking write.
 const WRITE_BATCH: usize = 1 << 20;
+/// Multipart bounds: part numbers, and the least size of every part but the last.
+const MAX_PARTS: u32 = 10_000;
+const MIN_PART: u64 = 5 << 20;
+
+/// A body stored in the blob store, not yet part of any object.
+struct Received {
+    blob: String,
+    size: u64,
+    md5: [u8; 16],
+    checksums: BTreeMap<String, String>,
+}
+
+fn user_metadata(headers: &HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = name.as_str().strip_prefix("x-amz-meta-")?;
+            Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
+}
+
+fn set_checksums(response: &mut Response<Body>, checksums: &BTreeMap<String, String>) {
+    for (algorithm, value) in checksums {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(format!(
+                "x-amz-checksum-{}",
+                algorithm.to_ascii_lowercase()
+            )),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+}
+
+fn malformed_xml() -> AwsError {
+    error(
+        StatusCode::BAD_REQUEST,
+        "MalformedXML",
+        "The XML you provided was not well-formed or did not validate against our published schema",
+    )
+}
+
+/// The text of `fields` inside each `element` of an XML document, in order.
+fn xml_records(
+    document: &[u8],
+    element: &str,
+    fields: &[&str],
+) -> Result<Vec<Vec<String>>, quick_xml::Error> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(document);
+    let mut records = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    let mut field: Option<usize> = None;
+    loop {
+        match reader.read_event()? {
+            Event::Start(start) => {
+                let name = start.local_name();
+                if name.as_ref() == element.as_bytes() {
+                    current = Some(vec![String::new(); fields.len()]);
+                } else if current.is_some() {
+                    field = fields.iter().position(|f| f.as_bytes() == name.as_ref());
+                }
+            }
+            Event::Text(text) => {
+                if let (Some(record), Some(at)) = (current.as_mut(), field) {
+                    record[at].push_str(&text.decode().map_err(quick_xml::Error::from)?);
+                }
+            }
+            Event::GeneralRef(reference) => {
+                if let (Some(record), Some(at)) = (current.as_mut(), field) {
+                    let name = reference.decode().map_err(quick_xml::Error::from)?;
+                    let resolved = match name.as_ref() {
+                        "lt" => "<",
+                        "gt" => ">",
+                        "amp" => "&",
+                        "quot" => "\"",
+                        "apos" => "'",
+                        _ => "",
+                    };
+                    record[at].push_str(resolved);
+                }
+            }
+            Event::End(end) => {
+                if end.local_name().as_ref() == element.as_bytes() {
+                    records.extend(current.take());
+                }
+                field = None;
+            }
+            Event::Eof => return Ok(records),
+            _ => {}
+        }
+    }
+}
+
+/// Writes `readers` one after the other into a new blob; returns its name and MD5.
+fn concatenate(
+    store: &Store,
+    readers: impl IntoIterator<Item = impl Read>,
+) -> Result<(String, [u8; 16]), S3Error> {
+    let mut writer = store.writer()?;
+    let mut md5 = Md5::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    for mut reader in readers {
+        loop {
+            let n = reader
+                .read(&mut buffer)
+                .map_err(|e| S3Error::Internal(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            md5.update(&buffer[..n]);
+            std::io::Write::write_all(&mut writer, &buffer[..n])
+                .map_err(|e| S3Error::Internal(e.to_string()))?;
+        }
+    }
+    let (digest, _) = writer.commit(None)?;
+    Ok((digest.to_string(), md5.finalize().into()))
+}
 
 pub struct S3Api {
     store: Arc<Store>,
@@ -58,6 +178,9 @@ impl From<S3Error> for AwsError {
             }
             S3Error::NoSuchKey(key) => {
                 error(StatusCode::NOT_FOUND, "NoSuchKey", message).with_field("Key", key)
+            }
+            S3Error::NoSuchUpload(id) => {
+                error(StatusCode::NOT_FOUND, "NoSuchUpload", message).with_field("UploadId", id)
             }
             S3Error::Internal(detail) => {
                 tracing::error!(%detail, "s3 failure");
@@ -239,12 +362,9 @@ impl S3Api {
             "notification",
             "policy",
             "tagging",
-            "uploads",
-            "uploadId",
             "versioning",
             "website",
             "versions",
-            "delete",
         ]
         .into_iter()
         .find(|name| params.contains_key(*name));
@@ -273,6 +393,45 @@ impl S3Api {
                     .map(|()| empty(StatusCode::NO_CONTENT))
                     .map_err(AwsError::from),
             ),
+            (Method::GET, Target::Bucket(bucket)) if params.contains_key("uploads") => {
+                ("ListMultipartUploads", self.list_uploads(&bucket))
+            }
+            (Method::POST, Target::Bucket(bucket)) if params.contains_key("delete") => (
+                "DeleteObjects",
+                self.delete_objects(&bucket, &mut body).await,
+            ),
+            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploads") => (
+                "CreateMultipartUpload",
+                self.create_upload(&bucket, &key, &parts.headers),
+            ),
+            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploadId") => (
+                "CompleteMultipartUpload",
+                self.complete_upload(&bucket, &key, &params, &mut body)
+                    .await,
+            ),
+            (Method::PUT, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
+                let name = if parts.headers.contains_key("x-amz-copy-source") {
+                    "UploadPartCopy"
+                } else {
+                    "UploadPart"
+                };
+                (
+                    name,
+                    self.upload_part(&bucket, &key, &params, &parts.headers, &mut body)
+                        .await,
+                )
+            }
+            (Method::GET, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
+                ("ListParts", self.list_parts(&bucket, &key, &params))
+            }
+            (Method::DELETE, Target::Object(bucket, key)) if params.contains_key("uploadId") => (
+                "AbortMultipartUpload",
+                self.store
+                    .upload(&bucket, &key, &params["uploadId"])
+                    .and_then(|upload| self.store.end_upload(&upload, None))
+                    .map(|()| empty(StatusCode::NO_CONTENT))
+                    .map_err(AwsError::from),
+            ),
             (Method::GET, Target::Bucket(bucket)) if params.contains_key("location") => {
                 ("GetBucketLocation", self.location(ctx, &bucket))
             }
@@ -285,10 +444,13 @@ impl S3Api {
                 "ListObjects",
                 Err(not_implemented("ListObjects (version 1)")),
             ),
-            (Method::PUT, Target::Object(_, _))
+            (Method::PUT, Target::Object(bucket, key))
                 if parts.headers.contains_key("x-amz-copy-source") =>
             {
-                ("CopyObject", Err(not_implemented("CopyObject")))
+                (
+                    "CopyObject",
+                    self.copy_object(&bucket, &key, &parts.headers).await,
+                )
             }
             (Method::PUT, Target::Object(bucket, key)) => (
                 "PutObject",
@@ -498,23 +660,26 @@ impl S3Api {
         Ok(xml_response(StatusCode::OK, xml))
     }
 
-    async fn put_object(
+    /// Streams a request body into the blob store, checking it against its
+    /// Content-MD5 and checksum headers or trailers. Nothing is visible until the
+    /// caller records the returned blob.
+    async fn receive(
         &self,
-        bucket: &str,
-        key: &str,
         headers: &HeaderMap,
         body: &mut StreamBody,
-    ) -> Result<Response<Body>, AwsError> {
-        self.store.bucket(bucket)?;
+    ) -> Result<Received, AwsError> {
+        let too_large = || {
+            error(
+                StatusCode::BAD_REQUEST,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size",
+            )
+        };
         let declared = header_text(headers, "x-amz-decoded-content-length")
             .or_else(|| header_text(headers, "content-length"))
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > MAX_OBJECT) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "EntityTooLarge",
-                "Your proposed upload exceeds the maximum allowed size",
-            ));
+            return Err(too_large());
         }
         let algorithm = checksum_algorithm(headers)?;
         let mut writer = self.store.writer()?;
@@ -529,11 +694,7 @@ impl S3Api {
                 crc.update(&piece);
                 size += piece.len() as u64;
                 if size > MAX_OBJECT {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        "EntityTooLarge",
-                        "Your proposed upload exceeds the maximum allowed size",
-                    ));
+                    return Err(too_large());
                 }
                 batch.extend_from_slice(&piece);
             }
@@ -603,40 +764,401 @@ impl S3Api {
             }
             checksums.insert(algorithm.to_owned(), actual);
         }
-        let metadata = headers
-            .iter()
-            .filter_map(|(name, value)| {
-                let name = name.as_str().strip_prefix("x-amz-meta-")?;
-                Some((name.to_owned(), value.to_str().ok()?.to_owned()))
-            })
-            .collect();
-        let object = ObjectRecord {
-            key: key.to_owned(),
+        Ok(Received {
             blob: committed.to_string(),
             size,
-            etag: hex::encode(md5),
+            md5: md5.into(),
+            checksums,
+        })
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let received = self.receive(headers, body).await?;
+        let object = ObjectRecord {
+            key: key.to_owned(),
+            blob: received.blob,
+            size: received.size,
+            etag: hex::encode(received.md5),
             last_modified: now(),
             content_type: header_text(headers, "content-type").map(str::to_owned),
-            metadata,
-            checksums,
+            metadata: user_metadata(headers),
+            checksums: received.checksums,
         };
-        let store = self.store.clone();
-        let (bucket_owned, record) = (bucket.to_owned(), object.clone());
-        tokio::task::spawn_blocking(move || store.put_object(&bucket_owned, &record))
-            .await
-            .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        self.record(bucket, &object).await?;
         let mut response = empty(StatusCode::OK);
         set(&mut response, "etag", &format!("\"{}\"", object.etag));
-        for (algorithm, value) in &object.checksums {
-            let name = format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase());
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::try_from(name),
-                HeaderValue::from_str(value),
-            ) {
-                response.headers_mut().insert(name, value);
+        set_checksums(&mut response, &object.checksums);
+        Ok(response)
+    }
+
+    /// Makes an object visible, off the async threads (the commit waits for the disk).
+    async fn record(&self, bucket: &str, object: &ObjectRecord) -> Result<(), AwsError> {
+        let store = self.store.clone();
+        let (bucket, object) = (bucket.to_owned(), object.clone());
+        tokio::task::spawn_blocking(move || store.put_object(&bucket, &object))
+            .await
+            .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        Ok(())
+    }
+
+    /// The object an `x-amz-copy-source` names (`bucket/key`, URL-encoded).
+    fn copy_source(&self, headers: &HeaderMap) -> Result<ObjectRecord, AwsError> {
+        let source = header_text(headers, "x-amz-copy-source").unwrap_or_default();
+        let source = percent_encoding::percent_decode_str(source).decode_utf8_lossy();
+        let source = source.trim_start_matches('/');
+        let (bucket, key) = source
+            .split_once('/')
+            .filter(|(bucket, key)| valid_bucket(bucket) && !key.is_empty())
+            .ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidArgument",
+                    "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+                )
+            })?;
+        let key = key.split_once("?versionId=").map_or(key, |(key, _)| key);
+        self.store.bucket(bucket)?;
+        Ok(self.store.object(bucket, key)?)
+    }
+
+    /// CopyObject: the new object shares the source's stored bytes.
+    async fn copy_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let source = self.copy_source(headers)?;
+        let replace = header_text(headers, "x-amz-metadata-directive") == Some("REPLACE");
+        let object = ObjectRecord {
+            key: key.to_owned(),
+            last_modified: now(),
+            content_type: if replace {
+                header_text(headers, "content-type").map(str::to_owned)
+            } else {
+                source.content_type.clone()
+            },
+            metadata: if replace {
+                user_metadata(headers)
+            } else {
+                source.metadata.clone()
+            },
+            ..source
+        };
+        self.record(bucket, &object).await?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("CopyObjectResult", Some(NAMESPACE));
+        xml.leaf("LastModified", &iso(object.last_modified));
+        xml.leaf("ETag", &format!("\"{}\"", object.etag));
+        xml.close("CopyObjectResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, AwsError> {
+        let upload = UploadRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            initiated: now(),
+            content_type: header_text(headers, "content-type").map(str::to_owned),
+            metadata: user_metadata(headers),
+        };
+        self.store.create_upload(&upload)?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("InitiateMultipartUploadResult", Some(NAMESPACE));
+        xml.leaf("Bucket", bucket);
+        xml.leaf("Key", key);
+        xml.leaf("UploadId", &upload.id);
+        xml.close("InitiateMultipartUploadResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    fn part_number(params: &BTreeMap<String, String>) -> Result<u32, AwsError> {
+        params
+            .get("partNumber")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=MAX_PARTS).contains(n))
+            .ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidArgument",
+                    "Part number must be an integer between 1 and 10000, inclusive",
+                )
+            })
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        params: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        let upload = self.store.upload(
+            bucket,
+            key,
+            params.get("uploadId").map_or("", String::as_str),
+        )?;
+        let number = Self::part_number(params)?;
+        let (part, copied) = if headers.contains_key("x-amz-copy-source") {
+            (self.copy_part(headers, number).await?, true)
+        } else {
+            let received = self.receive(headers, body).await?;
+            let part = PartRecord {
+                number,
+                blob: received.blob,
+                size: received.size,
+                etag: hex::encode(received.md5),
+                last_modified: now(),
+            };
+            (part, false)
+        };
+        self.store.put_part(&upload, &part)?;
+        if copied {
+            let mut xml = XmlWriter::new();
+            xml.open_with_namespace("CopyPartResult", Some(NAMESPACE));
+            xml.leaf("LastModified", &iso(part.last_modified));
+            xml.leaf("ETag", &format!("\"{}\"", part.etag));
+            xml.close("CopyPartResult");
+            return Ok(xml_response(StatusCode::OK, xml));
+        }
+        let mut response = empty(StatusCode::OK);
+        set(&mut response, "etag", &format!("\"{}\"", part.etag));
+        Ok(response)
+    }
+
+    /// UploadPartCopy: a byte range of another object, copied into a new blob.
+    async fn copy_part(&self, headers: &HeaderMap, number: u32) -> Result<PartRecord, AwsError> {
+        let source = self.copy_source(headers)?;
+        let (start, end) = match header_text(headers, "x-amz-copy-source-range") {
+            Some(range) => byte_range(range, source.size).ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidArgument",
+                    "The x-amz-copy-source-range value is not valid",
+                )
+            })?,
+            None if source.size == 0 => (0, 0),
+            None => (0, source.size - 1),
+        };
+        let len = if source.size == 0 { 0 } else { end - start + 1 };
+        let store = self.store.clone();
+        let copied = tokio::task::spawn_blocking(move || -> Result<(String, [u8; 16]), S3Error> {
+            let mut blob = store.open(&source)?;
+            blob.reader
+                .seek(SeekFrom::Start(start))
+                .map_err(|e| S3Error::Internal(e.to_string()))?;
+            concatenate(&store, [blob.reader.take(len)])
+        })
+        .await
+        .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        Ok(PartRecord {
+            number,
+            blob: copied.0,
+            size: len,
+            etag: hex::encode(copied.1),
+            last_modified: now(),
+        })
+    }
+
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        params: &BTreeMap<String, String>,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        let upload = self.store.upload(
+            bucket,
+            key,
+            params.get("uploadId").map_or("", String::as_str),
+        )?;
+        let document = body.collect(Protocol::RestXml, 1 << 20).await?;
+        let requested = xml_records(&document, "Part", &["PartNumber", "ETag"])
+            .map_err(|_| malformed_xml())?
+            .into_iter()
+            .map(|fields| {
+                let number = fields
+                    .first()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .ok_or_else(malformed_xml)?;
+                Ok((
+                    number,
+                    fields
+                        .get(1)
+                        .cloned()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_owned(),
+                ))
+            })
+            .collect::<Result<Vec<(u32, String)>, AwsError>>()?;
+        if requested.is_empty() {
+            return Err(malformed_xml());
+        }
+        if requested.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            ));
+        }
+        let stored: BTreeMap<u32, PartRecord> = self
+            .store
+            .parts(&upload)?
+            .into_iter()
+            .map(|part| (part.number, part))
+            .collect();
+        let mut chosen = Vec::new();
+        for (n, (number, etag)) in requested.iter().enumerate() {
+            let part = stored
+                .get(number)
+                .filter(|part| part.etag == *etag)
+                .ok_or_else(|| error(StatusCode::BAD_REQUEST, "InvalidPart", "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."))?;
+            if n + 1 < requested.len() && part.size < MIN_PART {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "EntityTooSmall",
+                    "Your proposed upload is smaller than the minimum allowed object size.",
+                ));
+            }
+            chosen.push(part.clone());
+        }
+        // S3's multipart ETag: the MD5 of the parts' MD5s, and their count.
+        let mut md5s = Md5::new();
+        for part in &chosen {
+            md5s.update(hex::decode(&part.etag).unwrap_or_default());
+        }
+        let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+        let store = self.store.clone();
+        let parts = chosen.clone();
+        let (blob, _) =
+            tokio::task::spawn_blocking(move || -> Result<(String, [u8; 16]), S3Error> {
+                let readers = parts
+                    .iter()
+                    .map(|part| store.open_blob(&part.blob).map(|blob| blob.reader))
+                    .collect::<Result<Vec<_>, _>>()?;
+                concatenate(&store, readers)
+            })
+            .await
+            .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        let object = ObjectRecord {
+            key: key.to_owned(),
+            blob,
+            size: chosen.iter().map(|part| part.size).sum(),
+            etag: etag.clone(),
+            last_modified: now(),
+            content_type: upload.content_type.clone(),
+            metadata: upload.metadata.clone(),
+            checksums: BTreeMap::new(),
+        };
+        self.store.end_upload(&upload, Some(&object))?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("CompleteMultipartUploadResult", Some(NAMESPACE));
+        xml.leaf("Location", &format!("/{bucket}/{key}"));
+        xml.leaf("Bucket", bucket);
+        xml.leaf("Key", key);
+        xml.leaf("ETag", &format!("\"{etag}\""));
+        xml.close("CompleteMultipartUploadResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Response<Body>, AwsError> {
+        let upload = self.store.upload(
+            bucket,
+            key,
+            params.get("uploadId").map_or("", String::as_str),
+        )?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("ListPartsResult", Some(NAMESPACE));
+        xml.leaf("Bucket", bucket);
+        xml.leaf("Key", key);
+        xml.leaf("UploadId", &upload.id);
+        xml.leaf("IsTruncated", "false");
+        for part in self.store.parts(&upload)? {
+            xml.open("Part");
+            xml.leaf("PartNumber", &part.number.to_string());
+            xml.leaf("LastModified", &iso(part.last_modified));
+            xml.leaf("ETag", &format!("\"{}\"", part.etag));
+            xml.leaf("Size", &part.size.to_string());
+            xml.close("Part");
+        }
+        xml.close("ListPartsResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    fn list_uploads(&self, bucket: &str) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("ListMultipartUploadsResult", Some(NAMESPACE));
+        xml.leaf("Bucket", bucket);
+        xml.leaf("IsTruncated", "false");
+        for upload in self.store.uploads(bucket)? {
+            xml.open("Upload");
+            xml.leaf("Key", &upload.key);
+            xml.leaf("UploadId", &upload.id);
+            xml.leaf("Initiated", &iso(upload.initiated));
+            xml.leaf("StorageClass", "STANDARD");
+            xml.close("Upload");
+        }
+        xml.close("ListMultipartUploadsResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    async fn delete_objects(
+        &self,
+        bucket: &str,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let document = body.collect(Protocol::RestXml, 2 << 20).await?;
+        let keys = xml_records(&document, "Object", &["Key"]).map_err(|_| malformed_xml())?;
+        if keys.len() > 1000 {
+            return Err(malformed_xml());
+        }
+        let quiet = String::from_utf8_lossy(&document).contains("<Quiet>true</Quiet>");
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("DeleteResult", Some(NAMESPACE));
+        for fields in keys {
+            let key = fields.into_iter().next().unwrap_or_default();
+            match self.store.delete_object(bucket, &key) {
+                Ok(()) if quiet => {}
+                Ok(()) => {
+                    xml.open("Deleted");
+                    xml.leaf("Key", &key);
+                    xml.close("Deleted");
+                }
+                Err(err) => {
+                    let err = AwsError::from(err);
+                    xml.open("Error");
+                    xml.leaf("Key", &key);
+                    xml.leaf("Code", &err.code);
+                    xml.leaf("Message", &err.message);
+                    xml.close("Error");
+                }
             }
         }
-        Ok(response)
+        xml.close("DeleteResult");
+        Ok(xml_response(StatusCode::OK, xml))
     }
 
     fn get_object(

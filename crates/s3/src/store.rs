@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 const BUCKETS: &str = "s3.buckets";
 const OBJECTS: &str = "s3.objects";
+const UPLOADS: &str = "s3.uploads";
+const PARTS: &str = "s3.parts";
 
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
@@ -27,6 +29,10 @@ pub enum S3Error {
     BucketNotEmpty(String),
     #[error("The specified key does not exist.")]
     NoSuchKey(String),
+    #[error(
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+    )]
+    NoSuchUpload(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -65,6 +71,27 @@ pub struct ObjectRecord {
     pub metadata: BTreeMap<String, String>,
     /// Checksums the client asked for, by algorithm (`CRC32`), base64.
     pub checksums: BTreeMap<String, String>,
+}
+
+/// A multipart upload in progress: what its object will be once completed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub id: String,
+    pub bucket: String,
+    pub key: String,
+    pub initiated: f64,
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub number: u32,
+    pub blob: String,
+    pub size: u64,
+    /// MD5 of the part, hex.
+    pub etag: String,
+    pub last_modified: f64,
 }
 
 fn decode<T: DeserializeOwned>(record: &Record) -> Result<T> {
@@ -141,13 +168,7 @@ impl Store {
     }
 
     pub fn open(&self, object: &ObjectRecord) -> Result<Blob> {
-        let digest: Digest = object
-            .blob
-            .parse()
-            .map_err(|_| S3Error::Internal(format!("bad blob name {}", object.blob)))?;
-        self.blobs
-            .open(&digest)?
-            .ok_or_else(|| S3Error::Internal(format!("object {} lost its bytes", object.key)))
+        self.open_blob(&object.blob)
     }
 
     pub fn writer(&self) -> Result<Box<dyn BlobWriter>> {
@@ -176,6 +197,94 @@ impl Store {
             Expect::Anything,
         ))?;
         Ok(())
+    }
+
+    pub fn create_upload(&self, upload: &UploadRecord) -> Result<()> {
+        self.bucket(&upload.bucket)?;
+        let value = serde_json::to_vec(upload).expect("records serialize");
+        self.meta
+            .commit(WriteBatch::new().put(UPLOADS, &upload.id, value, Expect::Absent))?;
+        Ok(())
+    }
+
+    /// An upload of `bucket`/`key`.
+    pub fn upload(&self, bucket: &str, key: &str, id: &str) -> Result<UploadRecord> {
+        let upload: UploadRecord = match self.meta.get(UPLOADS, id)? {
+            Some(record) => decode(&record)?,
+            None => return Err(S3Error::NoSuchUpload(id.to_owned())),
+        };
+        if upload.bucket != bucket || upload.key != key {
+            return Err(S3Error::NoSuchUpload(id.to_owned()));
+        }
+        Ok(upload)
+    }
+
+    pub fn uploads(&self, bucket: &str) -> Result<Vec<UploadRecord>> {
+        let mut uploads: Vec<UploadRecord> = self
+            .meta
+            .scan_all(UPLOADS, "")?
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<UploadRecord>>>()?
+            .into_iter()
+            .filter(|upload| upload.bucket == bucket)
+            .collect();
+        uploads.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.total_cmp(&b.initiated)));
+        Ok(uploads)
+    }
+
+    /// Records a part; a part uploaded again under the same number replaces it.
+    pub fn put_part(&self, upload: &UploadRecord, part: &PartRecord) -> Result<()> {
+        let value = serde_json::to_vec(part).expect("records serialize");
+        let key = format!("{}/{:05}", upload.id, part.number);
+        self.meta
+            .commit(WriteBatch::new().put(PARTS, &key, value, Expect::Anything))?;
+        Ok(())
+    }
+
+    pub fn parts(&self, upload: &UploadRecord) -> Result<Vec<PartRecord>> {
+        self.meta
+            .scan_all(PARTS, &format!("{}/", upload.id))?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Ends an upload: with `object`, which becomes visible in the same commit
+    /// that forgets the upload and its parts; without, aborted.
+    pub fn end_upload(&self, upload: &UploadRecord, object: Option<&ObjectRecord>) -> Result<()> {
+        let record = self
+            .meta
+            .get(UPLOADS, &upload.id)?
+            .ok_or_else(|| S3Error::NoSuchUpload(upload.id.clone()))?;
+        let mut batch =
+            WriteBatch::new().delete(UPLOADS, &upload.id, Expect::Version(record.version));
+        for part in self.meta.scan_all(PARTS, &format!("{}/", upload.id))? {
+            batch = batch.delete(PARTS, &part.key, Expect::Anything);
+        }
+        if let Some(object) = object {
+            let value = serde_json::to_vec(object).expect("records serialize");
+            batch = batch.put(
+                OBJECTS,
+                &object_key(&upload.bucket, &object.key),
+                value,
+                Expect::Anything,
+            );
+        }
+        match self.meta.commit(batch) {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(S3Error::NoSuchUpload(upload.id.clone())),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub fn open_blob(&self, blob: &str) -> Result<Blob> {
+        let digest: Digest = blob
+            .parse()
+            .map_err(|_| S3Error::Internal(format!("bad blob name {blob}")))?;
+        self.blobs
+            .open(&digest)?
+            .ok_or_else(|| S3Error::Internal(format!("blob {blob} is missing")))
     }
 
     /// Objects whose keys start with `prefix`, in key order, strictly after `after`,
