@@ -19,7 +19,9 @@ fn health_names_every_service_and_its_state() {
     assert_eq!(health["status"], "running");
     assert_eq!(health["services"]["sts"], "running");
     assert_eq!(health["services"]["lambda"], "running");
-    assert_eq!(health["services"]["s3"], "unavailable");
+    assert_eq!(health["services"]["s3"], "running");
+    assert_eq!(health["services"]["ecr"], "running");
+    assert_eq!(health["services"]["ecs"], "unavailable");
     assert_eq!(health["auth"], "strict");
 }
 
