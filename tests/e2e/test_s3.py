@@ -225,3 +225,18 @@ def test_multipart_uploads_server_side_copies_and_batch_deletes(nimbus, s3, buck
     deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "big"}, {"Key": "copied"}, {"Key": "absent"}]})
     assert sorted(d["Key"] for d in deleted["Deleted"]) == ["absent", "big", "copied"]
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["small-copy"]
+
+
+def test_functions_take_their_code_from_a_bucket(nimbus, s3, bucket, lambda_client, unique_name):
+    from conftest import ROLE, invoke, zip_function
+
+    s3.put_object(Bucket=bucket, Key="code/probe.zip", Body=zip_function("py_probe"))
+    lambda_client.create_function(FunctionName=unique_name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                                  Code={"S3Bucket": bucket, "S3Key": "code/probe.zip"})
+    lambda_client.get_waiter("function_active_v2").wait(FunctionName=unique_name,
+                                                        WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    _, body = invoke(lambda_client, unique_name, {"from": "s3"})
+    assert body["event"] == {"from": "s3"}
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as missing:
+        lambda_client.update_function_code(FunctionName=unique_name, S3Bucket=bucket, S3Key="code/absent.zip")
+    assert "NoSuchKey" in missing.value.response["Error"]["Message"]

@@ -273,37 +273,6 @@ fn check_architectures(architectures: Option<&Vec<String>>) -> Result<(), AwsErr
     }
 }
 
-/// A zip from the request, or the reason there is none.
-pub(crate) fn zip_from(
-    zip_file: Option<&str>,
-    s3_bucket: Option<&str>,
-    image_uri: Option<&str>,
-) -> Result<Vec<u8>, AwsError> {
-    use base64::Engine as _;
-    if image_uri.is_some() {
-        return Err(invalid_parameter(
-            "Container image functions (PackageType Image) are not available on this nimbus server yet",
-        ));
-    }
-    if s3_bucket.is_some() {
-        return Err(invalid_parameter(
-            "Code from S3 is not available until nimbus serves S3 buckets; upload the zip with ZipFile",
-        ));
-    }
-    let encoded =
-        zip_file.ok_or_else(|| invalid_parameter("Please provide a source for function code."))?;
-    let zip = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|_| invalid_parameter("ZipFile is not valid base64"))?;
-    if zip.len() > code::MAX_ZIP_BYTES {
-        return Err(crate::error::too_large(format!(
-            "Zipped size must be smaller than {} bytes",
-            code::MAX_ZIP_BYTES
-        )));
-    }
-    Ok(zip)
-}
-
 pub(crate) fn parse_version(text: &str) -> Option<u64> {
     text.parse().ok().filter(|v| *v > 0)
 }
@@ -311,6 +280,8 @@ pub(crate) fn parse_version(text: &str) -> Option<u64> {
 pub struct Functions {
     pub(crate) store: FunctionStore,
     pub(crate) blobs: Arc<dyn BlobStore>,
+    /// Buckets code can be taken from (`Code.S3Bucket`).
+    objects: Arc<nimbus_s3::Store>,
     code: CodeCache,
     pub(crate) region: String,
     pub(crate) account: String,
@@ -324,6 +295,7 @@ impl Functions {
     pub fn new(
         store: FunctionStore,
         blobs: Arc<dyn BlobStore>,
+        objects: Arc<nimbus_s3::Store>,
         code: CodeCache,
         region: &str,
         account: &str,
@@ -332,12 +304,77 @@ impl Functions {
         Self {
             store,
             blobs,
+            objects,
             code,
             region: region.to_owned(),
             account: account.to_owned(),
             settings,
             reservations: Mutex::new(None),
         }
+    }
+
+    /// A zip from the request (inline, or an object in one of nimbus's buckets),
+    /// or the reason there is none.
+    pub(crate) fn zip_from(
+        &self,
+        zip_file: Option<&str>,
+        s3_bucket: Option<&str>,
+        s3_key: Option<&str>,
+        image_uri: Option<&str>,
+    ) -> Result<Vec<u8>, AwsError> {
+        use base64::Engine as _;
+        if image_uri.is_some() {
+            return Err(invalid_parameter(
+                "Container image functions (PackageType Image) are not available on this nimbus server yet",
+            ));
+        }
+        if let Some(bucket) = s3_bucket {
+            let key = s3_key.ok_or_else(|| invalid_parameter("S3Key is required with S3Bucket"))?;
+            return self.zip_from_s3(bucket, key);
+        }
+        let encoded = zip_file
+            .ok_or_else(|| invalid_parameter("Please provide a source for function code."))?;
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| invalid_parameter("ZipFile is not valid base64"))?;
+        if zip.len() > code::MAX_ZIP_BYTES {
+            return Err(crate::error::too_large(format!(
+                "Zipped size must be smaller than {} bytes",
+                code::MAX_ZIP_BYTES
+            )));
+        }
+        Ok(zip)
+    }
+
+    /// A zip kept in a bucket; as on AWS, it may be larger than an inline one, up
+    /// to the unzipped limit.
+    fn zip_from_s3(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+        use std::io::Read as _;
+        let s3_error = |err: nimbus_s3::store::S3Error| {
+            let code = match &err {
+                nimbus_s3::store::S3Error::NoSuchBucket(_) => "NoSuchBucket",
+                nimbus_s3::store::S3Error::NoSuchKey(_) => "NoSuchKey",
+                _ => "InternalError",
+            };
+            invalid_parameter(format!(
+                "Error occurred while GetObject. S3 Error Code: {code}. S3 Error Message: {err}"
+            ))
+        };
+        let object = self.objects.object(bucket, key).map_err(s3_error)?;
+        if object.size > code::MAX_UNZIPPED_BYTES {
+            return Err(invalid_parameter(format!(
+                "Unzipped size must be smaller than {} bytes",
+                code::MAX_UNZIPPED_BYTES
+            )));
+        }
+        let mut zip = Vec::with_capacity(object.size as usize);
+        self.objects
+            .open(&object)
+            .map_err(s3_error)?
+            .reader
+            .read_to_end(&mut zip)
+            .map_err(|err| invalid_parameter(format!("Error occurred while GetObject: {err}")))?;
+        Ok(zip)
     }
 
     fn arn(&self, name: &str, qualifier: Option<&str>) -> String {
@@ -394,9 +431,10 @@ impl Functions {
         let tags = request.tags.clone().unwrap_or_default();
         check_tags(&tags)?;
         let code_in = request.code.clone().unwrap_or_default();
-        let zip = zip_from(
+        let zip = self.zip_from(
             code_in.zip_file.as_deref(),
             code_in.s3_bucket.as_deref(),
+            code_in.s3_key.as_deref(),
             code_in.image_uri.as_deref(),
         )?;
         if self.store.function(&name).map_err(store_error)?.is_some() {
@@ -625,9 +663,10 @@ impl Functions {
     ) -> Result<FunctionConfiguration, AwsError> {
         let function = function.require_unqualified()?;
         check_architectures(request.architectures.as_ref())?;
-        let zip = zip_from(
+        let zip = self.zip_from(
             request.zip_file.as_deref(),
             request.s3_bucket.as_deref(),
+            request.s3_key.as_deref(),
             request.image_uri.as_deref(),
         )?;
         let Versioned {

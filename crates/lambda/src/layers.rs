@@ -8,7 +8,7 @@ use nimbus_edge::AwsError;
 use crate::code::{self, CodeRef};
 use crate::error::{invalid_parameter, not_found, validation};
 use crate::functions::{
-    Functions, Listing, ResolvedLayers, code_error, now_text, parse_version, store_error, zip_from,
+    Functions, Listing, ResolvedLayers, code_error, now_text, parse_version, store_error,
 };
 use crate::model::{Layer, LayerVersion, PublishLayerVersionRequest};
 use crate::runtimes;
@@ -89,9 +89,10 @@ impl Functions {
         request: PublishLayerVersionRequest,
     ) -> Result<(LayerVersion, CodeRef), AwsError> {
         let content = &request.content;
-        let zip = zip_from(
+        let zip = self.zip_from(
             content.zip_file.as_deref(),
             content.s3_bucket.as_deref(),
+            content.s3_key.as_deref(),
             None,
         )?;
         if let Some(runtimes) = &request.compatible_runtimes {

@@ -231,6 +231,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let functions = Arc::new(Functions::new(
         FunctionStore::new(meta.clone()),
         blobs,
+        objects.clone(),
         CodeCache::open(&data_dir.join("lambda").join("code"))?,
         &args.region,
         &args.account_id,
