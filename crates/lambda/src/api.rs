@@ -43,6 +43,9 @@ enum Route {
     UntagResource,
     ListTags,
     GetAccountSettings,
+    AddPermission,
+    GetPolicy,
+    RemovePermission,
     Invoke,
     PublishLayerVersion,
     ListLayers,
@@ -141,6 +144,21 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
         ),
         (
             Method::POST,
+            "/2015-03-31/functions/{FunctionName}/policy",
+            AddPermission,
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/functions/{FunctionName}/policy",
+            GetPolicy,
+        ),
+        (
+            Method::DELETE,
+            "/2015-03-31/functions/{FunctionName}/policy/{StatementId}",
+            RemovePermission,
+        ),
+        (
+            Method::POST,
             "/2015-03-31/functions/{FunctionName}/invocations",
             Invoke,
         ),
@@ -198,6 +216,9 @@ pub enum LambdaOperation {
     UntagResource(String, Vec<String>),
     ListTags(String),
     GetAccountSettings,
+    AddPermission(FunctionRef, Box<crate::permissions::AddPermissionRequest>),
+    GetPolicy(FunctionRef),
+    RemovePermission(FunctionRef, String),
     Invoke(Box<Invocation>),
     PublishLayerVersion(String, Box<PublishLayerVersionRequest>),
     ListLayers(Option<String>, Page),
@@ -255,6 +276,9 @@ impl Operation for LambdaOperation {
             UntagResource(..) => "UntagResource",
             ListTags(..) => "ListTags",
             GetAccountSettings => "GetAccountSettings",
+            AddPermission(..) => "AddPermission",
+            GetPolicy(_) => "GetPolicy",
+            RemovePermission(..) => "RemovePermission",
             Invoke(..) => "Invoke",
             PublishLayerVersion(..) => "PublishLayerVersion",
             ListLayers(..) => "ListLayers",
@@ -497,6 +521,11 @@ fn parse(route: Route, inputs: &Inputs) -> Result<LambdaOperation, AwsError> {
         ),
         Route::ListTags => Op::ListTags(inputs.path("Resource")),
         Route::GetAccountSettings => Op::GetAccountSettings,
+        Route::AddPermission => Op::AddPermission(inputs.function()?, Box::new(inputs.body()?)),
+        Route::GetPolicy => Op::GetPolicy(inputs.function()?),
+        Route::RemovePermission => {
+            Op::RemovePermission(inputs.function()?, inputs.path("StatementId"))
+        }
         Route::Invoke => Op::Invoke(Box::new(inputs.invocation()?)),
         Route::PublishLayerVersion => {
             Op::PublishLayerVersion(inputs.layer()?, Box::new(inputs.body()?))
@@ -830,6 +859,18 @@ impl Service for LambdaApi {
                 StatusCode::OK,
                 &blocking(f, |f| f.account_settings()).await?,
             )),
+            Op::AddPermission(function, request) => Ok(json(
+                StatusCode::CREATED,
+                &blocking(f, move |f| f.add_permission(function, *request)).await?,
+            )),
+            Op::GetPolicy(function) => Ok(json(
+                StatusCode::OK,
+                &blocking(f, move |f| f.get_policy(function)).await?,
+            )),
+            Op::RemovePermission(function, statement) => {
+                blocking(f, move |f| f.remove_permission(function, &statement)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
             Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
             Op::PublishLayerVersion(name, request) => {
                 let (layer, code) =

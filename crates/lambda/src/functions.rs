@@ -393,7 +393,7 @@ impl Functions {
             .ok_or_else(|| self.not_found(name, Some(label)))
     }
 
-    fn load(&self, name: &str) -> Result<Versioned<FunctionRecord>, AwsError> {
+    pub(crate) fn load(&self, name: &str) -> Result<Versioned<FunctionRecord>, AwsError> {
         self.store
             .function(name)
             .map_err(store_error)?
@@ -485,6 +485,7 @@ impl Functions {
         };
         request.settings.apply(&mut config);
         let record = FunctionRecord {
+            policy: Vec::new(),
             config: config.clone(),
             code,
             layers: layers.code,

@@ -12,6 +12,7 @@ pub mod invoke;
 pub mod layers;
 pub mod model;
 pub mod names;
+pub mod permissions;
 pub mod runtime_api;
 pub mod runtimes;
 pub mod store;

@@ -32,6 +32,9 @@ pub struct FunctionRecord {
     pub reserved_concurrency: Option<i64>,
     /// The highest version number published so far.
     pub last_version: u64,
+    /// The resource policy's statements (AddPermission).
+    #[serde(default)]
+    pub policy: Vec<serde_json::Value>,
 }
 
 /// A published version: an immutable snapshot of configuration and code.

@@ -1,0 +1,187 @@
+//! Function resource policies (AddPermission, RemovePermission, GetPolicy): which
+//! services and accounts may invoke a function, as S3 asks before it delivers a
+//! bucket's events.
+
+use serde_json::{Value, json};
+
+use crate::error::{conflict, invalid_parameter, not_found};
+use crate::functions::{Functions, store_error};
+use crate::names::FunctionRef;
+use crate::store::Versioned;
+use nimbus_edge::AwsError;
+use nimbus_storage::Expect;
+
+/// An AddPermission request body, as botocore's `lambda` model shapes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddPermissionRequest {
+    pub statement_id: String,
+    pub action: String,
+    pub principal: String,
+    pub source_arn: Option<String>,
+    pub source_account: Option<String>,
+}
+
+fn valid_statement_id(id: &str) -> bool {
+    (1..=100).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `*` matches any run of characters, as `ArnLike` does.
+fn arn_like(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head)
+                && (0..=text.len() - head.len())
+                    .any(|skip| arn_like(tail, &text[head.len() + skip..]))
+        }
+    }
+}
+
+impl Functions {
+    pub fn add_permission(
+        &self,
+        function: FunctionRef,
+        request: AddPermissionRequest,
+    ) -> Result<Value, AwsError> {
+        let function = function.require_unqualified()?;
+        if !valid_statement_id(&request.statement_id) {
+            return Err(invalid_parameter(
+                "StatementId must be 1-100 letters, digits, hyphens and underscores",
+            ));
+        }
+        if !(request.action.starts_with("lambda:") && request.action.len() > 7) {
+            return Err(invalid_parameter(format!(
+                "Action {} is not a lambda action",
+                request.action
+            )));
+        }
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(&function.name)?;
+        if record
+            .policy
+            .iter()
+            .any(|statement| statement["Sid"] == request.statement_id.as_str())
+        {
+            return Err(conflict(format!(
+                "The statement id ({}) provided already exists. Please provide a new statement id, or remove the existing statement.",
+                request.statement_id
+            )));
+        }
+        let principal = if request.principal.ends_with(".amazonaws.com") {
+            json!({ "Service": request.principal })
+        } else if request.principal.bytes().all(|b| b.is_ascii_digit()) {
+            json!({ "AWS": format!("arn:aws:iam::{}:root", request.principal) })
+        } else {
+            json!({ "AWS": request.principal })
+        };
+        let mut statement = json!({
+            "Sid": request.statement_id,
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": request.action,
+            "Resource": record.config.function_arn,
+        });
+        let mut condition = serde_json::Map::new();
+        if let Some(arn) = &request.source_arn {
+            condition.insert("ArnLike".into(), json!({ "AWS:SourceArn": arn }));
+        }
+        if let Some(account) = &request.source_account {
+            condition.insert(
+                "StringEquals".into(),
+                json!({ "AWS:SourceAccount": account }),
+            );
+        }
+        if !condition.is_empty() {
+            statement["Condition"] = Value::Object(condition);
+        }
+        record.policy.push(statement.clone());
+        self.store
+            .save(&record, Expect::Version(version), None)
+            .map_err(store_error)?;
+        Ok(json!({ "Statement": statement.to_string() }))
+    }
+
+    pub fn remove_permission(
+        &self,
+        function: FunctionRef,
+        statement_id: &str,
+    ) -> Result<(), AwsError> {
+        let function = function.require_unqualified()?;
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(&function.name)?;
+        let before = record.policy.len();
+        record
+            .policy
+            .retain(|statement| statement["Sid"] != statement_id);
+        if record.policy.len() == before {
+            return Err(not_found(format!(
+                "Statement {statement_id} is not found in resource policy."
+            )));
+        }
+        self.store
+            .save(&record, Expect::Version(version), None)
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    pub fn get_policy(&self, function: FunctionRef) -> Result<Value, AwsError> {
+        let function = function.require_unqualified()?;
+        let record = self.load(&function.name)?.value;
+        if record.policy.is_empty() {
+            return Err(not_found("The resource you requested does not exist."));
+        }
+        let policy =
+            json!({ "Version": "2012-10-17", "Id": "default", "Statement": record.policy });
+        Ok(json!({ "Policy": policy.to_string(), "RevisionId": record.config.revision_id }))
+    }
+
+    /// Whether the function's policy lets `service` invoke it on behalf of
+    /// `source_arn` in `source_account`.
+    pub fn service_may_invoke(
+        &self,
+        name: &str,
+        service: &str,
+        source_arn: &str,
+        source_account: &str,
+    ) -> Result<bool, AwsError> {
+        let record = self.load(name)?.value;
+        Ok(record.policy.iter().any(|statement| {
+            let principal = &statement["Principal"];
+            let principal_ok =
+                principal == "*" || principal["Service"] == service || principal["AWS"] == "*";
+            let action_ok = matches!(
+                statement["Action"].as_str(),
+                Some("lambda:InvokeFunction" | "lambda:*" | "*")
+            );
+            let condition = &statement["Condition"];
+            let arn_ok = condition["ArnLike"]["AWS:SourceArn"]
+                .as_str()
+                .is_none_or(|pattern| arn_like(pattern, source_arn));
+            let account_ok = condition["StringEquals"]["AWS:SourceAccount"]
+                .as_str()
+                .is_none_or(|account| account == source_account);
+            statement["Effect"] == "Allow" && principal_ok && action_ok && arn_ok && account_ok
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arn_like;
+
+    #[test]
+    fn arn_like_matches_wildcards() {
+        assert!(arn_like("arn:aws:s3:::in", "arn:aws:s3:::in"));
+        assert!(arn_like("arn:aws:s3:::in-*", "arn:aws:s3:::in-photos"));
+        assert!(!arn_like("arn:aws:s3:::in", "arn:aws:s3:::out"));
+        assert!(arn_like("*", "anything"));
+    }
+}
