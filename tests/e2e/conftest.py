@@ -2,12 +2,16 @@
 
 import configparser
 import contextlib
+import http.server
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,3 +222,50 @@ def unique_name(request):
     import uuid
 
     return f"{request.node.name[:40].replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:8]}"
+
+
+# --- Callbacks from functions ---------------------------------------------------
+
+
+def host_address() -> str:
+    """This host's address on its default route: what a sandboxed function reaches
+    the host by (its own 127.0.0.1 is the sandbox's loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        return probe.getsockname()[0]
+
+
+class Callbacks:
+    """An HTTP server on this host recording what functions post to it."""
+
+    def __init__(self):
+        self.posts = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.posts.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        address = host_address()
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://{address}:{self.server.server_address[1]}/"
+
+    def wait_for(self, count, timeout=60):
+        deadline = time.monotonic() + timeout
+        while len(self.posts) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return list(self.posts)
+
+
+@pytest.fixture
+def callbacks():
+    server = Callbacks()
+    yield server
+    server.server.shutdown()

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 import uuid
 
 import botocore.auth
@@ -14,7 +15,7 @@ import botocore.credentials
 import pytest
 import requests
 
-from conftest import REGION
+from conftest import REGION, ROLE, create_function, invoke, zip_function
 
 
 @pytest.fixture
@@ -228,8 +229,6 @@ def test_multipart_uploads_server_side_copies_and_batch_deletes(nimbus, s3, buck
 
 
 def test_functions_take_their_code_from_a_bucket(nimbus, s3, bucket, lambda_client, unique_name):
-    from conftest import ROLE, invoke, zip_function
-
     s3.put_object(Bucket=bucket, Key="code/probe.zip", Body=zip_function("py_probe"))
     lambda_client.create_function(FunctionName=unique_name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
                                   Code={"S3Bucket": bucket, "S3Key": "code/probe.zip"})
@@ -240,3 +239,41 @@ def test_functions_take_their_code_from_a_bucket(nimbus, s3, bucket, lambda_clie
     with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as missing:
         lambda_client.update_function_code(FunctionName=unique_name, S3Bucket=bucket, S3Key="code/absent.zip")
     assert "NoSuchKey" in missing.value.response["Error"]["Message"]
+
+
+def test_an_upload_triggers_its_function_with_s3s_event(nimbus, s3, bucket, lambda_client, unique_name,
+                                                         callbacks, tmp_path):
+    create_function(lambda_client, unique_name, zip_function("py_callback"),
+                    Environment={"Variables": {"CALLBACK_URL": callbacks.url}})
+    arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["FunctionArn"]
+    configuration = {"LambdaFunctionConfigurations": [{
+        "Id": "jpegs", "LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"}, {"Name": "suffix", "Value": ".jpg"}]}},
+    }]}
+    # Without a resource policy letting S3 invoke the function, the configuration is refused.
+    with pytest.raises(s3.exceptions.ClientError) as refused:
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    assert refused.value.response["Error"]["Code"] == "InvalidArgument"
+    lambda_client.add_permission(FunctionName=unique_name, StatementId="s3", Action="lambda:InvokeFunction",
+                                 Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}")
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    stored = s3.get_bucket_notification_configuration(Bucket=bucket)["LambdaFunctionConfigurations"]
+    assert [(c["Id"], c["LambdaFunctionArn"]) for c in stored] == [("jpegs", arn)]
+
+    photo = tmp_path / "my cat.jpg"
+    photo.write_bytes(b"\xff\xd8 not really a jpeg")
+    cli(nimbus, "cp", str(photo), f"s3://{bucket}/in/my cat.jpg")
+    [post] = callbacks.wait_for(1)
+    [record] = post["event"]["Records"]
+    assert record["eventSource"] == "aws:s3"
+    assert record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == bucket
+    assert record["s3"]["configurationId"] == "jpegs"
+    assert record["s3"]["object"]["key"] == "in/my+cat.jpg"
+    assert record["s3"]["object"]["size"] == photo.stat().st_size
+
+    # Filters that do not match trigger nothing.
+    s3.put_object(Bucket=bucket, Key="in/notes.txt", Body=b"text")
+    s3.put_object(Bucket=bucket, Key="elsewhere/cat.jpg", Body=b"jpeg")
+    time.sleep(3)
+    assert len(callbacks.posts) == 1

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod async_queue;
+pub mod bucket_events;
 pub mod code;
 pub mod code_links;
 pub mod environment;

@@ -11,6 +11,7 @@ use nimbus_auth::{AuthMode, Authenticator, Credential, CredentialError, Credenti
 use nimbus_edge::Edge;
 use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::Sts;
+use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::store::FunctionStore;
 use nimbus_lambda::{
@@ -264,6 +265,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     )
     .map_err(io_at(&data_dir))?;
     let queue = AsyncQueue::start(meta.clone(), invoker.clone());
+    let bucket_events = Arc::new(BucketEvents::new(functions.clone(), queue.clone()));
     let lambda = LambdaApi::new(
         functions,
         invoker.clone(),
@@ -291,7 +293,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .service(Sts::new(credentials))
         .service(lambda)
         .service(EcrApi::new(registry.clone()))
-        .streaming_service(S3Api::new(objects))
+        .streaming_service(S3Api::new(objects, Some(bucket_events)))
         .internal(links.routes())
         .internal(nimbus_registry::distribution::routes(registry))
         .build();

@@ -18,6 +18,7 @@ use nimbus_edge::{
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 
+use crate::notifications::{self, EventTarget};
 use crate::store::{BucketRecord, ObjectRecord, PartRecord, S3Error, Store, UploadRecord};
 
 const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -150,11 +151,96 @@ fn concatenate(
 
 pub struct S3Api {
     store: Arc<Store>,
+    /// Where bucket notifications go; without one, configurations are refused.
+    events: Option<Arc<dyn EventTarget>>,
 }
 
 impl S3Api {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<Store>, events: Option<Arc<dyn EventTarget>>) -> Self {
+        Self { store, events }
+    }
+
+    fn put_notifications(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        document: &[u8],
+    ) -> Result<Response<Body>, AwsError> {
+        self.store.bucket(bucket)?;
+        let rules = notifications::parse(document)
+            .map_err(|reason| error(StatusCode::BAD_REQUEST, "InvalidArgument", reason))?;
+        if !rules.is_empty() {
+            let target = self
+                .events
+                .as_ref()
+                .ok_or_else(|| not_implemented("delivering bucket events"))?;
+            // As on S3, every destination is checked now, not when an event comes.
+            for rule in &rules {
+                if let Some(reason) = target.refuses(&rule.function_arn, bucket, &ctx.account_id) {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidArgument",
+                        format!("Unable to validate the following destination configurations: {}: {reason}", rule.function_arn),
+                    )
+                    .with_field("ArgumentName", rule.function_arn.clone()));
+                }
+            }
+        }
+        self.store.set_notifications(bucket, rules)?;
+        Ok(empty(StatusCode::OK))
+    }
+
+    /// After a successful write, the event for the object it created.
+    async fn created(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+        event: &str,
+        outcome: Result<Response<Body>, AwsError>,
+    ) -> Result<Response<Body>, AwsError> {
+        if outcome.is_ok()
+            && let Ok(object) = self.store.object(bucket, key)
+        {
+            let etag = object.etag.clone();
+            self.notify(ctx, bucket, key, event, Some((object.size, &etag)))
+                .await;
+        }
+        outcome
+    }
+
+    /// Queues `event` on `key` for every function the bucket's rules name.
+    async fn notify(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+        event: &str,
+        created: Option<(u64, &str)>,
+    ) {
+        let (Some(target), Ok(record)) = (&self.events, self.store.bucket(bucket)) else {
+            return;
+        };
+        for rule in record
+            .notifications
+            .iter()
+            .filter(|rule| rule.wants(event, key))
+        {
+            let change = notifications::Change {
+                event,
+                bucket,
+                key,
+                created,
+                region: &ctx.region,
+                account: &ctx.account_id,
+                request_id: &ctx.request_id,
+                principal: &format!("AWS:{}", ctx.caller.principal.user_id()),
+            };
+            let payload = notifications::record(&change, rule, OffsetDateTime::now_utc());
+            if let Err(err) = target.deliver(rule.function_arn.clone(), payload).await {
+                tracing::error!(function = %rule.function_arn, error = %err, "queueing a bucket event failed");
+            }
+        }
     }
 }
 
@@ -359,7 +445,6 @@ impl S3Api {
             "acl",
             "cors",
             "lifecycle",
-            "notification",
             "policy",
             "tagging",
             "versioning",
@@ -376,6 +461,25 @@ impl S3Api {
         }
         match (parts.method.clone(), target) {
             (Method::GET, Target::Service) => ("ListBuckets", self.list_buckets(ctx)),
+            (Method::PUT, Target::Bucket(bucket)) if params.contains_key("notification") => {
+                let outcome = match body.collect(Protocol::RestXml, 1 << 20).await {
+                    Ok(document) => self.put_notifications(ctx, &bucket, &document),
+                    Err(err) => Err(err),
+                };
+                ("PutBucketNotificationConfiguration", outcome)
+            }
+            (Method::GET, Target::Bucket(bucket)) if params.contains_key("notification") => (
+                "GetBucketNotificationConfiguration",
+                self.store
+                    .bucket(&bucket)
+                    .map(|record| {
+                        xml_response(
+                            StatusCode::OK,
+                            notifications::render(&record.notifications, NAMESPACE),
+                        )
+                    })
+                    .map_err(AwsError::from),
+            ),
             (Method::PUT, Target::Bucket(bucket)) => {
                 ("CreateBucket", self.create_bucket(&bucket, &mut body).await)
             }
@@ -398,17 +502,22 @@ impl S3Api {
             }
             (Method::POST, Target::Bucket(bucket)) if params.contains_key("delete") => (
                 "DeleteObjects",
-                self.delete_objects(&bucket, &mut body).await,
+                self.delete_objects(ctx, &bucket, &mut body).await,
             ),
             (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploads") => (
                 "CreateMultipartUpload",
                 self.create_upload(&bucket, &key, &parts.headers),
             ),
-            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploadId") => (
-                "CompleteMultipartUpload",
-                self.complete_upload(&bucket, &key, &params, &mut body)
-                    .await,
-            ),
+            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
+                let outcome = self
+                    .complete_upload(&bucket, &key, &params, &mut body)
+                    .await;
+                let event = "ObjectCreated:CompleteMultipartUpload";
+                (
+                    "CompleteMultipartUpload",
+                    self.created(ctx, &bucket, &key, event, outcome).await,
+                )
+            }
             (Method::PUT, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
                 let name = if parts.headers.contains_key("x-amz-copy-source") {
                     "UploadPartCopy"
@@ -447,16 +556,23 @@ impl S3Api {
             (Method::PUT, Target::Object(bucket, key))
                 if parts.headers.contains_key("x-amz-copy-source") =>
             {
+                let outcome = self.copy_object(&bucket, &key, &parts.headers).await;
+                let event = "ObjectCreated:Copy";
                 (
                     "CopyObject",
-                    self.copy_object(&bucket, &key, &parts.headers).await,
+                    self.created(ctx, &bucket, &key, event, outcome).await,
                 )
             }
-            (Method::PUT, Target::Object(bucket, key)) => (
-                "PutObject",
-                self.put_object(&bucket, &key, &parts.headers, &mut body)
-                    .await,
-            ),
+            (Method::PUT, Target::Object(bucket, key)) => {
+                let outcome = self
+                    .put_object(&bucket, &key, &parts.headers, &mut body)
+                    .await;
+                let event = "ObjectCreated:Put";
+                (
+                    "PutObject",
+                    self.created(ctx, &bucket, &key, event, outcome).await,
+                )
+            }
             (method @ (Method::GET | Method::HEAD), Target::Object(bucket, key)) => {
                 let head = method == Method::HEAD;
                 (
@@ -464,13 +580,19 @@ impl S3Api {
                     self.get_object(&bucket, &key, &parts.headers, head),
                 )
             }
-            (Method::DELETE, Target::Object(bucket, key)) => (
-                "DeleteObject",
-                self.store
-                    .delete_object(&bucket, &key)
-                    .map(|()| empty(StatusCode::NO_CONTENT))
-                    .map_err(AwsError::from),
-            ),
+            (Method::DELETE, Target::Object(bucket, key)) => {
+                let outcome = self.store.delete_object(&bucket, &key);
+                if outcome.is_ok() {
+                    self.notify(ctx, &bucket, &key, "ObjectRemoved:Delete", None)
+                        .await;
+                }
+                (
+                    "DeleteObject",
+                    outcome
+                        .map(|()| empty(StatusCode::NO_CONTENT))
+                        .map_err(AwsError::from),
+                )
+            }
             (method, _) => (
                 "unknown",
                 Err(error(
@@ -512,6 +634,7 @@ impl S3Api {
         self.store.create_bucket(BucketRecord {
             name: bucket.to_owned(),
             created_at: now(),
+            notifications: Vec::new(),
         })?;
         let mut response = empty(StatusCode::OK);
         set(&mut response, "location", &format!("/{bucket}"));
@@ -1126,6 +1249,7 @@ impl S3Api {
 
     async fn delete_objects(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         body: &mut StreamBody,
     ) -> Result<Response<Body>, AwsError> {
@@ -1141,11 +1265,14 @@ impl S3Api {
         for fields in keys {
             let key = fields.into_iter().next().unwrap_or_default();
             match self.store.delete_object(bucket, &key) {
-                Ok(()) if quiet => {}
                 Ok(()) => {
-                    xml.open("Deleted");
-                    xml.leaf("Key", &key);
-                    xml.close("Deleted");
+                    self.notify(ctx, bucket, &key, "ObjectRemoved:Delete", None)
+                        .await;
+                    if !quiet {
+                        xml.open("Deleted");
+                        xml.leaf("Key", &key);
+                        xml.close("Deleted");
+                    }
                 }
                 Err(err) => {
                     let err = AwsError::from(err);

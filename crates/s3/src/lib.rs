@@ -2,7 +2,9 @@
 //! request and response bodies streamed, never buffered whole.
 
 pub mod api;
+pub mod notifications;
 pub mod store;
 
 pub use api::S3Api;
+pub use notifications::EventTarget;
 pub use store::Store;

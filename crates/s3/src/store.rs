@@ -55,6 +55,9 @@ pub type Result<T> = std::result::Result<T, S3Error>;
 pub struct BucketRecord {
     pub name: String,
     pub created_at: f64,
+    /// Which object events go to which function.
+    #[serde(default)]
+    pub notifications: Vec<crate::notifications::Rule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +140,33 @@ impl Store {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict { .. }) => Err(S3Error::BucketAlreadyOwnedByYou(bucket.name)),
             Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Replaces a bucket's notification rules.
+    pub fn set_notifications(
+        &self,
+        name: &str,
+        rules: Vec<crate::notifications::Rule>,
+    ) -> Result<()> {
+        loop {
+            let record = self
+                .meta
+                .get(BUCKETS, name)?
+                .ok_or_else(|| S3Error::NoSuchBucket(name.to_owned()))?;
+            let mut bucket: BucketRecord = decode(&record)?;
+            bucket.notifications = rules.clone();
+            let value = serde_json::to_vec(&bucket).expect("records serialize");
+            match self.meta.commit(WriteBatch::new().put(
+                BUCKETS,
+                name,
+                value,
+                Expect::Version(record.version),
+            )) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            }
         }
     }
 
