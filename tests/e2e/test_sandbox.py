@@ -2,6 +2,7 @@
 host's files and other environments stay out of sight, and the limits hold."""
 
 import base64
+import contextlib
 import hashlib
 import re
 import shutil
@@ -197,9 +198,8 @@ def test_a_timeout_kills_the_processes_the_function_forked(client, function):
 
 
 def eventually(condition, timeout=10):
-    """Whether `condition` holds within `timeout` seconds. A sandbox's link goes with
-    its network namespace, which the kernel frees asynchronously once the last
-    process in it is gone."""
+    """Whether `condition` holds within `timeout` seconds: killed processes are
+    reaped a moment later."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -208,14 +208,35 @@ def eventually(condition, timeout=10):
     return True
 
 
-def host_links():
-    return {link.name for link in Path("/sys/class/net").iterdir() if link.name.startswith("nb")}
+def sandbox_processes(data_dir):
+    """A server's sandbox processes, as (pid, start time) so a reused pid is not
+    taken for one of them. Their links to the host go with their namespaces."""
+    found = set()
+    for procs in Path("/sys/fs/cgroup/pids").glob(f"{cgroup_parent(data_dir)}/*/cgroup.procs"):
+        for pid in procs.read_text().split():
+            with contextlib.suppress(OSError):
+                found.add((pid, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]))
+    return found
+
+
+def alive(processes):
+    """Those of `processes` still running."""
+    left = set()
+    for pid, started in processes:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == started:
+                left.add((pid, started))
+    return left
+
+
+def cgroup_parent(data_dir):
+    sandboxes = (data_dir / "sandboxes").resolve()
+    return "nimbus-" + hashlib.sha256(str(sandboxes).encode()).hexdigest()[:12]
 
 
 def sandbox_cgroups(data_dir):
     """The cgroup directories of a server's sandboxes, in every hierarchy."""
-    sandboxes = (data_dir / "sandboxes").resolve()
-    parent = "nimbus-" + hashlib.sha256(str(sandboxes).encode()).hexdigest()[:12]
+    parent = cgroup_parent(data_dir)
     return {group.name for group in Path("/sys/fs/cgroup").glob(f"*/{parent}/*") if group.is_dir()} | {
         parent for _ in Path("/sys/fs/cgroup").glob(f"*/{parent}")
     }
@@ -249,7 +270,6 @@ def test_a_killed_server_leaves_nothing_after_the_next_start_and_a_stopped_one_n
 ):
     if shutil.which(runtime) is None:
         pytest.skip(f"{runtime} is not installed")
-    links_before = host_links()
     first = fresh_nimbus("--oci-runtime", runtime)
     client = first.client("lambda")
     create_function(client, "leaky", zip_function("py_sandbox"))
@@ -257,21 +277,22 @@ def test_a_killed_server_leaves_nothing_after_the_next_start_and_a_stopped_one_n
     assert "FunctionError" not in response
     old_containers = containers(runtime, data_dir)
     old_cgroups = sandbox_cgroups(data_dir)
-    old_links = host_links() - links_before
-    assert old_containers and old_cgroups
+    old_processes = sandbox_processes(data_dir)
+    assert old_containers and old_cgroups and old_processes
 
     first.kill(signal.SIGKILL)
     second = fresh_nimbus("--oci-runtime", runtime)
     assert not old_containers & containers(runtime, data_dir)
     old_sandboxes = {group for group in old_cgroups if not group.startswith("nimbus-")}
     assert not old_sandboxes & sandbox_cgroups(data_dir)
-    assert eventually(lambda: not old_links & host_links())
+    assert eventually(lambda: not alive(old_processes))
     response, _ = invoke(second.client("lambda"), "leaky", {"action": "whoami"})
     assert "FunctionError" not in response
 
+    new_processes = sandbox_processes(data_dir)
     second.kill(signal.SIGTERM)
     assert containers(runtime, data_dir) == set()
     assert sandbox_cgroups(data_dir) == set()
-    assert eventually(lambda: host_links() <= links_before)
+    assert eventually(lambda: not alive(new_processes))
     assert processes_of(data_dir) == []
     assert mounts_of(data_dir) == []

@@ -145,7 +145,27 @@ impl OciRuntime {
                     .await;
             }
         }
-        // Whatever the runtime no longer knew of is found by its cgroup.
+        self.kill_leftovers().await;
+        Cgroup::remove_tree(&self.cgroup_parent);
+        let stale = mounts::mounts_under(&self.dir);
+        for point in &stale {
+            mounts::detach(point);
+        }
+        for sub in [&self.state, &self.bundles, &self.slots, &self.stage] {
+            let _ = std::fs::remove_dir_all(sub);
+        }
+        if leftovers + stale.len() > 0 {
+            tracing::info!(
+                containers = leftovers,
+                mounts = stale.len(),
+                "removed sandboxes left by an earlier run"
+            );
+        }
+    }
+
+    /// Kills every process still in the instance's cgroups: whatever the runtime
+    /// no longer knows of, such as a container process orphaned mid-creation.
+    async fn kill_leftovers(&self) {
         let pids_root = Path::new("/sys/fs/cgroup/pids").join(&self.cgroup_parent);
         let procs_root = if pids_root.exists() {
             pids_root
@@ -165,21 +185,6 @@ impl OciRuntime {
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        Cgroup::remove_tree(&self.cgroup_parent);
-        let stale = mounts::mounts_under(&self.dir);
-        for point in &stale {
-            mounts::detach(point);
-        }
-        for sub in [&self.state, &self.bundles, &self.slots, &self.stage] {
-            let _ = std::fs::remove_dir_all(sub);
-        }
-        if leftovers + stale.len() > 0 {
-            tracing::info!(
-                containers = leftovers,
-                mounts = stale.len(),
-                "removed sandboxes left by an earlier run"
-            );
-        }
     }
 
     /// At shutdown, once the sandboxes were killed: waits (a few seconds at most)
@@ -192,6 +197,7 @@ impl OciRuntime {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.kill_leftovers().await;
         Cgroup::remove_tree(&self.cgroup_parent);
         for point in mounts::mounts_under(&self.dir) {
             mounts::detach(&point);
