@@ -111,11 +111,19 @@ struct Output {
 
 impl Output {
     /// Reads what the pipe holds now into `logs`; false once the pipe is closed.
-    fn read_available(&self, logs: &LogCapture) -> bool {
+    /// `drain` reads the pipe itself rather than through tokio, whose readiness may
+    /// not have caught up yet with bytes the kernel already holds: what the
+    /// invocation path needs to see all of an invocation's output.
+    fn read_available(&self, logs: &LogCapture, drain: bool) -> bool {
         let mut splitter = self.splitter.lock().expect("output splitter");
         let mut buffer = [0u8; 16 * 1024];
         loop {
-            match self.pipe.try_read(&mut buffer) {
+            let read = if drain {
+                nix::unistd::read(&self.pipe, &mut buffer).map_err(std::io::Error::from)
+            } else {
+                self.pipe.try_read(&mut buffer)
+            };
+            match read {
                 Ok(0) => return false,
                 Ok(read) => splitter.feed(&buffer[..read], logs),
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return true,
@@ -126,7 +134,7 @@ impl Output {
 }
 
 async fn capture(output: Arc<Output>, logs: Arc<LogCapture>) {
-    while output.pipe.readable().await.is_ok() && output.read_available(&logs) {}
+    while output.pipe.readable().await.is_ok() && output.read_available(&logs, false) {}
     std::mem::take(&mut *output.splitter.lock().expect("output splitter")).finish(&logs);
 }
 
@@ -237,7 +245,7 @@ impl Environment {
     /// already written.
     pub fn take_logs(&self) -> Vec<LogEvent> {
         for output in &self.outputs {
-            output.read_available(&self.logs);
+            output.read_available(&self.logs, true);
         }
         self.logs.take()
     }
