@@ -4,6 +4,8 @@ and not lost when the server is killed."""
 import json
 import time
 
+import pytest
+
 from conftest import create_function, zip_function
 
 
@@ -42,3 +44,54 @@ def test_an_event_accepted_before_sigkill_runs_after_restart(fresh_nimbus, callb
     fresh_nimbus()
     posts = callbacks.wait_for(1)
     assert [post["request_id"] for post in posts] == [request_id]
+
+
+def test_invoke_configs_set_retries_and_send_records_to_destinations(nimbus, lambda_client, unique_name, callbacks):
+    s3 = nimbus.client("s3")
+    bucket = f"records-{unique_name[-8:]}"
+    s3.create_bucket(Bucket=bucket)
+    variables = {"Variables": {"CALLBACK_URL": callbacks.url}}
+    create_function(lambda_client, unique_name, zip_function("py_callback"), Environment=variables)
+    target = f"{unique_name[:50]}-dest"
+    create_function(lambda_client, target, zip_function("py_callback"), Environment=variables)
+    target_arn = lambda_client.get_function(FunctionName=target)["Configuration"]["FunctionArn"]
+
+    with pytest.raises(lambda_client.exceptions.ClientError) as invalid:
+        lambda_client.put_function_event_invoke_config(FunctionName=unique_name, MaximumRetryAttempts=5)
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    lambda_client.put_function_event_invoke_config(
+        FunctionName=unique_name, MaximumRetryAttempts=1, MaximumEventAgeInSeconds=600,
+        DestinationConfig={"OnFailure": {"Destination": f"arn:aws:s3:::{bucket}"},
+                           "OnSuccess": {"Destination": target_arn}})
+    config = lambda_client.get_function_event_invoke_config(FunctionName=unique_name)
+    assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (1, 600)
+    assert len(lambda_client.list_function_event_invoke_configs(FunctionName=unique_name)["FunctionEventInvokeConfigs"]) == 1
+
+    # A failing event: one attempt and one retry, then its record lands in the bucket.
+    lambda_client.invoke(FunctionName=unique_name, InvocationType="Event", Payload=json.dumps({"fail": True}))
+    assert len(callbacks.wait_for(2)) == 2
+    deadline = time.monotonic() + 30
+    listed = []
+    while not listed and time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"aws/lambda/async/{unique_name}/").get("Contents", [])
+        time.sleep(0.2)
+    [stored] = listed
+    record = json.loads(s3.get_object(Bucket=bucket, Key=stored["Key"])["Body"].read())
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestPayload"] == {"fail": True}
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    time.sleep(2)
+    assert len(callbacks.posts) == 2, "no more retries than configured"
+
+    # A successful one: the destination function gets the record as its event.
+    lambda_client.invoke(FunctionName=unique_name, InvocationType="Event", Payload=json.dumps({"n": 7}))
+    posts = callbacks.wait_for(4)
+    records = [post["event"] for post in posts if "requestContext" in post["event"]]
+    assert [r["requestContext"]["condition"] for r in records] == ["Success"]
+    assert records[0]["requestPayload"] == {"n": 7}
+    assert records[0]["responsePayload"] == {"posted": True}
+
+    lambda_client.delete_function_event_invoke_config(FunctionName=unique_name)
+    with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
+        lambda_client.get_function_event_invoke_config(FunctionName=unique_name)

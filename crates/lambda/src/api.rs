@@ -46,6 +46,11 @@ enum Route {
     AddPermission,
     GetPolicy,
     RemovePermission,
+    PutFunctionEventInvokeConfig,
+    UpdateFunctionEventInvokeConfig,
+    GetFunctionEventInvokeConfig,
+    DeleteFunctionEventInvokeConfig,
+    ListFunctionEventInvokeConfigs,
     Invoke,
     PublishLayerVersion,
     ListLayers,
@@ -158,6 +163,31 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
             RemovePermission,
         ),
         (
+            Method::PUT,
+            "/2019-09-25/functions/{FunctionName}/event-invoke-config",
+            PutFunctionEventInvokeConfig,
+        ),
+        (
+            Method::POST,
+            "/2019-09-25/functions/{FunctionName}/event-invoke-config",
+            UpdateFunctionEventInvokeConfig,
+        ),
+        (
+            Method::GET,
+            "/2019-09-25/functions/{FunctionName}/event-invoke-config",
+            GetFunctionEventInvokeConfig,
+        ),
+        (
+            Method::DELETE,
+            "/2019-09-25/functions/{FunctionName}/event-invoke-config",
+            DeleteFunctionEventInvokeConfig,
+        ),
+        (
+            Method::GET,
+            "/2019-09-25/functions/{FunctionName}/event-invoke-config/list",
+            ListFunctionEventInvokeConfigs,
+        ),
+        (
             Method::POST,
             "/2015-03-31/functions/{FunctionName}/invocations",
             Invoke,
@@ -219,6 +249,14 @@ pub enum LambdaOperation {
     AddPermission(FunctionRef, Box<crate::permissions::AddPermissionRequest>),
     GetPolicy(FunctionRef),
     RemovePermission(FunctionRef, String),
+    PutEventInvokeConfig(
+        FunctionRef,
+        Box<crate::event_invoke::EventInvokeConfig>,
+        bool,
+    ),
+    GetEventInvokeConfig(FunctionRef),
+    DeleteEventInvokeConfig(FunctionRef),
+    ListEventInvokeConfigs(FunctionRef),
     Invoke(Box<Invocation>),
     PublishLayerVersion(String, Box<PublishLayerVersionRequest>),
     ListLayers(Option<String>, Page),
@@ -279,6 +317,11 @@ impl Operation for LambdaOperation {
             AddPermission(..) => "AddPermission",
             GetPolicy(_) => "GetPolicy",
             RemovePermission(..) => "RemovePermission",
+            PutEventInvokeConfig(_, _, false) => "PutFunctionEventInvokeConfig",
+            PutEventInvokeConfig(_, _, true) => "UpdateFunctionEventInvokeConfig",
+            GetEventInvokeConfig(_) => "GetFunctionEventInvokeConfig",
+            DeleteEventInvokeConfig(_) => "DeleteFunctionEventInvokeConfig",
+            ListEventInvokeConfigs(_) => "ListFunctionEventInvokeConfigs",
             Invoke(..) => "Invoke",
             PublishLayerVersion(..) => "PublishLayerVersion",
             ListLayers(..) => "ListLayers",
@@ -526,6 +569,15 @@ fn parse(route: Route, inputs: &Inputs) -> Result<LambdaOperation, AwsError> {
         Route::RemovePermission => {
             Op::RemovePermission(inputs.function()?, inputs.path("StatementId"))
         }
+        Route::PutFunctionEventInvokeConfig => {
+            Op::PutEventInvokeConfig(inputs.function()?, Box::new(inputs.body()?), false)
+        }
+        Route::UpdateFunctionEventInvokeConfig => {
+            Op::PutEventInvokeConfig(inputs.function()?, Box::new(inputs.body()?), true)
+        }
+        Route::GetFunctionEventInvokeConfig => Op::GetEventInvokeConfig(inputs.function()?),
+        Route::DeleteFunctionEventInvokeConfig => Op::DeleteEventInvokeConfig(inputs.function()?),
+        Route::ListFunctionEventInvokeConfigs => Op::ListEventInvokeConfigs(inputs.function()?),
         Route::Invoke => Op::Invoke(Box::new(inputs.invocation()?)),
         Route::PublishLayerVersion => {
             Op::PublishLayerVersion(inputs.layer()?, Box::new(inputs.body()?))
@@ -871,6 +923,22 @@ impl Service for LambdaApi {
                 blocking(f, move |f| f.remove_permission(function, &statement)).await?;
                 Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
             }
+            Op::PutEventInvokeConfig(function, config, merge) => Ok(json(
+                StatusCode::OK,
+                &blocking(f, move |f| f.put_event_invoke(function, *config, merge)).await?,
+            )),
+            Op::GetEventInvokeConfig(function) => Ok(json(
+                StatusCode::OK,
+                &blocking(f, move |f| f.get_event_invoke(function)).await?,
+            )),
+            Op::DeleteEventInvokeConfig(function) => {
+                blocking(f, move |f| f.delete_event_invoke(function)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::ListEventInvokeConfigs(function) => Ok(json(
+                StatusCode::OK,
+                &blocking(f, move |f| f.list_event_invoke(function)).await?,
+            )),
             Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
             Op::PublishLayerVersion(name, request) => {
                 let (layer, code) =

@@ -22,10 +22,6 @@ use crate::names::FunctionRef;
 use crate::now_ms;
 
 const QUEUE: &str = "lambda.async";
-/// Retries after a function error, as Lambda's default.
-const MAX_RETRIES: u32 = 2;
-/// Events older than this are dropped (Lambda's default maximum event age).
-const MAX_EVENT_AGE_MS: i64 = 6 * 3600 * 1000;
 /// The delay before the first retry; each further retry waits twice as long.
 const RETRY_BASE_MS: i64 = 1000;
 /// A throttled event, or one for a function being updated, waits this long before it
@@ -144,6 +140,36 @@ impl AsyncQueue {
         Ok(())
     }
 
+    /// Sends an invocation record to a destination: a function (as an event of its
+    /// own) or a bucket (as an object).
+    async fn deliver(
+        &self,
+        destination: &str,
+        event: &QueuedEvent,
+        record: Vec<u8>,
+    ) -> Result<(), String> {
+        let functions = self.invoker.functions.clone();
+        if let Some(bucket) = destination.strip_prefix("arn:aws:s3:::") {
+            let key = format!("aws/lambda/async/{}/{}", event.function, event.request_id);
+            let bucket = bucket.to_owned();
+            return tokio::task::spawn_blocking(move || {
+                functions
+                    .objects()
+                    .put_bytes(&bucket, &key, &record, "application/json")
+                    .map(|_| ())
+                    .map_err(|err| err.to_string())
+            })
+            .await
+            .map_err(|err| err.to_string())?;
+        }
+        let target = FunctionRef::parse(destination, &functions.region, &functions.account)
+            .map_err(|err| err.message)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.enqueue(target, &request_id, Bytes::from(record))
+            .await
+            .map_err(|err| err.message)
+    }
+
     async fn work(self: Arc<Self>) {
         loop {
             let due = {
@@ -196,15 +222,22 @@ impl AsyncQueue {
             .decode(&event.payload)
             .map(Bytes::from)
             .unwrap_or_default();
+        let function = FunctionRef {
+            name: event.function.clone(),
+            qualifier: event.qualifier.clone(),
+        };
+        let config = {
+            let (functions, function) = (self.invoker.functions.clone(), function.clone());
+            tokio::task::spawn_blocking(move || functions.event_invoke(&function))
+                .await
+                .unwrap_or_default()
+        };
         let result = self
             .invoker
             .invoke(InvokeRequest {
-                function: FunctionRef {
-                    name: event.function.clone(),
-                    qualifier: event.qualifier.clone(),
-                },
+                function: function.clone(),
                 request_id: event.request_id.clone(),
-                payload,
+                payload: payload.clone(),
                 client_context: None,
                 tail: false,
             })
@@ -225,20 +258,45 @@ impl AsyncQueue {
             }
             _ => {
                 event.attempts += 1;
-                (event.attempts <= MAX_RETRIES)
+                (event.attempts <= config.retries())
                     .then(|| now + RETRY_BASE_MS * (1 << (event.attempts - 1)))
             }
         };
+        let mut expired = false;
         let next_due = next_due.filter(|_| {
-            let young = now - event.enqueued_ms < MAX_EVENT_AGE_MS;
+            let young = now - event.enqueued_ms < config.max_age_ms();
             if !young {
+                expired = true;
                 tracing::warn!(request_id = %event.request_id, "dropping an event past its maximum age");
             }
             young
         });
-        if next_due.is_none() && matches!(&result, Ok(outcome) if outcome.function_error.is_some())
-        {
-            tracing::warn!(request_id = %event.request_id, attempts = event.attempts, "event failed after its retries");
+        if next_due.is_none() {
+            let condition = match &result {
+                Ok(outcome) if outcome.function_error.is_none() => Some("Success"),
+                _ if expired => Some("EventAgeExceeded"),
+                Ok(_) => Some("RetriesExhausted"),
+                Err(err) if err.status.is_server_error() => Some("RetriesExhausted"),
+                Err(_) => None,
+            };
+            if condition == Some("RetriesExhausted") {
+                tracing::warn!(request_id = %event.request_id, attempts = event.attempts, "event failed after its retries");
+            }
+            if let Some(condition) = condition
+                && let Some(destination) = config.destination(condition == "Success")
+            {
+                let record = invocation_record(
+                    &event,
+                    &self.invoker.functions,
+                    &function,
+                    condition,
+                    &payload,
+                    &result,
+                );
+                if let Err(err) = self.deliver(destination, &event, record).await {
+                    tracing::error!(%destination, error = %err, "delivering an invocation record failed");
+                }
+            }
         }
         let mut batch = WriteBatch::new().delete(QUEUE, &key_now, Expect::Anything);
         if let Some(due) = next_due {
@@ -265,6 +323,44 @@ impl AsyncQueue {
 
 fn encode(event: &QueuedEvent) -> Vec<u8> {
     serde_json::to_vec(event).expect("events serialize")
+}
+
+/// Lambda's invocation record, as destinations receive it.
+fn invocation_record(
+    event: &QueuedEvent,
+    functions: &crate::functions::Functions,
+    function: &FunctionRef,
+    condition: &str,
+    payload: &Bytes,
+    result: &Result<crate::invoke::InvokeResult, AwsError>,
+) -> Vec<u8> {
+    let timestamp = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let qualifier = function.qualifier.as_deref().unwrap_or("$LATEST");
+    let mut record = serde_json::json!({
+        "version": "1.0",
+        "timestamp": timestamp,
+        "requestContext": {
+            "requestId": event.request_id,
+            "functionArn": functions.arn(&function.name, Some(qualifier)),
+            "condition": condition,
+            // Failed attempts are counted as they happen; a success adds its own.
+            "approximateInvokeCount": event.attempts + u32::from(condition == "Success"),
+        },
+        "requestPayload": serde_json::from_slice::<serde_json::Value>(payload).unwrap_or(serde_json::Value::Null),
+    });
+    if let Ok(outcome) = result {
+        let mut context =
+            serde_json::json!({ "statusCode": 200, "executedVersion": outcome.executed_version });
+        if let Some(error) = outcome.function_error {
+            context["functionError"] = error.into();
+        }
+        record["responseContext"] = context;
+        record["responsePayload"] =
+            serde_json::from_slice(&outcome.payload).unwrap_or(serde_json::Value::Null);
+    }
+    serde_json::to_vec(&record).expect("records serialize")
 }
 
 #[cfg(test)]

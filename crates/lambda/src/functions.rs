@@ -377,7 +377,12 @@ impl Functions {
         Ok(zip)
     }
 
-    fn arn(&self, name: &str, qualifier: Option<&str>) -> String {
+    /// The buckets invocation records can be delivered to.
+    pub(crate) fn objects(&self) -> &Arc<nimbus_s3::Store> {
+        &self.objects
+    }
+
+    pub(crate) fn arn(&self, name: &str, qualifier: Option<&str>) -> String {
         function_arn(&self.region, &self.account, name, qualifier)
     }
 
@@ -486,6 +491,7 @@ impl Functions {
         request.settings.apply(&mut config);
         let record = FunctionRecord {
             policy: Vec::new(),
+            event_invoke: Default::default(),
             config: config.clone(),
             code,
             layers: layers.code,

@@ -150,7 +150,7 @@ struct State {
 }
 
 pub struct Invoker {
-    functions: Arc<Functions>,
+    pub(crate) functions: Arc<Functions>,
     sandboxes: Arc<Pool>,
     interpreters: Interpreters,
     runtime_dir: ReadOnly,

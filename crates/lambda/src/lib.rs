@@ -7,6 +7,7 @@ pub mod code;
 pub mod code_links;
 pub mod environment;
 pub mod error;
+pub mod event_invoke;
 pub mod functions;
 pub mod interpreters;
 pub mod invoke;

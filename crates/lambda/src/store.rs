@@ -35,6 +35,9 @@ pub struct FunctionRecord {
     /// The resource policy's statements (AddPermission).
     #[serde(default)]
     pub policy: Vec<serde_json::Value>,
+    /// Asynchronous-invocation settings by qualifier (`$LATEST` when unqualified).
+    #[serde(default)]
+    pub event_invoke: BTreeMap<String, crate::event_invoke::EventInvokeConfig>,
 }
 
 /// A published version: an immutable snapshot of configuration and code.

@@ -218,6 +218,35 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a whole object from bytes in hand (service-generated objects, such as
+    /// Lambda's invocation records); blocks on the disk.
+    pub fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> Result<ObjectRecord> {
+        use md5::Digest as _;
+        self.bucket(bucket)?;
+        let mut writer = self.writer()?;
+        std::io::Write::write_all(&mut writer, bytes)
+            .map_err(|err| S3Error::Internal(err.to_string()))?;
+        let (blob, size) = writer.commit(None)?;
+        let object = ObjectRecord {
+            key: key.to_owned(),
+            blob: blob.to_string(),
+            size,
+            etag: hex::encode(md5::Md5::digest(bytes)),
+            last_modified: time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9,
+            content_type: Some(content_type.to_owned()),
+            metadata: BTreeMap::new(),
+            checksums: BTreeMap::new(),
+        };
+        self.put_object(bucket, &object)?;
+        Ok(object)
+    }
+
     /// Deletes an object; deleting one that is not there succeeds, as on S3.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         self.bucket(bucket)?;
