@@ -157,12 +157,18 @@ fn write_credentials_file(path: &Path, root: &Credential) -> Result<(), StartErr
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed at once, when this is
+/// called, not when the future is first polled: a signal that comes right after the
+/// server answered its first request must already find them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 
@@ -298,6 +304,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .internal(nimbus_registry::distribution::routes(registry))
         .build();
 
+    let shutdown = shutdown_signal();
     let endpoint = format!("http://{local}");
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "nimbus listening");
     println!(
@@ -320,7 +327,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     nimbus_edge::serve(
         listener,
         edge,
-        shutdown_signal(),
+        shutdown,
         Duration::from_secs(args.shutdown_grace),
     )
     .await;
