@@ -18,12 +18,17 @@ die() {
     exit 1
 }
 
+# apt_need COMMAND [PACKAGE]: installs PACKAGE (default: COMMAND) with apt when
+# COMMAND is missing.
+apt_need() {
+    command -v "$1" >/dev/null && return
+    echo "installing ${2:-$1}..." >&2
+    apt-get install -y "${2:-$1}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${2:-$1}" >/dev/null; }
+}
+
 command -v curl >/dev/null || die "curl is required"
 command -v python3 >/dev/null || die "python3 is required"
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk..." >&2
-    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
+apt_need wrk
 python=python3
 if ! python3 -c 'import boto3' 2>/dev/null; then
     venv=$HOME/.cache/nimbus/bench-venv

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
-# Registry benchmark: skopeo pushes and pulls one multi-layer image (BENCH_IMAGE_MB,
-# default 200, of incompressible layers) to nimbus and to Debian's docker-registry
-# (the CNCF distribution registry) on loopback, side by side; the ceiling is a `cp` +
-# `sync` of the same bytes.
+# Registry benchmark: skopeo pushes one multi-layer OCI image (BENCH_IMAGE_MB, default
+# 200, in five gzip layers of random bytes) to nimbus and to Debian's docker-registry
+# (the CNCF distribution registry) on loopback, then pulls it back into a fresh
+# layout; the ceiling is a `cp` + `sync` of the same bytes on the same disk.
 #
 #   bench/registry.sh
 #   BENCH_ROUNDS=5 BENCH_IMAGE_MB=500 bench/registry.sh
 bench=registry.sh
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rounds=${BENCH_ROUNDS:-3}
 image_mb=${BENCH_IMAGE_MB:-200}
 layers=5
 
-for tool in skopeo docker-registry; do
-    command -v "$tool" >/dev/null || apt-get install -y -q skopeo docker-registry >/dev/null
-done
+[[ $image_mb =~ ^[1-9][0-9]*$ ]] || die "BENCH_IMAGE_MB must be a whole number of MB, not '$image_mb'"
+((EUID == 0)) || die "needs root: skopeo runs in a mount namespace of its own (see skopeo_copy)"
+apt_need skopeo
+apt_need docker-registry
 
-# The image, built once per size: an OCI layout of gzip layers of random bytes.
+# The image, built once per size into ~/.cache: an OCI layout of gzip layers of
+# random bytes (incompressible, so no client or server gains by compressing).
 image=$HOME/.cache/nimbus/bench-image-$image_mb
 if [[ ! -f $image/index.json ]]; then
-    echo "building a $image_mb MB image..." >&2
-    rm -rf "$image"
-    "$python" - "$image" "$image_mb" "$layers" <<'PY'
+    echo "building a $image_mb MB image in $image..." >&2
+    rm -rf "$image" "$image.partial"
+    "$python" - "$image.partial" "$image_mb" "$layers" <<'PY'
 import gzip, hashlib, io, json, os, sys, tarfile
 
 root, total_mb, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -52,25 +55,29 @@ manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.ima
                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                   "digest": store(config), "size": len(config)},
                        "layers": descriptors}).encode()
+with open(os.path.join(root, "oci-layout"), "w") as out:
+    json.dump({"imageLayoutVersion": "1.0.0"}, out)
 with open(os.path.join(root, "index.json"), "w") as out:
     json.dump({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": store(manifest),
         "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, out)
-with open(os.path.join(root, "oci-layout"), "w") as out:
-    json.dump({"imageLayoutVersion": "1.0.0"}, out)
 PY
+    mv "$image.partial" "$image"
 fi
 bytes=$(du -sb "$image/blobs" | cut -f1)
 
 build
 start_nimbus
+# The reference: docker-registry with filesystem storage and the in-memory blob
+# descriptor cache of Debian's stock configuration, anonymous (no auth to check).
 reference_port=$(free_port)
-mkdir -p "$tmp/distribution"
 cat >"$tmp/registry.yml" <<YML
 version: 0.1
 log:
   level: error
 storage:
+  cache:
+    blobdescriptor: inmemory
   filesystem:
     rootdirectory: $tmp/distribution
 http:
@@ -79,72 +86,101 @@ YML
 docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$reference_port/v2/"
-
 nimbus_host=${nimbus_url#http://}
 nimbus_host=${nimbus_host%/}
-password=$(
-    PYTHONPATH=$root/bench/py "$python" - "$credentials" "$nimbus_url" <<'PY'
-import base64, configparser, sys
-import boto3
+declare -A hosts=([docker-registry]=127.0.0.1:$reference_port [nimbus]=$nimbus_host)
 
-profile = configparser.ConfigParser()
-profile.read(sys.argv[1])
-keys = profile["nimbus"]
-ecr = boto3.client("ecr", endpoint_url=sys.argv[2], region_name="us-east-1",
-                   aws_access_key_id=keys["aws_access_key_id"], aws_secret_access_key=keys["aws_secret_access_key"])
-token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
-print(base64.b64decode(token).decode().split(":", 1)[1])
+# nimbus: one ECR repository per round, made with boto3, and a login as a user does
+# it: `AWS` and the GetAuthorizationToken password (the root access key pair as Basic
+# credentials if that fails), in an auth file like the one `podman login` writes.
+echo "creating $rounds repositories in nimbus..." >&2
+login=$(
+    AWS_SHARED_CREDENTIALS_FILE=$credentials AWS_CONFIG_FILE=/dev/null "$python" - "$nimbus_url" "$rounds" <<'PY'
+import base64, sys
+import boto3
+from botocore.exceptions import ClientError
+
+url, rounds = sys.argv[1], int(sys.argv[2])
+session = boto3.Session(profile_name="nimbus", region_name="us-east-1")
+ecr = session.client("ecr", endpoint_url=url)
+for n in range(1, rounds + 1):
+    ecr.create_repository(repositoryName=f"bench-{n}")
+try:
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    print(token)  # base64 of "AWS:<password>"
+except ClientError as error:
+    print(f"GetAuthorizationToken failed ({error}); logging in with the root access key pair", file=sys.stderr)
+    keys = session.get_credentials()
+    print(base64.b64encode(f"{keys.access_key}:{keys.secret_key}".encode()).decode())
 PY
-)
-create_repository() {
-    AWS_SHARED_CREDENTIALS_FILE=$credentials AWS_CONFIG_FILE=/dev/null "$python" -c '
-import sys, boto3
-boto3.Session(profile_name="nimbus", region_name="us-east-1").client("ecr", endpoint_url=sys.argv[1]).create_repository(repositoryName=sys.argv[2])
-' "$nimbus_url" "$1"
+) || die "could not create the ECR repositories in nimbus (log: $(tail -n 5 "$tmp/nimbus.log"))"
+printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$nimbus_host" "$login" >"$tmp/auth.json"
+export REGISTRY_AUTH_FILE=$tmp/auth.json
+
+# skopeo_copy ARGS...: `skopeo copy` in a mount namespace of its own with an empty
+# tmpfs over its blob-info cache. That cache records which blobs each registry holds,
+# and skopeo skips or cross-mounts those instead of uploading them; emptied, every
+# push uploads every byte (and the host's cache is left alone).
+blob_info_cache=/var/lib/containers/cache
+mkdir -p "$blob_info_cache"
+# shellcheck disable=SC2016 # $1 and $@ are the inner shell's
+skopeo_copy() {
+    unshare --mount sh -c 'mount -t tmpfs tmpfs "$1" && shift && exec skopeo copy "$@"' \
+        sh "$blob_info_cache" "$@"
 }
 
-# seconds COMMAND...: wall-clock seconds of one run.
-seconds() {
+# timed COMMAND...: runs COMMAND after a `sync`, so that no earlier step's dirty pages
+# are written back on its time, and prints its wall-clock seconds; its stderr goes to
+# $tmp/err.
+timed() {
     local start end
+    sync
     start=$(date +%s.%N)
-    "$@" >/dev/null 2>"$tmp/skopeo.err" || die "$* failed: $(cat "$tmp/skopeo.err")"
+    "$@" >/dev/null 2>"$tmp/err" || return
     end=$(date +%s.%N)
     awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }'
 }
 
-# A fresh repository per round, and skopeo's cache of which blobs a registry holds
-# emptied, so every push uploads every byte.
-cache=/var/lib/containers/cache/blob-info-cache-v1.boltdb
+# failed WHAT: dies with the failing command's message (and, for nimbus, the end of
+# the server's log).
+failed() {
+    local message
+    message="$1 failed: $(cat "$tmp/err")"
+    [[ $1 != nimbus* ]] || message+=$'\n'"nimbus log (last lines):"$'\n'"$(tail -n 20 "$tmp/nimbus.log")"
+    die "$message"
+}
+
+copy_and_sync() { cp -r "$1" "$2" && sync; }
+
+# Each round pushes to a repository neither registry has seen. Both scope blobs by
+# repository (a HEAD of a blob another repository holds answers 404), so with the
+# blob-info cache empty skopeo uploads every layer; the bytes then go through each
+# registry's whole upload path, even where its store already holds them.
 for round in $(seq "$rounds"); do
-    repo=bench$round
-    create_repository "$repo"
-    for target in reference nimbus; do
-        if [[ $target == nimbus ]]; then
-            dest=docker://$nimbus_host/$repo:v1
-            creds=(--dest-creds "AWS:$password")
-            src_creds=(--src-creds "AWS:$password")
-        else
-            dest=docker://127.0.0.1:$reference_port/$repo:v1
-            creds=()
-            src_creds=()
-        fi
-        rm -f "$cache"
-        push=$(seconds skopeo copy --dest-tls-verify=false "${creds[@]}" "oci:$image:bench" "$dest")
+    for target in docker-registry nimbus; do
+        reference=docker://${hosts[$target]}/bench-$round:v1
+        push=$(timed skopeo_copy --dest-tls-verify=false "oci:$image:bench" "$reference") ||
+            failed "$target push"
         rm -rf "$tmp/pulled"
-        pull=$(seconds skopeo copy --src-tls-verify=false "${src_creds[@]}" "$dest" "oci:$tmp/pulled:bench")
+        pull=$(timed skopeo_copy --src-tls-verify=false "$reference" "oci:$tmp/pulled:bench") ||
+            failed "$target pull"
+        pulled=$(du -sb "$tmp/pulled/blobs" | cut -f1)
+        ((pulled == bytes)) || die "$target pull: $pulled bytes of blobs, the image has $bytes"
         echo "$push $pull" >>"$tmp/$target"
-        echo "round $round/$rounds: $target push ${push}s pull ${pull}s" >&2
+        echo "round $round/$rounds: $target push ${push}s, pull ${pull}s" >&2
     done
-    rm -rf "$tmp/copy"
-    copy=$(seconds bash -c "cp -r '$image/blobs' '$tmp/copy' && sync")
+    rm -rf "$tmp/pulled" "$tmp/copy"
+    copy=$(timed copy_and_sync "$image/blobs" "$tmp/copy") || failed "cp + sync"
     echo "$copy" >>"$tmp/ceiling"
+    echo "round $round/$rounds: cp + sync ${copy}s" >&2
 done
 
-awk -v mb="$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" -v rounds="$rounds" \
-    -v ref_push="$(cut -d' ' -f1 "$tmp/reference" | median)" -v ref_pull="$(cut -d' ' -f2 "$tmp/reference" | median)" \
-    -v nim_push="$(cut -d' ' -f1 "$tmp/nimbus" | median)" -v nim_pull="$(cut -d' ' -f2 "$tmp/nimbus" | median)" \
+median_of() { cut -d' ' -f"$2" "$tmp/$1" | median; }
+awk -v mb="$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" -v layers="$layers" -v rounds="$rounds" \
+    -v ref_push="$(median_of docker-registry 1)" -v ref_pull="$(median_of docker-registry 2)" \
+    -v nim_push="$(median_of nimbus 1)" -v nim_pull="$(median_of nimbus 2)" \
     -v copy="$(median <"$tmp/ceiling")" 'BEGIN {
-    printf "\n%.0f MB image, %d layers; medians of %d rounds (skopeo copy, loopback)\n", mb, '"$layers"', rounds
+    printf "\n%.0f MB image, %d layers; medians of %d rounds (skopeo copy, loopback)\n", mb, layers, rounds
     printf "%-26s %12s %12s\n", "target", "push MB/s", "pull MB/s"
     printf "%-26s %12.0f %12.0f\n", "docker-registry", mb / ref_push, mb / ref_pull
     printf "%-26s %12.0f %12.0f\n", "nimbus", mb / nim_push, mb / nim_pull
