@@ -109,6 +109,32 @@ impl AsyncQueue {
         queue
     }
 
+    /// The queue entry for an event, for a caller to commit in a batch of its own
+    /// (S3 commits bucket events with the object change); `wake` once committed.
+    pub fn stage(
+        &self,
+        function: FunctionRef,
+        request_id: &str,
+        payload: &[u8],
+    ) -> (String, String, Vec<u8>) {
+        let now = now_ms();
+        let event = QueuedEvent {
+            request_id: request_id.to_owned(),
+            function: function.name,
+            qualifier: function.qualifier,
+            payload: base64::engine::general_purpose::STANDARD.encode(payload),
+            enqueued_ms: now,
+            attempts: 0,
+            deferrals: 0,
+        };
+        (QUEUE.to_owned(), key(now, request_id), encode(&event))
+    }
+
+    /// Looks at the queue now rather than at its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Accepts an event durably; it runs soon after.
     pub async fn enqueue(
         &self,
@@ -116,18 +142,8 @@ impl AsyncQueue {
         request_id: &str,
         payload: Bytes,
     ) -> Result<(), AwsError> {
-        let now = now_ms();
-        let event = QueuedEvent {
-            request_id: request_id.to_owned(),
-            function: function.name,
-            qualifier: function.qualifier,
-            payload: base64::engine::general_purpose::STANDARD.encode(&payload),
-            enqueued_ms: now,
-            attempts: 0,
-            deferrals: 0,
-        };
-        let batch =
-            WriteBatch::new().put(QUEUE, &key(now, request_id), encode(&event), Expect::Absent);
+        let (table, key, value) = self.stage(function, request_id, &payload);
+        let batch = WriteBatch::new().put(&table, &key, value, Expect::Absent);
         let meta = self.meta.clone();
         tokio::task::spawn_blocking(move || meta.commit(batch))
             .await
@@ -136,7 +152,7 @@ impl AsyncQueue {
                 tracing::error!(error = %err, "queueing an event failed");
                 service("The event could not be queued.")
             })?;
-        self.wake.notify_one();
+        self.wake();
         Ok(())
     }
 

@@ -1,12 +1,8 @@
 //! Bucket notifications' way into Lambda: S3 asks whether a function's resource
-//! policy lets it deliver a bucket's events, and queues each event as an
-//! asynchronous invoke (durable, retried, at least once).
+//! policy lets it deliver a bucket's events, and commits each event's queue entry
+//! (an asynchronous invoke: durable, retried, at least once) with the object change.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use crate::async_queue::AsyncQueue;
 use crate::functions::Functions;
@@ -49,18 +45,18 @@ impl nimbus_s3::EventTarget for BucketEvents {
         }
     }
 
-    fn deliver(
+    fn stage(
         &self,
-        function_arn: String,
+        function_arn: &str,
         event: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move {
-            let function = self.function(&function_arn)?;
-            let request_id = uuid::Uuid::new_v4().to_string();
-            self.queue
-                .enqueue(function, &request_id, Bytes::from(event))
-                .await
-                .map_err(|err| err.message)
-        })
+    ) -> Result<nimbus_s3::notifications::Staged, String> {
+        let function = self.function(function_arn)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (table, key, value) = self.queue.stage(function, &request_id, &event);
+        Ok(nimbus_s3::notifications::Staged { table, key, value })
+    }
+
+    fn wake(&self) {
+        self.queue.wake();
     }
 }

@@ -18,7 +18,7 @@ use nimbus_edge::{
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 
-use crate::notifications::{self, EventTarget};
+use crate::notifications::{self, EventTarget, Staged};
 use crate::store::{BucketRecord, ObjectRecord, PartRecord, S3Error, Store, UploadRecord};
 
 const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -190,56 +190,57 @@ impl S3Api {
         Ok(empty(StatusCode::OK))
     }
 
-    /// After a successful write, the event for the object it created.
-    async fn created(
-        &self,
-        ctx: &RequestContext,
-        bucket: &str,
-        key: &str,
-        event: &str,
-        outcome: Result<Response<Body>, AwsError>,
-    ) -> Result<Response<Body>, AwsError> {
-        if outcome.is_ok()
-            && let Ok(object) = self.store.object(bucket, key)
-        {
-            let etag = object.etag.clone();
-            self.notify(ctx, bucket, key, event, Some((object.size, &etag)))
-                .await;
-        }
-        outcome
-    }
-
-    /// Queues `event` on `key` for every function the bucket's rules name.
-    async fn notify(
+    /// The queue writes delivering `event` on `key` to every function the bucket's
+    /// rules name, to commit with the change itself.
+    fn stage(
         &self,
         ctx: &RequestContext,
         bucket: &str,
         key: &str,
         event: &str,
         created: Option<(u64, &str)>,
-    ) {
+    ) -> Result<Vec<Staged>, AwsError> {
         let (Some(target), Ok(record)) = (&self.events, self.store.bucket(bucket)) else {
-            return;
+            return Ok(Vec::new());
         };
-        for rule in record
+        let principal = format!("AWS:{}", ctx.caller.principal.user_id());
+        record
             .notifications
             .iter()
             .filter(|rule| rule.wants(event, key))
-        {
-            let change = notifications::Change {
-                event,
-                bucket,
-                key,
-                created,
-                region: &ctx.region,
-                account: &ctx.account_id,
-                request_id: &ctx.request_id,
-                principal: &format!("AWS:{}", ctx.caller.principal.user_id()),
-            };
-            let payload = notifications::record(&change, rule, OffsetDateTime::now_utc());
-            if let Err(err) = target.deliver(rule.function_arn.clone(), payload).await {
-                tracing::error!(function = %rule.function_arn, error = %err, "queueing a bucket event failed");
-            }
+            .map(|rule| {
+                let change = notifications::Change {
+                    event,
+                    bucket,
+                    key,
+                    created,
+                    region: &ctx.region,
+                    account: &ctx.account_id,
+                    request_id: &ctx.request_id,
+                    principal: &principal,
+                };
+                let payload = notifications::record(&change, rule, OffsetDateTime::now_utc());
+                target.stage(&rule.function_arn, payload).map_err(|reason| {
+                    tracing::error!(function = %rule.function_arn, %reason, "a bucket event cannot be queued");
+                    AwsError::internal(Protocol::RestXml)
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes an object with the events its deletion causes.
+    fn delete_object(&self, ctx: &RequestContext, bucket: &str, key: &str) -> Result<(), AwsError> {
+        let staged = self.stage(ctx, bucket, key, "ObjectRemoved:Delete", None)?;
+        let any = !staged.is_empty();
+        self.store.delete_object(bucket, key, staged)?;
+        self.wake(any);
+        Ok(())
+    }
+
+    /// After a commit that carried staged events: the queue looks at them now.
+    fn wake(&self, staged: bool) {
+        if staged && let Some(target) = &self.events {
+            target.wake();
         }
     }
 }
@@ -508,16 +509,11 @@ impl S3Api {
                 "CreateMultipartUpload",
                 self.create_upload(&bucket, &key, &parts.headers),
             ),
-            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
-                let outcome = self
-                    .complete_upload(&bucket, &key, &params, &mut body)
-                    .await;
-                let event = "ObjectCreated:CompleteMultipartUpload";
-                (
-                    "CompleteMultipartUpload",
-                    self.created(ctx, &bucket, &key, event, outcome).await,
-                )
-            }
+            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploadId") => (
+                "CompleteMultipartUpload",
+                self.complete_upload(ctx, &bucket, &key, &params, &mut body)
+                    .await,
+            ),
             (Method::PUT, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
                 let name = if parts.headers.contains_key("x-amz-copy-source") {
                     "UploadPartCopy"
@@ -537,7 +533,7 @@ impl S3Api {
                 "AbortMultipartUpload",
                 self.store
                     .upload(&bucket, &key, &params["uploadId"])
-                    .and_then(|upload| self.store.end_upload(&upload, None))
+                    .and_then(|upload| self.store.end_upload(&upload, None, Vec::new()))
                     .map(|()| empty(StatusCode::NO_CONTENT))
                     .map_err(AwsError::from),
             ),
@@ -556,23 +552,16 @@ impl S3Api {
             (Method::PUT, Target::Object(bucket, key))
                 if parts.headers.contains_key("x-amz-copy-source") =>
             {
-                let outcome = self.copy_object(&bucket, &key, &parts.headers).await;
-                let event = "ObjectCreated:Copy";
                 (
                     "CopyObject",
-                    self.created(ctx, &bucket, &key, event, outcome).await,
+                    self.copy_object(ctx, &bucket, &key, &parts.headers).await,
                 )
             }
-            (Method::PUT, Target::Object(bucket, key)) => {
-                let outcome = self
-                    .put_object(&bucket, &key, &parts.headers, &mut body)
-                    .await;
-                let event = "ObjectCreated:Put";
-                (
-                    "PutObject",
-                    self.created(ctx, &bucket, &key, event, outcome).await,
-                )
-            }
+            (Method::PUT, Target::Object(bucket, key)) => (
+                "PutObject",
+                self.put_object(ctx, &bucket, &key, &parts.headers, &mut body)
+                    .await,
+            ),
             (method @ (Method::GET | Method::HEAD), Target::Object(bucket, key)) => {
                 let head = method == Method::HEAD;
                 (
@@ -580,19 +569,11 @@ impl S3Api {
                     self.get_object(&bucket, &key, &parts.headers, head),
                 )
             }
-            (Method::DELETE, Target::Object(bucket, key)) => {
-                let outcome = self.store.delete_object(&bucket, &key);
-                if outcome.is_ok() {
-                    self.notify(ctx, &bucket, &key, "ObjectRemoved:Delete", None)
-                        .await;
-                }
-                (
-                    "DeleteObject",
-                    outcome
-                        .map(|()| empty(StatusCode::NO_CONTENT))
-                        .map_err(AwsError::from),
-                )
-            }
+            (Method::DELETE, Target::Object(bucket, key)) => (
+                "DeleteObject",
+                self.delete_object(ctx, &bucket, &key)
+                    .map(|()| empty(StatusCode::NO_CONTENT)),
+            ),
             (method, _) => (
                 "unknown",
                 Err(error(
@@ -897,6 +878,7 @@ impl S3Api {
 
     async fn put_object(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         headers: &HeaderMap,
@@ -914,7 +896,8 @@ impl S3Api {
             metadata: user_metadata(headers),
             checksums: received.checksums,
         };
-        self.record(bucket, &object).await?;
+        self.record(ctx, bucket, &object, "ObjectCreated:Put")
+            .await?;
         let mut response = empty(StatusCode::OK);
         set(&mut response, "etag", &format!("\"{}\"", object.etag));
         set_checksums(&mut response, &object.checksums);
@@ -922,12 +905,27 @@ impl S3Api {
     }
 
     /// Makes an object visible, off the async threads (the commit waits for the disk).
-    async fn record(&self, bucket: &str, object: &ObjectRecord) -> Result<(), AwsError> {
+    async fn record(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        object: &ObjectRecord,
+        event: &str,
+    ) -> Result<(), AwsError> {
+        let staged = self.stage(
+            ctx,
+            bucket,
+            &object.key,
+            event,
+            Some((object.size, &object.etag)),
+        )?;
+        let any = !staged.is_empty();
         let store = self.store.clone();
         let (bucket, object) = (bucket.to_owned(), object.clone());
-        tokio::task::spawn_blocking(move || store.put_object(&bucket, &object))
+        tokio::task::spawn_blocking(move || store.put_object(&bucket, &object, staged))
             .await
             .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        self.wake(any);
         Ok(())
     }
 
@@ -954,6 +952,7 @@ impl S3Api {
     /// CopyObject: the new object shares the source's stored bytes.
     async fn copy_object(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         headers: &HeaderMap,
@@ -976,7 +975,8 @@ impl S3Api {
             },
             ..source
         };
-        self.record(bucket, &object).await?;
+        self.record(ctx, bucket, &object, "ObjectCreated:Copy")
+            .await?;
         let mut xml = XmlWriter::new();
         xml.open_with_namespace("CopyObjectResult", Some(NAMESPACE));
         xml.leaf("LastModified", &iso(object.last_modified));
@@ -1100,6 +1100,7 @@ impl S3Api {
 
     async fn complete_upload(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         params: &BTreeMap<String, String>,
@@ -1189,7 +1190,16 @@ impl S3Api {
             metadata: upload.metadata.clone(),
             checksums: BTreeMap::new(),
         };
-        self.store.end_upload(&upload, Some(&object))?;
+        let staged = self.stage(
+            ctx,
+            bucket,
+            key,
+            "ObjectCreated:CompleteMultipartUpload",
+            Some((object.size, &object.etag)),
+        )?;
+        let any = !staged.is_empty();
+        self.store.end_upload(&upload, Some(&object), staged)?;
+        self.wake(any);
         let mut xml = XmlWriter::new();
         xml.open_with_namespace("CompleteMultipartUploadResult", Some(NAMESPACE));
         xml.leaf("Location", &format!("/{bucket}/{key}"));
@@ -1264,10 +1274,8 @@ impl S3Api {
         xml.open_with_namespace("DeleteResult", Some(NAMESPACE));
         for fields in keys {
             let key = fields.into_iter().next().unwrap_or_default();
-            match self.store.delete_object(bucket, &key) {
+            match self.delete_object(ctx, bucket, &key) {
                 Ok(()) => {
-                    self.notify(ctx, bucket, &key, "ObjectRemoved:Delete", None)
-                        .await;
                     if !quiet {
                         xml.open("Deleted");
                         xml.leaf("Key", &key);
@@ -1275,7 +1283,6 @@ impl S3Api {
                     }
                 }
                 Err(err) => {
-                    let err = AwsError::from(err);
                     xml.open("Error");
                     xml.leaf("Key", &key);
                     xml.leaf("Code", &err.code);

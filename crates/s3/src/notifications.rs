@@ -1,10 +1,7 @@
 //! Bucket notifications: which object events go to which function, and the S3
 //! event records delivered to it. Delivery itself belongs to the Lambda service,
-//! behind [`EventTarget`], which checks the function's resource policy and queues
-//! the event durably.
-
-use std::future::Future;
-use std::pin::Pin;
+//! behind [`EventTarget`], which checks the function's resource policy and stages
+//! each event as a durable queue entry committed with the object change.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +13,21 @@ pub trait EventTarget: Send + Sync {
     /// not exist, or its policy does not let S3 invoke it for this bucket.
     fn refuses(&self, function_arn: &str, bucket: &str, account: &str) -> Option<String>;
 
-    /// Queues one event for an asynchronous invoke of `function_arn`.
-    fn deliver(
-        &self,
-        function_arn: String,
-        event: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+    /// The queue write that delivers one event to `function_arn`, for S3 to commit
+    /// together with the object change itself: an event is queued if and only if
+    /// its change happened.
+    fn stage(&self, function_arn: &str, event: Vec<u8>) -> Result<Staged, String>;
+
+    /// Tells the queue that staged events were committed.
+    fn wake(&self);
+}
+
+/// A write into another service's table, committed in S3's own batch.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub table: String,
+    pub key: String,
+    pub value: Vec<u8>,
 }
 
 /// One `LambdaFunctionConfiguration`.

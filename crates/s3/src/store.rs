@@ -14,6 +14,8 @@ use nimbus_storage::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::notifications::Staged;
+
 const BUCKETS: &str = "s3.buckets";
 const OBJECTS: &str = "s3.objects";
 const UPLOADS: &str = "s3.uploads";
@@ -95,6 +97,12 @@ pub struct PartRecord {
     /// MD5 of the part, hex.
     pub etag: String,
     pub last_modified: f64,
+}
+
+fn with_events(batch: WriteBatch, events: Vec<Staged>) -> WriteBatch {
+    events.into_iter().fold(batch, |batch, event| {
+        batch.put(&event.table, &event.key, event.value, Expect::Absent)
+    })
 }
 
 fn decode<T: DeserializeOwned>(record: &Record) -> Result<T> {
@@ -205,16 +213,23 @@ impl Store {
         Ok(self.blobs.writer()?)
     }
 
-    /// Makes a written object visible in one commit; the bucket must exist.
-    pub fn put_object(&self, bucket: &str, object: &ObjectRecord) -> Result<()> {
+    /// Makes a written object visible in one commit with the events it causes; the
+    /// bucket must exist.
+    pub fn put_object(
+        &self,
+        bucket: &str,
+        object: &ObjectRecord,
+        events: Vec<Staged>,
+    ) -> Result<()> {
         self.bucket(bucket)?;
         let value = serde_json::to_vec(object).expect("records serialize");
-        self.meta.commit(WriteBatch::new().put(
+        let batch = WriteBatch::new().put(
             OBJECTS,
             &object_key(bucket, &object.key),
             value,
             Expect::Anything,
-        ))?;
+        );
+        self.meta.commit(with_events(batch, events))?;
         Ok(())
     }
 
@@ -243,18 +258,16 @@ impl Store {
             metadata: BTreeMap::new(),
             checksums: BTreeMap::new(),
         };
-        self.put_object(bucket, &object)?;
+        self.put_object(bucket, &object, Vec::new())?;
         Ok(object)
     }
 
-    /// Deletes an object; deleting one that is not there succeeds, as on S3.
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+    /// Deletes an object, with the events it causes; deleting one that is not there
+    /// succeeds, as on S3.
+    pub fn delete_object(&self, bucket: &str, key: &str, events: Vec<Staged>) -> Result<()> {
         self.bucket(bucket)?;
-        self.meta.commit(WriteBatch::new().delete(
-            OBJECTS,
-            &object_key(bucket, key),
-            Expect::Anything,
-        ))?;
+        let batch = WriteBatch::new().delete(OBJECTS, &object_key(bucket, key), Expect::Anything);
+        self.meta.commit(with_events(batch, events))?;
         Ok(())
     }
 
@@ -311,7 +324,12 @@ impl Store {
 
     /// Ends an upload: with `object`, which becomes visible in the same commit
     /// that forgets the upload and its parts; without, aborted.
-    pub fn end_upload(&self, upload: &UploadRecord, object: Option<&ObjectRecord>) -> Result<()> {
+    pub fn end_upload(
+        &self,
+        upload: &UploadRecord,
+        object: Option<&ObjectRecord>,
+        events: Vec<Staged>,
+    ) -> Result<()> {
         let record = self
             .meta
             .get(UPLOADS, &upload.id)?
@@ -330,7 +348,7 @@ impl Store {
                 Expect::Anything,
             );
         }
-        match self.meta.commit(batch) {
+        match self.meta.commit(with_events(batch, events)) {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict { .. }) => Err(S3Error::NoSuchUpload(upload.id.clone())),
             Err(err) => Err(err.into()),
