@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # S3 benchmark: PUT and GET throughput of 1 MB and 64 MB objects through boto3 (one
 # request at a time, the SDK's default payload signing), next to a plain copy of the
-# same bytes on the same disk (write + fsync, then read back).
+# same bytes on the same disk (write + fsync, then read back); then the latency from
+# an object landing to its function running (a bucket notification to a warm python
+# function that reports back over HTTP).
 #
 #   bench/s3.sh
 #   BENCH_ROUNDS=10 bench/s3.sh
@@ -20,7 +22,7 @@ import time
 import boto3
 from botocore.config import Config
 
-from lambda_bench import median
+from lambda_bench import median, zipped
 
 credentials_file, url, rounds, scratch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 profile = configparser.ConfigParser()
@@ -66,4 +68,62 @@ for size_mb, count in ((1, 20), (64, 2)):
     print(f"{size_mb:>6}MB {rate(puts):>10.0f} {rate(gets):>10.0f} {rate(copies):>10.0f} {rate(reads):>10.0f}"
           f" {rate(puts) / rate(copies):>8.2f}x {rate(gets) / rate(reads):>8.2f}x")
 print(f"medians over {rounds} rounds; one request at a time; copy = write + fsync of the same bytes, read = read back")
+
+# From an object landing to its function running: the function posts to this
+# script's own HTTP server, on the host's address (sandboxes cannot reach the host's
+# loopback). The first upload warms the environment and is not counted.
+import http.server
+import socket
+import threading
+
+
+arrived = []
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        arrived.append(time.perf_counter())
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+    probe.connect(("192.0.2.1", 9))
+    address = probe.getsockname()[0]
+server = http.server.ThreadingHTTPServer((address, 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+app = (b"import os, urllib.request\n"
+       b"def handler(event, context):\n"
+       b"    urllib.request.urlopen(urllib.request.Request(os.environ['CALLBACK'], data=b'{}', method='POST'), timeout=10)\n")
+lam = boto3.client("lambda", endpoint_url=url, region_name="us-east-1",
+                   aws_access_key_id=keys["aws_access_key_id"], aws_secret_access_key=keys["aws_secret_access_key"])
+lam.create_function(FunctionName="on-upload", Runtime="python3.12", Handler="app.handler", Code={"ZipFile": zipped([("app.py", app, 0o644)])},
+                    Role="arn:aws:iam::000000000000:role/bench",
+                    Environment={"Variables": {"CALLBACK": f"http://{address}:{server.server_address[1]}/"}})
+lam.get_waiter("function_active_v2").wait(FunctionName="on-upload", WaiterConfig={"Delay": 0.1})
+arn = lam.get_function(FunctionName="on-upload")["Configuration"]["FunctionArn"]
+lam.add_permission(FunctionName="on-upload", StatementId="s3", Action="lambda:InvokeFunction",
+                   Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::bench")
+s3.put_bucket_notification_configuration(Bucket="bench", NotificationConfiguration={"LambdaFunctionConfigurations": [
+    {"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "events/"}]}}}]})
+# Timed from the PUT being sent: the event is committed with the object, so the
+# function may start before the PUT's response is back at the client.
+latencies, puts = [], []
+for n in range(1 + rounds * 10):
+    before = len(arrived)
+    sent = time.perf_counter()
+    s3.put_object(Bucket="bench", Key=f"events/{n}", Body=b"x")
+    landed = time.perf_counter()
+    deadline = landed + 30
+    while len(arrived) == before and time.perf_counter() < deadline:
+        time.sleep(0.0005)
+    if len(arrived) == before:
+        sys.exit("a bucket event never reached its function")
+    if n:
+        latencies.append((arrived[-1] - sent) * 1000)
+        puts.append((landed - sent) * 1000)
+latencies.sort()
+print(f"\nPUT sent -> function running (warm python, {len(latencies)} uploads): "
+      f"p50 {median(latencies):.1f} ms, p99 {latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]:.1f} ms"
+      f" (the PUT alone: p50 {median(puts):.1f} ms)")
 PY
