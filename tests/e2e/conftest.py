@@ -30,6 +30,16 @@ def nimbus_binary() -> str:
     return binary
 
 
+def eventually(condition, timeout=10) -> bool:
+    """Whether `condition` holds within `timeout` seconds, polling it."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @dataclass
 class Nimbus:
     """A running `nimbus server` on a free port."""
@@ -77,14 +87,7 @@ class Nimbus:
 
     def logged(self, text, timeout=10) -> bool:
         """Whether the server wrote `text` to its log, waiting for the pipe to drain."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.stderr_lines):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return eventually(lambda: any(text in line for line in self.stderr_lines), timeout)
 
     def kill(self, sig=signal.SIGKILL):
         if self.process.poll() is None:

@@ -9,6 +9,8 @@ import time
 import urllib.error
 import urllib.request
 
+from conftest import eventually
+
 GRACE = 4
 
 
@@ -55,15 +57,6 @@ def stored_files(nimbus) -> int:
     return sum(1 for path in (nimbus.data_dir / "registry" / "blobs" / "sha256").rglob("*") if path.is_file())
 
 
-def wait_for(condition, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def test_deleting_images_frees_exactly_their_unreferenced_blobs(fresh_nimbus):
     nimbus = fresh_nimbus("--registry-gc-interval", "1", "--registry-gc-grace", str(GRACE))
     ecr = nimbus.client("ecr")
@@ -77,7 +70,7 @@ def test_deleting_images_frees_exactly_their_unreferenced_blobs(fresh_nimbus):
 
     ecr.batch_delete_image(repositoryName="gc", imageIds=[{"imageDigest": doomed}])
     # The doomed manifest's bytes, its config and its own layer go; nothing else.
-    assert wait_for(lambda: stored_files(nimbus) == before - 3), stored_files(nimbus)
+    assert eventually(lambda: stored_files(nimbus) == before - 3, timeout=30), stored_files(nimbus)
     time.sleep(GRACE + 2)
     assert stored_files(nimbus) == before - 3
     status, _ = push.request("GET", "/manifests/kept")
@@ -105,6 +98,6 @@ def test_an_unreferenced_upload_is_collected_after_its_grace(fresh_nimbus):
     push = Pusher(nimbus, "orphan")
     orphan = push.blob(b"never referenced")
     assert stored_files(nimbus) == 1
-    assert wait_for(lambda: stored_files(nimbus) == 0)
+    assert eventually(lambda: stored_files(nimbus) == 0, timeout=30)
     status, _ = push.request("HEAD", f"/blobs/{orphan['digest']}")
     assert status == 404

@@ -16,7 +16,7 @@ from pathlib import Path
 import botocore.config
 import pytest
 
-from conftest import create_function, invoke, start_nimbus, zip_function
+from conftest import create_function, eventually, invoke, start_nimbus, zip_function
 
 RUNTIMES = ["runc", "crun"]
 
@@ -195,17 +195,6 @@ def test_a_timeout_kills_the_processes_the_function_forked(client, function):
 
 
 # --- Nothing leaks ----------------------------------------------------------------
-
-
-def eventually(condition, timeout=10):
-    """Whether `condition` holds within `timeout` seconds: killed processes are
-    reaped a moment later."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def sandbox_processes(data_dir):

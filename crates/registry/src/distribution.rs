@@ -289,7 +289,10 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost")
         .to_owned();
-    let query = form_pairs(parts.uri.query().unwrap_or_default());
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     // Download URLs (`GetDownloadUrlForLayer`) carry a Bearer token in the query.
     let query_token = query
         .iter()
@@ -388,22 +391,6 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
             format!("{} is not supported here", call.method),
         )),
     }
-}
-
-fn form_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |text: &str| {
-                percent_encoding::percent_decode_str(&text.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (decode(key), decode(value))
-        })
-        .collect()
 }
 
 fn parse_digest(text: &str) -> Result<OciDigest, Failure> {

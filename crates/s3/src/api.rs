@@ -353,22 +353,8 @@ fn target(parts: &http::request::Parts) -> Result<Target, AwsError> {
 }
 
 fn query(parts: &http::request::Parts) -> BTreeMap<String, String> {
-    form_pairs(parts.uri.query().unwrap_or_default())
-}
-
-fn form_pairs(query: &str) -> BTreeMap<String, String> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |text: &str| {
-                percent_encoding::percent_decode_str(text)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (decode(key), decode(value))
-        })
+    form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
         .collect()
 }
 
@@ -1385,17 +1371,7 @@ impl S3Api {
             && header_text(headers, "x-amz-checksum-mode")
                 .is_some_and(|mode| mode.eq_ignore_ascii_case("ENABLED"))
         {
-            for (algorithm, value) in &object.checksums {
-                if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::try_from(format!(
-                        "x-amz-checksum-{}",
-                        algorithm.to_ascii_lowercase()
-                    )),
-                    HeaderValue::from_str(value),
-                ) {
-                    response.headers_mut().insert(name, value);
-                }
-            }
+            set_checksums(&mut response, &object.checksums);
         }
         Ok(response)
     }
