@@ -40,6 +40,8 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 pub struct Edge {
     services: HashMap<&'static str, Arc<dyn DynService>>,
     streaming: HashMap<&'static str, Arc<dyn DynStreaming>>,
+    /// Routers for requests addressed by host name (`*.<suffix>`), ahead of AWS routing.
+    hosts: Vec<(String, Router)>,
     authenticator: Arc<Authenticator>,
     metrics: Metrics,
     region: Arc<str>,
@@ -64,6 +66,13 @@ impl EdgeBuilder {
     pub fn service(mut self, service: impl Service) -> Self {
         let name = service.descriptor().signing_name;
         self.edge.services.insert(name, Arc::new(service));
+        self
+    }
+
+    /// Sends every request whose host name ends with `suffix` (function URLs'
+    /// `<id>.lambda-url.<region>.localhost`) to `router`, whatever its path.
+    pub fn host_route(mut self, suffix: String, router: Router) -> Self {
+        self.edge.hosts.push((suffix, router));
         self
     }
 
@@ -104,6 +113,7 @@ impl Edge {
             edge: Edge {
                 services: HashMap::new(),
                 streaming: HashMap::new(),
+                hosts: Vec::new(),
                 authenticator,
                 metrics: Metrics::default(),
                 region: region.into(),
@@ -411,6 +421,24 @@ fn next_request_id() -> String {
 }
 
 async fn aws(State(edge): State<Arc<Edge>>, request: Request) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .unwrap_or_default();
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    if let Some((_, router)) = edge
+        .hosts
+        .iter()
+        .find(|(suffix, _)| name.ends_with(suffix.as_str()))
+    {
+        use tower::ServiceExt;
+        return match router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    }
     let request_id = next_request_id();
     let span = tracing::info_span!("request", request_id = %request_id);
     edge.handle(request, request_id).instrument(span).await

@@ -51,6 +51,11 @@ enum Route {
     GetFunctionEventInvokeConfig,
     DeleteFunctionEventInvokeConfig,
     ListFunctionEventInvokeConfigs,
+    CreateFunctionUrlConfig,
+    GetFunctionUrlConfig,
+    UpdateFunctionUrlConfig,
+    DeleteFunctionUrlConfig,
+    ListFunctionUrlConfigs,
     Invoke,
     PublishLayerVersion,
     ListLayers,
@@ -189,6 +194,31 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
         ),
         (
             Method::POST,
+            "/2021-10-31/functions/{FunctionName}/url",
+            CreateFunctionUrlConfig,
+        ),
+        (
+            Method::GET,
+            "/2021-10-31/functions/{FunctionName}/url",
+            GetFunctionUrlConfig,
+        ),
+        (
+            Method::PUT,
+            "/2021-10-31/functions/{FunctionName}/url",
+            UpdateFunctionUrlConfig,
+        ),
+        (
+            Method::DELETE,
+            "/2021-10-31/functions/{FunctionName}/url",
+            DeleteFunctionUrlConfig,
+        ),
+        (
+            Method::GET,
+            "/2021-10-31/functions/{FunctionName}/urls",
+            ListFunctionUrlConfigs,
+        ),
+        (
+            Method::POST,
             "/2015-03-31/functions/{FunctionName}/invocations",
             Invoke,
         ),
@@ -257,6 +287,11 @@ pub enum LambdaOperation {
     GetEventInvokeConfig(FunctionRef),
     DeleteEventInvokeConfig(FunctionRef),
     ListEventInvokeConfigs(FunctionRef),
+    CreateUrl(FunctionRef, crate::function_urls::UrlRequest),
+    GetUrl(FunctionRef),
+    UpdateUrl(FunctionRef, crate::function_urls::UrlRequest),
+    DeleteUrl(FunctionRef),
+    ListUrls(FunctionRef),
     Invoke(Box<Invocation>),
     PublishLayerVersion(String, Box<PublishLayerVersionRequest>),
     ListLayers(Option<String>, Page),
@@ -322,6 +357,11 @@ impl Operation for LambdaOperation {
             GetEventInvokeConfig(_) => "GetFunctionEventInvokeConfig",
             DeleteEventInvokeConfig(_) => "DeleteFunctionEventInvokeConfig",
             ListEventInvokeConfigs(_) => "ListFunctionEventInvokeConfigs",
+            CreateUrl(..) => "CreateFunctionUrlConfig",
+            GetUrl(_) => "GetFunctionUrlConfig",
+            UpdateUrl(..) => "UpdateFunctionUrlConfig",
+            DeleteUrl(_) => "DeleteFunctionUrlConfig",
+            ListUrls(_) => "ListFunctionUrlConfigs",
             Invoke(..) => "Invoke",
             PublishLayerVersion(..) => "PublishLayerVersion",
             ListLayers(..) => "ListLayers",
@@ -578,6 +618,11 @@ fn parse(route: Route, inputs: &Inputs) -> Result<LambdaOperation, AwsError> {
         Route::GetFunctionEventInvokeConfig => Op::GetEventInvokeConfig(inputs.function()?),
         Route::DeleteFunctionEventInvokeConfig => Op::DeleteEventInvokeConfig(inputs.function()?),
         Route::ListFunctionEventInvokeConfigs => Op::ListEventInvokeConfigs(inputs.function()?),
+        Route::CreateFunctionUrlConfig => Op::CreateUrl(inputs.function()?, inputs.body()?),
+        Route::GetFunctionUrlConfig => Op::GetUrl(inputs.function()?),
+        Route::UpdateFunctionUrlConfig => Op::UpdateUrl(inputs.function()?, inputs.body()?),
+        Route::DeleteFunctionUrlConfig => Op::DeleteUrl(inputs.function()?),
+        Route::ListFunctionUrlConfigs => Op::ListUrls(inputs.function()?),
         Route::Invoke => Op::Invoke(Box::new(inputs.invocation()?)),
         Route::PublishLayerVersion => {
             Op::PublishLayerVersion(inputs.layer()?, Box::new(inputs.body()?))
@@ -612,6 +657,11 @@ fn listing<T: serde::Serialize>(
 }
 
 /// Runs a control-plane call on a blocking thread.
+/// The edge's `host:port` as the client addressed it.
+fn host_of(ctx: &RequestContext) -> String {
+    ctx.endpoint.trim_start_matches("http://").to_owned()
+}
+
 async fn blocking<T: Send + 'static>(
     functions: &Arc<Functions>,
     call: impl FnOnce(&Functions) -> Result<T, AwsError> + Send + 'static,
@@ -939,6 +989,38 @@ impl Service for LambdaApi {
                 StatusCode::OK,
                 &blocking(f, move |f| f.list_event_invoke(function)).await?,
             )),
+            Op::CreateUrl(function, request) => {
+                let host = host_of(ctx);
+                Ok(json(
+                    StatusCode::CREATED,
+                    &blocking(f, move |f| f.create_url(function, request, &host)).await?,
+                ))
+            }
+            Op::GetUrl(function) => {
+                let host = host_of(ctx);
+                Ok(json(
+                    StatusCode::OK,
+                    &blocking(f, move |f| f.get_url(function, &host)).await?,
+                ))
+            }
+            Op::UpdateUrl(function, request) => {
+                let host = host_of(ctx);
+                Ok(json(
+                    StatusCode::OK,
+                    &blocking(f, move |f| f.update_url(function, request, &host)).await?,
+                ))
+            }
+            Op::DeleteUrl(function) => {
+                blocking(f, move |f| f.delete_url(function)).await?;
+                Ok(rest_json::empty_response(StatusCode::NO_CONTENT))
+            }
+            Op::ListUrls(function) => {
+                let host = host_of(ctx);
+                Ok(json(
+                    StatusCode::OK,
+                    &blocking(f, move |f| f.list_urls(function, &host)).await?,
+                ))
+            }
             Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
             Op::PublishLayerVersion(name, request) => {
                 let (layer, code) =

@@ -492,6 +492,7 @@ impl Functions {
         let record = FunctionRecord {
             policy: Vec::new(),
             event_invoke: Default::default(),
+            urls: Default::default(),
             config: config.clone(),
             code,
             layers: layers.code,

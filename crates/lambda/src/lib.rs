@@ -8,6 +8,7 @@ pub mod code_links;
 pub mod environment;
 pub mod error;
 pub mod event_invoke;
+pub mod function_urls;
 pub mod functions;
 pub mod interpreters;
 pub mod invoke;

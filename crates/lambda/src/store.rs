@@ -38,6 +38,9 @@ pub struct FunctionRecord {
     /// Asynchronous-invocation settings by qualifier (`$LATEST` when unqualified).
     #[serde(default)]
     pub event_invoke: BTreeMap<String, crate::event_invoke::EventInvokeConfig>,
+    /// Function URLs by qualifier (empty when unqualified).
+    #[serde(default)]
+    pub urls: BTreeMap<String, crate::function_urls::UrlConfig>,
 }
 
 /// A published version: an immutable snapshot of configuration and code.

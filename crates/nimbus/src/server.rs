@@ -13,6 +13,7 @@ use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::Sts;
 use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
+use nimbus_lambda::function_urls::{self, UrlServer};
 use nimbus_lambda::store::FunctionStore;
 use nimbus_lambda::{
     AsyncQueue, CodeLinks, Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings,
@@ -272,6 +273,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     .map_err(io_at(&data_dir))?;
     let queue = AsyncQueue::start(meta.clone(), invoker.clone());
     let bucket_events = Arc::new(BucketEvents::new(functions.clone(), queue.clone()));
+    let urls = UrlServer::new(functions.clone(), invoker.clone(), authenticator.clone());
     let lambda = LambdaApi::new(
         functions,
         invoker.clone(),
@@ -301,6 +303,8 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .service(EcrApi::new(registry.clone()))
         .streaming_service(S3Api::new(objects, Some(bucket_events)))
         .internal(links.routes())
+        .internal(urls.routes())
+        .host_route(function_urls::host_suffix(&args.region), urls.host_router())
         .internal(nimbus_registry::distribution::routes(registry))
         .build();
 
