@@ -73,6 +73,11 @@ class Nimbus:
         config = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
         return self.session(**keys).client(service, endpoint_url=self.endpoint, config=config)
 
+    def lambda_client(self):
+        """A Lambda client for invokes that may take long or run many at once."""
+        config = botocore.config.Config(retries={"max_attempts": 1}, max_pool_connections=64, read_timeout=120)
+        return self.session().client("lambda", endpoint_url=self.endpoint, config=config)
+
     def aws(self, *args, env=None, check=False) -> subprocess.CompletedProcess:
         """Runs the aws CLI against this server with the profile the server wrote."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -215,8 +220,7 @@ def invoke(client, name, payload=None, **extra):
 
 @pytest.fixture(scope="session")
 def lambda_client(nimbus):
-    config = botocore.config.Config(retries={"max_attempts": 1}, max_pool_connections=64, read_timeout=120)
-    return nimbus.session().client("lambda", endpoint_url=nimbus.endpoint, config=config)
+    return nimbus.lambda_client()
 
 
 @pytest.fixture

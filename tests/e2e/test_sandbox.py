@@ -13,7 +13,6 @@ import time
 import uuid
 from pathlib import Path
 
-import botocore.config
 import pytest
 
 from conftest import create_function, eventually, invoke, start_nimbus, zip_function
@@ -37,8 +36,7 @@ def sandboxed(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(sandboxed):
-    config = botocore.config.Config(retries={"max_attempts": 1}, max_pool_connections=16, read_timeout=120)
-    return sandboxed.session().client("lambda", endpoint_url=sandboxed.endpoint, config=config)
+    return sandboxed.lambda_client()
 
 
 @pytest.fixture

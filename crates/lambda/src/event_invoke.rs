@@ -6,11 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{invalid_parameter, not_found, validation};
-use crate::functions::{Functions, store_error};
+use crate::functions::Functions;
 use crate::names::FunctionRef;
-use crate::store::Versioned;
 use nimbus_edge::AwsError;
-use nimbus_storage::Expect;
 
 /// Lambda's defaults when a function has no configuration.
 pub const DEFAULT_RETRIES: u32 = 2;
@@ -122,30 +120,26 @@ impl Functions {
         merge: bool,
     ) -> Result<Value, AwsError> {
         check(&config)?;
-        let Versioned {
-            value: mut record,
-            version,
-        } = self.load(&function.name)?;
         let key = Self::config_key(&function);
-        let mut stored = if merge {
-            record.event_invoke.get(&key).cloned().unwrap_or_default()
-        } else {
-            EventInvokeConfig::default()
-        };
-        if !merge || config.maximum_retry_attempts.is_some() {
-            stored.maximum_retry_attempts = config.maximum_retry_attempts;
-        }
-        if !merge || config.maximum_event_age_in_seconds.is_some() {
-            stored.maximum_event_age_in_seconds = config.maximum_event_age_in_seconds;
-        }
-        if !merge || config.destination_config.is_some() {
-            stored.destination_config = config.destination_config;
-        }
-        stored.last_modified = crate::now_ms() as f64 / 1000.0;
-        record.event_invoke.insert(key, stored.clone());
-        self.store
-            .save(&record, Expect::Version(version), None)
-            .map_err(store_error)?;
+        let stored = self.update_record(&function.name, |record| {
+            let mut stored = if merge {
+                record.event_invoke.get(&key).cloned().unwrap_or_default()
+            } else {
+                EventInvokeConfig::default()
+            };
+            if !merge || config.maximum_retry_attempts.is_some() {
+                stored.maximum_retry_attempts = config.maximum_retry_attempts;
+            }
+            if !merge || config.maximum_event_age_in_seconds.is_some() {
+                stored.maximum_event_age_in_seconds = config.maximum_event_age_in_seconds;
+            }
+            if !merge || config.destination_config.is_some() {
+                stored.destination_config = config.destination_config;
+            }
+            stored.last_modified = crate::now_ms() as f64 / 1000.0;
+            record.event_invoke.insert(key.clone(), stored.clone());
+            Ok(stored)
+        })?;
         Ok(self.config_json(&function, &stored))
     }
 
@@ -154,34 +148,24 @@ impl Functions {
         let config = record
             .event_invoke
             .get(&Self::config_key(&function))
-            .ok_or_else(|| {
-                not_found(format!(
-                    "The function {} doesn't have an EventInvokeConfig",
-                    self.arn(&function.name, Some(&Self::config_key(&function)))
-                ))
-            })?;
+            .ok_or_else(|| self.no_event_invoke(&function))?;
         Ok(self.config_json(&function, config))
     }
 
     pub fn delete_event_invoke(&self, function: FunctionRef) -> Result<(), AwsError> {
-        let Versioned {
-            value: mut record,
-            version,
-        } = self.load(&function.name)?;
-        if record
-            .event_invoke
-            .remove(&Self::config_key(&function))
-            .is_none()
-        {
-            return Err(not_found(format!(
-                "The function {} doesn't have an EventInvokeConfig",
-                self.arn(&function.name, Some(&Self::config_key(&function)))
-            )));
-        }
-        self.store
-            .save(&record, Expect::Version(version), None)
-            .map_err(store_error)?;
-        Ok(())
+        self.update_record(&function.name, |record| {
+            match record.event_invoke.remove(&Self::config_key(&function)) {
+                Some(_) => Ok(()),
+                None => Err(self.no_event_invoke(&function)),
+            }
+        })
+    }
+
+    fn no_event_invoke(&self, function: &FunctionRef) -> AwsError {
+        not_found(format!(
+            "The function {} doesn't have an EventInvokeConfig",
+            self.arn(&function.name, Some(&Self::config_key(function)))
+        ))
     }
 
     pub fn list_event_invoke(&self, function: FunctionRef) -> Result<Value, AwsError> {

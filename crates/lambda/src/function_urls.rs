@@ -19,16 +19,15 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use nimbus_auth::{Authenticator, PathStyle, RequestParts};
 use nimbus_edge::AwsError;
-use nimbus_storage::Expect;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::error::{conflict, invalid_parameter, not_found};
-use crate::functions::{Functions, store_error};
+use crate::functions::Functions;
 use crate::invoke::{InvokeRequest, Invoker};
 use crate::names::FunctionRef;
-use crate::store::Versioned;
+use crate::store::FunctionRecord;
 
 /// The largest request body a URL accepts (Lambda's synchronous payload bound).
 const MAX_BODY: usize = 6 << 20;
@@ -56,6 +55,10 @@ fn now_text() -> String {
     OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+fn no_url() -> AwsError {
+    not_found("The resource you requested does not exist.")
 }
 
 fn check_auth_type(auth: &str) -> Result<(), AwsError> {
@@ -108,30 +111,26 @@ impl Functions {
             .clone()
             .ok_or_else(|| invalid_parameter("AuthType is required"))?;
         check_auth_type(&auth)?;
-        let Versioned {
-            value: mut record,
-            version,
-        } = self.load(&function.name)?;
         let key = Self::url_key(&function);
-        if record.urls.contains_key(&key) {
-            return Err(conflict(format!(
-                "Failed to create function url config for [functionArn = {}]. Error message:  FunctionUrlConfig exists for this Lambda function",
-                self.arn(&function.name, function.qualifier.as_deref())
-            )));
-        }
-        let at = now_text();
-        let config = UrlConfig {
-            url_id: uuid::Uuid::new_v4().simple().to_string(),
-            auth_type: auth,
-            cors: request.cors,
-            invoke_mode: request.invoke_mode.unwrap_or_else(|| "BUFFERED".to_owned()),
-            created: at.clone(),
-            modified: at,
-        };
-        record.urls.insert(key, config.clone());
-        self.store
-            .save(&record, Expect::Version(version), None)
-            .map_err(store_error)?;
+        let config = self.update_record(&function.name, |record| {
+            if record.urls.contains_key(&key) {
+                return Err(conflict(format!(
+                    "Failed to create function url config for [functionArn = {}]. Error message:  FunctionUrlConfig exists for this Lambda function",
+                    self.arn(&function.name, function.qualifier.as_deref())
+                )));
+            }
+            let at = now_text();
+            let config = UrlConfig {
+                url_id: uuid::Uuid::new_v4().simple().to_string(),
+                auth_type: auth,
+                cors: request.cors,
+                invoke_mode: request.invoke_mode.unwrap_or_else(|| "BUFFERED".to_owned()),
+                created: at.clone(),
+                modified: at,
+            };
+            record.urls.insert(key.clone(), config.clone());
+            Ok(config)
+        })?;
         Ok(self.url_json(&function, &config, host))
     }
 
@@ -141,29 +140,24 @@ impl Functions {
         request: UrlRequest,
         host: &str,
     ) -> Result<Value, AwsError> {
-        let Versioned {
-            value: mut record,
-            version,
-        } = self.load(&function.name)?;
-        let config = record
-            .urls
-            .get_mut(&Self::url_key(&function))
-            .ok_or_else(|| not_found("The resource you requested does not exist."))?;
-        if let Some(auth) = request.auth_type {
-            check_auth_type(&auth)?;
-            config.auth_type = auth;
-        }
-        if let Some(cors) = request.cors {
-            config.cors = Some(cors);
-        }
-        if let Some(mode) = request.invoke_mode {
-            config.invoke_mode = mode;
-        }
-        config.modified = now_text();
-        let config = config.clone();
-        self.store
-            .save(&record, Expect::Version(version), None)
-            .map_err(store_error)?;
+        let config = self.update_record(&function.name, |record| {
+            let config = record
+                .urls
+                .get_mut(&Self::url_key(&function))
+                .ok_or_else(no_url)?;
+            if let Some(auth) = request.auth_type {
+                check_auth_type(&auth)?;
+                config.auth_type = auth;
+            }
+            if let Some(cors) = request.cors {
+                config.cors = Some(cors);
+            }
+            if let Some(mode) = request.invoke_mode {
+                config.invoke_mode = mode;
+            }
+            config.modified = now_text();
+            Ok(config.clone())
+        })?;
         Ok(self.url_json(&function, &config, host))
     }
 
@@ -172,22 +166,18 @@ impl Functions {
         let config = record
             .urls
             .get(&Self::url_key(&function))
-            .ok_or_else(|| not_found("The resource you requested does not exist."))?;
+            .ok_or_else(no_url)?;
         Ok(self.url_json(&function, config, host))
     }
 
     pub fn delete_url(&self, function: FunctionRef) -> Result<(), AwsError> {
-        let Versioned {
-            value: mut record,
-            version,
-        } = self.load(&function.name)?;
-        if record.urls.remove(&Self::url_key(&function)).is_none() {
-            return Err(not_found("The resource you requested does not exist."));
-        }
-        self.store
-            .save(&record, Expect::Version(version), None)
-            .map_err(store_error)?;
-        Ok(())
+        self.update_record(&function.name, |record| {
+            record
+                .urls
+                .remove(&Self::url_key(&function))
+                .map(drop)
+                .ok_or_else(no_url)
+        })
     }
 
     pub fn list_urls(&self, function: FunctionRef, host: &str) -> Result<Value, AwsError> {
@@ -207,10 +197,10 @@ impl Functions {
         Ok(json!({ "FunctionUrlConfigs": configs }))
     }
 
-    /// The function (and qualifier) a URL id belongs to.
-    fn url_target(&self, id: &str) -> Option<(FunctionRef, UrlConfig)> {
-        let records = self.store.all_functions().ok()?;
-        records.into_iter().find_map(|record| {
+    /// The function (and qualifier) a URL id belongs to, looking first at the
+    /// function `hint` names and scanning every function only when that misses.
+    fn url_target(&self, id: &str, hint: Option<&str>) -> Option<(FunctionRef, UrlConfig)> {
+        let find = |record: FunctionRecord| {
             record
                 .urls
                 .iter()
@@ -222,7 +212,14 @@ impl Functions {
                     };
                     (function, config.clone())
                 })
-        })
+        };
+        if let Some(found) = hint
+            .and_then(|name| self.load(name).ok())
+            .and_then(|record| find(record.value))
+        {
+            return Some(found);
+        }
+        self.store.all_functions().ok()?.into_iter().find_map(find)
     }
 }
 
@@ -231,6 +228,8 @@ pub struct UrlServer {
     functions: Arc<Functions>,
     invoker: Arc<Invoker>,
     authenticator: Arc<Authenticator>,
+    /// The function each URL id was last found on, so a request reads one record.
+    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl UrlServer {
@@ -243,6 +242,7 @@ impl UrlServer {
             functions,
             invoker,
             authenticator,
+            owners: Default::default(),
         })
     }
 
@@ -294,9 +294,15 @@ pub async fn serve(State(server): State<Arc<UrlServer>>, request: Request) -> Re
             (id.to_owned(), format!("/{path}"))
         }
     };
-    let Some((function, config)) = server.functions.url_target(&id) else {
+    let hint = server.owners.lock().expect("url owners").get(&id).cloned();
+    let Some((function, config)) = server.functions.url_target(&id, hint.as_deref()) else {
         return plain(StatusCode::NOT_FOUND, "No function URL here");
     };
+    server
+        .owners
+        .lock()
+        .expect("url owners")
+        .insert(id.clone(), function.name.clone());
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {

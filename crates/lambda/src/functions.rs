@@ -398,6 +398,25 @@ impl Functions {
             .ok_or_else(|| self.not_found(name, Some(label)))
     }
 
+    /// Loads a function's record, lets `change` edit it, and saves it unless
+    /// something else wrote it meanwhile (then `ResourceConflictException`, as
+    /// Lambda answers a concurrent update).
+    pub(crate) fn update_record<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut FunctionRecord) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        let Versioned {
+            value: mut record,
+            version,
+        } = self.load(name)?;
+        let changed = change(&mut record)?;
+        self.store
+            .save(&record, Expect::Version(version), None)
+            .map_err(store_error)?;
+        Ok(changed)
+    }
+
     pub(crate) fn load(&self, name: &str) -> Result<Versioned<FunctionRecord>, AwsError> {
         self.store
             .function(name)

@@ -5,11 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::error::{conflict, invalid_parameter, not_found};
-use crate::functions::{Functions, store_error};
+use crate::functions::Functions;
 use crate::names::FunctionRef;
-use crate::store::Versioned;
 use nimbus_edge::AwsError;
-use nimbus_storage::Expect;
 
 /// An AddPermission request body, as botocore's `lambda` model shapes it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -59,10 +57,7 @@ impl Functions {
                 request.action
             )));
         }
-        let Versioned {
-            value: mut record,
-            version,
-        } = self.load(&function.name)?;
+        let statement = self.update_record(&function.name, |record| {
         if record
             .policy
             .iter()
@@ -101,9 +96,8 @@ impl Functions {
             statement["Condition"] = Value::Object(condition);
         }
         record.policy.push(statement.clone());
-        self.store
-            .save(&record, Expect::Version(version), None)
-            .map_err(store_error)?;
+        Ok(statement)
+        })?;
         Ok(json!({ "Statement": statement.to_string() }))
     }
 
@@ -113,23 +107,18 @@ impl Functions {
         statement_id: &str,
     ) -> Result<(), AwsError> {
         let function = function.require_unqualified()?;
-        let Versioned {
-            value: mut record,
-            version,
-        } = self.load(&function.name)?;
-        let before = record.policy.len();
-        record
-            .policy
-            .retain(|statement| statement["Sid"] != statement_id);
-        if record.policy.len() == before {
-            return Err(not_found(format!(
-                "Statement {statement_id} is not found in resource policy."
-            )));
-        }
-        self.store
-            .save(&record, Expect::Version(version), None)
-            .map_err(store_error)?;
-        Ok(())
+        self.update_record(&function.name, |record| {
+            let before = record.policy.len();
+            record
+                .policy
+                .retain(|statement| statement["Sid"] != statement_id);
+            if record.policy.len() == before {
+                return Err(not_found(format!(
+                    "Statement {statement_id} is not found in resource policy."
+                )));
+            }
+            Ok(())
+        })
     }
 
     pub fn get_policy(&self, function: FunctionRef) -> Result<Value, AwsError> {

@@ -1002,6 +1002,11 @@ mod tests {
         .unwrap()
     }
 
+    /// Pushes `bytes` as the manifest tagged `name`.
+    fn tag(store: &Store, repo: &RepoRecord, name: &str, bytes: &[u8]) -> Result<Pushed> {
+        store.put_manifest(repo, &Reference::Tag(name.into()), None, bytes)
+    }
+
     fn files(dir: &tempfile::TempDir) -> usize {
         std::fs::read_dir(dir.path().join("blobs/sha256"))
             .unwrap()
@@ -1042,14 +1047,7 @@ mod tests {
         let app = repo(&store, "app");
         let config = push_blob(&store, "app", b"{}");
         assert_eq!(store.collect_garbage(3600.0).unwrap(), (0, 0));
-        store
-            .put_manifest(
-                &app,
-                &Reference::Tag("v1".into()),
-                None,
-                &image(&config, &[]),
-            )
-            .unwrap();
+        tag(&store, &app, "v1", &image(&config, &[])).unwrap();
         assert_eq!(files(&dir), 2);
     }
 
@@ -1059,25 +1057,11 @@ mod tests {
         let app = repo(&store, "app");
         repo(&store, "other");
         let elsewhere = push_blob(&store, "other", b"{}");
-        let err = store
-            .put_manifest(
-                &app,
-                &Reference::Tag("v1".into()),
-                None,
-                &image(&elsewhere, &[]),
-            )
-            .unwrap_err();
+        let err = tag(&store, &app, "v1", &image(&elsewhere, &[])).unwrap_err();
         assert!(matches!(err, RegistryError::ManifestBlobUnknown(_)));
         // Mounted, it is the repository's too.
         store.mount_blob("app", &elsewhere).unwrap().unwrap();
-        store
-            .put_manifest(
-                &app,
-                &Reference::Tag("v1".into()),
-                None,
-                &image(&elsewhere, &[]),
-            )
-            .unwrap();
+        tag(&store, &app, "v1", &image(&elsewhere, &[])).unwrap();
     }
 
     #[test]

@@ -517,8 +517,7 @@ impl S3Api {
             }
             (Method::DELETE, Target::Object(bucket, key)) if params.contains_key("uploadId") => (
                 "AbortMultipartUpload",
-                self.store
-                    .upload(&bucket, &key, &params["uploadId"])
+                self.upload_of(&bucket, &key, &params)
                     .and_then(|upload| self.store.end_upload(&upload, None, Vec::new()))
                     .map(|()| empty(StatusCode::NO_CONTENT))
                     .map_err(AwsError::from),
@@ -995,6 +994,17 @@ impl S3Api {
         Ok(xml_response(StatusCode::OK, xml))
     }
 
+    /// The multipart upload a request's `uploadId` names.
+    fn upload_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<UploadRecord, S3Error> {
+        let id = params.get("uploadId").map_or("", String::as_str);
+        self.store.upload(bucket, key, id)
+    }
+
     fn part_number(params: &BTreeMap<String, String>) -> Result<u32, AwsError> {
         params
             .get("partNumber")
@@ -1017,11 +1027,7 @@ impl S3Api {
         headers: &HeaderMap,
         body: &mut StreamBody,
     ) -> Result<Response<Body>, AwsError> {
-        let upload = self.store.upload(
-            bucket,
-            key,
-            params.get("uploadId").map_or("", String::as_str),
-        )?;
+        let upload = self.upload_of(bucket, key, params)?;
         let number = Self::part_number(params)?;
         let (part, copied) = if headers.contains_key("x-amz-copy-source") {
             (self.copy_part(headers, number).await?, true)
@@ -1092,11 +1098,7 @@ impl S3Api {
         params: &BTreeMap<String, String>,
         body: &mut StreamBody,
     ) -> Result<Response<Body>, AwsError> {
-        let upload = self.store.upload(
-            bucket,
-            key,
-            params.get("uploadId").map_or("", String::as_str),
-        )?;
+        let upload = self.upload_of(bucket, key, params)?;
         let document = body.collect(Protocol::RestXml, 1 << 20).await?;
         let requested = xml_records(&document, "Part", &["PartNumber", "ETag"])
             .map_err(|_| malformed_xml())?
@@ -1202,11 +1204,7 @@ impl S3Api {
         key: &str,
         params: &BTreeMap<String, String>,
     ) -> Result<Response<Body>, AwsError> {
-        let upload = self.store.upload(
-            bucket,
-            key,
-            params.get("uploadId").map_or("", String::as_str),
-        )?;
+        let upload = self.upload_of(bucket, key, params)?;
         let mut xml = XmlWriter::new();
         xml.open_with_namespace("ListPartsResult", Some(NAMESPACE));
         xml.leaf("Bucket", bucket);
