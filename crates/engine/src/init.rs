@@ -4,8 +4,8 @@
 //! starts it, reaps every orphan as PID 1 must, reports how the program ended, and
 //! kills everything in the sandbox once nimbus closes stdin (or dies).
 //!
-//! Messages to nimbus go over fd 3, which the OCI runtime passes through
-//! (`--preserve-fds 1`); the program's stdout and stderr are the sandbox's own.
+//! Messages to nimbus go over fd 3, and the program's stdout and stderr are fds 4 and
+//! 5: the OCI runtime passes all three through (`--preserve-fds 3`) untouched.
 
 use std::io::{BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -30,13 +30,18 @@ pub struct Program {
     pub workdir: PathBuf,
 }
 
-/// Takes the control pipe the OCI runtime passed as fd 3.
+/// Takes a pipe the OCI runtime passed: fd 3 (control), 4 (stdout) or 5 (stderr).
+/// Nothing the program starts inherits it but what `Command` hands on.
 #[allow(unsafe_code)]
-fn control_pipe() -> std::fs::File {
-    // SAFETY: fd 3 is the write end of nimbus's control pipe, passed by the OCI
-    // runtime with --preserve-fds; nothing else in this process refers to it.
-    let fd = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
-    std::fs::File::from(fd)
+fn passed_pipe(fd: i32) -> OwnedFd {
+    // SAFETY: fds 3 to 5 are write ends of nimbus's pipes, passed by the OCI runtime
+    // with --preserve-fds; nothing else in this process refers to them.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    fd
 }
 
 /// How a process ended, worded as std's `ExitStatus` words it.
@@ -58,13 +63,10 @@ fn end_sandbox() -> ! {
 }
 
 pub fn run() -> ! {
-    let mut control = control_pipe();
-    // Nothing the program starts may inherit the control pipe, and no process of the
-    // same user may open this one's descriptors through /proc.
-    let _ = nix::fcntl::fcntl(
-        &control,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+    let mut control = std::fs::File::from(passed_pipe(CONTROL_FD));
+    let stdout = passed_pipe(CONTROL_FD + 1);
+    let stderr = passed_pipe(CONTROL_FD + 2);
+    // No process of the same user may open this one's descriptors through /proc.
     let _ = nix::sys::prctl::set_dumpable(false);
     if control.write_all(b"ready\n").is_err() {
         end_sandbox();
@@ -91,6 +93,8 @@ pub fn run() -> ! {
         .envs(program.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&program.workdir)
         .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
     {
         Ok(child) => {

@@ -234,29 +234,29 @@ impl Sandbox {
     }
 }
 
-/// Has the kernel kill the child when nimbus dies, and optionally hands it `fd` as
-/// its fd 3 (the OCI runtime passes that on to the sandbox's init).
+/// Has the kernel kill the child when nimbus dies, and hands it `passed` as its fds
+/// 3, 4, ... in order (the OCI runtime passes those on to the sandbox's init).
 #[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command, fd: Option<i32>) {
+fn die_with_parent(command: &mut Command, passed: Vec<OwnedFd>) {
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // prctl(2), dup2(2) and fcntl(2), which are async-signal-safe and touch no memory
+    // prctl(2), fcntl(2) and dup2(2), which are async-signal-safe and touch no memory
     // of the parent.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-            if let Some(fd) = fd {
-                let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
-                if fd == init::CONTROL_FD {
-                    // dup2 onto itself would keep close-on-exec set.
-                    nix::fcntl::fcntl(
-                        borrowed,
-                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                    )?;
-                } else {
-                    // The new descriptor must outlive this closure: it is what the
-                    // child execs with.
-                    std::mem::forget(nix::unistd::dup2_raw(borrowed, init::CONTROL_FD)?);
-                }
+            // Copies above the targets first, so that no source is overwritten by an
+            // earlier target before it is moved.
+            let mut copies = Vec::with_capacity(passed.len());
+            for fd in &passed {
+                copies.push(nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(init::CONTROL_FD + 16),
+                )?);
+            }
+            for (target, copy) in (init::CONTROL_FD..).zip(copies) {
+                let copy = std::os::fd::BorrowedFd::borrow_raw(copy);
+                // The new descriptor (not close-on-exec) is what the child execs with.
+                std::mem::forget(nix::unistd::dup2_raw(copy, target)?);
             }
             Ok(())
         });

@@ -7,7 +7,7 @@
 //! so whatever a crash left behind is found and removed at the next start.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -254,8 +254,16 @@ impl OciRuntime {
             .save(bundle.join("config.json"))
             .map_err(|err| start_error(format!("cannot write a bundle: {err}")))?;
 
-        let (control_read, control_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|err| start_error(format!("cannot open a pipe: {err}")))?;
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|err| start_error(format!("cannot open a pipe: {err}")))
+        };
+        let (control_read, control_write) = pipe()?;
+        // The program's output reaches nimbus without passing through the runtime,
+        // which would copy it on its own schedule: an invocation's output must be in
+        // the pipe by the time its response arrives.
+        let (stdout_read, stdout_write) = pipe()?;
+        let (stderr_read, stderr_write) = pipe()?;
         let mut command = Command::new(&self.cli);
         command
             .arg("--root")
@@ -265,7 +273,7 @@ impl OciRuntime {
             .arg(&bundle)
             .arg("--pid-file")
             .arg(bundle.join("pid"))
-            .args(["--preserve-fds", "1"])
+            .args(["--preserve-fds", "3"])
             .arg(&id)
             .env_clear()
             .env(
@@ -273,19 +281,23 @@ impl OciRuntime {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        die_with_parent(&mut command, Some(control_write.as_raw_fd()));
+        die_with_parent(
+            &mut command,
+            vec![control_write, stdout_write, stderr_write],
+        );
         let mut child = command
             .spawn()
             .map_err(|err| start_error(format!("cannot run {}: {err}", self.cli.display())))?;
-        drop(control_write);
+        // The write ends now live in the child only (the closure holding them is
+        // dropped with the command).
+        drop(command);
         let stdin = child
             .stdin
             .take()
             .and_then(|stdin| stdin.into_owned_fd().ok())
             .map(std::fs::File::from);
-        let stdout = child.stdout.take().and_then(|o| o.into_owned_fd().ok());
         let mut stderr = child.stderr.take();
         let control = Receiver::from_owned_fd(control_read)
             .map_err(|err| start_error(format!("cannot read the control pipe: {err}")))?;
@@ -334,13 +346,17 @@ impl OciRuntime {
                 .await
                 .map_err(|err| start_error(format!("cannot link a sandbox to the host: {err}")))?;
         }
-        let stderr = stderr.and_then(|e| e.into_owned_fd().ok());
+        // The runtime's own messages join the program's output.
+        let runtime_stderr = stderr.and_then(|e| e.into_owned_fd().ok());
         Ok(OciSandbox {
             child: Some(child),
             running,
             init: Pid::from_raw(pid),
             stdin,
-            outputs: [stdout, stderr].into_iter().flatten().collect(),
+            outputs: [Some(stdout_read), Some(stderr_read), runtime_stderr]
+                .into_iter()
+                .flatten()
+                .collect(),
             control,
             cgroup: Cgroup::new(&cgroup_path),
             files: sandbox_files,

@@ -25,7 +25,7 @@ impl ProcessSandbox {
     pub(crate) fn launch(&mut self, launch: Launch) -> Result<Vec<OwnedFd>, SandboxError> {
         let program = launch.program;
         let mut command = Command::new(&program.program);
-        die_with_parent(&mut command, None);
+        die_with_parent(&mut command, Vec::new());
         let mut child = command
             .args(&program.args)
             .env_clear()

@@ -110,6 +110,7 @@ async function main() {
   for (;;) {
     const next = await call("GET", "/invocation/next");
     const id = next.headers["lambda-runtime-aws-request-id"];
+    if (id === undefined) process.exit(0); // the environment is shutting down
     const deadline = Number(next.headers["lambda-runtime-deadline-ms"]);
     const clientContext = next.headers["lambda-runtime-client-context"];
     const context = {

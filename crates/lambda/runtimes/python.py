@@ -149,7 +149,9 @@ def main():
 
     while True:
         _, headers, body = runtime.call("GET", "/invocation/next")
-        request_id = headers["lambda-runtime-aws-request-id"]
+        request_id = headers.get("lambda-runtime-aws-request-id")
+        if request_id is None:
+            sys.exit(0)  # the environment is shutting down
         context = Context(
             request_id,
             int(headers["lambda-runtime-deadline-ms"]),
