@@ -18,6 +18,7 @@ pub mod names;
 pub mod permissions;
 pub mod runtime_api;
 pub mod runtimes;
+pub mod schedule_targets;
 pub mod store;
 
 pub use api::LambdaApi;

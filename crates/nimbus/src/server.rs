@@ -14,6 +14,7 @@ use nimbus_iam::Sts;
 use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::function_urls::{self, UrlServer};
+use nimbus_lambda::schedule_targets::ScheduleTargets;
 use nimbus_lambda::store::FunctionStore;
 use nimbus_lambda::{
     AsyncQueue, CodeLinks, Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings,
@@ -21,6 +22,8 @@ use nimbus_lambda::{
 use nimbus_logs::{LogSink, LogStore};
 use nimbus_registry::{EcrApi, Housekeeping, Registry, RegistryError};
 use nimbus_s3::S3Api;
+use nimbus_scheduler::Scheduler;
+use nimbus_scheduler::api::SchedulerApi;
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
@@ -273,6 +276,14 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     .map_err(io_at(&data_dir))?;
     let queue = AsyncQueue::start(meta.clone(), invoker.clone());
     let bucket_events = Arc::new(BucketEvents::new(functions.clone(), queue.clone()));
+    let scheduler = Scheduler::new(
+        meta.clone(),
+        Arc::new(ScheduleTargets::new(functions.clone(), queue.clone())),
+        &args.region,
+        &args.account_id,
+    );
+    scheduler.ensure_default_group()?;
+    scheduler.start();
     let urls = UrlServer::new(functions.clone(), invoker.clone(), authenticator.clone());
     let lambda = LambdaApi::new(
         functions,
@@ -302,6 +313,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .service(lambda)
         .service(EcrApi::new(registry.clone()))
         .streaming_service(S3Api::new(objects, Some(bucket_events)))
+        .service(SchedulerApi::new(scheduler))
         .internal(links.routes())
         .internal(urls.routes())
         .host_route(function_urls::host_suffix(&args.region), urls.host_router())

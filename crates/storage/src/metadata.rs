@@ -92,6 +92,12 @@ impl WriteBatch {
         self
     }
 
+    /// This batch followed by `other`'s writes, committed as one.
+    pub fn extend(mut self, other: WriteBatch) -> Self {
+        self.writes.extend(other.writes);
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }

@@ -1,0 +1,87 @@
+//! Schedules' way into Lambda: a firing becomes an asynchronous invoke (durable,
+//! retried by the function's own event-invoke config), its queue entry committed with
+//! the firing; a firing no function takes can end as a dead letter in a bucket or in
+//! another function.
+
+use std::sync::Arc;
+
+use nimbus_scheduler::{ArnCheck, Failure, Targets};
+use nimbus_storage::{Expect, WriteBatch};
+
+use crate::async_queue::AsyncQueue;
+use crate::functions::Functions;
+use crate::names::FunctionRef;
+
+pub struct ScheduleTargets {
+    functions: Arc<Functions>,
+    queue: Arc<AsyncQueue>,
+}
+
+impl ScheduleTargets {
+    pub fn new(functions: Arc<Functions>, queue: Arc<AsyncQueue>) -> Self {
+        Self { functions, queue }
+    }
+
+    fn function(&self, arn: &str) -> Result<FunctionRef, String> {
+        if !arn.starts_with("arn:aws:lambda:") {
+            return Err(format!(
+                "{arn} is not a Lambda function ARN: nimbus's Scheduler delivers to Lambda functions"
+            ));
+        }
+        FunctionRef::parse(arn, &self.functions.region, &self.functions.account)
+            .map_err(|err| err.message)
+    }
+}
+
+impl ArnCheck for ScheduleTargets {
+    fn check_target(&self, arn: &str) -> Result<(), String> {
+        self.function(arn).map(|_| ())
+    }
+
+    fn check_dead_letter(&self, arn: &str) -> Result<(), String> {
+        if arn.starts_with("arn:aws:sqs:") {
+            return Err(format!(
+                "DeadLetterConfig.Arn {arn}: nimbus has no SQS; name a bucket (arn:aws:s3:::NAME) or a Lambda function instead"
+            ));
+        }
+        match arn.strip_prefix("arn:aws:s3:::") {
+            Some(bucket) if !bucket.is_empty() && !bucket.contains('/') => Ok(()),
+            Some(_) => Err(format!("DeadLetterConfig.Arn {arn} names no bucket")),
+            None => self.function(arn).map(|_| ()),
+        }
+    }
+}
+
+impl Targets for ScheduleTargets {
+    fn stage(&self, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
+        let function = self.function(arn).map_err(|message| Failure {
+            code: "ValidationException".to_owned(),
+            message,
+        })?;
+        self.functions.resolve(&function).map_err(|err| Failure {
+            code: err.code.into_owned(),
+            message: err.message,
+        })?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (table, key, value) = self.queue.stage(function, &request_id, payload);
+        Ok(WriteBatch::new().put(&table, &key, value, Expect::Absent))
+    }
+
+    fn dead_letter(&self, arn: &str, name: &str, message: &[u8]) -> Result<WriteBatch, String> {
+        match arn.strip_prefix("arn:aws:s3:::") {
+            Some(bucket) => {
+                let key = format!("aws/scheduler/dead-letter/{name}");
+                self.functions
+                    .objects()
+                    .put_bytes(bucket, &key, message, "application/json")
+                    .map(|_| WriteBatch::new())
+                    .map_err(|err| err.to_string())
+            }
+            None => self.stage(arn, message).map_err(|failure| failure.message),
+        }
+    }
+
+    fn wake(&self) {
+        self.queue.wake();
+    }
+}

@@ -1,0 +1,227 @@
+//! Scheduler's rest-json API: each request becomes a typed operation, carried out on
+//! a blocking thread against the metadata store.
+
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use nimbus_edge::protocol::rest_json::{self, RestRoutes};
+use nimbus_edge::{
+    AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
+};
+use serde_json::Value;
+
+use crate::Scheduler;
+use crate::error::{internal, validation};
+use crate::model::{CreateGroupInput, ScheduleSpec, Tag, TagInput};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    CreateSchedule,
+    GetSchedule,
+    UpdateSchedule,
+    DeleteSchedule,
+    ListSchedules,
+    CreateScheduleGroup,
+    GetScheduleGroup,
+    DeleteScheduleGroup,
+    ListScheduleGroups,
+    ListTagsForResource,
+    TagResource,
+    UntagResource,
+}
+
+static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
+    use Route::*;
+    RestRoutes::new(&[
+        (Method::POST, "/schedules/{Name}", CreateSchedule),
+        (Method::GET, "/schedules/{Name}", GetSchedule),
+        (Method::PUT, "/schedules/{Name}", UpdateSchedule),
+        (Method::DELETE, "/schedules/{Name}", DeleteSchedule),
+        (Method::GET, "/schedules", ListSchedules),
+        (Method::POST, "/schedule-groups/{Name}", CreateScheduleGroup),
+        (Method::GET, "/schedule-groups/{Name}", GetScheduleGroup),
+        (
+            Method::DELETE,
+            "/schedule-groups/{Name}",
+            DeleteScheduleGroup,
+        ),
+        (Method::GET, "/schedule-groups", ListScheduleGroups),
+        (Method::GET, "/tags/{ResourceArn}", ListTagsForResource),
+        (Method::POST, "/tags/{ResourceArn}", TagResource),
+        (Method::DELETE, "/tags/{ResourceArn}", UntagResource),
+    ])
+});
+
+#[derive(Debug)]
+pub struct Listing {
+    group: Option<String>,
+    prefix: Option<String>,
+    state: Option<String>,
+    max: usize,
+    next_token: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum SchedulerOperation {
+    CreateSchedule(String, Box<ScheduleSpec>),
+    UpdateSchedule(String, Box<ScheduleSpec>),
+    GetSchedule(String, Option<String>),
+    DeleteSchedule(String, Option<String>),
+    ListSchedules(Listing),
+    CreateScheduleGroup(String, Vec<Tag>),
+    GetScheduleGroup(String),
+    DeleteScheduleGroup(String),
+    ListScheduleGroups(Listing),
+    ListTagsForResource(String),
+    TagResource(String, Vec<Tag>),
+    UntagResource(String, Vec<String>),
+}
+
+impl Operation for SchedulerOperation {
+    fn name(&self) -> &'static str {
+        use SchedulerOperation::*;
+        match self {
+            CreateSchedule(..) => "CreateSchedule",
+            UpdateSchedule(..) => "UpdateSchedule",
+            GetSchedule(..) => "GetSchedule",
+            DeleteSchedule(..) => "DeleteSchedule",
+            ListSchedules(..) => "ListSchedules",
+            CreateScheduleGroup(..) => "CreateScheduleGroup",
+            GetScheduleGroup(..) => "GetScheduleGroup",
+            DeleteScheduleGroup(..) => "DeleteScheduleGroup",
+            ListScheduleGroups(..) => "ListScheduleGroups",
+            ListTagsForResource(..) => "ListTagsForResource",
+            TagResource(..) => "TagResource",
+            UntagResource(..) => "UntagResource",
+        }
+    }
+}
+
+pub struct SchedulerApi {
+    scheduler: Arc<Scheduler>,
+}
+
+impl SchedulerApi {
+    pub fn new(scheduler: Arc<Scheduler>) -> Self {
+        Self { scheduler }
+    }
+}
+
+fn listing(query: &[(String, String)], group_param: &str) -> Result<Listing, AwsError> {
+    let get = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let max = match get("MaxResults") {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|max| (1..=100).contains(max))
+            .ok_or_else(|| {
+                validation(format!("MaxResults must be between 1 and 100, not {text}"))
+            })?,
+    };
+    Ok(Listing {
+        group: get(group_param),
+        prefix: get("NamePrefix"),
+        state: get("State"),
+        max,
+        next_token: get("NextToken"),
+    })
+}
+
+impl Service for SchedulerApi {
+    type Operation = SchedulerOperation;
+
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        &catalog::SCHEDULER
+    }
+
+    fn parse(&self, req: &ServiceRequest) -> Result<SchedulerOperation, AwsError> {
+        use SchedulerOperation as Op;
+        let (route, params) = ROUTES.find(&req.parts.method, req.parts.uri.path())?;
+        let query = rest_json::query_params(req);
+        let param = |name: &str| params.get(name).unwrap_or_default().to_owned();
+        let group = || {
+            query
+                .iter()
+                .find(|(key, _)| key == "groupName")
+                .map(|(_, value)| value.clone())
+        };
+        let body = || rest_json::json_body::<ScheduleSpec>(req).map_err(validation);
+        Ok(match route {
+            Route::CreateSchedule => Op::CreateSchedule(param("Name"), Box::new(body()?)),
+            Route::UpdateSchedule => Op::UpdateSchedule(param("Name"), Box::new(body()?)),
+            Route::GetSchedule => Op::GetSchedule(param("Name"), group()),
+            Route::DeleteSchedule => Op::DeleteSchedule(param("Name"), group()),
+            Route::ListSchedules => Op::ListSchedules(listing(&query, "ScheduleGroup")?),
+            Route::CreateScheduleGroup => {
+                let input: CreateGroupInput = rest_json::json_body(req).map_err(validation)?;
+                Op::CreateScheduleGroup(param("Name"), input.tags)
+            }
+            Route::GetScheduleGroup => Op::GetScheduleGroup(param("Name")),
+            Route::DeleteScheduleGroup => Op::DeleteScheduleGroup(param("Name")),
+            Route::ListScheduleGroups => Op::ListScheduleGroups(listing(&query, "")?),
+            Route::ListTagsForResource => Op::ListTagsForResource(param("ResourceArn")),
+            Route::TagResource => {
+                let input: TagInput = rest_json::json_body(req).map_err(validation)?;
+                Op::TagResource(param("ResourceArn"), input.tags)
+            }
+            Route::UntagResource => {
+                let keys: Vec<String> = query
+                    .iter()
+                    .filter(|(key, _)| key == "TagKeys")
+                    .map(|(_, value)| value.clone())
+                    .collect();
+                if keys.is_empty() {
+                    return Err(validation("TagKeys is required"));
+                }
+                Op::UntagResource(param("ResourceArn"), keys)
+            }
+        })
+    }
+
+    async fn handle(
+        &self,
+        _ctx: &RequestContext,
+        operation: SchedulerOperation,
+    ) -> Result<Response<Bytes>, AwsError> {
+        use SchedulerOperation as Op;
+        let scheduler = self.scheduler.clone();
+        let out: Value = tokio::task::spawn_blocking(move || {
+            let s = &scheduler;
+            let empty = |result: Result<(), AwsError>| result.map(|()| serde_json::json!({}));
+            match operation {
+                Op::CreateSchedule(name, spec) => s.create_schedule(&name, *spec),
+                Op::UpdateSchedule(name, spec) => s.update_schedule(&name, *spec),
+                Op::GetSchedule(name, group) => s.get_schedule(&name, group.as_deref()),
+                Op::DeleteSchedule(name, group) => {
+                    empty(s.delete_schedule(&name, group.as_deref()))
+                }
+                Op::ListSchedules(l) => s.list_schedules(
+                    l.group.as_deref(),
+                    l.prefix.as_deref(),
+                    l.state.as_deref(),
+                    l.max,
+                    l.next_token.as_deref(),
+                ),
+                Op::CreateScheduleGroup(name, tags) => s.create_group(&name, tags),
+                Op::GetScheduleGroup(name) => s.get_group(&name),
+                Op::DeleteScheduleGroup(name) => empty(s.delete_group(&name)),
+                Op::ListScheduleGroups(l) => {
+                    s.list_groups(l.prefix.as_deref(), l.max, l.next_token.as_deref())
+                }
+                Op::ListTagsForResource(arn) => s.list_tags(&arn),
+                Op::TagResource(arn, tags) => empty(s.retag(&arn, tags, &[])),
+                Op::UntagResource(arn, keys) => empty(s.retag(&arn, Vec::new(), &keys)),
+            }
+        })
+        .await
+        .map_err(internal)??;
+        Ok(rest_json::json_response(StatusCode::OK, &out))
+    }
+}

@@ -1,0 +1,294 @@
+//! The data plane: fires due ticks into their targets and retries firings a target
+//! refused, within the schedule's retry policy, then hands them to its dead-letter
+//! target.
+//!
+//! Times missed while nimbus was stopped are coalesced: on start a schedule fires
+//! once for the earliest time it missed — if that is younger than its retry policy's
+//! maximum event age — and then resumes at its first time after now.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nimbus_storage::{Expect, Record, StoreError, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Target;
+use crate::schedules::{ScheduleRecord, Tick, due_of};
+use crate::{DELIVERIES, SCHEDULES, Scheduler, TICKS};
+
+/// Why a target refused a firing, as the dead-letter message reports it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+/// One firing on its way to the target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Delivery {
+    execution_id: String,
+    schedule_arn: String,
+    group: String,
+    name: String,
+    target: Target,
+    scheduled_ms: i64,
+    /// Attempts the target has refused so far.
+    attempts: u32,
+}
+
+/// Ticks or deliveries read per store scan.
+const PAGE: usize = 64;
+/// The longest the worker sleeps without looking at the store.
+const IDLE: Duration = Duration::from_secs(60);
+/// A refused firing waits this long before its first retry, twice as long before each
+/// further one, up to `MAX_BACKOFF_MS`.
+const BACKOFF_BASE_MS: i64 = 1000;
+const MAX_BACKOFF_MS: i64 = 300_000;
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+impl Delivery {
+    /// The target's input, with Scheduler's context attributes filled in.
+    fn payload(&self) -> Vec<u8> {
+        self.target
+            .input
+            .as_deref()
+            .unwrap_or("{}")
+            .replace("<aws.scheduler.schedule-arn>", &self.schedule_arn)
+            .replace(
+                "<aws.scheduler.scheduled-time>",
+                &rfc3339(self.scheduled_ms),
+            )
+            .replace("<aws.scheduler.execution-id>", &self.execution_id)
+            .replace(
+                "<aws.scheduler.attempt-number>",
+                &(self.attempts + 1).to_string(),
+            )
+            .into_bytes()
+    }
+}
+
+/// Committing lost a race with a change to the same schedule: the next round sees
+/// the new state, so the firing is not lost.
+fn raced(result: Result<(), StoreError>) -> Result<bool, StoreError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict { .. }) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+impl Scheduler {
+    /// Starts firing schedules, beginning with what came due while nimbus was stopped.
+    pub fn start(self: &Arc<Self>) {
+        let scheduler = self.clone();
+        tokio::spawn(async move { scheduler.work().await });
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            let scheduler = self.clone();
+            let round =
+                tokio::task::spawn_blocking(move || scheduler.fire_due(crate::now_ms())).await;
+            let wait = match round {
+                Ok(Ok(next)) => next.map_or(IDLE, |due| {
+                    Duration::from_millis((due - crate::now_ms()).max(0) as u64).min(IDLE)
+                }),
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "firing schedules failed");
+                    Duration::from_secs(1)
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "the schedule worker failed");
+                    Duration::from_secs(1)
+                }
+            };
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        }
+    }
+
+    /// Fires every tick and retries every delivery due at `now` (ms); returns when the
+    /// next one falls due.
+    pub fn fire_due(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        let mut woke = false;
+        let next_tick = self.each_due(TICKS, now, |record| self.fire(record, now, &mut woke))?;
+        let next_retry =
+            self.each_due(DELIVERIES, now, |record| self.retry(record, now, &mut woke))?;
+        if woke {
+            self.targets.wake();
+        }
+        Ok(match (next_tick, next_retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Runs `each` on every record of `table` due at `now`, in due order; returns the
+    /// due time of the first one left.
+    fn each_due(
+        &self,
+        table: &str,
+        now: i64,
+        mut each: impl FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut after: Option<String> = None;
+        loop {
+            let records = self.meta.scan(table, "", after.as_deref(), PAGE)?;
+            let full = records.len() == PAGE;
+            for record in records {
+                let due = due_of(&record.key);
+                if due > now {
+                    return Ok(Some(due));
+                }
+                after = Some(record.key.clone());
+                each(record)?;
+            }
+            if !full {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn fire(&self, tick: Record, now: i64, woke: &mut bool) -> Result<(), StoreError> {
+        let drop_tick = WriteBatch::new().delete(TICKS, &tick.key, Expect::Version(tick.version));
+        let schedule_key = tick.key.split_once('/').map_or("", |(_, key)| key);
+        let current = self.meta.get(SCHEDULES, schedule_key)?;
+        let parsed = current.as_ref().and_then(|record| {
+            let schedule: ScheduleRecord = serde_json::from_slice(&record.value).ok()?;
+            let tick_state: Tick = serde_json::from_slice(&tick.value).ok()?;
+            (schedule.tick.as_deref() == Some(tick.key.as_str()))
+                .then_some((record, schedule, tick_state))
+        });
+        let Some((record, mut schedule, tick_state)) = parsed else {
+            // Left behind by a change to its schedule: nothing to fire.
+            return raced(self.meta.commit(drop_tick)).map(|_| ());
+        };
+        let scheduled = tick_state.scheduled_ms;
+        let one_time = schedule
+            .expression()
+            .is_some_and(|(expression, _)| expression.is_one_time());
+        let next = if one_time {
+            None
+        } else {
+            schedule.next(scheduled.max(now), false)
+        };
+        let mut batch = drop_tick;
+        schedule.tick = None;
+        if let Some(next) = next {
+            let (key, tick) = schedule.tick_for(next);
+            batch = batch.put(
+                TICKS,
+                &key,
+                serde_json::to_vec(&tick).expect("ticks serialize"),
+                Expect::Absent,
+            );
+            schedule.tick = Some(key);
+        }
+        batch = if next.is_none()
+            && one_time
+            && schedule.spec.action_after_completion.as_deref() == Some("DELETE")
+        {
+            batch.delete(SCHEDULES, &record.key, Expect::Version(record.version))
+        } else {
+            batch.put(
+                SCHEDULES,
+                &record.key,
+                serde_json::to_vec(&schedule).expect("schedules serialize"),
+                Expect::Version(record.version),
+            )
+        };
+        let target = schedule.spec.target.clone();
+        if now - scheduled > target.max_age_ms() {
+            tracing::warn!(schedule = %schedule_key, scheduled = %rfc3339(scheduled), "skipping a firing older than the schedule's maximum event age");
+        } else {
+            let delivery = Delivery {
+                execution_id: uuid::Uuid::new_v4().to_string(),
+                schedule_arn: self.schedule_arn(&schedule.group, &schedule.name),
+                group: schedule.group.clone(),
+                name: schedule.name.clone(),
+                target,
+                scheduled_ms: scheduled,
+                attempts: 0,
+            };
+            batch = self.attempt(batch, delivery, now);
+        }
+        *woke |= raced(self.meta.commit(batch))?;
+        Ok(())
+    }
+
+    fn retry(&self, record: Record, now: i64, woke: &mut bool) -> Result<(), StoreError> {
+        let batch =
+            WriteBatch::new().delete(DELIVERIES, &record.key, Expect::Version(record.version));
+        let batch = match serde_json::from_slice::<Delivery>(&record.value) {
+            Ok(delivery) => self.attempt(batch, delivery, now),
+            Err(err) => {
+                tracing::error!(key = %record.key, error = %err, "dropping an unreadable schedule delivery");
+                batch
+            }
+        };
+        *woke |= raced(self.meta.commit(batch))?;
+        Ok(())
+    }
+
+    /// Adds to `batch` the firing's way to its target: the target's own writes, or,
+    /// when it refuses, a retry or a dead letter.
+    fn attempt(&self, batch: WriteBatch, mut delivery: Delivery, now: i64) -> WriteBatch {
+        let failure = match self
+            .targets
+            .stage(&delivery.target.arn, &delivery.payload())
+        {
+            Ok(staged) => return batch.extend(staged),
+            Err(failure) => failure,
+        };
+        delivery.attempts += 1;
+        let backoff = (BACKOFF_BASE_MS << (delivery.attempts - 1).min(20)).min(MAX_BACKOFF_MS);
+        let retry_at = now + backoff;
+        if i64::from(delivery.attempts) <= delivery.target.retry_attempts()
+            && retry_at - delivery.scheduled_ms <= delivery.target.max_age_ms()
+        {
+            tracing::info!(schedule = %delivery.schedule_arn, error = %failure.message, attempt = delivery.attempts, "the target refused a firing; retrying");
+            let key = format!("{:013}/{}", retry_at, delivery.execution_id);
+            return batch.put(
+                DELIVERIES,
+                &key,
+                serde_json::to_vec(&delivery).expect("deliveries serialize"),
+                Expect::Absent,
+            );
+        }
+        let Some(dead_letter) = delivery.target.dead_letter() else {
+            tracing::warn!(schedule = %delivery.schedule_arn, error = %failure.message, "dropping a firing its target refused after every retry");
+            return batch;
+        };
+        let message = serde_json::json!({
+            "body": String::from_utf8_lossy(&delivery.payload()),
+            "attributes": {
+                "ERROR_CODE": failure.code,
+                "ERROR_MESSAGE": failure.message,
+                "EXECUTION_ID": delivery.execution_id,
+                "RETRY_ATTEMPTS": (delivery.attempts - 1).to_string(),
+                "SCHEDULE_ARN": delivery.schedule_arn,
+                "TARGET_ARN": delivery.target.arn,
+                "GROUP": delivery.group,
+            },
+        });
+        let name = format!(
+            "{}/{}/{}",
+            delivery.group, delivery.name, delivery.execution_id
+        );
+        match self.targets.dead_letter(
+            dead_letter,
+            &name,
+            &serde_json::to_vec(&message).expect("messages serialize"),
+        ) {
+            Ok(staged) => batch.extend(staged),
+            Err(err) => {
+                tracing::error!(schedule = %delivery.schedule_arn, %dead_letter, error = %err, "sending a firing to its dead-letter target failed");
+                batch
+            }
+        }
+    }
+}
