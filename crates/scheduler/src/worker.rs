@@ -115,40 +115,41 @@ impl Scheduler {
     /// next one falls due.
     pub fn fire_due(&self, now: i64) -> Result<Option<i64>, StoreError> {
         let mut woke = false;
-        let next_tick = self.each_due(TICKS, now, |record| self.fire(record, now, &mut woke))?;
-        let next_retry =
-            self.each_due(DELIVERIES, now, |record| self.retry(record, now, &mut woke))?;
+        self.each_due(TICKS, now, |record| self.fire(record, now, &mut woke))?;
+        self.each_due(DELIVERIES, now, |record| self.retry(record, now, &mut woke))?;
         if woke {
             self.targets.wake();
         }
-        Ok(match (next_tick, next_retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        let mut next = None;
+        for table in [TICKS, DELIVERIES] {
+            if let Some(first) = self.meta.scan(table, "", None, 1)?.first() {
+                let due = due_of(&first.key);
+                next = Some(next.map_or(due, |next: i64| next.min(due)));
+            }
+        }
+        Ok(next)
     }
 
-    /// Runs `each` on every record of `table` due at `now`, in due order; returns the
-    /// due time of the first one left.
+    /// Runs `each` on every record of `table` due at `now`, in due order.
     fn each_due(
         &self,
         table: &str,
         now: i64,
         mut each: impl FnMut(Record) -> Result<(), StoreError>,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut after: Option<String> = None;
         loop {
             let records = self.meta.scan(table, "", after.as_deref(), PAGE)?;
             let full = records.len() == PAGE;
             for record in records {
-                let due = due_of(&record.key);
-                if due > now {
-                    return Ok(Some(due));
+                if due_of(&record.key) > now {
+                    return Ok(());
                 }
                 after = Some(record.key.clone());
                 each(record)?;
             }
             if !full {
-                return Ok(None);
+                return Ok(());
             }
         }
     }
@@ -237,10 +238,8 @@ impl Scheduler {
     /// Adds to `batch` the firing's way to its target: the target's own writes, or,
     /// when it refuses, a retry or a dead letter.
     fn attempt(&self, batch: WriteBatch, mut delivery: Delivery, now: i64) -> WriteBatch {
-        let failure = match self
-            .targets
-            .stage(&delivery.target.arn, &delivery.payload())
-        {
+        let payload = delivery.payload();
+        let failure = match self.targets.stage(&delivery.target.arn, &payload) {
             Ok(staged) => return batch.extend(staged),
             Err(failure) => failure,
         };
@@ -264,7 +263,7 @@ impl Scheduler {
             return batch;
         };
         let message = serde_json::json!({
-            "body": String::from_utf8_lossy(&delivery.payload()),
+            "body": String::from_utf8_lossy(&payload),
             "attributes": {
                 "ERROR_CODE": failure.code,
                 "ERROR_MESSAGE": failure.message,
@@ -290,5 +289,211 @@ impl Scheduler {
                 batch
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use nimbus_storage::{MetadataStore, SqliteStore};
+
+    use super::*;
+    use crate::Targets;
+    use crate::model::{ArnCheck, ScheduleSpec};
+
+    const FUNCTION: &str = "arn:aws:lambda:us-east-1:000000000000:function:f";
+    const MISSING: &str = "arn:aws:lambda:us-east-1:000000000000:function:missing";
+
+    /// Stages each payload into a table of its own, and remembers dead letters.
+    #[derive(Default)]
+    struct Recorder {
+        dead: Mutex<Vec<serde_json::Value>>,
+    }
+
+    impl ArnCheck for Recorder {
+        fn check_target(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn check_dead_letter(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    impl Targets for Recorder {
+        fn stage(&self, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
+            if arn == MISSING {
+                return Err(Failure {
+                    code: "ResourceNotFoundException".into(),
+                    message: "no such function".into(),
+                });
+            }
+            let key = uuid::Uuid::new_v4().to_string();
+            Ok(WriteBatch::new().put("test.fired", &key, payload.to_vec(), Expect::Absent))
+        }
+        fn dead_letter(&self, _: &str, _: &str, message: &[u8]) -> Result<WriteBatch, String> {
+            self.dead
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(message).unwrap());
+            Ok(WriteBatch::new())
+        }
+        fn wake(&self) {}
+    }
+
+    fn spec(expression: &str, target: &str, input: &str) -> ScheduleSpec {
+        serde_json::from_value(serde_json::json!({
+            "ScheduleExpression": expression,
+            "FlexibleTimeWindow": { "Mode": "OFF" },
+            "Target": {
+                "Arn": target,
+                "RoleArn": "arn:aws:iam::000000000000:role/r",
+                "Input": input,
+                "RetryPolicy": { "MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 600 },
+                "DeadLetterConfig": { "Arn": "arn:aws:s3:::dead" },
+            },
+        }))
+        .unwrap()
+    }
+
+    struct Harness {
+        _dir: tempfile::TempDir,
+        meta: Arc<SqliteStore>,
+        targets: Arc<Recorder>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let meta = Arc::new(SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+            Self {
+                _dir: dir,
+                meta,
+                targets: Arc::default(),
+            }
+        }
+
+        /// A scheduler over the same store, as after a restart.
+        fn scheduler(&self) -> Arc<Scheduler> {
+            let scheduler = Scheduler::new(
+                self.meta.clone(),
+                self.targets.clone(),
+                "us-east-1",
+                "000000000000",
+            );
+            scheduler.ensure_default_group().unwrap();
+            scheduler
+        }
+
+        fn fired(&self) -> Vec<String> {
+            let mut fired: Vec<String> = self
+                .meta
+                .scan_all("test.fired", "")
+                .unwrap()
+                .into_iter()
+                .map(|r| String::from_utf8(r.value).unwrap())
+                .collect();
+            fired.sort();
+            fired
+        }
+    }
+
+    #[test]
+    fn a_rate_fires_once_per_due_time_and_coalesces_what_a_stop_missed() {
+        let harness = Harness::new();
+        let scheduler = harness.scheduler();
+        scheduler
+            .create_schedule(
+                "tick",
+                spec("rate(1 minute)", FUNCTION, "<aws.scheduler.scheduled-time>"),
+            )
+            .unwrap();
+        let created = crate::now_ms();
+        let next = scheduler.fire_due(created + 1).unwrap();
+        assert_eq!(harness.fired().len(), 1, "a rate fires when created");
+        let next = next.expect("a next tick");
+        assert!(
+            (next - created - 60_000).abs() < 1000,
+            "the next falls a minute on"
+        );
+        // Looking again before it is due, or twice at the same time, fires nothing more.
+        scheduler.fire_due(next - 1).unwrap();
+        scheduler.fire_due(created + 1).unwrap();
+        assert_eq!(harness.fired().len(), 1);
+        scheduler.fire_due(next).unwrap();
+        scheduler.fire_due(next).unwrap();
+        assert_eq!(harness.fired().len(), 2);
+
+        // Stopped for five minutes: the restart fires once, for the first time missed,
+        // and the schedule resumes at its first time after now.
+        let restarted = harness.scheduler();
+        let later = next + 5 * 60_000 + 30_000;
+        let resumed = restarted.fire_due(later).unwrap().unwrap();
+        let fired = harness.fired();
+        assert_eq!(fired.len(), 3);
+        assert!(fired.contains(&rfc3339(next + 60_000)), "{fired:?}");
+        assert_eq!(resumed, next + 6 * 60_000);
+    }
+
+    #[test]
+    fn a_firing_older_than_the_maximum_event_age_is_skipped() {
+        let harness = Harness::new();
+        let scheduler = harness.scheduler();
+        scheduler
+            .create_schedule("old", spec("rate(1 hour)", FUNCTION, "{}"))
+            .unwrap();
+        // Ten minutes is the policy's maximum age.
+        scheduler.fire_due(crate::now_ms() + 11 * 60_000).unwrap();
+        assert!(harness.fired().is_empty());
+    }
+
+    #[test]
+    fn a_refused_firing_is_retried_then_dead_lettered() {
+        let harness = Harness::new();
+        let scheduler = harness.scheduler();
+        scheduler
+            .create_schedule(
+                "lost",
+                spec(
+                    "rate(1 hour)",
+                    MISSING,
+                    r#"{"n":"<aws.scheduler.attempt-number>"}"#,
+                ),
+            )
+            .unwrap();
+        let now = crate::now_ms();
+        let retry = scheduler.fire_due(now).unwrap().unwrap();
+        assert!(retry <= now + BACKOFF_BASE_MS);
+        let retry = scheduler.fire_due(retry).unwrap().unwrap();
+        assert!(harness.targets.dead.lock().unwrap().is_empty());
+        scheduler.fire_due(retry).unwrap();
+        let dead = harness.targets.dead.lock().unwrap().clone();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["body"], r#"{"n":"3"}"#);
+        assert_eq!(
+            dead[0]["attributes"]["ERROR_CODE"],
+            "ResourceNotFoundException"
+        );
+        assert_eq!(dead[0]["attributes"]["RETRY_ATTEMPTS"], "2");
+    }
+
+    #[test]
+    fn a_one_time_schedule_fires_once_and_can_delete_itself() {
+        let harness = Harness::new();
+        let scheduler = harness.scheduler();
+        let at = jiff::Timestamp::from_millisecond(crate::now_ms() + 60_000)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let mut once = spec(&format!("at({at})"), FUNCTION, "{}");
+        once.action_after_completion = Some("DELETE".into());
+        scheduler.create_schedule("once", once).unwrap();
+        let kept = spec(&format!("at({at})"), FUNCTION, "{}");
+        scheduler.create_schedule("kept", kept).unwrap();
+        let due = scheduler.fire_due(crate::now_ms()).unwrap().unwrap();
+        assert_eq!(scheduler.fire_due(due).unwrap(), None);
+        assert_eq!(harness.fired().len(), 2);
+        assert!(scheduler.get_schedule("once", None).is_err());
+        assert!(scheduler.get_schedule("kept", None).is_ok());
     }
 }
