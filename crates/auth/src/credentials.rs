@@ -43,6 +43,12 @@ pub struct Credential {
     /// Unix seconds after which a temporary credential is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// An IAM user's key set `Inactive`: kept, but refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inactive: bool,
+    /// Unix seconds; 0 for keys made before this was recorded.
+    #[serde(default)]
+    pub created_at: i64,
 }
 
 impl std::fmt::Debug for Credential {
@@ -162,6 +168,11 @@ impl CredentialStore {
         Ok(expired.len())
     }
 
+    /// A key that may sign requests: known, and not set inactive.
+    pub fn active(&self, access_key_id: &str) -> Option<Arc<Credential>> {
+        self.get(access_key_id).filter(|c| !c.inactive)
+    }
+
     pub fn get(&self, access_key_id: &str) -> Option<Arc<Credential>> {
         self.cache
             .read()
@@ -240,6 +251,8 @@ impl CredentialStore {
                 principal: Principal::root(account_id),
                 session_token: None,
                 expires_at: None,
+                inactive: false,
+                created_at: OffsetDateTime::now_utc().unix_timestamp(),
             },
             WriteBatch::new().put(
                 ACCOUNT_TABLE,
@@ -268,9 +281,85 @@ impl CredentialStore {
                 principal,
                 session_token: Some(new_secret(96)?),
                 expires_at: Some((now + duration).unix_timestamp()),
+                inactive: false,
+                created_at: now.unix_timestamp(),
             },
             WriteBatch::new(),
         )
+    }
+
+    /// Issues a long-term access key pair for an IAM user.
+    pub fn issue_access_key(
+        &self,
+        principal: Principal,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Credential>, CredentialError> {
+        self.insert(
+            Credential {
+                access_key_id: new_access_key_id("AKIA")?,
+                secret_access_key: new_secret(30)?,
+                principal,
+                session_token: None,
+                expires_at: None,
+                inactive: false,
+                created_at: now.unix_timestamp(),
+            },
+            WriteBatch::new(),
+        )
+    }
+
+    /// The long-term keys whose principal `owns` accepts, oldest first.
+    pub fn access_keys(&self, owns: impl Fn(&Principal) -> bool) -> Vec<Arc<Credential>> {
+        let mut keys: Vec<Arc<Credential>> = self
+            .cache
+            .read()
+            .expect("credential cache")
+            .values()
+            .filter(|c| c.session_token.is_none() && owns(&c.principal))
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| {
+            (a.created_at, &a.access_key_id).cmp(&(b.created_at, &b.access_key_id))
+        });
+        keys
+    }
+
+    /// Marks a key active or inactive; false when there is no such key.
+    pub fn set_inactive(
+        &self,
+        access_key_id: &str,
+        inactive: bool,
+    ) -> Result<bool, CredentialError> {
+        let Some(current) = self.get(access_key_id) else {
+            return Ok(false);
+        };
+        let mut updated = (*current).clone();
+        updated.inactive = inactive;
+        self.meta.commit(WriteBatch::new().put(
+            TABLE,
+            access_key_id,
+            encode(&updated),
+            Expect::Anything,
+        ))?;
+        self.cache
+            .write()
+            .expect("credential cache")
+            .insert(access_key_id.to_owned(), Arc::new(updated));
+        Ok(true)
+    }
+
+    /// Forgets a key; false when there was no such key.
+    pub fn remove(&self, access_key_id: &str) -> Result<bool, CredentialError> {
+        if self.get(access_key_id).is_none() {
+            return Ok(false);
+        }
+        self.meta
+            .commit(WriteBatch::new().delete(TABLE, access_key_id, Expect::Anything))?;
+        self.cache
+            .write()
+            .expect("credential cache")
+            .remove(access_key_id);
+        Ok(true)
     }
 }
 

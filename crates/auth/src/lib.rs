@@ -2,9 +2,11 @@
 //! store. The edge calls [`Authenticator::authenticate`] once per request; nothing
 //! here knows about HTTP servers or AWS protocols beyond the signature itself.
 
+pub mod authz;
 pub mod chunked;
 pub mod credentials;
 pub mod identity;
+pub mod policy;
 pub mod sigv2;
 pub mod sigv4;
 
@@ -282,13 +284,15 @@ impl Authenticator {
                 caller,
             });
         }
-        if signature.scope.region != self.region {
+        // IAM is global: SDKs sign its requests for us-east-1 whatever the region.
+        let global = signature.scope.service == "iam" && signature.scope.region == "us-east-1";
+        if signature.scope.region != self.region && !global {
             return Err(AuthError::WrongRegion(signature.scope.region.clone()));
         }
         signature.check_time(now)?;
         let credential = self
             .credentials
-            .get(&signature.access_key_id)
+            .active(&signature.access_key_id)
             .ok_or(AuthError::UnknownAccessKey)?;
         check_session_token(&credential, signature.security_token.as_deref(), now)?;
         let key = self
@@ -319,7 +323,7 @@ impl Authenticator {
         Some((|| {
             let credential = self
                 .credentials
-                .get(&presigned.access_key_id)
+                .active(&presigned.access_key_id)
                 .ok_or(AuthError::UnknownAccessKey)?;
             // Version 2 URLs cannot carry a session token.
             if credential.session_token.is_some() {
@@ -338,7 +342,7 @@ impl Authenticator {
 
     fn permissive_caller(&self, signature: &SignatureV4) -> Caller {
         let key = &signature.access_key_id;
-        match self.credentials.get(key) {
+        match self.credentials.active(key) {
             Some(credential) => Caller {
                 principal: credential.principal.clone(),
                 access_key_id: key.clone(),

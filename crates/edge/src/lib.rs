@@ -9,7 +9,7 @@ pub mod server;
 pub mod service;
 
 pub use protocol::{AwsError, Protocol};
-pub use server::{Edge, EdgeBuilder, serve};
+pub use server::{Edge, EdgeBuilder, Peer, serve};
 pub use service::{
     Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, StreamBody,
     StreamingService, catalog,

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use nimbus_auth::authz::{AllowAll, Authorizer};
 use nimbus_auth::{AuthError, AuthMode, Authenticator, PayloadCheck, RequestParts};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -36,6 +37,10 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// HTTP/2 connections that stop answering pings are closed.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
+/// The address a request's connection came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
+
 /// The AWS-facing front door of one nimbus server.
 pub struct Edge {
     services: HashMap<&'static str, Arc<dyn DynService>>,
@@ -43,6 +48,7 @@ pub struct Edge {
     /// Routers for requests addressed by host name (`*.<suffix>`), ahead of AWS routing.
     hosts: Vec<(String, Router)>,
     authenticator: Arc<Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
     metrics: Metrics,
     region: Arc<str>,
     account_id: Arc<str>,
@@ -60,6 +66,12 @@ impl EdgeBuilder {
     /// requests their own way.
     pub fn internal(mut self, routes: Router) -> Self {
         self.internal = self.internal.merge(routes);
+        self
+    }
+
+    /// Who answers the services' authorization questions (default: allow all).
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.edge.authorizer = authorizer;
         self
     }
 
@@ -115,6 +127,7 @@ impl Edge {
                 streaming: HashMap::new(),
                 hosts: Vec::new(),
                 authenticator,
+                authorizer: Arc::new(AllowAll),
                 metrics: Metrics::default(),
                 region: region.into(),
                 account_id: account_id.into(),
@@ -220,7 +233,7 @@ impl Edge {
                 return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
             }
         };
-        let ctx = self.context(&parts, caller, &request_id);
+        let ctx = self.context(&parts, caller, &request_id, protocol);
         let (operation, result) = service.call(&ctx, ServiceRequest { parts, body }).await;
         self.finish(
             protocol,
@@ -265,7 +278,7 @@ impl Edge {
                 return self.finish(protocol, descriptor, None, Err(err), &request_id, started);
             }
         };
-        let ctx = self.context(&parts, caller, &request_id);
+        let ctx = self.context(&parts, caller, &request_id, protocol);
         let (operation, result) = service.call(ctx, parts, StreamBody::new(body, check)).await;
         let response = result.unwrap_or_else(|err| {
             protocol
@@ -287,6 +300,7 @@ impl Edge {
         parts: &http::request::Parts,
         caller: nimbus_auth::Caller,
         request_id: &str,
+        protocol: Protocol,
     ) -> RequestContext {
         let host = parts
             .headers
@@ -299,6 +313,9 @@ impl Edge {
             region: self.region.clone(),
             account_id: self.account_id.clone(),
             endpoint: format!("http://{host}"),
+            source_ip: parts.extensions.get::<Peer>().map(|peer| peer.0),
+            protocol,
+            authorizer: self.authorizer.clone(),
         }
     }
 
@@ -516,7 +533,6 @@ pub async fn serve(
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(HEADER_READ_TIMEOUT)
         .max_concurrent_streams(256);
-    let service = TowerToHyperService::new(router);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -532,7 +548,15 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
+                // Each request carries its connection's peer, for `aws:SourceIp`.
+                let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                    router.clone(),
+                    move |mut request: http::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(Peer(peer.ip()));
+                        request
+                    },
+                ));
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(err) = connection.await {

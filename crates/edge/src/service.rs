@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
+use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Caller, PathStyle};
 
 use crate::protocol::{AwsError, Protocol};
@@ -129,7 +130,7 @@ pub mod catalog {
 }
 
 /// Facts about the request and its caller that every handler may need.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestContext {
     pub request_id: String,
     pub caller: Caller,
@@ -137,6 +138,44 @@ pub struct RequestContext {
     pub account_id: Arc<str>,
     /// The edge as the client addressed it (`http://<Host>`), for links it can follow.
     pub endpoint: String,
+    /// Where the request's connection came from (`aws:SourceIp`).
+    pub source_ip: Option<std::net::IpAddr>,
+    pub protocol: Protocol,
+    pub authorizer: Arc<dyn Authorizer>,
+}
+
+impl std::fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("request_id", &self.request_id)
+            .field("caller", &self.caller)
+            .field("source_ip", &self.source_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestContext {
+    /// Whether the caller may perform `access`; AWS's AccessDenied error in the
+    /// request's protocol when not.
+    pub fn authorize(&self, access: &Access) -> Result<(), AwsError> {
+        self.authorizer
+            .authorize(&self.caller, self.source_ip, access)
+            .map_err(|message| {
+                let code = match self.protocol {
+                    Protocol::RestXml | Protocol::Query => "AccessDenied",
+                    Protocol::RestJson | Protocol::Json11 => "AccessDeniedException",
+                };
+                AwsError::new(http::StatusCode::FORBIDDEN, code, message)
+            })
+    }
+
+    /// The ARN of a resource of this account and region: `arn:aws:<service>:<region>:<account>:<rest>`.
+    pub fn arn(&self, service: &str, rest: &str) -> String {
+        format!(
+            "arn:aws:{service}:{}:{}:{rest}",
+            self.region, self.account_id
+        )
+    }
 }
 
 /// An authenticated request with its whole (bounded) body.

@@ -44,6 +44,11 @@ impl XmlWriter {
         escape_into(&mut self.out, text);
     }
 
+    /// Appends what another writer wrote, as elements here.
+    pub fn append(&mut self, other: XmlWriter) {
+        self.out.push_str(&other.out);
+    }
+
     pub fn finish(self) -> String {
         self.out
     }

@@ -1,0 +1,62 @@
+//! The question every service asks before it acts: may this caller perform this
+//! action on this resource? The IAM service answers it (identity policies, the
+//! resource's own policy, the request's context); the edge hands each request the
+//! deployment's answerer.
+
+use std::net::IpAddr;
+
+use crate::Caller;
+
+/// One action on one resource, as a service describes it.
+#[derive(Debug, Clone)]
+pub struct Access<'a> {
+    /// The IAM action, e.g. `lambda:InvokeFunction`.
+    pub action: &'a str,
+    /// The resource's ARN, or `*` for actions on no resource (ListFunctions).
+    pub resource: &'a str,
+    /// The resource's own policy (a function policy, a repository policy), if any.
+    pub resource_policy: Option<&'a str>,
+    /// Service-specific condition keys (`s3:prefix`, `iam:PassedToService`, ...).
+    pub context: Vec<(String, Vec<String>)>,
+}
+
+impl<'a> Access<'a> {
+    pub fn new(action: &'a str, resource: &'a str) -> Self {
+        Self {
+            action,
+            resource,
+            resource_policy: None,
+            context: Vec::new(),
+        }
+    }
+
+    pub fn with_policy(mut self, policy: Option<&'a str>) -> Self {
+        self.resource_policy = policy;
+        self
+    }
+
+    pub fn with_context(mut self, key: &str, values: Vec<String>) -> Self {
+        self.context.push((key.to_owned(), values));
+        self
+    }
+}
+
+pub trait Authorizer: Send + Sync {
+    /// `Ok` when allowed; otherwise the message of the AccessDenied error, naming the
+    /// caller, the action and the resource as AWS does.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        source_ip: Option<IpAddr>,
+        access: &Access,
+    ) -> Result<(), String>;
+}
+
+/// Allows every request: what a server without IAM (tests of other layers) uses.
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn authorize(&self, _: &Caller, _: Option<IpAddr>, _: &Access) -> Result<(), String> {
+        Ok(())
+    }
+}
