@@ -96,6 +96,22 @@ start_nimbus() {
     nimbus_pid=$!
     pids+=("$nimbus_pid")
     wait_ready "${nimbus_url}_nimbus/health"
+    # The execution role the benchmarks' functions name (role/bench), trusting Lambda.
+    "$python" - "$credentials" "$nimbus_url" <<'PY'
+import configparser
+import json
+import sys
+
+import boto3
+
+profile = configparser.ConfigParser()
+profile.read(sys.argv[1])
+keys = profile["nimbus"]
+iam = boto3.client("iam", endpoint_url=sys.argv[2], region_name="us-east-1",
+                   aws_access_key_id=keys["aws_access_key_id"], aws_secret_access_key=keys["aws_secret_access_key"])
+iam.create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+PY
 }
 
 # stop_nimbus: stops the server start_nimbus started, gracefully, and removes its data.

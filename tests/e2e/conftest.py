@@ -124,7 +124,26 @@ def start_nimbus(data_dir: Path, *args: str, env=None) -> Nimbus:
 
     threading.Thread(target=drain, args=(process.stdout, []), daemon=True).start()
     threading.Thread(target=drain, args=(process.stderr, nimbus.stderr_lines), daemon=True).start()
+    ensure_lambda_role(nimbus)
     return nimbus
+
+
+LAMBDA_TRUST = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+})
+
+
+def ensure_lambda_role(nimbus):
+    """The execution role ROLE names, as every function needs one that exists and
+    trusts Lambda; it may write logs and nothing else."""
+    iam = nimbus.client("iam")
+    try:
+        iam.create_role(RoleName="lambda-role", AssumeRolePolicyDocument=LAMBDA_TRUST)
+    except iam.exceptions.EntityAlreadyExistsException:
+        return
+    iam.attach_role_policy(RoleName="lambda-role",
+                           PolicyArn="arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -276,3 +295,21 @@ def callbacks():
     server = Callbacks()
     yield server
     server.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def boto3_layer():
+    """boto3 and its dependencies as a layer, as the python runtime on AWS has them."""
+    import io
+    import zipfile
+
+    site = Path(boto3.__file__).resolve().parent.parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py"):
+            root = site / package
+            paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+            for path in paths:
+                info = zipfile.ZipInfo.from_file(path, "python/" + path.relative_to(site).as_posix())
+                archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()

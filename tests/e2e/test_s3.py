@@ -4,9 +4,11 @@ virtual-hosted addressing, streamed uploads in each payload mode clients send.""
 import base64
 import hashlib
 import hmac
+import json
 import os
 import time
 import uuid
+import zipfile
 
 import botocore.auth
 import botocore.awsrequest
@@ -15,7 +17,7 @@ import botocore.credentials
 import pytest
 import requests
 
-from conftest import REGION, ROLE, create_function, invoke, zip_function
+from conftest import REGION, ROLE, create_function, eventually, invoke, zip_function
 
 
 @pytest.fixture
@@ -277,3 +279,63 @@ def test_an_upload_triggers_its_function_with_s3s_event(nimbus, s3, bucket, lamb
     s3.put_object(Bucket=bucket, Key="elsewhere/cat.jpg", Body=b"jpeg")
     time.sleep(3)
     assert len(callbacks.posts) == 1
+
+
+def test_an_upload_makes_a_function_write_a_derived_object_with_boto3(nimbus, s3, lambda_client, unique_name,
+                                                                        boto3_layer, tmp_path):
+    """The AWS tutorial's shape: `aws s3 cp` into one bucket, a python function (plain
+    boto3, as its execution role) writes a derived object to another."""
+    iam = nimbus.client("iam")
+    source, target = f"in-{unique_name[-8:]}", f"out-{unique_name[-8:]}"
+    for name in (source, target):
+        s3.create_bucket(Bucket=name)
+    role = f"thumbnailer-{unique_name[-8:]}"
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="io", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{source}/*"},
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{target}/*"}]}))
+    layer = lambda_client.publish_layer_version(LayerName=f"boto3-{unique_name[-8:]}", Content={"ZipFile": boto3_layer})
+    app = (
+        "import urllib.parse\n"
+        "import boto3\n"
+        "s3 = boto3.client('s3')\n"
+        "def handler(event, context):\n"
+        "    for record in event['Records']:\n"
+        "        key = urllib.parse.unquote_plus(record['s3']['object']['key'])\n"
+        "        body = s3.get_object(Bucket=record['s3']['bucket']['name'], Key=key)['Body'].read()\n"
+        f"        s3.put_object(Bucket='{target}', Key='derived/' + key, Body=body.upper())\n"
+    )
+    code = tmp_path / "code.zip"
+    with zipfile.ZipFile(code, "w") as archive:
+        info = zipfile.ZipInfo("app.py")
+        info.external_attr = 0o644 << 16
+        archive.writestr(info, app)
+    lambda_client.create_function(FunctionName=unique_name, Runtime="python3.12", Role=role_arn, Handler="app.handler",
+                                  Code={"ZipFile": code.read_bytes()}, Layers=[layer["LayerVersionArn"]], Timeout=30)
+    lambda_client.get_waiter("function_active_v2").wait(FunctionName=unique_name)
+    lambda_client.add_permission(FunctionName=unique_name, StatementId="s3", Action="lambda:InvokeFunction",
+                                 Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{source}")
+    arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["FunctionArn"]
+    s3.put_bucket_notification_configuration(Bucket=source, NotificationConfiguration={"LambdaFunctionConfigurations": [
+        {"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"],
+         "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".txt"}]}}}]})
+
+    photo = tmp_path / "photo one.txt"
+    photo.write_bytes(b"a small photo")
+    cli(nimbus, "cp", str(photo), f"s3://{source}/photo one.txt")
+    (tmp_path / "skip.bin").write_bytes(b"no")
+    cli(nimbus, "cp", str(tmp_path / "skip.bin"), f"s3://{source}/skip.bin")
+
+    def derived():
+        try:
+            return s3.get_object(Bucket=target, Key="derived/photo one.txt")["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+
+    assert eventually(lambda: derived() is not None, timeout=60)
+    assert derived() == b"A SMALL PHOTO"
+    time.sleep(1)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=target)["Contents"]] == ["derived/photo one.txt"], \
+        "the suffix filter let nothing else through"

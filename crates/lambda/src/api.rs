@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
+use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::rest_json::{self, PathParams, RestRoutes};
 use nimbus_edge::{
     AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
@@ -676,6 +677,94 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl LambdaApi {
+    /// Authorizes an operation as IAM names it: `lambda:<Action>` on the function (as
+    /// qualified in the request), the layer or `*`, with the function's own policy;
+    /// and `iam:PassRole` on a role the request gives a function.
+    async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        operation: &LambdaOperation,
+    ) -> Result<(), AwsError> {
+        use LambdaOperation as Op;
+        if ctx.caller.principal.is_root() {
+            return Ok(());
+        }
+        let f = &self.functions;
+        let layer = |name: &str, version: Option<u64>| {
+            let arn = ctx.arn("lambda", &format!("layer:{name}"));
+            version.map_or(arn.clone(), |v| format!("{arn}:{v}"))
+        };
+        let function: Option<&FunctionRef> = match operation {
+            Op::CreateFunction(_, name) => Some(name),
+            Op::GetFunction(r)
+            | Op::GetFunctionConfiguration(r)
+            | Op::DeleteFunction(r)
+            | Op::UpdateFunctionConfiguration(r, _)
+            | Op::UpdateFunctionCode(r, _)
+            | Op::PublishVersion(r, _)
+            | Op::ListVersionsByFunction(r, _)
+            | Op::CreateAlias(r, _)
+            | Op::ListAliases(r, _, _)
+            | Op::GetAlias(r, _)
+            | Op::UpdateAlias(r, _, _)
+            | Op::DeleteAlias(r, _)
+            | Op::PutFunctionConcurrency(r, _)
+            | Op::GetFunctionConcurrency(r)
+            | Op::DeleteFunctionConcurrency(r)
+            | Op::AddPermission(r, _)
+            | Op::GetPolicy(r)
+            | Op::RemovePermission(r, _)
+            | Op::PutEventInvokeConfig(r, _, _)
+            | Op::GetEventInvokeConfig(r)
+            | Op::DeleteEventInvokeConfig(r)
+            | Op::ListEventInvokeConfigs(r)
+            | Op::CreateUrl(r, _)
+            | Op::GetUrl(r)
+            | Op::UpdateUrl(r, _)
+            | Op::DeleteUrl(r)
+            | Op::ListUrls(r) => Some(r),
+            Op::Invoke(invocation) => Some(&invocation.function),
+            _ => None,
+        };
+        let resource = match (operation, function) {
+            (_, Some(r)) => f.arn(&r.name, r.qualifier.as_deref()),
+            (Op::TagResource(arn, _) | Op::UntagResource(arn, _) | Op::ListTags(arn), _) => {
+                arn.clone()
+            }
+            (Op::PublishLayerVersion(name, _) | Op::ListLayerVersions(name, _, _), _) => {
+                layer(name, None)
+            }
+            (Op::GetLayerVersion(name, v) | Op::DeleteLayerVersion(name, v), _) => {
+                layer(name, Some(*v))
+            }
+            _ => "*".to_owned(),
+        };
+        let action = match operation {
+            Op::Invoke(_) => "lambda:InvokeFunction".to_owned(),
+            other => format!("lambda:{}", other.name()),
+        };
+        let policy = match function {
+            Some(r) => {
+                let name = r.name.clone();
+                blocking(f, move |f| Ok(f.policy_document(&name))).await?
+            }
+            None => None,
+        };
+        ctx.authorize(&Access::new(&action, &resource).with_policy(policy.as_deref()))?;
+        let passed = match operation {
+            Op::CreateFunction(request, _) => request.settings.role.as_deref(),
+            Op::UpdateFunctionConfiguration(_, request) => request.settings.role.as_deref(),
+            _ => None,
+        };
+        if let Some(role) = passed {
+            ctx.authorize(&Access::new("iam:PassRole", role).with_context(
+                "iam:PassedToService",
+                vec!["lambda.amazonaws.com".to_owned()],
+            ))?;
+        }
+        Ok(())
+    }
+
     /// Finishes a create or update in the background, as Lambda does: the caller sees
     /// `Pending`/`InProgress` and polls (or waits) for `Active`/`Successful`.
     fn settle_later(&self, name: String) {
@@ -845,6 +934,7 @@ impl Service for LambdaApi {
         operation: LambdaOperation,
     ) -> Result<Response<Bytes>, AwsError> {
         use LambdaOperation as Op;
+        self.authorize(ctx, &operation).await?;
         let f = &self.functions;
         match operation {
             Op::CreateFunction(request, name) => {

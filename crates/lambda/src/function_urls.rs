@@ -17,6 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
+use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Authenticator, PathStyle, RequestParts};
 use nimbus_edge::AwsError;
 use serde::{Deserialize, Serialize};
@@ -228,6 +229,7 @@ pub struct UrlServer {
     functions: Arc<Functions>,
     invoker: Arc<Invoker>,
     authenticator: Arc<Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
     /// The function each URL id was last found on, so a request reads one record.
     owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -237,11 +239,13 @@ impl UrlServer {
         functions: Arc<Functions>,
         invoker: Arc<Invoker>,
         authenticator: Arc<Authenticator>,
+        authorizer: Arc<dyn Authorizer>,
     ) -> Arc<Self> {
         Arc::new(Self {
             functions,
             invoker,
             authenticator,
+            authorizer,
             owners: Default::default(),
         })
     }
@@ -336,8 +340,18 @@ pub async fn serve(State(server): State<Arc<UrlServer>>, request: Request) -> Re
             .authenticator
             .check_headers(&request_parts, OffsetDateTime::now_utc())
             .and_then(|checked| checked.finish(&request_parts, &body, PathStyle::Normalized));
-        // The account root may invoke its URLs; other principals need IAM.
-        if !matches!(&caller, Ok((caller, _)) if caller.principal.is_root()) {
+        // Callers need `lambda:InvokeFunctionUrl` from their policies or the function's.
+        let allowed = caller.is_ok_and(|(caller, _)| {
+            let arn = server
+                .functions
+                .arn(&function.name, function.qualifier.as_deref());
+            let policy = server.functions.policy_document(&function.name);
+            let access = Access::new("lambda:InvokeFunctionUrl", &arn)
+                .with_policy(policy.as_deref())
+                .with_context("lambda:FunctionUrlAuthType", vec!["AWS_IAM".to_owned()]);
+            server.authorizer.authorize(&caller, None, &access).is_ok()
+        });
+        if !allowed {
             return plain(StatusCode::FORBIDDEN, "Forbidden");
         }
     }

@@ -20,6 +20,16 @@ use crate::names::{FunctionRef, function_arn, is_alias_name};
 use crate::runtimes;
 use crate::store::{FunctionRecord, FunctionStore, FunctionStoreError, VersionRecord, Versioned};
 
+/// Execution roles as IAM knows them: whether Lambda may use one, and temporary
+/// credentials for a function's environment.
+pub trait ExecutionRoles: Send + Sync {
+    /// Why Lambda may not assume `role` (it does not exist, or does not trust
+    /// `lambda.amazonaws.com`).
+    fn check(&self, role: &str) -> Result<(), String>;
+    /// A session of `role` named `session`: access key id, secret and session token.
+    fn credentials(&self, role: &str, session: &str) -> Result<(String, String, String), String>;
+}
+
 /// Account-wide limits.
 #[derive(Debug, Clone)]
 pub struct LambdaSettings {
@@ -286,12 +296,14 @@ pub struct Functions {
     pub(crate) region: String,
     pub(crate) account: String,
     settings: LambdaSettings,
+    pub(crate) roles: Arc<dyn ExecutionRoles>,
     /// Reserved concurrency by function, read from the store on first use and kept
     /// up to date by the calls that change it, so invokes never scan the store.
     reservations: Mutex<Option<HashMap<String, i64>>>,
 }
 
 impl Functions {
+    #[allow(clippy::too_many_arguments)] // each is a separate dependency
     pub fn new(
         store: FunctionStore,
         blobs: Arc<dyn BlobStore>,
@@ -300,6 +312,7 @@ impl Functions {
         region: &str,
         account: &str,
         settings: LambdaSettings,
+        roles: Arc<dyn ExecutionRoles>,
     ) -> Self {
         Self {
             store,
@@ -309,8 +322,17 @@ impl Functions {
             region: region.to_owned(),
             account: account.to_owned(),
             settings,
+            roles,
             reservations: Mutex::new(None),
         }
+    }
+
+    /// Refuses a role Lambda cannot assume, as AWS does.
+    fn assumable(&self, role: &str) -> Result<(), AwsError> {
+        self.roles.check(role).map_err(|reason| {
+            tracing::debug!(%role, %reason, "refusing an execution role");
+            invalid_parameter("The role defined for the function cannot be assumed by Lambda.")
+        })
     }
 
     /// A zip from the request (inline, or an object in one of nimbus's buckets),
@@ -441,6 +463,7 @@ impl Functions {
             .role
             .as_deref()
             .ok_or_else(|| invalid_parameter("The role parameter is required."))?;
+        self.assumable(role)?;
         if request.settings.runtime.is_none() {
             return Err(invalid_parameter(
                 "The runtime parameter is required for Zip package type functions.",
@@ -735,6 +758,9 @@ impl Functions {
         } = self.load(&function.name)?;
         check_revision(request.revision_id.as_deref(), &record.config.revision_id)?;
         check_updatable(&record.config)?;
+        if let Some(role) = request.settings.role.as_deref() {
+            self.assumable(role)?;
+        }
         if let Some(arns) = &request.layers {
             let layers = self.resolve_layers(arns)?;
             check_unzipped(&record.code, &layers.code)?;

@@ -27,6 +27,10 @@ use crate::runtimes::{self, RuntimeKind};
 
 /// How much of an invocation's log `LogType: Tail` returns.
 const TAIL_BYTES: usize = 4096;
+/// How long an environment's role credentials last, and the age after which it is no
+/// longer reused, so no invocation runs on credentials about to expire.
+pub const ROLE_SESSION: Duration = Duration::from_secs(12 * 3600);
+const MAX_ENVIRONMENT_AGE: Duration = Duration::from_secs(11 * 3600);
 /// nimbus's own runtime clients for the managed runtimes.
 const PYTHON_RUNTIME: &str = include_str!("../runtimes/python.py");
 const NODE_RUNTIME: &str = include_str!("../runtimes/node.js");
@@ -355,7 +359,11 @@ impl Invoker {
 
     fn release(&self, key: PoolKey, env: Arc<Environment>, generation: u64) {
         let mut state = self.state.lock().expect("invoker state");
-        if state.generation.get(&key.function).copied().unwrap_or(0) != generation || env.is_dead()
+        // An environment is not reused once its role credentials near their expiry:
+        // the next one starts with fresh ones.
+        if state.generation.get(&key.function).copied().unwrap_or(0) != generation
+            || env.is_dead()
+            || env.started.elapsed() > MAX_ENVIRONMENT_AGE
         {
             return;
         }
@@ -385,6 +393,7 @@ impl Invoker {
         config: &FunctionConfiguration,
         dirs: &CodeDirs,
         log_stream: &str,
+        credentials: (String, String, String),
     ) -> Result<(Template, Launch), (String, String)> {
         let isolated = self.sandboxes.isolation().isolates();
         let view = View::of(dirs, isolated);
@@ -484,6 +493,9 @@ impl Invoker {
                 view.layer_paths("nodejs/node_modules", false),
             ),
             ("PYTHONUNBUFFERED".into(), "1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), credentials.0),
+            ("AWS_SECRET_ACCESS_KEY".into(), credentials.1),
+            ("AWS_SESSION_TOKEN".into(), credentials.2),
         ];
         if let Some(edge) = self.settings.edge {
             let host = if edge.ip().is_unspecified() {
@@ -520,7 +532,25 @@ impl Invoker {
         dirs: &CodeDirs,
     ) -> Result<Result<Arc<Environment>, (String, String)>, AwsError> {
         let log_stream = log_stream_name(&config.version);
-        let (template, launch) = match self.plan(config, dirs, &log_stream) {
+        let roles = self.functions.roles.clone();
+        let (role, session) = (config.role.clone(), config.function_name.clone());
+        let credentials = match tokio::task::spawn_blocking(move || {
+            roles.credentials(&role, &session)
+        })
+        .await
+        {
+            Ok(Ok(credentials)) => credentials,
+            Ok(Err(reason)) => {
+                return Ok(Err((
+                    "AccessDeniedException".to_owned(),
+                    format!(
+                        "The role defined for the function cannot be assumed by Lambda: {reason}"
+                    ),
+                )));
+            }
+            Err(_) => return Err(service("An internal error occurred.")),
+        };
+        let (template, launch) = match self.plan(config, dirs, &log_stream, credentials) {
             Ok(plan) => plan,
             Err(reason) => return Ok(Err(reason)),
         };

@@ -124,12 +124,19 @@ impl Functions {
     pub fn get_policy(&self, function: FunctionRef) -> Result<Value, AwsError> {
         let function = function.require_unqualified()?;
         let record = self.load(&function.name)?.value;
-        if record.policy.is_empty() {
-            return Err(not_found("The resource you requested does not exist."));
-        }
-        let policy =
-            json!({ "Version": "2012-10-17", "Id": "default", "Statement": record.policy });
-        Ok(json!({ "Policy": policy.to_string(), "RevisionId": record.config.revision_id }))
+        let policy = self
+            .policy_document(&function.name)
+            .ok_or_else(|| not_found("The resource you requested does not exist."))?;
+        Ok(json!({ "Policy": policy, "RevisionId": record.config.revision_id }))
+    }
+
+    /// The function's resource policy as a document, if it has statements.
+    pub fn policy_document(&self, name: &str) -> Option<String> {
+        let record = self.load(name).ok()?.value;
+        (!record.policy.is_empty()).then(|| {
+            json!({ "Version": "2012-10-17", "Id": "default", "Statement": record.policy })
+                .to_string()
+        })
     }
 
     /// Whether the function's policy lets `service` invoke it on behalf of

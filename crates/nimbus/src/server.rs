@@ -10,10 +10,12 @@ use std::time::Duration;
 use nimbus_auth::{AuthMode, Authenticator, Credential, CredentialError, CredentialStore};
 use nimbus_edge::Edge;
 use nimbus_engine::{Isolation, OciRuntime, Pool};
-use nimbus_iam::Sts;
+use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::function_urls::{self, UrlServer};
+use nimbus_lambda::functions::ExecutionRoles;
+use nimbus_lambda::invoke::ROLE_SESSION;
 use nimbus_lambda::schedule_targets::ScheduleTargets;
 use nimbus_lambda::store::FunctionStore;
 use nimbus_lambda::{
@@ -147,6 +149,33 @@ async fn isolation(args: &ServerArgs, data_dir: &Path) -> Isolation {
     }
 }
 
+/// Lambda's execution roles, as IAM answers for them.
+struct LambdaRoles(Arc<RoleSessions>);
+
+impl ExecutionRoles for LambdaRoles {
+    fn check(&self, role: &str) -> Result<(), String> {
+        self.0.check_service(role, "lambda.amazonaws.com")
+    }
+
+    fn credentials(&self, role: &str, session: &str) -> Result<(String, String, String), String> {
+        self.check(role)?;
+        let (_, record) = self.0.store.role_by_arn(role).map_err(|err| err.message)?;
+        let issued = self
+            .0
+            .issue(
+                &record,
+                session,
+                time::Duration::seconds(ROLE_SESSION.as_secs() as i64),
+            )
+            .map_err(|err| err.message)?;
+        Ok((
+            issued.access_key_id.clone(),
+            issued.secret_access_key.clone(),
+            issued.session_token.clone().unwrap_or_default(),
+        ))
+    }
+}
+
 fn write_credentials_file(path: &Path, root: &Credential) -> Result<(), StartError> {
     let dir = path.parent().expect("credentials file has a parent");
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
@@ -237,6 +266,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
         &args.account_id,
     ));
+    let iam = Arc::new(IamStore::new(meta.clone(), &args.account_id));
+    let sessions = Arc::new(RoleSessions::new(iam.clone(), credentials.clone()));
+    let authorizer = Arc::new(IamAuthorizer::new(iam.clone()));
     let links = CodeLinks::new(blobs.clone());
     let objects = Arc::new(nimbus_s3::Store::new(meta.clone(), blobs.clone()));
     let functions = Arc::new(Functions::new(
@@ -249,6 +281,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         LambdaSettings {
             account_concurrency: args.lambda_concurrency,
         },
+        Arc::new(LambdaRoles(sessions.clone())),
     ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -284,7 +317,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     );
     scheduler.ensure_default_group()?;
     scheduler.start();
-    let urls = UrlServer::new(functions.clone(), invoker.clone(), authenticator.clone());
+    let urls = UrlServer::new(
+        functions.clone(),
+        invoker.clone(),
+        authenticator.clone(),
+        authorizer.clone(),
+    );
     let lambda = LambdaApi::new(
         functions,
         invoker.clone(),
@@ -303,13 +341,16 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         credentials.clone(),
         &args.account_id,
         &args.region,
+        authorizer.clone(),
     )?;
     registry.start_housekeeping(Housekeeping {
         interval: Duration::from_secs(args.registry_gc_interval.max(1)),
         grace: Duration::from_secs(args.registry_gc_grace),
     });
     let edge = Edge::builder(authenticator, &args.region, &args.account_id)
-        .service(Sts::new(credentials))
+        .authorizer(authorizer.clone())
+        .service(Sts::new(credentials.clone(), sessions, authorizer))
+        .service(IamApi::new(iam, credentials))
         .service(lambda)
         .service(EcrApi::new(registry.clone()))
         .streaming_service(S3Api::new(objects, Some(bucket_events)))

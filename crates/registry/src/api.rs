@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{Response, StatusCode};
+use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::rest_json::json_response;
 use nimbus_edge::{
     AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
@@ -224,23 +225,13 @@ impl EcrApi {
         action: &str,
     ) -> Result<RepoRecord, AwsError> {
         let repo = self.registry.store.repository(name)?;
-        if access::allowed(Some(&ctx.caller.principal), action, &repo) {
+        if self
+            .registry
+            .permits(Some(&ctx.caller.principal), action, &repo)
+        {
             Ok(repo)
         } else {
             Err(denied(ctx, action, &self.registry.repository_arn(name)))
-        }
-    }
-
-    fn root_only(
-        &self,
-        ctx: &RequestContext,
-        action: &str,
-        resource: &str,
-    ) -> Result<(), AwsError> {
-        if ctx.caller.principal.is_root() {
-            Ok(())
-        } else {
-            Err(denied(ctx, action, resource))
         }
     }
 
@@ -375,11 +366,10 @@ impl EcrApi {
         Ok(match op {
             Op::CreateRepository => {
                 let name = repo_name(input)?;
-                self.root_only(
-                    ctx,
+                ctx.authorize(&Access::new(
                     "ecr:CreateRepository",
                     &self.registry.repository_arn(name),
-                )?;
+                ))?;
                 let repo = store.create_repository(RepoRecord {
                     name: name.to_owned(),
                     created_at: now(),
@@ -404,7 +394,7 @@ impl EcrApi {
                 let visible: Vec<RepoRecord> = repos
                     .into_iter()
                     .filter(|repo| {
-                        access::allowed(
+                        self.registry.permits(
                             Some(&ctx.caller.principal),
                             "ecr:DescribeRepositories",
                             repo,
@@ -584,6 +574,7 @@ impl EcrApi {
                 }})
             }
             Op::GetAuthorizationToken => {
+                ctx.authorize(&Access::new("ecr:GetAuthorizationToken", "*"))?;
                 let (token, expires) = self.registry.tokens.issue(
                     &ctx.caller.access_key_id,
                     LOGIN_TOKEN_SECS,

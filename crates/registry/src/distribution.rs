@@ -16,7 +16,7 @@ use nimbus_auth::Principal;
 use time::OffsetDateTime;
 
 use crate::Registry;
-use crate::access::{self, BEARER_TOKEN_SECS, Identity, Refused};
+use crate::access::{BEARER_TOKEN_SECS, Identity, Refused};
 use crate::names::{self, OciDigest, Reference};
 use crate::store::{MAX_MANIFEST, OCI_INDEX, RegistryError, RepoRecord};
 
@@ -251,7 +251,7 @@ impl Call {
             }
             Err(err) => return Err(err.into()),
         };
-        if access::allowed(self.principal(), action, &repo) {
+        if self.registry.permits(self.principal(), action, &repo) {
             return Ok(repo);
         }
         match &self.caller {
@@ -566,7 +566,7 @@ async fn start_upload(call: Call, name: &str) -> Result<Response, Failure> {
         // client gets a plain upload, as the spec says.
         let readable = names::valid_repository(from)
             && registry.store.repository(from).is_ok_and(|source| {
-                access::allowed(call.principal(), "ecr:BatchGetImage", &source)
+                registry.permits(call.principal(), "ecr:BatchGetImage", &source)
             })
             && registry.store.repo_blob(from, &digest)?.is_some();
         if readable && registry.store.mount_blob(name, &digest)?.is_some() {

@@ -14,7 +14,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nimbus_auth::CredentialStore;
+use nimbus_auth::authz::{Access, Authorizer};
+use nimbus_auth::{Caller, CredentialStore, Principal};
 use nimbus_storage::MetadataStore;
 
 pub use api::EcrApi;
@@ -43,6 +44,7 @@ pub struct Registry {
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
     pub account_id: String,
     pub region: String,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 impl Registry {
@@ -54,6 +56,7 @@ impl Registry {
         credentials: Arc<CredentialStore>,
         account_id: &str,
         region: &str,
+        authorizer: Arc<dyn Authorizer>,
     ) -> Result<Arc<Self>, RegistryError> {
         std::fs::create_dir_all(dir)?;
         Ok(Arc::new(Self {
@@ -62,7 +65,27 @@ impl Registry {
             uploads: Mutex::new(HashMap::new()),
             account_id: account_id.to_owned(),
             region: region.to_owned(),
+            authorizer,
         }))
+    }
+
+    /// Whether `caller` may do `action` on `repo`: IAM's decision (identity policies
+    /// and the repository policy) for a signed-in principal; the repository policy
+    /// alone for an anonymous one.
+    pub fn permits(&self, caller: Option<&Principal>, action: &str, repo: &RepoRecord) -> bool {
+        match caller {
+            Some(principal) if !principal.is_root() => {
+                let caller = Caller {
+                    principal: principal.clone(),
+                    access_key_id: String::new(),
+                    is_session: false,
+                };
+                let arn = self.repository_arn(&repo.name);
+                let access = Access::new(action, &arn).with_policy(repo.policy.as_deref());
+                self.authorizer.authorize(&caller, None, &access).is_ok()
+            }
+            _ => access::allowed(caller, action, repo),
+        }
     }
 
     pub fn repository_arn(&self, name: &str) -> String {

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use md5::{Digest as _, Md5};
+use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::xml::XmlWriter;
 use nimbus_edge::{
     AwsError, Protocol, RequestContext, ServiceDescriptor, StreamBody, StreamingService, catalog,
@@ -299,6 +300,110 @@ enum Target {
     Object(String, String),
 }
 
+/// The S3 operation a request is, from its method, target and query.
+fn operation(
+    parts: &http::request::Parts,
+    target: &Target,
+    params: &BTreeMap<String, String>,
+) -> &'static str {
+    let has = |name: &str| params.contains_key(name);
+    let copy = parts.headers.contains_key("x-amz-copy-source");
+    match (&parts.method, target) {
+        (&Method::GET, Target::Service) => "ListBuckets",
+        (&Method::PUT, Target::Bucket(_)) if has("notification") => {
+            "PutBucketNotificationConfiguration"
+        }
+        (&Method::GET, Target::Bucket(_)) if has("notification") => {
+            "GetBucketNotificationConfiguration"
+        }
+        (&Method::PUT, Target::Bucket(_)) => "CreateBucket",
+        (&Method::HEAD, Target::Bucket(_)) => "HeadBucket",
+        (&Method::DELETE, Target::Bucket(_)) => "DeleteBucket",
+        (&Method::GET, Target::Bucket(_)) if has("uploads") => "ListMultipartUploads",
+        (&Method::POST, Target::Bucket(_)) if has("delete") => "DeleteObjects",
+        (&Method::POST, Target::Object(..)) if has("uploads") => "CreateMultipartUpload",
+        (&Method::POST, Target::Object(..)) if has("uploadId") => "CompleteMultipartUpload",
+        (&Method::PUT, Target::Object(..)) if has("uploadId") && copy => "UploadPartCopy",
+        (&Method::PUT, Target::Object(..)) if has("uploadId") => "UploadPart",
+        (&Method::GET, Target::Object(..)) if has("uploadId") => "ListParts",
+        (&Method::DELETE, Target::Object(..)) if has("uploadId") => "AbortMultipartUpload",
+        (&Method::GET, Target::Bucket(_)) if has("location") => "GetBucketLocation",
+        (&Method::GET, Target::Bucket(_))
+            if params.get("list-type").map(String::as_str) == Some("2") =>
+        {
+            "ListObjectsV2"
+        }
+        (&Method::GET, Target::Bucket(_)) => "ListObjects",
+        (&Method::PUT, Target::Object(..)) if copy => "CopyObject",
+        (&Method::PUT, Target::Object(..)) => "PutObject",
+        (&Method::HEAD, Target::Object(..)) => "HeadObject",
+        (&Method::GET, Target::Object(..)) => "GetObject",
+        (&Method::DELETE, Target::Object(..)) => "DeleteObject",
+        _ => "unknown",
+    }
+}
+
+/// Authorizes an operation as IAM names it: the action (HeadObject needs
+/// `s3:GetObject`, ListObjectsV2 `s3:ListBucket`, ...) on the bucket or object ARN,
+/// with `s3:prefix` for listings; a copy also needs `s3:GetObject` on its source.
+fn authorize(
+    ctx: &RequestContext,
+    operation: &str,
+    target: &Target,
+    params: &BTreeMap<String, String>,
+    headers: &http::HeaderMap,
+) -> Result<(), AwsError> {
+    if ctx.caller.principal.is_root() {
+        return Ok(());
+    }
+    let action = match operation {
+        "ListBuckets" => "s3:ListAllMyBuckets",
+        "PutBucketNotificationConfiguration" => "s3:PutBucketNotification",
+        "GetBucketNotificationConfiguration" => "s3:GetBucketNotification",
+        "HeadBucket" | "ListObjectsV2" | "ListObjects" => "s3:ListBucket",
+        "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
+        "DeleteObjects" | "DeleteObject" => "s3:DeleteObject",
+        "CreateMultipartUpload"
+        | "CompleteMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CopyObject"
+        | "PutObject" => "s3:PutObject",
+        "ListParts" => "s3:ListMultipartUploadParts",
+        "AbortMultipartUpload" => "s3:AbortMultipartUpload",
+        "HeadObject" | "GetObject" => "s3:GetObject",
+        "CreateBucket" => "s3:CreateBucket",
+        "DeleteBucket" => "s3:DeleteBucket",
+        "GetBucketLocation" => "s3:GetBucketLocation",
+        _ => return Ok(()),
+    };
+    let resource = match target {
+        Target::Service => "*".to_owned(),
+        Target::Bucket(bucket) => format!("arn:aws:s3:::{bucket}"),
+        Target::Object(bucket, key) => format!("arn:aws:s3:::{bucket}/{key}"),
+    };
+    let mut access = Access::new(action, &resource);
+    if let Some(prefix) = params.get("prefix") {
+        access = access.with_context("s3:prefix", vec![prefix.clone()]);
+    }
+    ctx.authorize(&access)?;
+    if matches!(operation, "CopyObject" | "UploadPartCopy")
+        && let Some(source) = headers
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok())
+    {
+        let source = percent_encoding::percent_decode_str(source.trim_start_matches('/'))
+            .decode_utf8_lossy()
+            .into_owned();
+        let source = source.split('?').next().unwrap_or_default();
+        ctx.authorize(&Access::new(
+            "s3:GetObject",
+            &format!("arn:aws:s3:::{source}"),
+        ))?;
+    }
+    Ok(())
+}
+
 /// The bucket and key of a request: from the `Host` for virtual-hosted-style
 /// requests (`<bucket>.localhost[:port]`), else from the path.
 fn target(parts: &http::request::Parts) -> Result<Target, AwsError> {
@@ -446,128 +551,88 @@ impl S3Api {
                 Err(not_implemented(&format!("the ?{name} subresource"))),
             );
         }
-        match (parts.method.clone(), target) {
-            (Method::GET, Target::Service) => ("ListBuckets", self.list_buckets(ctx)),
-            (Method::PUT, Target::Bucket(bucket)) if params.contains_key("notification") => {
-                let outcome = match body.collect(Protocol::RestXml, 1 << 20).await {
+        let name = operation(&parts, &target, &params);
+        if let Err(err) = authorize(ctx, name, &target, &params, &parts.headers) {
+            return (name, Err(err));
+        }
+        let result = match (name, target) {
+            ("ListBuckets", _) => self.list_buckets(ctx),
+            ("PutBucketNotificationConfiguration", Target::Bucket(bucket)) => {
+                match body.collect(Protocol::RestXml, 1 << 20).await {
                     Ok(document) => self.put_notifications(ctx, &bucket, &document),
                     Err(err) => Err(err),
-                };
-                ("PutBucketNotificationConfiguration", outcome)
+                }
             }
-            (Method::GET, Target::Bucket(bucket)) if params.contains_key("notification") => (
-                "GetBucketNotificationConfiguration",
-                self.store
-                    .bucket(&bucket)
-                    .map(|record| {
-                        xml_response(
-                            StatusCode::OK,
-                            notifications::render(&record.notifications, NAMESPACE),
-                        )
-                    })
-                    .map_err(AwsError::from),
-            ),
-            (Method::PUT, Target::Bucket(bucket)) => {
-                ("CreateBucket", self.create_bucket(&bucket, &mut body).await)
+            ("GetBucketNotificationConfiguration", Target::Bucket(bucket)) => self
+                .store
+                .bucket(&bucket)
+                .map(|record| {
+                    xml_response(
+                        StatusCode::OK,
+                        notifications::render(&record.notifications, NAMESPACE),
+                    )
+                })
+                .map_err(AwsError::from),
+            ("CreateBucket", Target::Bucket(bucket)) => {
+                self.create_bucket(&bucket, &mut body).await
             }
-            (Method::HEAD, Target::Bucket(bucket)) => (
-                "HeadBucket",
-                self.store
-                    .bucket(&bucket)
-                    .map(|_| empty(StatusCode::OK))
-                    .map_err(AwsError::from),
-            ),
-            (Method::DELETE, Target::Bucket(bucket)) => (
-                "DeleteBucket",
-                self.store
-                    .delete_bucket(&bucket)
-                    .map(|()| empty(StatusCode::NO_CONTENT))
-                    .map_err(AwsError::from),
-            ),
-            (Method::GET, Target::Bucket(bucket)) if params.contains_key("uploads") => {
-                ("ListMultipartUploads", self.list_uploads(&bucket))
+            ("HeadBucket", Target::Bucket(bucket)) => self
+                .store
+                .bucket(&bucket)
+                .map(|_| empty(StatusCode::OK))
+                .map_err(AwsError::from),
+            ("DeleteBucket", Target::Bucket(bucket)) => self
+                .store
+                .delete_bucket(&bucket)
+                .map(|()| empty(StatusCode::NO_CONTENT))
+                .map_err(AwsError::from),
+            ("ListMultipartUploads", Target::Bucket(bucket)) => self.list_uploads(&bucket),
+            ("DeleteObjects", Target::Bucket(bucket)) => {
+                self.delete_objects(ctx, &bucket, &mut body).await
             }
-            (Method::POST, Target::Bucket(bucket)) if params.contains_key("delete") => (
-                "DeleteObjects",
-                self.delete_objects(ctx, &bucket, &mut body).await,
-            ),
-            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploads") => (
-                "CreateMultipartUpload",
-                self.create_upload(&bucket, &key, &parts.headers),
-            ),
-            (Method::POST, Target::Object(bucket, key)) if params.contains_key("uploadId") => (
-                "CompleteMultipartUpload",
+            ("CreateMultipartUpload", Target::Object(bucket, key)) => {
+                self.create_upload(&bucket, &key, &parts.headers)
+            }
+            ("CompleteMultipartUpload", Target::Object(bucket, key)) => {
                 self.complete_upload(ctx, &bucket, &key, &params, &mut body)
-                    .await,
-            ),
-            (Method::PUT, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
-                let name = if parts.headers.contains_key("x-amz-copy-source") {
-                    "UploadPartCopy"
-                } else {
-                    "UploadPart"
-                };
-                (
-                    name,
-                    self.upload_part(&bucket, &key, &params, &parts.headers, &mut body)
-                        .await,
-                )
+                    .await
             }
-            (Method::GET, Target::Object(bucket, key)) if params.contains_key("uploadId") => {
-                ("ListParts", self.list_parts(&bucket, &key, &params))
+            ("UploadPartCopy" | "UploadPart", Target::Object(bucket, key)) => {
+                self.upload_part(&bucket, &key, &params, &parts.headers, &mut body)
+                    .await
             }
-            (Method::DELETE, Target::Object(bucket, key)) if params.contains_key("uploadId") => (
-                "AbortMultipartUpload",
-                self.upload_of(&bucket, &key, &params)
-                    .and_then(|upload| self.store.end_upload(&upload, None, Vec::new()))
-                    .map(|()| empty(StatusCode::NO_CONTENT))
-                    .map_err(AwsError::from),
-            ),
-            (Method::GET, Target::Bucket(bucket)) if params.contains_key("location") => {
-                ("GetBucketLocation", self.location(ctx, &bucket))
+            ("ListParts", Target::Object(bucket, key)) => self.list_parts(&bucket, &key, &params),
+            ("AbortMultipartUpload", Target::Object(bucket, key)) => self
+                .upload_of(&bucket, &key, &params)
+                .and_then(|upload| self.store.end_upload(&upload, None, Vec::new()))
+                .map(|()| empty(StatusCode::NO_CONTENT))
+                .map_err(AwsError::from),
+            ("GetBucketLocation", Target::Bucket(bucket)) => self.location(ctx, &bucket),
+            ("ListObjectsV2", Target::Bucket(bucket)) => self.list_objects(&bucket, &params),
+            ("ListObjects", _) => Err(not_implemented("ListObjects (version 1)")),
+            ("CopyObject", Target::Object(bucket, key)) => {
+                self.copy_object(ctx, &bucket, &key, &parts.headers).await
             }
-            (Method::GET, Target::Bucket(bucket))
-                if params.get("list-type").map(String::as_str) == Some("2") =>
-            {
-                ("ListObjectsV2", self.list_objects(&bucket, &params))
-            }
-            (Method::GET, Target::Bucket(_)) => (
-                "ListObjects",
-                Err(not_implemented("ListObjects (version 1)")),
-            ),
-            (Method::PUT, Target::Object(bucket, key))
-                if parts.headers.contains_key("x-amz-copy-source") =>
-            {
-                (
-                    "CopyObject",
-                    self.copy_object(ctx, &bucket, &key, &parts.headers).await,
-                )
-            }
-            (Method::PUT, Target::Object(bucket, key)) => (
-                "PutObject",
+            ("PutObject", Target::Object(bucket, key)) => {
                 self.put_object(ctx, &bucket, &key, &parts.headers, &mut body)
-                    .await,
-            ),
-            (method @ (Method::GET | Method::HEAD), Target::Object(bucket, key)) => {
-                let head = method == Method::HEAD;
-                (
-                    if head { "HeadObject" } else { "GetObject" },
-                    self.get_object(&bucket, &key, &parts.headers, head),
-                )
+                    .await
             }
-            (Method::DELETE, Target::Object(bucket, key)) => (
-                "DeleteObject",
-                self.delete_object(ctx, &bucket, &key)
-                    .map(|()| empty(StatusCode::NO_CONTENT)),
-            ),
-            (method, _) => (
-                "unknown",
-                Err(error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "MethodNotAllowed",
-                    format!("The specified method {method} is not allowed against this resource."),
-                )),
-            ),
-        }
+            ("HeadObject" | "GetObject", Target::Object(bucket, key)) => {
+                self.get_object(&bucket, &key, &parts.headers, name == "HeadObject")
+            }
+            ("DeleteObject", Target::Object(bucket, key)) => self
+                .delete_object(ctx, &bucket, &key)
+                .map(|()| empty(StatusCode::NO_CONTENT)),
+            _ => Err(error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!(
+                    "The specified method {} is not allowed against this resource.",
+                    parts.method
+                ),
+            )),
+        };
+        (name, result)
     }
 
     fn list_buckets(&self, ctx: &RequestContext) -> Result<Response<Body>, AwsError> {

@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
+use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::rest_json::{self, RestRoutes};
 use nimbus_edge::{
     AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
@@ -13,7 +14,7 @@ use serde_json::Value;
 
 use crate::Scheduler;
 use crate::error::{internal, validation};
-use crate::model::{CreateGroupInput, ScheduleSpec, Tag, TagInput};
+use crate::model::{CreateGroupInput, DEFAULT_GROUP, ScheduleSpec, Tag, TagInput};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -134,6 +135,49 @@ fn listing(query: &[(String, String)], group_param: &str) -> Result<Listing, Aws
     })
 }
 
+/// Authorizes an operation as IAM names it (`scheduler:<Action>` on the schedule or
+/// group), and `iam:PassRole` on the role a schedule's target runs as.
+fn authorize(ctx: &RequestContext, operation: &SchedulerOperation) -> Result<(), AwsError> {
+    use SchedulerOperation as Op;
+    if ctx.caller.principal.is_root() {
+        return Ok(());
+    }
+    let schedule = |name: &str, group: Option<&str>| {
+        ctx.arn(
+            "scheduler",
+            &format!("schedule/{}/{name}", group.unwrap_or(DEFAULT_GROUP)),
+        )
+    };
+    let resource = match operation {
+        Op::CreateSchedule(name, spec) | Op::UpdateSchedule(name, spec) => {
+            schedule(name, spec.group_name.as_deref())
+        }
+        Op::GetSchedule(name, group) | Op::DeleteSchedule(name, group) => {
+            schedule(name, group.as_deref())
+        }
+        Op::CreateScheduleGroup(name, _)
+        | Op::GetScheduleGroup(name)
+        | Op::DeleteScheduleGroup(name) => ctx.arn("scheduler", &format!("schedule-group/{name}")),
+        Op::ListTagsForResource(arn) | Op::TagResource(arn, _) | Op::UntagResource(arn, _) => {
+            arn.clone()
+        }
+        Op::ListSchedules(_) | Op::ListScheduleGroups(_) => "*".to_owned(),
+    };
+    ctx.authorize(&Access::new(
+        &format!("scheduler:{}", operation.name()),
+        &resource,
+    ))?;
+    if let Op::CreateSchedule(_, spec) | Op::UpdateSchedule(_, spec) = operation {
+        ctx.authorize(
+            &Access::new("iam:PassRole", &spec.target.role_arn).with_context(
+                "iam:PassedToService",
+                vec!["scheduler.amazonaws.com".to_owned()],
+            ),
+        )?;
+    }
+    Ok(())
+}
+
 impl Service for SchedulerApi {
     type Operation = SchedulerOperation;
 
@@ -187,10 +231,11 @@ impl Service for SchedulerApi {
 
     async fn handle(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         operation: SchedulerOperation,
     ) -> Result<Response<Bytes>, AwsError> {
         use SchedulerOperation as Op;
+        authorize(ctx, &operation)?;
         let scheduler = self.scheduler.clone();
         let out: Value = tokio::task::spawn_blocking(move || {
             let s = &scheduler;

@@ -1,0 +1,77 @@
+//! Temporary credentials for roles: what AssumeRole hands a caller, and what a
+//! service (Lambda, for a function's execution role) takes on a role's behalf.
+
+use std::sync::Arc;
+
+use nimbus_auth::policy::{Decision, Policy, PolicyKind, PrincipalRef, Request};
+use nimbus_auth::{Credential, CredentialStore, Principal, PrincipalKind};
+use nimbus_edge::AwsError;
+use time::{Duration, OffsetDateTime};
+
+use crate::store::{IamStore, RoleRecord, internal};
+
+pub struct RoleSessions {
+    pub store: Arc<IamStore>,
+    credentials: Arc<CredentialStore>,
+}
+
+impl RoleSessions {
+    pub fn new(store: Arc<IamStore>, credentials: Arc<CredentialStore>) -> Self {
+        Self { store, credentials }
+    }
+
+    /// How the role's trust policy answers `principal` (its ARNs and account, or a
+    /// service) asking to assume it.
+    pub fn trust(
+        &self,
+        role: &RoleRecord,
+        principal: &PrincipalRef,
+        context: &[(String, Vec<String>)],
+    ) -> Decision {
+        let Ok(trust) = Policy::parse(&role.trust, PolicyKind::Trust) else {
+            return Decision::ImplicitDeny;
+        };
+        let arn = self.store.role_arn(role);
+        trust.evaluate(&Request {
+            action: "sts:AssumeRole",
+            resource: &arn,
+            principal,
+            context,
+        })
+    }
+
+    /// Whether `service` (`lambda.amazonaws.com`) may assume the role `arn`; the
+    /// reason it may not otherwise.
+    pub fn check_service(&self, arn: &str, service: &str) -> Result<(), String> {
+        let (_, role) = self.store.role_by_arn(arn).map_err(|err| err.message)?;
+        let principal = PrincipalRef {
+            aws: &[],
+            account: "",
+            service: Some(service),
+        };
+        match self.trust(&role, &principal, &[]) {
+            Decision::Allow => Ok(()),
+            _ => Err(format!("The role {arn} cannot be assumed by {service}.")),
+        }
+    }
+
+    /// Issues a session of `role` named `session_name`, valid for `duration`.
+    pub fn issue(
+        &self,
+        role: &RoleRecord,
+        session_name: &str,
+        duration: Duration,
+    ) -> Result<Arc<Credential>, AwsError> {
+        let principal = Principal {
+            account_id: self.store.account.clone(),
+            kind: PrincipalKind::AssumedRole {
+                role_name: role.name.clone(),
+                role_id: role.id.clone(),
+                session_name: session_name.to_owned(),
+            },
+        };
+        self.credentials
+            .issue_session(principal, duration, OffsetDateTime::now_utc())
+            .map_err(internal)
+    }
+}
