@@ -21,6 +21,7 @@ use nimbus_lambda::store::FunctionStore;
 use nimbus_lambda::{
     AsyncQueue, CodeLinks, Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings,
 };
+use nimbus_logs::api::LogsApi;
 use nimbus_logs::{LogSink, LogStore};
 use nimbus_registry::{EcrApi, Housekeeping, Registry, RegistryError};
 use nimbus_s3::S3Api;
@@ -293,7 +294,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .local_addr()
         .map_err(io_at(Path::new("listener")))?;
     let sandboxes = Pool::new(isolation(&args, &data_dir).await, args.sandbox_pool);
-    let logs = LogSink::start(Arc::new(LogStore::new(meta.clone())));
+    let log_store = Arc::new(LogStore::new(meta.clone()));
+    nimbus_logs::start_expiry(log_store.clone());
+    let logs = LogSink::start(log_store.clone());
     let invoker = Invoker::start(
         functions.clone(),
         sandboxes.clone(),
@@ -351,6 +354,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .authorizer(authorizer.clone())
         .service(Sts::new(credentials.clone(), sessions, authorizer))
         .service(IamApi::new(iam, credentials))
+        .service(LogsApi::new(log_store))
         .service(lambda)
         .service(EcrApi::new(registry.clone()))
         .streaming_service(S3Api::new(objects, Some(bucket_events)))

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use nimbus_auth::authz::Access;
-use nimbus_edge::protocol::rest_json::json_response;
+use nimbus_edge::protocol::json11;
 use nimbus_edge::{
     AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
 };
@@ -873,33 +873,10 @@ impl Service for EcrApi {
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<EcrCall, AwsError> {
-        let target = req
-            .parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let name = target.split_once('.').map(|(_, op)| op).unwrap_or_default();
+        let name = json11::operation(req);
         let op = Op::from_name(name)
             .ok_or_else(|| AwsError::unknown_operation(nimbus_edge::Protocol::Json11, name))?;
-        let input: Value = if req.body.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(&req.body).map_err(|err| {
-                AwsError::new(
-                    StatusCode::BAD_REQUEST,
-                    "SerializationException",
-                    format!("Could not parse request body into json: {err}"),
-                )
-            })?
-        };
-        if !input.is_object() {
-            return Err(AwsError::new(
-                StatusCode::BAD_REQUEST,
-                "SerializationException",
-                "The request body must be a JSON object",
-            ));
-        }
+        let input = json11::input(req)?;
         Ok(EcrCall { op, input })
     }
 
@@ -914,11 +891,6 @@ impl Service for EcrApi {
             // Store calls wait for the disk; the server's runtime is multi-threaded.
             op => tokio::task::block_in_place(|| self.handle_op(ctx, op, &call.input))?,
         };
-        let mut response = json_response(StatusCode::OK, &output);
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        Ok(response)
+        Ok(json11::response(&output))
     }
 }

@@ -151,7 +151,32 @@ impl ScheduleRecord {
     }
 }
 
+/// Edits read a record and write it back conditionally; the firing worker also
+/// rewrites schedules, so an edit that loses that race is tried again.
+fn retry_races<T>(edit: impl Fn() -> Result<T, AwsError>) -> Result<T, AwsError> {
+    let mut tries = 0;
+    loop {
+        match edit() {
+            Err(err) if err.code == "ConflictException" && tries < 10 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 impl Scheduler {
+    pub fn update_schedule(&self, name: &str, spec: ScheduleSpec) -> Result<Value, AwsError> {
+        retry_races(|| self.update_schedule_once(name, spec.clone()))
+    }
+
+    pub fn delete_schedule(&self, name: &str, group: Option<&str>) -> Result<(), AwsError> {
+        retry_races(|| self.delete_schedule_once(name, group))
+    }
+
+    /// Deletes a group with every schedule in it, at once.
+    pub fn delete_group(&self, name: &str) -> Result<(), AwsError> {
+        retry_races(|| self.delete_group_once(name))
+    }
+
     /// Makes sure the `default` group exists, as it always does on AWS.
     pub fn ensure_default_group(&self) -> Result<(), StoreError> {
         if self.meta.get(GROUPS, DEFAULT_GROUP)?.is_some() {
@@ -232,7 +257,7 @@ impl Scheduler {
         Ok(json!({ "ScheduleArn": self.schedule_arn(&group, name) }))
     }
 
-    pub fn update_schedule(&self, name: &str, spec: ScheduleSpec) -> Result<Value, AwsError> {
+    fn update_schedule_once(&self, name: &str, spec: ScheduleSpec) -> Result<Value, AwsError> {
         check_name("Name", name)?;
         let now = crate::now_ms();
         let spec = spec.validate(self.targets.as_ref(), now)?;
@@ -268,7 +293,7 @@ impl Scheduler {
         Ok(out)
     }
 
-    pub fn delete_schedule(&self, name: &str, group: Option<&str>) -> Result<(), AwsError> {
+    fn delete_schedule_once(&self, name: &str, group: Option<&str>) -> Result<(), AwsError> {
         let group = group.unwrap_or(DEFAULT_GROUP);
         let (record, schedule) = self.load_schedule(group, name)?;
         let mut batch =
@@ -362,8 +387,7 @@ impl Scheduler {
         Ok(self.group_json(&group))
     }
 
-    /// Deletes a group with every schedule in it, at once.
-    pub fn delete_group(&self, name: &str) -> Result<(), AwsError> {
+    fn delete_group_once(&self, name: &str) -> Result<(), AwsError> {
         if name == DEFAULT_GROUP {
             return Err(validation("You cannot delete the default group."));
         }

@@ -118,6 +118,16 @@ pub trait MetadataStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
 
+    /// Records whose key starts with `prefix`, in reverse key order, strictly before
+    /// `before` when given, at most `limit` of them.
+    fn scan_back(
+        &self,
+        table: &str,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
     /// Applies every write of the batch atomically and durably, or none of them when a
     /// precondition fails.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
@@ -284,6 +294,36 @@ impl MetadataStore for SqliteStore {
         })
     }
 
+    fn scan_back(
+        &self,
+        table: &str,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let end = prefix_end(prefix);
+        let upper = match (before, end.as_deref()) {
+            (Some(before), Some(end)) if before > end => Some(end.to_owned()),
+            (Some(before), _) => Some(before.to_owned()),
+            (None, end) => end.map(str::to_owned),
+        };
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, value, version FROM records
+                 WHERE tbl = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)
+                 ORDER BY key DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![table, prefix, upper, limit as i64], |row| {
+                Ok(Record {
+                    key: row.get(0)?,
+                    value: row.get(1)?,
+                    version: row.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut conn = self.writer.lock().expect("writer connection poisoned");
         let tx = conn.transaction()?;
@@ -399,6 +439,26 @@ mod tests {
             .commit(WriteBatch::new().delete("t", "a", Expect::Version(version)))
             .unwrap();
         assert!(store.get("t", "a").unwrap().is_none());
+    }
+
+    #[test]
+    fn scan_back_reads_a_prefix_in_reverse() {
+        let (_dir, store) = store();
+        let mut batch = WriteBatch::new();
+        for key in ["a/1", "a/2", "a/3", "b/1"] {
+            batch = batch.put("t", key, vec![], Expect::Anything);
+        }
+        store.commit(batch).unwrap();
+        let keys = |records: Vec<Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.scan_back("t", "a/", None, 10).unwrap()),
+            ["a/3", "a/2", "a/1"]
+        );
+        assert_eq!(
+            keys(store.scan_back("t", "a/", Some("a/3"), 1).unwrap()),
+            ["a/2"]
+        );
+        assert_eq!(keys(store.scan_back("t", "", None, 1).unwrap()), ["b/1"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The four AWS wire protocols nimbus speaks, and the one place errors are shaped for
 //! each of them.
 
+pub mod json11;
 pub mod query;
 pub mod rest_json;
 pub mod xml;
