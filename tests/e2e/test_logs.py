@@ -11,7 +11,7 @@ import uuid
 import botocore.exceptions
 import pytest
 
-from conftest import create_function, eventually, invoke, zip_function
+from conftest import LAMBDA_TRUST, create_function, eventually, invoke, zip_function
 
 
 def error_code(excinfo):
@@ -194,3 +194,15 @@ def test_aws_logs_tail_follows_a_function(nimbus, lambda_client, unique_name):
     finally:
         tail.kill()
         tail.wait()
+
+
+def test_a_role_without_logs_permissions_gets_no_logs(nimbus, logs, lambda_client, unique_name):
+    iam = nimbus.client("iam")
+    role = iam.create_role(RoleName=f"silent-{unique_name[-8:]}", AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"]
+    lambda_client.create_function(FunctionName=unique_name, Runtime="python3.12", Role=role, Handler="app.handler",
+                                  Code={"ZipFile": zip_function("py_probe")})
+    lambda_client.get_waiter("function_active_v2").wait(FunctionName=unique_name)
+    response, _ = invoke(lambda_client, unique_name, {"x": 1}, LogType="Tail")
+    assert "LogResult" in response, "the tail comes back whatever the role"
+    time.sleep(1)
+    assert logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{unique_name}")["logGroups"] == []

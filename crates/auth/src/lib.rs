@@ -394,3 +394,35 @@ fn check_session_token(
         _ => Err(AuthError::InvalidToken),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_tokens_are_checked_and_expire() {
+        let now = OffsetDateTime::now_utc();
+        let session = Credential {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            principal: Principal::root("000000000000"),
+            session_token: Some("token".into()),
+            expires_at: Some((now + time::Duration::minutes(15)).unix_timestamp()),
+            inactive: false,
+            created_at: now.unix_timestamp(),
+        };
+        assert!(check_session_token(&session, Some("token"), now).is_ok());
+        assert!(matches!(
+            check_session_token(&session, Some("other"), now),
+            Err(AuthError::InvalidToken)
+        ));
+        assert!(matches!(
+            check_session_token(&session, None, now),
+            Err(AuthError::InvalidToken)
+        ));
+        assert!(matches!(
+            check_session_token(&session, Some("token"), now + time::Duration::minutes(16)),
+            Err(AuthError::ExpiredToken)
+        ));
+    }
+}

@@ -182,7 +182,7 @@ pub fn check_document(document: &str, kind: PolicyKind) -> Result<Policy, AwsErr
 /// of identity policies are checked against.
 pub struct IamStore {
     meta: Arc<dyn MetadataStore>,
-    pub(crate) account: String,
+    pub account: String,
     generation: AtomicU64,
 }
 

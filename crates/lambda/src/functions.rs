@@ -28,6 +28,9 @@ pub trait ExecutionRoles: Send + Sync {
     fn check(&self, role: &str) -> Result<(), String>;
     /// A session of `role` named `session`: access key id, secret and session token.
     fn credentials(&self, role: &str, session: &str) -> Result<(String, String, String), String>;
+    /// Whether the role's policies allow `action` on `resource` (Lambda writing a
+    /// function's logs as its role, as on AWS).
+    fn allows(&self, role: &str, action: &str, resource: &str) -> bool;
 }
 
 /// Account-wide limits.

@@ -752,9 +752,20 @@ impl Invoker {
             message: report,
         });
         let log_tail = request.tail.then(|| tail(&lines));
-        self.logs
-            .append(&config.logging_config.log_group, &env.log_stream, lines)
-            .await;
+        // Lambda writes a function's logs as its execution role: a role without
+        // logs permissions (no AWSLambdaBasicExecutionRole) gets none, as on AWS.
+        let group = &config.logging_config.log_group;
+        let stream_arn = format!(
+            "arn:aws:logs:{}:{}:log-group:{group}:log-stream:{}",
+            self.region, self.functions.account, env.log_stream
+        );
+        if self
+            .functions
+            .roles
+            .allows(&config.role, "logs:PutLogEvents", &stream_arn)
+        {
+            self.logs.append(group, &env.log_stream, lines).await;
+        }
         Ok(InvokeResult {
             executed_version: config.version,
             payload,

@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_auth::{AuthMode, Authenticator, Credential, CredentialError, CredentialStore};
+use nimbus_auth::authz::{Access, Authorizer};
+use nimbus_auth::{
+    AuthMode, Authenticator, Caller, Credential, CredentialError, CredentialStore, Principal,
+    PrincipalKind,
+};
 use nimbus_edge::Edge;
 use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
@@ -151,7 +155,7 @@ async fn isolation(args: &ServerArgs, data_dir: &Path) -> Isolation {
 }
 
 /// Lambda's execution roles, as IAM answers for them.
-struct LambdaRoles(Arc<RoleSessions>);
+struct LambdaRoles(Arc<RoleSessions>, Arc<IamAuthorizer>);
 
 impl ExecutionRoles for LambdaRoles {
     fn check(&self, role: &str) -> Result<(), String> {
@@ -174,6 +178,27 @@ impl ExecutionRoles for LambdaRoles {
             issued.secret_access_key.clone(),
             issued.session_token.clone().unwrap_or_default(),
         ))
+    }
+
+    fn allows(&self, role: &str, action: &str, resource: &str) -> bool {
+        let Ok((_, record)) = self.0.store.role_by_arn(role) else {
+            return false;
+        };
+        let caller = Caller {
+            principal: Principal {
+                account_id: self.0.store.account.clone(),
+                kind: PrincipalKind::AssumedRole {
+                    role_name: record.name,
+                    role_id: record.id,
+                    session_name: "lambda".to_owned(),
+                },
+            },
+            access_key_id: String::new(),
+            is_session: true,
+        };
+        self.1
+            .authorize(&caller, None, &Access::new(action, resource))
+            .is_ok()
     }
 }
 
@@ -282,7 +307,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         LambdaSettings {
             account_concurrency: args.lambda_concurrency,
         },
-        Arc::new(LambdaRoles(sessions.clone())),
+        Arc::new(LambdaRoles(sessions.clone(), authorizer.clone())),
     ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -61,13 +61,26 @@ fn unsigned_requests_get_missing_authentication_token_in_their_protocol() {
     );
     assert!(query.header("x-amzn-requestid").is_some());
 
-    let json = server.request(
+    let unsigned = server.request(
         "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Logs_20140328.DescribeLogGroups\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(unsigned.status, 403, "{}", unsigned.body);
+    assert!(
+        unsigned
+            .body
+            .contains("MissingAuthenticationTokenException"),
+        "{}",
+        unsigned.body
+    );
+
+    let json = server.request(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonEC2ContainerServiceV20141113.ListClusters\r\n\
          Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
     );
     assert_eq!(
         json.status, 501,
-        "logs is known but not running: {}",
+        "ecs is known but not running: {}",
         json.body
     );
     let error: serde_json::Value = serde_json::from_str(&json.body).unwrap();
