@@ -244,3 +244,36 @@ def test_the_aws_cli_manages_iam(nimbus):
     identity = json.loads(nimbus.aws("sts", "get-caller-identity", "--profile", "nimbus", check=True).stdout)
     assert identity["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
     nimbus.aws("iam", "delete-user", "--user-name", name, "--profile", "nimbus", check=True)
+
+
+def test_bucket_policies_grant_and_deny_alongside_identity_policies(nimbus, iam):
+    s3 = nimbus.client("s3")
+    suffix = uuid.uuid4().hex[:6]
+    bucket = f"shared-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="public/a.txt", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="secret/b.txt", Body=b"b")
+    user = f"reader-{suffix}"
+    keys = user_with_keys(iam, user, allow("s3:GetObject", f"arn:aws:s3:::{bucket}/secret/*"))
+    user_s3 = as_keys(nimbus, "s3", keys)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        user_s3.get_object(Bucket=bucket, Key="public/a.txt")
+    assert error_code(excinfo) == "AccessDenied"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert error_code(excinfo) == "NoSuchBucketPolicy"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.put_bucket_policy(Bucket=bucket, Policy=policy(allow("s3:GetObject")))
+    assert error_code(excinfo) == "MalformedPolicy", "a bucket policy needs a Principal"
+    document = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{user}"}, "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{bucket}/public/*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/secret/*"}]})
+    s3.put_bucket_policy(Bucket=bucket, Policy=document)
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(document)
+    assert user_s3.get_object(Bucket=bucket, Key="public/a.txt")["Body"].read() == b"a"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        user_s3.get_object(Bucket=bucket, Key="secret/b.txt")
+    assert error_code(excinfo) == "AccessDenied", "the bucket's explicit deny beats the user's allow"
+    s3.delete_bucket_policy(Bucket=bucket)
+    assert user_s3.get_object(Bucket=bucket, Key="secret/b.txt")["Body"].read() == b"b"

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use md5::{Digest as _, Md5};
 use nimbus_auth::authz::Access;
+use nimbus_auth::policy::{Policy, PolicyKind};
 use nimbus_edge::protocol::xml::XmlWriter;
 use nimbus_edge::{
     AwsError, Protocol, RequestContext, ServiceDescriptor, StreamBody, StreamingService, catalog,
@@ -161,6 +162,38 @@ impl S3Api {
         Self { store, events }
     }
 
+    fn put_policy(&self, bucket: &str, document: &[u8]) -> Result<Response<Body>, AwsError> {
+        let document = std::str::from_utf8(document).map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "MalformedPolicy",
+                "Policies must be UTF-8 JSON",
+            )
+        })?;
+        Policy::parse(document, PolicyKind::Resource)
+            .map_err(|err| error(StatusCode::BAD_REQUEST, "MalformedPolicy", err.to_string()))?;
+        let document = document.to_owned();
+        self.store
+            .update_bucket(bucket, |record| record.policy = Some(document.clone()))?;
+        Ok(empty(StatusCode::NO_CONTENT))
+    }
+
+    fn get_policy(&self, bucket: &str) -> Result<Response<Body>, AwsError> {
+        let policy = self.store.bucket(bucket)?.policy.ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "NoSuchBucketPolicy",
+                "The bucket policy does not exist",
+            )
+        })?;
+        let mut response = Response::new(Body::from(policy));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(response)
+    }
+
     fn put_notifications(
         &self,
         ctx: &RequestContext,
@@ -187,7 +220,8 @@ impl S3Api {
                 }
             }
         }
-        self.store.set_notifications(bucket, rules)?;
+        self.store
+            .update_bucket(bucket, |record| record.notifications = rules.clone())?;
         Ok(empty(StatusCode::OK))
     }
 
@@ -310,6 +344,9 @@ fn operation(
     let copy = parts.headers.contains_key("x-amz-copy-source");
     match (&parts.method, target) {
         (&Method::GET, Target::Service) => "ListBuckets",
+        (&Method::PUT, Target::Bucket(_)) if has("policy") => "PutBucketPolicy",
+        (&Method::GET, Target::Bucket(_)) if has("policy") => "GetBucketPolicy",
+        (&Method::DELETE, Target::Bucket(_)) if has("policy") => "DeleteBucketPolicy",
         (&Method::PUT, Target::Bucket(_)) if has("notification") => {
             "PutBucketNotificationConfiguration"
         }
@@ -348,6 +385,7 @@ fn operation(
 /// with `s3:prefix` for listings; a copy also needs `s3:GetObject` on its source.
 fn authorize(
     ctx: &RequestContext,
+    store: &Store,
     operation: &str,
     target: &Target,
     params: &BTreeMap<String, String>,
@@ -358,6 +396,9 @@ fn authorize(
     }
     let action = match operation {
         "ListBuckets" => "s3:ListAllMyBuckets",
+        "PutBucketPolicy" => "s3:PutBucketPolicy",
+        "GetBucketPolicy" => "s3:GetBucketPolicy",
+        "DeleteBucketPolicy" => "s3:DeleteBucketPolicy",
         "PutBucketNotificationConfiguration" => "s3:PutBucketNotification",
         "GetBucketNotificationConfiguration" => "s3:GetBucketNotification",
         "HeadBucket" | "ListObjectsV2" | "ListObjects" => "s3:ListBucket",
@@ -382,7 +423,14 @@ fn authorize(
         Target::Bucket(bucket) => format!("arn:aws:s3:::{bucket}"),
         Target::Object(bucket, key) => format!("arn:aws:s3:::{bucket}/{key}"),
     };
-    let mut access = Access::new(action, &resource);
+    // The bucket's own policy takes part, as a resource policy.
+    let policy = match target {
+        Target::Bucket(bucket) | Target::Object(bucket, _) => {
+            store.bucket(bucket).ok().and_then(|record| record.policy)
+        }
+        Target::Service => None,
+    };
+    let mut access = Access::new(action, &resource).with_policy(policy.as_deref());
     if let Some(prefix) = params.get("prefix") {
         access = access.with_context("s3:prefix", vec![prefix.clone()]);
     }
@@ -537,7 +585,6 @@ impl S3Api {
             "acl",
             "cors",
             "lifecycle",
-            "policy",
             "tagging",
             "versioning",
             "website",
@@ -552,11 +599,23 @@ impl S3Api {
             );
         }
         let name = operation(&parts, &target, &params);
-        if let Err(err) = authorize(ctx, name, &target, &params, &parts.headers) {
+        if let Err(err) = authorize(ctx, &self.store, name, &target, &params, &parts.headers) {
             return (name, Err(err));
         }
         let result = match (name, target) {
             ("ListBuckets", _) => self.list_buckets(ctx),
+            ("PutBucketPolicy", Target::Bucket(bucket)) => {
+                match body.collect(Protocol::RestXml, 20 * 1024).await {
+                    Ok(document) => self.put_policy(&bucket, &document),
+                    Err(err) => Err(err),
+                }
+            }
+            ("GetBucketPolicy", Target::Bucket(bucket)) => self.get_policy(&bucket),
+            ("DeleteBucketPolicy", Target::Bucket(bucket)) => self
+                .store
+                .update_bucket(&bucket, |record| record.policy = None)
+                .map(|()| empty(StatusCode::NO_CONTENT))
+                .map_err(AwsError::from),
             ("PutBucketNotificationConfiguration", Target::Bucket(bucket)) => {
                 match body.collect(Protocol::RestXml, 1 << 20).await {
                     Ok(document) => self.put_notifications(ctx, &bucket, &document),
@@ -666,6 +725,7 @@ impl S3Api {
             name: bucket.to_owned(),
             created_at: now(),
             notifications: Vec::new(),
+            policy: None,
         })?;
         let mut response = empty(StatusCode::OK);
         set(&mut response, "location", &format!("/{bucket}"));

@@ -60,6 +60,9 @@ pub struct BucketRecord {
     /// Which object events go to which function.
     #[serde(default)]
     pub notifications: Vec<crate::notifications::Rule>,
+    /// The bucket policy document, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,19 +154,16 @@ impl Store {
         }
     }
 
-    /// Replaces a bucket's notification rules.
-    pub fn set_notifications(
-        &self,
-        name: &str,
-        rules: Vec<crate::notifications::Rule>,
-    ) -> Result<()> {
+    /// Changes a bucket's record (its notification rules, its policy), retrying when
+    /// another change lands first.
+    pub fn update_bucket(&self, name: &str, edit: impl Fn(&mut BucketRecord)) -> Result<()> {
         loop {
             let record = self
                 .meta
                 .get(BUCKETS, name)?
                 .ok_or_else(|| S3Error::NoSuchBucket(name.to_owned()))?;
             let mut bucket: BucketRecord = decode(&record)?;
-            bucket.notifications = rules.clone();
+            edit(&mut bucket);
             let value = serde_json::to_vec(&bucket).expect("records serialize");
             match self.meta.commit(WriteBatch::new().put(
                 BUCKETS,
