@@ -175,9 +175,9 @@ def test_an_unknown_action_is_invalid_action(nimbus):
 
 def test_a_service_that_is_not_running_answers_in_its_own_shape(nimbus):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
-        nimbus.client("logs").describe_log_groups()
+        nimbus.client("ecs").list_clusters()
     assert error_code(excinfo) == "NotImplemented"
-    assert "logs" in str(excinfo.value)
+    assert "ecs" in str(excinfo.value)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by the test command")

@@ -343,7 +343,8 @@ impl LogsApi {
                 };
                 let mut streams = store.streams(&group, prefix).map_err(internal)?;
                 if by_time {
-                    streams.sort_by_key(|(_, s)| s.last_event.unwrap_or(s.created));
+                    // Streams without events sort first, as the oldest.
+                    streams.sort_by_key(|(_, s)| s.last_event.unwrap_or(i64::MIN));
                 }
                 if input["descending"].as_bool() == Some(true) {
                     streams.reverse();
