@@ -392,3 +392,28 @@ def test_immutable_tags_refuse_overwrites_through_both_apis(nimbus, repo, passwo
         ecr.put_image(repositoryName=repo, imageTag="v1", imageManifest=json.dumps(other))
     response = api.put_manifest("v1", json.dumps(other).encode())
     assert (response.status_code, error_code(response)) == (400, "TAG_INVALID")
+
+
+def test_iam_users_pull_and_push_as_their_policies_allow(nimbus, repo, password, host, layout, tmp_path):
+    need("skopeo")
+    push(layout, "v1", f"{host}/{repo}:v1", password)
+    iam = nimbus.client("iam")
+    suffix = uuid.uuid4().hex[:6]
+
+    def user(name, *policies):
+        iam.create_user(UserName=name)
+        for arn in policies:
+            iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return f"{key['AccessKeyId']}:{key['SecretAccessKey']}"
+
+    reader = user(f"puller-{suffix}", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+    stranger = user(f"stranger-{suffix}")
+    source = f"docker://{host}/{repo}:v1"
+    pulled = skopeo("copy", "--src-tls-verify=false", "--src-creds", reader, source, f"oci:{tmp_path}/out:v1", check=False)
+    assert pulled.returncode == 0, pulled.stderr
+    refused = skopeo("copy", "--src-tls-verify=false", "--src-creds", stranger, source, f"oci:{tmp_path}/no:v1", check=False)
+    assert refused.returncode != 0
+    pushed = skopeo("copy", "--dest-tls-verify=false", "--dest-creds", reader, f"oci:{layout}:v1",
+                    f"docker://{host}/{repo}:by-reader", check=False)
+    assert pushed.returncode != 0, "a read-only user cannot push"
