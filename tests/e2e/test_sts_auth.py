@@ -173,11 +173,11 @@ def test_an_unknown_action_is_invalid_action(nimbus):
     assert response.headers["x-amzn-RequestId"] in response.text
 
 
-def test_a_service_that_is_not_running_answers_in_its_own_shape(nimbus):
+def test_an_operation_not_built_yet_answers_in_its_services_shape(nimbus):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
-        nimbus.client("ecs").list_clusters()
-    assert error_code(excinfo) == "NotImplemented"
-    assert "ecs" in str(excinfo.value)
+        nimbus.client("ecs").list_services()
+    assert error_code(excinfo) == "UnknownOperationException"
+    assert "ListServices" in str(excinfo.value)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by the test command")

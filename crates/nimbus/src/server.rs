@@ -12,6 +12,8 @@ use nimbus_auth::{
     AuthMode, Authenticator, Caller, Credential, CredentialError, CredentialStore, Principal,
     PrincipalKind,
 };
+use nimbus_ecs::Ecs;
+use nimbus_ecs::api::EcsApi;
 use nimbus_edge::Edge;
 use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
@@ -380,6 +382,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .service(Sts::new(credentials.clone(), sessions, authorizer))
         .service(IamApi::new(iam, credentials))
         .service(LogsApi::new(log_store))
+        .service(EcsApi::new(Ecs::new(
+            meta.clone(),
+            &args.region,
+            &args.account_id,
+        )))
         .service(lambda)
         .service(EcrApi::new(registry.clone()))
         .streaming_service(S3Api::new(objects, Some(bucket_events)))

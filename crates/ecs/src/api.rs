@@ -1,0 +1,113 @@
+//! ECS's json-1.1 API: each call authorized as `ecs:<Action>` and carried out on a
+//! blocking thread against the metadata store.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use nimbus_auth::authz::Access;
+use nimbus_edge::protocol::json11;
+use nimbus_edge::{
+    AwsError, Operation, Protocol, RequestContext, Service, ServiceDescriptor, ServiceRequest,
+    catalog,
+};
+use serde_json::Value;
+
+use crate::Ecs;
+use crate::error::internal;
+
+const OPERATIONS: &[&str] = &[
+    "CreateCluster",
+    "DescribeClusters",
+    "ListClusters",
+    "DeleteCluster",
+    "RegisterTaskDefinition",
+    "DescribeTaskDefinition",
+    "DeregisterTaskDefinition",
+    "ListTaskDefinitions",
+    "ListTaskDefinitionFamilies",
+];
+
+#[derive(Debug)]
+pub struct EcsCall {
+    name: &'static str,
+    input: Value,
+}
+
+impl Operation for EcsCall {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+pub struct EcsApi {
+    ecs: Arc<Ecs>,
+}
+
+impl EcsApi {
+    pub fn new(ecs: Arc<Ecs>) -> Self {
+        Self { ecs }
+    }
+}
+
+impl Service for EcsApi {
+    type Operation = EcsCall;
+
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        &catalog::ECS
+    }
+
+    fn parse(&self, req: &ServiceRequest) -> Result<EcsCall, AwsError> {
+        let operation = json11::operation(req);
+        let name = OPERATIONS
+            .iter()
+            .copied()
+            .find(|name| *name == operation)
+            .ok_or_else(|| AwsError::unknown_operation(Protocol::Json11, operation))?;
+        Ok(EcsCall {
+            name,
+            input: json11::input(req)?,
+        })
+    }
+
+    async fn handle(
+        &self,
+        ctx: &RequestContext,
+        call: EcsCall,
+    ) -> Result<Response<Bytes>, AwsError> {
+        let input = &call.input;
+        let resource = match call.name {
+            "CreateCluster" | "DeleteCluster" => ctx.arn(
+                "ecs",
+                &format!(
+                    "cluster/{}",
+                    input["clusterName"]
+                        .as_str()
+                        .or(input["cluster"].as_str())
+                        .unwrap_or("default")
+                ),
+            ),
+            _ => "*".to_owned(),
+        };
+        ctx.authorize(&Access::new(&format!("ecs:{}", call.name), &resource))?;
+        let ecs = self.ecs.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            let input = &call.input;
+            match call.name {
+                "CreateCluster" => ecs.create_cluster(input),
+                "DescribeClusters" => ecs.describe_clusters(input),
+                "ListClusters" => ecs.list_clusters(),
+                "DeleteCluster" => ecs.delete_cluster(input),
+                "RegisterTaskDefinition" => ecs.register_task_definition(input),
+                "DescribeTaskDefinition" => ecs.describe_task_definition(input),
+                "DeregisterTaskDefinition" => ecs.deregister_task_definition(input),
+                "ListTaskDefinitions" => ecs.list_task_definitions(input, false),
+                "ListTaskDefinitionFamilies" => ecs.list_task_definitions(input, true),
+                other => Err(AwsError::unknown_operation(Protocol::Json11, other)),
+            }
+        })
+        .await
+        .map_err(internal)??;
+        Ok(json11::response(&output))
+    }
+}

@@ -1,0 +1,330 @@
+//! ECS: clusters and task definitions over json-1.1 (`AmazonEC2ContainerServiceV20141113`).
+//! Tasks, services and container instances join here as they land.
+//!
+//! Tables: `ecs.clusters/<name>` and `ecs.taskdefs/<family>:<revision, 10 digits>`
+//! (so a family's revisions list in order).
+
+pub mod api;
+mod error;
+pub mod taskdefs;
+
+use std::sync::Arc;
+
+use nimbus_edge::AwsError;
+use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
+use serde_json::{Value, json};
+
+use crate::error::{client, cluster_not_found, internal, invalid};
+
+const CLUSTERS: &str = "ecs.clusters";
+const TASKDEFS: &str = "ecs.taskdefs";
+const DEFAULT_CLUSTER: &str = "default";
+
+pub struct Ecs {
+    meta: Arc<dyn MetadataStore>,
+    region: String,
+    account: String,
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn decode(bytes: &[u8]) -> Result<Value, AwsError> {
+    serde_json::from_slice(bytes).map_err(internal)
+}
+
+fn revision_key(family: &str, revision: i64) -> String {
+    format!("{family}:{revision:010}")
+}
+
+impl Ecs {
+    pub fn new(meta: Arc<dyn MetadataStore>, region: &str, account: &str) -> Arc<Self> {
+        Arc::new(Self {
+            meta,
+            region: region.to_owned(),
+            account: account.to_owned(),
+        })
+    }
+
+    fn arn(&self, rest: &str) -> String {
+        format!("arn:aws:ecs:{}:{}:{rest}", self.region, self.account)
+    }
+
+    /// The cluster name a `cluster` parameter (a name or ARN, default `default`) names.
+    fn cluster_name<'a>(&self, cluster: Option<&'a str>) -> &'a str {
+        let cluster = cluster.unwrap_or(DEFAULT_CLUSTER);
+        cluster
+            .rsplit_once(":cluster/")
+            .map_or(cluster, |(_, name)| name)
+    }
+
+    fn cluster_json(&self, name: &str, record: &Value) -> Value {
+        json!({
+            "clusterArn": self.arn(&format!("cluster/{name}")),
+            "clusterName": name,
+            "status": record["status"],
+            "registeredContainerInstancesCount": 0,
+            "runningTasksCount": 0,
+            "pendingTasksCount": 0,
+            "activeServicesCount": 0,
+            "statistics": [],
+            "tags": record["tags"],
+            "settings": [{ "name": "containerInsights", "value": "disabled" }],
+            "capacityProviders": [],
+            "defaultCapacityProviderStrategy": [],
+        })
+    }
+
+    pub fn create_cluster(&self, input: &Value) -> Result<Value, AwsError> {
+        let name = input["clusterName"].as_str().unwrap_or(DEFAULT_CLUSTER);
+        let valid = (1..=255).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(invalid(
+                "Cluster name must be 1 to 255 letters, digits, hyphens and underscores.",
+            ));
+        }
+        // Creating a cluster that exists returns it, as ECS does.
+        let record = match self.meta.get(CLUSTERS, name).map_err(internal)? {
+            Some(existing) if decode(&existing.value)?["status"] == "ACTIVE" => {
+                decode(&existing.value)?
+            }
+            _ => {
+                let record = json!({
+                    "status": "ACTIVE",
+                    "tags": input["tags"].as_array().cloned().unwrap_or_default(),
+                    "createdAt": now(),
+                });
+                self.meta
+                    .commit(WriteBatch::new().put(
+                        CLUSTERS,
+                        name,
+                        record.to_string().into_bytes(),
+                        Expect::Anything,
+                    ))
+                    .map_err(internal)?;
+                record
+            }
+        };
+        Ok(json!({ "cluster": self.cluster_json(name, &record) }))
+    }
+
+    pub fn describe_clusters(&self, input: &Value) -> Result<Value, AwsError> {
+        let names: Vec<String> = match input["clusters"].as_array() {
+            Some(names) if !names.is_empty() => names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|c| self.cluster_name(Some(c)).to_owned())
+                .collect(),
+            _ => vec![DEFAULT_CLUSTER.to_owned()],
+        };
+        let (mut clusters, mut failures) = (Vec::new(), Vec::new());
+        for name in names {
+            match self.meta.get(CLUSTERS, &name).map_err(internal)? {
+                Some(record) => clusters.push(self.cluster_json(&name, &decode(&record.value)?)),
+                None => failures.push(json!({
+                    "arn": self.arn(&format!("cluster/{name}")),
+                    "reason": "MISSING",
+                })),
+            }
+        }
+        Ok(json!({ "clusters": clusters, "failures": failures }))
+    }
+
+    pub fn list_clusters(&self) -> Result<Value, AwsError> {
+        let mut arns = Vec::new();
+        for record in self.meta.scan_all(CLUSTERS, "").map_err(internal)? {
+            if decode(&record.value)?["status"] == "ACTIVE" {
+                arns.push(self.arn(&format!("cluster/{}", record.key)));
+            }
+        }
+        Ok(json!({ "clusterArns": arns }))
+    }
+
+    pub fn delete_cluster(&self, input: &Value) -> Result<Value, AwsError> {
+        let name = self.cluster_name(input["cluster"].as_str());
+        let record = self
+            .meta
+            .get(CLUSTERS, name)
+            .map_err(internal)?
+            .ok_or_else(cluster_not_found)?;
+        let mut cluster = decode(&record.value)?;
+        cluster["status"] = "INACTIVE".into();
+        self.meta
+            .commit(WriteBatch::new().delete(CLUSTERS, name, Expect::Version(record.version)))
+            .map_err(internal)?;
+        Ok(json!({ "cluster": self.cluster_json(name, &cluster) }))
+    }
+
+    fn taskdef_json(&self, family: &str, revision: i64, record: &Value) -> Value {
+        let mut out = record.clone();
+        out["taskDefinitionArn"] = self
+            .arn(&format!("task-definition/{family}:{revision}"))
+            .into();
+        out["revision"] = revision.into();
+        out
+    }
+
+    pub fn register_task_definition(&self, input: &Value) -> Result<Value, AwsError> {
+        let mut definition = taskdefs::validate(input)?;
+        let family = definition["family"].as_str().unwrap_or_default().to_owned();
+        loop {
+            let latest = self
+                .meta
+                .scan_back(TASKDEFS, &format!("{family}:"), None, 1)
+                .map_err(internal)?;
+            let revision = latest
+                .first()
+                .and_then(|r| r.key.rsplit(':').next())
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0)
+                + 1;
+            definition["status"] = "ACTIVE".into();
+            definition["registeredAt"] = now().into();
+            let record = json!({ "definition": definition, "tags": input["tags"] });
+            match self.meta.commit(WriteBatch::new().put(
+                TASKDEFS,
+                &revision_key(&family, revision),
+                record.to_string().into_bytes(),
+                Expect::Absent,
+            )) {
+                Ok(()) => {
+                    return Ok(json!({
+                        "taskDefinition": self.taskdef_json(&family, revision, &definition),
+                        "tags": input["tags"].as_array().cloned().unwrap_or_default(),
+                    }));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(internal(err)),
+            }
+        }
+    }
+
+    /// The revision a `taskDefinition` parameter names: `family`, `family:revision`
+    /// or an ARN; a bare family is its latest ACTIVE revision.
+    fn find_taskdef(&self, reference: &str) -> Result<(String, i64, u64, Value), AwsError> {
+        let reference = reference
+            .rsplit_once(":task-definition/")
+            .map_or(reference, |(_, rest)| rest);
+        let missing = || client("Unable to describe task definition.");
+        let records = match reference.rsplit_once(':') {
+            Some((family, revision)) => {
+                let revision: i64 = revision.parse().map_err(|_| missing())?;
+                self.meta
+                    .get(TASKDEFS, &revision_key(family, revision))
+                    .map_err(internal)?
+                    .into_iter()
+                    .collect::<Vec<_>>()
+            }
+            None => self
+                .meta
+                .scan_all(TASKDEFS, &format!("{reference}:"))
+                .map_err(internal)?
+                .into_iter()
+                .rev()
+                .collect(),
+        };
+        for record in records {
+            let stored = decode(&record.value)?;
+            let explicit = reference.contains(':');
+            if explicit || stored["definition"]["status"] == "ACTIVE" {
+                let (family, revision) = record.key.rsplit_once(':').ok_or_else(missing)?;
+                let revision = revision.parse().map_err(|_| missing())?;
+                return Ok((family.to_owned(), revision, record.version, stored));
+            }
+        }
+        Err(missing())
+    }
+
+    pub fn describe_task_definition(&self, input: &Value) -> Result<Value, AwsError> {
+        let reference = input["taskDefinition"]
+            .as_str()
+            .ok_or_else(|| invalid("taskDefinition is required"))?;
+        let (family, revision, _, stored) = self.find_taskdef(reference)?;
+        let mut out = json!({ "taskDefinition": self.taskdef_json(&family, revision, &stored["definition"]) });
+        if input["include"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|v| v == "TAGS"))
+        {
+            out["tags"] = stored["tags"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into();
+        }
+        Ok(out)
+    }
+
+    pub fn deregister_task_definition(&self, input: &Value) -> Result<Value, AwsError> {
+        let reference = input["taskDefinition"].as_str().unwrap_or_default();
+        if !reference.contains(':') {
+            return Err(client(
+                "Invalid revision number. Number: a revision is required to deregister",
+            ));
+        }
+        let (family, revision, version, mut stored) = self.find_taskdef(reference)?;
+        stored["definition"]["status"] = "INACTIVE".into();
+        stored["definition"]["deregisteredAt"] = now().into();
+        self.meta
+            .commit(WriteBatch::new().put(
+                TASKDEFS,
+                &revision_key(&family, revision),
+                stored.to_string().into_bytes(),
+                Expect::Version(version),
+            ))
+            .map_err(internal)?;
+        Ok(json!({ "taskDefinition": self.taskdef_json(&family, revision, &stored["definition"]) }))
+    }
+
+    /// Task definition ARNs, or families, by prefix and status, in order.
+    pub fn list_task_definitions(&self, input: &Value, families: bool) -> Result<Value, AwsError> {
+        let prefix = input["familyPrefix"].as_str().unwrap_or_default();
+        let status = input["status"]
+            .as_str()
+            .unwrap_or(if families { "ALL" } else { "ACTIVE" });
+        let mut out: Vec<String> = Vec::new();
+        for record in self.meta.scan_all(TASKDEFS, prefix).map_err(internal)? {
+            let stored = decode(&record.value)?;
+            let state = stored["definition"]["status"].as_str().unwrap_or_default();
+            if status != "ALL" && state != status {
+                continue;
+            }
+            let Some((family, revision)) = record.key.rsplit_once(':') else {
+                continue;
+            };
+            if families {
+                if out.last().map(String::as_str) != Some(family) {
+                    out.push(family.to_owned());
+                }
+            } else {
+                let revision: i64 = revision.parse().unwrap_or_default();
+                out.push(self.arn(&format!("task-definition/{family}:{revision}")));
+            }
+        }
+        if input["sort"] == "DESC" {
+            out.reverse();
+        }
+        let max = input["maxResults"].as_i64().unwrap_or(100).clamp(1, 100) as usize;
+        let start: usize = input["nextToken"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<&String> = out.iter().skip(start).take(max).collect();
+        let key = if families {
+            "families"
+        } else {
+            "taskDefinitionArns"
+        };
+        let mut response = json!({ key: page });
+        if start + max < out.len() {
+            response["nextToken"] = (start + max).to_string().into();
+        }
+        Ok(response)
+    }
+}
