@@ -3,6 +3,7 @@ with ECS's validation (the Fargate size table, ports, memory). Tasks and service
 not built yet."""
 
 import json
+import os
 import uuid
 
 import botocore.exceptions
@@ -15,7 +16,9 @@ def error_code(excinfo):
 
 @pytest.fixture(scope="module")
 def ecs(nimbus):
-    return nimbus.client("ecs")
+    client = nimbus.client("ecs")
+    client.create_cluster()  # the default cluster, as the console makes it
+    return client
 
 
 def web(family, **extra):
@@ -91,3 +94,150 @@ def test_the_aws_cli_registers_and_lists(nimbus, tmp_path):
     families = json.loads(nimbus.aws("ecs", "list-task-definition-families", "--family-prefix", family,
                                      "--profile", "nimbus", check=True).stdout)
     assert families["families"] == [family]
+
+
+# --- Tasks ---------------------------------------------------------------------
+
+import base64  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+from conftest import eventually  # noqa: E402
+
+BUSYBOX = "/bin/busybox"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run(*command):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def web_image(nimbus, tmp_path_factory):
+    """A static busybox with a page to serve, built offline with umoci and pushed
+    with skopeo to nimbus's registry; its image URI."""
+    if not (shutil.which("umoci") and shutil.which("skopeo") and shutil.which(BUSYBOX)):
+        pytest.skip("umoci, skopeo and a static busybox are installed by the test command")
+    root = tmp_path_factory.mktemp("web-image")
+    layout, bundle = root / "layout", root / "bundle"
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:v1")
+    # unpack and repack: umoci 0.4.7's `insert` writes layers without tar's end blocks.
+    run("umoci", "unpack", "--image", f"{layout}:v1", bundle)
+    (bundle / "rootfs" / "bin").mkdir()
+    (bundle / "rootfs" / "www").mkdir()
+    shutil.copy2(BUSYBOX, bundle / "rootfs" / "bin" / "busybox")
+    (bundle / "rootfs" / "www" / "index.html").write_text("hello from a nimbus task\n")
+    run("umoci", "repack", "--image", f"{layout}:v1", bundle)
+    run("umoci", "config", "--image", f"{layout}:v1", "--config.entrypoint", "/bin/busybox",
+        "--config.cmd", "true")
+    repo = f"web-{uuid.uuid4().hex[:8]}"
+    ecr = nimbus.client("ecr")
+    ecr.create_repository(repositoryName=repo)
+    token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
+    host = nimbus.endpoint.removeprefix("http://")
+    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root)}
+    pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
+                             f"oci:{layout}:v1", f"docker://{host}/{repo}:v1"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    return f"{host}/{repo}:v1"
+
+
+def wait(ecs, state, arn):
+    """Waits for a task to reach `state` ("running", "stopped"); on failure, says
+    where the task is and why."""
+    try:
+        ecs.get_waiter(f"tasks_{state}").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    except botocore.exceptions.WaiterError:
+        task = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+        raise AssertionError(json.dumps(task, default=str, indent=1)) from None
+
+
+def task_definition(ecs, image, command, port=None, group=None):
+    container = {"name": "web", "image": image, "memory": 64, "command": command, "stopTimeout": 5}
+    if port:
+        container["portMappings"] = [{"containerPort": port}]
+    if group:
+        container["logConfiguration"] = {"logDriver": "awslogs", "options": {
+            "awslogs-group": group, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "web",
+            "awslogs-create-group": "true"}}
+    family = f"task-{uuid.uuid4().hex[:8]}"
+    return ecs.register_task_definition(family=family, networkMode="host", containerDefinitions=[container])[
+        "taskDefinition"]["taskDefinitionArn"]
+
+
+def test_a_task_serves_http_logs_and_stops(nimbus, ecs, web_image):
+    port = free_port()
+    group = f"/ecs/web-{uuid.uuid4().hex[:6]}"
+    definition = task_definition(ecs, web_image, ["httpd", "-f", "-v", "-p", f"127.0.0.1:{port}", "-h", "/www"],
+                                 port=port, group=group)
+    [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+    assert task["lastStatus"] == "PROVISIONING"
+    wait(ecs, "running", task["taskArn"])
+    running = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert running["containers"][0]["networkBindings"][0]["hostPort"] == port
+    assert eventually(lambda: _get(port) is not None, timeout=20)
+    assert _get(port) == "hello from a nimbus task\n"
+    assert task["taskArn"] in ecs.list_tasks()["taskArns"]
+
+    started = time.monotonic()
+    ecs.stop_task(task=task["taskArn"], reason="done testing")
+    wait(ecs, "stopped", task["taskArn"])
+    assert time.monotonic() - started < 5 + 10, "stopped within its stop timeout"
+    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert (stopped["stopCode"], stopped["stoppedReason"]) == ("UserInitiated", "done testing")
+    assert "exitCode" in stopped["containers"][0]
+    assert _get(port) is None
+
+    logs = nimbus.client("logs")
+    stream = f"web/web/{task['taskArn'].rsplit('/', 1)[1]}"
+    messages = [e["message"] for e in logs.get_log_events(logGroupName=group, logStreamName=stream,
+                                                           startFromHead=True)["events"]]
+    assert any("GET /" in m or "response:200" in m or "127.0.0.1" in m for m in messages), messages
+
+
+def _get(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
+def test_an_exiting_container_and_a_missing_image_stop_their_tasks(ecs, web_image):
+    failing = task_definition(ecs, web_image, ["false"])
+    [task] = ecs.run_task(taskDefinition=failing)["tasks"]
+    wait(ecs, "stopped", task["taskArn"])
+    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert stopped["stopCode"] == "EssentialContainerExited"
+    assert stopped["containers"][0]["exitCode"] == 1
+
+    missing = task_definition(ecs, web_image.rsplit(":", 1)[0] + ":no-such-tag", ["true"])
+    [task] = ecs.run_task(taskDefinition=missing)["tasks"]
+    wait(ecs, "stopped", task["taskArn"])
+    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert stopped["stopCode"] == "TaskFailedToStart"
+    assert stopped["stoppedReason"].startswith("CannotPullContainerError")
+
+
+def test_run_task_refuses_what_it_cannot_run(ecs):
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.run_task(cluster="no-such-cluster", taskDefinition="x")
+    assert error_code(excinfo) == "ClusterNotFoundException"
+    family = f"bridge-{uuid.uuid4().hex[:6]}"
+    ecs.register_task_definition(family=family, containerDefinitions=[{"name": "a", "image": "x", "memory": 64}])
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.run_task(taskDefinition=family)
+    assert error_code(excinfo) == "InvalidParameterException"
+    assert "networkMode bridge" in excinfo.value.response["Error"]["Message"]

@@ -26,6 +26,10 @@ const OPERATIONS: &[&str] = &[
     "DeregisterTaskDefinition",
     "ListTaskDefinitions",
     "ListTaskDefinitionFamilies",
+    "RunTask",
+    "StopTask",
+    "DescribeTasks",
+    "ListTasks",
 ];
 
 #[derive(Debug)]
@@ -103,6 +107,10 @@ impl Service for EcsApi {
                 "DeregisterTaskDefinition" => ecs.deregister_task_definition(input),
                 "ListTaskDefinitions" => ecs.list_task_definitions(input, false),
                 "ListTaskDefinitionFamilies" => ecs.list_task_definitions(input, true),
+                "RunTask" => ecs.run_task(input),
+                "StopTask" => ecs.stop_task(input),
+                "DescribeTasks" => ecs.describe_tasks(input),
+                "ListTasks" => ecs.list_tasks(input),
                 other => Err(AwsError::unknown_operation(Protocol::Json11, other)),
             }
         })

@@ -1,12 +1,16 @@
-//! ECS: clusters and task definitions over json-1.1 (`AmazonEC2ContainerServiceV20141113`).
-//! Tasks, services and container instances join here as they land.
+//! ECS over json-1.1 (`AmazonEC2ContainerServiceV20141113`): clusters, task
+//! definitions and tasks run on this node. Services and container instances join here
+//! as they land.
 //!
 //! Tables: `ecs.clusters/<name>` and `ecs.taskdefs/<family>:<revision, 10 digits>`
 //! (so a family's revisions list in order).
 
 pub mod api;
 mod error;
+pub mod images;
+pub mod runner;
 pub mod taskdefs;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -16,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::error::{client, cluster_not_found, internal, invalid};
 
-const CLUSTERS: &str = "ecs.clusters";
+pub(crate) const CLUSTERS: &str = "ecs.clusters";
 const TASKDEFS: &str = "ecs.taskdefs";
 const DEFAULT_CLUSTER: &str = "default";
 
@@ -24,16 +28,18 @@ pub struct Ecs {
     meta: Arc<dyn MetadataStore>,
     region: String,
     account: String,
+    /// What runs tasks here; none when the server has no OCI runtime.
+    node: Option<Arc<tasks::Node>>,
 }
 
-fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
 }
 
-fn decode(bytes: &[u8]) -> Result<Value, AwsError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Value, AwsError> {
     serde_json::from_slice(bytes).map_err(internal)
 }
 
@@ -42,11 +48,17 @@ fn revision_key(family: &str, revision: i64) -> String {
 }
 
 impl Ecs {
-    pub fn new(meta: Arc<dyn MetadataStore>, region: &str, account: &str) -> Arc<Self> {
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        region: &str,
+        account: &str,
+        node: Option<Arc<tasks::Node>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             meta,
             region: region.to_owned(),
             account: account.to_owned(),
+            node,
         })
     }
 

@@ -14,6 +14,9 @@ use nimbus_auth::{
 };
 use nimbus_ecs::Ecs;
 use nimbus_ecs::api::EcsApi;
+use nimbus_ecs::images::Images;
+use nimbus_ecs::runner::Runner;
+use nimbus_ecs::tasks::Node;
 use nimbus_edge::Edge;
 use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
@@ -63,6 +66,8 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     #[error("resuming lambda functions: {0}")]
     Lambda(String),
+    #[error("settling ECS tasks: {0}")]
+    Ecs(String),
     #[error("NIMBUS_ROOT_ACCESS_KEY_ID and NIMBUS_ROOT_SECRET_ACCESS_KEY must be set together")]
     HalfRootKeys,
 }
@@ -324,6 +329,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let log_store = Arc::new(LogStore::new(meta.clone()));
     nimbus_logs::start_expiry(log_store.clone());
     let logs = LogSink::start(log_store.clone());
+    let logs_sink = logs.clone();
     let invoker = Invoker::start(
         functions.clone(),
         sandboxes.clone(),
@@ -377,16 +383,35 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         interval: Duration::from_secs(args.registry_gc_interval.max(1)),
         grace: Duration::from_secs(args.registry_gc_grace),
     });
+    // Tasks run on this node when the server isolates code in OCI containers.
+    let node = match sandboxes.isolation() {
+        Isolation::Oci(_) => match find_program(&args.oci_runtime) {
+            Some(cli) => {
+                let ecs_dir = data_dir.join("ecs");
+                let images = Images::new(registry.clone(), &ecs_dir).map_err(io_at(&ecs_dir))?;
+                let runner = Runner::new(&ecs_dir.join("tasks"), cli, logs_sink.clone())
+                    .map_err(io_at(&ecs_dir))?;
+                Some(Arc::new(Node::new(images, runner, log_store.clone())))
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    let ecs = Ecs::new(meta.clone(), &args.region, &args.account_id, node);
+    let settled = tokio::task::block_in_place(|| ecs.settle_after_restart())
+        .map_err(|err| StartError::Ecs(err.message))?;
+    if settled > 0 {
+        tracing::warn!(
+            settled,
+            "tasks left running by the last run were recorded as stopped"
+        );
+    }
     let edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .authorizer(authorizer.clone())
         .service(Sts::new(credentials.clone(), sessions, authorizer))
         .service(IamApi::new(iam, credentials))
         .service(LogsApi::new(log_store))
-        .service(EcsApi::new(Ecs::new(
-            meta.clone(),
-            &args.region,
-            &args.account_id,
-        )))
+        .service(EcsApi::new(ecs))
         .service(lambda)
         .service(EcrApi::new(registry.clone()))
         .streaming_service(S3Api::new(objects, Some(bucket_events)))

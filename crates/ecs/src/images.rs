@@ -1,0 +1,303 @@
+//! The image engine: an image reference resolved in nimbus's own registry (the
+//! platform's manifest picked from an index), and its layers unpacked once each into
+//! content-addressed snapshots that every container of the image shares as overlayfs
+//! lower layers. Whiteouts become overlay whiteouts (0/0 character devices) and opaque
+//! directories get overlay's opaque attribute; entries that would escape the snapshot
+//! are refused.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nimbus_registry::Registry;
+use nimbus_registry::names::{OciDigest, Reference};
+use serde_json::Value;
+
+/// What a container needs of its image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub digest: String,
+    /// Snapshot directories, lowest layer first.
+    pub layers: Vec<PathBuf>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// Where an image reference points in nimbus's registry: `repo[:tag|@digest]`, with
+/// or without a registry host in front (`127.0.0.1:4566/`, `<account>.dkr.ecr...`).
+fn split(reference: &str) -> Result<(String, String), String> {
+    let path = match reference.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            rest
+        }
+        _ => reference,
+    };
+    if let Some((repo, digest)) = path.split_once('@') {
+        return Ok((repo.to_owned(), digest.to_owned()));
+    }
+    match path.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => Ok((repo.to_owned(), tag.to_owned())),
+        _ => Ok((path.to_owned(), "latest".to_owned())),
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub struct Images {
+    registry: std::sync::Arc<Registry>,
+    snapshots: PathBuf,
+}
+
+impl Images {
+    pub fn new(registry: std::sync::Arc<Registry>, dir: &Path) -> std::io::Result<Self> {
+        let snapshots = dir.join("snapshots");
+        fs::create_dir_all(snapshots.join("tmp"))?;
+        Ok(Self {
+            registry,
+            snapshots,
+        })
+    }
+
+    fn manifest(&self, repo: &str, reference: &str) -> Result<Value, String> {
+        let store = &self.registry.store;
+        let parsed =
+            Reference::parse(reference).ok_or_else(|| format!("invalid reference {reference}"))?;
+        let record = store
+            .resolve(repo, &parsed)
+            .map_err(|err| err.to_string())?
+            .ok_or_else(|| format!("{repo}:{reference} not found"))?;
+        let bytes = store
+            .manifest_bytes(&record)
+            .map_err(|err| err.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|err| err.to_string())
+    }
+
+    fn blob(&self, repo: &str, digest: &str) -> Result<fs::File, String> {
+        let store = &self.registry.store;
+        let digest: OciDigest = digest
+            .parse()
+            .map_err(|_| format!("invalid digest {digest}"))?;
+        let record = store
+            .repo_blob(repo, &digest)
+            .map_err(|err| err.to_string())?
+            .ok_or_else(|| format!("blob {digest} not found in {repo}"))?;
+        store.open_blob(&record).map_err(|err| err.to_string())
+    }
+
+    /// Resolves `reference` for linux/amd64 and makes sure its layers are unpacked.
+    pub fn pull(&self, reference: &str) -> Result<Image, String> {
+        let (repo, tag) = split(reference)?;
+        let mut manifest = self.manifest(&repo, &tag)?;
+        let mut digest = tag.clone();
+        if let Some(entries) = manifest["manifests"].as_array() {
+            let chosen = entries
+                .iter()
+                .find(|m| {
+                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64"
+                })
+                .and_then(|m| m["digest"].as_str())
+                .ok_or("the image index has no linux/amd64 manifest")?
+                .to_owned();
+            manifest = self.manifest(&repo, &chosen)?;
+            digest = chosen;
+        }
+        let config_digest = manifest["config"]["digest"]
+            .as_str()
+            .ok_or("the manifest has no config")?;
+        let mut config = String::new();
+        self.blob(&repo, config_digest)?
+            .read_to_string(&mut config)
+            .map_err(|err| err.to_string())?;
+        let config: Value = serde_json::from_str(&config).map_err(|err| err.to_string())?;
+        let mut layers = Vec::new();
+        for layer in manifest["layers"].as_array().into_iter().flatten() {
+            let layer_digest = layer["digest"].as_str().ok_or("a layer has no digest")?;
+            let media_type = layer["mediaType"].as_str().unwrap_or_default();
+            layers.push(self.snapshot(&repo, layer_digest, media_type)?);
+        }
+        let settings = &config["config"];
+        Ok(Image {
+            digest,
+            layers,
+            entrypoint: strings(&settings["Entrypoint"]),
+            cmd: strings(&settings["Cmd"]),
+            env: strings(&settings["Env"]),
+            working_dir: settings["WorkingDir"]
+                .as_str()
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+            user: settings["User"]
+                .as_str()
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+        })
+    }
+
+    /// The snapshot of one layer, unpacked on first use: into a temporary directory
+    /// renamed into place, so a crash never leaves half a snapshot.
+    fn snapshot(&self, repo: &str, digest: &str, media_type: &str) -> Result<PathBuf, String> {
+        let name = digest.replace(':', "-");
+        let target = self.snapshots.join(&name);
+        if target.is_dir() {
+            return Ok(target);
+        }
+        let staging = self
+            .snapshots
+            .join("tmp")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(|err| err.to_string())?;
+        let blob = self.blob(repo, digest)?;
+        let reader: Box<dyn Read> = if media_type.ends_with("gzip") {
+            // Multi-member: parallel compressors (umoci's, pigz) write several gzip members.
+            Box::new(flate2::read::MultiGzDecoder::new(blob))
+        } else if media_type.ends_with("tar") || media_type.is_empty() {
+            Box::new(blob)
+        } else {
+            return Err(format!("layers of type {media_type} are not supported"));
+        };
+        unpack(reader, &staging).map_err(|err| format!("unpacking layer {digest}: {err}"))?;
+        match fs::rename(&staging, &target) {
+            Ok(()) => Ok(target),
+            // Unpacked at the same time by another task: theirs is as good.
+            Err(_) if target.is_dir() => {
+                let _ = fs::remove_dir_all(&staging);
+                Ok(target)
+            }
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+/// Unpacks a layer tar into `dir` in overlayfs form.
+pub fn unpack(reader: impl Read, dir: &Path) -> std::io::Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_unpack_xattrs(false);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            entry.unpack_in(dir)?;
+            continue;
+        };
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+            || path.is_absolute()
+        {
+            return Err(std::io::Error::other(format!(
+                "entry {} escapes the layer",
+                path.display()
+            )));
+        }
+        let parent = dir.join(path.parent().unwrap_or(Path::new("")));
+        if file_name == ".wh..wh..opq" {
+            fs::create_dir_all(&parent)?;
+            xattr::set(&parent, "trusted.overlay.opaque", b"y")?;
+        } else if let Some(hidden) = file_name.strip_prefix(".wh.") {
+            fs::create_dir_all(&parent)?;
+            let whiteout = parent.join(hidden);
+            let _ = fs::remove_file(&whiteout);
+            nix::sys::stat::mknod(
+                &whiteout,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .map_err(std::io::Error::from)?;
+        } else {
+            // Checks that the entry, and any link it makes, stays inside `dir`.
+            entry.unpack_in(dir)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_cksum();
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn references_name_a_repository_and_a_tag_or_digest() {
+        assert_eq!(
+            split("127.0.0.1:4566/web:v1").unwrap(),
+            ("web".into(), "v1".into())
+        );
+        assert_eq!(split("web").unwrap(), ("web".into(), "latest".into()));
+        assert_eq!(
+            split("000000000000.dkr.ecr.us-east-1.amazonaws.com/team/web@sha256:ab").unwrap(),
+            ("team/web".into(), "sha256:ab".into())
+        );
+        assert_eq!(
+            split("team/web:2").unwrap(),
+            ("team/web".into(), "2".into())
+        );
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = layer(&[
+            ("etc/keep", b"k"),
+            ("etc/.wh.gone", b""),
+            ("var/.wh..wh..opq", b""),
+        ]);
+        unpack(&tar[..], dir.path()).unwrap();
+        assert_eq!(fs::read(dir.path().join("etc/keep")).unwrap(), b"k");
+        use std::os::unix::fs::FileTypeExt;
+        let whiteout = fs::symlink_metadata(dir.path().join("etc/gone")).unwrap();
+        assert!(whiteout.file_type().is_char_device());
+        assert_eq!(
+            xattr::get(dir.path().join("var"), "trusted.overlay.opaque").unwrap(),
+            Some(b"y".to_vec())
+        );
+    }
+
+    #[test]
+    fn entries_cannot_escape_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        let name = b"../evil";
+        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+        header.set_cksum();
+        builder.append(&header, &b"x"[..]).unwrap();
+        let tar = builder.into_inner().unwrap();
+        assert!(unpack(&tar[..], &dir.path().join("root")).is_err());
+        assert!(!dir.path().join("evil").exists());
+    }
+}

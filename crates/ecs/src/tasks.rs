@@ -1,0 +1,686 @@
+//! Tasks: RunTask, StopTask, DescribeTasks and ListTasks with ECS's lifecycle
+//! (PROVISIONING → PENDING → RUNNING → STOPPING → STOPPED), stop codes and container
+//! exit codes, run on this node by `runner.rs` from images `images.rs` unpacks.
+//!
+//! Records: `ecs.tasks/<cluster>/<task id>`. Containers do not outlive nimbus yet: a
+//! start finds the tasks a previous run left and records them as stopped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nimbus_edge::AwsError;
+use nimbus_logs::LogStore;
+use nimbus_storage::{Expect, StoreError, WriteBatch};
+use serde_json::{Value, json};
+
+use crate::error::{client, cluster_not_found, internal, invalid};
+use crate::images::{Image, Images};
+use crate::runner::{Container, Handle, Launch, Runner};
+use crate::{CLUSTERS, Ecs, decode, now};
+
+const TASKS: &str = "ecs.tasks";
+/// How long a stopped container gets after SIGTERM before SIGKILL, unless its
+/// definition says otherwise.
+const DEFAULT_STOP_TIMEOUT: u64 = 30;
+
+/// What runs tasks on this node.
+pub struct Node {
+    pub images: Images,
+    pub runner: Arc<Runner>,
+    pub logs: Arc<LogStore>,
+    /// Running containers by task id: how to signal them.
+    running: Mutex<HashMap<String, Vec<(Handle, u64)>>>,
+}
+
+impl Node {
+    pub fn new(images: Images, runner: Arc<Runner>, logs: Arc<LogStore>) -> Self {
+        Self {
+            images,
+            runner,
+            logs,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn task_key(cluster: &str, id: &str) -> String {
+    format!("{cluster}/{id}")
+}
+
+/// The numeric uid and gid a `user` setting names, reading the image's /etc/passwd
+/// (top layer first) for names.
+fn user_ids(user: Option<&str>, image: &Image) -> Result<(u32, u32), String> {
+    let Some(user) = user else {
+        return Ok((0, 0));
+    };
+    let (name, group) = user.split_once(':').unwrap_or((user, ""));
+    let lookup = |file: &str, wanted: &str| -> Option<(u32, u32)> {
+        image.layers.iter().rev().find_map(|layer| {
+            let text = std::fs::read_to_string(layer.join("etc").join(file)).ok()?;
+            text.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.first() == Some(&wanted)).then(|| {
+                    (
+                        fields.get(2).and_then(|v| v.parse().ok()).unwrap_or(0),
+                        fields.get(3).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    )
+                })
+            })
+        })
+    };
+    let (uid, primary) = match name.parse::<u32>() {
+        Ok(uid) => (uid, uid),
+        Err(_) => lookup("passwd", name).ok_or_else(|| format!("unable to find user {name}"))?,
+    };
+    let gid = match group {
+        "" => primary,
+        group => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => lookup("group", group)
+                .map(|(gid, _)| gid)
+                .ok_or_else(|| format!("unable to find group {group}"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn env_pairs(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| {
+            Some(format!(
+                "{}={}",
+                pair["name"].as_str()?,
+                pair["value"].as_str().unwrap_or_default()
+            ))
+        })
+        .collect()
+}
+
+impl Ecs {
+    fn node(&self) -> Result<&Arc<Node>, AwsError> {
+        self.node
+            .as_ref()
+            .ok_or_else(|| client("This nimbus server runs no tasks (no OCI runtime)."))
+    }
+
+    fn save_task(
+        &self,
+        cluster: &str,
+        id: &str,
+        task: &Value,
+        expect: Expect,
+    ) -> Result<(), StoreError> {
+        self.meta.commit(WriteBatch::new().put(
+            TASKS,
+            &task_key(cluster, id),
+            task.to_string().into_bytes(),
+            expect,
+        ))
+    }
+
+    /// Applies `edit` to a stored task, retrying when another change lands first.
+    fn update_task(
+        &self,
+        cluster: &str,
+        id: &str,
+        edit: impl Fn(&mut Value),
+    ) -> Result<Value, StoreError> {
+        loop {
+            let Some(record) = self.meta.get(TASKS, &task_key(cluster, id))? else {
+                return Ok(Value::Null);
+            };
+            let mut task: Value = serde_json::from_slice(&record.value).unwrap_or(Value::Null);
+            edit(&mut task);
+            task["version"] = (task["version"].as_i64().unwrap_or(0) + 1).into();
+            match self.save_task(cluster, id, &task, Expect::Version(record.version)) {
+                Ok(()) => return Ok(task),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    fn cluster_exists(&self, cluster: &str) -> Result<(), AwsError> {
+        self.meta
+            .get(CLUSTERS, cluster)
+            .map_err(internal)?
+            .map(|_| ())
+            .ok_or_else(cluster_not_found)
+    }
+
+    pub fn run_task(self: &Arc<Self>, input: &Value) -> Result<Value, AwsError> {
+        let node = self.node()?.clone();
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let reference = input["taskDefinition"]
+            .as_str()
+            .ok_or_else(|| invalid("taskDefinition is required"))?;
+        let (family, revision, _, stored) = self.find_taskdef(reference)?;
+        let definition = stored["definition"].clone();
+        let count = input["count"].as_i64().unwrap_or(1);
+        if !(1..=10).contains(&count) {
+            return Err(invalid("count must be between 1 and 10"));
+        }
+        let launch_type = input["launchType"].as_str().unwrap_or("EC2");
+        let network_mode = definition["networkMode"].as_str().unwrap_or("bridge");
+        if launch_type == "FARGATE" && network_mode != "awsvpc" {
+            return Err(invalid(
+                "Task definition does not support launch_type FARGATE.",
+            ));
+        }
+        if !matches!(network_mode, "host" | "none") {
+            return Err(invalid(format!(
+                "networkMode {network_mode} is not supported by nimbus yet: register the task definition with networkMode host or none"
+            )));
+        }
+        let overrides = &input["overrides"]["containerOverrides"];
+        let mut tasks = Vec::new();
+        for _ in 0..count {
+            let id = uuid_hex();
+            let task_arn = self.arn(&format!("task/{cluster}/{id}"));
+            let containers: Vec<Value> = definition["containerDefinitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    json!({
+                        "containerArn": self.arn(&format!("container/{cluster}/{id}/{}", uuid_hex())),
+                        "taskArn": task_arn,
+                        "name": c["name"],
+                        "image": c["image"],
+                        "lastStatus": "PENDING",
+                        "networkBindings": [],
+                        "networkInterfaces": [],
+                        "cpu": c["cpu"].as_i64().unwrap_or(0).to_string(),
+                        "memory": c["memory"].as_i64().map(|m| m.to_string()),
+                        "memoryReservation": c["memoryReservation"].as_i64().map(|m| m.to_string()),
+                    })
+                })
+                .collect();
+            let task = json!({
+                "taskArn": task_arn,
+                "clusterArn": self.arn(&format!("cluster/{cluster}")),
+                "taskDefinitionArn": self.arn(&format!("task-definition/{family}:{revision}")),
+                "lastStatus": "PROVISIONING",
+                "desiredStatus": "RUNNING",
+                "launchType": launch_type,
+                "cpu": definition["cpu"],
+                "memory": definition["memory"],
+                "createdAt": now(),
+                "group": input["group"].as_str().map_or(format!("family:{family}"), str::to_owned),
+                "startedBy": input["startedBy"],
+                "containers": containers,
+                "overrides": input["overrides"].as_object().map_or(json!({"containerOverrides": []}), |o| Value::Object(o.clone())),
+                "tags": input["tags"].as_array().cloned().unwrap_or_default(),
+                "version": 1,
+                "attachments": [],
+                "availabilityZone": format!("{}a", self.region),
+                "connectivity": "CONNECTED",
+            });
+            self.save_task(&cluster, &id, &task, Expect::Absent)
+                .map_err(internal)?;
+            tasks.push(task);
+            let ecs = self.clone();
+            let (cluster, definition, overrides, node) = (
+                cluster.clone(),
+                definition.clone(),
+                overrides.clone(),
+                node.clone(),
+            );
+            tokio::spawn(async move {
+                ecs.lifecycle(node, cluster, id, definition, overrides)
+                    .await
+            });
+        }
+        Ok(json!({ "tasks": tasks, "failures": [] }))
+    }
+
+    /// Marks a task stopped with `code` and `reason`, its containers with it.
+    fn stopped(
+        &self,
+        cluster: &str,
+        id: &str,
+        code: &str,
+        reason: &str,
+        exits: &HashMap<String, i32>,
+    ) {
+        let result = self.update_task(cluster, id, |task| {
+            let at = now();
+            task["lastStatus"] = "STOPPED".into();
+            task["desiredStatus"] = "STOPPED".into();
+            task["stoppedAt"] = at.into();
+            task["executionStoppedAt"] = at.into();
+            if task["stopCode"].is_null() {
+                task["stopCode"] = code.into();
+                task["stoppedReason"] = reason.into();
+            }
+            for container in task["containers"].as_array_mut().into_iter().flatten() {
+                container["lastStatus"] = "STOPPED".into();
+                let name = container["name"].as_str().unwrap_or_default().to_owned();
+                if let Some(code) = exits.get(&name) {
+                    container["exitCode"] = (*code).into();
+                } else if container["reason"].is_null() {
+                    container["reason"] = reason.into();
+                }
+            }
+        });
+        if let Err(err) = result {
+            tracing::error!(task = %id, error = %err, "recording a stopped task failed");
+        }
+    }
+
+    async fn lifecycle(
+        self: Arc<Self>,
+        node: Arc<Node>,
+        cluster: String,
+        id: String,
+        definition: Value,
+        overrides: Value,
+    ) {
+        let set = |edit: &dyn Fn(&mut Value)| {
+            if let Err(err) = self.update_task(&cluster, &id, edit) {
+                tracing::error!(task = %id, error = %err, "updating a task failed");
+            }
+        };
+        set(&|task| {
+            task["lastStatus"] = "PENDING".into();
+            task["pullStartedAt"] = now().into();
+        });
+        let containers: Vec<Value> = definition["containerDefinitions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        // Pull (unpack) every image first: a task starts whole or not at all.
+        let mut images = Vec::new();
+        for container in &containers {
+            let reference = container["image"].as_str().unwrap_or_default().to_owned();
+            let images_node = node.clone();
+            let pulled = tokio::task::spawn_blocking(move || images_node.images.pull(&reference))
+                .await
+                .unwrap_or_else(|err| Err(err.to_string()));
+            match pulled {
+                Ok(image) => images.push(image),
+                Err(err) => {
+                    let reason = format!(
+                        "CannotPullContainerError: pull image manifest has been retried 1 time(s): {}: {err}",
+                        container["image"].as_str().unwrap_or_default()
+                    );
+                    self.stopped(&cluster, &id, "TaskFailedToStart", &reason, &HashMap::new());
+                    return;
+                }
+            }
+        }
+        set(&|task| task["pullStoppedAt"] = now().into());
+        let mut started: Vec<(String, bool, Container)> = Vec::new();
+        let mut bindings: HashMap<String, Value> = HashMap::new();
+        for (container, image) in containers.iter().zip(images) {
+            let name = container["name"].as_str().unwrap_or_default().to_owned();
+            let override_of = overrides
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["name"] == name.as_str())
+                .cloned()
+                .unwrap_or(Value::Null);
+            match self.launch(&node, &id, &definition, container, &override_of, image) {
+                Ok(launch) => match node.runner.start(launch).await {
+                    Ok(handle) => {
+                        let essential = container["essential"] != false;
+                        bindings.insert(
+                            name.clone(),
+                            json!(
+                                container["portMappings"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|m| json!({
+                                        "bindIP": "0.0.0.0",
+                                        "containerPort": m["containerPort"],
+                                        "hostPort": m["hostPort"],
+                                        "protocol": m["protocol"],
+                                    }))
+                                    .collect::<Vec<_>>()
+                            ),
+                        );
+                        started.push((name, essential, handle));
+                    }
+                    Err(err) => {
+                        for (_, _, handle) in started {
+                            handle.remove().await;
+                        }
+                        self.stopped(
+                            &cluster,
+                            &id,
+                            "TaskFailedToStart",
+                            &format!("CannotStartContainerError: {err}"),
+                            &HashMap::new(),
+                        );
+                        return;
+                    }
+                },
+                Err(err) => {
+                    for (_, _, handle) in started {
+                        handle.remove().await;
+                    }
+                    self.stopped(
+                        &cluster,
+                        &id,
+                        "TaskFailedToStart",
+                        &format!("CannotStartContainerError: {err}"),
+                        &HashMap::new(),
+                    );
+                    return;
+                }
+            }
+        }
+        let stop_timeouts: HashMap<String, u64> = containers
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_owned(),
+                    c["stopTimeout"].as_u64().unwrap_or(DEFAULT_STOP_TIMEOUT),
+                )
+            })
+            .collect();
+        node.running.lock().expect("running tasks").insert(
+            id.clone(),
+            started
+                .iter()
+                .map(|(name, _, container)| {
+                    let timeout = stop_timeouts
+                        .get(name)
+                        .copied()
+                        .unwrap_or(DEFAULT_STOP_TIMEOUT);
+                    (container.handle(), timeout)
+                })
+                .collect(),
+        );
+        set(&|task| {
+            task["lastStatus"] = "RUNNING".into();
+            task["startedAt"] = now().into();
+            task["connectivityAt"] = now().into();
+            for container in task["containers"].as_array_mut().into_iter().flatten() {
+                container["lastStatus"] = "RUNNING".into();
+                let name = container["name"].as_str().unwrap_or_default().to_owned();
+                container["runtimeId"] = format!("{id}-{name}").into();
+                if let Some(binding) = bindings.get(&name) {
+                    container["networkBindings"] = binding.clone();
+                }
+            }
+        });
+        // Waits for the containers; the first essential one to end stops the rest.
+        let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut handles = Vec::new();
+        for (name, essential, mut handle) in started {
+            let tx = exited_tx.clone();
+            handles.push(tokio::spawn(async move {
+                let code = handle.wait().await;
+                let _ = tx.send((name, essential, code));
+                handle
+            }));
+        }
+        drop(exited_tx);
+        let mut exits = HashMap::new();
+        let mut stopping = false;
+        while let Some((name, essential, code)) = exited_rx.recv().await {
+            exits.insert(name, code);
+            if essential && !stopping {
+                stopping = true;
+                let reason = "Essential container in task exited";
+                set(&|task| {
+                    if task["stopCode"].is_null() {
+                        task["stopCode"] = "EssentialContainerExited".into();
+                        task["stoppedReason"] = reason.into();
+                    }
+                    task["lastStatus"] = "DEACTIVATING".into();
+                    task["desiredStatus"] = "STOPPED".into();
+                });
+                self.signal_task(&node, &id);
+            }
+        }
+        node.running.lock().expect("running tasks").remove(&id);
+        for handle in handles {
+            if let Ok(container) = handle.await {
+                container.remove().await;
+            }
+        }
+        self.stopped(
+            &cluster,
+            &id,
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            &exits,
+        );
+    }
+
+    /// SIGTERM to every container of a task, SIGKILL after each one's stop timeout.
+    fn signal_task(&self, node: &Arc<Node>, id: &str) {
+        let containers = node
+            .running
+            .lock()
+            .expect("running tasks")
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        for (handle, timeout) in containers {
+            tokio::spawn(async move {
+                handle.signal("TERM").await;
+                tokio::time::sleep(Duration::from_secs(timeout)).await;
+                handle.signal("KILL").await;
+            });
+        }
+    }
+
+    fn launch(
+        &self,
+        node: &Node,
+        id: &str,
+        definition: &Value,
+        container: &Value,
+        overrides: &Value,
+        image: Image,
+    ) -> Result<Launch, String> {
+        let name = container["name"].as_str().unwrap_or_default();
+        let strings = |v: &Value| -> Option<Vec<String>> {
+            v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+        };
+        let entry = strings(&container["entryPoint"]);
+        let command = strings(&overrides["command"]).or_else(|| strings(&container["command"]));
+        let mut args = entry.clone().unwrap_or_else(|| image.entrypoint.clone());
+        match command {
+            Some(command) => args.extend(command),
+            // An entry point of the task definition replaces the image's command too.
+            None if entry.is_none() => args.extend(image.cmd.clone()),
+            None => {}
+        }
+        if args.is_empty() {
+            return Err(format!("container {name} has no command to run"));
+        }
+        let mut env =
+            vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
+        env.extend(image.env.clone());
+        env.push(format!("AWS_REGION={}", self.region));
+        env.push(format!("AWS_DEFAULT_REGION={}", self.region));
+        env.push("AWS_EXECUTION_ENV=AWS_ECS_EC2".to_owned());
+        env.extend(env_pairs(&container["environment"]));
+        env.extend(env_pairs(&overrides["environment"]));
+        let (uid, gid) = user_ids(container["user"].as_str().or(image.user.as_deref()), &image)?;
+        let cwd = container["workingDirectory"]
+            .as_str()
+            .map(str::to_owned)
+            .or(image.working_dir.clone())
+            .unwrap_or_else(|| "/".to_owned());
+        let memory_mb = container["memory"]
+            .as_i64()
+            .or_else(|| definition["memory"].as_str().and_then(|m| m.parse().ok()));
+        let log = match container.get("logConfiguration") {
+            Some(config) if config["logDriver"] == "awslogs" => {
+                let options = &config["options"];
+                let group = options["awslogs-group"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let exists = node
+                    .logs
+                    .group(&group)
+                    .map_err(|err| err.to_string())?
+                    .is_some();
+                if !exists {
+                    if options["awslogs-create-group"] == "true" {
+                        node.logs
+                            .create_group(&group, Default::default())
+                            .map_err(|err| err.to_string())?;
+                    } else {
+                        return Err(format!(
+                            "ResourceInitializationError: failed to validate logger args: The specified log group does not exist: {group}"
+                        ));
+                    }
+                }
+                let stream = match options["awslogs-stream-prefix"].as_str() {
+                    Some(prefix) => format!("{prefix}/{name}/{id}"),
+                    None => format!("{name}/{id}"),
+                };
+                Some((group, stream))
+            }
+            _ => None,
+        };
+        Ok(Launch {
+            id: format!("{id}-{name}"),
+            image,
+            args,
+            env,
+            cwd,
+            uid,
+            gid,
+            memory_mb,
+            host_network: definition["networkMode"] == "host",
+            log,
+        })
+    }
+
+    /// The cluster and id a `task` parameter (an id or ARN) names.
+    fn task_ref(&self, cluster: Option<&str>, task: &str) -> (String, String) {
+        if let Some((_, rest)) = task.split_once(":task/") {
+            if let Some((cluster, id)) = rest.split_once('/') {
+                return (cluster.to_owned(), id.to_owned());
+            }
+            return (self.cluster_name(cluster).to_owned(), rest.to_owned());
+        }
+        (self.cluster_name(cluster).to_owned(), task.to_owned())
+    }
+
+    pub fn stop_task(&self, input: &Value) -> Result<Value, AwsError> {
+        let task = input["task"]
+            .as_str()
+            .ok_or_else(|| invalid("task is required"))?;
+        let (cluster, id) = self.task_ref(input["cluster"].as_str(), task);
+        self.cluster_exists(&cluster)?;
+        let reason = input["reason"]
+            .as_str()
+            .unwrap_or("Task stopped by user")
+            .to_owned();
+        let current = self
+            .meta
+            .get(TASKS, &task_key(&cluster, &id))
+            .map_err(internal)?
+            .ok_or_else(|| invalid("The referenced task was not found."))?;
+        let current = decode(&current.value)?;
+        if current["lastStatus"] == "STOPPED" {
+            return Ok(json!({ "task": current }));
+        }
+        let task = self
+            .update_task(&cluster, &id, |task| {
+                task["desiredStatus"] = "STOPPED".into();
+                task["lastStatus"] = "STOPPING".into();
+                task["stoppingAt"] = now().into();
+                if task["stopCode"].is_null() {
+                    task["stopCode"] = "UserInitiated".into();
+                    task["stoppedReason"] = reason.clone().into();
+                }
+            })
+            .map_err(internal)?;
+        if let Some(node) = &self.node {
+            self.signal_task(node, &id);
+        }
+        Ok(json!({ "task": task }))
+    }
+
+    pub fn describe_tasks(&self, input: &Value) -> Result<Value, AwsError> {
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let (mut tasks, mut failures) = (Vec::new(), Vec::new());
+        for task in input["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let (task_cluster, id) = self.task_ref(Some(&cluster), task);
+            match self.meta.get(TASKS, &task_key(&task_cluster, &id)).map_err(internal)? {
+                Some(record) => tasks.push(decode(&record.value)?),
+                None => failures.push(json!({ "arn": self.arn(&format!("task/{task_cluster}/{id}")), "reason": "MISSING" })),
+            }
+        }
+        Ok(json!({ "tasks": tasks, "failures": failures }))
+    }
+
+    pub fn list_tasks(&self, input: &Value) -> Result<Value, AwsError> {
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let desired = input["desiredStatus"].as_str().unwrap_or("RUNNING");
+        let family = input["family"].as_str();
+        let started_by = input["startedBy"].as_str();
+        let mut arns = Vec::new();
+        for record in self
+            .meta
+            .scan_all(TASKS, &format!("{cluster}/"))
+            .map_err(internal)?
+        {
+            let task = decode(&record.value)?;
+            let family_ok = family.is_none_or(|f| task["group"] == format!("family:{f}").as_str());
+            if task["desiredStatus"] == desired
+                && family_ok
+                && started_by.is_none_or(|s| task["startedBy"] == s)
+            {
+                arns.push(task["taskArn"].clone());
+            }
+        }
+        Ok(json!({ "taskArns": arns }))
+    }
+
+    /// Tasks a previous run of nimbus left running: their containers ended with it.
+    pub fn settle_after_restart(&self) -> Result<usize, AwsError> {
+        let mut settled = 0;
+        for record in self.meta.scan_all(TASKS, "").map_err(internal)? {
+            let task = decode(&record.value)?;
+            if task["lastStatus"] != "STOPPED"
+                && let Some((cluster, id)) = record.key.split_once('/')
+            {
+                self.stopped(
+                    cluster,
+                    id,
+                    "TaskFailedToStart",
+                    "nimbus restarted; the task's containers ended with it",
+                    &HashMap::new(),
+                );
+                settled += 1;
+            }
+        }
+        Ok(settled)
+    }
+}
+
+fn uuid_hex() -> String {
+    let mut bytes = [0u8; 16];
+    // An id from the OS's randomness; all zeros only if there is none at all.
+    let _ = getrandom::fill(&mut bytes);
+    format!("{:032x}", u128::from_le_bytes(bytes))
+}
