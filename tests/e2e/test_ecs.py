@@ -124,11 +124,14 @@ def run(*command):
 
 @pytest.fixture(scope="module")
 def web_image(nimbus, tmp_path_factory):
+    return push_web_image(nimbus, tmp_path_factory.mktemp("web-image"))
+
+
+def push_web_image(nimbus, root):
     """A static busybox with a page to serve, built offline with umoci and pushed
     with skopeo to nimbus's registry; its image URI."""
     if not (shutil.which("umoci") and shutil.which("skopeo") and shutil.which(BUSYBOX)):
         pytest.skip("umoci, skopeo and a static busybox are installed by the test command")
-    root = tmp_path_factory.mktemp("web-image")
     layout, bundle = root / "layout", root / "bundle"
     run("umoci", "init", "--layout", layout)
     run("umoci", "new", "--image", f"{layout}:v1")
@@ -241,3 +244,23 @@ def test_run_task_refuses_what_it_cannot_run(ecs):
         ecs.run_task(taskDefinition=family)
     assert error_code(excinfo) == "InvalidParameterException"
     assert "networkMode bridge" in excinfo.value.response["Error"]["Message"]
+
+
+def test_a_sigkilled_server_leaves_no_task_running_or_mounted(fresh_nimbus, tmp_path):
+    server = fresh_nimbus()
+    ecs = server.client("ecs")
+    ecs.create_cluster()
+    image = push_web_image(server, tmp_path)
+    port = free_port()
+    definition = task_definition(ecs, image, ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"], port=port)
+    [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+    wait(ecs, "running", task["taskArn"])
+    assert eventually(lambda: _get(port) is not None, timeout=20)
+    server.kill()  # SIGKILL: the container outlives the server until the next start
+    restarted = fresh_nimbus()
+    assert _get(port) is None, "the next start removed the container"
+    ecs = restarted.client("ecs")
+    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert stopped["lastStatus"] == "STOPPED" and "restarted" in stopped["stoppedReason"]
+    mounts = open("/proc/self/mountinfo").read()
+    assert str(server.data_dir) not in mounts

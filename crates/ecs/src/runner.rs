@@ -66,7 +66,8 @@ impl Handle {
 /// A started container.
 pub struct Container {
     pub id: String,
-    child: Child,
+    /// The runtime process; none for a container found after a restart.
+    child: Option<Child>,
     dir: PathBuf,
     runtime: PathBuf,
     state: PathBuf,
@@ -98,6 +99,31 @@ impl Runner {
             runtime,
             logs,
         }))
+    }
+
+    /// Removes every container a previous run of nimbus left (they cannot be
+    /// re-adopted yet): the runtime's record, the root mount and the files.
+    pub async fn sweep(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut swept = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "state" {
+                continue;
+            }
+            let leftover = Container {
+                id: name,
+                child: None,
+                dir: entry.path(),
+                runtime: self.runtime.clone(),
+                state: self.dir.join("state"),
+            };
+            leftover.remove().await;
+            swept += 1;
+        }
+        swept
     }
 
     /// Mounts the root, writes the bundle and starts the container.
@@ -175,7 +201,7 @@ impl Runner {
         }
         Ok(Container {
             id: launch.id,
-            child,
+            child: Some(child),
             dir,
             runtime: self.runtime.clone(),
             state,
@@ -187,7 +213,10 @@ impl Container {
     /// Waits for the container's main process to end; its exit code (128 + signal
     /// for a signal, as Docker reports it).
     pub async fn wait(&mut self) -> i32 {
-        match self.child.wait().await {
+        let Some(child) = self.child.as_mut() else {
+            return 137;
+        };
+        match child.wait().await {
             Ok(status) => status.code().unwrap_or(137),
             Err(_) => 137,
         }
@@ -204,6 +233,7 @@ impl Container {
 
     /// Removes the container, its root and its files.
     pub async fn remove(self) {
+        self.handle().signal("KILL").await;
         let _ = Command::new(&self.runtime)
             .arg("--root")
             .arg(&self.state)

@@ -384,6 +384,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         grace: Duration::from_secs(args.registry_gc_grace),
     });
     // Tasks run on this node when the server isolates code in OCI containers.
+    let mut task_runner = None;
     let node = match sandboxes.isolation() {
         Isolation::Oci(_) => match find_program(&args.oci_runtime) {
             Some(cli) => {
@@ -391,6 +392,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                 let images = Images::new(registry.clone(), &ecs_dir).map_err(io_at(&ecs_dir))?;
                 let runner = Runner::new(&ecs_dir.join("tasks"), cli, logs_sink.clone())
                     .map_err(io_at(&ecs_dir))?;
+                let swept = runner.sweep().await;
+                if swept > 0 {
+                    tracing::warn!(swept, "removed containers the last run left");
+                }
+                task_runner = Some(runner.clone());
                 Some(Arc::new(Node::new(images, runner, log_store.clone())))
             }
             None => None,
@@ -451,6 +457,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     .await;
     sandboxes.close();
     invoker.shutdown();
+    // Task containers end with the server (they are not re-adopted yet).
+    if let Some(runner) = task_runner {
+        runner.sweep().await;
+    }
     if let Isolation::Oci(runtime) = sandboxes.isolation() {
         runtime.close().await;
     }
