@@ -73,6 +73,9 @@ pub struct Container {
     state: PathBuf,
 }
 
+/// How long a container may take to start.
+const START_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Docker's default capabilities, which images expect.
 const CAPABILITIES: &[Capability] = &[
     Capability::Chown,
@@ -154,7 +157,28 @@ impl Runner {
             Some(data.as_str()),
         )
         .map_err(|err| format!("cannot mount the container's root: {err}"))?;
-        let spec = bundle(&launch, &rootfs).map_err(|err| err.to_string())?;
+        let id = launch.id.clone();
+        match self.run(launch, dir.clone(), &rootfs).await {
+            Ok(container) => Ok(container),
+            Err(err) => {
+                // Nothing of a container that did not start stays behind.
+                Container {
+                    id,
+                    child: None,
+                    dir,
+                    runtime: self.runtime.clone(),
+                    state: self.dir.join("state"),
+                }
+                .remove()
+                .await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Writes the bundle of a mounted root and starts the runtime on it.
+    async fn run(&self, launch: Launch, dir: PathBuf, rootfs: &Path) -> Result<Container, String> {
+        let spec = bundle(&launch, rootfs).map_err(|err| err.to_string())?;
         spec.save(dir.join("config.json"))
             .map_err(|err| err.to_string())?;
         let state = self.dir.join("state");
@@ -164,6 +188,8 @@ impl Runner {
             .arg("run")
             .arg("--bundle")
             .arg(&dir)
+            .arg("--pid-file")
+            .arg(dir.join("pid"))
             .arg(&launch.id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -198,6 +224,20 @@ impl Runner {
                     }
                 }
             });
+        }
+        // Running means the container's process exists: the runtime writes its pid
+        // file once it has started it.
+        let pid_file = dir.join("pid");
+        let deadline = std::time::Instant::now() + START_LIMIT;
+        while !pid_file.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the container did not start ({status})"));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.start_kill();
+                return Err("the container did not start in time".to_owned());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         Ok(Container {
             id: launch.id,
