@@ -264,3 +264,76 @@ def test_a_sigkilled_server_leaves_no_task_running_or_mounted(fresh_nimbus, tmp_
     assert stopped["lastStatus"] == "STOPPED" and "restarted" in stopped["stoppedReason"]
     mounts = open("/proc/self/mountinfo").read()
     assert str(server.data_dir) not in mounts
+
+
+# --- Services ------------------------------------------------------------------
+
+
+def sleeper(ecs, image, family, command=("sleep", "600")):
+    return ecs.register_task_definition(family=family, networkMode="none", containerDefinitions=[{
+        "name": "app", "image": image, "memory": 32, "command": list(command), "stopTimeout": 2}])[
+        "taskDefinition"]["taskDefinitionArn"]
+
+
+def running_tasks(ecs, service):
+    arns = ecs.list_tasks(serviceName=service)["taskArns"]
+    if not arns:
+        return []
+    return [t for t in ecs.describe_tasks(tasks=arns)["tasks"] if t["lastStatus"] == "RUNNING"]
+
+
+def test_a_service_keeps_its_count_rolls_and_rolls_back(nimbus, ecs, web_image):
+    family = f"svc-{uuid.uuid4().hex[:6]}"
+    first = sleeper(ecs, web_image, family)
+    name = f"svc-{uuid.uuid4().hex[:6]}"
+    ecs.create_service(serviceName=name, taskDefinition=first, desiredCount=3)
+    assert eventually(lambda: len(running_tasks(ecs, name)) == 3, timeout=60)
+
+    # A killed container's task is replaced.
+    victim = running_tasks(ecs, name)[0]
+    task_id = victim["taskArn"].rsplit("/", 1)[1]
+    state = nimbus.data_dir / "ecs" / "tasks" / "state"
+    run("runc", "--root", state, "kill", f"{task_id}-app", "KILL")
+    assert eventually(lambda: ecs.describe_tasks(tasks=[victim["taskArn"]])["tasks"][0]["lastStatus"] == "STOPPED",
+                      timeout=30)
+    assert eventually(lambda: len(running_tasks(ecs, name)) == 3, timeout=60)
+    assert victim["taskArn"] not in [t["taskArn"] for t in running_tasks(ecs, name)]
+
+    # A new task definition rolls without going below minimumHealthyPercent (100%).
+    second = sleeper(ecs, web_image, family, ("sleep", "601"))
+    ecs.update_service(service=name, taskDefinition=second)
+    lowest = 3
+
+    def rolled():
+        nonlocal lowest
+        tasks = running_tasks(ecs, name)
+        lowest = min(lowest, len([t for t in tasks if t["desiredStatus"] == "RUNNING"]))
+        return len(tasks) == 3 and all(t["taskDefinitionArn"] == second for t in tasks)
+
+    assert eventually(rolled, timeout=90)
+    assert lowest >= 3, f"dropped to {lowest} running tasks during the rollout"
+    service = ecs.describe_services(services=[name])["services"][0]
+    assert eventually(lambda: ecs.describe_services(services=[name])["services"][0]["deployments"][0]["rolloutState"]
+                      == "COMPLETED", timeout=30)
+
+    # A definition whose container exits at once trips the circuit breaker and rolls back.
+    broken = sleeper(ecs, web_image, family, ("false",))
+    ecs.update_service(service=name, taskDefinition=broken, deploymentConfiguration={
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
+
+    def rolled_back():
+        service = ecs.describe_services(services=[name])["services"][0]
+        return (service["taskDefinition"] == second
+                and any("rolling back" in e["message"] for e in service["events"]))
+
+    assert eventually(rolled_back, timeout=120)
+    assert eventually(lambda: len(running_tasks(ecs, name)) == 3, timeout=60)
+    assert all(t["taskDefinitionArn"] == second for t in running_tasks(ecs, name))
+    messages = [e["message"] for e in ecs.describe_services(services=[name])["services"][0]["events"]]
+    assert any("deployment failed" in m for m in messages)
+
+    ecs.update_service(service=name, desiredCount=0)
+    assert eventually(lambda: not running_tasks(ecs, name), timeout=60)
+    deleted = ecs.delete_service(service=name)["service"]
+    assert deleted["status"] == "DRAINING"
+    assert service["serviceArn"] not in ecs.list_services()["serviceArns"]

@@ -30,6 +30,11 @@ const OPERATIONS: &[&str] = &[
     "StopTask",
     "DescribeTasks",
     "ListTasks",
+    "CreateService",
+    "UpdateService",
+    "DescribeServices",
+    "ListServices",
+    "DeleteService",
 ];
 
 #[derive(Debug)]
@@ -111,6 +116,11 @@ impl Service for EcsApi {
                 "StopTask" => ecs.stop_task(input),
                 "DescribeTasks" => ecs.describe_tasks(input),
                 "ListTasks" => ecs.list_tasks(input),
+                "CreateService" => ecs.create_service(input),
+                "UpdateService" => ecs.update_service(input),
+                "DescribeServices" => ecs.describe_services(input),
+                "ListServices" => ecs.list_services(input),
+                "DeleteService" => ecs.delete_service(input),
                 other => Err(AwsError::unknown_operation(Protocol::Json11, other)),
             }
         })

@@ -9,6 +9,7 @@ pub mod api;
 mod error;
 pub mod images;
 pub mod runner;
+pub mod services;
 pub mod taskdefs;
 pub mod tasks;
 
@@ -30,6 +31,9 @@ pub struct Ecs {
     account: String,
     /// What runs tasks here; none when the server has no OCI runtime.
     node: Option<Arc<tasks::Node>>,
+    /// Wakes the service reconciler after a change.
+    wake: tokio::sync::Notify,
+    reconciler: services::Reconciler,
 }
 
 pub(crate) fn now() -> f64 {
@@ -59,6 +63,8 @@ impl Ecs {
             region: region.to_owned(),
             account: account.to_owned(),
             node,
+            wake: tokio::sync::Notify::new(),
+            reconciler: services::Reconciler::default(),
         })
     }
 

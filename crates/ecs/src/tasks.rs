@@ -144,7 +144,7 @@ impl Ecs {
         }
     }
 
-    fn cluster_exists(&self, cluster: &str) -> Result<(), AwsError> {
+    pub(crate) fn cluster_exists(&self, cluster: &str) -> Result<(), AwsError> {
         self.meta
             .get(CLUSTERS, cluster)
             .map_err(internal)?
@@ -583,10 +583,19 @@ impl Ecs {
             .ok_or_else(|| invalid("task is required"))?;
         let (cluster, id) = self.task_ref(input["cluster"].as_str(), task);
         self.cluster_exists(&cluster)?;
-        let reason = input["reason"]
-            .as_str()
-            .unwrap_or("Task stopped by user")
-            .to_owned();
+        let reason = input["reason"].as_str().unwrap_or("Task stopped by user");
+        self.stop(&cluster, &id, reason, "UserInitiated")
+    }
+
+    /// Stops a task with the reason and stop code the stopper gives.
+    pub(crate) fn stop(
+        &self,
+        cluster: &str,
+        id: &str,
+        reason: &str,
+        code: &str,
+    ) -> Result<Value, AwsError> {
+        let (cluster, id, reason) = (cluster.to_owned(), id.to_owned(), reason.to_owned());
         let current = self
             .meta
             .get(TASKS, &task_key(&cluster, &id))
@@ -602,7 +611,7 @@ impl Ecs {
                 task["lastStatus"] = "STOPPING".into();
                 task["stoppingAt"] = now().into();
                 if task["stopCode"].is_null() {
-                    task["stopCode"] = "UserInitiated".into();
+                    task["stopCode"] = code.into();
                     task["stoppedReason"] = reason.clone().into();
                 }
             })
@@ -632,12 +641,25 @@ impl Ecs {
         Ok(json!({ "tasks": tasks, "failures": failures }))
     }
 
+    /// Every task record of a cluster.
+    pub(crate) fn tasks_of(&self, cluster: &str) -> Result<Vec<Value>, AwsError> {
+        self.meta
+            .scan_all(TASKS, &format!("{cluster}/"))
+            .map_err(internal)?
+            .iter()
+            .map(|record| decode(&record.value))
+            .collect()
+    }
+
     pub fn list_tasks(&self, input: &Value) -> Result<Value, AwsError> {
         let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
         self.cluster_exists(&cluster)?;
         let desired = input["desiredStatus"].as_str().unwrap_or("RUNNING");
         let family = input["family"].as_str();
         let started_by = input["startedBy"].as_str();
+        let service = input["serviceName"]
+            .as_str()
+            .map(|name| format!("service:{}", name.rsplit('/').next().unwrap_or(name)));
         let mut arns = Vec::new();
         for record in self
             .meta
@@ -646,8 +668,12 @@ impl Ecs {
         {
             let task = decode(&record.value)?;
             let family_ok = family.is_none_or(|f| task["group"] == format!("family:{f}").as_str());
+            let service_ok = service
+                .as_ref()
+                .is_none_or(|group| task["group"] == group.as_str());
             if task["desiredStatus"] == desired
                 && family_ok
+                && service_ok
                 && started_by.is_none_or(|s| task["startedBy"] == s)
             {
                 arns.push(task["taskArn"].clone());

@@ -404,6 +404,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         _ => None,
     };
     let ecs = Ecs::new(meta.clone(), &args.region, &args.account_id, node);
+    tokio::spawn(ecs.clone().reconcile_forever());
     let settled = tokio::task::block_in_place(|| ecs.settle_after_restart())
         .map_err(|err| StartError::Ecs(err.message))?;
     if settled > 0 {
