@@ -337,3 +337,26 @@ def test_a_service_keeps_its_count_rolls_and_rolls_back(nimbus, ecs, web_image):
     deleted = ecs.delete_service(service=name)["service"]
     assert deleted["status"] == "DRAINING"
     assert service["serviceArn"] not in ecs.list_services()["serviceArns"]
+
+
+def test_health_checks_run_inside_the_container(ecs, web_image):
+    def checked(command):
+        family = f"health-{uuid.uuid4().hex[:6]}"
+        definition = ecs.register_task_definition(family=family, networkMode="none", containerDefinitions=[{
+            "name": "app", "image": web_image, "memory": 32, "command": ["sleep", "600"], "stopTimeout": 2,
+            "healthCheck": {"command": command, "interval": 5, "timeout": 2, "retries": 1}}])
+        [task] = ecs.run_task(taskDefinition=definition["taskDefinition"]["taskDefinitionArn"])["tasks"]
+        return task["taskArn"]
+
+    healthy = checked(["CMD", "/bin/busybox", "true"])
+    unhealthy = checked(["CMD", "/bin/busybox", "false"])
+    health = lambda arn: ecs.describe_tasks(tasks=[arn])["tasks"][0].get("healthStatus")  # noqa: E731
+    assert eventually(lambda: health(healthy) == "HEALTHY", timeout=30)
+    assert eventually(lambda: health(unhealthy) == "UNHEALTHY", timeout=30)
+    assert ecs.describe_tasks(tasks=[unhealthy])["tasks"][0]["containers"][0]["healthStatus"] == "UNHEALTHY"
+    for arn in (healthy, unhealthy):
+        ecs.stop_task(task=arn)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.register_task_definition(family="bad-health", containerDefinitions=[{
+            "name": "app", "image": web_image, "memory": 32, "healthCheck": {"command": ["CMD", "true"], "interval": 1}}])
+    assert "interval" in excinfo.value.response["Error"]["Message"]

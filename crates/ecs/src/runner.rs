@@ -50,6 +50,26 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// Runs `args` inside the container; whether it exits 0 within `timeout`.
+    pub async fn exec(&self, args: &[String], timeout: std::time::Duration) -> bool {
+        let run = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.state)
+            .args(["exec", &self.id])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .status();
+        matches!(tokio::time::timeout(timeout, run).await, Ok(Ok(status)) if status.success())
+    }
+
+    /// Whether this is the container `name` of task `task`.
+    pub fn names(&self, task: &str, name: &str) -> bool {
+        self.id == format!("{task}-{name}")
+    }
+
     /// Sends a signal (`TERM`, `KILL`) to every process of the container.
     pub async fn signal(&self, signal: &str) {
         let _ = Command::new(&self.runtime)

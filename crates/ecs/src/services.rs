@@ -575,6 +575,25 @@ impl Ecs {
                 ),
             );
         }
+        // Tasks that failed their health checks are replaced.
+        for task in all_live.iter().filter(|t| t["healthStatus"] == "UNHEALTHY") {
+            let id = task["taskArn"]
+                .as_str()
+                .and_then(|arn| arn.rsplit('/').next())
+                .unwrap_or_default();
+            let _ = self.stop(
+                cluster,
+                id,
+                "Task failed container health checks",
+                "TaskFailedToStart",
+            );
+            event(
+                service,
+                format!(
+                    "(service {name}) deregistered 1 task that failed its container health checks."
+                ),
+            );
+        }
         // Counts, and the end of a deployment.
         let counts: HashMap<String, (i64, i64)> = deployments
             .iter()

@@ -203,6 +203,30 @@ pub fn validate(input: &Value) -> Result<Value, AwsError> {
                 host_ports.push((host, protocol));
             }
         }
+        if let Some(check) = container.get("healthCheck").filter(|c| !c.is_null()) {
+            let kind = check["command"][0].as_str().unwrap_or_default();
+            if !matches!(kind, "CMD" | "CMD-SHELL")
+                || check["command"].as_array().is_none_or(|c| c.len() < 2)
+            {
+                return Err(client(format!(
+                    "Invalid healthCheck for container '{name}': command must start with CMD or CMD-SHELL"
+                )));
+            }
+            for (field, low, high) in [
+                ("interval", 5, 300),
+                ("timeout", 2, 60),
+                ("retries", 1, 10),
+                ("startPeriod", 0, 300),
+            ] {
+                if let Some(value) = check[field].as_i64()
+                    && !(low..=high).contains(&value)
+                {
+                    return Err(client(format!(
+                        "Invalid healthCheck for container '{name}': {field} must be between {low} and {high}"
+                    )));
+                }
+            }
+        }
         if let Some(log) = container.get("logConfiguration").filter(|l| !l.is_null()) {
             let driver = log["logDriver"].as_str().unwrap_or_default();
             if driver != "awslogs" {

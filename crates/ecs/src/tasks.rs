@@ -85,6 +85,43 @@ fn user_ids(user: Option<&str>, image: &Image) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
+/// A health check's command as the runtime runs it: `CMD` runs its arguments,
+/// `CMD-SHELL` runs one string with the container's `/bin/sh -c`.
+fn health_command(command: &[Value]) -> Vec<String> {
+    let parts: Vec<String> = command
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    match parts.split_first() {
+        Some((kind, rest)) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), rest.join(" ")]
+        }
+        Some((kind, rest)) if kind == "CMD" => rest.to_vec(),
+        _ => parts,
+    }
+}
+
+/// A container's health-check timing, with ECS's defaults.
+struct HealthSettings {
+    interval: Duration,
+    timeout: Duration,
+    retries: u32,
+    start_period: Duration,
+}
+
+impl HealthSettings {
+    fn of(check: &Value) -> Self {
+        let secs =
+            |name: &str, default: u64| Duration::from_secs(check[name].as_u64().unwrap_or(default));
+        Self {
+            interval: secs("interval", 30),
+            timeout: secs("timeout", 5),
+            retries: check["retries"].as_u64().unwrap_or(3) as u32,
+            start_period: secs("startPeriod", 0),
+        }
+    }
+}
+
 fn env_pairs(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -412,6 +449,30 @@ impl Ecs {
                 }
             }
         });
+        for container in &containers {
+            let check = &container["healthCheck"];
+            let name = container["name"].as_str().unwrap_or_default().to_owned();
+            let handle = node
+                .running
+                .lock()
+                .expect("running tasks")
+                .get(&id)
+                .and_then(|list| {
+                    list.iter()
+                        .find(|(h, _)| h.names(&id, &name))
+                        .map(|(h, _)| h.clone())
+                });
+            if let (Some(command), Some(handle)) = (check["command"].as_array(), handle) {
+                let ecs = self.clone();
+                let (cluster, id, node) = (cluster.clone(), id.clone(), node.clone());
+                let args = health_command(command);
+                let settings = HealthSettings::of(check);
+                tokio::spawn(async move {
+                    ecs.watch_health(node, cluster, id, name, handle, args, settings)
+                        .await
+                });
+            }
+        }
         // Waits for the containers; the first essential one to end stops the rest.
         let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut handles = Vec::new();
@@ -455,6 +516,69 @@ impl Ecs {
             "Essential container in task exited",
             &exits,
         );
+    }
+
+    /// Runs a container's health check until its task stops, recording HEALTHY or
+    /// UNHEALTHY (after `retries` failures in a row, once the start period is over)
+    /// on the container and the task.
+    #[allow(clippy::too_many_arguments)]
+    async fn watch_health(
+        self: Arc<Self>,
+        node: Arc<Node>,
+        cluster: String,
+        id: String,
+        name: String,
+        handle: Handle,
+        args: Vec<String>,
+        settings: HealthSettings,
+    ) {
+        let started = std::time::Instant::now();
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(settings.interval).await;
+            if !node
+                .running
+                .lock()
+                .expect("running tasks")
+                .contains_key(&id)
+            {
+                return;
+            }
+            let healthy = handle.exec(&args, settings.timeout).await;
+            failures = if healthy { 0 } else { failures + 1 };
+            let status = if healthy {
+                "HEALTHY"
+            } else if failures >= settings.retries && started.elapsed() >= settings.start_period {
+                "UNHEALTHY"
+            } else {
+                continue;
+            };
+            let result = self.update_task(&cluster, &id, |task| {
+                for container in task["containers"].as_array_mut().into_iter().flatten() {
+                    if container["name"] == name.as_str() {
+                        container["healthStatus"] = status.into();
+                    }
+                }
+                let statuses: Vec<&str> = task["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["healthStatus"].as_str())
+                    .collect();
+                task["healthStatus"] = if statuses.contains(&"UNHEALTHY") {
+                    "UNHEALTHY"
+                } else if !statuses.is_empty() && statuses.iter().all(|s| *s == "HEALTHY") {
+                    "HEALTHY"
+                } else {
+                    "UNKNOWN"
+                }
+                .into();
+            });
+            if let Err(err) = result {
+                tracing::error!(task = %id, error = %err, "recording a health check failed");
+            }
+            self.wake.notify_one();
+        }
     }
 
     /// SIGTERM to every container of a task, SIGKILL after each one's stop timeout.
