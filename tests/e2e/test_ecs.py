@@ -103,6 +103,7 @@ import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 
 from conftest import eventually  # noqa: E402
@@ -360,3 +361,48 @@ def test_health_checks_run_inside_the_container(ecs, web_image):
         ecs.register_task_definition(family="bad-health", containerDefinitions=[{
             "name": "app", "image": web_image, "memory": 32, "healthCheck": {"command": ["CMD", "true"], "interval": 1}}])
     assert "interval" in excinfo.value.response["Error"]["Message"]
+
+
+def test_a_task_role_reaches_containers_through_the_credentials_endpoint(nimbus, ecs, web_image):
+    iam = nimbus.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    role = iam.create_role(RoleName=f"task-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument=trust)["Role"]
+    group = f"/ecs/role-{uuid.uuid4().hex[:6]}"
+    fetch = 'wget -q -O - --header "Authorization: $AWS_CONTAINER_AUTHORIZATION_TOKEN" "$AWS_CONTAINER_CREDENTIALS_FULL_URI"'
+    definition = ecs.register_task_definition(
+        family=f"role-{uuid.uuid4().hex[:6]}", networkMode="host", taskRoleArn=role["Arn"], containerDefinitions=[{
+            "name": "app", "image": web_image, "memory": 32, "command": ["sh", "-c", fetch],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": group, "awslogs-stream-prefix": "app", "awslogs-create-group": "true"}}}])
+    [task] = ecs.run_task(taskDefinition=definition["taskDefinition"]["taskDefinitionArn"])["tasks"]
+    wait(ecs, "stopped", task["taskArn"])
+    task_id = task["taskArn"].rsplit("/", 1)[1]
+    logs = nimbus.client("logs")
+    assert eventually(lambda: logs.get_log_events(logGroupName=group, logStreamName=f"app/app/{task_id}",
+                                                  startFromHead=True)["events"], timeout=10)
+    body = "".join(e["message"] for e in logs.get_log_events(
+        logGroupName=group, logStreamName=f"app/app/{task_id}", startFromHead=True)["events"])
+    credentials = json.loads(body)
+    assert credentials["RoleArn"] == role["Arn"]
+    import boto3
+    sts = boto3.client("sts", endpoint_url=nimbus.endpoint, region_name="us-east-1",
+                       aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+                       aws_session_token=credentials["Token"])
+    assert sts.get_caller_identity()["Arn"].endswith(f"assumed-role/{role['RoleName']}/{task_id}")
+
+    # The endpoint answers only with the task's own token.
+    wrong = urllib.request.Request(f"{nimbus.endpoint}/_nimbus/ecs/credentials/{task_id}", headers={"Authorization": "x"})
+    with pytest.raises(urllib.error.HTTPError) as excinfo:
+        urllib.request.urlopen(wrong, timeout=5)
+    assert excinfo.value.code == 403
+
+    untrusting = iam.create_role(RoleName=f"not-ecs-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument=trust.replace(
+        "ecs-tasks", "lambda"))["Role"]
+    definition = ecs.register_task_definition(
+        family=f"role-{uuid.uuid4().hex[:6]}", networkMode="host", taskRoleArn=untrusting["Arn"],
+        containerDefinitions=[{"name": "app", "image": web_image, "memory": 32, "command": ["true"]}])
+    [task] = ecs.run_task(taskDefinition=definition["taskDefinition"]["taskDefinitionArn"])["tasks"]
+    wait(ecs, "stopped", task["taskArn"])
+    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert stopped["stopCode"] == "TaskFailedToStart" and "task role" in stopped["stoppedReason"]

@@ -6,6 +6,7 @@
 //! (so a family's revisions list in order).
 
 pub mod api;
+pub mod credentials;
 mod error;
 pub mod images;
 pub mod runner;

@@ -14,6 +14,7 @@ use nimbus_logs::LogStore;
 use nimbus_storage::{Expect, StoreError, WriteBatch};
 use serde_json::{Value, json};
 
+use crate::credentials::{Grants, TaskRoles};
 use crate::error::{client, cluster_not_found, internal, invalid};
 use crate::images::{Image, Images};
 use crate::runner::{Container, Handle, Launch, Runner};
@@ -29,16 +30,26 @@ pub struct Node {
     pub images: Images,
     pub runner: Arc<Runner>,
     pub logs: Arc<LogStore>,
+    /// Task roles, and the edge address containers fetch their credentials from.
+    pub roles: Option<(Arc<dyn TaskRoles>, std::net::SocketAddr)>,
+    pub grants: Arc<Grants>,
     /// Running containers by task id: how to signal them.
     running: Mutex<HashMap<String, Vec<(Handle, u64)>>>,
 }
 
 impl Node {
-    pub fn new(images: Images, runner: Arc<Runner>, logs: Arc<LogStore>) -> Self {
+    pub fn new(
+        images: Images,
+        runner: Arc<Runner>,
+        logs: Arc<LogStore>,
+        roles: Option<(Arc<dyn TaskRoles>, std::net::SocketAddr)>,
+    ) -> Self {
         Self {
             images,
             runner,
             logs,
+            roles,
+            grants: Arc::new(Grants::default()),
             running: Mutex::new(HashMap::new()),
         }
     }
@@ -285,6 +296,9 @@ impl Ecs {
         reason: &str,
         exits: &HashMap<String, i32>,
     ) {
+        if let Some(node) = &self.node {
+            node.grants.revoke(id);
+        }
         let result = self.update_task(cluster, id, |task| {
             let at = now();
             task["lastStatus"] = "STOPPED".into();
@@ -352,6 +366,13 @@ impl Ecs {
             }
         }
         set(&|task| task["pullStoppedAt"] = now().into());
+        let role_env = match self.task_role_env(&node, &id, &definition) {
+            Ok(env) => env,
+            Err(err) => {
+                self.stopped(&cluster, &id, "TaskFailedToStart", &err, &HashMap::new());
+                return;
+            }
+        };
         let mut started: Vec<(String, bool, Container)> = Vec::new();
         let mut bindings: HashMap<String, Value> = HashMap::new();
         for (container, image) in containers.iter().zip(images) {
@@ -363,7 +384,15 @@ impl Ecs {
                 .find(|o| o["name"] == name.as_str())
                 .cloned()
                 .unwrap_or(Value::Null);
-            match self.launch(&node, &id, &definition, container, &override_of, image) {
+            match self.launch(
+                &node,
+                &id,
+                &definition,
+                container,
+                &override_of,
+                image,
+                &role_env,
+            ) {
                 Ok(launch) => match node.runner.start(launch).await {
                     Ok(handle) => {
                         let essential = container["essential"] != false;
@@ -518,6 +547,36 @@ impl Ecs {
         );
     }
 
+    /// The environment that points a task's SDKs at its role's credentials, after
+    /// checking ECS tasks may assume the role; none without a task role.
+    fn task_role_env(
+        &self,
+        node: &Node,
+        id: &str,
+        definition: &Value,
+    ) -> Result<Vec<String>, String> {
+        let Some(role) = definition["taskRoleArn"].as_str() else {
+            return Ok(Vec::new());
+        };
+        let Some((roles, edge)) = &node.roles else {
+            return Err(
+                "ResourceInitializationError: this server gives tasks no role credentials"
+                    .to_owned(),
+            );
+        };
+        roles.check(role).map_err(|reason| {
+            format!("ResourceInitializationError: unable to assume the task role: {reason}")
+        })?;
+        let token = node.grants.grant(id, role);
+        Ok(vec![
+            format!(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{}/_nimbus/ecs/credentials/{id}",
+                edge.port()
+            ),
+            format!("AWS_CONTAINER_AUTHORIZATION_TOKEN={token}"),
+        ])
+    }
+
     /// Runs a container's health check until its task stops, recording HEALTHY or
     /// UNHEALTHY (after `retries` failures in a row, once the start period is over)
     /// on the container and the task.
@@ -599,6 +658,7 @@ impl Ecs {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn launch(
         &self,
         node: &Node,
@@ -607,6 +667,7 @@ impl Ecs {
         container: &Value,
         overrides: &Value,
         image: Image,
+        role_env: &[String],
     ) -> Result<Launch, String> {
         let name = container["name"].as_str().unwrap_or_default();
         let strings = |v: &Value| -> Option<Vec<String>> {
@@ -634,6 +695,7 @@ impl Ecs {
         env.push(format!("AWS_REGION={}", self.region));
         env.push(format!("AWS_DEFAULT_REGION={}", self.region));
         env.push("AWS_EXECUTION_ENV=AWS_ECS_EC2".to_owned());
+        env.extend(role_env.iter().cloned());
         env.extend(env_pairs(&container["environment"]));
         env.extend(env_pairs(&overrides["environment"]));
         let (uid, gid) = user_ids(container["user"].as_str().or(image.user.as_deref()), &image)?;

@@ -14,6 +14,7 @@ use nimbus_auth::{
 };
 use nimbus_ecs::Ecs;
 use nimbus_ecs::api::EcsApi;
+use nimbus_ecs::credentials::{RoleCredentials, TaskRoles};
 use nimbus_ecs::images::Images;
 use nimbus_ecs::runner::Runner;
 use nimbus_ecs::tasks::Node;
@@ -158,6 +159,37 @@ async fn isolation(args: &ServerArgs, data_dir: &Path) -> Isolation {
             tracing::warn!("{message}");
             Isolation::Unavailable(message)
         }
+    }
+}
+
+/// ECS task roles, as IAM answers for them.
+struct EcsRoles(Arc<RoleSessions>);
+
+impl TaskRoles for EcsRoles {
+    fn check(&self, role: &str) -> Result<(), String> {
+        self.0.check_service(role, "ecs-tasks.amazonaws.com")
+    }
+
+    fn credentials(&self, role: &str, session: &str) -> Result<RoleCredentials, String> {
+        self.check(role)?;
+        let (_, record) = self.0.store.role_by_arn(role).map_err(|err| err.message)?;
+        let issued = self
+            .0
+            .issue(&record, session, time::Duration::hours(6))
+            .map_err(|err| err.message)?;
+        let expiration = OffsetDateTime::from_unix_timestamp(issued.expires_at.unwrap_or_default())
+            .ok()
+            .and_then(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        Ok(RoleCredentials {
+            access_key_id: issued.access_key_id.clone(),
+            secret_access_key: issued.secret_access_key.clone(),
+            session_token: issued.session_token.clone().unwrap_or_default(),
+            expiration,
+        })
     }
 }
 
@@ -385,6 +417,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     });
     // Tasks run on this node when the server isolates code in OCI containers.
     let mut task_runner = None;
+    let mut task_credentials = None;
     let node = match sandboxes.isolation() {
         Isolation::Oci(_) => match find_program(&args.oci_runtime) {
             Some(cli) => {
@@ -397,7 +430,16 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                     tracing::warn!(swept, "removed containers the last run left");
                 }
                 task_runner = Some(runner.clone());
-                Some(Arc::new(Node::new(images, runner, log_store.clone())))
+                let roles: Arc<dyn TaskRoles> = Arc::new(EcsRoles(sessions.clone()));
+                let node = Node::new(
+                    images,
+                    runner,
+                    log_store.clone(),
+                    Some((roles.clone(), local)),
+                );
+                task_credentials =
+                    Some(nimbus_ecs::credentials::routes(node.grants.clone(), roles));
+                Some(Arc::new(node))
             }
             None => None,
         },
@@ -413,7 +455,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             "tasks left running by the last run were recorded as stopped"
         );
     }
-    let edge = Edge::builder(authenticator, &args.region, &args.account_id)
+    let mut edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .authorizer(authorizer.clone())
         .service(Sts::new(credentials.clone(), sessions, authorizer))
         .service(IamApi::new(iam, credentials))
@@ -426,8 +468,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .internal(links.routes())
         .internal(urls.routes())
         .host_route(function_urls::host_suffix(&args.region), urls.host_router())
-        .internal(nimbus_registry::distribution::routes(registry))
-        .build();
+        .internal(nimbus_registry::distribution::routes(registry));
+    if let Some(routes) = task_credentials {
+        edge = edge.internal(routes);
+    }
+    let edge = edge.build();
 
     let shutdown = shutdown_signal();
     let endpoint = format!("http://{local}");
