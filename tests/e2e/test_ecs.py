@@ -406,3 +406,27 @@ def test_a_task_role_reaches_containers_through_the_credentials_endpoint(nimbus,
     wait(ecs, "stopped", task["taskArn"])
     stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
     assert stopped["stopCode"] == "TaskFailedToStart" and "task role" in stopped["stoppedReason"]
+
+
+def test_this_node_is_a_container_instance_with_finite_capacity(ecs, web_image):
+    [arn] = ecs.list_container_instances()["containerInstanceArns"]
+    [instance] = ecs.describe_container_instances(containerInstances=[arn])["containerInstances"]
+    registered = {r["name"]: r["integerValue"] for r in instance["registeredResources"]}
+    assert registered["CPU"] >= 1024 and registered["MEMORY"] > 0
+    assert instance["status"] == "ACTIVE" and instance["agentConnected"] is True
+
+    huge = ecs.register_task_definition(family=f"huge-{uuid.uuid4().hex[:6]}", networkMode="none", containerDefinitions=[
+        {"name": "app", "image": web_image, "memory": registered["MEMORY"] + 1, "command": ["true"]}])
+    placed = ecs.run_task(taskDefinition=huge["taskDefinition"]["taskDefinitionArn"])
+    assert placed["tasks"] == [] and placed["failures"][0]["reason"] == "RESOURCE:MEMORY"
+
+    small = ecs.register_task_definition(family=f"small-{uuid.uuid4().hex[:6]}", networkMode="none", containerDefinitions=[
+        {"name": "app", "image": web_image, "memory": 16, "command": ["true"]}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.update_container_instances_state(containerInstances=[arn], status="DRAINING")
+    try:
+        placed = ecs.run_task(taskDefinition=small)
+        assert placed["tasks"] == [] and placed["failures"], "a draining instance takes no new tasks"
+    finally:
+        ecs.update_container_instances_state(containerInstances=[arn], status="ACTIVE")
+    [task] = ecs.run_task(taskDefinition=small)["tasks"]
+    assert task["containerInstanceArn"] == arn

@@ -35,6 +35,9 @@ const OPERATIONS: &[&str] = &[
     "DescribeServices",
     "ListServices",
     "DeleteService",
+    "ListContainerInstances",
+    "DescribeContainerInstances",
+    "UpdateContainerInstancesState",
 ];
 
 #[derive(Debug)]
@@ -121,6 +124,9 @@ impl Service for EcsApi {
                 "DescribeServices" => ecs.describe_services(input),
                 "ListServices" => ecs.list_services(input),
                 "DeleteService" => ecs.delete_service(input),
+                "ListContainerInstances" => ecs.list_container_instances(input),
+                "DescribeContainerInstances" => ecs.describe_container_instances(input),
+                "UpdateContainerInstancesState" => ecs.update_container_instances_state(input),
                 other => Err(AwsError::unknown_operation(Protocol::Json11, other)),
             }
         })

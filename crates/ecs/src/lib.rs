@@ -9,6 +9,7 @@ pub mod api;
 pub mod credentials;
 mod error;
 pub mod images;
+pub mod instances;
 pub mod runner;
 pub mod services;
 pub mod taskdefs;
@@ -131,6 +132,7 @@ impl Ecs {
                 record
             }
         };
+        self.register_node(name)?;
         Ok(json!({ "cluster": self.cluster_json(name, &record) }))
     }
 

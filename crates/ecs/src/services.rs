@@ -525,10 +525,24 @@ impl Ecs {
                 "launchType": service["launchType"],
             });
             match self.run_task(&input) {
-                Ok(_) => event(
-                    service,
-                    format!("(service {name}) has started {} tasks.", to_start.min(10)),
-                ),
+                Ok(placed) => {
+                    let started = placed["tasks"].as_array().map_or(0, Vec::len);
+                    if started > 0 {
+                        event(
+                            service,
+                            format!("(service {name}) has started {started} tasks."),
+                        );
+                    }
+                    if let Some(failure) = placed["failures"].as_array().and_then(|f| f.first()) {
+                        let reason = failure["reason"].as_str().unwrap_or_default().to_owned();
+                        event(
+                            service,
+                            format!(
+                                "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {reason}"
+                            ),
+                        );
+                    }
+                }
                 Err(err) => event(
                     service,
                     format!(

@@ -226,8 +226,17 @@ impl Ecs {
             )));
         }
         let overrides = &input["overrides"]["containerOverrides"];
+        let (reserved_cpu, reserved_memory) = crate::instances::reservation(&definition);
         let mut tasks = Vec::new();
+        let mut failures = Vec::new();
         for _ in 0..count {
+            let instance = match self.place(&cluster, reserved_cpu, reserved_memory)? {
+                Ok(instance) => instance,
+                Err(failure) => {
+                    failures.push(failure);
+                    continue;
+                }
+            };
             let id = uuid_hex();
             let task_arn = self.arn(&format!("task/{cluster}/{id}"));
             let containers: Vec<Value> = definition["containerDefinitions"]
@@ -267,6 +276,9 @@ impl Ecs {
                 "version": 1,
                 "attachments": [],
                 "availabilityZone": format!("{}a", self.region),
+                "containerInstanceArn": instance,
+                "reservedCpu": reserved_cpu,
+                "reservedMemory": reserved_memory,
                 "connectivity": "CONNECTED",
             });
             self.save_task(&cluster, &id, &task, Expect::Absent)
@@ -284,7 +296,7 @@ impl Ecs {
                     .await
             });
         }
-        Ok(json!({ "tasks": tasks, "failures": [] }))
+        Ok(json!({ "tasks": tasks, "failures": failures }))
     }
 
     /// Marks a task stopped with `code` and `reason`, its containers with it.

@@ -1,0 +1,257 @@
+//! Container instances: this nimbus node registers itself in every cluster it can run
+//! tasks for, with its CPU (1,024 units per core) and memory; tasks are placed on it
+//! only while it is ACTIVE and has the cpu and memory they reserve, else RunTask
+//! reports ECS's `RESOURCE:CPU` / `RESOURCE:MEMORY` failures.
+//!
+//! Records: `ecs.instances/<cluster>/<id>`.
+
+use nimbus_edge::AwsError;
+use nimbus_storage::{Expect, WriteBatch};
+use serde_json::{Value, json};
+
+use crate::error::{internal, invalid};
+use crate::{Ecs, decode, now};
+
+pub(crate) const INSTANCES: &str = "ecs.instances";
+/// This node's id in every cluster.
+const NODE_ID: &str = "nimbus-node-1";
+
+/// What this machine offers tasks: cpu units and memory in MiB.
+pub fn node_resources() -> (i64, i64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as i64);
+    let memory_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    (cores * 1024, memory_kb / 1024)
+}
+
+fn resource(name: &str, value: i64) -> Value {
+    json!({ "name": name, "type": "INTEGER", "integerValue": value, "doubleValue": 0.0, "longValue": 0 })
+}
+
+/// The cpu units and memory (MiB) a task reserves: task-level sizes, else the sum of
+/// its containers' (memory limit, else reservation).
+pub fn reservation(definition: &Value) -> (i64, i64) {
+    let containers = definition["containerDefinitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let cpu = definition["cpu"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| {
+            containers
+                .iter()
+                .map(|c| c["cpu"].as_i64().unwrap_or(0))
+                .sum()
+        });
+    let memory = definition["memory"]
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| {
+            containers
+                .iter()
+                .map(|c| {
+                    c["memory"]
+                        .as_i64()
+                        .or(c["memoryReservation"].as_i64())
+                        .unwrap_or(0)
+                })
+                .sum()
+        });
+    (cpu, memory)
+}
+
+impl Ecs {
+    fn instance_arn(&self, cluster: &str, id: &str) -> String {
+        self.arn(&format!("container-instance/{cluster}/{id}"))
+    }
+
+    /// Registers this node in `cluster` (once) when it runs tasks.
+    pub(crate) fn register_node(&self, cluster: &str) -> Result<(), AwsError> {
+        if self.node.is_none() {
+            return Ok(());
+        }
+        let (cpu, memory) = node_resources();
+        let record = json!({
+            "status": "ACTIVE",
+            "registeredAt": now(),
+            "cpu": cpu,
+            "memory": memory,
+        });
+        match self.meta.commit(WriteBatch::new().put(
+            INSTANCES,
+            &format!("{cluster}/{NODE_ID}"),
+            record.to_string().into_bytes(),
+            Expect::Absent,
+        )) {
+            Ok(()) | Err(nimbus_storage::StoreError::Conflict { .. }) => Ok(()),
+            Err(err) => Err(internal(err)),
+        }
+    }
+
+    /// The cluster's instances: (id, record).
+    fn instances(&self, cluster: &str) -> Result<Vec<(String, Value)>, AwsError> {
+        self.meta
+            .scan_all(INSTANCES, &format!("{cluster}/"))
+            .map_err(internal)?
+            .iter()
+            .map(|record| {
+                let id = record.key.rsplit('/').next().unwrap_or_default().to_owned();
+                Ok((id, decode(&record.value)?))
+            })
+            .collect()
+    }
+
+    /// What an instance has left, after the tasks placed on it: (cpu, memory, running,
+    /// pending).
+    fn remaining(&self, cluster: &str, record: &Value) -> Result<(i64, i64, i64, i64), AwsError> {
+        let (mut cpu, mut memory) = (
+            record["cpu"].as_i64().unwrap_or(0),
+            record["memory"].as_i64().unwrap_or(0),
+        );
+        let (mut running, mut pending) = (0, 0);
+        for task in self.tasks_of(cluster)? {
+            if task["lastStatus"] == "STOPPED" {
+                continue;
+            }
+            cpu -= task["reservedCpu"].as_i64().unwrap_or(0);
+            memory -= task["reservedMemory"].as_i64().unwrap_or(0);
+            if task["lastStatus"] == "RUNNING" {
+                running += 1;
+            } else {
+                pending += 1;
+            }
+        }
+        Ok((cpu, memory, running, pending))
+    }
+
+    /// Where a task that reserves `cpu` and `memory` goes: the instance ARN, or ECS's
+    /// failure reason.
+    pub(crate) fn place(
+        &self,
+        cluster: &str,
+        cpu: i64,
+        memory: i64,
+    ) -> Result<Result<String, Value>, AwsError> {
+        let mut reason = "AGENT";
+        for (id, record) in self.instances(cluster)? {
+            if record["status"] != "ACTIVE" {
+                continue;
+            }
+            let (free_cpu, free_memory, _, _) = self.remaining(cluster, &record)?;
+            if free_memory < memory {
+                reason = "RESOURCE:MEMORY";
+            } else if free_cpu < cpu {
+                reason = "RESOURCE:CPU";
+            } else {
+                return Ok(Ok(self.instance_arn(cluster, &id)));
+            }
+        }
+        Ok(Err(
+            json!({ "arn": self.arn(&format!("cluster/{cluster}")), "reason": reason }),
+        ))
+    }
+
+    fn instance_json(&self, cluster: &str, id: &str, record: &Value) -> Result<Value, AwsError> {
+        let (cpu, memory, running, pending) = self.remaining(cluster, record)?;
+        Ok(json!({
+            "containerInstanceArn": self.instance_arn(cluster, id),
+            "ec2InstanceId": id,
+            "version": 1,
+            "versionInfo": { "agentVersion": env!("CARGO_PKG_VERSION"), "agentHash": "nimbus", "dockerVersion": "runc" },
+            "registeredResources": [resource("CPU", record["cpu"].as_i64().unwrap_or(0)), resource("MEMORY", record["memory"].as_i64().unwrap_or(0))],
+            "remainingResources": [resource("CPU", cpu), resource("MEMORY", memory)],
+            "status": record["status"],
+            "agentConnected": true,
+            "runningTasksCount": running,
+            "pendingTasksCount": pending,
+            "attributes": [
+                { "name": "ecs.os-type", "value": "linux" },
+                { "name": "ecs.cpu-architecture", "value": "x86_64" },
+                { "name": "ecs.capability.task-iam-role" },
+                { "name": "com.amazonaws.ecs.capability.logging-driver.awslogs" },
+            ],
+            "registeredAt": record["registeredAt"],
+        }))
+    }
+
+    pub fn list_container_instances(&self, input: &Value) -> Result<Value, AwsError> {
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let status = input["status"].as_str();
+        let arns: Vec<String> = self
+            .instances(&cluster)?
+            .into_iter()
+            .filter(|(_, record)| status.is_none_or(|s| record["status"] == s))
+            .map(|(id, _)| self.instance_arn(&cluster, &id))
+            .collect();
+        Ok(json!({ "containerInstanceArns": arns }))
+    }
+
+    pub fn describe_container_instances(&self, input: &Value) -> Result<Value, AwsError> {
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let known = self.instances(&cluster)?;
+        let (mut found, mut failures) = (Vec::new(), Vec::new());
+        for wanted in input["containerInstances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let id = wanted.rsplit('/').next().unwrap_or(wanted);
+            match known.iter().find(|(known_id, _)| known_id == id) {
+                Some((id, record)) => found.push(self.instance_json(&cluster, id, record)?),
+                None => failures
+                    .push(json!({ "arn": self.instance_arn(&cluster, id), "reason": "MISSING" })),
+            }
+        }
+        Ok(json!({ "containerInstances": found, "failures": failures }))
+    }
+
+    pub fn update_container_instances_state(&self, input: &Value) -> Result<Value, AwsError> {
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let status = input["status"].as_str().unwrap_or_default();
+        if !matches!(status, "ACTIVE" | "DRAINING") {
+            return Err(invalid(format!(
+                "Invalid status {status}: ACTIVE or DRAINING"
+            )));
+        }
+        let (mut updated, mut failures) = (Vec::new(), Vec::new());
+        for wanted in input["containerInstances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let id = wanted.rsplit('/').next().unwrap_or(wanted).to_owned();
+            let key = format!("{cluster}/{id}");
+            match self.meta.get(INSTANCES, &key).map_err(internal)? {
+                Some(stored) => {
+                    let mut record = decode(&stored.value)?;
+                    record["status"] = status.into();
+                    self.meta
+                        .commit(WriteBatch::new().put(
+                            INSTANCES,
+                            &key,
+                            record.to_string().into_bytes(),
+                            Expect::Version(stored.version),
+                        ))
+                        .map_err(internal)?;
+                    updated.push(self.instance_json(&cluster, &id, &record)?);
+                }
+                None => failures
+                    .push(json!({ "arn": self.instance_arn(&cluster, &id), "reason": "MISSING" })),
+            }
+        }
+        Ok(json!({ "containerInstances": updated, "failures": failures }))
+    }
+}
