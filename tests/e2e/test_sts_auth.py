@@ -175,9 +175,9 @@ def test_an_unknown_action_is_invalid_action(nimbus):
 
 def test_an_operation_not_built_yet_answers_in_its_services_shape(nimbus):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
-        nimbus.client("ecs").list_services()
+        nimbus.client("ecs").describe_capacity_providers()
     assert error_code(excinfo) == "UnknownOperationException"
-    assert "ListServices" in str(excinfo.value)
+    assert "DescribeCapacityProviders" in str(excinfo.value)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by the test command")
