@@ -430,3 +430,19 @@ def test_this_node_is_a_container_instance_with_finite_capacity(ecs, web_image):
         ecs.update_container_instances_state(containerInstances=[arn], status="ACTIVE")
     [task] = ecs.run_task(taskDefinition=small)["tasks"]
     assert task["containerInstanceArn"] == arn
+
+
+def test_clusters_count_their_work_and_refuse_deletion_while_busy(ecs, web_image):
+    name = f"busy-{uuid.uuid4().hex[:6]}"
+    ecs.create_cluster(clusterName=name)
+    definition = sleeper(ecs, web_image, f"busy-{uuid.uuid4().hex[:6]}")
+    [task] = ecs.run_task(cluster=name, taskDefinition=definition)["tasks"]
+    wait_in = lambda: ecs.describe_clusters(clusters=[name])["clusters"][0]  # noqa: E731
+    assert eventually(lambda: wait_in()["runningTasksCount"] == 1, timeout=30)
+    assert wait_in()["registeredContainerInstancesCount"] == 1
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.delete_cluster(cluster=name)
+    assert error_code(excinfo) == "ClusterContainsTasksException"
+    ecs.stop_task(cluster=name, task=task["taskArn"])
+    assert eventually(lambda: wait_in()["runningTasksCount"] + wait_in()["pendingTasksCount"] == 0, timeout=30)
+    assert ecs.delete_cluster(cluster=name)["cluster"]["status"] == "INACTIVE"

@@ -82,21 +82,43 @@ impl Ecs {
             .map_or(cluster, |(_, name)| name)
     }
 
-    fn cluster_json(&self, name: &str, record: &Value) -> Value {
-        json!({
+    /// A cluster as ECS describes it, with its instance, task and service counts.
+    fn cluster_json(&self, name: &str, record: &Value) -> Result<Value, AwsError> {
+        let count = |table: &str| -> Result<Vec<Value>, AwsError> {
+            self.meta
+                .scan_all(table, &format!("{name}/"))
+                .map_err(internal)?
+                .iter()
+                .map(|r| decode(&r.value))
+                .collect()
+        };
+        let tasks = count(tasks::TASKS)?;
+        let live = |t: &&Value| t["lastStatus"] != "STOPPED";
+        let running = tasks
+            .iter()
+            .filter(live)
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .count();
+        let pending = tasks.iter().filter(live).count() - running;
+        let instances = count(instances::INSTANCES)?.len();
+        let services = count(services::SERVICES)?
+            .iter()
+            .filter(|s| s["status"] == "ACTIVE")
+            .count();
+        Ok(json!({
             "clusterArn": self.arn(&format!("cluster/{name}")),
             "clusterName": name,
             "status": record["status"],
-            "registeredContainerInstancesCount": 0,
-            "runningTasksCount": 0,
-            "pendingTasksCount": 0,
-            "activeServicesCount": 0,
+            "registeredContainerInstancesCount": instances,
+            "runningTasksCount": running,
+            "pendingTasksCount": pending,
+            "activeServicesCount": services,
             "statistics": [],
             "tags": record["tags"],
             "settings": [{ "name": "containerInsights", "value": "disabled" }],
             "capacityProviders": [],
             "defaultCapacityProviderStrategy": [],
-        })
+        }))
     }
 
     pub fn create_cluster(&self, input: &Value) -> Result<Value, AwsError> {
@@ -133,7 +155,7 @@ impl Ecs {
             }
         };
         self.register_node(name)?;
-        Ok(json!({ "cluster": self.cluster_json(name, &record) }))
+        Ok(json!({ "cluster": self.cluster_json(name, &record)? }))
     }
 
     pub fn describe_clusters(&self, input: &Value) -> Result<Value, AwsError> {
@@ -148,7 +170,7 @@ impl Ecs {
         let (mut clusters, mut failures) = (Vec::new(), Vec::new());
         for name in names {
             match self.meta.get(CLUSTERS, &name).map_err(internal)? {
-                Some(record) => clusters.push(self.cluster_json(&name, &decode(&record.value)?)),
+                Some(record) => clusters.push(self.cluster_json(&name, &decode(&record.value)?)?),
                 None => failures.push(json!({
                     "arn": self.arn(&format!("cluster/{name}")),
                     "reason": "MISSING",
@@ -176,11 +198,40 @@ impl Ecs {
             .map_err(internal)?
             .ok_or_else(cluster_not_found)?;
         let mut cluster = decode(&record.value)?;
+        let described = self.cluster_json(name, &cluster)?;
+        let refuse = |code: &'static str, message: &str| {
+            Err(AwsError::new(http::StatusCode::BAD_REQUEST, code, message))
+        };
+        if described["activeServicesCount"].as_u64().unwrap_or(0) > 0 {
+            return refuse(
+                "ClusterContainsServicesException",
+                "The Cluster cannot be deleted while Services are active.",
+            );
+        }
+        if described["runningTasksCount"].as_u64().unwrap_or(0)
+            + described["pendingTasksCount"].as_u64().unwrap_or(0)
+            > 0
+        {
+            return refuse(
+                "ClusterContainsTasksException",
+                "The Cluster cannot be deleted while Tasks are active.",
+            );
+        }
         cluster["status"] = "INACTIVE".into();
-        self.meta
-            .commit(WriteBatch::new().delete(CLUSTERS, name, Expect::Version(record.version)))
-            .map_err(internal)?;
-        Ok(json!({ "cluster": self.cluster_json(name, &cluster) }))
+        // This node leaves the cluster with it.
+        let mut batch = WriteBatch::new().delete(CLUSTERS, name, Expect::Version(record.version));
+        for instance in self
+            .meta
+            .scan_all(instances::INSTANCES, &format!("{name}/"))
+            .map_err(internal)?
+        {
+            batch = batch.delete(instances::INSTANCES, &instance.key, Expect::Anything);
+        }
+        self.meta.commit(batch).map_err(internal)?;
+        let mut out = described;
+        out["status"] = "INACTIVE".into();
+        out["registeredContainerInstancesCount"] = 0.into();
+        Ok(json!({ "cluster": out }))
     }
 
     fn taskdef_json(&self, family: &str, revision: i64, record: &Value) -> Value {

@@ -20,7 +20,7 @@ use crate::images::{Image, Images};
 use crate::runner::{Container, Handle, Launch, Runner};
 use crate::{CLUSTERS, Ecs, decode, now};
 
-const TASKS: &str = "ecs.tasks";
+pub(crate) const TASKS: &str = "ecs.tasks";
 /// How long a stopped container gets after SIGTERM before SIGKILL, unless its
 /// definition says otherwise.
 const DEFAULT_STOP_TIMEOUT: u64 = 30;
