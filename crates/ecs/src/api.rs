@@ -70,16 +70,8 @@ impl Service for EcsApi {
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<EcsCall, AwsError> {
-        let operation = json11::operation(req);
-        let name = OPERATIONS
-            .iter()
-            .copied()
-            .find(|name| *name == operation)
-            .ok_or_else(|| AwsError::unknown_operation(Protocol::Json11, operation))?;
-        Ok(EcsCall {
-            name,
-            input: json11::input(req)?,
-        })
+        let (name, input) = json11::call(req, OPERATIONS)?;
+        Ok(EcsCall { name, input })
     }
 
     async fn handle(

@@ -123,10 +123,7 @@ impl Ecs {
 
     pub fn create_cluster(&self, input: &Value) -> Result<Value, AwsError> {
         let name = input["clusterName"].as_str().unwrap_or(DEFAULT_CLUSTER);
-        let valid = (1..=255).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = taskdefs::is_name(name, 255);
         if !valid {
             return Err(invalid(
                 "Cluster name must be 1 to 255 letters, digits, hyphens and underscores.",

@@ -92,10 +92,7 @@ impl Ecs {
         let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
         self.cluster_exists(&cluster)?;
         let name = input["serviceName"].as_str().unwrap_or_default().to_owned();
-        let valid = (1..=255).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = crate::taskdefs::is_name(&name, 255);
         if !valid {
             return Err(invalid(
                 "serviceName must be 1 to 255 letters, digits, hyphens and underscores.",

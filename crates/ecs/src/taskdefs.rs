@@ -59,7 +59,8 @@ fn units(value: &Value, per: i64, field: &str) -> Result<Option<i64>, AwsError> 
         .ok_or_else(|| client(format!("Invalid '{field}' setting for task: {text}")))
 }
 
-fn is_name(text: &str, max: usize) -> bool {
+/// Letters, digits, hyphens and underscores, 1 to `max` of them: ECS's names.
+pub(crate) fn is_name(text: &str, max: usize) -> bool {
     (1..=max).contains(&text.len())
         && text
             .bytes()

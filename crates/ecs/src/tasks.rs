@@ -396,7 +396,7 @@ impl Ecs {
                 .find(|o| o["name"] == name.as_str())
                 .cloned()
                 .unwrap_or(Value::Null);
-            match self.launch(
+            let launched = match self.launch(
                 &node,
                 &id,
                 &definition,
@@ -405,41 +405,30 @@ impl Ecs {
                 image,
                 &role_env,
             ) {
-                Ok(launch) => match node.runner.start(launch).await {
-                    Ok(handle) => {
-                        let essential = container["essential"] != false;
-                        bindings.insert(
-                            name.clone(),
-                            json!(
-                                container["portMappings"]
-                                    .as_array()
-                                    .into_iter()
-                                    .flatten()
-                                    .map(|m| json!({
-                                        "bindIP": "0.0.0.0",
-                                        "containerPort": m["containerPort"],
-                                        "hostPort": m["hostPort"],
-                                        "protocol": m["protocol"],
-                                    }))
-                                    .collect::<Vec<_>>()
-                            ),
-                        );
-                        started.push((name, essential, handle));
-                    }
-                    Err(err) => {
-                        for (_, _, handle) in started {
-                            handle.remove().await;
-                        }
-                        self.stopped(
-                            &cluster,
-                            &id,
-                            "TaskFailedToStart",
-                            &format!("CannotStartContainerError: {err}"),
-                            &HashMap::new(),
-                        );
-                        return;
-                    }
-                },
+                Ok(launch) => node.runner.start(launch).await,
+                Err(err) => Err(err),
+            };
+            match launched {
+                Ok(handle) => {
+                    let essential = container["essential"] != false;
+                    bindings.insert(
+                        name.clone(),
+                        json!(
+                            container["portMappings"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|m| json!({
+                                    "bindIP": "0.0.0.0",
+                                    "containerPort": m["containerPort"],
+                                    "hostPort": m["hostPort"],
+                                    "protocol": m["protocol"],
+                                }))
+                                .collect::<Vec<_>>()
+                        ),
+                    );
+                    started.push((name, essential, handle));
+                }
                 Err(err) => {
                     for (_, _, handle) in started {
                         handle.remove().await;

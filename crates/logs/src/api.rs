@@ -237,6 +237,13 @@ impl LogsApi {
             .ok_or_else(|| not_found("The specified log group does not exist."))
     }
 
+    fn existing_stream(&self, group: &str, stream: &str) -> Result<(), AwsError> {
+        match self.store.stream(group, stream).map_err(internal)? {
+            Some(_) => Ok(()),
+            None => Err(not_found("The specified log stream does not exist.")),
+        }
+    }
+
     /// The oldest timestamp a group's retention still keeps.
     fn retained_from(&self, group: &str) -> Result<i64, AwsError> {
         Ok(self
@@ -487,14 +494,7 @@ impl LogsApi {
             ));
         }
         let retained_from = self.retained_from(&group)?;
-        if self
-            .store
-            .stream(&group, stream)
-            .map_err(internal)?
-            .is_none()
-        {
-            return Err(not_found("The specified log stream does not exist."));
-        }
+        self.existing_stream(&group, stream)?;
         let now = now_ms();
         let too_old = parsed.iter().rposition(|e| e.timestamp < now - MAX_AGE_MS);
         let expired = parsed.iter().rposition(|e| e.timestamp < retained_from);
@@ -531,14 +531,7 @@ impl LogsApi {
         let group = group_name(input)?;
         let stream = required(input, "logStreamName")?;
         let retained_from = self.retained_from(&group)?;
-        if self
-            .store
-            .stream(&group, stream)
-            .map_err(internal)?
-            .is_none()
-        {
-            return Err(not_found("The specified log stream does not exist."));
-        }
+        self.existing_stream(&group, stream)?;
         let max = limit(input, 10_000, 10_000)?;
         let start = input["startTime"].as_i64().unwrap_or(0).max(retained_from);
         let end = input["endTime"].as_i64().unwrap_or(i64::MAX / 2);
@@ -717,16 +710,8 @@ impl Service for LogsApi {
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<LogsCall, AwsError> {
-        let operation = json11::operation(req);
-        let name = OPERATIONS
-            .iter()
-            .copied()
-            .find(|name| *name == operation)
-            .ok_or_else(|| AwsError::unknown_operation(Protocol::Json11, operation))?;
-        Ok(LogsCall {
-            name,
-            input: json11::input(req)?,
-        })
+        let (name, input) = json11::call(req, OPERATIONS)?;
+        Ok(LogsCall { name, input })
     }
 
     async fn handle(

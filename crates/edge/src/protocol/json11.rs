@@ -44,3 +44,18 @@ pub fn response(output: &Value) -> Response<Bytes> {
     );
     response
 }
+
+/// The operation (one of `operations`, else the unknown-operation error) and input of
+/// a request.
+pub fn call(
+    req: &ServiceRequest,
+    operations: &[&'static str],
+) -> Result<(&'static str, Value), AwsError> {
+    let operation = operation(req);
+    let name = operations
+        .iter()
+        .copied()
+        .find(|name| *name == operation)
+        .ok_or_else(|| AwsError::unknown_operation(super::Protocol::Json11, operation))?;
+    Ok((name, input(req)?))
+}
