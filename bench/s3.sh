@@ -22,7 +22,7 @@ import time
 import boto3
 from botocore.config import Config
 
-from lambda_bench import median, zipped
+from lambda_bench import callback_server, median, zipped
 
 credentials_file, url, rounds, scratch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 profile = configparser.ConfigParser()
@@ -72,26 +72,8 @@ print(f"medians over {rounds} rounds; one request at a time; copy = write + fsyn
 # From an object landing to its function running: the function posts to this
 # script's own HTTP server, on the host's address (sandboxes cannot reach the host's
 # loopback). The first upload warms the environment and is not counted.
-import http.server
-import socket
-import threading
-
-
 arrived = []
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        arrived.append(time.perf_counter())
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-    probe.connect(("192.0.2.1", 9))
-    address = probe.getsockname()[0]
-server = http.server.ThreadingHTTPServer((address, 0), Handler)
-threading.Thread(target=server.serve_forever, daemon=True).start()
+callback = callback_server(lambda body: arrived.append(time.perf_counter()))
 app = (b"import os, urllib.request\n"
        b"def handler(event, context):\n"
        b"    urllib.request.urlopen(urllib.request.Request(os.environ['CALLBACK'], data=b'{}', method='POST'), timeout=10)\n")
@@ -99,7 +81,7 @@ lam = boto3.client("lambda", endpoint_url=url, region_name="us-east-1",
                    aws_access_key_id=keys["aws_access_key_id"], aws_secret_access_key=keys["aws_secret_access_key"])
 lam.create_function(FunctionName="on-upload", Runtime="python3.12", Handler="app.handler", Code={"ZipFile": zipped([("app.py", app, 0o644)])},
                     Role="arn:aws:iam::000000000000:role/bench",
-                    Environment={"Variables": {"CALLBACK": f"http://{address}:{server.server_address[1]}/"}})
+                    Environment={"Variables": {"CALLBACK": callback}})
 lam.get_waiter("function_active_v2").wait(FunctionName="on-upload", WaiterConfig={"Delay": 0.1})
 arn = lam.get_function(FunctionName="on-upload")["Configuration"]["FunctionArn"]
 lam.add_permission(FunctionName="on-upload", StatementId="s3", Action="lambda:InvokeFunction",

@@ -15,16 +15,13 @@ build
 start_nimbus
 PYTHONPATH=$root/bench/py "$python" - "$credentials" "$nimbus_url" "$rounds" <<'PY'
 import configparser
-import http.server
-import socket
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 
 import boto3
 
-from lambda_bench import median, zipped
+from lambda_bench import callback_server, median, zipped
 
 credentials_file, url, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 profile = configparser.ConfigParser()
@@ -36,26 +33,13 @@ lam = session.client("lambda", endpoint_url=url)
 scheduler = session.client("scheduler", endpoint_url=url)
 
 arrived = {}
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        due = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        arrived[due] = time.time()
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-    probe.connect(("192.0.2.1", 9))
-    address = probe.getsockname()[0]
-server = http.server.ThreadingHTTPServer((address, 0), Handler)
-threading.Thread(target=server.serve_forever, daemon=True).start()
+callback = callback_server(lambda body: arrived.__setitem__(body.decode(), time.time()))
 app = (b"import os, urllib.request\n"
        b"def handler(event, context):\n"
        b"    urllib.request.urlopen(urllib.request.Request(os.environ['CALLBACK'], data=event['due'].encode(), method='POST'), timeout=10)\n")
 lam.create_function(FunctionName="on-time", Runtime="python3.12", Handler="app.handler", Code={"ZipFile": zipped([("app.py", app, 0o644)])},
                     Role="arn:aws:iam::000000000000:role/bench",
-                    Environment={"Variables": {"CALLBACK": f"http://{address}:{server.server_address[1]}/"}})
+                    Environment={"Variables": {"CALLBACK": callback}})
 lam.get_waiter("function_active_v2").wait(FunctionName="on-time", WaiterConfig={"Delay": 0.1})
 arn = lam.get_function(FunctionName="on-time")["Configuration"]["FunctionArn"]
 lam.invoke(FunctionName="on-time", Payload=b'{"due": "warm-up"}')
