@@ -446,3 +446,50 @@ def test_clusters_count_their_work_and_refuse_deletion_while_busy(ecs, web_image
     ecs.stop_task(cluster=name, task=task["taskArn"])
     assert eventually(lambda: wait_in()["runningTasksCount"] + wait_in()["pendingTasksCount"] == 0, timeout=30)
     assert ecs.delete_cluster(cluster=name)["cluster"]["status"] == "INACTIVE"
+
+
+def test_containers_start_in_dependency_order(ecs, web_image):
+    port = free_port()
+    # The server starts once an init container succeeded; a sidecar once the server is
+    # healthy; the task is RUNNING once all have started.
+    definition = ecs.register_task_definition(family=f"deps-{uuid.uuid4().hex[:6]}", networkMode="host", containerDefinitions=[
+        {"name": "sidecar", "image": web_image, "memory": 16, "command": ["sleep", "600"], "essential": False,
+         "dependsOn": [{"containerName": "web", "condition": "HEALTHY"}]},
+        {"name": "web", "image": web_image, "memory": 32, "stopTimeout": 2,
+         "command": ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"],
+         "healthCheck": {"command": ["CMD", "/bin/busybox", "true"], "interval": 5, "retries": 1},
+         "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
+        {"name": "init", "image": web_image, "memory": 16, "essential": False, "command": ["true"]},
+    ])["taskDefinition"]["taskDefinitionArn"]
+    [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+    wait(ecs, "running", task["taskArn"])
+    described = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    by_name = {c["name"]: c for c in described["containers"]}
+    assert by_name["init"]["lastStatus"] == "STOPPED" and by_name["init"]["exitCode"] == 0
+    assert by_name["web"]["healthStatus"] == "HEALTHY", "the sidecar started only once web was healthy"
+    assert by_name["sidecar"]["lastStatus"] == "RUNNING"
+    assert _get(port) == "hello from a nimbus task\n"
+    ecs.stop_task(task=task["taskArn"])
+    wait(ecs, "stopped", task["taskArn"])
+
+    failing = ecs.register_task_definition(family=f"deps-{uuid.uuid4().hex[:6]}", networkMode="none", containerDefinitions=[
+        {"name": "app", "image": web_image, "memory": 16, "command": ["true"],
+         "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
+        {"name": "init", "image": web_image, "memory": 16, "essential": False, "command": ["false"]},
+    ])["taskDefinition"]["taskDefinitionArn"]
+    [task] = ecs.run_task(taskDefinition=failing)["tasks"]
+    wait(ecs, "stopped", task["taskArn"])
+    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert stopped["stopCode"] == "TaskFailedToStart" and "dependency init exited with code 1" in stopped["stoppedReason"]
+
+    for containers, complaint in [
+        ([{"name": "a", "image": "x", "memory": 8, "dependsOn": [{"containerName": "b", "condition": "START"}]},
+          {"name": "b", "image": "x", "memory": 8, "dependsOn": [{"containerName": "a", "condition": "START"}]}], "cycle"),
+        ([{"name": "a", "image": "x", "memory": 8, "dependsOn": [{"containerName": "b", "condition": "HEALTHY"}]},
+          {"name": "b", "image": "x", "memory": 8}], "no health check"),
+        ([{"name": "a", "image": "x", "memory": 8, "dependsOn": [{"containerName": "b", "condition": "SUCCESS"}]},
+          {"name": "b", "image": "x", "memory": 8}], "non-essential"),
+    ]:
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            ecs.register_task_definition(family="deps-bad", containerDefinitions=containers)
+        assert complaint in excinfo.value.response["Error"]["Message"]

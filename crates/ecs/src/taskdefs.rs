@@ -67,6 +67,65 @@ pub(crate) fn is_name(text: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// `dependsOn` names other containers of the task, with ECS's conditions; HEALTHY
+/// needs a health check; COMPLETE and SUCCESS only fit non-essential containers; no
+/// cycles.
+fn check_dependencies(containers: &[Value]) -> Result<(), AwsError> {
+    let find = |name: &str| containers.iter().find(|c| c["name"] == name);
+    for container in containers {
+        let name = container["name"].as_str().unwrap_or_default();
+        for dependency in container["dependsOn"].as_array().into_iter().flatten() {
+            let other = dependency["containerName"].as_str().unwrap_or_default();
+            let condition = dependency["condition"].as_str().unwrap_or_default();
+            let Some(target) = find(other).filter(|_| other != name) else {
+                return Err(client(format!(
+                    "Container '{name}' depends on '{other}', which is not another container of the task."
+                )));
+            };
+            match condition {
+                "START" => {}
+                "HEALTHY" if target["healthCheck"].is_null() => {
+                    return Err(client(format!(
+                        "Container '{name}' depends on '{other}' being HEALTHY, but '{other}' has no health check."
+                    )));
+                }
+                "HEALTHY" => {}
+                "COMPLETE" | "SUCCESS" if target["essential"] != false => {
+                    return Err(client(format!(
+                        "Container '{other}' must be non-essential for a {condition} dependency."
+                    )));
+                }
+                "COMPLETE" | "SUCCESS" => {}
+                other => {
+                    return Err(client(format!("Invalid dependsOn condition {other}")));
+                }
+            }
+        }
+    }
+    match start_order(containers) {
+        Some(_) => Ok(()),
+        None => Err(client("The container dependencies form a cycle.")),
+    }
+}
+
+/// The containers in an order that starts each after those it depends on; `None`
+/// when the dependencies form a cycle, which leaves some never startable.
+pub(crate) fn start_order(containers: &[Value]) -> Option<Vec<&Value>> {
+    let mut ordered: Vec<&Value> = Vec::new();
+    let mut remaining: Vec<&Value> = containers.iter().collect();
+    while !remaining.is_empty() {
+        let ready = remaining.iter().position(|c| {
+            c["dependsOn"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|d| ordered.iter().any(|o| o["name"] == d["containerName"]))
+        })?;
+        ordered.push(remaining.remove(ready));
+    }
+    Some(ordered)
+}
+
 /// Checks a RegisterTaskDefinition request and returns the task definition ECS would
 /// store (defaults filled in), without its ARN, revision and status.
 pub fn validate(input: &Value) -> Result<Value, AwsError> {
@@ -241,6 +300,7 @@ pub fn validate(input: &Value) -> Result<Value, AwsError> {
         }
         checked.push(container);
     }
+    check_dependencies(&checked)?;
     if !containers.iter().any(|c| c["essential"] != false) {
         return Err(client(
             "A task definition must have at least one essential container.",
@@ -344,5 +404,22 @@ mod tests {
             json!({"name": "app", "image": "a", "memory": 128, "portMappings": [{"containerPort": 80, "hostPort": 81}]}),
         ));
         assert!(mismatched.is_err());
+    }
+
+    #[test]
+    fn containers_start_after_what_they_depend_on() {
+        let containers = json!([
+            {"name": "c", "dependsOn": [{"containerName": "b"}]},
+            {"name": "b", "dependsOn": [{"containerName": "a"}]},
+            {"name": "a"},
+        ]);
+        let order = start_order(containers.as_array().unwrap()).unwrap();
+        let names: Vec<&str> = order.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let cycle = json!([
+            {"name": "a", "dependsOn": [{"containerName": "b"}]},
+            {"name": "b", "dependsOn": [{"containerName": "a"}]},
+        ]);
+        assert!(start_order(cycle.as_array().unwrap()).is_none());
     }
 }

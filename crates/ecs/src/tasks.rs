@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use crate::credentials::{Grants, TaskRoles};
 use crate::error::{client, cluster_not_found, internal, invalid};
 use crate::images::{Image, Images};
-use crate::runner::{Container, Handle, Launch, Runner};
+use crate::runner::{Handle, Launch, Runner};
+use crate::taskdefs;
 use crate::{CLUSTERS, Ecs, decode, now};
 
 pub(crate) const TASKS: &str = "ecs.tasks";
@@ -385,10 +386,44 @@ impl Ecs {
                 return;
             }
         };
-        let mut started: Vec<(String, bool, Container)> = Vec::new();
+        let stop_timeouts: HashMap<String, u64> = containers
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_owned(),
+                    c["stopTimeout"].as_u64().unwrap_or(DEFAULT_STOP_TIMEOUT),
+                )
+            })
+            .collect();
+        node.running
+            .lock()
+            .expect("running tasks")
+            .insert(id.clone(), Vec::new());
+        // Each container is waited for from its start, so later containers can depend
+        // on it ending (COMPLETE, SUCCESS).
+        let ended: Arc<Mutex<HashMap<String, i32>>> = Arc::default();
+        let ended_signal = Arc::new(tokio::sync::Notify::new());
+        let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut handles = Vec::new();
         let mut bindings: HashMap<String, Value> = HashMap::new();
-        for (container, image) in containers.iter().zip(images) {
+        let mut images: HashMap<String, Image> = containers
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+            .zip(images)
+            .collect();
+        let mut failure = None;
+        // A cycle cannot be registered; should one be stored, start in order.
+        let order =
+            taskdefs::start_order(&containers).unwrap_or_else(|| containers.iter().collect());
+        for container in order {
             let name = container["name"].as_str().unwrap_or_default().to_owned();
+            if let Err(reason) = self
+                .await_dependencies(&cluster, &id, container, &ended, &ended_signal)
+                .await
+            {
+                failure = Some(reason);
+                break;
+            }
             let override_of = overrides
                 .as_array()
                 .into_iter()
@@ -396,6 +431,7 @@ impl Ecs {
                 .find(|o| o["name"] == name.as_str())
                 .cloned()
                 .unwrap_or(Value::Null);
+            let image = images.remove(&name).expect("one image per container");
             let launched = match self.launch(
                 &node,
                 &id,
@@ -408,113 +444,98 @@ impl Ecs {
                 Ok(launch) => node.runner.start(launch).await,
                 Err(err) => Err(err),
             };
-            match launched {
-                Ok(handle) => {
-                    let essential = container["essential"] != false;
-                    bindings.insert(
-                        name.clone(),
-                        json!(
-                            container["portMappings"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .map(|m| json!({
-                                    "bindIP": "0.0.0.0",
-                                    "containerPort": m["containerPort"],
-                                    "hostPort": m["hostPort"],
-                                    "protocol": m["protocol"],
-                                }))
-                                .collect::<Vec<_>>()
-                        ),
-                    );
-                    started.push((name, essential, handle));
-                }
+            let mut started = match launched {
+                Ok(started) => started,
                 Err(err) => {
-                    for (_, _, handle) in started {
-                        handle.remove().await;
-                    }
-                    self.stopped(
-                        &cluster,
-                        &id,
-                        "TaskFailedToStart",
-                        &format!("CannotStartContainerError: {err}"),
-                        &HashMap::new(),
-                    );
-                    return;
+                    failure = Some(format!("CannotStartContainerError: {err}"));
+                    break;
                 }
+            };
+            let handle = started.handle();
+            let timeout = stop_timeouts
+                .get(&name)
+                .copied()
+                .unwrap_or(DEFAULT_STOP_TIMEOUT);
+            if let Some(list) = node.running.lock().expect("running tasks").get_mut(&id) {
+                list.push((handle.clone(), timeout));
             }
-        }
-        let stop_timeouts: HashMap<String, u64> = containers
-            .iter()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap_or_default().to_owned(),
-                    c["stopTimeout"].as_u64().unwrap_or(DEFAULT_STOP_TIMEOUT),
-                )
-            })
-            .collect();
-        node.running.lock().expect("running tasks").insert(
-            id.clone(),
-            started
-                .iter()
-                .map(|(name, _, container)| {
-                    let timeout = stop_timeouts
-                        .get(name)
-                        .copied()
-                        .unwrap_or(DEFAULT_STOP_TIMEOUT);
-                    (container.handle(), timeout)
-                })
-                .collect(),
-        );
-        set(&|task| {
-            task["lastStatus"] = "RUNNING".into();
-            task["startedAt"] = now().into();
-            task["connectivityAt"] = now().into();
-            for container in task["containers"].as_array_mut().into_iter().flatten() {
-                container["lastStatus"] = "RUNNING".into();
-                let name = container["name"].as_str().unwrap_or_default().to_owned();
-                container["runtimeId"] = format!("{id}-{name}").into();
-                if let Some(binding) = bindings.get(&name) {
-                    container["networkBindings"] = binding.clone();
-                }
-            }
-        });
-        for container in &containers {
+            bindings.insert(
+                name.clone(),
+                json!(
+                    container["portMappings"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|m| json!({
+                            "bindIP": "0.0.0.0",
+                            "containerPort": m["containerPort"],
+                            "hostPort": m["hostPort"],
+                            "protocol": m["protocol"],
+                        }))
+                        .collect::<Vec<_>>()
+                ),
+            );
             let check = &container["healthCheck"];
-            let name = container["name"].as_str().unwrap_or_default().to_owned();
-            let handle = node
-                .running
-                .lock()
-                .expect("running tasks")
-                .get(&id)
-                .and_then(|list| {
-                    list.iter()
-                        .find(|(h, _)| h.names(&id, &name))
-                        .map(|(h, _)| h.clone())
-                });
-            if let (Some(command), Some(handle)) = (check["command"].as_array(), handle) {
+            if let Some(command) = check["command"].as_array() {
                 let ecs = self.clone();
-                let (cluster, id, node) = (cluster.clone(), id.clone(), node.clone());
+                let (cluster, id, node, name) =
+                    (cluster.clone(), id.clone(), node.clone(), name.clone());
                 let args = health_command(command);
                 let settings = HealthSettings::of(check);
+                let handle = handle.clone();
                 tokio::spawn(async move {
                     ecs.watch_health(node, cluster, id, name, handle, args, settings)
                         .await
                 });
             }
-        }
-        // Waits for the containers; the first essential one to end stops the rest.
-        let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut handles = Vec::new();
-        for (name, essential, mut handle) in started {
-            let tx = exited_tx.clone();
+            let essential = container["essential"] != false;
+            let (tx, ended, ended_signal) =
+                (exited_tx.clone(), ended.clone(), ended_signal.clone());
             handles.push(tokio::spawn(async move {
-                let code = handle.wait().await;
+                let code = started.wait().await;
+                ended
+                    .lock()
+                    .expect("ended containers")
+                    .insert(name.clone(), code);
+                ended_signal.notify_waiters();
                 let _ = tx.send((name, essential, code));
-                handle
+                started
             }));
         }
         drop(exited_tx);
+        if let Some(reason) = failure {
+            self.signal_task(&node, &id);
+            node.running.lock().expect("running tasks").remove(&id);
+            for handle in handles {
+                if let Ok(container) = handle.await {
+                    container.remove().await;
+                }
+            }
+            let exits = ended.lock().expect("ended containers").clone();
+            self.stopped(&cluster, &id, "TaskFailedToStart", &reason, &exits);
+            return;
+        }
+        let ended_now = ended.lock().expect("ended containers").clone();
+        set(&|task| {
+            task["lastStatus"] = "RUNNING".into();
+            task["startedAt"] = now().into();
+            task["connectivityAt"] = now().into();
+            for container in task["containers"].as_array_mut().into_iter().flatten() {
+                let name = container["name"].as_str().unwrap_or_default().to_owned();
+                container["runtimeId"] = format!("{id}-{name}").into();
+                if let Some(binding) = bindings.get(&name) {
+                    container["networkBindings"] = binding.clone();
+                }
+                // An init container that already ran to completion shows as stopped.
+                match ended_now.get(&name) {
+                    Some(code) => {
+                        container["lastStatus"] = "STOPPED".into();
+                        container["exitCode"] = (*code).into();
+                    }
+                    None => container["lastStatus"] = "RUNNING".into(),
+                }
+            }
+        });
         let mut exits = HashMap::new();
         let mut stopping = false;
         while let Some((name, essential, code)) = exited_rx.recv().await {
@@ -546,6 +567,68 @@ impl Ecs {
             "Essential container in task exited",
             &exits,
         );
+    }
+
+    /// Waits until every `dependsOn` condition of `container` holds: START (its
+    /// dependency started before it), COMPLETE (ended), SUCCESS (ended with 0), HEALTHY
+    /// (passing its health check); the reason the task cannot start otherwise.
+    async fn await_dependencies(
+        &self,
+        cluster: &str,
+        id: &str,
+        container: &Value,
+        ended: &Mutex<HashMap<String, i32>>,
+        ended_signal: &tokio::sync::Notify,
+    ) -> Result<(), String> {
+        let limit = Duration::from_secs(container["startTimeout"].as_u64().unwrap_or(180));
+        let deadline = tokio::time::Instant::now() + limit;
+        for dependency in container["dependsOn"].as_array().into_iter().flatten() {
+            let other = dependency["containerName"].as_str().unwrap_or_default();
+            let condition = dependency["condition"].as_str().unwrap_or("START");
+            loop {
+                let exit = ended.lock().expect("ended containers").get(other).copied();
+                let satisfied = match (condition, exit) {
+                    ("START", _) => true,
+                    ("COMPLETE", Some(_)) | ("SUCCESS", Some(0)) => true,
+                    ("SUCCESS", Some(code)) => {
+                        return Err(format!(
+                            "CannotStartContainerError: dependency {other} exited with code {code}, not 0"
+                        ));
+                    }
+                    ("HEALTHY", Some(_)) => {
+                        return Err(format!(
+                            "CannotStartContainerError: dependency {other} ended before it was healthy"
+                        ));
+                    }
+                    ("HEALTHY", None) => self
+                        .meta
+                        .get(TASKS, &task_key(cluster, id))
+                        .ok()
+                        .flatten()
+                        .and_then(|record| serde_json::from_slice::<Value>(&record.value).ok())
+                        .is_some_and(|task| {
+                            task["containers"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|c| c["name"] == other && c["healthStatus"] == "HEALTHY")
+                        }),
+                    _ => false,
+                };
+                if satisfied {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "DependencyTimeout: {other} did not reach {condition} within {}s",
+                        limit.as_secs()
+                    ));
+                }
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), ended_signal.notified()).await;
+            }
+        }
+        Ok(())
     }
 
     /// The environment that points a task's SDKs at its role's credentials, after
