@@ -247,24 +247,56 @@ def test_run_task_refuses_what_it_cannot_run(ecs):
     assert "networkMode bridge" in excinfo.value.response["Error"]["Message"]
 
 
-def test_a_sigkilled_server_leaves_no_task_running_or_mounted(fresh_nimbus, tmp_path):
+def test_running_tasks_survive_a_sigkilled_server(fresh_nimbus, tmp_path):
     server = fresh_nimbus()
     ecs = server.client("ecs")
     ecs.create_cluster()
     image = push_web_image(server, tmp_path)
     port = free_port()
-    definition = task_definition(ecs, image, ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"], port=port)
+    group = f"/ecs/survivor-{uuid.uuid4().hex[:6]}"
+    definition = task_definition(ecs, image, ["httpd", "-f", "-v", "-p", f"127.0.0.1:{port}", "-h", "/www"],
+                                 port=port, group=group)
     [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+    brief = task_definition(ecs, image, ["sh", "-c", "sleep 3; exit 7"])
+    [short] = ecs.run_task(taskDefinition=brief)["tasks"]
     wait(ecs, "running", task["taskArn"])
+    wait(ecs, "running", short["taskArn"])
     assert eventually(lambda: _get(port) is not None, timeout=20)
-    server.kill()  # SIGKILL: the container outlives the server until the next start
+
+    server.kill()  # SIGKILL: each container's monitor keeps it running
+    assert _get(port) == "hello from a nimbus task\n", "served while nimbus is down"
+    time.sleep(4)  # the brief task's container exits while nobody watches
     restarted = fresh_nimbus()
-    assert _get(port) is None, "the next start removed the container"
     ecs = restarted.client("ecs")
-    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
-    assert stopped["lastStatus"] == "STOPPED" and "restarted" in stopped["stoppedReason"]
-    mounts = open("/proc/self/mountinfo").read()
-    assert str(server.data_dir) not in mounts
+    assert ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]["lastStatus"] == "RUNNING"
+    assert _get(port) == "hello from a nimbus task\n"
+    wait(ecs, "stopped", short["taskArn"])
+    ended = ecs.describe_tasks(tasks=[short["taskArn"]])["tasks"][0]
+    assert ended["stopCode"] == "EssentialContainerExited" and ended["containers"][0]["exitCode"] == 7
+
+    # What the task wrote while nimbus was down reaches its log stream after all.
+    logs = restarted.client("logs")
+    stream = f"web/web/{task['taskArn'].rsplit('/', 1)[1]}"
+
+    def requests_logged():
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]
+        return sum("GET /" in e["message"] or "response:200" in e["message"] for e in events)
+    assert eventually(lambda: requests_logged() >= 2, timeout=10)
+
+    ecs.stop_task(task=task["taskArn"])
+    wait(ecs, "stopped", task["taskArn"])
+    assert _get(port) is None
+    assert str(server.data_dir) not in open("/proc/self/mountinfo").read()
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and task["taskArn"].rsplit("/", 1)[1].encode()
+                in _cmdline(p)], "no monitor or runtime of the task is left"
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 # --- Services ------------------------------------------------------------------

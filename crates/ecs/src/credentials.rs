@@ -45,11 +45,16 @@ impl Grants {
         let mut bytes = [0u8; 24];
         let _ = getrandom::fill(&mut bytes);
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.restore(task, role, &token);
+        token
+    }
+
+    /// Honours again the token a re-adopted task's containers hold.
+    pub fn restore(&self, task: &str, role: &str, token: &str) {
         self.by_task
             .lock()
             .expect("credential grants")
-            .insert(task.to_owned(), (token.clone(), role.to_owned()));
-        token
+            .insert(task.to_owned(), (token.to_owned(), role.to_owned()));
     }
 
     pub fn revoke(&self, task: &str) {

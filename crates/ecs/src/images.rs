@@ -8,9 +8,11 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nimbus_registry::Registry;
 use nimbus_registry::names::{OciDigest, Reference};
+use nimbus_registry::store::ManifestRecord;
 use serde_json::Value;
 
 /// What a container needs of its image.
@@ -56,6 +58,9 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Tells apart the staging directories of layers unpacked at the same time.
+static STAGING: AtomicU64 = AtomicU64::new(0);
+
 pub struct Images {
     registry: std::sync::Arc<Registry>,
     snapshots: PathBuf,
@@ -64,6 +69,8 @@ pub struct Images {
 impl Images {
     pub fn new(registry: std::sync::Arc<Registry>, dir: &Path) -> std::io::Result<Self> {
         let snapshots = dir.join("snapshots");
+        // Half-unpacked layers a crash left.
+        let _ = fs::remove_dir_all(snapshots.join("tmp"));
         fs::create_dir_all(snapshots.join("tmp"))?;
         Ok(Self {
             registry,
@@ -71,14 +78,26 @@ impl Images {
         })
     }
 
-    fn manifest(&self, repo: &str, reference: &str) -> Result<Value, String> {
-        let store = &self.registry.store;
+    fn record(&self, repo: &str, reference: &str) -> Result<ManifestRecord, String> {
         let parsed =
             Reference::parse(reference).ok_or_else(|| format!("invalid reference {reference}"))?;
-        let record = store
+        self.registry
+            .store
             .resolve(repo, &parsed)
             .map_err(|err| err.to_string())?
-            .ok_or_else(|| format!("{repo}:{reference} not found"))?;
+            .ok_or_else(|| format!("{repo}:{reference} not found"))
+    }
+
+    /// The repository and the digest of the manifest (or index) `reference` names now.
+    pub fn resolve(&self, reference: &str) -> Result<(String, String), String> {
+        let (repo, tag) = split(reference)?;
+        let record = self.record(&repo, &tag)?;
+        Ok((repo, record.digest))
+    }
+
+    fn manifest(&self, repo: &str, reference: &str) -> Result<Value, String> {
+        let store = &self.registry.store;
+        let record = self.record(repo, reference)?;
         let bytes = store
             .manifest_bytes(&record)
             .map_err(|err| err.to_string())?;
@@ -154,10 +173,10 @@ impl Images {
         if target.is_dir() {
             return Ok(target);
         }
-        let staging = self
-            .snapshots
-            .join("tmp")
-            .join(format!("{name}-{}", std::process::id()));
+        let staging = self.snapshots.join("tmp").join(format!(
+            "{name}-{}",
+            STAGING.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(|err| err.to_string())?;
         let blob = self.blob(repo, digest)?;

@@ -10,6 +10,7 @@ pub mod credentials;
 mod error;
 pub mod images;
 pub mod instances;
+pub mod monitor;
 pub mod runner;
 pub mod services;
 pub mod taskdefs;

@@ -1,11 +1,15 @@
 //! Containers on this node: an overlayfs root over the image's snapshots, an OCI
-//! bundle generated with `oci-spec`, and the OCI runtime (runc) in the foreground
-//! with the container's output read line by line into its log stream.
+//! bundle generated with `oci-spec`, and a monitor process (`monitor.rs`) that runs the
+//! OCI runtime (runc) in the foreground and outlives nimbus; its output file is
+//! shipped to the container's log stream from here.
 
 use std::collections::HashSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nimbus_logs::{LogEvent, LogSink};
 use oci_spec::runtime::{
@@ -13,10 +17,11 @@ use oci_spec::runtime::{
     LinuxNamespaceType, LinuxResourcesBuilder, ProcessBuilder, RootBuilder, SpecBuilder,
     UserBuilder, get_default_mounts,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use tokio::task::JoinHandle;
 
 use crate::images::Image;
+use crate::monitor::{EXIT, MONITOR_PID, OUTPUT, parse_lines};
 
 /// What to run in one container.
 #[derive(Debug, Clone)]
@@ -38,6 +43,8 @@ pub struct Launch {
 pub struct Runner {
     dir: PathBuf,
     runtime: PathBuf,
+    /// The program whose `container-monitor` command monitors a container.
+    monitor: PathBuf,
     logs: LogSink,
 }
 
@@ -86,12 +93,19 @@ impl Handle {
 /// A started container.
 pub struct Container {
     pub id: String,
-    /// The runtime process; none for a container found after a restart.
-    child: Option<Child>,
     dir: PathBuf,
     runtime: PathBuf,
     state: PathBuf,
+    /// What ships its output to its log stream until it has ended.
+    shipper: Option<JoinHandle<()>>,
 }
+
+/// The log group and stream a container's output goes to, kept beside its bundle.
+const LOG_TARGET: &str = "log-target";
+/// How far the container's output file has been shipped.
+const SHIPPED: &str = "shipped";
+/// How often a container's files are looked at for output and its end.
+const POLL: Duration = Duration::from_millis(50);
 
 /// How long a container may take to start.
 const START_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -115,171 +129,222 @@ const CAPABILITIES: &[Capability] = &[
 ];
 
 impl Runner {
-    pub fn new(dir: &Path, runtime: PathBuf, logs: LogSink) -> std::io::Result<Arc<Self>> {
+    pub fn new(
+        dir: &Path,
+        runtime: PathBuf,
+        monitor: PathBuf,
+        logs: LogSink,
+    ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir.join("state"))?;
         Ok(Arc::new(Self {
             dir: dir.to_owned(),
             runtime,
+            monitor,
             logs,
         }))
     }
 
-    /// Removes every container a previous run of nimbus left (they cannot be
-    /// re-adopted yet): the runtime's record, the root mount and the files.
-    pub async fn sweep(&self) -> usize {
+    fn container(&self, id: String) -> Container {
+        Container {
+            dir: self.dir.join(&id),
+            id,
+            runtime: self.runtime.clone(),
+            state: self.dir.join("state"),
+            shipper: None,
+        }
+    }
+
+    /// Removes every container but those in `keep` (re-adopted after a restart): the
+    /// runtime's record, the root mount and the files.
+    pub async fn sweep(&self, keep: &HashSet<String>) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
         };
         let mut swept = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "state" {
+            if name == "state" || keep.contains(&name) {
                 continue;
             }
-            let leftover = Container {
-                id: name,
-                child: None,
-                dir: entry.path(),
-                runtime: self.runtime.clone(),
-                state: self.dir.join("state"),
-            };
-            leftover.remove().await;
+            self.container(name).remove().await;
             swept += 1;
         }
         swept
     }
 
+    /// A container a previous run of nimbus started, if its monitor still watches it
+    /// or recorded its end; its output is shipped from where that run left off.
+    pub fn adopt(&self, id: &str) -> Option<Container> {
+        let mut container = self.container(id.to_owned());
+        let dir = &container.dir;
+        if !dir.join("pid").exists() || !(dir.join(EXIT).exists() || monitor_alive(dir)) {
+            return None;
+        }
+        let target = std::fs::read(dir.join(LOG_TARGET))
+            .ok()
+            .and_then(|data| serde_json::from_slice(&data).ok());
+        container.shipper = Some(self.ship(dir.clone(), target));
+        Some(container)
+    }
+
+    /// Sends the container's output to its log stream as it comes, until it has ended
+    /// and every line is shipped; shipped bytes are released from the file.
+    fn ship(&self, dir: PathBuf, target: Option<(String, String)>) -> JoinHandle<()> {
+        let logs = self.logs.clone();
+        tokio::spawn(async move {
+            let mut offset: u64 = std::fs::read_to_string(dir.join(SHIPPED))
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .unwrap_or(0);
+            loop {
+                let ended = dir.join(EXIT).exists();
+                let Ok(mut file) = std::fs::File::open(dir.join(OUTPUT)) else {
+                    if ended || !dir.exists() {
+                        return;
+                    }
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                };
+                let mut data = Vec::new();
+                let read = file
+                    .seek(SeekFrom::Start(offset))
+                    .and_then(|_| file.by_ref().take(4 << 20).read_to_end(&mut data));
+                let (lines, used) = parse_lines(&data);
+                if used > 0 {
+                    if let Some((group, stream)) = &target {
+                        let events = lines
+                            .into_iter()
+                            .map(|(timestamp, message)| LogEvent { timestamp, message })
+                            .collect();
+                        logs.append(group, stream, events).await;
+                    }
+                    offset += used as u64;
+                    let _ = std::fs::write(dir.join(SHIPPED), offset.to_string());
+                    let _ = nix::fcntl::fallocate(
+                        file.as_fd(),
+                        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                        0,
+                        offset as i64,
+                    );
+                    continue;
+                }
+                if ended || read.is_err() {
+                    return;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+    }
+
     /// Mounts the root, writes the bundle and starts the container.
     pub async fn start(&self, launch: Launch) -> Result<Container, String> {
         let dir = self.dir.join(&launch.id);
-        let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
-        for path in [&rootfs, &upper, &work] {
-            std::fs::create_dir_all(path).map_err(|err| err.to_string())?;
-        }
-        let lower: Vec<String> = launch
-            .image
-            .layers
-            .iter()
-            .rev()
-            .map(|layer| layer.display().to_string())
-            .collect();
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            upper.display(),
-            work.display()
-        );
-        nix::mount::mount(
-            Some("overlay"),
-            &rootfs,
-            Some("overlay"),
-            nix::mount::MsFlags::empty(),
-            Some(data.as_str()),
-        )
-        .map_err(|err| format!("cannot mount the container's root: {err}"))?;
+        let rootfs = dir.join("rootfs");
+        nimbus_engine::overlay(&launch.image.layers, &dir, &rootfs)
+            .map_err(|err| format!("cannot mount the container's root: {err}"))?;
         let id = launch.id.clone();
-        match self.run(launch, dir.clone(), &rootfs).await {
+        match self.run(launch, &rootfs).await {
             Ok(container) => Ok(container),
             Err(err) => {
                 // Nothing of a container that did not start stays behind.
-                Container {
-                    id,
-                    child: None,
-                    dir,
-                    runtime: self.runtime.clone(),
-                    state: self.dir.join("state"),
-                }
-                .remove()
-                .await;
+                self.container(id).remove().await;
                 Err(err)
             }
         }
     }
 
-    /// Writes the bundle of a mounted root and starts the runtime on it.
-    async fn run(&self, launch: Launch, dir: PathBuf, rootfs: &Path) -> Result<Container, String> {
+    /// Writes the bundle of a mounted root and starts the container's monitor on it.
+    async fn run(&self, launch: Launch, rootfs: &Path) -> Result<Container, String> {
+        let mut container = self.container(launch.id.clone());
+        let dir = container.dir.clone();
         let spec = bundle(&launch, rootfs).map_err(|err| err.to_string())?;
         spec.save(dir.join("config.json"))
             .map_err(|err| err.to_string())?;
-        let state = self.dir.join("state");
-        let mut child = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&state)
-            .arg("run")
-            .arg("--bundle")
+        let target = serde_json::to_vec(&launch.log).map_err(|err| err.to_string())?;
+        std::fs::write(dir.join(LOG_TARGET), target).map_err(|err| err.to_string())?;
+        let mut monitor = Command::new(&self.monitor)
+            .arg("container-monitor")
+            .arg(&self.runtime)
+            .arg(&container.state)
             .arg(&dir)
-            .arg("--pid-file")
-            .arg(dir.join("pid"))
             .arg(&launch.id)
+            // Its own process group: a signal for nimbus's group does not reach it.
+            .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
-            .map_err(|err| format!("cannot run {}: {err}", self.runtime.display()))?;
-        for output in [
-            child
-                .stdout
-                .take()
-                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|e| Box::new(e) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let logs = self.logs.clone();
-            let target = launch.log.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(output).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some((group, stream)) = &target {
-                        let event = LogEvent {
-                            timestamp: nimbus_logs::now_ms(),
-                            message: line,
-                        };
-                        logs.append(group, stream, vec![event]).await;
-                    }
-                }
-            });
-        }
+            .map_err(|err| format!("cannot run {}: {err}", self.monitor.display()))?;
+        // Reaped here while nimbus runs; re-parented to init should nimbus end first.
+        tokio::spawn(async move { monitor.wait().await });
+        container.shipper = Some(self.ship(dir.clone(), launch.log));
         // Running means the container's process exists: the runtime writes its pid
         // file once it has started it.
-        let pid_file = dir.join("pid");
         let deadline = std::time::Instant::now() + START_LIMIT;
-        while !pid_file.exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("the container did not start ({status})"));
+        while !dir.join("pid").exists() {
+            if dir.join(EXIT).exists() {
+                let output = std::fs::read(dir.join(OUTPUT)).unwrap_or_default();
+                let (lines, _) = parse_lines(&output);
+                let last = lines.last().map_or("", |(_, text)| text.as_str());
+                return Err(format!("the container did not start: {last}"));
             }
             if std::time::Instant::now() > deadline {
-                let _ = child.start_kill();
                 return Err("the container did not start in time".to_owned());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(Container {
-            id: launch.id,
-            child: Some(child),
-            dir,
-            runtime: self.runtime.clone(),
-            state,
-        })
+        Ok(container)
     }
 }
 
+/// Whether the monitor that wrote its pid in `dir` still runs.
+fn monitor_alive(dir: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(dir.join(MONITOR_PID))
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    // A reused pid runs something else; a zombie has no command line.
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.windows(17).any(|w| w == b"container-monitor"))
+}
+
 impl Container {
-    /// Waits for the container's main process to end; its exit code (128 + signal
-    /// for a signal, as Docker reports it).
+    /// Waits for the container's main process to end and its output to be shipped;
+    /// its exit code (128 + signal for a signal, as Docker reports it; 137 when its
+    /// monitor was lost).
     pub async fn wait(&mut self) -> i32 {
-        let Some(child) = self.child.as_mut() else {
-            return 137;
+        let exit = self.dir.join(EXIT);
+        let code = loop {
+            if let Ok(text) = std::fs::read_to_string(&exit) {
+                break text.trim().parse().unwrap_or(137);
+            }
+            if !monitor_alive(&self.dir) && !exit.exists() {
+                break 137;
+            }
+            tokio::time::sleep(POLL).await;
         };
-        match child.wait().await {
-            Ok(status) => status.code().unwrap_or(137),
-            Err(_) => 137,
+        if let Some(shipper) = self.shipper.take() {
+            let _ = shipper.await;
         }
+        code
+    }
+
+    /// The environment the container was started with.
+    pub fn env(&self) -> Vec<String> {
+        std::fs::read(self.dir.join("config.json"))
+            .ok()
+            .and_then(|data| serde_json::from_slice::<serde_json::Value>(&data).ok())
+            .and_then(|spec| {
+                spec["process"]["env"].as_array().map(|env| {
+                    env.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
     }
 
     /// How to signal this container from elsewhere.
@@ -293,6 +358,9 @@ impl Container {
 
     /// Removes the container, its root and its files.
     pub async fn remove(self) {
+        if let Some(shipper) = &self.shipper {
+            shipper.abort();
+        }
         self.handle().signal("KILL").await;
         let _ = Command::new(&self.runtime)
             .arg("--root")

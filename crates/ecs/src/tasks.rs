@@ -2,10 +2,11 @@
 //! (PROVISIONING → PENDING → RUNNING → STOPPING → STOPPED), stop codes and container
 //! exit codes, run on this node by `runner.rs` from images `images.rs` unpacks.
 //!
-//! Records: `ecs.tasks/<cluster>/<task id>`. Containers do not outlive nimbus yet: a
-//! start finds the tasks a previous run left and records them as stopped.
+//! Records: `ecs.tasks/<cluster>/<task id>`. Containers outlive a nimbus that
+//! crashes (their monitors keep them); a start re-adopts the running tasks a previous
+//! run left.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use crate::credentials::{Grants, TaskRoles};
 use crate::error::{client, cluster_not_found, internal, invalid};
 use crate::images::{Image, Images};
-use crate::runner::{Handle, Launch, Runner};
+use crate::runner::{Container, Handle, Launch, Runner};
 use crate::taskdefs;
 use crate::{CLUSTERS, Ecs, decode, now};
 
@@ -147,6 +148,69 @@ fn env_pairs(value: &Value) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+/// A task's started containers, each waited for from its start: which have ended
+/// with which code, and a channel of ends in the order they happen.
+struct Watch {
+    ended: Arc<Mutex<HashMap<String, i32>>>,
+    ended_signal: Arc<tokio::sync::Notify>,
+    exits: tokio::sync::mpsc::UnboundedSender<bool>,
+    exits_rx: tokio::sync::mpsc::UnboundedReceiver<bool>,
+    waiting: Vec<tokio::task::JoinHandle<Container>>,
+}
+
+impl Watch {
+    fn new() -> Self {
+        let (exits, exits_rx) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            ended: Arc::default(),
+            ended_signal: Arc::default(),
+            exits,
+            exits_rx,
+            waiting: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, name: String, essential: bool, mut container: Container) {
+        let (ended, ended_signal, exits) = (
+            self.ended.clone(),
+            self.ended_signal.clone(),
+            self.exits.clone(),
+        );
+        self.waiting.push(tokio::spawn(async move {
+            let code = container.wait().await;
+            ended.lock().expect("ended containers").insert(name, code);
+            ended_signal.notify_waiters();
+            let _ = exits.send(essential);
+            container
+        }));
+    }
+
+    /// The exit codes of the containers that have ended.
+    fn ended(&self) -> HashMap<String, i32> {
+        self.ended.lock().expect("ended containers").clone()
+    }
+
+    /// Whether the next container to end is essential; `None` once all have ended.
+    async fn next_exit(&mut self) -> Option<bool> {
+        if self.ended.lock().expect("ended containers").len() == self.waiting.len()
+            && self.exits_rx.is_empty()
+        {
+            return None;
+        }
+        self.exits_rx.recv().await
+    }
+
+    /// Removes every container once it has ended; their exit codes.
+    async fn remove_all(self) -> HashMap<String, i32> {
+        for waiting in self.waiting {
+            if let Ok(container) = waiting.await {
+                container.remove().await;
+            }
+        }
+        self.ended.lock().expect("ended containers").clone()
+    }
 }
 
 impl Ecs {
@@ -386,25 +450,13 @@ impl Ecs {
                 return;
             }
         };
-        let stop_timeouts: HashMap<String, u64> = containers
-            .iter()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap_or_default().to_owned(),
-                    c["stopTimeout"].as_u64().unwrap_or(DEFAULT_STOP_TIMEOUT),
-                )
-            })
-            .collect();
         node.running
             .lock()
             .expect("running tasks")
             .insert(id.clone(), Vec::new());
         // Each container is waited for from its start, so later containers can depend
         // on it ending (COMPLETE, SUCCESS).
-        let ended: Arc<Mutex<HashMap<String, i32>>> = Arc::default();
-        let ended_signal = Arc::new(tokio::sync::Notify::new());
-        let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut handles = Vec::new();
+        let mut watch = Watch::new();
         let mut bindings: HashMap<String, Value> = HashMap::new();
         let mut images: HashMap<String, Image> = containers
             .iter()
@@ -418,7 +470,7 @@ impl Ecs {
         for container in order {
             let name = container["name"].as_str().unwrap_or_default().to_owned();
             if let Err(reason) = self
-                .await_dependencies(&cluster, &id, container, &ended, &ended_signal)
+                .await_dependencies(&cluster, &id, container, &watch)
                 .await
             {
                 failure = Some(reason);
@@ -444,21 +496,13 @@ impl Ecs {
                 Ok(launch) => node.runner.start(launch).await,
                 Err(err) => Err(err),
             };
-            let mut started = match launched {
+            let started = match launched {
                 Ok(started) => started,
                 Err(err) => {
                     failure = Some(format!("CannotStartContainerError: {err}"));
                     break;
                 }
             };
-            let handle = started.handle();
-            let timeout = stop_timeouts
-                .get(&name)
-                .copied()
-                .unwrap_or(DEFAULT_STOP_TIMEOUT);
-            if let Some(list) = node.running.lock().expect("running tasks").get_mut(&id) {
-                list.push((handle.clone(), timeout));
-            }
             bindings.insert(
                 name.clone(),
                 json!(
@@ -475,47 +519,16 @@ impl Ecs {
                         .collect::<Vec<_>>()
                 ),
             );
-            let check = &container["healthCheck"];
-            if let Some(command) = check["command"].as_array() {
-                let ecs = self.clone();
-                let (cluster, id, node, name) =
-                    (cluster.clone(), id.clone(), node.clone(), name.clone());
-                let args = health_command(command);
-                let settings = HealthSettings::of(check);
-                let handle = handle.clone();
-                tokio::spawn(async move {
-                    ecs.watch_health(node, cluster, id, name, handle, args, settings)
-                        .await
-                });
-            }
-            let essential = container["essential"] != false;
-            let (tx, ended, ended_signal) =
-                (exited_tx.clone(), ended.clone(), ended_signal.clone());
-            handles.push(tokio::spawn(async move {
-                let code = started.wait().await;
-                ended
-                    .lock()
-                    .expect("ended containers")
-                    .insert(name.clone(), code);
-                ended_signal.notify_waiters();
-                let _ = tx.send((name, essential, code));
-                started
-            }));
+            self.watch_container(&node, &cluster, &id, container, started, &mut watch);
         }
-        drop(exited_tx);
         if let Some(reason) = failure {
             self.signal_task(&node, &id);
             node.running.lock().expect("running tasks").remove(&id);
-            for handle in handles {
-                if let Ok(container) = handle.await {
-                    container.remove().await;
-                }
-            }
-            let exits = ended.lock().expect("ended containers").clone();
+            let exits = watch.remove_all().await;
             self.stopped(&cluster, &id, "TaskFailedToStart", &reason, &exits);
             return;
         }
-        let ended_now = ended.lock().expect("ended containers").clone();
+        let ended_now = watch.ended();
         set(&|task| {
             task["lastStatus"] = "RUNNING".into();
             task["startedAt"] = now().into();
@@ -536,10 +549,63 @@ impl Ecs {
                 }
             }
         });
-        let mut exits = HashMap::new();
+        self.supervise(node, cluster, id, watch).await;
+    }
+
+    /// Registers a started container with its task: how to stop it, its health check
+    /// and the wait for its end.
+    fn watch_container(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        cluster: &str,
+        id: &str,
+        definition: &Value,
+        container: Container,
+        watch: &mut Watch,
+    ) {
+        let name = definition["name"].as_str().unwrap_or_default().to_owned();
+        let handle = container.handle();
+        let timeout = definition["stopTimeout"]
+            .as_u64()
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        if let Some(list) = node.running.lock().expect("running tasks").get_mut(id) {
+            list.push((handle.clone(), timeout));
+        }
+        let check = &definition["healthCheck"];
+        if let Some(command) = check["command"].as_array() {
+            let ecs = self.clone();
+            let (cluster, id, node, name) = (
+                cluster.to_owned(),
+                id.to_owned(),
+                node.clone(),
+                name.clone(),
+            );
+            let args = health_command(command);
+            let settings = HealthSettings::of(check);
+            tokio::spawn(async move {
+                ecs.watch_health(node, cluster, id, name, handle, args, settings)
+                    .await
+            });
+        }
+        watch.add(name, definition["essential"] != false, container);
+    }
+
+    /// Follows a started task until its containers have ended: the first essential
+    /// container to end stops the others; then the task is recorded as stopped.
+    async fn supervise(
+        self: Arc<Self>,
+        node: Arc<Node>,
+        cluster: String,
+        id: String,
+        mut watch: Watch,
+    ) {
+        let set = |edit: &dyn Fn(&mut Value)| {
+            if let Err(err) = self.update_task(&cluster, &id, edit) {
+                tracing::error!(task = %id, error = %err, "updating a task failed");
+            }
+        };
         let mut stopping = false;
-        while let Some((name, essential, code)) = exited_rx.recv().await {
-            exits.insert(name, code);
+        while let Some(essential) = watch.next_exit().await {
             if essential && !stopping {
                 stopping = true;
                 let reason = "Essential container in task exited";
@@ -555,11 +621,7 @@ impl Ecs {
             }
         }
         node.running.lock().expect("running tasks").remove(&id);
-        for handle in handles {
-            if let Ok(container) = handle.await {
-                container.remove().await;
-            }
-        }
+        let exits = watch.remove_all().await;
         self.stopped(
             &cluster,
             &id,
@@ -577,8 +639,7 @@ impl Ecs {
         cluster: &str,
         id: &str,
         container: &Value,
-        ended: &Mutex<HashMap<String, i32>>,
-        ended_signal: &tokio::sync::Notify,
+        watch: &Watch,
     ) -> Result<(), String> {
         let limit = Duration::from_secs(container["startTimeout"].as_u64().unwrap_or(180));
         let deadline = tokio::time::Instant::now() + limit;
@@ -586,7 +647,7 @@ impl Ecs {
             let other = dependency["containerName"].as_str().unwrap_or_default();
             let condition = dependency["condition"].as_str().unwrap_or("START");
             loop {
-                let exit = ended.lock().expect("ended containers").get(other).copied();
+                let exit = watch.ended().get(other).copied();
                 let satisfied = match (condition, exit) {
                     ("START", _) => true,
                     ("COMPLETE", Some(_)) | ("SUCCESS", Some(0)) => true,
@@ -625,7 +686,8 @@ impl Ecs {
                     ));
                 }
                 let _ =
-                    tokio::time::timeout(Duration::from_millis(200), ended_signal.notified()).await;
+                    tokio::time::timeout(Duration::from_millis(200), watch.ended_signal.notified())
+                        .await;
             }
         }
         Ok(())
@@ -952,25 +1014,109 @@ impl Ecs {
         Ok(json!({ "taskArns": arns }))
     }
 
-    /// Tasks a previous run of nimbus left running: their containers ended with it.
-    pub fn settle_after_restart(&self) -> Result<usize, AwsError> {
-        let mut settled = 0;
+    /// Tasks a previous run of nimbus left. A started task whose containers' monitors
+    /// still watch them (or recorded their ends) is re-adopted and followed as before;
+    /// a task still starting, or with nothing left to adopt, is recorded as stopped.
+    /// The containers adopted, which the runner's sweep must keep.
+    pub async fn resume_after_restart(self: &Arc<Self>) -> Result<HashSet<String>, AwsError> {
+        let mut adopted = HashSet::new();
         for record in self.meta.scan_all(TASKS, "").map_err(internal)? {
             let task = decode(&record.value)?;
-            if task["lastStatus"] != "STOPPED"
-                && let Some((cluster, id)) = record.key.split_once('/')
-            {
-                self.stopped(
-                    cluster,
-                    id,
-                    "TaskFailedToStart",
-                    "nimbus restarted; the task's containers ended with it",
-                    &HashMap::new(),
-                );
-                settled += 1;
+            let Some((cluster, id)) = record.key.split_once('/') else {
+                continue;
+            };
+            if task["lastStatus"] == "STOPPED" {
+                continue;
+            }
+            let started = matches!(
+                task["lastStatus"].as_str(),
+                Some("RUNNING" | "DEACTIVATING" | "STOPPING")
+            );
+            let resumed = match (&self.node, started) {
+                (Some(node), true) => self.adopt_task(node, cluster, id, &task, &mut adopted),
+                _ => false,
+            };
+            if !resumed {
+                let reason = if started {
+                    "The task's containers were lost while nimbus was stopped"
+                } else {
+                    "nimbus restarted while the task was starting"
+                };
+                self.stopped(cluster, id, "TaskFailedToStart", reason, &HashMap::new());
             }
         }
-        Ok(settled)
+        Ok(adopted)
+    }
+
+    /// Re-adopts the running containers of a started task; whether any was left.
+    fn adopt_task(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        cluster: &str,
+        id: &str,
+        task: &Value,
+        adopted: &mut HashSet<String>,
+    ) -> bool {
+        let reference = task["taskDefinitionArn"].as_str().unwrap_or_default();
+        let Ok((_, _, _, stored)) = self.find_taskdef(reference) else {
+            return false;
+        };
+        let definition = &stored["definition"];
+        node.running
+            .lock()
+            .expect("running tasks")
+            .insert(id.to_owned(), Vec::new());
+        let mut watch = Watch::new();
+        let mut lost_essential = false;
+        for container in task["containers"].as_array().into_iter().flatten() {
+            if container["lastStatus"] != "RUNNING" {
+                continue;
+            }
+            let name = container["name"].as_str().unwrap_or_default();
+            let Some(container_def) = definition["containerDefinitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == name)
+            else {
+                continue;
+            };
+            let runtime_id = format!("{id}-{name}");
+            let Some(running) = node.runner.adopt(&runtime_id) else {
+                lost_essential |= container_def["essential"] != false;
+                continue;
+            };
+            if let Some(role) = definition["taskRoleArn"].as_str()
+                && let Some(token) = running
+                    .env()
+                    .iter()
+                    .find_map(|v| v.strip_prefix("AWS_CONTAINER_AUTHORIZATION_TOKEN="))
+            {
+                node.grants.restore(id, role, token);
+            }
+            adopted.insert(runtime_id);
+            self.watch_container(node, cluster, id, container_def, running, &mut watch);
+        }
+        if watch.waiting.is_empty() {
+            node.running.lock().expect("running tasks").remove(id);
+            return false;
+        }
+        if lost_essential || task["desiredStatus"] == "STOPPED" {
+            if lost_essential {
+                let _ = self.update_task(cluster, id, |task| {
+                    if task["stopCode"].is_null() {
+                        task["stopCode"] = "EssentialContainerExited".into();
+                        task["stoppedReason"] =
+                            "An essential container was lost while nimbus was stopped".into();
+                    }
+                });
+            }
+            self.signal_task(node, id);
+        }
+        let ecs = self.clone();
+        let (node, cluster, id) = (node.clone(), cluster.to_owned(), id.to_owned());
+        tokio::spawn(async move { ecs.supervise(node, cluster, id, watch).await });
+        true
     }
 }
 

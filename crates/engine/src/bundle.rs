@@ -43,6 +43,39 @@ pub struct BundleSpec<'a> {
     pub opt_slot: &'a Path,
     pub tmp_mb: u64,
     pub cgroup: &'a str,
+    /// The root is an image's: nothing of the host's /usr or /etc is shown, and the
+    /// init process runs with the host's loader and libraries from [`HOST_LIBS`].
+    pub image: bool,
+}
+
+/// Where an image sandbox sees the host's libraries, for the init process only.
+pub const HOST_LIBS: &str = "/var/rapid/lib";
+
+/// The host's library directory and dynamic loader of this architecture.
+fn host_loader() -> (PathBuf, &'static str) {
+    let (triple, loader) = match std::env::consts::ARCH {
+        "aarch64" => ("aarch64-linux-gnu", "ld-linux-aarch64.so.1"),
+        _ => ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
+    };
+    (Path::new("/usr/lib").join(triple), loader)
+}
+
+/// How the init process is started: directly on the host's root, through the host's
+/// loader in an image (whose own libc may differ or be missing).
+fn init_args(image: bool) -> Vec<String> {
+    let init = [INIT_PATH.to_owned(), "sandbox-init".to_owned()];
+    if !image {
+        return init.to_vec();
+    }
+    let (_, loader) = host_loader();
+    [
+        format!("{HOST_LIBS}/{loader}"),
+        "--library-path".to_owned(),
+        HOST_LIBS.to_owned(),
+    ]
+    .into_iter()
+    .chain(init)
+    .collect()
 }
 
 fn bind(source: &Path, target: &Path, extra: &[&str]) -> Result<Mount, OciSpecError> {
@@ -74,20 +107,34 @@ pub fn prepare_rootfs(rootfs: &Path) -> std::io::Result<()> {
 
 pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
     let mut mounts: Vec<Mount> = get_default_mounts();
-    mounts.push(bind(Path::new("/usr"), Path::new("/usr"), &[])?);
-    mounts.push(bind(spec.etc, Path::new("/etc"), &[])?);
-    for dir in ["ssl", "ca-certificates", "alternatives"] {
-        let host = Path::new("/etc").join(dir);
-        if host.is_dir() {
-            mounts.push(bind(&host, &host, &[])?);
+    if spec.image {
+        // The image brings its own /usr, /etc, code and layers; name resolution
+        // comes from the host.
+        mounts.push(bind(&host_loader().0, Path::new(HOST_LIBS), &[])?);
+        for file in ["hosts", "resolv.conf"] {
+            let source = spec.etc.join(file);
+            if source.exists() {
+                mounts.push(bind(&source, &Path::new("/etc").join(file), &[])?);
+            }
+        }
+    } else {
+        mounts.push(bind(Path::new("/usr"), Path::new("/usr"), &[])?);
+        mounts.push(bind(spec.etc, Path::new("/etc"), &[])?);
+        for dir in ["ssl", "ca-certificates", "alternatives"] {
+            let host = Path::new("/etc").join(dir);
+            if host.is_dir() {
+                mounts.push(bind(&host, &host, &[])?);
+            }
         }
     }
     for mount in spec.mounts {
         mounts.push(bind(&mount.source, &mount.target, &[])?);
     }
     mounts.push(bind(spec.init, Path::new(INIT_PATH), &[])?);
-    mounts.push(bind(spec.task_slot, Path::new("/var/task"), &["rslave"])?);
-    mounts.push(bind(spec.opt_slot, Path::new("/opt"), &["rslave"])?);
+    if !spec.image {
+        mounts.push(bind(spec.task_slot, Path::new("/var/task"), &["rslave"])?);
+        mounts.push(bind(spec.opt_slot, Path::new("/opt"), &["rslave"])?);
+    }
     mounts.push(
         MountBuilder::default()
             .destination("/tmp")
@@ -116,7 +163,7 @@ pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
                 .gid(SANDBOX_GID)
                 .build()?,
         )
-        .args(vec![INIT_PATH.to_owned(), "sandbox-init".to_owned()])
+        .args(init_args(spec.image))
         .env(vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_owned()])
         .cwd("/")
         .capabilities(no_caps)
@@ -299,6 +346,7 @@ mod tests {
             opt_slot: Path::new("/s/opt"),
             tmp_mb: 512,
             cgroup: "/nimbus-test/sb1",
+            image: false,
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -338,5 +386,36 @@ mod tests {
         );
         assert_eq!(json["linux"]["resources"]["pids"]["limit"], PIDS_MAX);
         assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    }
+
+    #[test]
+    fn image_bundles_show_nothing_of_the_host_but_the_init_and_its_libraries() {
+        let spec = config(&BundleSpec {
+            rootfs: Path::new("/b/rootfs"),
+            init: Path::new("/usr/bin/nimbus"),
+            etc: Path::new("/nonexistent/etc"),
+            mounts: &[],
+            task_slot: Path::new("/s/task"),
+            opt_slot: Path::new("/s/opt"),
+            tmp_mb: 512,
+            cgroup: "/nimbus-test/sb2",
+            image: true,
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["root"]["readonly"], true);
+        let targets: Vec<&str> = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        for hidden in ["/usr", "/etc", "/var/task", "/opt"] {
+            assert!(!targets.contains(&hidden), "{hidden} is the image's own");
+        }
+        assert!(targets.contains(&HOST_LIBS) && targets.contains(&INIT_PATH));
+        let args = json["process"]["args"].as_array().unwrap();
+        assert!(args[0].as_str().unwrap().starts_with(HOST_LIBS));
+        assert_eq!(args[3], INIT_PATH);
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use bundle::ReadOnly;
 pub use init::Program;
-pub use mounts::private_namespace;
+pub use mounts::{overlay, private_namespace};
 pub use oci::OciRuntime;
 pub use pool::Pool;
 
@@ -49,6 +49,9 @@ pub struct Template {
     pub mounts: Vec<ReadOnly>,
     /// The size of the writable `/tmp`.
     pub tmp_mb: u64,
+    /// An image's unpacked layers, bottom first, as the whole root filesystem (a
+    /// container image function); empty for the host's minimal root.
+    pub image: Vec<PathBuf>,
 }
 
 /// What a created sandbox is given to run.

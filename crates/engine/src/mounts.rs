@@ -104,6 +104,34 @@ pub fn show_read_only(sources: &[PathBuf], stage: &Path, slot: &Path) -> io::Res
     })
 }
 
+/// Mounts `layers` (bottom first) at `target` as an overlay with a writable upper
+/// layer in `dir`.
+pub fn overlay(layers: &[PathBuf], dir: &Path, target: &Path) -> io::Result<()> {
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    for path in [&upper, &work, &target.to_path_buf()] {
+        std::fs::create_dir_all(path)?;
+    }
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|layer| layer.display().to_string())
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(io_err)
+}
+
 pub fn detach(target: &Path) {
     let _ = umount2(target, MntFlags::MNT_DETACH);
 }

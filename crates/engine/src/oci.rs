@@ -219,25 +219,29 @@ impl OciRuntime {
         let id = format!("sb{}-{n}", std::process::id());
         let bundle = self.bundles.join(&id);
         let slot = self.slots.join(&id);
-        let sandbox_files = Files {
+        let mut sandbox_files = Files {
             bundle: bundle.clone(),
             slot: slot.clone(),
             stage: self.stage.join(&id),
             mounted: Vec::new(),
         };
         let rootfs = bundle.join("rootfs");
-        let setup = || -> io::Result<()> {
-            bundle::prepare_rootfs(&rootfs)?;
-            for dir in [
-                slot.join("task"),
-                slot.join("opt"),
-                sandbox_files.stage.clone(),
-            ] {
+        let setup = |files: &mut Files| -> io::Result<()> {
+            if template.image.is_empty() {
+                bundle::prepare_rootfs(&rootfs)?;
+            } else {
+                // The image's layers under a scratch upper layer, which only takes
+                // the runtime's mount points: the root is then made read-only.
+                mounts::overlay(&template.image, &bundle, &rootfs)?;
+                files.mounted.push(rootfs.clone());
+            }
+            for dir in [slot.join("task"), slot.join("opt"), files.stage.clone()] {
                 std::fs::create_dir_all(dir)?;
             }
             Ok(())
         };
-        setup().map_err(|err| start_error(format!("cannot prepare a bundle: {err}")))?;
+        setup(&mut sandbox_files)
+            .map_err(|err| start_error(format!("cannot prepare a bundle: {err}")))?;
         let cgroup_path = format!("/{}/{id}", self.cgroup_parent);
         let config = bundle::config(&BundleSpec {
             rootfs: &rootfs,
@@ -248,6 +252,7 @@ impl OciRuntime {
             opt_slot: &slot.join("opt"),
             tmp_mb: template.tmp_mb,
             cgroup: &cgroup_path,
+            image: !template.image.is_empty(),
         })
         .map_err(|err| start_error(format!("cannot write a bundle: {err}")))?;
         config

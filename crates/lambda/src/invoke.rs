@@ -269,7 +269,11 @@ impl Invoker {
                     .collect()
             }
         };
-        Ok(Template { mounts, tmp_mb })
+        Ok(Template {
+            mounts,
+            tmp_mb,
+            image: Vec::new(),
+        })
     }
 
     fn resolve_interpreter(

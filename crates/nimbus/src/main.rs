@@ -27,6 +27,15 @@ enum Command {
     /// The first process inside every sandbox (run by the OCI runtime, not by hand).
     #[command(hide = true)]
     SandboxInit,
+    /// Watches one task container: runs the OCI runtime on its bundle, keeps its
+    /// output and exit code (started by the server, not by hand).
+    #[command(hide = true)]
+    ContainerMonitor {
+        runtime: PathBuf,
+        state: PathBuf,
+        bundle: PathBuf,
+        id: String,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -115,6 +124,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::SandboxInit => nimbus_engine::init::run(),
+        Command::ContainerMonitor {
+            runtime,
+            state,
+            bundle,
+            id,
+        } => nimbus_ecs::monitor::run(&runtime, &state, &bundle, &id),
         Command::Server(args) => {
             init_logging(args.log_format);
             if args.isolation == IsolationArg::Oci

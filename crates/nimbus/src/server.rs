@@ -1,6 +1,7 @@
 //! `nimbus server`: open the data dir, make sure root credentials exist, wire the
 //! services behind the edge and serve until told to stop.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -423,12 +424,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             Some(cli) => {
                 let ecs_dir = data_dir.join("ecs");
                 let images = Images::new(registry.clone(), &ecs_dir).map_err(io_at(&ecs_dir))?;
-                let runner = Runner::new(&ecs_dir.join("tasks"), cli, logs_sink.clone())
+                let monitor =
+                    std::env::current_exe().map_err(io_at(Path::new("/proc/self/exe")))?;
+                let runner = Runner::new(&ecs_dir.join("tasks"), cli, monitor, logs_sink.clone())
                     .map_err(io_at(&ecs_dir))?;
-                let swept = runner.sweep().await;
-                if swept > 0 {
-                    tracing::warn!(swept, "removed containers the last run left");
-                }
                 task_runner = Some(runner.clone());
                 let roles: Arc<dyn TaskRoles> = Arc::new(EcsRoles(sessions.clone()));
                 let node = Node::new(
@@ -446,15 +445,23 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         _ => None,
     };
     let ecs = Ecs::new(meta.clone(), &args.region, &args.account_id, node);
-    tokio::spawn(ecs.clone().reconcile_forever());
-    let settled = tokio::task::block_in_place(|| ecs.settle_after_restart())
+    let adopted = ecs
+        .resume_after_restart()
+        .await
         .map_err(|err| StartError::Ecs(err.message))?;
-    if settled > 0 {
-        tracing::warn!(
-            settled,
-            "tasks left running by the last run were recorded as stopped"
-        );
+    if let Some(runner) = &task_runner {
+        if !adopted.is_empty() {
+            tracing::info!(
+                containers = adopted.len(),
+                "re-adopted running task containers"
+            );
+        }
+        let swept = runner.sweep(&adopted).await;
+        if swept > 0 {
+            tracing::warn!(swept, "removed containers the last run left");
+        }
     }
+    tokio::spawn(ecs.clone().reconcile_forever());
     let mut edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .authorizer(authorizer.clone())
         .service(Sts::new(credentials.clone(), sessions, authorizer))
@@ -503,9 +510,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     .await;
     sandboxes.close();
     invoker.shutdown();
-    // Task containers end with the server (they are not re-adopted yet).
+    // A graceful stop drains this node: task containers end with the server (a crash
+    // leaves them running, to be re-adopted).
     if let Some(runner) = task_runner {
-        runner.sweep().await;
+        runner.sweep(&HashSet::new()).await;
     }
     if let Isolation::Oci(runtime) = sandboxes.isolation() {
         runtime.close().await;
