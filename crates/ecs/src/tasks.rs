@@ -29,7 +29,7 @@ const DEFAULT_STOP_TIMEOUT: u64 = 30;
 
 /// What runs tasks on this node.
 pub struct Node {
-    pub images: Images,
+    pub images: Arc<Images>,
     pub runner: Arc<Runner>,
     pub logs: Arc<LogStore>,
     /// Task roles, and the edge address containers fetch their credentials from.
@@ -41,7 +41,7 @@ pub struct Node {
 
 impl Node {
     pub fn new(
-        images: Images,
+        images: Arc<Images>,
         runner: Arc<Runner>,
         logs: Arc<LogStore>,
         roles: Option<(Arc<dyn TaskRoles>, std::net::SocketAddr)>,

@@ -58,7 +58,8 @@ pub struct Template {
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub program: Program,
-    /// The code, shown read-only at [`TASK_DIR`].
+    /// The code, shown read-only at [`TASK_DIR`]; empty when the sandbox's image
+    /// holds it.
     pub task: PathBuf,
     /// Layers merged read-only at [`OPT_DIR`], the last one on top.
     pub layers: Vec<PathBuf>,

@@ -415,7 +415,13 @@ impl OciSandbox {
             mounts::show_read_only(sources, &self.files.stage, &target)?;
             Ok(Some(target))
         };
-        let task = show(std::slice::from_ref(&launch.task), "task")
+        // An image sandbox's code is in its image.
+        let code: &[PathBuf] = if launch.task.as_os_str().is_empty() {
+            &[]
+        } else {
+            std::slice::from_ref(&launch.task)
+        };
+        let task = show(code, "task")
             .map_err(|err| start_error(format!("cannot mount the code: {err}")))?;
         self.files.mounted.extend(task);
         let opt = show(&launch.layers, "opt")

@@ -830,9 +830,20 @@ impl LambdaApi {
                 });
             }
         }
+        let code = match &resolved.image {
+            Some(image) => serde_json::json!({
+                "RepositoryType": "ECR",
+                "ImageUri": image.uri,
+                "ResolvedImageUri": image.resolved_uri,
+            }),
+            None => serde_json::json!({
+                "RepositoryType": "S3",
+                "Location": self.links.link(&ctx.endpoint, &resolved.code.digest),
+            }),
+        };
         let mut value = serde_json::json!({
             "Configuration": resolved.config,
-            "Code": { "RepositoryType": "S3", "Location": self.links.link(&ctx.endpoint, &resolved.code.digest) },
+            "Code": code,
             "Tags": resolved.record.tags,
         });
         if let Some(reserved) = resolved.record.reserved_concurrency {

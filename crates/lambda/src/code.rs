@@ -60,6 +60,10 @@ impl CodeRef {
     }
 }
 
+/// A zip with no entries: the code of a container image function, whose image is
+/// its whole root.
+pub const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
 /// Checks a zip's entries and declared sizes, then stores it.
 pub fn store_zip(blobs: &dyn BlobStore, zip: &[u8]) -> Result<CodeRef, CodeError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(|_| CodeError::NotAZip)?;

@@ -15,6 +15,7 @@ use crate::code::{self, CodeCache, CodeError, CodeRef};
 use crate::error::{
     conflict, invalid_parameter, not_found, precondition_failed, service, validation,
 };
+use crate::images::{FunctionImages, ImageCode, UnpackedImage};
 use crate::model::*;
 use crate::names::{FunctionRef, function_arn, is_alias_name};
 use crate::runtimes;
@@ -121,6 +122,8 @@ pub struct Resolved {
     pub config: FunctionConfiguration,
     pub code: CodeRef,
     pub layers: Vec<CodeRef>,
+    /// The image of a container image function.
+    pub image: Option<ImageCode>,
 }
 
 fn check_range(member: &str, value: i64, min: i64, max: i64) -> Result<(), AwsError> {
@@ -263,6 +266,11 @@ impl FunctionSettings {
         if let Some(storage) = &self.ephemeral_storage {
             config.ephemeral_storage = storage.clone();
         }
+        if let Some(image_config) = &self.image_config {
+            config.image_config_response = Some(ImageConfigResponse {
+                image_config: image_config.clone(),
+            });
+        }
     }
 }
 
@@ -303,6 +311,8 @@ pub struct Functions {
     /// Reserved concurrency by function, read from the store on first use and kept
     /// up to date by the calls that change it, so invokes never scan the store.
     reservations: Mutex<Option<HashMap<String, i64>>>,
+    /// Where container image functions' images come from; none refuses them.
+    images: Option<Arc<dyn FunctionImages>>,
 }
 
 impl Functions {
@@ -327,7 +337,36 @@ impl Functions {
             settings,
             roles,
             reservations: Mutex::new(None),
+            images: None,
         }
+    }
+
+    /// Lets functions be container images from `images`.
+    pub fn with_images(mut self, images: Arc<dyn FunctionImages>) -> Self {
+        self.images = Some(images);
+        self
+    }
+
+    /// The unpacked image of a container image function.
+    pub(crate) fn unpack_image(&self, image: &ImageCode) -> Result<UnpackedImage, String> {
+        self.images
+            .as_ref()
+            .ok_or_else(|| "this nimbus server runs no container images".to_owned())?
+            .unpack(&image.resolved_uri)
+    }
+
+    /// Pins the image `uri` names to its digest, or refuses it as Lambda does.
+    fn pin_image(&self, uri: &str) -> Result<ImageCode, AwsError> {
+        let images = self.images.as_ref().ok_or_else(|| {
+            invalid_parameter("Container image functions need an OCI runtime on this nimbus server")
+        })?;
+        let digest = images.resolve(uri).map_err(|reason| {
+            tracing::debug!(%uri, %reason, "refusing a function image");
+            invalid_parameter(format!(
+                "Source image {uri} does not exist. Provide a valid source image."
+            ))
+        })?;
+        Ok(ImageCode::new(uri, digest))
     }
 
     /// Refuses a role Lambda cannot assume, as AWS does.
@@ -350,7 +389,7 @@ impl Functions {
         use base64::Engine as _;
         if image_uri.is_some() {
             return Err(invalid_parameter(
-                "Container image functions (PackageType Image) are not available on this nimbus server yet",
+                "Please don't provide ImageUri when updating a function with packageType Zip.",
             ));
         }
         if let Some(bucket) = s3_bucket {
@@ -455,11 +494,15 @@ impl Functions {
         name: FunctionRef,
     ) -> Result<FunctionConfiguration, AwsError> {
         let name = name.require_unqualified()?.name;
-        if request.package_type.as_deref().is_some_and(|p| p != "Zip") {
-            return Err(invalid_parameter(
-                "Container image functions (PackageType Image) are not available on this nimbus server yet",
+        let package_type = request.package_type.as_deref().unwrap_or("Zip");
+        if !matches!(package_type, "Zip" | "Image") {
+            return Err(validation(
+                "packageType",
+                package_type,
+                "Member must satisfy enum value set: [Image, Zip]",
             ));
         }
+        let is_image = package_type == "Image";
         request.settings.validate()?;
         let role = request
             .settings
@@ -467,26 +510,50 @@ impl Functions {
             .as_deref()
             .ok_or_else(|| invalid_parameter("The role parameter is required."))?;
         self.assumable(role)?;
-        if request.settings.runtime.is_none() {
-            return Err(invalid_parameter(
-                "The runtime parameter is required for Zip package type functions.",
-            ));
-        }
-        if request.settings.handler.is_none() {
-            return Err(invalid_parameter(
-                "The handler parameter is required for Zip package type functions.",
-            ));
+        let settings = &request.settings;
+        if is_image {
+            if settings.runtime.is_some() || settings.handler.is_some() {
+                return Err(invalid_parameter(
+                    "Runtime and Handler are not supported for Image package type functions.",
+                ));
+            }
+            if request.layers.as_ref().is_some_and(|l| !l.is_empty()) {
+                return Err(invalid_parameter(
+                    "Layers are only supported for Zip package type functions.",
+                ));
+            }
+        } else {
+            if settings.runtime.is_none() {
+                return Err(invalid_parameter(
+                    "The runtime parameter is required for Zip package type functions.",
+                ));
+            }
+            if settings.handler.is_none() {
+                return Err(invalid_parameter(
+                    "The handler parameter is required for Zip package type functions.",
+                ));
+            }
+            check_not_image_config(settings)?;
         }
         check_architectures(request.architectures.as_ref())?;
         let tags = request.tags.clone().unwrap_or_default();
         check_tags(&tags)?;
         let code_in = request.code.clone().unwrap_or_default();
-        let zip = self.zip_from(
-            code_in.zip_file.as_deref(),
-            code_in.s3_bucket.as_deref(),
-            code_in.s3_key.as_deref(),
-            code_in.image_uri.as_deref(),
-        )?;
+        // An image function keeps the empty archive as its code: the image is its root.
+        let (zip, image) = if is_image {
+            let uri = code_in.image_uri.as_deref().ok_or_else(|| {
+                invalid_parameter("ImageUri is required for Image package type functions.")
+            })?;
+            (code::EMPTY_ZIP.to_vec(), Some(self.pin_image(uri)?))
+        } else {
+            let zip = self.zip_from(
+                code_in.zip_file.as_deref(),
+                code_in.s3_bucket.as_deref(),
+                code_in.s3_key.as_deref(),
+                code_in.image_uri.as_deref(),
+            )?;
+            (zip, None)
+        };
         if self.store.function(&name).map_err(store_error)?.is_some() {
             return Err(conflict(format!("Function already exist: {name}")));
         }
@@ -519,7 +586,7 @@ impl Functions {
             last_update_status: "InProgress".to_owned(),
             last_update_status_reason: None,
             last_update_status_reason_code: None,
-            package_type: "Zip".to_owned(),
+            package_type: package_type.to_owned(),
             architectures: vec![
                 request
                     .architectures
@@ -532,7 +599,12 @@ impl Functions {
                 log_group: format!("/aws/lambda/{name}"),
             },
             runtime_version_config: None,
+            image_config_response: None,
         };
+        if let Some(image) = &image {
+            config.code_size = 0;
+            config.code_sha256 = image.code_sha256();
+        }
         request.settings.apply(&mut config);
         let record = FunctionRecord {
             policy: Vec::new(),
@@ -544,6 +616,7 @@ impl Functions {
             tags,
             reserved_concurrency: None,
             last_version: 0,
+            image,
         };
         self.store
             .save(&record, Expect::Absent, None)
@@ -588,7 +661,15 @@ impl Functions {
             }
             let unpacked = std::iter::once(&record.code)
                 .chain(&record.layers)
-                .try_for_each(|code| self.code.ensure(self.blobs.as_ref(), code).map(drop));
+                .try_for_each(|code| self.code.ensure(self.blobs.as_ref(), code).map(drop))
+                .map_err(|err| (err.to_string(), "InvalidZipFileException"))
+                .and_then(|()| match &record.image {
+                    Some(image) => self
+                        .unpack_image(image)
+                        .map(drop)
+                        .map_err(|err| (err, "ImageAccessDenied")),
+                    None => Ok(()),
+                });
             let config = &mut record.config;
             match unpacked {
                 Ok(_) => {
@@ -599,17 +680,15 @@ impl Functions {
                     config.last_update_status_reason = None;
                     config.last_update_status_reason_code = None;
                 }
-                Err(err) => {
-                    let reason = err.to_string();
+                Err((reason, code)) => {
                     if config.state == "Pending" {
                         config.state = "Failed".to_owned();
                         config.state_reason = Some(reason.clone());
-                        config.state_reason_code = Some("InvalidZipFileException".to_owned());
+                        config.state_reason_code = Some(code.to_owned());
                     }
                     config.last_update_status = "Failed".to_owned();
                     config.last_update_status_reason = Some(reason);
-                    config.last_update_status_reason_code =
-                        Some("InvalidZipFileException".to_owned());
+                    config.last_update_status_reason_code = Some(code.to_owned());
                 }
             }
             match self.store.save(&record, Expect::Version(version), None) {
@@ -656,6 +735,7 @@ impl Functions {
                 config: record.config.clone(),
                 code: record.code.clone(),
                 layers: record.layers.clone(),
+                image: record.image.clone(),
                 record,
             });
         };
@@ -666,6 +746,7 @@ impl Functions {
             config: published.config,
             code: published.code,
             layers: published.layers,
+            image: published.image,
         })
     }
 
@@ -716,23 +797,34 @@ impl Functions {
     ) -> Result<FunctionConfiguration, AwsError> {
         let function = function.require_unqualified()?;
         check_architectures(request.architectures.as_ref())?;
-        let zip = self.zip_from(
-            request.zip_file.as_deref(),
-            request.s3_bucket.as_deref(),
-            request.s3_key.as_deref(),
-            request.image_uri.as_deref(),
-        )?;
         let Versioned {
             value: mut record,
             version,
         } = self.load(&function.name)?;
         check_revision(request.revision_id.as_deref(), &record.config.revision_id)?;
         check_updatable(&record.config)?;
-        record.code = code::store_zip(self.blobs.as_ref(), &zip).map_err(code_error)?;
-        check_unzipped(&record.code, &record.layers)?;
+        if record.image.is_some() {
+            let uri = request.image_uri.as_deref().ok_or_else(|| {
+                invalid_parameter(
+                    "Please provide ImageUri when updating a function with packageType Image.",
+                )
+            })?;
+            let image = self.pin_image(uri)?;
+            record.config.code_sha256 = image.code_sha256();
+            record.image = Some(image);
+        } else {
+            let zip = self.zip_from(
+                request.zip_file.as_deref(),
+                request.s3_bucket.as_deref(),
+                request.s3_key.as_deref(),
+                request.image_uri.as_deref(),
+            )?;
+            record.code = code::store_zip(self.blobs.as_ref(), &zip).map_err(code_error)?;
+            check_unzipped(&record.code, &record.layers)?;
+            record.config.code_size = record.code.size as i64;
+            record.config.code_sha256 = record.code.code_sha256();
+        }
         let config = &mut record.config;
-        config.code_size = record.code.size as i64;
-        config.code_sha256 = record.code.code_sha256();
         mark_updating(config);
         self.store
             .save(&record, Expect::Version(version), None)
@@ -763,6 +855,13 @@ impl Functions {
         check_updatable(&record.config)?;
         if let Some(role) = request.settings.role.as_deref() {
             self.assumable(role)?;
+        }
+        if record.image.is_none() {
+            check_not_image_config(&request.settings)?;
+        } else if request.settings.runtime.is_some() || request.settings.handler.is_some() {
+            return Err(invalid_parameter(
+                "Runtime and Handler are not supported for Image package type functions.",
+            ));
         }
         if let Some(arns) = &request.layers {
             let layers = self.resolve_layers(arns)?;
@@ -864,6 +963,7 @@ impl Functions {
             config: config.clone(),
             code: record.code.clone(),
             layers: record.layers.clone(),
+            image: record.image.clone(),
         };
         self.store
             .save(&record, Expect::Version(version), Some(&published))
@@ -1261,6 +1361,16 @@ fn check_revision(expected: Option<&str>, current: &str) -> Result<(), AwsError>
         )),
         _ => Ok(()),
     }
+}
+
+/// `ImageConfig` belongs to container image functions only.
+fn check_not_image_config(settings: &FunctionSettings) -> Result<(), AwsError> {
+    if settings.image_config.is_some() {
+        return Err(invalid_parameter(
+            "ImageConfig is only supported for Image package type functions.",
+        ));
+    }
+    Ok(())
 }
 
 fn check_updatable(config: &FunctionConfiguration) -> Result<(), AwsError> {

@@ -18,6 +18,7 @@ use nimbus_logs::{LogEvent, LogSink};
 use crate::environment::{Environment, RunOutcome, exit_message};
 use crate::error::service;
 use crate::functions::{Functions, MIN_UNRESERVED};
+use crate::images::{self, ImageCode, UnpackedImage};
 use crate::interpreters::Interpreters;
 use crate::model::FunctionConfiguration;
 use crate::names::FunctionRef;
@@ -83,6 +84,8 @@ pub struct InvokeResult {
 struct CodeDirs {
     task: PathBuf,
     layers: Vec<PathBuf>,
+    /// The image of a container image function, unpacked when an environment starts.
+    image: Option<ImageCode>,
 }
 
 /// The code and layers as the runtime sees them: the host's directories without
@@ -460,25 +463,7 @@ impl Invoker {
                 "LAMBDA_RUNTIME_DIR".into(),
                 runtime_dir.to_string_lossy().into_owned(),
             ),
-            (
-                "AWS_LAMBDA_FUNCTION_NAME".into(),
-                config.function_name.clone(),
-            ),
-            (
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
-                config.memory_size.to_string(),
-            ),
-            ("AWS_LAMBDA_FUNCTION_VERSION".into(), config.version.clone()),
-            (
-                "AWS_LAMBDA_LOG_GROUP_NAME".into(),
-                config.logging_config.log_group.clone(),
-            ),
-            ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream.to_owned()),
-            ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
-            ("AWS_REGION".into(), self.region.clone()),
-            ("AWS_DEFAULT_REGION".into(), self.region.clone()),
             ("AWS_EXECUTION_ENV".into(), execution_env),
-            ("TZ".into(), ":UTC".into()),
             ("LANG".into(), "en_US.UTF-8".into()),
             (
                 "PATH".into(),
@@ -497,6 +482,50 @@ impl Invoker {
                 view.layer_paths("nodejs/node_modules", false),
             ),
             ("PYTHONUNBUFFERED".into(), "1".into()),
+        ];
+        env.extend(self.function_env(config, log_stream, credentials));
+        let launch = Launch {
+            program: Program {
+                program,
+                args,
+                env,
+                workdir: view.task,
+            },
+            task: dirs.task.clone(),
+            layers: dirs.layers.clone(),
+            memory_mb: config.memory_size as u64,
+        };
+        Ok((template, launch))
+    }
+
+    /// The environment every runtime of a function gets, whatever its package: its
+    /// identity, region, role credentials and nimbus's endpoint, then its own
+    /// variables.
+    fn function_env(
+        &self,
+        config: &FunctionConfiguration,
+        log_stream: &str,
+        credentials: (String, String, String),
+    ) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "AWS_LAMBDA_FUNCTION_NAME".into(),
+                config.function_name.clone(),
+            ),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+                config.memory_size.to_string(),
+            ),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), config.version.clone()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+                config.logging_config.log_group.clone(),
+            ),
+            ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream.to_owned()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+            ("AWS_REGION".into(), self.region.clone()),
+            ("AWS_DEFAULT_REGION".into(), self.region.clone()),
+            ("TZ".into(), ":UTC".into()),
             ("AWS_ACCESS_KEY_ID".into(), credentials.0),
             ("AWS_SECRET_ACCESS_KEY".into(), credentials.1),
             ("AWS_SESSION_TOKEN".into(), credentials.2),
@@ -515,15 +544,67 @@ impl Invoker {
         if let Some(vars) = &config.environment {
             env.extend(vars.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+        env
+    }
+
+    /// The sandbox of a container image function, rooted in its image, and its
+    /// entrypoint and command to launch there.
+    fn plan_image(
+        &self,
+        config: &FunctionConfiguration,
+        image: &UnpackedImage,
+        log_stream: &str,
+        credentials: (String, String, String),
+    ) -> Result<(Template, Launch), (String, String)> {
+        if !self.sandboxes.isolation().isolates() {
+            return Err((
+                "Runtime.InvalidEntrypoint".to_owned(),
+                "Container image functions need an OCI runtime (--isolation oci)".to_owned(),
+            ));
+        }
+        let image_config = config
+            .image_config_response
+            .as_ref()
+            .map(|r| &r.image_config);
+        let (program, args, workdir) = images::program(image, image_config).ok_or_else(|| {
+            (
+                "Runtime.InvalidEntrypoint".to_owned(),
+                "The image has neither an entrypoint nor a command".to_owned(),
+            )
+        })?;
+        let handler = image_config
+            .and_then(|c| c.command.clone())
+            .unwrap_or_else(|| image.cmd.clone());
+        let mut env: Vec<(String, String)> = image
+            .env
+            .iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        env.extend([
+            (
+                "_HANDLER".to_owned(),
+                handler.first().cloned().unwrap_or_default(),
+            ),
+            ("LAMBDA_TASK_ROOT".to_owned(), TASK_DIR.to_owned()),
+            ("LAMBDA_RUNTIME_DIR".to_owned(), "/var/runtime".to_owned()),
+        ]);
+        env.extend(self.function_env(config, log_stream, credentials));
+        let template = Template {
+            mounts: Vec::new(),
+            tmp_mb: config.ephemeral_storage.size as u64,
+            image: image.layers.clone(),
+        };
         let launch = Launch {
             program: Program {
-                program,
+                program: program.into(),
                 args,
                 env,
-                workdir: view.task,
+                workdir: workdir.into(),
             },
-            task: dirs.task.clone(),
-            layers: dirs.layers.clone(),
+            // Not shown: the image holds the code.
+            task: PathBuf::new(),
+            layers: Vec::new(),
             memory_mb: config.memory_size as u64,
         };
         Ok((template, launch))
@@ -554,7 +635,23 @@ impl Invoker {
             }
             Err(_) => return Err(service("An internal error occurred.")),
         };
-        let (template, launch) = match self.plan(config, dirs, &log_stream, credentials) {
+        let planned = match &dirs.image {
+            Some(image) => {
+                let (functions, image) = (self.functions.clone(), image.clone());
+                let unpacked = tokio::task::spawn_blocking(move || functions.unpack_image(&image))
+                    .await
+                    .map_err(|_| service("An internal error occurred."))?;
+                match unpacked {
+                    Ok(unpacked) => self.plan_image(config, &unpacked, &log_stream, credentials),
+                    Err(reason) => Err((
+                        "Runtime.InvalidEntrypoint".to_owned(),
+                        format!("The function's image cannot be used: {reason}"),
+                    )),
+                }
+            }
+            None => self.plan(config, dirs, &log_stream, credentials),
+        };
+        let (template, launch) = match planned {
             Ok(plan) => plan,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -587,10 +684,12 @@ impl Invoker {
             Some(mut ready) => CodeDirs {
                 task: ready.remove(0),
                 layers: ready,
+                image: resolved.image.clone(),
             },
             None => {
                 let functions = self.functions.clone();
                 let (code, layers) = (resolved.code.clone(), resolved.layers.clone());
+                let image = resolved.image.clone();
                 tokio::task::spawn_blocking(move || -> Result<CodeDirs, AwsError> {
                     Ok(CodeDirs {
                         task: functions.code_dir(&code)?,
@@ -598,6 +697,7 @@ impl Invoker {
                             .iter()
                             .map(|layer| functions.code_dir(layer))
                             .collect::<Result<_, _>>()?,
+                        image,
                     })
                 })
                 .await
@@ -843,6 +943,7 @@ mod tests {
         let dirs = CodeDirs {
             task: "/code".into(),
             layers: vec!["/l1".into(), "/l2".into()],
+            image: None,
         };
         let host = View::of(&dirs, false);
         assert_eq!(host.layer_paths("python", false), "/l2/python:/l1/python");
@@ -854,6 +955,7 @@ mod tests {
             &CodeDirs {
                 task: "/code".into(),
                 layers: vec![],
+                image: None,
             },
             true,
         );

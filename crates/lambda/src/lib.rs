@@ -10,6 +10,7 @@ pub mod error;
 pub mod event_invoke;
 pub mod function_urls;
 pub mod functions;
+pub mod images;
 pub mod interpreters;
 pub mod invoke;
 pub mod layers;

@@ -53,6 +53,7 @@ pub struct FunctionSettings {
     pub memory_size: Option<i64>,
     pub environment: Option<EnvironmentVariables>,
     pub ephemeral_storage: Option<EphemeralStorage>,
+    pub image_config: Option<ImageConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -224,6 +225,27 @@ pub struct FunctionConfiguration {
     pub logging_config: LoggingConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_version_config: Option<RuntimeVersionConfig>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub image_config_response: Option<ImageConfigResponse>,
+}
+
+/// What an image function runs instead of the image's own entrypoint, command and
+/// working directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfigResponse {
+    pub image_config: ImageConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

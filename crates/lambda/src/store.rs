@@ -41,6 +41,9 @@ pub struct FunctionRecord {
     /// Function URLs by qualifier (empty when unqualified).
     #[serde(default)]
     pub urls: BTreeMap<String, crate::function_urls::UrlConfig>,
+    /// The image of a container image function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::images::ImageCode>,
 }
 
 /// A published version: an immutable snapshot of configuration and code.
@@ -50,6 +53,8 @@ pub struct VersionRecord {
     pub code: CodeRef,
     #[serde(default)]
     pub layers: Vec<CodeRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::images::ImageCode>,
 }
 
 /// A published layer version and its code.

@@ -26,6 +26,7 @@ use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::function_urls::{self, UrlServer};
 use nimbus_lambda::functions::ExecutionRoles;
+use nimbus_lambda::images::{FunctionImages, UnpackedImage};
 use nimbus_lambda::invoke::ROLE_SESSION;
 use nimbus_lambda::schedule_targets::ScheduleTargets;
 use nimbus_lambda::store::FunctionStore;
@@ -195,6 +196,26 @@ impl TaskRoles for EcsRoles {
 }
 
 /// Lambda's execution roles, as IAM answers for them.
+/// Image functions' images, from the registry through the ECS image engine.
+struct LambdaImages(Arc<Images>);
+
+impl FunctionImages for LambdaImages {
+    fn resolve(&self, uri: &str) -> Result<String, String> {
+        self.0.resolve(uri).map(|(_, digest)| digest)
+    }
+
+    fn unpack(&self, uri: &str) -> Result<UnpackedImage, String> {
+        let image = self.0.pull(uri)?;
+        Ok(UnpackedImage {
+            layers: image.layers,
+            entrypoint: image.entrypoint,
+            cmd: image.cmd,
+            env: image.env,
+            working_dir: image.working_dir,
+        })
+    }
+}
+
 struct LambdaRoles(Arc<RoleSessions>, Arc<IamAuthorizer>);
 
 impl ExecutionRoles for LambdaRoles {
@@ -337,18 +358,36 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let authorizer = Arc::new(IamAuthorizer::new(iam.clone()));
     let links = CodeLinks::new(blobs.clone());
     let objects = Arc::new(nimbus_s3::Store::new(meta.clone(), blobs.clone()));
-    let functions = Arc::new(Functions::new(
-        FunctionStore::new(meta.clone()),
-        blobs,
-        objects.clone(),
-        CodeCache::open(&data_dir.join("lambda").join("code"))?,
-        &args.region,
+    let registry = Registry::open(
+        meta.clone(),
+        &data_dir.join("registry"),
+        credentials.clone(),
         &args.account_id,
-        LambdaSettings {
-            account_concurrency: args.lambda_concurrency,
-        },
-        Arc::new(LambdaRoles(sessions.clone(), authorizer.clone())),
-    ));
+        &args.region,
+        authorizer.clone(),
+    )?;
+    registry.start_housekeeping(Housekeeping {
+        interval: Duration::from_secs(args.registry_gc_interval.max(1)),
+        grace: Duration::from_secs(args.registry_gc_grace),
+    });
+    // Images from the registry, unpacked once per layer, for tasks and image functions.
+    let ecs_dir = data_dir.join("ecs");
+    let images = Arc::new(Images::new(registry.clone(), &ecs_dir).map_err(io_at(&ecs_dir))?);
+    let functions = Arc::new(
+        Functions::new(
+            FunctionStore::new(meta.clone()),
+            blobs,
+            objects.clone(),
+            CodeCache::open(&data_dir.join("lambda").join("code"))?,
+            &args.region,
+            &args.account_id,
+            LambdaSettings {
+                account_concurrency: args.lambda_concurrency,
+            },
+            Arc::new(LambdaRoles(sessions.clone(), authorizer.clone())),
+        )
+        .with_images(Arc::new(LambdaImages(images.clone()))),
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| StartError::Io {
@@ -404,26 +443,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .resume()
         .await
         .map_err(|err| StartError::Lambda(err.message))?;
-    let registry = Registry::open(
-        meta.clone(),
-        &data_dir.join("registry"),
-        credentials.clone(),
-        &args.account_id,
-        &args.region,
-        authorizer.clone(),
-    )?;
-    registry.start_housekeeping(Housekeeping {
-        interval: Duration::from_secs(args.registry_gc_interval.max(1)),
-        grace: Duration::from_secs(args.registry_gc_grace),
-    });
     // Tasks run on this node when the server isolates code in OCI containers.
     let mut task_runner = None;
     let mut task_credentials = None;
     let node = match sandboxes.isolation() {
         Isolation::Oci(_) => match find_program(&args.oci_runtime) {
             Some(cli) => {
-                let ecs_dir = data_dir.join("ecs");
-                let images = Images::new(registry.clone(), &ecs_dir).map_err(io_at(&ecs_dir))?;
                 let monitor =
                     std::env::current_exe().map_err(io_at(Path::new("/proc/self/exe")))?;
                 let runner = Runner::new(&ecs_dir.join("tasks"), cli, monitor, logs_sink.clone())

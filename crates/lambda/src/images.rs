@@ -1,0 +1,132 @@
+//! Container image functions (`PackageType` Image): the image a function names is
+//! pinned by digest when its code is set, unpacked when the function settles, and
+//! becomes the whole root of its sandboxes, whose program is the image's entrypoint
+//! and command (or `ImageConfig`'s).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ImageConfig;
+
+/// Images from nimbus's registry, as Lambda needs them.
+pub trait FunctionImages: Send + Sync {
+    /// The digest of the manifest `uri` names now, or why there is none.
+    fn resolve(&self, uri: &str) -> Result<String, String>;
+    /// The image `uri` names, its layers unpacked.
+    fn unpack(&self, uri: &str) -> Result<UnpackedImage, String>;
+}
+
+/// An image ready to root a sandbox.
+#[derive(Debug, Clone)]
+pub struct UnpackedImage {
+    /// Unpacked layers, bottom first.
+    pub layers: Vec<PathBuf>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `NAME=value` pairs.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+}
+
+/// The image of a function or version: as named, and pinned to a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCode {
+    pub uri: String,
+    pub resolved_uri: String,
+    pub digest: String,
+}
+
+impl ImageCode {
+    pub fn new(uri: &str, digest: String) -> Self {
+        // `host/repo:tag` or `host/repo@digest` → `host/repo@<digest>`.
+        let (prefix, last) = uri.rsplit_once('/').unwrap_or(("", uri));
+        let repo = last.split(['@', ':']).next().unwrap_or(last);
+        let base = if prefix.is_empty() {
+            repo.to_owned()
+        } else {
+            format!("{prefix}/{repo}")
+        };
+        Self {
+            uri: uri.to_owned(),
+            resolved_uri: format!("{base}@{digest}"),
+            digest,
+        }
+    }
+
+    /// `CodeSha256` as Lambda reports it for an image: the digest's hex.
+    pub fn code_sha256(&self) -> String {
+        self.digest
+            .split_once(':')
+            .map_or(self.digest.as_str(), |(_, hex)| hex)
+            .to_owned()
+    }
+}
+
+/// What an image function's sandbox runs: the program, its arguments, its working
+/// directory, with `ImageConfig` overriding the image's settings.
+pub fn program(
+    image: &UnpackedImage,
+    config: Option<&ImageConfig>,
+) -> Option<(String, Vec<String>, String)> {
+    let entrypoint = config
+        .and_then(|c| c.entry_point.clone())
+        .unwrap_or_else(|| image.entrypoint.clone());
+    let command = config
+        .and_then(|c| c.command.clone())
+        .unwrap_or_else(|| image.cmd.clone());
+    let mut argv = entrypoint.into_iter().chain(command);
+    let program = argv.next()?;
+    let workdir = config
+        .and_then(|c| c.working_directory.clone())
+        .or_else(|| image.working_dir.clone())
+        .unwrap_or_else(|| "/".to_owned());
+    Some((program, argv.collect(), workdir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_pinned_by_digest() {
+        let pinned = ImageCode::new("127.0.0.1:4566/lambda/app:v1", "sha256:ab12".to_owned());
+        assert_eq!(pinned.resolved_uri, "127.0.0.1:4566/lambda/app@sha256:ab12");
+        assert_eq!(pinned.code_sha256(), "ab12");
+        let by_digest = ImageCode::new("repo@sha256:ab12", "sha256:ab12".to_owned());
+        assert_eq!(by_digest.resolved_uri, "repo@sha256:ab12");
+    }
+
+    #[test]
+    fn image_config_overrides_the_image() {
+        let image = UnpackedImage {
+            layers: Vec::new(),
+            entrypoint: vec![
+                "/usr/bin/python3".into(),
+                "-m".into(),
+                "awslambdaric".into(),
+            ],
+            cmd: vec!["app.handler".into()],
+            env: Vec::new(),
+            working_dir: Some("/var/task".into()),
+        };
+        let (started, args, workdir) = program(&image, None).unwrap();
+        assert_eq!(started, "/usr/bin/python3");
+        assert_eq!(args, ["-m", "awslambdaric", "app.handler"]);
+        assert_eq!(workdir, "/var/task");
+        let config = ImageConfig {
+            entry_point: None,
+            command: Some(vec!["app.other".into()]),
+            working_directory: Some("/srv".into()),
+        };
+        let (_, args, workdir) = program(&image, Some(&config)).unwrap();
+        assert_eq!(args, ["-m", "awslambdaric", "app.other"]);
+        assert_eq!(workdir, "/srv");
+        let empty = UnpackedImage {
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            ..image
+        };
+        assert!(program(&empty, None).is_none());
+    }
+}
