@@ -38,7 +38,8 @@ ensure_hugetlb_v1() {
 
 # gcc builds the bundled SQLite. runc runs sandboxes (crun is the alternative the
 # tests also run with); iproute2, util-linux's nsenter and iptables link them to the
-# host and the outside network.
-ensure_packages build-essential pkg-config runc crun iproute2 util-linux iptables
+# host and the outside network; the CNI plugins give tasks bridge and awsvpc networks.
+ensure_packages build-essential pkg-config runc crun iproute2 util-linux iptables \
+    containernetworking-plugins
 ensure_hugetlb_v1
 ensure_rust

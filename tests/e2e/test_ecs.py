@@ -239,12 +239,76 @@ def test_run_task_refuses_what_it_cannot_run(ecs):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         ecs.run_task(cluster="no-such-cluster", taskDefinition="x")
     assert error_code(excinfo) == "ClusterNotFoundException"
-    family = f"bridge-{uuid.uuid4().hex[:6]}"
-    ecs.register_task_definition(family=family, containerDefinitions=[{"name": "a", "image": "x", "memory": 64}])
+    family = f"vpc-{uuid.uuid4().hex[:6]}"
+    ecs.register_task_definition(family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+                                 cpu="256", memory="512", containerDefinitions=[{"name": "a", "image": "x"}])
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
-        ecs.run_task(taskDefinition=family)
+        ecs.run_task(taskDefinition=family, launchType="FARGATE")
     assert error_code(excinfo) == "InvalidParameterException"
-    assert "networkMode bridge" in excinfo.value.response["Error"]["Message"]
+    assert "Network Configuration must be provided" in excinfo.value.response["Error"]["Message"]
+    bridged = ecs.register_task_definition(family=f"br-{uuid.uuid4().hex[:6]}", containerDefinitions=[
+        {"name": "a", "image": "x", "memory": 64}])["taskDefinition"]["taskDefinitionArn"]
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.run_task(taskDefinition=bridged, launchType="FARGATE")
+    assert "does not support launch_type FARGATE" in excinfo.value.response["Error"]["Message"]
+
+
+def _ports_forwarded(task_id):
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    return task_id in rules
+
+
+def test_bridge_tasks_get_mapped_host_ports_and_fargate_tasks_their_own_address(nimbus, ecs, web_image):
+    serve = ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"]
+    bridge = ecs.register_task_definition(family=f"br-{uuid.uuid4().hex[:6]}", networkMode="bridge", containerDefinitions=[
+        {"name": "web", "image": web_image, "memory": 32, "command": serve, "stopTimeout": 2,
+         "portMappings": [{"containerPort": 8080, "hostPort": 0}]}])["taskDefinition"]["taskDefinitionArn"]
+    [task] = ecs.run_task(taskDefinition=bridge)["tasks"]
+    wait(ecs, "running", task["taskArn"])
+    [binding] = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]["containers"][0]["networkBindings"]
+    assert binding["containerPort"] == 8080 and 49153 <= binding["hostPort"] <= 65535
+    port = binding["hostPort"]
+    assert eventually(lambda: _get(port) == "hello from a nimbus task\n", timeout=20)
+
+    # The same host port twice: the second task does not fit on this node.
+    static = ecs.register_task_definition(family=f"br-{uuid.uuid4().hex[:6]}", networkMode="bridge", containerDefinitions=[
+        {"name": "web", "image": web_image, "memory": 32, "command": serve,
+         "portMappings": [{"containerPort": 8080, "hostPort": port}]}])["taskDefinition"]["taskDefinitionArn"]
+    answer = ecs.run_task(taskDefinition=static)
+    assert answer["tasks"] == [] and answer["failures"][0]["reason"] == "RESOURCE:PORTS"
+
+    vpc = ecs.register_task_definition(family=f"vpc-{uuid.uuid4().hex[:6]}", networkMode="awsvpc",
+                                       requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+                                       containerDefinitions=[{"name": "web", "image": web_image, "command": serve,
+                                                              "portMappings": [{"containerPort": 8080}]}])[
+        "taskDefinition"]["taskDefinitionArn"]
+    [fargate] = ecs.run_task(taskDefinition=vpc, launchType="FARGATE", networkConfiguration={
+        "awsvpcConfiguration": {"subnets": ["subnet-12345678"], "assignPublicIp": "DISABLED"}})["tasks"]
+    wait(ecs, "running", fargate["taskArn"])
+    described = ecs.describe_tasks(tasks=[fargate["taskArn"]])["tasks"][0]
+    assert described["launchType"] == "FARGATE" and "containerInstanceArn" not in described
+    [eni] = described["attachments"]
+    details = {d["name"]: d["value"] for d in eni["details"]}
+    assert eni["type"] == "ElasticNetworkInterface" and eni["status"] == "ATTACHED"
+    assert details["subnetId"] == "subnet-12345678"
+    address = details["privateIPv4Address"]
+    assert described["containers"][0]["networkInterfaces"][0]["privateIpv4Address"] == address
+
+    def at_address():
+        try:
+            with urllib.request.urlopen(f"http://{address}:8080/", timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            return None
+    assert eventually(lambda: at_address() == "hello from a nimbus task\n", timeout=20)
+
+    for arn in (task["taskArn"], fargate["taskArn"]):
+        ecs.stop_task(task=arn)
+        wait(ecs, "stopped", arn)
+    assert _get(port) is None and at_address() is None
+    task_id = task["taskArn"].rsplit("/", 1)[1]
+    assert not _ports_forwarded(task_id), "the port forwarding went with the task"
+    assert not list((nimbus.data_dir / "ecs" / "networks").iterdir()), "no network namespace is left"
 
 
 def test_running_tasks_survive_a_sigkilled_server(fresh_nimbus, tmp_path):

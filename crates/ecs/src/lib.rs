@@ -11,6 +11,7 @@ mod error;
 pub mod images;
 pub mod instances;
 pub mod monitor;
+pub mod network;
 pub mod runner;
 pub mod services;
 pub mod taskdefs;

@@ -14,14 +14,25 @@ use std::time::Duration;
 use nimbus_logs::{LogEvent, LogSink};
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxMemoryBuilder, LinuxNamespace,
-    LinuxNamespaceType, LinuxResourcesBuilder, ProcessBuilder, RootBuilder, SpecBuilder,
-    UserBuilder, get_default_mounts,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, ProcessBuilder, RootBuilder,
+    SpecBuilder, UserBuilder, get_default_mounts,
 };
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
 use crate::images::Image;
 use crate::monitor::{EXIT, MONITOR_PID, OUTPUT, parse_lines};
+
+/// The network namespace a container joins.
+#[derive(Debug, Clone)]
+pub enum Netns {
+    /// The host's (`networkMode` host).
+    Host,
+    /// A new one with only a loopback (`none`).
+    None,
+    /// One prepared for it or its task (`bridge`, `awsvpc`).
+    Path(PathBuf),
+}
 
 /// What to run in one container.
 #[derive(Debug, Clone)]
@@ -34,8 +45,7 @@ pub struct Launch {
     pub uid: u32,
     pub gid: u32,
     pub memory_mb: Option<i64>,
-    /// Share the host's network namespace (`networkMode` host), else none at all.
-    pub host_network: bool,
+    pub network: Netns,
     /// The log group and stream its output goes to.
     pub log: Option<(String, String)>,
 }
@@ -409,13 +419,19 @@ fn bundle(
         );
     }
     let defaults = oci_spec::runtime::Linux::default();
-    let namespaces: Vec<LinuxNamespace> = defaults
-        .namespaces()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|ns| !(launch.host_network && ns.typ() == LinuxNamespaceType::Network))
-        .collect();
+    let mut namespaces: Vec<LinuxNamespace> = Vec::new();
+    for namespace in defaults.namespaces().clone().unwrap_or_default() {
+        match (&launch.network, namespace.typ()) {
+            (Netns::Host, LinuxNamespaceType::Network) => {}
+            (Netns::Path(path), LinuxNamespaceType::Network) => namespaces.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::Network)
+                    .path(path.clone())
+                    .build()?,
+            ),
+            _ => namespaces.push(namespace),
+        }
+    }
     let mut linux = LinuxBuilder::default()
         .resources(resources.build()?)
         .cgroups_path(PathBuf::from(format!("/nimbus-tasks/{}", launch.id)))
@@ -424,7 +440,7 @@ fn bundle(
     linux.set_masked_paths(defaults.masked_paths().clone());
     linux.set_readonly_paths(defaults.readonly_paths().clone());
     let mut mounts = get_default_mounts();
-    if launch.host_network {
+    if !matches!(launch.network, Netns::None) {
         // The host's resolver, so names resolve as on the host.
         mounts.push(
             oci_spec::runtime::MountBuilder::default()

@@ -7,6 +7,7 @@
 //! run left.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,8 @@ use serde_json::{Value, json};
 use crate::credentials::{Grants, TaskRoles};
 use crate::error::{client, cluster_not_found, internal, invalid};
 use crate::images::{Image, Images};
-use crate::runner::{Container, Handle, Launch, Runner};
+use crate::network::{Attachment, HostPorts, Networks, PortMapping};
+use crate::runner::{Container, Handle, Launch, Netns, Runner};
 use crate::taskdefs;
 use crate::{CLUSTERS, Ecs, decode, now};
 
@@ -35,6 +37,12 @@ pub struct Node {
     /// Task roles, and the edge address containers fetch their credentials from.
     pub roles: Option<(Arc<dyn TaskRoles>, std::net::SocketAddr)>,
     pub grants: Arc<Grants>,
+    /// The bridge and awsvpc network modes, when the CNI plugins are installed (else
+    /// why not).
+    pub networks: Result<Arc<Networks>, String>,
+    ports: HostPorts,
+    /// The host ports each task holds.
+    held: Mutex<HashMap<String, Vec<PortMapping>>>,
     /// Running containers by task id: how to signal them.
     running: Mutex<HashMap<String, Vec<(Handle, u64)>>>,
 }
@@ -45,6 +53,7 @@ impl Node {
         runner: Arc<Runner>,
         logs: Arc<LogStore>,
         roles: Option<(Arc<dyn TaskRoles>, std::net::SocketAddr)>,
+        networks: Result<Arc<Networks>, String>,
     ) -> Self {
         Self {
             images,
@@ -52,9 +61,71 @@ impl Node {
             logs,
             roles,
             grants: Arc::new(Grants::default()),
+            networks,
+            ports: HostPorts::default(),
+            held: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
         }
     }
+
+    /// Gives back the host ports a task held.
+    fn release_ports(&self, id: &str) {
+        if let Some(ports) = self.held.lock().expect("held ports").remove(id) {
+            self.ports.release(&ports);
+        }
+    }
+
+    /// Tears down the networks of a task and of its containers.
+    async fn detach_networks(&self, id: &str) {
+        if let Ok(networks) = &self.networks {
+            networks.detach_task(id).await;
+        }
+    }
+}
+
+/// The host ports a task's containers ask for: their container ports in host mode,
+/// their host ports (0 for any) in bridge mode, none otherwise.
+fn wanted_ports(definition: &Value) -> Vec<(String, (u16, u16, String))> {
+    let mode = definition["networkMode"].as_str().unwrap_or("bridge");
+    if !matches!(mode, "host" | "bridge") {
+        return Vec::new();
+    }
+    let mut wanted = Vec::new();
+    for container in definition["containerDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = container["name"].as_str().unwrap_or_default();
+        for mapping in container["portMappings"].as_array().into_iter().flatten() {
+            let port = |key: &str| mapping[key].as_u64().unwrap_or(0) as u16;
+            let container_port = port("containerPort");
+            let host = if mode == "host" {
+                container_port
+            } else {
+                port("hostPort")
+            };
+            let protocol = mapping["protocol"].as_str().unwrap_or("tcp").to_owned();
+            wanted.push((name.to_owned(), (host, container_port, protocol)));
+        }
+    }
+    wanted
+}
+
+/// The `networkBindings` of a container.
+fn bindings(ports: &[(String, PortMapping)], name: &str) -> Value {
+    ports
+        .iter()
+        .filter(|(container, _)| container == name)
+        .map(|(_, p)| {
+            json!({
+                "bindIP": "0.0.0.0",
+                "containerPort": p.container,
+                "hostPort": p.host,
+                "protocol": p.protocol,
+            })
+        })
+        .collect()
 }
 
 fn task_key(cluster: &str, id: &str) -> String {
@@ -285,24 +356,55 @@ impl Ecs {
                 "Task definition does not support launch_type FARGATE.",
             ));
         }
-        if !matches!(network_mode, "host" | "none") {
+        if network_mode == "awsvpc"
+            && input["networkConfiguration"]["awsvpcConfiguration"]["subnets"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+        {
+            return Err(invalid(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+            ));
+        }
+        if let ("bridge" | "awsvpc", Err(reason)) = (network_mode, &node.networks) {
             return Err(invalid(format!(
-                "networkMode {network_mode} is not supported by nimbus yet: register the task definition with networkMode host or none"
+                "networkMode {network_mode} is not available on this node: {reason}"
             )));
         }
+        let wanted = wanted_ports(&definition);
         let overrides = &input["overrides"]["containerOverrides"];
         let (reserved_cpu, reserved_memory) = crate::instances::reservation(&definition);
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
         for _ in 0..count {
-            let instance = match self.place(&cluster, reserved_cpu, reserved_memory)? {
-                Ok(instance) => instance,
-                Err(failure) => {
-                    failures.push(failure);
+            // Fargate capacity is nimbus's to choose: this node, outside its instance.
+            let instance = if launch_type == "FARGATE" {
+                None
+            } else {
+                match self.place(&cluster, reserved_cpu, reserved_memory)? {
+                    Ok(instance) => Some(instance),
+                    Err(failure) => {
+                        failures.push(failure);
+                        continue;
+                    }
+                }
+            };
+            let specs: Vec<(u16, u16, String)> = wanted.iter().map(|(_, w)| w.clone()).collect();
+            let ports: Vec<(String, PortMapping)> = match node.ports.reserve(&specs) {
+                Ok(taken) => wanted
+                    .iter()
+                    .map(|(name, _)| name.clone())
+                    .zip(taken)
+                    .collect(),
+                Err(reason) => {
+                    failures.push(json!({ "arn": instance, "reason": reason }));
                     continue;
                 }
             };
             let id = uuid_hex();
+            node.held
+                .lock()
+                .expect("held ports")
+                .insert(id.clone(), ports.iter().map(|(_, p)| p.clone()).collect());
             let task_arn = self.arn(&format!("task/{cluster}/{id}"));
             let containers: Vec<Value> = definition["containerDefinitions"]
                 .as_array()
@@ -339,12 +441,26 @@ impl Ecs {
                 "overrides": input["overrides"].as_object().map_or(json!({"containerOverrides": []}), |o| Value::Object(o.clone())),
                 "tags": input["tags"].as_array().cloned().unwrap_or_default(),
                 "version": 1,
-                "attachments": [],
+                "attachments": if network_mode == "awsvpc" {
+                    json!([{
+                        "id": uuid_dashed(),
+                        "type": "ElasticNetworkInterface",
+                        "status": "PRECREATED",
+                        "details": [{
+                            "name": "subnetId",
+                            "value": input["networkConfiguration"]["awsvpcConfiguration"]["subnets"][0],
+                        }],
+                    }])
+                } else {
+                    json!([])
+                },
                 "availabilityZone": format!("{}a", self.region),
                 "containerInstanceArn": instance,
                 "reservedCpu": reserved_cpu,
                 "reservedMemory": reserved_memory,
                 "connectivity": "CONNECTED",
+                "platformVersion": (launch_type == "FARGATE").then_some("1.4.0"),
+                "capacityProviderName": (launch_type == "FARGATE").then_some("FARGATE"),
             });
             self.save_task(&cluster, &id, &task, Expect::Absent)
                 .map_err(internal)?;
@@ -356,8 +472,9 @@ impl Ecs {
                 overrides.clone(),
                 node.clone(),
             );
+            let ports = ports.clone();
             tokio::spawn(async move {
-                ecs.lifecycle(node, cluster, id, definition, overrides)
+                ecs.lifecycle(node, cluster, id, definition, overrides, ports)
                     .await
             });
         }
@@ -375,6 +492,7 @@ impl Ecs {
     ) {
         if let Some(node) = &self.node {
             node.grants.revoke(id);
+            node.release_ports(id);
         }
         let result = self.update_task(cluster, id, |task| {
             let at = now();
@@ -408,6 +526,7 @@ impl Ecs {
         id: String,
         definition: Value,
         overrides: Value,
+        ports: Vec<(String, PortMapping)>,
     ) {
         let set = |edit: &dyn Fn(&mut Value)| {
             if let Err(err) = self.update_task(&cluster, &id, edit) {
@@ -457,17 +576,27 @@ impl Ecs {
         // Each container is waited for from its start, so later containers can depend
         // on it ending (COMPLETE, SUCCESS).
         let mut watch = Watch::new();
-        let mut bindings: HashMap<String, Value> = HashMap::new();
+        let mode = definition["networkMode"].as_str().unwrap_or("bridge");
+        let mut failure = None;
+        let mut task_netns = PathBuf::new();
+        if mode == "awsvpc" {
+            match self.attach_task_network(&node, &cluster, &id).await {
+                Ok(netns) => task_netns = netns,
+                Err(err) => failure = Some(format!("ResourceInitializationError: {err}")),
+            }
+        }
         let mut images: HashMap<String, Image> = containers
             .iter()
             .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
             .zip(images)
             .collect();
-        let mut failure = None;
         // A cycle cannot be registered; should one be stored, start in order.
         let order =
             taskdefs::start_order(&containers).unwrap_or_else(|| containers.iter().collect());
         for container in order {
+            if failure.is_some() {
+                break;
+            }
             let name = container["name"].as_str().unwrap_or_default().to_owned();
             if let Err(reason) = self
                 .await_dependencies(&cluster, &id, container, &watch)
@@ -484,6 +613,29 @@ impl Ecs {
                 .cloned()
                 .unwrap_or(Value::Null);
             let image = images.remove(&name).expect("one image per container");
+            let network = match mode {
+                "host" => Netns::Host,
+                "awsvpc" => Netns::Path(task_netns.clone()),
+                "bridge" => {
+                    let mapped = ports
+                        .iter()
+                        .filter(|(owner, _)| *owner == name)
+                        .map(|(_, p)| p.clone())
+                        .collect();
+                    let attached = match &node.networks {
+                        Ok(networks) => networks.attach(&format!("{id}-{name}"), mapped).await,
+                        Err(reason) => Err(reason.clone()),
+                    };
+                    match attached {
+                        Ok(attachment) => Netns::Path(attachment.netns),
+                        Err(err) => {
+                            failure = Some(format!("CannotStartContainerError: {err}"));
+                            break;
+                        }
+                    }
+                }
+                _ => Netns::None,
+            };
             let launched = match self.launch(
                 &node,
                 &id,
@@ -492,6 +644,7 @@ impl Ecs {
                 &override_of,
                 image,
                 &role_env,
+                network,
             ) {
                 Ok(launch) => node.runner.start(launch).await,
                 Err(err) => Err(err),
@@ -503,28 +656,13 @@ impl Ecs {
                     break;
                 }
             };
-            bindings.insert(
-                name.clone(),
-                json!(
-                    container["portMappings"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|m| json!({
-                            "bindIP": "0.0.0.0",
-                            "containerPort": m["containerPort"],
-                            "hostPort": m["hostPort"],
-                            "protocol": m["protocol"],
-                        }))
-                        .collect::<Vec<_>>()
-                ),
-            );
             self.watch_container(&node, &cluster, &id, container, started, &mut watch);
         }
         if let Some(reason) = failure {
             self.signal_task(&node, &id);
             node.running.lock().expect("running tasks").remove(&id);
             let exits = watch.remove_all().await;
+            node.detach_networks(&id).await;
             self.stopped(&cluster, &id, "TaskFailedToStart", &reason, &exits);
             return;
         }
@@ -536,8 +674,8 @@ impl Ecs {
             for container in task["containers"].as_array_mut().into_iter().flatten() {
                 let name = container["name"].as_str().unwrap_or_default().to_owned();
                 container["runtimeId"] = format!("{id}-{name}").into();
-                if let Some(binding) = bindings.get(&name) {
-                    container["networkBindings"] = binding.clone();
+                if mode != "awsvpc" {
+                    container["networkBindings"] = bindings(&ports, &name);
                 }
                 // An init container that already ran to completion shows as stopped.
                 match ended_now.get(&name) {
@@ -550,6 +688,41 @@ impl Ecs {
             }
         });
         self.supervise(node, cluster, id, watch).await;
+    }
+
+    /// The network namespace of an awsvpc task, recorded as its elastic network
+    /// interface: address, MAC, and the containers' network interfaces.
+    async fn attach_task_network(
+        &self,
+        node: &Node,
+        cluster: &str,
+        id: &str,
+    ) -> Result<PathBuf, String> {
+        let networks = node.networks.as_ref().map_err(Clone::clone)?;
+        let Attachment { netns, ip, mac, .. } = networks.attach(id, Vec::new()).await?;
+        let interface = format!("eni-{}", &uuid_hex()[..17]);
+        let dns = format!("ip-{}.ec2.internal", ip.replace('.', "-"));
+        self.update_task(cluster, id, |task| {
+            let attachment = &mut task["attachments"][0];
+            attachment["status"] = "ATTACHED".into();
+            if let Some(details) = attachment["details"].as_array_mut() {
+                details.extend([
+                    json!({ "name": "networkInterfaceId", "value": interface }),
+                    json!({ "name": "macAddress", "value": mac }),
+                    json!({ "name": "privateDnsName", "value": dns }),
+                    json!({ "name": "privateIPv4Address", "value": ip }),
+                ]);
+            }
+            let attachment_id = attachment["id"].clone();
+            for container in task["containers"].as_array_mut().into_iter().flatten() {
+                container["networkInterfaces"] = json!([{
+                    "attachmentId": attachment_id,
+                    "privateIpv4Address": ip,
+                }]);
+            }
+        })
+        .map_err(|err| err.to_string())?;
+        Ok(netns)
     }
 
     /// Registers a started container with its task: how to stop it, its health check
@@ -622,6 +795,7 @@ impl Ecs {
         }
         node.running.lock().expect("running tasks").remove(&id);
         let exits = watch.remove_all().await;
+        node.detach_networks(&id).await;
         self.stopped(
             &cluster,
             &id,
@@ -814,6 +988,7 @@ impl Ecs {
         overrides: &Value,
         image: Image,
         role_env: &[String],
+        network: Netns,
     ) -> Result<Launch, String> {
         let name = container["name"].as_str().unwrap_or_default();
         let strings = |v: &Value| -> Option<Vec<String>> {
@@ -893,7 +1068,7 @@ impl Ecs {
             uid,
             gid,
             memory_mb,
-            host_network: definition["networkMode"] == "host",
+            network,
             log,
         })
     }
@@ -1045,6 +1220,17 @@ impl Ecs {
                 self.stopped(cluster, id, "TaskFailedToStart", reason, &HashMap::new());
             }
         }
+        if let Some(Ok(networks)) = self.node.as_ref().map(|node| &node.networks) {
+            // A task's network is named by the task, a container's by itself.
+            let keep: HashSet<String> = adopted
+                .iter()
+                .flat_map(|runtime_id| {
+                    let task = runtime_id.split_once('-').map_or("", |(task, _)| task);
+                    [runtime_id.clone(), task.to_owned()]
+                })
+                .collect();
+            networks.sweep(&keep).await;
+        }
         Ok(adopted)
     }
 
@@ -1101,6 +1287,24 @@ impl Ecs {
             node.running.lock().expect("running tasks").remove(id);
             return false;
         }
+        let held: Vec<PortMapping> = task["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
+            .filter_map(|b| {
+                Some(PortMapping {
+                    host: b["hostPort"].as_u64()? as u16,
+                    container: b["containerPort"].as_u64()? as u16,
+                    protocol: b["protocol"].as_str().unwrap_or("tcp").to_owned(),
+                })
+            })
+            .collect();
+        node.ports.hold(&held);
+        node.held
+            .lock()
+            .expect("held ports")
+            .insert(id.to_owned(), held);
         if lost_essential || task["desiredStatus"] == "STOPPED" {
             if lost_essential {
                 let _ = self.update_task(cluster, id, |task| {
@@ -1118,6 +1322,26 @@ impl Ecs {
         tokio::spawn(async move { ecs.supervise(node, cluster, id, watch).await });
         true
     }
+}
+
+/// A uuid in its usual form, as ECS names attachments.
+fn uuid_dashed() -> String {
+    let hex = uuid_hex();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// A random number, for spreading choices.
+pub(crate) fn random_u16() -> u16 {
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    u16::from_le_bytes(bytes)
 }
 
 fn uuid_hex() -> String {

@@ -17,6 +17,7 @@ use nimbus_ecs::Ecs;
 use nimbus_ecs::api::EcsApi;
 use nimbus_ecs::credentials::{RoleCredentials, TaskRoles};
 use nimbus_ecs::images::Images;
+use nimbus_ecs::network::Networks;
 use nimbus_ecs::runner::Runner;
 use nimbus_ecs::tasks::Node;
 use nimbus_edge::Edge;
@@ -446,6 +447,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     // Tasks run on this node when the server isolates code in OCI containers.
     let mut task_runner = None;
     let mut task_credentials = None;
+    let mut task_networks = None;
     let node = match sandboxes.isolation() {
         Isolation::Oci(_) => match find_program(&args.oci_runtime) {
             Some(cli) => {
@@ -455,11 +457,19 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                     .map_err(io_at(&ecs_dir))?;
                 task_runner = Some(runner.clone());
                 let roles: Arc<dyn TaskRoles> = Arc::new(EcsRoles(sessions.clone()));
+                let networks = Networks::open(&ecs_dir.join("networks"))
+                    .await
+                    .map(Arc::new)
+                    .inspect_err(|reason| {
+                        tracing::warn!(%reason, "tasks get host and none network modes only");
+                    });
+                task_networks = networks.clone().ok();
                 let node = Node::new(
                     images,
                     runner,
                     log_store.clone(),
                     Some((roles.clone(), local)),
+                    networks,
                 );
                 task_credentials =
                     Some(nimbus_ecs::credentials::routes(node.grants.clone(), roles));
@@ -539,6 +549,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     // leaves them running, to be re-adopted).
     if let Some(runner) = task_runner {
         runner.sweep(&HashSet::new()).await;
+    }
+    if let Some(networks) = task_networks {
+        networks.sweep(&HashSet::new()).await;
     }
     if let Isolation::Oci(runtime) = sandboxes.isolation() {
         runtime.close().await;

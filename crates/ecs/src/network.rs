@@ -1,0 +1,436 @@
+//! Task networking for the `bridge` and `awsvpc` network modes with the CNI plugins
+//! (Debian's containernetworking-plugins): a network namespace per container (bridge)
+//! or per task (awsvpc), held by a file under the data dir, set up by the `loopback`,
+//! `bridge` (host-local addresses in 10.214.0.0/16 on the `nimbus-ecs0` bridge) and
+//! `portmap` plugins in turn, with one masquerade rule for the whole subnet. nimbus
+//! allocates host ports itself (portmap reserves nothing): a static port must be free,
+//! port 0 takes one from ECS's ephemeral range. Each attachment's record, kept beside
+//! its namespace, holds what tearing it down needs, so the next start removes what a
+//! crash left.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+const NETWORK: &str = "nimbus-tasks";
+const BRIDGE: &str = "nimbus-ecs0";
+const SUBNET: &str = "10.214.0.0/16";
+const CNI_VERSION: &str = "1.0.0";
+/// ECS's ephemeral host ports on Linux.
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 49153..=65535;
+
+/// A host port forwarded to a container port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub host: u16,
+    pub container: u16,
+    pub protocol: String,
+}
+
+/// A network namespace on the task network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attachment {
+    pub netns: PathBuf,
+    pub ip: String,
+    pub mac: String,
+    pub ports: Vec<PortMapping>,
+}
+
+pub struct Networks {
+    plugins: PathBuf,
+    dir: PathBuf,
+}
+
+/// Host ports held by tasks on this node, with their protocol.
+#[derive(Default)]
+pub struct HostPorts(Mutex<HashSet<(u16, String)>>);
+
+/// Runs `program` with `input` on stdin; its stdout, or its stderr as the error.
+async fn run(command: &mut Command, input: Option<&str>) -> Result<Vec<u8>, String> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| err.to_string())?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .map_err(|err| err.to_string())?;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|err| err.to_string())?;
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        let mut message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        // CNI plugins report errors as JSON on stdout.
+        if let Ok(error) = serde_json::from_slice::<Value>(&output.stdout) {
+            message = format!("{} {}", error["msg"], error["details"])
+                .trim()
+                .to_owned();
+        }
+        Err(message)
+    }
+}
+
+/// The plugins' configurations, in the order they are added.
+fn configs(ports: &[PortMapping]) -> Vec<Value> {
+    let mut chain = vec![
+        json!({ "cniVersion": CNI_VERSION, "name": NETWORK, "type": "loopback" }),
+        json!({
+            "cniVersion": CNI_VERSION,
+            "name": NETWORK,
+            "type": "bridge",
+            "bridge": BRIDGE,
+            "isGateway": true,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{ "subnet": SUBNET }]],
+                "routes": [{ "dst": "0.0.0.0/0" }],
+            },
+        }),
+    ];
+    if !ports.is_empty() {
+        chain.push(json!({
+            "cniVersion": CNI_VERSION,
+            "name": NETWORK,
+            "type": "portmap",
+            "snat": true,
+            "capabilities": { "portMappings": true },
+            "runtimeConfig": { "portMappings": ports.iter().map(|p| json!({
+                "hostPort": p.host, "containerPort": p.container, "protocol": p.protocol,
+            })).collect::<Vec<_>>() },
+        }));
+    }
+    chain
+}
+
+/// Whether nothing on this host listens on `port` now.
+fn free(port: u16, protocol: &str) -> bool {
+    match protocol {
+        "udp" => std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok(),
+        _ => std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
+    }
+}
+
+impl HostPorts {
+    /// Takes host ports for `wanted` (host port, 0 for any; container port; protocol),
+    /// all or none; `RESOURCE:PORTS` when a static one is taken.
+    pub fn reserve(&self, wanted: &[(u16, u16, String)]) -> Result<Vec<PortMapping>, String> {
+        let mut held = self.0.lock().expect("host ports");
+        let mut taken: Vec<PortMapping> = Vec::new();
+        let in_use =
+            |held: &HashSet<(u16, String)>, taken: &[PortMapping], port: u16, proto: &str| {
+                held.contains(&(port, proto.to_owned()))
+                    || taken.iter().any(|t| t.host == port && t.protocol == proto)
+            };
+        for (host, container, protocol) in wanted {
+            let port = if *host != 0 {
+                if in_use(&held, &taken, *host, protocol) || !free(*host, protocol) {
+                    return Err("RESOURCE:PORTS".to_owned());
+                }
+                *host
+            } else {
+                // Spread over the range so a port just given back is not reused at once.
+                let start = EPHEMERAL.start() + (crate::tasks::random_u16() % 16_000);
+                (start..=*EPHEMERAL.end())
+                    .chain(*EPHEMERAL.start()..start)
+                    .find(|p| !in_use(&held, &taken, *p, protocol) && free(*p, protocol))
+                    .ok_or("RESOURCE:PORTS")?
+            };
+            taken.push(PortMapping {
+                host: port,
+                container: *container,
+                protocol: protocol.clone(),
+            });
+        }
+        held.extend(taken.iter().map(|p| (p.host, p.protocol.clone())));
+        Ok(taken)
+    }
+
+    /// Gives host ports back.
+    pub fn release(&self, ports: &[PortMapping]) {
+        let mut held = self.0.lock().expect("host ports");
+        for port in ports {
+            held.remove(&(port.host, port.protocol.clone()));
+        }
+    }
+
+    /// Holds again ports a previous run reserved.
+    pub fn hold(&self, ports: &[PortMapping]) {
+        self.0
+            .lock()
+            .expect("host ports")
+            .extend(ports.iter().map(|p| (p.host, p.protocol.clone())));
+    }
+}
+
+impl Networks {
+    /// Finds the CNI plugins and lets task traffic out; why tasks cannot have these
+    /// network modes here otherwise.
+    pub async fn open(dir: &Path) -> Result<Self, String> {
+        let plugins = ["/usr/lib/cni", "/opt/cni/bin"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|dir| {
+                ["bridge", "host-local", "portmap", "loopback"]
+                    .iter()
+                    .all(|p| dir.join(p).is_file())
+            })
+            .ok_or(
+                "the CNI plugins are not installed (apt-get install containernetworking-plugins)",
+            )?;
+        std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|err| err.to_string())?;
+        let rule = [
+            "POSTROUTING",
+            "-s",
+            SUBNET,
+            "!",
+            "-d",
+            SUBNET,
+            "-j",
+            "MASQUERADE",
+        ];
+        let check = run(
+            Command::new("iptables")
+                .args(["-t", "nat", "-C"])
+                .args(rule),
+            None,
+        )
+        .await;
+        if check.is_err() {
+            run(
+                Command::new("iptables")
+                    .args(["-t", "nat", "-A"])
+                    .args(rule),
+                None,
+            )
+            .await
+            .map_err(|err| format!("cannot let task traffic out: {err}"))?;
+        }
+        Ok(Self {
+            plugins,
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn record(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// A network namespace for `id` on the task network with `ports` forwarded to it.
+    pub async fn attach(&self, id: &str, ports: Vec<PortMapping>) -> Result<Attachment, String> {
+        let netns = self.dir.join(format!("{id}.ns"));
+        let attachment = Attachment {
+            netns: netns.clone(),
+            ip: String::new(),
+            mac: String::new(),
+            ports,
+        };
+        // Recorded first: whatever happens next, a detach finds it.
+        let write = |attachment: &Attachment| {
+            let data = serde_json::to_vec(attachment).expect("attachments serialize");
+            std::fs::write(self.record(id), data).map_err(|err| err.to_string())
+        };
+        write(&attachment)?;
+        let attached = async {
+            std::fs::File::create(&netns).map_err(|err| err.to_string())?;
+            run(
+                Command::new("unshare")
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("true"),
+                None,
+            )
+            .await
+            .map_err(|err| format!("cannot make a network namespace: {err}"))?;
+            let mut result = Value::Null;
+            for config in configs(&attachment.ports) {
+                let mut config = config;
+                if !result.is_null() {
+                    config["prevResult"] = result.clone();
+                }
+                let output = self.plugin("ADD", id, Some(&netns), &config).await?;
+                let added: Value = serde_json::from_slice(&output).unwrap_or(Value::Null);
+                if config["type"] != "loopback" {
+                    result = added;
+                }
+            }
+            Ok::<Value, String>(result)
+        }
+        .await;
+        let result = match attached {
+            Ok(result) => result,
+            Err(err) => {
+                self.detach(id).await;
+                return Err(err);
+            }
+        };
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let mac = result["interfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["name"] == "eth0")
+            .and_then(|i| i["mac"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let attachment = Attachment {
+            ip,
+            mac,
+            ..attachment
+        };
+        write(&attachment)?;
+        Ok(attachment)
+    }
+
+    async fn plugin(
+        &self,
+        command: &str,
+        id: &str,
+        netns: Option<&Path>,
+        config: &Value,
+    ) -> Result<Vec<u8>, String> {
+        let kind = config["type"].as_str().unwrap_or_default();
+        run(
+            Command::new(self.plugins.join(kind))
+                .env_clear()
+                .env("CNI_COMMAND", command)
+                .env("CNI_CONTAINERID", id)
+                .env(
+                    "CNI_NETNS",
+                    netns.map(|p| p.display().to_string()).unwrap_or_default(),
+                )
+                .env("CNI_IFNAME", if kind == "loopback" { "lo" } else { "eth0" })
+                .env("CNI_PATH", &self.plugins)
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            Some(&config.to_string()),
+        )
+        .await
+        .map_err(|err| format!("CNI {kind} {command}: {err}"))
+    }
+
+    /// Tears down what `attach` made for `id`, if anything: forwarded ports, address,
+    /// links and namespace.
+    pub async fn detach(&self, id: &str) {
+        let Ok(data) = std::fs::read(self.record(id)) else {
+            return;
+        };
+        let Ok(attachment) = serde_json::from_slice::<Attachment>(&data) else {
+            let _ = std::fs::remove_file(self.record(id));
+            return;
+        };
+        // A namespace a previous run held is no longer mounted here: the plugins then
+        // release what lives outside it.
+        let netns = Some(attachment.netns.as_path()).filter(|path| is_mounted(path));
+        for config in configs(&attachment.ports).iter().rev() {
+            if let Err(err) = self.plugin("DEL", id, netns, config).await {
+                tracing::warn!(%id, error = %err, "tearing down a task network failed");
+            }
+        }
+        let _ = nix::mount::umount2(&attachment.netns, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&attachment.netns);
+        let _ = std::fs::remove_file(self.record(id));
+    }
+
+    /// Tears down the attachments of a task and of its containers.
+    pub async fn detach_task(&self, task: &str) {
+        self.detach(task).await;
+        let prefix = format!("{task}-");
+        for id in self.attached() {
+            if id.starts_with(&prefix) {
+                self.detach(&id).await;
+            }
+        }
+    }
+
+    /// The ids with an attachment.
+    fn attached(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// Tears down every attachment but those in `keep`.
+    pub async fn sweep(&self, keep: &HashSet<String>) {
+        for id in self.attached() {
+            if !keep.contains(&id) {
+                self.detach(&id).await;
+            }
+        }
+    }
+}
+
+/// Whether `path` is a mount point in this mount namespace.
+fn is_mounted(path: &Path) -> bool {
+    let wanted = path.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines()
+            .any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_forwards_ports_only_when_there_are_some() {
+        let plain: Vec<Value> = configs(&[]);
+        assert_eq!(plain.len(), 2);
+        assert_eq!(plain[1]["ipam"]["ranges"][0][0]["subnet"], SUBNET);
+        let mapped = configs(&[PortMapping {
+            host: 49200,
+            container: 80,
+            protocol: "tcp".into(),
+        }]);
+        assert_eq!(mapped[2]["type"], "portmap");
+        assert_eq!(
+            mapped[2]["runtimeConfig"]["portMappings"][0]["hostPort"],
+            49200
+        );
+    }
+
+    #[test]
+    fn host_ports_are_held_once_and_ephemeral_ones_come_from_ecs_range() {
+        let ports = HostPorts::default();
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let busy = listener.local_addr().unwrap().port();
+        assert_eq!(
+            ports.reserve(&[(busy, 80, "tcp".into())]).unwrap_err(),
+            "RESOURCE:PORTS"
+        );
+        let [first] =
+            <[PortMapping; 1]>::try_from(ports.reserve(&[(0, 80, "tcp".into())]).unwrap()).unwrap();
+        assert!(EPHEMERAL.contains(&first.host));
+        assert_eq!(
+            ports
+                .reserve(&[(first.host, 81, "tcp".into())])
+                .unwrap_err(),
+            "RESOURCE:PORTS"
+        );
+        ports.release(std::slice::from_ref(&first));
+        assert!(ports.reserve(&[(first.host, 81, "tcp".into())]).is_ok());
+    }
+}
