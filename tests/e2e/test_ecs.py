@@ -5,6 +5,7 @@ not built yet."""
 import json
 import os
 import uuid
+from pathlib import Path
 
 import botocore.exceptions
 import pytest
@@ -107,6 +108,7 @@ import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 
 from conftest import eventually  # noqa: E402
+from test_registry import podman  # noqa: E402,F401 (a fixture)
 
 BUSYBOX = "/bin/busybox"
 
@@ -131,8 +133,26 @@ def web_image(nimbus, tmp_path_factory):
 def push_web_image(nimbus, root):
     """A static busybox with a page to serve, built offline with umoci and pushed
     with skopeo to nimbus's registry; its image URI."""
-    if not (shutil.which("umoci") and shutil.which("skopeo") and shutil.which(BUSYBOX)):
-        pytest.skip("umoci, skopeo and a static busybox are installed by the test command")
+    if not shutil.which("skopeo"):
+        pytest.skip("skopeo is installed by the test command")
+    layout = build_web_layout(root)
+    repo = f"web-{uuid.uuid4().hex[:8]}"
+    ecr = nimbus.client("ecr")
+    ecr.create_repository(repositoryName=repo)
+    token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
+    host = nimbus.endpoint.removeprefix("http://")
+    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root)}
+    pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
+                             f"oci:{layout}:v1", f"docker://{host}/{repo}:v1"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    return f"{host}/{repo}:v1"
+
+
+def build_web_layout(root):
+    """The OCI layout of a static busybox with a page to serve, tagged v1."""
+    if not (shutil.which("umoci") and shutil.which(BUSYBOX)):
+        pytest.skip("umoci and a static busybox are installed by the test command")
     layout, bundle = root / "layout", root / "bundle"
     run("umoci", "init", "--layout", layout)
     run("umoci", "new", "--image", f"{layout}:v1")
@@ -145,17 +165,7 @@ def push_web_image(nimbus, root):
     run("umoci", "repack", "--image", f"{layout}:v1", bundle)
     run("umoci", "config", "--image", f"{layout}:v1", "--config.entrypoint", "/bin/busybox",
         "--config.cmd", "true")
-    repo = f"web-{uuid.uuid4().hex[:8]}"
-    ecr = nimbus.client("ecr")
-    ecr.create_repository(repositoryName=repo)
-    token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
-    host = nimbus.endpoint.removeprefix("http://")
-    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root)}
-    pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
-                             f"oci:{layout}:v1", f"docker://{host}/{repo}:v1"],
-                            capture_output=True, text=True, timeout=120, env=env)
-    assert pushed.returncode == 0, pushed.stderr
-    return f"{host}/{repo}:v1"
+    return layout
 
 
 def wait(ecs, state, arn):
@@ -526,6 +536,9 @@ def test_this_node_is_a_container_instance_with_finite_capacity(ecs, web_image):
         ecs.update_container_instances_state(containerInstances=[arn], status="ACTIVE")
     [task] = ecs.run_task(taskDefinition=small)["tasks"]
     assert task["containerInstanceArn"] == arn
+    started = ecs.start_task(taskDefinition=small, containerInstances=[arn, arn.rsplit("/", 1)[0] + "/nowhere"])
+    assert [t["containerInstanceArn"] for t in started["tasks"]] == [arn]
+    assert started["failures"][0]["reason"] == "MISSING"
 
 
 def test_clusters_count_their_work_and_refuse_deletion_while_busy(ecs, web_image):
@@ -589,3 +602,139 @@ def test_containers_start_in_dependency_order(ecs, web_image):
         with pytest.raises(botocore.exceptions.ClientError) as excinfo:
             ecs.register_task_definition(family="deps-bad", containerDefinitions=containers)
         assert complaint in excinfo.value.response["Error"]["Message"]
+
+
+def test_resources_are_tagged(ecs, web_image):
+    cluster = ecs.describe_clusters(clusters=["default"])["clusters"][0]["clusterArn"]
+    ecs.tag_resource(resourceArn=cluster, tags=[{"key": "team", "value": "a"}, {"key": "env", "value": "dev"}])
+    ecs.untag_resource(resourceArn=cluster, tagKeys=["env"])
+    assert ecs.list_tags_for_resource(resourceArn=cluster)["tags"] == [{"key": "team", "value": "a"}]
+    definition = task_definition(ecs, web_image, ["true"])
+    ecs.tag_resource(resourceArn=definition, tags=[{"key": "owner", "value": "me"}])
+    assert ecs.list_tags_for_resource(resourceArn=definition)["tags"] == [{"key": "owner", "value": "me"}]
+    for arn, code in [("arn:aws:ecs:us-east-1:000000000000:cluster/no-such", "ClientException"),
+                      ("not-an-arn", "InvalidParameterException")]:
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            ecs.list_tags_for_resource(resourceArn=arn)
+        assert error_code(excinfo) == code
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.tag_resource(resourceArn=cluster, tags=[{"key": "aws:reserved", "value": "x"}])
+    assert error_code(excinfo) == "InvalidParameterException"
+
+
+def test_a_restart_policy_runs_an_exited_container_again_under_its_soft_limit(nimbus, ecs, web_image):
+    group = f"/ecs/restart-{uuid.uuid4().hex[:6]}"
+    definition = ecs.register_task_definition(family=f"restart-{uuid.uuid4().hex[:6]}", networkMode="none",
+                                              containerDefinitions=[{
+        "name": "app", "image": web_image, "memory": 64, "memoryReservation": 32, "stopTimeout": 2,
+        "command": ["sh", "-c", "echo started; sleep 61; exit 3"],
+        "restartPolicy": {"enabled": True, "ignoredExitCodes": [0], "restartAttemptPeriod": 60},
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": group, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "r",
+            "awslogs-create-group": "true"}}}])["taskDefinition"]["taskDefinitionArn"]
+    [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+    wait(ecs, "running", task["taskArn"])
+    task_id = task["taskArn"].rsplit("/", 1)[1]
+    cgroup = Path(f"/sys/fs/cgroup/memory/nimbus-tasks/{task_id}-app")
+    if cgroup.exists():  # cgroup v1, as on the machines nimbus is tested on
+        assert int((cgroup / "memory.soft_limit_in_bytes").read_text()) == 32 * 1024 * 1024
+        assert int((cgroup / "memory.limit_in_bytes").read_text()) == 64 * 1024 * 1024
+    logs = nimbus.client("logs")
+
+    def starts():
+        try:
+            events = logs.get_log_events(logGroupName=group, logStreamName=f"r/app/{task_id}",
+                                         startFromHead=True)["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return 0
+        return sum(e["message"] == "started" for e in events)
+    assert eventually(lambda: starts() == 2, timeout=100), "exited with 3 after 61 s, run again"
+    assert ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]["lastStatus"] == "RUNNING"
+    ecs.stop_task(task=task["taskArn"])
+    wait(ecs, "stopped", task["taskArn"])
+    assert starts() == 2, "a stopped task's container is not restarted"
+
+
+def test_a_daemon_service_runs_one_task_per_active_instance(ecs, web_image):
+    cluster = f"daemon-{uuid.uuid4().hex[:6]}"
+    ecs.create_cluster(clusterName=cluster)
+    definition = sleeper(ecs, web_image, f"daemon-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.create_service(cluster=cluster, serviceName="d", taskDefinition=definition, desiredCount=2,
+                           schedulingStrategy="DAEMON")
+    assert error_code(excinfo) == "InvalidParameterException"
+    ecs.create_service(cluster=cluster, serviceName="d", taskDefinition=definition, schedulingStrategy="DAEMON")
+
+    def running():
+        arns = ecs.list_tasks(cluster=cluster, serviceName="d")["taskArns"]
+        tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+        return sum(t["lastStatus"] == "RUNNING" for t in tasks)
+    assert eventually(lambda: running() == 1, timeout=30)
+    [instance] = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+    ecs.update_container_instances_state(cluster=cluster, containerInstances=[instance], status="DRAINING")
+    assert eventually(lambda: running() == 0, timeout=30), "no daemon on a draining instance"
+    ecs.update_container_instances_state(cluster=cluster, containerInstances=[instance], status="ACTIVE")
+    assert eventually(lambda: running() == 1, timeout=30)
+    ecs.delete_service(cluster=cluster, service="d", force=True)
+    assert eventually(lambda: running() == 0, timeout=30)
+
+
+def test_the_aws_cli_runs_a_podman_pushed_image_on_a_mapped_port(nimbus, podman, tmp_path):
+    def aws(*args):
+        return json.loads(nimbus.aws(*args, "--profile", "nimbus", check=True).stdout or "{}")
+
+    layout = build_web_layout(tmp_path)
+    repo = f"cli-web-{uuid.uuid4().hex[:6]}"
+    aws("ecr", "create-repository", "--repository-name", repo)
+    password = nimbus.aws("ecr", "get-login-password", "--profile", "nimbus", check=True).stdout.strip()
+    host = nimbus.endpoint.removeprefix("http://")
+    podman("login", "--tls-verify=false", "-u", "AWS", "--password-stdin", host, stdin=password)
+    image = podman("pull", f"oci:{layout}:v1").stdout.split()[-1]
+    podman("push", "--tls-verify=false", image, f"{host}/{repo}:v1")
+
+    group = f"/ecs/cli-{uuid.uuid4().hex[:6]}"
+    definition = tmp_path / "web.json"
+    definition.write_text(json.dumps({"family": f"cli-web-{uuid.uuid4().hex[:6]}", "containerDefinitions": [{
+        "name": "web", "image": f"{host}/{repo}:v1", "memory": 32, "stopTimeout": 3,
+        "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+        "portMappings": [{"containerPort": 8080, "hostPort": 0}],
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": group, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "web",
+            "awslogs-create-group": "true"}}}]}))
+    arn = aws("ecs", "register-task-definition", "--cli-input-json", f"file://{definition}")[
+        "taskDefinition"]["taskDefinitionArn"]
+    task = aws("ecs", "run-task", "--task-definition", arn)["tasks"][0]["taskArn"]
+    aws("ecs", "wait", "tasks-running", "--tasks", task)
+    [binding] = aws("ecs", "describe-tasks", "--tasks", task)["tasks"][0]["containers"][0]["networkBindings"]
+    port = binding["hostPort"]
+    assert eventually(lambda: _get(port) == "hello from a nimbus task\n", timeout=20)
+
+    started = time.monotonic()
+    aws("ecs", "stop-task", "--task", task)
+    aws("ecs", "wait", "tasks-stopped", "--tasks", task)
+    assert time.monotonic() - started < 3 + 15, "stopped within its stop timeout (and the CLI's polling)"
+    stream = f"web/web/{task.rsplit('/', 1)[1]}"
+    events = aws("logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream)["events"]
+    assert any("GET /" in e["message"] or "response:200" in e["message"] for e in events), events
+
+
+def test_placement_constraints_and_the_cluster_query_language(ecs, web_image):
+    definition = sleeper(ecs, web_image, f"place-{uuid.uuid4().hex[:6]}")
+    placed = ecs.run_task(taskDefinition=definition, count=2, placementConstraints=[{"type": "distinctInstance"}],
+                          placementStrategy=[{"type": "spread", "field": "instanceId"}])
+    assert len(placed["tasks"]) == 1, "one instance, so one task"
+    assert placed["failures"][0]["reason"] == "DistinctInstance placement constraint unsatisfied."
+    windows = ecs.run_task(taskDefinition=definition, placementConstraints=[
+        {"type": "memberOf", "expression": "attribute:ecs.os-type == windows"}])
+    assert windows["tasks"] == [] and windows["failures"][0]["reason"].startswith("MemberOf")
+    linux = ecs.run_task(taskDefinition=definition, placementStrategy=[{"type": "binpack", "field": "memory"}],
+                         placementConstraints=[{"type": "memberOf",
+                                                "expression": "attribute:ecs.os-type =~ lin.* and agentConnected == true"}])
+    assert len(linux["tasks"]) == 1
+    for task in placed["tasks"] + linux["tasks"]:
+        ecs.stop_task(task=task["taskArn"])
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.run_task(taskDefinition=definition, placementConstraints=[{"type": "memberOf", "expression": "a =="}])
+    assert error_code(excinfo) == "InvalidParameterException"
+    assert ecs.list_container_instances(filter="attribute:ecs.os-type == linux")["containerInstanceArns"]
+    assert ecs.list_container_instances(filter="attribute:ecs.os-type != linux")["containerInstanceArns"] == []

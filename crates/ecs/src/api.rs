@@ -27,6 +27,7 @@ const OPERATIONS: &[&str] = &[
     "ListTaskDefinitions",
     "ListTaskDefinitionFamilies",
     "RunTask",
+    "StartTask",
     "StopTask",
     "DescribeTasks",
     "ListTasks",
@@ -38,6 +39,9 @@ const OPERATIONS: &[&str] = &[
     "ListContainerInstances",
     "DescribeContainerInstances",
     "UpdateContainerInstancesState",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
 ];
 
 #[derive(Debug)]
@@ -108,6 +112,7 @@ impl Service for EcsApi {
                 "ListTaskDefinitions" => ecs.list_task_definitions(input, false),
                 "ListTaskDefinitionFamilies" => ecs.list_task_definitions(input, true),
                 "RunTask" => ecs.run_task(input),
+                "StartTask" => ecs.start_task(input),
                 "StopTask" => ecs.stop_task(input),
                 "DescribeTasks" => ecs.describe_tasks(input),
                 "ListTasks" => ecs.list_tasks(input),
@@ -119,6 +124,9 @@ impl Service for EcsApi {
                 "ListContainerInstances" => ecs.list_container_instances(input),
                 "DescribeContainerInstances" => ecs.describe_container_instances(input),
                 "UpdateContainerInstancesState" => ecs.update_container_instances_state(input),
+                "TagResource" => ecs.tag_resource(input),
+                "UntagResource" => ecs.untag_resource(input),
+                "ListTagsForResource" => ecs.list_tags_for_resource(input),
                 other => Err(AwsError::unknown_operation(Protocol::Json11, other)),
             }
         })

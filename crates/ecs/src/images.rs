@@ -5,6 +5,7 @@
 //! directories get overlay's opaque attribute; entries that would escape the snapshot
 //! are refused.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -165,13 +166,35 @@ impl Images {
         })
     }
 
+    /// Removes the least recently used snapshots no container or sandbox uses (nor
+    /// used within `grace`) until the cache holds at most `limit` bytes; how many it
+    /// removed. `in_use` names the snapshots that must stay.
+    pub fn evict(
+        &self,
+        limit: u64,
+        grace: std::time::Duration,
+        in_use: &HashSet<PathBuf>,
+    ) -> usize {
+        evict(&self.snapshots, limit, grace, in_use)
+    }
+
     /// The snapshot of one layer, unpacked on first use: into a temporary directory
     /// renamed into place, so a crash never leaves half a snapshot.
     fn snapshot(&self, repo: &str, digest: &str, media_type: &str) -> Result<PathBuf, String> {
         let name = digest.replace(':', "-");
         let target = self.snapshots.join(&name);
+        // Its last use: the cache evicts the least recently used first.
+        let stamp = self.snapshots.join(format!("{name}.used"));
         if target.is_dir() {
-            return Ok(target);
+            let touched = fs::OpenOptions::new()
+                .append(true)
+                .open(&stamp)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            if touched.is_ok() {
+                return Ok(target);
+            }
+            // Eviction began removing it.
+            let _ = fs::remove_dir_all(&target);
         }
         let staging = self.snapshots.join("tmp").join(format!(
             "{name}-{}",
@@ -188,7 +211,9 @@ impl Images {
         } else {
             return Err(format!("layers of type {media_type} are not supported"));
         };
-        unpack(reader, &staging).map_err(|err| format!("unpacking layer {digest}: {err}"))?;
+        let size =
+            unpack(reader, &staging).map_err(|err| format!("unpacking layer {digest}: {err}"))?;
+        fs::write(&stamp, size.to_string()).map_err(|err| err.to_string())?;
         match fs::rename(&staging, &target) {
             Ok(()) => Ok(target),
             // Unpacked at the same time by another task: theirs is as good.
@@ -201,8 +226,56 @@ impl Images {
     }
 }
 
+/// See [`Images::evict`].
+fn evict(
+    snapshots: &Path,
+    limit: u64,
+    grace: std::time::Duration,
+    in_use: &HashSet<PathBuf>,
+) -> usize {
+    let Ok(entries) = fs::read_dir(snapshots) else {
+        return 0;
+    };
+    let mut cached: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let name = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".used")?
+                .to_owned();
+            let size = fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+            let used = entry.metadata().and_then(|m| m.modified()).ok()?;
+            Some((used, size, snapshots.join(name)))
+        })
+        .collect();
+    let mut total: u64 = cached.iter().map(|(_, size, _)| size).sum();
+    cached.sort();
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for (used, size, snapshot) in cached {
+        if total <= limit {
+            break;
+        }
+        let recent = now.duration_since(used).is_ok_and(|age| age < grace);
+        if recent || in_use.contains(&snapshot) {
+            continue;
+        }
+        // The stamp goes first: a half-removed snapshot is unpacked afresh.
+        if fs::remove_file(snapshot.with_extension("used")).is_ok() {
+            let _ = fs::remove_dir_all(&snapshot);
+            total -= size;
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Unpacks a layer tar into `dir` in overlayfs form.
-pub fn unpack(reader: impl Read, dir: &Path) -> std::io::Result<()> {
+/// Returns the bytes of its files.
+pub fn unpack(reader: impl Read, dir: &Path) -> std::io::Result<u64> {
+    let mut size = 0;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
@@ -240,11 +313,12 @@ pub fn unpack(reader: impl Read, dir: &Path) -> std::io::Result<()> {
             )
             .map_err(std::io::Error::from)?;
         } else {
+            size += entry.size();
             // Checks that the entry, and any link it makes, stays inside `dir`.
             entry.unpack_in(dir)?;
         }
     }
-    Ok(())
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -264,6 +338,49 @@ mod tests {
             builder.append_data(&mut header, path, *data).unwrap();
         }
         builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn eviction_removes_the_least_recently_used_snapshots_nobody_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = dir.path().join("snapshots");
+        fs::create_dir_all(&snapshots).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            fs::create_dir_all(snapshots.join(name)).unwrap();
+            let stamp = snapshots.join(format!("{name}.used"));
+            fs::write(&stamp, "100").unwrap();
+            let used = old + std::time::Duration::from_secs(i as u64);
+            fs::File::options()
+                .append(true)
+                .open(&stamp)
+                .unwrap()
+                .set_modified(used)
+                .unwrap();
+        }
+        let in_use: HashSet<PathBuf> = [snapshots.join("a")].into();
+        let grace = std::time::Duration::from_secs(60);
+        assert_eq!(
+            evict(&snapshots, 400, grace, &in_use),
+            0,
+            "within the limit"
+        );
+        assert_eq!(evict(&snapshots, 200, grace, &in_use), 2);
+        // a is in use; b and c were the least recently used of the rest.
+        assert!(snapshots.join("a").exists() && snapshots.join("d").exists());
+        assert!(!snapshots.join("b").exists() && !snapshots.join("c").exists());
+        let fresh = snapshots.join("d.used");
+        fs::File::options()
+            .append(true)
+            .open(&fresh)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+        assert_eq!(
+            evict(&snapshots, 0, grace, &in_use),
+            0,
+            "d was just used, a is in use"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use nimbus_storage::{Expect, WriteBatch};
 use serde_json::{Value, json};
 
 use crate::error::{internal, invalid};
+use crate::placement::{Placement, Query};
 use crate::{Ecs, decode, now};
 
 pub(crate) const INSTANCES: &str = "ecs.instances";
@@ -69,7 +70,7 @@ pub fn reservation(definition: &Value) -> (i64, i64) {
 }
 
 impl Ecs {
-    fn instance_arn(&self, cluster: &str, id: &str) -> String {
+    pub(crate) fn instance_arn(&self, cluster: &str, id: &str) -> String {
         self.arn(&format!("container-instance/{cluster}/{id}"))
     }
 
@@ -97,7 +98,7 @@ impl Ecs {
     }
 
     /// The cluster's instances: (id, record).
-    fn instances(&self, cluster: &str) -> Result<Vec<(String, Value)>, AwsError> {
+    pub(crate) fn instances(&self, cluster: &str) -> Result<Vec<(String, Value)>, AwsError> {
         self.meta
             .scan_all(INSTANCES, &format!("{cluster}/"))
             .map_err(internal)?
@@ -132,31 +133,69 @@ impl Ecs {
         Ok((cpu, memory, running, pending))
     }
 
-    /// Where a task that reserves `cpu` and `memory` goes: the instance ARN, or ECS's
-    /// failure reason.
+    /// How many of a cluster's container instances take tasks.
+    pub(crate) fn active_instances(&self, cluster: &str) -> Result<i64, AwsError> {
+        Ok(self
+            .instances(cluster)?
+            .iter()
+            .filter(|(_, record)| record["status"] == "ACTIVE")
+            .count() as i64)
+    }
+
+    /// Where a task that reserves `cpu` and `memory` goes under its placement
+    /// constraints and strategy: the instance ARN, or ECS's failure.
     pub(crate) fn place(
         &self,
         cluster: &str,
         cpu: i64,
         memory: i64,
+        placement: &Placement,
     ) -> Result<Result<String, Value>, AwsError> {
         let mut reason = "AGENT";
+        let mut candidates = Vec::new();
         for (id, record) in self.instances(cluster)? {
             if record["status"] != "ACTIVE" {
                 continue;
             }
-            let (free_cpu, free_memory, _, _) = self.remaining(cluster, &record)?;
+            let arn = self.instance_arn(cluster, &id);
+            let described = self.instance_json(cluster, &id, &record)?;
+            if !placement.queries.iter().all(|q| q.matches(&described)) {
+                reason = "MemberOf placement constraint unsatisfied.";
+                continue;
+            }
+            if placement.distinct && placement.taken.contains(&arn) {
+                reason = "DistinctInstance placement constraint unsatisfied.";
+                continue;
+            }
+            let (free_cpu, free_memory, running, _) = self.remaining(cluster, &record)?;
             if free_memory < memory {
                 reason = "RESOURCE:MEMORY";
             } else if free_cpu < cpu {
                 reason = "RESOURCE:CPU";
             } else {
-                return Ok(Ok(self.instance_arn(cluster, &id)));
+                candidates.push((arn, free_cpu, free_memory, running));
             }
         }
-        Ok(Err(
-            json!({ "arn": self.arn(&format!("cluster/{cluster}")), "reason": reason }),
-        ))
+        match placement
+            .strategy
+            .as_ref()
+            .map(|(t, f)| (t.as_str(), f.as_str()))
+        {
+            Some(("binpack", "memory")) => candidates.sort_by_key(|c| c.2),
+            Some(("binpack", _)) => candidates.sort_by_key(|c| c.1),
+            Some(("spread", _)) => candidates.sort_by_key(|c| c.3),
+            Some(("random", _)) if !candidates.is_empty() => {
+                let by = usize::from(crate::tasks::random_u16()) % candidates.len();
+                candidates.rotate_left(by);
+            }
+            _ => {}
+        }
+        Ok(match candidates.into_iter().next() {
+            Some((arn, ..)) => Ok(arn),
+            None => {
+                Err(json!({ "arn": self.arn(&format!("cluster/{cluster}")), "reason": reason }))
+            }
+        })
     }
 
     fn instance_json(&self, cluster: &str, id: &str, record: &Value) -> Result<Value, AwsError> {
@@ -186,12 +225,21 @@ impl Ecs {
         let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
         self.cluster_exists(&cluster)?;
         let status = input["status"].as_str();
-        let arns: Vec<String> = self
-            .instances(&cluster)?
-            .into_iter()
-            .filter(|(_, record)| status.is_none_or(|s| record["status"] == s))
-            .map(|(id, _)| self.instance_arn(&cluster, &id))
-            .collect();
+        let filter = input["filter"]
+            .as_str()
+            .map(Query::parse)
+            .transpose()
+            .map_err(|err| invalid(format!("Invalid filter: {err}")))?;
+        let mut arns = Vec::new();
+        for (id, record) in self.instances(&cluster)? {
+            let wanted = match &filter {
+                Some(query) => query.matches(&self.instance_json(&cluster, &id, &record)?),
+                None => true,
+            };
+            if wanted && status.is_none_or(|s| record["status"] == s) {
+                arns.push(self.instance_arn(&cluster, &id));
+            }
+        }
         Ok(json!({ "containerInstanceArns": arns }))
     }
 

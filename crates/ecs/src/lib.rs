@@ -12,8 +12,10 @@ pub mod images;
 pub mod instances;
 pub mod monitor;
 pub mod network;
+pub mod placement;
 pub mod runner;
 pub mod services;
+mod tagging;
 pub mod taskdefs;
 pub mod tasks;
 
@@ -26,7 +28,7 @@ use serde_json::{Value, json};
 use crate::error::{client, cluster_not_found, internal, invalid};
 
 pub(crate) const CLUSTERS: &str = "ecs.clusters";
-const TASKDEFS: &str = "ecs.taskdefs";
+pub(crate) const TASKDEFS: &str = "ecs.taskdefs";
 const DEFAULT_CLUSTER: &str = "default";
 
 pub struct Ecs {
@@ -51,7 +53,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Value, AwsError> {
     serde_json::from_slice(bytes).map_err(internal)
 }
 
-fn revision_key(family: &str, revision: i64) -> String {
+pub(crate) fn revision_key(family: &str, revision: i64) -> String {
     format!("{family}:{revision:010}")
 }
 

@@ -45,6 +45,8 @@ pub struct Launch {
     pub uid: u32,
     pub gid: u32,
     pub memory_mb: Option<i64>,
+    /// The soft limit the kernel reclaims towards under memory pressure.
+    pub memory_reservation_mb: Option<i64>,
     pub network: Netns,
     /// The log group and stream its output goes to.
     pub log: Option<(String, String)>,
@@ -112,6 +114,8 @@ pub struct Container {
 
 /// The log group and stream a container's output goes to, kept beside its bundle.
 const LOG_TARGET: &str = "log-target";
+/// The image snapshots under the container's root, one per line.
+const LAYERS: &str = "layers";
 /// How far the container's output file has been shipped.
 const SHIPPED: &str = "shipped";
 /// How often a container's files are looked at for output and its end.
@@ -162,6 +166,18 @@ impl Runner {
             state: self.dir.join("state"),
             shipper: None,
         }
+    }
+
+    /// The snapshots the containers on this node stand on, whichever run of nimbus
+    /// started them.
+    pub fn layers_in_use(&self) -> HashSet<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join(LAYERS)).ok())
+            .flat_map(|text| text.lines().map(PathBuf::from).collect::<Vec<_>>())
+            .collect()
     }
 
     /// Removes every container but those in `keep` (re-adopted after a restart): the
@@ -273,12 +289,51 @@ impl Runner {
             .map_err(|err| err.to_string())?;
         let target = serde_json::to_vec(&launch.log).map_err(|err| err.to_string())?;
         std::fs::write(dir.join(LOG_TARGET), target).map_err(|err| err.to_string())?;
+        let layers: Vec<String> = launch
+            .image
+            .layers
+            .iter()
+            .map(|layer| layer.display().to_string())
+            .collect();
+        std::fs::write(dir.join(LAYERS), layers.join("\n")).map_err(|err| err.to_string())?;
+        self.start_monitor(&mut container, launch.log).await?;
+        Ok(container)
+    }
+
+    /// Runs a container that has ended once more from its bundle, its root as it was
+    /// left (an ECS restart policy).
+    pub async fn restart(&self, container: &mut Container) -> Result<(), String> {
+        let _ = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&container.state)
+            .args(["delete", "--force", &container.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        for file in [EXIT, "pid", MONITOR_PID] {
+            let _ = std::fs::remove_file(container.dir.join(file));
+        }
+        let target = std::fs::read(container.dir.join(LOG_TARGET))
+            .ok()
+            .and_then(|data| serde_json::from_slice(&data).ok());
+        self.start_monitor(container, target).await
+    }
+
+    /// Starts the monitor of a container whose bundle is written and the shipping of
+    /// its output; returns once the container's process runs.
+    async fn start_monitor(
+        &self,
+        container: &mut Container,
+        target: Option<(String, String)>,
+    ) -> Result<(), String> {
+        let dir = container.dir.clone();
         let mut monitor = Command::new(&self.monitor)
             .arg("container-monitor")
             .arg(&self.runtime)
             .arg(&container.state)
             .arg(&dir)
-            .arg(&launch.id)
+            .arg(&container.id)
             // Its own process group: a signal for nimbus's group does not reach it.
             .process_group(0)
             .stdin(Stdio::null())
@@ -288,7 +343,7 @@ impl Runner {
             .map_err(|err| format!("cannot run {}: {err}", self.monitor.display()))?;
         // Reaped here while nimbus runs; re-parented to init should nimbus end first.
         tokio::spawn(async move { monitor.wait().await });
-        container.shipper = Some(self.ship(dir.clone(), launch.log));
+        container.shipper = Some(self.ship(dir.clone(), target));
         // Running means the container's process exists: the runtime writes its pid
         // file once it has started it.
         let deadline = std::time::Instant::now() + START_LIMIT;
@@ -304,7 +359,7 @@ impl Runner {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(container)
+        Ok(())
     }
 }
 
@@ -410,14 +465,14 @@ fn bundle(
         .cwd(launch.cwd.clone())
         .capabilities(capabilities)
         .build()?;
-    let mut resources = LinuxResourcesBuilder::default();
+    let mut memory = LinuxMemoryBuilder::default();
     if let Some(mb) = launch.memory_mb {
-        resources = resources.memory(
-            LinuxMemoryBuilder::default()
-                .limit(mb * 1024 * 1024)
-                .build()?,
-        );
+        memory = memory.limit(mb * 1024 * 1024);
     }
+    if let Some(mb) = launch.memory_reservation_mb {
+        memory = memory.reservation(mb * 1024 * 1024);
+    }
+    let resources = LinuxResourcesBuilder::default().memory(memory.build()?);
     let defaults = oci_spec::runtime::Linux::default();
     let mut namespaces: Vec<LinuxNamespace> = Vec::new();
     for namespace in defaults.namespaces().clone().unwrap_or_default() {

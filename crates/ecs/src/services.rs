@@ -107,9 +107,15 @@ impl Ecs {
         if scheduling != "REPLICA" && scheduling != "DAEMON" {
             return Err(invalid(format!("Invalid schedulingStrategy {scheduling}")));
         }
-        // One node: a DAEMON service runs one task on it.
-        let desired = if scheduling == "DAEMON" {
-            1
+        let daemon = scheduling == "DAEMON";
+        if daemon && !input["desiredCount"].is_null() {
+            return Err(invalid(
+                "The daemon scheduling strategy does not support a desired count for services.",
+            ));
+        }
+        // A DAEMON service runs one task on every active instance.
+        let desired = if daemon {
+            self.active_instances(&cluster)?
         } else {
             input["desiredCount"].as_i64().unwrap_or(0)
         };
@@ -119,13 +125,20 @@ impl Ecs {
         let configuration = &input["deploymentConfiguration"];
         let min_healthy = configuration["minimumHealthyPercent"]
             .as_i64()
-            .unwrap_or(100);
-        let max_percent = configuration["maximumPercent"].as_i64().unwrap_or(200);
+            .unwrap_or(if daemon { 0 } else { 100 });
+        let max_percent = configuration["maximumPercent"]
+            .as_i64()
+            .unwrap_or(if daemon { 100 } else { 200 });
         if !(0..=100).contains(&min_healthy) || max_percent < 100 {
             return Err(invalid(
                 "minimumHealthyPercent must be 0 to 100 and maximumPercent at least 100",
             ));
         }
+        crate::placement::Placement::of(
+            &input["placementConstraints"],
+            &input["placementStrategy"],
+        )
+        .map_err(invalid)?;
         let mut service = json!({
             "serviceArn": self.service_arn(&cluster, &name),
             "serviceName": name,
@@ -149,6 +162,9 @@ impl Ecs {
             "events": [],
             "createdAt": now(),
             "tags": input["tags"].as_array().cloned().unwrap_or_default(),
+            "placementConstraints": input["placementConstraints"].as_array().cloned().unwrap_or_default(),
+            "placementStrategy": input["placementStrategy"].as_array().cloned().unwrap_or_default(),
+            "networkConfiguration": input["networkConfiguration"],
         });
         event(&mut service, format!("(service {name}) was created."));
         match self.meta.commit(WriteBatch::new().put(
@@ -214,6 +230,11 @@ impl Ecs {
                 ));
             }
             if let Some(desired) = input["desiredCount"].as_i64() {
+                if service["schedulingStrategy"] == "DAEMON" && service["status"] == "ACTIVE" {
+                    return Err(invalid(
+                        "The daemon scheduling strategy does not support a desired count for services.",
+                    ));
+                }
                 if desired < 0 {
                     return Err(invalid("desiredCount must not be negative"));
                 }
@@ -328,6 +349,10 @@ impl Ecs {
         }
         service["status"] = "DRAINING".into();
         service["desiredCount"] = 0.into();
+        // Forced: every deployment scales to nothing.
+        for deployment in service["deployments"].as_array_mut().into_iter().flatten() {
+            deployment["desiredCount"] = 0.into();
+        }
         self.save_service(&cluster, &service, Expect::Version(version))
             .map_err(internal)?;
         self.wake.notify_one();
@@ -393,6 +418,17 @@ impl Ecs {
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        if service["schedulingStrategy"] == "DAEMON" && service["status"] == "ACTIVE" {
+            // Instances drained or activated change how many a daemon runs.
+            let active = self.active_instances(cluster)?;
+            service["desiredCount"] = active.into();
+            if let Some(primary) = service["deployments"]
+                .as_array_mut()
+                .and_then(|d| d.iter_mut().find(|d| d["status"] == "PRIMARY"))
+            {
+                primary["desiredCount"] = active.into();
+            }
+        }
         let desired = service["desiredCount"].as_i64().unwrap_or(0);
         let min_healthy = service["deploymentConfiguration"]["minimumHealthyPercent"]
             .as_i64()
@@ -520,6 +556,9 @@ impl Ecs {
                 "startedBy": primary_id,
                 "group": format!("service:{name}"),
                 "launchType": service["launchType"],
+                "placementConstraints": service["placementConstraints"],
+                "placementStrategy": service["placementStrategy"],
+                "networkConfiguration": service["networkConfiguration"],
             });
             match self.run_task(&input) {
                 Ok(placed) => {

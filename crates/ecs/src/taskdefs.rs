@@ -287,6 +287,28 @@ pub fn validate(input: &Value) -> Result<Value, AwsError> {
                 }
             }
         }
+        if let Some(policy) = container.get("restartPolicy").filter(|p| !p.is_null()) {
+            if policy["enabled"].as_bool().is_none() {
+                return Err(client(format!(
+                    "Invalid restartPolicy for container '{name}': enabled is required"
+                )));
+            }
+            if policy["ignoredExitCodes"]
+                .as_array()
+                .is_some_and(|codes| codes.len() > 50)
+            {
+                return Err(client(format!(
+                    "Invalid restartPolicy for container '{name}': at most 50 ignoredExitCodes"
+                )));
+            }
+            if let Some(period) = policy["restartAttemptPeriod"].as_i64()
+                && !(60..=1800).contains(&period)
+            {
+                return Err(client(format!(
+                    "Invalid restartPolicy for container '{name}': restartAttemptPeriod must be between 60 and 1800"
+                )));
+            }
+        }
         if let Some(log) = container.get("logConfiguration").filter(|l| !l.is_null()) {
             let driver = log["logDriver"].as_str().unwrap_or_default();
             if driver != "awslogs" {

@@ -20,6 +20,7 @@ use crate::credentials::{Grants, TaskRoles};
 use crate::error::{client, cluster_not_found, internal, invalid};
 use crate::images::{Image, Images};
 use crate::network::{Attachment, HostPorts, Networks, PortMapping};
+use crate::placement::Placement;
 use crate::runner::{Container, Handle, Launch, Netns, Runner};
 use crate::taskdefs;
 use crate::{CLUSTERS, Ecs, decode, now};
@@ -45,6 +46,8 @@ pub struct Node {
     held: Mutex<HashMap<String, Vec<PortMapping>>>,
     /// Running containers by task id: how to signal them.
     running: Mutex<HashMap<String, Vec<(Handle, u64)>>>,
+    /// Tasks being stopped, whose containers are not restarted.
+    stopping: Mutex<HashSet<String>>,
 }
 
 impl Node {
@@ -65,6 +68,7 @@ impl Node {
             ports: HostPorts::default(),
             held: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(HashSet::new()),
         }
     }
 
@@ -221,9 +225,37 @@ fn env_pairs(value: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A container's `restartPolicy`: it is run again when it exits, unless with an
+/// ignored exit code or before it has run for the attempt period.
+struct RestartPolicy {
+    ignored: Vec<i64>,
+    period: Duration,
+}
+
+impl RestartPolicy {
+    fn of(definition: &Value) -> Option<Self> {
+        let policy = &definition["restartPolicy"];
+        (policy["enabled"] == true).then(|| Self {
+            ignored: policy["ignoredExitCodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+                .collect(),
+            period: Duration::from_secs(policy["restartAttemptPeriod"].as_u64().unwrap_or(300)),
+        })
+    }
+
+    fn restarts(&self, code: i32, ran: Duration) -> bool {
+        !self.ignored.contains(&i64::from(code)) && ran >= self.period
+    }
+}
+
 /// A task's started containers, each waited for from its start: which have ended
 /// with which code, and a channel of ends in the order they happen.
 struct Watch {
+    node: Arc<Node>,
+    task: String,
     ended: Arc<Mutex<HashMap<String, i32>>>,
     ended_signal: Arc<tokio::sync::Notify>,
     exits: tokio::sync::mpsc::UnboundedSender<bool>,
@@ -232,9 +264,11 @@ struct Watch {
 }
 
 impl Watch {
-    fn new() -> Self {
+    fn new(node: Arc<Node>, task: &str) -> Self {
         let (exits, exits_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
+            node,
+            task: task.to_owned(),
             ended: Arc::default(),
             ended_signal: Arc::default(),
             exits,
@@ -243,14 +277,35 @@ impl Watch {
         }
     }
 
-    fn add(&mut self, name: String, essential: bool, mut container: Container) {
+    fn add(
+        &mut self,
+        name: String,
+        essential: bool,
+        mut container: Container,
+        restart: Option<RestartPolicy>,
+    ) {
         let (ended, ended_signal, exits) = (
             self.ended.clone(),
             self.ended_signal.clone(),
             self.exits.clone(),
         );
+        let (node, task) = (self.node.clone(), self.task.clone());
         self.waiting.push(tokio::spawn(async move {
-            let code = container.wait().await;
+            let code = loop {
+                let started = std::time::Instant::now();
+                let code = container.wait().await;
+                let stopping = node.stopping.lock().expect("stopping tasks").contains(&task);
+                if stopping || !restart.as_ref().is_some_and(|r| r.restarts(code, started.elapsed())) {
+                    break code;
+                }
+                match node.runner.restart(&mut container).await {
+                    Ok(()) => tracing::info!(%task, container = %name, code, "restarted a container"),
+                    Err(err) => {
+                        tracing::warn!(%task, container = %name, error = %err, "restarting a container failed");
+                        break code;
+                    }
+                }
+            };
             ended.lock().expect("ended containers").insert(name, code);
             ended_signal.notify_waiters();
             let _ = exits.send(essential);
@@ -371,6 +426,20 @@ impl Ecs {
             )));
         }
         let wanted = wanted_ports(&definition);
+        let group = input["group"]
+            .as_str()
+            .map_or(format!("family:{family}"), str::to_owned);
+        let mut placement =
+            Placement::of(&input["placementConstraints"], &input["placementStrategy"])
+                .map_err(invalid)?;
+        if placement.distinct {
+            placement.taken = self
+                .tasks_of(&cluster)?
+                .iter()
+                .filter(|t| t["lastStatus"] != "STOPPED" && t["group"] == group.as_str())
+                .filter_map(|t| t["containerInstanceArn"].as_str().map(str::to_owned))
+                .collect();
+        }
         let overrides = &input["overrides"]["containerOverrides"];
         let (reserved_cpu, reserved_memory) = crate::instances::reservation(&definition);
         let mut tasks = Vec::new();
@@ -380,8 +449,11 @@ impl Ecs {
             let instance = if launch_type == "FARGATE" {
                 None
             } else {
-                match self.place(&cluster, reserved_cpu, reserved_memory)? {
-                    Ok(instance) => Some(instance),
+                match self.place(&cluster, reserved_cpu, reserved_memory, &placement)? {
+                    Ok(instance) => {
+                        placement.taken.insert(instance.clone());
+                        Some(instance)
+                    }
                     Err(failure) => {
                         failures.push(failure);
                         continue;
@@ -435,7 +507,7 @@ impl Ecs {
                 "cpu": definition["cpu"],
                 "memory": definition["memory"],
                 "createdAt": now(),
-                "group": input["group"].as_str().map_or(format!("family:{family}"), str::to_owned),
+                "group": group,
                 "startedBy": input["startedBy"],
                 "containers": containers,
                 "overrides": input["overrides"].as_object().map_or(json!({"containerOverrides": []}), |o| Value::Object(o.clone())),
@@ -481,6 +553,50 @@ impl Ecs {
         Ok(json!({ "tasks": tasks, "failures": failures }))
     }
 
+    /// StartTask: a task on each container instance named, which must be the
+    /// cluster's; placed as RunTask places.
+    pub fn start_task(self: &Arc<Self>, input: &Value) -> Result<Value, AwsError> {
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let named: Vec<&str> = input["containerInstances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if named.is_empty() || named.len() > 10 {
+            return Err(invalid(
+                "containerInstances must name 1 to 10 container instances",
+            ));
+        }
+        let known: Vec<String> = self
+            .instances(&cluster)?
+            .iter()
+            .map(|(id, _)| self.instance_arn(&cluster, id))
+            .collect();
+        let (found, missing): (Vec<&str>, Vec<&str>) = named.into_iter().partition(|arn| {
+            known
+                .iter()
+                .any(|k| k == arn || k.rsplit('/').next() == Some(arn))
+        });
+        let mut failures: Vec<Value> = missing
+            .iter()
+            .map(|arn| json!({ "arn": arn, "reason": "MISSING" }))
+            .collect();
+        if found.is_empty() {
+            return Ok(json!({ "tasks": [], "failures": failures }));
+        }
+        let mut run = input.clone();
+        run["count"] = found.len().into();
+        run["launchType"] = "EC2".into();
+        let mut started = self.run_task(&run)?;
+        if let Some(more) = started["failures"].as_array() {
+            failures.extend(more.iter().cloned());
+        }
+        started["failures"] = failures.into();
+        Ok(started)
+    }
+
     /// Marks a task stopped with `code` and `reason`, its containers with it.
     fn stopped(
         &self,
@@ -493,6 +609,7 @@ impl Ecs {
         if let Some(node) = &self.node {
             node.grants.revoke(id);
             node.release_ports(id);
+            node.stopping.lock().expect("stopping tasks").remove(id);
         }
         let result = self.update_task(cluster, id, |task| {
             let at = now();
@@ -575,7 +692,7 @@ impl Ecs {
             .insert(id.clone(), Vec::new());
         // Each container is waited for from its start, so later containers can depend
         // on it ending (COMPLETE, SUCCESS).
-        let mut watch = Watch::new();
+        let mut watch = Watch::new(node.clone(), &id);
         let mode = definition["networkMode"].as_str().unwrap_or("bridge");
         let mut failure = None;
         let mut task_netns = PathBuf::new();
@@ -760,7 +877,12 @@ impl Ecs {
                     .await
             });
         }
-        watch.add(name, definition["essential"] != false, container);
+        watch.add(
+            name,
+            definition["essential"] != false,
+            container,
+            RestartPolicy::of(definition),
+        );
     }
 
     /// Follows a started task until its containers have ended: the first essential
@@ -962,6 +1084,10 @@ impl Ecs {
 
     /// SIGTERM to every container of a task, SIGKILL after each one's stop timeout.
     fn signal_task(&self, node: &Arc<Node>, id: &str) {
+        node.stopping
+            .lock()
+            .expect("stopping tasks")
+            .insert(id.to_owned());
         let containers = node
             .running
             .lock()
@@ -1068,6 +1194,7 @@ impl Ecs {
             uid,
             gid,
             memory_mb,
+            memory_reservation_mb: container["memoryReservation"].as_i64(),
             network,
             log,
         })
@@ -1252,7 +1379,7 @@ impl Ecs {
             .lock()
             .expect("running tasks")
             .insert(id.to_owned(), Vec::new());
-        let mut watch = Watch::new();
+        let mut watch = Watch::new(node.clone(), id);
         let mut lost_essential = false;
         for container in task["containers"].as_array().into_iter().flatten() {
             if container["lastStatus"] != "RUNNING" {
@@ -1349,4 +1476,50 @@ fn uuid_hex() -> String {
     // An id from the OS's randomness; all zeros only if there is none at all.
     let _ = getrandom::fill(&mut bytes);
     format!("{:032x}", u128::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_skip_ignored_codes_and_short_runs() {
+        assert!(RestartPolicy::of(&json!({})).is_none());
+        assert!(RestartPolicy::of(&json!({"restartPolicy": {"enabled": false}})).is_none());
+        let policy = RestartPolicy::of(&json!({"restartPolicy": {
+            "enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 60,
+        }}))
+        .unwrap();
+        assert!(policy.restarts(1, Duration::from_secs(61)));
+        assert!(!policy.restarts(0, Duration::from_secs(61)), "ignored code");
+        assert!(
+            !policy.restarts(1, Duration::from_secs(59)),
+            "ran too briefly"
+        );
+        let default = RestartPolicy::of(&json!({"restartPolicy": {"enabled": true}})).unwrap();
+        assert_eq!(default.period, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn host_ports_follow_the_network_mode() {
+        let definition = |mode: &str| {
+            json!({"networkMode": mode, "containerDefinitions": [{"name": "web", "portMappings": [
+                {"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "udp"}]}]})
+        };
+        let wanted = |mode: &str| -> Vec<(u16, u16, String)> {
+            wanted_ports(&definition(mode))
+                .into_iter()
+                .map(|(_, w)| w)
+                .collect()
+        };
+        assert_eq!(
+            wanted("bridge"),
+            [(8080, 80, "tcp".to_owned()), (0, 53, "udp".to_owned())]
+        );
+        assert_eq!(
+            wanted("host"),
+            [(80, 80, "tcp".to_owned()), (53, 53, "udp".to_owned())]
+        );
+        assert!(wanted("awsvpc").is_empty());
+    }
 }

@@ -132,6 +132,28 @@ pub fn overlay(layers: &[PathBuf], dir: &Path, target: &Path) -> io::Result<()> 
     .map_err(io_err)
 }
 
+/// The lower layers of every overlay mounted in this mount namespace.
+pub fn overlay_lower_dirs() -> std::collections::HashSet<PathBuf> {
+    lower_dirs_in(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+fn lower_dirs_in(mountinfo: &str) -> std::collections::HashSet<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split_once(" - "))
+        .filter(|(_, tail)| tail.starts_with("overlay "))
+        .flat_map(|(_, tail)| {
+            tail.split(' ')
+                .nth(2)
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|option| option.strip_prefix("lowerdir="))
+                .flat_map(|dirs| dirs.split(':').map(unescape))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 pub fn detach(target: &Path) {
     let _ = umount2(target, MntFlags::MNT_DETACH);
 }
@@ -171,6 +193,15 @@ fn unescape(field: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn overlay_lower_layers_are_read_from_mountinfo() {
+        let info = "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
+            2 1 0:5 / /c/rootfs rw - overlay overlay rw,lowerdir=/s/b:/s/a,upperdir=/c/upper,workdir=/c/work\n";
+        let dirs = lower_dirs_in(info);
+        assert_eq!(dirs.len(), 2);
+        assert!(dirs.contains(Path::new("/s/a")) && dirs.contains(Path::new("/s/b")));
+    }
     use super::*;
 
     #[test]

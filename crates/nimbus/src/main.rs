@@ -76,6 +76,10 @@ pub struct ServerArgs {
     /// Sandboxes kept pre-started per runtime, so cold starts skip creating one.
     #[arg(long, env = "NIMBUS_SANDBOX_POOL", default_value_t = 1)]
     pub sandbox_pool: usize,
+    /// MB of unpacked image layers kept for tasks and image functions; the least
+    /// recently used ones nothing runs on are removed past it.
+    #[arg(long, env = "NIMBUS_IMAGE_CACHE_MB", default_value_t = 20480)]
+    pub image_cache_mb: u64,
     /// Seconds between the registry's garbage collections (and lifecycle policy runs).
     #[arg(long, env = "NIMBUS_REGISTRY_GC_INTERVAL", default_value_t = 3600)]
     pub registry_gc_interval: u64,

@@ -197,6 +197,30 @@ impl TaskRoles for EcsRoles {
 }
 
 /// Lambda's execution roles, as IAM answers for them.
+/// Keeps the unpacked image layers within `limit` bytes: every minute, the least
+/// recently used ones that no container or sandbox stands on (nor used in the last
+/// ten minutes, so a pull about to be mounted keeps its layers) are removed.
+fn evict_images_forever(images: Arc<Images>, runner: Option<Arc<Runner>>, limit: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let (images, runner) = (images.clone(), runner.clone());
+            let evicted = tokio::task::spawn_blocking(move || {
+                let mut in_use = nimbus_engine::overlay_lower_dirs();
+                if let Some(runner) = &runner {
+                    in_use.extend(runner.layers_in_use());
+                }
+                images.evict(limit, Duration::from_secs(600), &in_use)
+            })
+            .await;
+            if let Ok(removed @ 1..) = evicted {
+                tracing::info!(removed, "evicted unused image layers");
+            }
+        }
+    });
+}
+
 /// Image functions' images, from the registry through the ECS image engine.
 struct LambdaImages(Arc<Images>);
 
@@ -465,7 +489,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                     });
                 task_networks = networks.clone().ok();
                 let node = Node::new(
-                    images,
+                    images.clone(),
                     runner,
                     log_store.clone(),
                     Some((roles.clone(), local)),
@@ -479,6 +503,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         },
         _ => None,
     };
+    evict_images_forever(
+        images.clone(),
+        task_runner.clone(),
+        args.image_cache_mb * 1024 * 1024,
+    );
     let ecs = Ecs::new(meta.clone(), &args.region, &args.account_id, node);
     let adopted = ecs
         .resume_after_restart()
