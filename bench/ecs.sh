@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ECS benchmark: RunTask to RUNNING with a cached image (a static busybox built with
-# umoci, pushed with skopeo), next to `podman run -d` of the same image; tasks started
-# per second (RunTask with count 10); memory per running task (nimbus's growth plus
-# the runtime processes that stay with each container).
+# umoci, pushed with skopeo), next to `podman run -d` of the same image, without a
+# network and in bridge mode with an ephemeral host port; tasks started per second
+# (RunTask with count 10); memory per running task (nimbus's growth plus the monitor
+# and runtime processes that stay with each container).
 #
 #   bench/ecs.sh
 #   BENCH_ROUNDS=10 bench/ecs.sh
@@ -56,6 +57,9 @@ ecs.create_cluster()
 definition = ecs.register_task_definition(family="bench", networkMode="none", containerDefinitions=[{
     "name": "sleeper", "image": f"{host}/bench:v1", "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
     "stopTimeout": 2}])["taskDefinition"]["taskDefinitionArn"]
+bridged = ecs.register_task_definition(family="bench-bridge", networkMode="bridge", containerDefinitions=[{
+    "name": "sleeper", "image": f"{host}/bench:v1", "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
+    "stopTimeout": 2, "portMappings": [{"containerPort": 8080, "hostPort": 0}]}])["taskDefinition"]["taskDefinitionArn"]
 
 
 def running(arns):
@@ -79,15 +83,20 @@ def stop(arns):
 [first] = ecs.run_task(taskDefinition=definition)["tasks"]
 running([first["taskArn"]])
 stop([first["taskArn"]])
-nimbus_times = []
-for _ in range(rounds * 2):
-    started = time.perf_counter()
-    [task] = ecs.run_task(taskDefinition=definition)["tasks"]
-    running([task["taskArn"]])
-    nimbus_times.append((time.perf_counter() - started) * 1000)
-    stop([task["taskArn"]])
+def starts(arn):
+    times = []
+    for _ in range(rounds * 2):
+        started = time.perf_counter()
+        [task] = ecs.run_task(taskDefinition=arn)["tasks"]
+        running([task["taskArn"]])
+        times.append((time.perf_counter() - started) * 1000)
+        stop([task["taskArn"]])
+    return times
 
-podman_times = []
+
+nimbus_times, nimbus_bridge_times = starts(definition), starts(bridged)
+
+podman_times, podman_bridge_times = [], []
 if shutil.which("podman"):
     base = ["podman"]
     # podman names the image after the layout's path, which must be lowercase.
@@ -98,15 +107,16 @@ if shutil.which("podman"):
     if pulled.returncode:
         sys.exit(f"podman pull: {pulled.stderr}")
     image = pulled.stdout.split()[-1]
-    for _ in range(rounds * 2):
-        started = time.perf_counter()
-        out = subprocess.run(base + ["run", "-d", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
-                                     "--network", "none", image, "/bin/busybox", "sleep", "600"],
-                             capture_output=True, text=True, timeout=120)
-        if out.returncode:
-            sys.exit(out.stderr)
-        podman_times.append((time.perf_counter() - started) * 1000)
-        subprocess.run(base + ["rm", "-f", "-t", "0", out.stdout.strip()], capture_output=True, timeout=120)
+    for network, times in [(["--network", "none"], podman_times), (["-p", "8080"], podman_bridge_times)]:
+        for _ in range(rounds * 2):
+            started = time.perf_counter()
+            out = subprocess.run(base + ["run", "-d", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+                                         *network, image, "/bin/busybox", "sleep", "600"],
+                                 capture_output=True, text=True, timeout=120)
+            if out.returncode:
+                sys.exit(out.stderr)
+            times.append((time.perf_counter() - started) * 1000)
+            subprocess.run(base + ["rm", "-f", "-t", "0", out.stdout.strip()], capture_output=True, timeout=120)
 
 
 def rss_kb(pid):
@@ -127,7 +137,7 @@ def runtime_rss():
                 cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
             except OSError:
                 continue
-            if cmd and cmd[0].endswith(b"runc") and b"run" in cmd:
+            if cmd and (cmd[0].endswith(b"runc") and b"run" in cmd or b"container-monitor" in cmd):
                 total += rss_kb(pid)
     return total
 
@@ -141,13 +151,15 @@ after = rss_kb(nimbus_pid) + runtime_rss()
 stop(tasks)
 
 print(f"{'measure':<40} {'nimbus':>10} {'podman run -d':>14} {'ratio':>7}")
-nimbus_p50 = median(nimbus_times)
-if podman_times:
-    podman_p50 = median(podman_times)
-    print(f"{'start to running, p50 ms':<40} {nimbus_p50:>10.1f} {podman_p50:>14.1f} {nimbus_p50 / podman_p50:>6.2f}x")
-else:
-    print(f"{'start to running, p50 ms':<40} {nimbus_p50:>10.1f} {'n/a':>14}")
+for label, ours, theirs in [("start to running, no network, p50 ms", nimbus_times, podman_times),
+                            ("start to running, bridge + port, p50 ms", nimbus_bridge_times, podman_bridge_times)]:
+    nimbus_p50 = median(ours)
+    if theirs:
+        podman_p50 = median(theirs)
+        print(f"{label:<40} {nimbus_p50:>10.1f} {podman_p50:>14.1f} {nimbus_p50 / podman_p50:>6.2f}x")
+    else:
+        print(f"{label:<40} {nimbus_p50:>10.1f} {'n/a':>14}")
 print(f"{'10 tasks at once: tasks/s':<40} {10 / batch:>10.1f}")
 print(f"{'memory per running task (MB)':<40} {(after - before) / 10 / 1024:>10.1f}")
-print(f"{len(nimbus_times)} single starts each; the image cached; network mode none")
+print(f"{len(nimbus_times)} single starts each; the image cached; the batch without a network")
 PY
