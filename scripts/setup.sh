@@ -36,10 +36,10 @@ ensure_hugetlb_v1() {
         echo "note: could not mount the hugetlb cgroup; crun will not work here" >&2
 }
 
-# gcc builds the bundled SQLite. runc runs sandboxes (crun is the alternative the
+# gcc builds the bundled SQLite; libssl-dev lets tasks pull images over TLS. runc runs sandboxes (crun is the alternative the
 # tests also run with); iproute2, util-linux's nsenter and iptables link them to the
 # host and the outside network; the CNI plugins give tasks bridge and awsvpc networks.
-ensure_packages build-essential pkg-config runc crun iproute2 util-linux iptables \
+ensure_packages build-essential pkg-config libssl-dev runc crun iproute2 util-linux iptables \
     containernetworking-plugins
 ensure_hugetlb_v1
 ensure_rust

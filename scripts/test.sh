@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 # The registry clients the end-to-end suite drives nimbus with, and the aws CLI v2
 # (Debian's awscli; the venv's is v1, which has no `aws logs tail`), and a static
-# busybox the container tests build images from.
-ensure_packages curl python3-venv skopeo podman umoci awscli busybox-static
+# busybox the container tests build images from; docker-registry as a registry that
+# is not nimbus's.
+ensure_packages curl python3-venv skopeo podman umoci awscli busybox-static docker-registry
 # The node runtime's tests need an interpreter; any installed one will do.
 command -v node >/dev/null || ensure_packages nodejs
 

@@ -738,3 +738,53 @@ def test_placement_constraints_and_the_cluster_query_language(ecs, web_image):
     assert error_code(excinfo) == "InvalidParameterException"
     assert ecs.list_container_instances(filter="attribute:ecs.os-type == linux")["containerInstanceArns"]
     assert ecs.list_container_instances(filter="attribute:ecs.os-type != linux")["containerInstanceArns"] == []
+
+
+@pytest.fixture
+def other_registry(tmp_path):
+    """Debian's docker-registry (the CNCF distribution registry) on loopback: a
+    registry that is not nimbus's."""
+    if not shutil.which("docker-registry"):
+        pytest.skip("docker-registry is installed by the test command")
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        assert eventually(lambda: _get_url(f"http://127.0.0.1:{port}/v2/") is not None, timeout=10)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _get_url(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read()
+    except OSError:
+        return None
+
+
+def test_tasks_pull_images_from_other_registries(ecs, other_registry, tmp_path):
+    layout = build_web_layout(tmp_path)
+    copied = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:v1",
+                             f"docker://{other_registry}/web:v1"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HOME": str(tmp_path)})
+    assert copied.returncode == 0, copied.stderr
+    port = free_port()
+    definition = task_definition(ecs, f"{other_registry}/web:v1", ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"])
+    [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+    wait(ecs, "running", task["taskArn"])
+    assert eventually(lambda: _get(port) == "hello from a nimbus task\n", timeout=20)
+    ecs.stop_task(task=task["taskArn"])
+    wait(ecs, "stopped", task["taskArn"])
+
+    missing = task_definition(ecs, f"{other_registry}/nothing:v1", ["true"])
+    [task] = ecs.run_task(taskDefinition=missing)["tasks"]
+    wait(ecs, "stopped", task["taskArn"])
+    stopped = ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+    assert stopped["stopCode"] == "TaskFailedToStart"
+    assert stopped["stoppedReason"].startswith("CannotPullContainerError")

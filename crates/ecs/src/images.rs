@@ -47,6 +47,27 @@ fn split(reference: &str) -> Result<(String, String), String> {
     }
 }
 
+/// An image from its manifest's digest, its unpacked layers and its config.
+fn image_of(digest: String, layers: Vec<PathBuf>, config: &str) -> Result<Image, String> {
+    let config: Value = serde_json::from_str(config).map_err(|err| err.to_string())?;
+    let settings = &config["config"];
+    Ok(Image {
+        digest,
+        layers,
+        entrypoint: strings(&settings["Entrypoint"]),
+        cmd: strings(&settings["Cmd"]),
+        env: strings(&settings["Env"]),
+        working_dir: settings["WorkingDir"]
+            .as_str()
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned),
+        user: settings["User"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned),
+    })
+}
+
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -65,6 +86,9 @@ static STAGING: AtomicU64 = AtomicU64::new(0);
 pub struct Images {
     registry: std::sync::Arc<Registry>,
     snapshots: PathBuf,
+    /// The registry hosts that name nimbus's own registry (its edge address, ECR's
+    /// host for its account); other hosts are pulled from over the network.
+    own_hosts: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Images {
@@ -76,7 +100,24 @@ impl Images {
         Ok(Self {
             registry,
             snapshots,
+            own_hosts: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Says which registry hosts are this server's own, once it listens.
+    pub fn serve_as(&self, hosts: Vec<String>) {
+        let _ = self.own_hosts.set(hosts);
+    }
+
+    /// The registry host a reference names, unless it is this server's own.
+    fn remote_host<'a>(&self, reference: &'a str) -> Option<&'a str> {
+        let (host, _) = reference.split_once('/')?;
+        let is_host = host.contains('.') || host.contains(':') || host == "localhost";
+        let own = self
+            .own_hosts
+            .get()
+            .is_some_and(|hosts| hosts.iter().any(|h| h.eq_ignore_ascii_case(host)));
+        (is_host && !own).then_some(host)
     }
 
     fn record(&self, repo: &str, reference: &str) -> Result<ManifestRecord, String> {
@@ -89,8 +130,12 @@ impl Images {
             .ok_or_else(|| format!("{repo}:{reference} not found"))
     }
 
-    /// The repository and the digest of the manifest (or index) `reference` names now.
+    /// The repository and the digest of the manifest (or index) `reference` names now,
+    /// in this server's registry.
     pub fn resolve(&self, reference: &str) -> Result<(String, String), String> {
+        if let Some(host) = self.remote_host(reference) {
+            return Err(format!("{host} is not this server's registry"));
+        }
         let (repo, tag) = split(reference)?;
         let record = self.record(&repo, &tag)?;
         Ok((repo, record.digest))
@@ -117,8 +162,12 @@ impl Images {
         store.open_blob(&record).map_err(|err| err.to_string())
     }
 
-    /// Resolves `reference` for linux/amd64 and makes sure its layers are unpacked.
+    /// Resolves `reference` for linux/amd64 and makes sure its layers are unpacked;
+    /// from this server's registry in-process, from any other over the network.
     pub fn pull(&self, reference: &str) -> Result<Image, String> {
+        if let Some(host) = self.remote_host(reference) {
+            return self.pull_remote(reference, host);
+        }
         let (repo, tag) = split(reference)?;
         let mut manifest = self.manifest(&repo, &tag)?;
         let mut digest = tag.clone();
@@ -141,29 +190,67 @@ impl Images {
         self.blob(&repo, config_digest)?
             .read_to_string(&mut config)
             .map_err(|err| err.to_string())?;
-        let config: Value = serde_json::from_str(&config).map_err(|err| err.to_string())?;
         let mut layers = Vec::new();
         for layer in manifest["layers"].as_array().into_iter().flatten() {
             let layer_digest = layer["digest"].as_str().ok_or("a layer has no digest")?;
             let media_type = layer["mediaType"].as_str().unwrap_or_default();
-            layers.push(self.snapshot(&repo, layer_digest, media_type)?);
+            layers
+                .push(self.snapshot(layer_digest, media_type, || self.blob(&repo, layer_digest))?);
         }
-        let settings = &config["config"];
-        Ok(Image {
-            digest,
-            layers,
-            entrypoint: strings(&settings["Entrypoint"]),
-            cmd: strings(&settings["Cmd"]),
-            env: strings(&settings["Env"]),
-            working_dir: settings["WorkingDir"]
-                .as_str()
-                .filter(|d| !d.is_empty())
-                .map(str::to_owned),
-            user: settings["User"]
-                .as_str()
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned),
-        })
+        image_of(digest, layers, &config)
+    }
+
+    /// Pulls from another registry with `oci-client` (anonymously; plain HTTP to a
+    /// loopback host), each layer downloaded (its digest checked) only when it has no
+    /// snapshot yet.
+    fn pull_remote(&self, reference: &str, host: &str) -> Result<Image, String> {
+        use oci_client::client::{ClientConfig, ClientProtocol, linux_amd64_resolver};
+        let runtime = tokio::runtime::Handle::try_current().map_err(|err| err.to_string())?;
+        let parsed: oci_client::Reference = reference
+            .parse()
+            .map_err(|err| format!("invalid image reference {reference}: {err}"))?;
+        let loopback =
+            host.starts_with("localhost") || host.starts_with("127.") || host.starts_with("[::1]");
+        let client = oci_client::Client::new(ClientConfig {
+            protocol: if loopback {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            platform_resolver: Some(Box::new(linux_amd64_resolver)),
+            ..Default::default()
+        });
+        let auth = oci_client::secrets::RegistryAuth::Anonymous;
+        let (manifest, digest, config) = runtime
+            .block_on(client.pull_manifest_and_config(&parsed, &auth))
+            .map_err(|err| err.to_string())?;
+        let mut layers = Vec::new();
+        for layer in &manifest.layers {
+            layers.push(self.snapshot(&layer.digest, &layer.media_type, || {
+                let path = self
+                    .snapshots
+                    .join("tmp")
+                    .join(format!("blob-{}", STAGING.fetch_add(1, Ordering::Relaxed)));
+                let downloaded = runtime.block_on(async {
+                    let mut file = tokio::fs::File::create(&path)
+                        .await
+                        .map_err(|err| err.to_string())?;
+                    client
+                        .pull_blob(&parsed, layer, &mut file)
+                        .await
+                        .map_err(|err| err.to_string())?;
+                    tokio::io::AsyncWriteExt::flush(&mut file)
+                        .await
+                        .map_err(|err| err.to_string())
+                });
+                let file =
+                    downloaded.and_then(|()| fs::File::open(&path).map_err(|e| e.to_string()));
+                // Read through the open file; nothing is left behind.
+                let _ = fs::remove_file(&path);
+                file
+            })?);
+        }
+        image_of(digest, layers, &config)
     }
 
     /// Removes the least recently used snapshots no container or sandbox uses (nor
@@ -180,7 +267,12 @@ impl Images {
 
     /// The snapshot of one layer, unpacked on first use: into a temporary directory
     /// renamed into place, so a crash never leaves half a snapshot.
-    fn snapshot(&self, repo: &str, digest: &str, media_type: &str) -> Result<PathBuf, String> {
+    fn snapshot(
+        &self,
+        digest: &str,
+        media_type: &str,
+        blob: impl FnOnce() -> Result<fs::File, String>,
+    ) -> Result<PathBuf, String> {
         let name = digest.replace(':', "-");
         let target = self.snapshots.join(&name);
         // Its last use: the cache evicts the least recently used first.
@@ -202,7 +294,7 @@ impl Images {
         ));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(|err| err.to_string())?;
-        let blob = self.blob(repo, digest)?;
+        let blob = blob()?;
         let reader: Box<dyn Read> = if media_type.ends_with("gzip") {
             // Multi-member: parallel compressors (umoci's, pigz) write several gzip members.
             Box::new(flate2::read::MultiGzDecoder::new(blob))

@@ -422,6 +422,13 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let local = listener
         .local_addr()
         .map_err(io_at(Path::new("listener")))?;
+    // Image references naming these hosts are read from the registry in-process.
+    images.serve_as(vec![
+        local.to_string(),
+        format!("127.0.0.1:{}", local.port()),
+        format!("localhost:{}", local.port()),
+        format!("{}.dkr.ecr.{}.amazonaws.com", args.account_id, args.region),
+    ]);
     let sandboxes = Pool::new(isolation(&args, &data_dir).await, args.sandbox_pool);
     let log_store = Arc::new(LogStore::new(meta.clone()));
     nimbus_logs::start_expiry(log_store.clone());
