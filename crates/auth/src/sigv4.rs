@@ -384,6 +384,39 @@ pub fn signing_key(secret: &str, scope: &Scope) -> [u8; 32] {
     hmac(&service, b"aws4_request")
 }
 
+/// Signs a request as a client does: the `Authorization` header's value for
+/// `req`, whose headers already hold `host`, `x-amz-date` (`amz_date`) and every
+/// other header to sign.
+pub fn authorization(
+    access_key_id: &str,
+    secret: &str,
+    scope: &Scope,
+    amz_date: &str,
+    req: &RequestParts,
+    payload_hash: &str,
+) -> String {
+    let mut signed: Vec<String> = req
+        .headers
+        .keys()
+        .map(|name| name.as_str().to_ascii_lowercase())
+        .filter(|name| name == "host" || name.starts_with("x-amz-") || name == "content-type")
+        .collect();
+    signed.sort();
+    signed.dedup();
+    let canonical = canonical_request(req, PathStyle::Normalized, &signed, payload_hash, false)
+        .expect("every signed header is present");
+    let signature = hmac(
+        &signing_key(secret, scope),
+        string_to_sign(amz_date, scope, &canonical).as_bytes(),
+    );
+    format!(
+        "{ALGORITHM} Credential={access_key_id}/{}, SignedHeaders={}, Signature={}",
+        scope.to_path(),
+        signed.join(";"),
+        hex_lower(&signature)
+    )
+}
+
 fn string_to_sign(amz_date: &str, scope: &Scope, canonical_request: &str) -> String {
     format!(
         "{ALGORITHM}\n{amz_date}\n{}\n{}",
@@ -530,6 +563,53 @@ pub fn payload_sha256(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_client_signs_the_verifier_accepts() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "127.0.0.1:4566".parse().unwrap());
+        headers.insert("x-amz-date", "20261203T080000Z".parse().unwrap());
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let scope = Scope {
+            date: "20261203".into(),
+            region: "us-east-1".into(),
+            service: "lambda".into(),
+        };
+        fn parts(headers: &HeaderMap) -> RequestParts<'_> {
+            RequestParts {
+                method: "GET",
+                path: "/2015-03-31/functions/",
+                query: "MaxItems=5",
+                headers,
+            }
+        }
+        let hash = payload_sha256(b"");
+        let value = authorization(
+            "AKID",
+            "secret",
+            &scope,
+            "20261203T080000Z",
+            &parts(&headers),
+            &hash,
+        );
+        headers.insert("authorization", value.parse().unwrap());
+        let signature = SignatureV4::from_request(&parts(&headers))
+            .unwrap()
+            .unwrap();
+        assert_eq!(signature.access_key_id, "AKID");
+        let key = signing_key("secret", &signature.scope);
+        assert!(
+            signature
+                .verify(&key, &parts(&headers), PathStyle::Normalized, &hash)
+                .is_ok()
+        );
+        let wrong = signing_key("other", &signature.scope);
+        assert!(
+            signature
+                .verify(&wrong, &parts(&headers), PathStyle::Normalized, &hash)
+                .is_err()
+        );
+    }
 
     #[test]
     fn dot_segments_and_empty_segments_are_removed() {

@@ -1,6 +1,7 @@
 //! `nimbus`: the AWS compute plane in one binary. `nimbus server` runs every service
 //! in one process; the other subcommands are the command line.
 
+mod cli;
 mod server;
 
 use std::net::SocketAddr;
@@ -24,6 +25,30 @@ struct Cli {
 enum Command {
     /// Run every nimbus service on one edge port.
     Server(ServerArgs),
+    /// Functions: list, invoke, deploy a directory.
+    Fn {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(subcommand)]
+        command: cli::FnCommand,
+    },
+    /// Log events: `logs tail NAME [--follow]`.
+    Logs {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(subcommand)]
+        command: cli::LogsCommand,
+    },
+    /// The tasks running on the server, in every cluster.
+    Ps {
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
+    /// Whether the server is up, and its services.
+    Status {
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
     /// The first process inside every sandbox (run by the OCI runtime, not by hand).
     #[command(hide = true)]
     SandboxInit,
@@ -128,6 +153,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::SandboxInit => nimbus_engine::init::run(),
+        Command::Fn {
+            connection,
+            command,
+        } => cli::run(connection, async |client, output| {
+            cli::function(client, output, command).await
+        }),
+        Command::Logs {
+            connection,
+            command,
+        } => cli::run(connection, async |client, output| {
+            cli::logs(client, output, command).await
+        }),
+        Command::Ps { connection } => cli::run(connection, cli::tasks),
+        Command::Status { connection } => cli::run(connection, cli::status),
         Command::ContainerMonitor {
             runtime,
             state,

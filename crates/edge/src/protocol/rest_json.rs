@@ -50,7 +50,16 @@ impl<Op: Copy> RestRoutes<Op> {
     pub fn find(&self, method: &Method, path: &str) -> Result<(Op, PathParams), AwsError> {
         let unknown =
             || AwsError::unknown_operation(Protocol::RestJson, &format!("{method} {path}"));
-        let matched = self.router.at(path).map_err(|_| unknown())?;
+        // A collection asked for with a trailing slash (`/functions/`, as some SDKs
+        // send it) is the collection.
+        let matched = self
+            .router
+            .at(path)
+            .or_else(|err| match path.strip_suffix('/') {
+                Some(trimmed) if !trimmed.is_empty() => self.router.at(trimmed),
+                _ => Err(err),
+            })
+            .map_err(|_| unknown())?;
         let op = matched
             .value
             .iter()
@@ -155,13 +164,9 @@ mod tests {
                 .0,
             Op::Delete
         );
-        assert_eq!(
-            routes
-                .find(&Method::GET, "/2015-03-31/functions")
-                .unwrap()
-                .0,
-            Op::List
-        );
+        for collection in ["/2015-03-31/functions", "/2015-03-31/functions/"] {
+            assert_eq!(routes.find(&Method::GET, collection).unwrap().0, Op::List);
+        }
         let err = routes
             .find(&Method::PUT, "/2015-03-31/functions/x")
             .unwrap_err();

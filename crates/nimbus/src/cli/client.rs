@@ -1,0 +1,238 @@
+//! The command line's AWS client: SigV4-signed HTTP/1.1 requests to a nimbus server,
+//! with the credentials of the environment or of the server's data dir.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use nimbus_auth::sigv4::{RequestParts, Scope, authorization, payload_sha256};
+use serde_json::Value;
+
+pub struct Client {
+    host: String,
+    key_id: String,
+    secret: String,
+    token: Option<String>,
+    pub region: String,
+}
+
+/// An AWS error a call answered with, or why there was no answer.
+#[derive(Debug)]
+pub struct CallError(pub String);
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The `[nimbus]` keys of an AWS credentials file.
+fn profile_keys(text: &str, profile: &str) -> Option<(String, String)> {
+    let mut in_profile = false;
+    let (mut id, mut secret) = (None, None);
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_profile = line.trim_matches(['[', ']']) == profile;
+        } else if in_profile && let Some((key, value)) = line.split_once('=') {
+            match key.trim() {
+                "aws_access_key_id" => id = Some(value.trim().to_owned()),
+                "aws_secret_access_key" => secret = Some(value.trim().to_owned()),
+                _ => {}
+            }
+        }
+    }
+    Some((id?, secret?))
+}
+
+impl Client {
+    /// A client for the server at `endpoint` (`http://host:port`), signing with the
+    /// environment's AWS keys, else the root keys in `<data_dir>/credentials`.
+    pub fn new(endpoint: &str, data_dir: &Path, region: &str) -> Result<Self, CallError> {
+        let host = endpoint
+            .strip_prefix("http://")
+            .ok_or_else(|| {
+                CallError(format!(
+                    "the endpoint must be http://host:port, not {endpoint}"
+                ))
+            })?
+            .trim_end_matches('/')
+            .to_owned();
+        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let (key_id, secret, token) = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+        {
+            (Some(id), Some(secret)) => (id, secret, env("AWS_SESSION_TOKEN")),
+            _ => {
+                let path = data_dir.join("credentials");
+                let text = std::fs::read_to_string(&path).map_err(|err| {
+                    CallError(format!(
+                        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass the server's --data-dir ({}: {err})",
+                        path.display()
+                    ))
+                })?;
+                let (id, secret) = profile_keys(&text, "nimbus").ok_or_else(|| {
+                    CallError(format!("{} has no [nimbus] profile", path.display()))
+                })?;
+                (id, secret, None)
+            }
+        };
+        Ok(Self {
+            host,
+            key_id,
+            secret,
+            token,
+            region: region.to_owned(),
+        })
+    }
+
+    /// Sends one signed request; the status, headers and body of the answer.
+    pub async fn send(
+        &self,
+        service: &str,
+        method: Method,
+        path: &str,
+        query: &str,
+        extra: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
+        let now = time::OffsetDateTime::now_utc();
+        let amz_date = now
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .expect("dates format");
+        let mut headers = HeaderMap::new();
+        let value = |text: &str| {
+            HeaderValue::from_str(text).map_err(|_| CallError(format!("bad header value {text}")))
+        };
+        headers.insert("host", value(&self.host)?);
+        headers.insert("x-amz-date", value(&amz_date)?);
+        let hash = payload_sha256(&body);
+        headers.insert("x-amz-content-sha256", value(&hash)?);
+        if let Some(token) = &self.token {
+            headers.insert("x-amz-security-token", value(token)?);
+        }
+        for (name, text) in extra {
+            headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| CallError(format!("bad header {name}")))?,
+                value(text)?,
+            );
+        }
+        let scope = Scope {
+            date: amz_date[..8].to_owned(),
+            region: self.region.clone(),
+            service: service.to_owned(),
+        };
+        let parts = RequestParts {
+            method: method.as_str(),
+            path,
+            query,
+            headers: &headers,
+        };
+        let signed = authorization(&self.key_id, &self.secret, &scope, &amz_date, &parts, &hash);
+        headers.insert("authorization", value(&signed)?);
+
+        let unreachable = |err: &dyn std::fmt::Display| {
+            CallError(format!(
+                "cannot reach nimbus at http://{}: {err} (is `nimbus server` running? --endpoint or NIMBUS_ENDPOINT names another)",
+                self.host
+            ))
+        };
+        let stream = tokio::net::TcpStream::connect(&self.host)
+            .await
+            .map_err(|err| unreachable(&err))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|err| unreachable(&err))?;
+        tokio::spawn(connection);
+        let uri = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|err| CallError(err.to_string()))?;
+        *request.headers_mut() = headers;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|err| unreachable(&err))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|err| CallError(err.to_string()))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
+    /// A JSON call: its answer's JSON, or the AWS error as `Code: message`.
+    pub async fn json(
+        &self,
+        service: &str,
+        method: Method,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, CallError> {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let (status, headers, bytes) = self.send(service, method, path, query, extra, body).await?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(':').next().unwrap_or(v).to_owned())
+            .or_else(|| {
+                value["__type"]
+                    .as_str()
+                    .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+            })
+            .unwrap_or_else(|| status.to_string());
+        let message = value["message"]
+            .as_str()
+            .or(value["Message"].as_str())
+            .unwrap_or_default();
+        Err(CallError(format!("{code}: {message}")))
+    }
+
+    /// A json-1.1 call (ECS, Logs): `target` is `Prefix.Operation`.
+    pub async fn json11(
+        &self,
+        service: &str,
+        target: &str,
+        body: &Value,
+    ) -> Result<Value, CallError> {
+        self.json(
+            service,
+            Method::POST,
+            "/",
+            &[
+                ("x-amz-target", target),
+                ("content-type", "application/x-amz-json-1.1"),
+            ],
+            Some(body),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_named_profile() {
+        let text = "[default]\naws_access_key_id = A\naws_secret_access_key = a\n\n[nimbus]\naws_access_key_id = B\naws_secret_access_key = b\n";
+        assert_eq!(profile_keys(text, "nimbus"), Some(("B".into(), "b".into())));
+        assert_eq!(profile_keys(text, "other"), None);
+    }
+}

@@ -1,0 +1,558 @@
+//! The everyday command line: `nimbus fn ...`, `nimbus ps`, `nimbus status`, talking to
+//! a running server through its AWS APIs, signed like any SDK. Tables for people,
+//! `--output json` for scripts; exit status 0 on success, 1 when the server or the
+//! function reports an error, 2 on a usage error (clap's).
+
+mod client;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::{Args, Subcommand, ValueEnum};
+use http::Method;
+use serde_json::{Value, json};
+
+use client::{CallError, Client};
+
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The server's edge address.
+    #[arg(
+        long,
+        env = "NIMBUS_ENDPOINT",
+        default_value = "http://127.0.0.1:4566",
+        global = true
+    )]
+    endpoint: String,
+    /// The server's data dir, whose `credentials` file signs requests unless the
+    /// environment has AWS keys.
+    #[arg(
+        long,
+        env = "NIMBUS_DATA_DIR",
+        default_value = "./nimbus-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
+    region: String,
+    #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FnCommand {
+    /// The functions, with runtime, memory and last change.
+    Ls,
+    /// Invokes a function and prints what it returned (its log tail on stderr).
+    Invoke {
+        name: String,
+        /// The event, as JSON.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+    /// Zips a directory and creates the function from it, or updates its code; waits
+    /// until it can be invoked.
+    Deploy {
+        dir: PathBuf,
+        /// The function's name (the directory's by default).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "python3.12")]
+        runtime: String,
+        #[arg(long, default_value = "app.handler")]
+        handler: String,
+        /// The execution role, which must trust lambda.amazonaws.com (on creation).
+        #[arg(long)]
+        role: Option<String>,
+    },
+}
+
+/// Runs a command; its exit status.
+pub fn run(
+    connection: Connection,
+    command: impl AsyncFnOnce(&Client, Output) -> Result<(), CallError>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = Client::new(
+            &connection.endpoint,
+            &connection.data_dir,
+            &connection.region,
+        )?;
+        command(&client, connection.output).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| (*h).to_owned()).collect())
+    );
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row.clone()));
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn function(
+    client: &Client,
+    output: Output,
+    command: FnCommand,
+) -> Result<(), CallError> {
+    match command {
+        FnCommand::Ls => {
+            let listed = client
+                .json("lambda", Method::GET, "/2015-03-31/functions/", &[], None)
+                .await?;
+            if output == Output::Json {
+                print_json(&listed);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = listed["Functions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| {
+                    vec![
+                        text(&f["FunctionName"]),
+                        f["Runtime"]
+                            .as_str()
+                            .unwrap_or(f["PackageType"].as_str().unwrap_or("-"))
+                            .to_owned(),
+                        format!("{} MB", text(&f["MemorySize"])),
+                        text(&f["LastModified"]),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "RUNTIME", "MEMORY", "LAST MODIFIED"], &rows);
+            Ok(())
+        }
+        FnCommand::Invoke { name, payload } => {
+            serde_json::from_str::<Value>(&payload)
+                .map_err(|err| CallError(format!("--payload is not JSON: {err}")))?;
+            let path = format!("/2015-03-31/functions/{name}/invocations");
+            let (status, headers, body) = client
+                .send(
+                    "lambda",
+                    Method::POST,
+                    &path,
+                    "",
+                    &[("x-amz-log-type", "Tail")],
+                    payload.into_bytes(),
+                )
+                .await?;
+            if !status.is_success() {
+                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let code = headers
+                    .get("x-amzn-errortype")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("Error");
+                return Err(CallError(format!(
+                    "{}: {}",
+                    code.split(':').next().unwrap_or(code),
+                    value["message"]
+                        .as_str()
+                        .or(value["Message"].as_str())
+                        .unwrap_or_default()
+                )));
+            }
+            if let Some(tail) = headers
+                .get("x-amz-log-result")
+                .and_then(|v| v.to_str().ok())
+                && let Ok(log) = base64::engine::general_purpose::STANDARD.decode(tail)
+            {
+                eprint!("{}", String::from_utf8_lossy(&log));
+            }
+            let function_error = headers.get("x-amz-function-error").is_some();
+            if output == Output::Json {
+                let payload: Value = serde_json::from_slice(&body)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+                print_json(
+                    &json!({ "StatusCode": status.as_u16(), "FunctionError": function_error, "Payload": payload }),
+                );
+            } else {
+                println!("{}", String::from_utf8_lossy(&body));
+            }
+            if function_error {
+                return Err(CallError(format!("the function {name} returned an error")));
+            }
+            Ok(())
+        }
+        FnCommand::Deploy {
+            dir,
+            name,
+            runtime,
+            handler,
+            role,
+        } => deploy(client, output, &dir, name, runtime, handler, role).await,
+    }
+}
+
+/// The zip of a directory's files, modes kept.
+fn zip_dir(dir: &Path) -> Result<Vec<u8>, CallError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail =
+        |err: &dyn std::fmt::Display| CallError(format!("cannot zip {}: {err}", dir.display()));
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&current)
+            .map_err(|err| fail(&err))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|err| fail(&err))?;
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let name = path
+                .strip_prefix(dir)
+                .map_err(|err| fail(&err))?
+                .to_string_lossy()
+                .into_owned();
+            let options = zip::write::SimpleFileOptions::default()
+                .unix_permissions(meta.permissions().mode() & 0o777);
+            writer.start_file(name, options).map_err(|err| fail(&err))?;
+            let data = std::fs::read(&path).map_err(|err| fail(&err))?;
+            writer.write_all(&data).map_err(|err| fail(&err))?;
+        }
+    }
+    Ok(writer.finish().map_err(|err| fail(&err))?.into_inner())
+}
+
+async fn deploy(
+    client: &Client,
+    output: Output,
+    dir: &Path,
+    name: Option<String>,
+    runtime: String,
+    handler: String,
+    role: Option<String>,
+) -> Result<(), CallError> {
+    let name = match name {
+        Some(name) => name,
+        None => std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .ok_or_else(|| {
+                CallError(format!(
+                    "{} has no name to give the function: pass --name",
+                    dir.display()
+                ))
+            })?,
+    };
+    let zip = zip_dir(dir)?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&zip);
+    let path = format!("/2015-03-31/functions/{name}");
+    let exists = client
+        .json("lambda", Method::GET, &path, &[], None)
+        .await
+        .is_ok();
+    let mut config = if exists {
+        eprintln!("updating {name} ({} KB zipped)", zip.len().div_ceil(1024));
+        client
+            .json(
+                "lambda",
+                Method::PUT,
+                &format!("{path}/code"),
+                &[],
+                Some(&json!({ "ZipFile": encoded })),
+            )
+            .await?
+    } else {
+        let role = role.ok_or_else(|| {
+            CallError(format!(
+                "{name} does not exist yet: pass --role with a role that trusts lambda.amazonaws.com (aws iam create-role)"
+            ))
+        })?;
+        eprintln!("creating {name} ({} KB zipped)", zip.len().div_ceil(1024));
+        client
+            .json(
+                "lambda",
+                Method::POST,
+                "/2015-03-31/functions",
+                &[],
+                Some(&json!({
+                    "FunctionName": name, "Runtime": runtime, "Handler": handler, "Role": role,
+                    "Code": { "ZipFile": encoded },
+                })),
+            )
+            .await?
+    };
+    // Ready once Active with its last update done, as `aws lambda wait function-updated`.
+    for _ in 0..300 {
+        if config["State"] == "Failed" || config["LastUpdateStatus"] == "Failed" {
+            return Err(CallError(format!(
+                "{name} could not be deployed: {}",
+                text(&config["StateReason"]).replace('-', "")
+                    + &text(&config["LastUpdateStatusReason"])
+            )));
+        }
+        if config["State"] == "Active" && config["LastUpdateStatus"] == "Successful" {
+            if output == Output::Json {
+                print_json(&config);
+            } else {
+                println!(
+                    "{name} is ready ({}, {})",
+                    text(&config["Runtime"]),
+                    text(&config["CodeSha256"])
+                );
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        config = client
+            .json(
+                "lambda",
+                Method::GET,
+                &format!("{path}/configuration"),
+                &[],
+                None,
+            )
+            .await?;
+    }
+    Err(CallError(format!(
+        "{name} did not become ready within a minute"
+    )))
+}
+
+/// `nimbus ps`: every task of every cluster that has not stopped.
+pub async fn tasks(client: &Client, output: Output) -> Result<(), CallError> {
+    let clusters = client
+        .json11(
+            "ecs",
+            "AmazonEC2ContainerServiceV20141113.ListClusters",
+            &json!({}),
+        )
+        .await?;
+    let mut all = Vec::new();
+    for cluster in clusters["clusterArns"].as_array().into_iter().flatten() {
+        let listed = client
+            .json11(
+                "ecs",
+                "AmazonEC2ContainerServiceV20141113.ListTasks",
+                &json!({ "cluster": cluster }),
+            )
+            .await?;
+        let arns = listed["taskArns"].as_array().cloned().unwrap_or_default();
+        for chunk in arns.chunks(100) {
+            let described = client
+                .json11(
+                    "ecs",
+                    "AmazonEC2ContainerServiceV20141113.DescribeTasks",
+                    &json!({ "cluster": cluster, "tasks": chunk }),
+                )
+                .await?;
+            all.extend(described["tasks"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    if output == Output::Json {
+        print_json(&json!({ "tasks": all }));
+        return Ok(());
+    }
+    let last = |arn: &Value| text(arn).rsplit('/').next().unwrap_or_default().to_owned();
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|t| {
+            let ports: Vec<String> = t["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
+                .map(|b| format!("{}->{}", text(&b["hostPort"]), text(&b["containerPort"])))
+                .collect();
+            vec![
+                last(&t["taskArn"]),
+                last(&t["clusterArn"]),
+                last(&t["taskDefinitionArn"]),
+                text(&t["lastStatus"]),
+                if ports.is_empty() {
+                    "-".to_owned()
+                } else {
+                    ports.join(",")
+                },
+            ]
+        })
+        .collect();
+    table(&["TASK", "CLUSTER", "DEFINITION", "STATUS", "PORTS"], &rows);
+    Ok(())
+}
+
+/// `nimbus status`: the server's health, service by service.
+pub async fn status(client: &Client, output: Output) -> Result<(), CallError> {
+    let (code, _, body) = client
+        .send(
+            "health",
+            Method::GET,
+            "/_nimbus/health",
+            "",
+            &[],
+            Vec::new(),
+        )
+        .await?;
+    let health: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if output == Output::Json {
+        print_json(&health);
+    } else {
+        println!(
+            "nimbus: {}",
+            if code.is_success() {
+                "healthy"
+            } else {
+                "unhealthy"
+            }
+        );
+        if let Some(services) = health["services"].as_object() {
+            let rows: Vec<Vec<String>> = services
+                .iter()
+                .map(|(name, state)| vec![name.clone(), text(state)])
+                .collect();
+            table(&["SERVICE", "STATE"], &rows);
+        }
+    }
+    if code.is_success() {
+        Ok(())
+    } else {
+        Err(CallError(format!("the server answered {code}")))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogsCommand {
+    /// Prints a log group's recent events (a function's, by its name), and with
+    /// `--follow` new ones as they arrive.
+    Tail {
+        /// A function name, or a log group starting with `/`.
+        name: String,
+        #[arg(long)]
+        follow: bool,
+        /// How far back to start, in minutes.
+        #[arg(long, default_value_t = 10)]
+        since: u64,
+    },
+}
+
+pub async fn logs(client: &Client, output: Output, command: LogsCommand) -> Result<(), CallError> {
+    let LogsCommand::Tail {
+        name,
+        follow,
+        since,
+    } = command;
+    let group = if name.starts_with('/') {
+        name
+    } else {
+        format!("/aws/lambda/{name}")
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    let mut start = now_ms() - (since as i64) * 60_000;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = json!({ "logGroupName": group, "startTime": start });
+            if let Some(token) = &token {
+                request["nextToken"] = token.clone().into();
+            }
+            let page = client
+                .json11("logs", "Logs_20140328.FilterLogEvents", &request)
+                .await?;
+            for event in page["events"].as_array().into_iter().flatten() {
+                if !seen.insert(text(&event["eventId"])) {
+                    continue;
+                }
+                let timestamp = event["timestamp"].as_i64().unwrap_or(0);
+                start = start.max(timestamp);
+                if output == Output::Json {
+                    println!("{event}");
+                } else {
+                    let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+                        i128::from(timestamp) * 1_000_000,
+                    )
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_default();
+                    println!(
+                        "{at} {} {}",
+                        text(&event["logStreamName"]),
+                        text(&event["message"]).trim_end()
+                    );
+                }
+            }
+            token = page["nextToken"].as_str().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
