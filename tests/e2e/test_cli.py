@@ -4,19 +4,25 @@ a hint on stderr when something is wrong."""
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import uuid
 
 from conftest import ROLE, eventually, nimbus_binary
-from test_ecs import free_port, push_web_image, task_definition, wait
+from test_ecs import _get, free_port, push_web_image, task_definition, wait
+
+
+def cli_env(nimbus, endpoint=None, data_dir=None):
+    """The environment naming the server (NIMBUS_ENDPOINT, NIMBUS_DATA_DIR), no AWS keys."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "NIMBUS_"))}
+    env.update(NIMBUS_ENDPOINT=endpoint or nimbus.endpoint, NIMBUS_DATA_DIR=str(data_dir or nimbus.data_dir))
+    return env
 
 
 def cli(nimbus, *args, endpoint=None, data_dir=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "NIMBUS_"))}
-    command = [nimbus_binary(), *args, "--endpoint", endpoint or nimbus.endpoint,
-               "--data-dir", str(data_dir or nimbus.data_dir)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([nimbus_binary(), *args], capture_output=True, text=True, timeout=120,
+                          env=cli_env(nimbus, endpoint, data_dir))
 
 
 def test_functions_are_deployed_listed_and_invoked(nimbus, tmp_path):
@@ -46,10 +52,8 @@ def test_functions_are_deployed_listed_and_invoked(nimbus, tmp_path):
     assert eventually(lambda: "hi from the cli" in cli(nimbus, "logs", "tail", name).stdout)
 
     # --follow prints what arrives after it started.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "NIMBUS_"))}
-    follower = subprocess.Popen([nimbus_binary(), "logs", "tail", name, "--follow", "--since", "0", "--endpoint",
-                                 nimbus.endpoint, "--data-dir", str(nimbus.data_dir)],
-                                stdout=subprocess.PIPE, text=True, env=env)
+    follower = subprocess.Popen([nimbus_binary(), "logs", "tail", name, "--follow", "--since", "0"],
+                                stdout=subprocess.PIPE, text=True, env=cli_env(nimbus))
     lines = []
 
     def pump():
@@ -104,3 +108,29 @@ def test_errors_say_what_to_do_next(nimbus, tmp_path):
     assert keyless.returncode == 1 and "set AWS_ACCESS_KEY_ID" in keyless.stderr
     usage = subprocess.run([nimbus_binary(), "fn", "invoke"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_images_are_listed_and_run_as_one_off_tasks(nimbus, tmp_path):
+    nimbus.client("ecs").create_cluster()
+    image = push_web_image(nimbus, tmp_path)
+    repo = image.split("/", 1)[1].split(":")[0]
+    listed = cli(nimbus, "image", "ls")
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.split()[:2] == [repo, "v1"] for line in listed.stdout.splitlines())
+
+    ran = cli(nimbus, "run", image, "-e", "WHO=nimbus", "--", "sh", "-c", "echo hello $WHO; exit 3")
+    assert ran.returncode == 1, ran.stderr
+    assert "hello nimbus" in ran.stdout and "exited with code 3" in ran.stderr
+    assert cli(nimbus, "run", image, "--", "true").returncode == 0
+    port = free_port()
+    served = subprocess.Popen([nimbus_binary(), "run", image, "-p", f"{port}:8080", "--",
+                               "httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(nimbus))
+    try:
+        assert eventually(lambda: _get(port) == "hello from a nimbus task\n", timeout=30)
+    finally:
+        served.send_signal(signal.SIGINT)  # Ctrl-C stops the task
+        out, err = served.communicate(timeout=60)
+    assert "stopping task" in err and served.returncode == 1
+    bad = cli(nimbus, "run", image, "-p", "80")
+    assert bad.returncode == 1 and "HOST:CONTAINER" in bad.stderr

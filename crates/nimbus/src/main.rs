@@ -39,6 +39,20 @@ enum Command {
         #[command(subcommand)]
         command: cli::LogsCommand,
     },
+    /// Images in the registry: `image ls`.
+    Image {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(subcommand)]
+        command: cli::ImageCommand,
+    },
+    /// Runs an image as a one-off task and streams its output until it stops.
+    Run {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(flatten)]
+        args: cli::RunArgs,
+    },
     /// The tasks running on the server, in every cluster.
     Ps {
         #[command(flatten)]
@@ -164,6 +178,15 @@ fn main() -> ExitCode {
             command,
         } => cli::run(connection, async |client, output| {
             cli::logs(client, output, command).await
+        }),
+        Command::Image {
+            connection,
+            command,
+        } => cli::run(connection, async |client, output| {
+            cli::images(client, output, command).await
+        }),
+        Command::Run { connection, args } => cli::run(connection, async |client, output| {
+            cli::run_task(client, output, args).await
         }),
         Command::Ps { connection } => cli::run(connection, cli::tasks),
         Command::Status { connection } => cli::run(connection, cli::status),

@@ -556,3 +556,220 @@ pub async fn logs(client: &Client, output: Output, command: LogsCommand) -> Resu
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// The images in the registry: repository, tags, digest, size, push time.
+    Ls,
+}
+
+const ECR: &str = "AmazonEC2ContainerRegistry_V20150921";
+const ECS: &str = "AmazonEC2ContainerServiceV20141113";
+
+pub async fn images(
+    client: &Client,
+    output: Output,
+    command: ImageCommand,
+) -> Result<(), CallError> {
+    let ImageCommand::Ls = command;
+    let repositories = client
+        .json11("ecr", &format!("{ECR}.DescribeRepositories"), &json!({}))
+        .await?;
+    let mut all = Vec::new();
+    for repository in repositories["repositories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let described = client
+            .json11(
+                "ecr",
+                &format!("{ECR}.DescribeImages"),
+                &json!({ "repositoryName": repository["repositoryName"] }),
+            )
+            .await?;
+        all.extend(
+            described["imageDetails"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    if output == Output::Json {
+        print_json(&json!({ "imageDetails": all }));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|image| {
+            let tags: Vec<String> = image["imageTags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let digest = text(&image["imageDigest"]);
+            let bytes = image["imageSizeInBytes"].as_f64().unwrap_or(0.0);
+            vec![
+                text(&image["repositoryName"]),
+                if tags.is_empty() {
+                    "-".to_owned()
+                } else {
+                    tags.join(",")
+                },
+                digest.chars().take(19).collect(),
+                format!("{:.1} MB", bytes / 1e6),
+            ]
+        })
+        .collect();
+    table(&["REPOSITORY", "TAGS", "DIGEST", "SIZE"], &rows);
+    Ok(())
+}
+
+/// `nimbus run`: a one-off task of one container.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The image, in nimbus's registry (`host:port/repo:tag`) or any other.
+    image: String,
+    /// A host port forwarded to a container port, `HOST:CONTAINER` (HOST 0 for any).
+    #[arg(short = 'p', long = "publish")]
+    ports: Vec<String>,
+    /// An environment variable, `NAME=value`.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Memory limit in MB.
+    #[arg(long, default_value_t = 256)]
+    memory: u32,
+    /// The command, instead of the image's.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// Runs a one-off task, streaming its output until it stops (Ctrl-C stops it); exits
+/// with the container's exit code.
+pub async fn run_task(client: &Client, output: Output, args: RunArgs) -> Result<(), CallError> {
+    let mut mappings = Vec::new();
+    for spec in &args.ports {
+        let (host, container) = spec
+            .split_once(':')
+            .and_then(|(h, c)| Some((h.parse::<u16>().ok()?, c.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                CallError(format!(
+                    "-p {spec}: write HOST:CONTAINER, e.g. 8080:80 (0:80 for any host port)"
+                ))
+            })?;
+        mappings.push(json!({ "hostPort": host, "containerPort": container, "protocol": "tcp" }));
+    }
+    let mut environment = Vec::new();
+    for pair in &args.env {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| CallError(format!("-e {pair}: write NAME=value")))?;
+        environment.push(json!({ "name": name, "value": value }));
+    }
+    let group = "/nimbus/run";
+    let mut container = json!({
+        "name": "main", "image": args.image, "memory": args.memory, "essential": true,
+        "portMappings": mappings, "environment": environment,
+        "logConfiguration": { "logDriver": "awslogs", "options": {
+            "awslogs-group": group, "awslogs-region": client.region, "awslogs-stream-prefix": "run",
+            "awslogs-create-group": "true" } },
+    });
+    if !args.command.is_empty() {
+        container["command"] = json!(args.command);
+    }
+    client
+        .json11(
+            "ecs",
+            &format!("{ECS}.CreateCluster"),
+            &json!({ "clusterName": args.cluster }),
+        )
+        .await?;
+    let definition = client
+        .json11(
+            "ecs",
+            &format!("{ECS}.RegisterTaskDefinition"),
+            &json!({ "family": "nimbus-run", "networkMode": "bridge", "containerDefinitions": [container] }),
+        )
+        .await?;
+    let started = client
+        .json11(
+            "ecs",
+            &format!("{ECS}.RunTask"),
+            &json!({ "cluster": args.cluster, "taskDefinition": definition["taskDefinition"]["taskDefinitionArn"], "startedBy": "nimbus-run" }),
+        )
+        .await?;
+    let Some(task) = started["tasks"][0]["taskArn"].as_str().map(str::to_owned) else {
+        return Err(CallError(format!(
+            "the task was not placed: {}",
+            text(&started["failures"][0]["reason"])
+        )));
+    };
+    let id = task.rsplit('/').next().unwrap_or_default().to_owned();
+    eprintln!("task {id} started");
+    let stream = format!("run/main/{id}");
+    let mut next_token: Option<String> = None;
+    let mut stop_asked = false;
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let described = client
+            .json11(
+                "ecs",
+                &format!("{ECS}.DescribeTasks"),
+                &json!({ "cluster": args.cluster, "tasks": [task] }),
+            )
+            .await?;
+        let state = &described["tasks"][0];
+        let stopped = state["lastStatus"] == "STOPPED";
+        // Events of the stream so far (after the last page read).
+        loop {
+            let mut request =
+                json!({ "logGroupName": group, "logStreamName": stream, "startFromHead": true });
+            if let Some(token) = &next_token {
+                request["nextToken"] = token.clone().into();
+            }
+            let Ok(page) = client
+                .json11("logs", "Logs_20140328.GetLogEvents", &request)
+                .await
+            else {
+                break;
+            };
+            let events = page["events"].as_array().cloned().unwrap_or_default();
+            for event in &events {
+                if output == Output::Json {
+                    println!("{event}");
+                } else {
+                    println!("{}", text(&event["message"]));
+                }
+            }
+            next_token = page["nextForwardToken"].as_str().map(str::to_owned);
+            if events.is_empty() {
+                break;
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if stopped {
+            let code = state["containers"][0]["exitCode"].as_i64();
+            return match code {
+                Some(0) => Ok(()),
+                Some(code) => Err(CallError(format!("the container exited with code {code}"))),
+                None => Err(CallError(format!(
+                    "the task stopped: {}",
+                    text(&state["stoppedReason"])
+                ))),
+            };
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = &mut ctrl_c, if !stop_asked => {
+                stop_asked = true;
+                eprintln!("stopping task {id}");
+                client
+                    .json11("ecs", &format!("{ECS}.StopTask"), &json!({ "cluster": args.cluster, "task": task, "reason": "Stopped from nimbus run" }))
+                    .await?;
+            }
+        }
+    }
+}
