@@ -303,14 +303,7 @@ impl Runner {
     /// Runs a container that has ended once more from its bundle, its root as it was
     /// left (an ECS restart policy).
     pub async fn restart(&self, container: &mut Container) -> Result<(), String> {
-        let _ = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&container.state)
-            .args(["delete", "--force", &container.id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
+        container.delete_record().await;
         for file in [EXIT, "pid", MONITOR_PID] {
             let _ = std::fs::remove_file(container.dir.join(file));
         }
@@ -421,12 +414,8 @@ impl Container {
         }
     }
 
-    /// Removes the container, its root and its files.
-    pub async fn remove(self) {
-        if let Some(shipper) = &self.shipper {
-            shipper.abort();
-        }
-        self.handle().signal("KILL").await;
+    /// Removes the runtime's record of the container's last run.
+    async fn delete_record(&self) {
         let _ = Command::new(&self.runtime)
             .arg("--root")
             .arg(&self.state)
@@ -435,6 +424,15 @@ impl Container {
             .stderr(Stdio::null())
             .status()
             .await;
+    }
+
+    /// Removes the container, its root and its files.
+    pub async fn remove(self) {
+        if let Some(shipper) = &self.shipper {
+            shipper.abort();
+        }
+        self.handle().signal("KILL").await;
+        self.delete_record().await;
         let _ = nix::mount::umount2(&self.dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
         let _ = tokio::fs::remove_dir_all(&self.dir).await;
     }
