@@ -10,7 +10,7 @@ import threading
 import uuid
 
 from conftest import ROLE, eventually, nimbus_binary
-from test_ecs import _get, free_port, push_web_image, task_definition, wait
+from test_ecs import _get, build_web_layout, free_port, push_web_image, task_definition, wait
 
 
 def cli_env(nimbus, endpoint=None, data_dir=None):
@@ -134,3 +134,25 @@ def test_images_are_listed_and_run_as_one_off_tasks(nimbus, tmp_path):
     assert "stopping task" in err and served.returncode == 1
     bad = cli(nimbus, "run", image, "-p", "80")
     assert bad.returncode == 1 and "HOST:CONTAINER" in bad.stderr
+
+
+def test_an_oci_layout_is_pushed_and_run(nimbus, tmp_path):
+    nimbus.client("ecs").create_cluster()
+    layout = build_web_layout(tmp_path)
+    repo = f"pushed/web-{uuid.uuid4().hex[:6]}"
+    pushed = cli(nimbus, "image", "push", str(layout), f"{repo}:v1")
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"created repository {repo}" in pushed.stderr and "layer sha256:" in pushed.stderr
+    host = nimbus.endpoint.removeprefix("http://")
+    assert pushed.stdout.startswith(f"{host}/{repo}:v1 is sha256:")
+    again = cli(nimbus, "image", "push", str(layout), f"{repo}:v2", "--source-tag", "v1", "--output", "json")
+    assert again.returncode == 0 and "already there" in again.stderr
+    assert json.loads(again.stdout)["tag"] == "v2"
+    details = nimbus.client("ecr").describe_images(repositoryName=repo)["imageDetails"]
+    assert sorted(t for d in details for t in d["imageTags"]) == ["v1", "v2"]
+    assert cli(nimbus, "run", f"{host}/{repo}:v2", "--", "true").returncode == 0
+
+    missing = cli(nimbus, "image", "push", str(tmp_path / "nowhere"), f"{repo}:v3")
+    assert missing.returncode == 1 and "is not an OCI layout" in missing.stderr
+    untagged = cli(nimbus, "image", "push", str(layout), repo)
+    assert untagged.returncode == 1 and "REPOSITORY:TAG" in untagged.stderr

@@ -17,6 +17,13 @@ pub struct Client {
     pub region: String,
 }
 
+impl Client {
+    /// The registry host, as image references name it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
 /// An AWS error a call answered with, or why there was no answer.
 #[derive(Debug)]
 pub struct CallError(pub String);
@@ -132,7 +139,27 @@ impl Client {
         };
         let signed = authorization(&self.key_id, &self.secret, &scope, &amz_date, &parts, &hash);
         headers.insert("authorization", value(&signed)?);
+        let uri = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        self.transmit(method, &uri, headers, body).await
+    }
 
+    /// Sends a request as it is (the registry's, with its own authorization).
+    pub async fn transmit(
+        &self,
+        method: Method,
+        uri: &str,
+        mut headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
+        if !headers.contains_key("host") {
+            let host = HeaderValue::from_str(&self.host)
+                .map_err(|_| CallError(format!("bad host {}", self.host)))?;
+            headers.insert("host", host);
+        }
         let unreachable = |err: &dyn std::fmt::Display| {
             CallError(format!(
                 "cannot reach nimbus at http://{}: {err} (is `nimbus server` running? --endpoint or NIMBUS_ENDPOINT names another)",
@@ -147,11 +174,6 @@ impl Client {
                 .await
                 .map_err(|err| unreachable(&err))?;
         tokio::spawn(connection);
-        let uri = if query.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}?{query}")
-        };
         let mut request = http::Request::builder()
             .method(method)
             .uri(uri)

@@ -559,8 +559,20 @@ pub async fn logs(client: &Client, output: Output, command: LogsCommand) -> Resu
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
-    /// The images in the registry: repository, tags, digest, size, push time.
+    /// The images in the registry: repository, tags, digest, size.
     Ls,
+    /// Pushes an image (or index) from an OCI layout directory to a repository,
+    /// made if missing; blobs the registry holds already are skipped.
+    Push {
+        /// The OCI image layout (as `umoci` or `skopeo copy ... oci:DIR` write it).
+        layout: PathBuf,
+        /// `REPOSITORY:TAG`.
+        target: String,
+        /// The layout's tag to push (the target's tag by default, or the layout's
+        /// only image).
+        #[arg(long)]
+        source_tag: Option<String>,
+    },
 }
 
 const ECR: &str = "AmazonEC2ContainerRegistry_V20150921";
@@ -571,7 +583,14 @@ pub async fn images(
     output: Output,
     command: ImageCommand,
 ) -> Result<(), CallError> {
-    let ImageCommand::Ls = command;
+    if let ImageCommand::Push {
+        layout,
+        target,
+        source_tag,
+    } = command
+    {
+        return push(client, output, &layout, &target, source_tag).await;
+    }
     let repositories = client
         .json11("ecr", &format!("{ECR}.DescribeRepositories"), &json!({}))
         .await?;
@@ -771,5 +790,215 @@ pub async fn run_task(client: &Client, output: Output, args: RunArgs) -> Result<
                     .await?;
             }
         }
+    }
+}
+
+/// A blob of an OCI layout, by digest.
+fn layout_blob(layout: &Path, digest: &str) -> Result<Vec<u8>, CallError> {
+    let (algorithm, hex) = digest
+        .split_once(':')
+        .filter(|(a, h)| !a.contains('/') && !h.contains('/'))
+        .ok_or_else(|| CallError(format!("bad digest {digest}")))?;
+    std::fs::read(layout.join("blobs").join(algorithm).join(hex))
+        .map_err(|err| CallError(format!("{}: blob {digest}: {err}", layout.display())))
+}
+
+/// Pushes `layout`'s image to `target` through the registry's `/v2/` API, logged in
+/// with ECR's token.
+async fn push(
+    client: &Client,
+    output: Output,
+    layout: &Path,
+    target: &str,
+    source_tag: Option<String>,
+) -> Result<(), CallError> {
+    let (repository, tag) = target
+        .rsplit_once(':')
+        .filter(|(repo, tag)| !repo.is_empty() && !tag.contains('/'))
+        .ok_or_else(|| CallError(format!("{target}: write REPOSITORY:TAG")))?;
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).map_err(|err| {
+            CallError(format!("{} is not an OCI layout: {err}", layout.display()))
+        })?)
+        .map_err(|err| CallError(format!("{}/index.json: {err}", layout.display())))?;
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let wanted = source_tag.as_deref().unwrap_or(tag);
+    let named =
+        |entry: &&Value| entry["annotations"]["org.opencontainers.image.ref.name"] == wanted;
+    let entry = match entries.iter().find(named) {
+        Some(entry) => entry.clone(),
+        None if entries.len() == 1 && source_tag.is_none() => entries[0].clone(),
+        None => {
+            return Err(CallError(format!(
+                "{} has no image tagged {wanted}",
+                layout.display()
+            )));
+        }
+    };
+    // The repository, made if it is missing, and a registry login.
+    let described = client
+        .json11(
+            "ecr",
+            &format!("{ECR}.DescribeRepositories"),
+            &json!({ "repositoryNames": [repository] }),
+        )
+        .await;
+    if described.is_err() {
+        client
+            .json11(
+                "ecr",
+                &format!("{ECR}.CreateRepository"),
+                &json!({ "repositoryName": repository }),
+            )
+            .await?;
+        eprintln!("created repository {repository}");
+    }
+    let token = client
+        .json11("ecr", &format!("{ECR}.GetAuthorizationToken"), &json!({}))
+        .await?;
+    let basic = format!(
+        "Basic {}",
+        text(&token["authorizationData"][0]["authorizationToken"])
+    );
+    let registry = Registry {
+        client,
+        basic,
+        repository,
+        layout,
+    };
+    let digest = registry.push_manifest(&entry, tag).await?;
+    if output == Output::Json {
+        print_json(&json!({ "repository": repository, "tag": tag, "digest": digest }));
+    } else {
+        println!("{}/{repository}:{tag} is {digest}", client.host());
+    }
+    Ok(())
+}
+
+/// One push's registry session.
+struct Registry<'a> {
+    client: &'a Client,
+    basic: String,
+    repository: &'a str,
+    layout: &'a Path,
+}
+
+impl Registry<'_> {
+    async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<http::HeaderMap, CallError> {
+        let mut headers = http::HeaderMap::new();
+        let value = |text: &str| {
+            http::HeaderValue::from_str(text)
+                .map_err(|_| CallError(format!("bad header value {text}")))
+        };
+        headers.insert("authorization", value(&self.basic)?);
+        if let Some(content_type) = content_type {
+            headers.insert("content-type", value(content_type)?);
+        }
+        let (status, headers, body) = self.client.transmit(method, uri, headers, body).await?;
+        if status.is_client_error() || status.is_server_error() {
+            let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            return Err(CallError(format!(
+                "the registry refused {uri}: {status} {} {}",
+                text(&error["errors"][0]["code"]),
+                text(&error["errors"][0]["message"])
+            )));
+        }
+        Ok(headers)
+    }
+
+    /// Uploads one blob unless the repository has it.
+    async fn push_blob(&self, digest: &str, kind: &str) -> Result<(), CallError> {
+        let repo = self.repository;
+        let exists = self
+            .request(
+                Method::HEAD,
+                &format!("/v2/{repo}/blobs/{digest}"),
+                None,
+                Vec::new(),
+            )
+            .await
+            .is_ok();
+        let short: String = digest.chars().take(19).collect();
+        if exists {
+            eprintln!("{kind} {short}: already there");
+            return Ok(());
+        }
+        let data = layout_blob(self.layout, digest)?;
+        let size = data.len();
+        let started = std::time::Instant::now();
+        let headers = self
+            .request(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/"),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| CallError("the registry gave no upload location".to_owned()))?;
+        // An absolute location names this server; the path is what is asked for.
+        let location = location.split_once("://").map_or(location, |(_, rest)| {
+            rest.find('/').map_or(rest, |at| &rest[at..])
+        });
+        let separator = if location.contains('?') { '&' } else { '?' };
+        self.request(
+            Method::PUT,
+            &format!("{location}{separator}digest={digest}"),
+            Some("application/octet-stream"),
+            data,
+        )
+        .await?;
+        eprintln!(
+            "{kind} {short}: pushed {:.1} MB in {:.2} s",
+            size as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Pushes a manifest's blobs (an index's manifests first), then the manifest
+    /// under `reference`; its digest.
+    async fn push_manifest(
+        &self,
+        descriptor: &Value,
+        reference: &str,
+    ) -> Result<String, CallError> {
+        let digest = text(&descriptor["digest"]);
+        let bytes = layout_blob(self.layout, &digest)?;
+        let manifest: Value = serde_json::from_slice(&bytes)
+            .map_err(|err| CallError(format!("manifest {digest}: {err}")))?;
+        let media_type = manifest["mediaType"]
+            .as_str()
+            .or(descriptor["mediaType"].as_str())
+            .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+            .to_owned();
+        if let Some(children) = manifest["manifests"].as_array() {
+            for child in children {
+                Box::pin(self.push_manifest(child, &text(&child["digest"]))).await?;
+            }
+        } else {
+            self.push_blob(&text(&manifest["config"]["digest"]), "config")
+                .await?;
+            for layer in manifest["layers"].as_array().into_iter().flatten() {
+                self.push_blob(&text(&layer["digest"]), "layer").await?;
+            }
+        }
+        let repo = self.repository;
+        self.request(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            Some(&media_type),
+            bytes,
+        )
+        .await?;
+        Ok(digest)
     }
 }
