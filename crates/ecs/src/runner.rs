@@ -224,7 +224,12 @@ impl Runner {
                 .unwrap_or(0);
             loop {
                 let ended = dir.join(EXIT).exists();
-                let Ok(mut file) = std::fs::File::open(dir.join(OUTPUT)) else {
+                // Writable too: releasing shipped bytes (fallocate) needs it.
+                let opened = std::fs::File::options()
+                    .read(true)
+                    .write(true)
+                    .open(dir.join(OUTPUT));
+                let Ok(mut file) = opened else {
                     if ended || !dir.exists() {
                         return;
                     }
@@ -246,13 +251,9 @@ impl Runner {
                     }
                     offset += used as u64;
                     let _ = std::fs::write(dir.join(SHIPPED), offset.to_string());
-                    let _ = nix::fcntl::fallocate(
-                        file.as_fd(),
-                        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
-                            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-                        0,
-                        offset as i64,
-                    );
+                    if let Err(err) = release_shipped(&file, offset) {
+                        tracing::debug!(error = %err, "releasing shipped output failed");
+                    }
                     continue;
                 }
                 if ended || read.is_err() {
@@ -354,6 +355,18 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// Gives the disk space of a file's first `upto` bytes back (a hole; its size stays),
+/// so a chatty container's output takes only what is not shipped yet.
+fn release_shipped(file: &std::fs::File, upto: u64) -> nix::Result<()> {
+    nix::fcntl::fallocate(
+        file.as_fd(),
+        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        0,
+        upto as i64,
+    )
 }
 
 /// Whether the monitor that wrote its pid in `dir` still runs.
@@ -517,4 +530,35 @@ fn bundle(
         .process(process)
         .linux(linux)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn shipped_output_gives_its_disk_space_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTPUT);
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&vec![b'x'; 4 << 20]).unwrap();
+        file.sync_all().unwrap();
+        let before = std::fs::metadata(&path).unwrap().blocks();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        release_shipped(&file, 4 << 20).unwrap();
+        let after = std::fs::metadata(&path);
+        assert_eq!(after.as_ref().unwrap().len(), 4 << 20, "the size stays");
+        assert!(
+            after.unwrap().blocks() < before / 2,
+            "the blocks are given back"
+        );
+        // A read-only descriptor cannot release anything.
+        assert!(release_shipped(&std::fs::File::open(&path).unwrap(), 1).is_err());
+    }
 }

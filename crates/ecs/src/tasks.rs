@@ -820,7 +820,10 @@ impl Ecs {
         let interface = format!("eni-{}", &uuid_hex()[..17]);
         let dns = format!("ip-{}.ec2.internal", ip.replace('.', "-"));
         self.update_task(cluster, id, |task| {
-            let attachment = &mut task["attachments"][0];
+            // RunTask recorded the interface as PRECREATED.
+            let Some(attachment) = task["attachments"].get_mut(0) else {
+                return;
+            };
             attachment["status"] = "ATTACHED".into();
             if let Some(details) = attachment["details"].as_array_mut() {
                 details.extend([

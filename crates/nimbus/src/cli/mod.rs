@@ -795,9 +795,15 @@ pub async fn run_task(client: &Client, output: Output, args: RunArgs) -> Result<
 
 /// A blob of an OCI layout, by digest.
 fn layout_blob(layout: &Path, digest: &str) -> Result<Vec<u8>, CallError> {
+    // Names only inside the layout's blobs directory.
     let (algorithm, hex) = digest
         .split_once(':')
-        .filter(|(a, h)| !a.contains('/') && !h.contains('/'))
+        .filter(|(a, h)| {
+            !a.is_empty()
+                && a.bytes().all(|b| b.is_ascii_alphanumeric())
+                && !h.is_empty()
+                && h.bytes().all(|b| b.is_ascii_hexdigit())
+        })
         .ok_or_else(|| CallError(format!("bad digest {digest}")))?;
     std::fs::read(layout.join("blobs").join(algorithm).join(hex))
         .map_err(|err| CallError(format!("{}: blob {digest}: {err}", layout.display())))
@@ -1000,5 +1006,27 @@ impl Registry<'_> {
         )
         .await?;
         Ok(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_blobs_are_named_only_by_digests() {
+        let layout = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(layout.path().join("blobs/sha256")).unwrap();
+        std::fs::write(layout.path().join("blobs/sha256/ab12"), b"blob").unwrap();
+        std::fs::write(layout.path().join("index.json"), b"{}").unwrap();
+        assert_eq!(layout_blob(layout.path(), "sha256:ab12").unwrap(), b"blob");
+        for bad in [
+            "..:index.json",
+            "sha256:../../index.json",
+            "sha256:",
+            "nodigest",
+        ] {
+            assert!(layout_blob(layout.path(), bad).is_err(), "{bad}");
+        }
     }
 }
