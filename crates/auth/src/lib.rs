@@ -19,6 +19,7 @@ pub use chunked::{ChunkSigner, ChunkedDecoder};
 pub use credentials::{Credential, CredentialError, CredentialStore, RootCredentials};
 pub use identity::{Principal, PrincipalKind};
 pub use sigv4::{PathStyle, RequestParts, SignatureV4};
+use sigv4::CONTENT_SHA256;
 
 /// Why a request was not authenticated. Each protocol maps these to its own codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,7 +171,6 @@ impl HeadersChecked {
     }
 }
 
-const CONTENT_SHA256: &str = "x-amz-content-sha256";
 
 fn declared_length(parts: &RequestParts) -> Result<Option<u64>, AuthError> {
     parts

@@ -15,6 +15,8 @@ use crate::AuthError;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// The header that carries the payload's hash (or its mode).
+pub const CONTENT_SHA256: &str = "x-amz-content-sha256";
 /// How far a header-signed request's time may be from ours.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(15);
 /// The longest validity a presigned URL may ask for (seven days).
@@ -384,15 +386,86 @@ pub fn signing_key(secret: &str, scope: &Scope) -> [u8; 32] {
     hmac(&service, b"aws4_request")
 }
 
-/// Signs a request as a client does: the `Authorization` header's value for
-/// `req`, whose headers already hold `host`, `x-amz-date` (`amz_date`) and every
-/// other header to sign.
-pub fn authorization(
-    access_key_id: &str,
-    secret: &str,
+/// The keys a client signs with.
+#[derive(Clone)]
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one signature covers: the request's method, path (as sent), raw query and
+/// the service and region it is addressed to.
+pub struct Target<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub service: &'a str,
+    pub region: &'a str,
+}
+
+/// Signs a request as a client does: adds `x-amz-date`, `x-amz-content-sha256`,
+/// the session token and `authorization` to `headers`, which already hold `host`
+/// and every other header to sign. `payload_hash` is the body's SHA-256 in hex or
+/// [`UNSIGNED_PAYLOAD`].
+pub fn sign(
+    keys: &Keys,
+    target: &Target,
+    headers: &mut HeaderMap,
+    payload_hash: &str,
+    now: OffsetDateTime,
+) -> Result<(), http::header::InvalidHeaderValue> {
+    use http::HeaderValue;
+    let amz_date = now
+        .to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .expect("dates format");
+    headers.insert("x-amz-date", HeaderValue::from_str(&amz_date)?);
+    headers.insert(CONTENT_SHA256, HeaderValue::from_str(payload_hash)?);
+    match &keys.session_token {
+        Some(token) => headers.insert("x-amz-security-token", HeaderValue::from_str(token)?),
+        None => headers.remove("x-amz-security-token"),
+    };
+    let scope = Scope {
+        date: amz_date[..8].to_owned(),
+        region: target.region.to_owned(),
+        service: target.service.to_owned(),
+    };
+    // S3 signs the path as sent; every other service its normalized form.
+    let style = if target.service == "s3" {
+        PathStyle::AsSent
+    } else {
+        PathStyle::Normalized
+    };
+    let req = RequestParts {
+        method: target.method,
+        path: target.path,
+        query: target.query,
+        headers,
+    };
+    let value = authorization(keys, &scope, &amz_date, &req, style, payload_hash);
+    headers.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&value)?);
+    Ok(())
+}
+
+/// The `Authorization` header's value for `req`, whose headers already hold `host`,
+/// `x-amz-date` (`amz_date`) and every other header to sign.
+fn authorization(
+    keys: &Keys,
     scope: &Scope,
     amz_date: &str,
     req: &RequestParts,
+    style: PathStyle,
     payload_hash: &str,
 ) -> String {
     let mut signed: Vec<String> = req
@@ -403,14 +476,15 @@ pub fn authorization(
         .collect();
     signed.sort();
     signed.dedup();
-    let canonical = canonical_request(req, PathStyle::Normalized, &signed, payload_hash, false)
+    let canonical = canonical_request(req, style, &signed, payload_hash, false)
         .expect("every signed header is present");
     let signature = hmac(
-        &signing_key(secret, scope),
+        &signing_key(&keys.secret, scope),
         string_to_sign(amz_date, scope, &canonical).as_bytes(),
     );
     format!(
-        "{ALGORITHM} Credential={access_key_id}/{}, SignedHeaders={}, Signature={}",
+        "{ALGORITHM} Credential={}/{}, SignedHeaders={}, Signature={}",
+        keys.access_key_id,
         scope.to_path(),
         signed.join(";"),
         hex_lower(&signature)
@@ -566,49 +640,43 @@ mod tests {
 
     #[test]
     fn what_the_client_signs_the_verifier_accepts() {
-        let mut headers = HeaderMap::new();
-        headers.insert("host", "127.0.0.1:4566".parse().unwrap());
-        headers.insert("x-amz-date", "20261203T080000Z".parse().unwrap());
-        headers.insert("content-type", "application/json".parse().unwrap());
-        let scope = Scope {
-            date: "20261203".into(),
-            region: "us-east-1".into(),
-            service: "lambda".into(),
+        let keys = Keys {
+            access_key_id: "AKID".into(),
+            secret: "secret".into(),
+            session_token: Some("token".into()),
         };
-        fn parts(headers: &HeaderMap) -> RequestParts<'_> {
-            RequestParts {
+        let now = OffsetDateTime::now_utc();
+        for (service, path, style) in [
+            ("lambda", "/2015-03-31/functions/", PathStyle::Normalized),
+            ("s3", "/bucket/a%20b//c", PathStyle::AsSent),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", "127.0.0.1:4566".parse().unwrap());
+            headers.insert("content-type", "application/json".parse().unwrap());
+            let target = Target {
                 method: "GET",
-                path: "/2015-03-31/functions/",
+                path,
                 query: "MaxItems=5",
-                headers,
-            }
+                service,
+                region: "us-east-1",
+            };
+            let hash = payload_sha256(b"");
+            sign(&keys, &target, &mut headers, &hash, now).unwrap();
+            assert_eq!(headers["x-amz-security-token"], "token");
+            let parts = RequestParts {
+                method: "GET",
+                path,
+                query: "MaxItems=5",
+                headers: &headers,
+            };
+            let signature = SignatureV4::from_request(&parts).unwrap().unwrap();
+            assert_eq!(signature.access_key_id, "AKID");
+            assert_eq!(signature.scope.service, service);
+            let key = signing_key("secret", &signature.scope);
+            assert!(signature.verify(&key, &parts, style, &hash).is_ok());
+            let wrong = signing_key("other", &signature.scope);
+            assert!(signature.verify(&wrong, &parts, style, &hash).is_err());
         }
-        let hash = payload_sha256(b"");
-        let value = authorization(
-            "AKID",
-            "secret",
-            &scope,
-            "20261203T080000Z",
-            &parts(&headers),
-            &hash,
-        );
-        headers.insert("authorization", value.parse().unwrap());
-        let signature = SignatureV4::from_request(&parts(&headers))
-            .unwrap()
-            .unwrap();
-        assert_eq!(signature.access_key_id, "AKID");
-        let key = signing_key("secret", &signature.scope);
-        assert!(
-            signature
-                .verify(&key, &parts(&headers), PathStyle::Normalized, &hash)
-                .is_ok()
-        );
-        let wrong = signing_key("other", &signature.scope);
-        assert!(
-            signature
-                .verify(&wrong, &parts(&headers), PathStyle::Normalized, &hash)
-                .is_err()
-        );
     }
 
     #[test]

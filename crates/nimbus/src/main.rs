@@ -58,6 +58,12 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Prints a one-time link that signs a browser in to the web console as the
+    /// command's principal.
+    Console {
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
     /// Whether the server is up, and its services.
     Status {
         #[command(flatten)]
@@ -190,6 +196,7 @@ fn main() -> ExitCode {
         }),
         Command::Ps { connection } => cli::run(connection, cli::tasks),
         Command::Status { connection } => cli::run(connection, cli::status),
+        Command::Console { connection } => cli::run(connection, cli::console_link),
         Command::ContainerMonitor {
             runtime,
             state,

@@ -21,6 +21,7 @@ use nimbus_ecs::network::Networks;
 use nimbus_ecs::runner::Runner;
 use nimbus_ecs::tasks::Node;
 use nimbus_edge::Edge;
+use nimbus_console::Console;
 use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;
@@ -533,6 +534,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         }
     }
     tokio::spawn(ecs.clone().reconcile_forever());
+    let console = Console::new(&args.region, nimbus_console::assets_from_env());
     let mut edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .authorizer(authorizer.clone())
         .service(Sts::new(credentials.clone(), sessions, authorizer))
@@ -546,11 +548,17 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .internal(links.routes())
         .internal(urls.routes())
         .host_route(function_urls::host_suffix(&args.region), urls.host_router())
-        .internal(nimbus_registry::distribution::routes(registry));
+        .internal(nimbus_registry::distribution::routes(registry))
+        .internal(console.routes());
     if let Some(routes) = task_credentials {
         edge = edge.internal(routes);
     }
     let edge = edge.build();
+    console.connect(edge.clone());
+    tracing::info!(
+        gzipped_bytes = Console::embedded_bytes(),
+        "console pages built in"
+    );
 
     let shutdown = shutdown_signal();
     let endpoint = format!("http://{local}");
@@ -566,6 +574,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         "root credentials: {} (profile nimbus)",
         credentials_path.display()
     );
+    println!("console: {endpoint}/console/ (or `nimbus console` for a login link)");
     println!(
         "try: AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} --profile nimbus --region {} sts get-caller-identity",
         credentials_path.display(),

@@ -6,18 +6,21 @@ use std::path::Path;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
-use nimbus_auth::sigv4::{RequestParts, Scope, authorization, payload_sha256};
+use nimbus_auth::sigv4::{Keys, Target, payload_sha256, sign};
 use serde_json::Value;
 
 pub struct Client {
     host: String,
-    key_id: String,
-    secret: String,
-    token: Option<String>,
+    keys: Keys,
     pub region: String,
 }
 
 impl Client {
+    /// The keys requests are signed with.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// The registry host, as image references name it.
     pub fn host(&self) -> &str {
         &self.host
@@ -85,9 +88,11 @@ impl Client {
         };
         Ok(Self {
             host,
-            key_id,
-            secret,
-            token,
+            keys: Keys {
+                access_key_id: key_id,
+                secret,
+                session_token: token,
+            },
             region: region.to_owned(),
         })
     }
@@ -102,23 +107,11 @@ impl Client {
         extra: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
-        let now = time::OffsetDateTime::now_utc();
-        let amz_date = now
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
-            .expect("dates format");
         let mut headers = HeaderMap::new();
         let value = |text: &str| {
             HeaderValue::from_str(text).map_err(|_| CallError(format!("bad header value {text}")))
         };
         headers.insert("host", value(&self.host)?);
-        headers.insert("x-amz-date", value(&amz_date)?);
-        let hash = payload_sha256(&body);
-        headers.insert("x-amz-content-sha256", value(&hash)?);
-        if let Some(token) = &self.token {
-            headers.insert("x-amz-security-token", value(token)?);
-        }
         for (name, text) in extra {
             headers.insert(
                 http::HeaderName::from_bytes(name.as_bytes())
@@ -126,19 +119,21 @@ impl Client {
                 value(text)?,
             );
         }
-        let scope = Scope {
-            date: amz_date[..8].to_owned(),
-            region: self.region.clone(),
-            service: service.to_owned(),
-        };
-        let parts = RequestParts {
+        let target = Target {
             method: method.as_str(),
             path,
             query,
-            headers: &headers,
+            service,
+            region: &self.region,
         };
-        let signed = authorization(&self.key_id, &self.secret, &scope, &amz_date, &parts, &hash);
-        headers.insert("authorization", value(&signed)?);
+        sign(
+            &self.keys,
+            &target,
+            &mut headers,
+            &payload_sha256(&body),
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|err| CallError(format!("cannot sign the request: {err}")))?;
         let uri = if query.is_empty() {
             path.to_owned()
         } else {

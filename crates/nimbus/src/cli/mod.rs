@@ -476,6 +476,43 @@ pub async fn status(client: &Client, output: Output) -> Result<(), CallError> {
     }
 }
 
+/// `nimbus console`: a login link for the web console, good once for five minutes.
+pub async fn console_link(client: &Client, output: Output) -> Result<(), CallError> {
+    let keys = client.keys();
+    let body = json!({
+        "accessKeyId": keys.access_key_id,
+        "secretAccessKey": keys.secret,
+        "sessionToken": keys.session_token,
+    });
+    let (code, _, body) = client
+        .send(
+            "console",
+            Method::POST,
+            "/console/api/links",
+            "",
+            &[("content-type", "application/json")],
+            body.to_string().into_bytes(),
+        )
+        .await?;
+    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if !code.is_success() {
+        return Err(CallError(format!(
+            "the server refused a login link ({code}): {}",
+            text(&answer["message"])
+        )));
+    }
+    if output == Output::Json {
+        print_json(&answer);
+    } else {
+        println!("{}", text(&answer["url"]));
+        eprintln!(
+            "open it in a browser within five minutes to sign in as {}; it works once",
+            text(&answer["principal"])
+        );
+    }
+    Ok(())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum LogsCommand {
     /// Prints a log group's recent events (a function's, by its name), and with

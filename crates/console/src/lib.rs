@@ -1,0 +1,580 @@
+//! The web console at `/console/`: a single-page app built from `console/` and
+//! embedded at build time, sign-in that trades an access key pair for temporary
+//! credentials held by the server, and a proxy that signs the page's AWS requests
+//! with them. Every console action is thus an ordinary SigV4 request of the
+//! signed-in principal, authorized by IAM exactly as the SDKs' are.
+
+mod assets;
+mod sessions;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use nimbus_auth::sigv4::{Keys, Target, UNSIGNED_PAYLOAD, payload_sha256, sign};
+use nimbus_edge::Peer;
+use nimbus_edge::service::catalog;
+use serde::Deserialize;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use tower::ServiceExt;
+
+pub use assets::Assets;
+use sessions::{COOKIE, Session, Sessions};
+
+/// How long a session lasts: GetSessionToken's longest for the keys signed in with.
+const SESSION_SECONDS: i64 = 12 * 3600;
+/// The page names the service each proxied request is for, and proves it is the page.
+const SERVICE_HEADER: &str = "x-nimbus-service";
+const CSRF_HEADER: &str = "x-nimbus-csrf";
+/// A download link cannot send headers, so a GET may carry the CSRF token here.
+const CSRF_PARAM: &str = "nimbus-csrf";
+
+pub struct Console {
+    region: String,
+    assets: Assets,
+    sessions: Sessions,
+    /// The edge's finished router, which proxied requests go through.
+    edge: OnceLock<Router>,
+}
+
+impl Console {
+    pub fn new(region: &str, assets: Assets) -> Arc<Self> {
+        Arc::new(Self {
+            region: region.to_owned(),
+            assets,
+            sessions: Sessions::default(),
+            edge: OnceLock::new(),
+        })
+    }
+
+    /// Gives the console the router its signed requests go through: the edge's
+    /// own, built with [`Console::routes`] in it.
+    pub fn connect(&self, edge: Router) {
+        let _ = self.edge.set(edge);
+    }
+
+    /// The gzipped size of the pages built into this binary.
+    pub fn embedded_bytes() -> usize {
+        Assets::embedded_bytes()
+    }
+
+    pub fn routes(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/console", get(|| async { Redirect::permanent("/console/") }))
+            .route("/console/", get(page))
+            .route("/console/{*path}", get(page))
+            .route("/console/login", get(login))
+            .route("/console/api/session", get(current))
+            .route("/console/api/signin", post(sign_in))
+            .route("/console/api/signout", post(sign_out))
+            .route("/console/api/links", post(link))
+            .route("/console/aws", any(proxy))
+            .route("/console/aws/", any(proxy))
+            .route("/console/aws/{*path}", any(proxy))
+            .with_state(self.clone())
+    }
+
+    /// Sends one request through the edge, signed with `keys` for `service`.
+    async fn send(
+        &self,
+        keys: &Keys,
+        service: &str,
+        parts: http::request::Parts,
+        body: Body,
+        payload_hash: &str,
+    ) -> Response {
+        let Some(edge) = self.edge.get() else {
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the server is starting");
+        };
+        let method = parts.method.as_str().to_owned();
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().unwrap_or_default().to_owned();
+        let target = Target {
+            method: &method,
+            path: &path,
+            query: &query,
+            service,
+            region: &self.region,
+        };
+        let mut request = http::Request::from_parts(parts, body);
+        if let Err(err) = sign(
+            keys,
+            &target,
+            request.headers_mut(),
+            payload_hash,
+            OffsetDateTime::now_utc(),
+        ) {
+            return refuse(StatusCode::BAD_REQUEST, &format!("cannot sign: {err}"));
+        }
+        match edge.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// A query-protocol call to STS as `keys`; the answer's XML, or why not.
+    async fn sts(&self, keys: &Keys, host: &HeaderValue, form: &str) -> Result<String, String> {
+        let request = http::Request::post("/")
+            .header(header::HOST, host)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(())
+            .expect("a valid request");
+        let (parts, ()) = request.into_parts();
+        let hash = payload_sha256(form.as_bytes());
+        let response = self
+            .send(keys, "sts", parts, Body::from(form.to_owned()), &hash)
+            .await;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(xml_value(&text, "Message").unwrap_or_else(|| status.to_string()))
+        }
+    }
+
+    /// A session for the principal whose keys these are: temporary credentials
+    /// from GetSessionToken (or the session credentials given), checked by asking
+    /// STS who they belong to.
+    async fn establish(&self, keys: Keys, host: &HeaderValue) -> Result<Session, String> {
+        let now = OffsetDateTime::now_utc();
+        let (keys, expires) = if keys.session_token.is_some() {
+            (keys, now + Duration::seconds(SESSION_SECONDS))
+        } else {
+            let form = format!(
+                "Action=GetSessionToken&Version=2011-06-15&DurationSeconds={SESSION_SECONDS}"
+            );
+            let xml = self.sts(&keys, host, &form).await?;
+            let value = |name| {
+                xml_value(&xml, name).ok_or_else(|| format!("GetSessionToken gave no {name}"))
+            };
+            let expires = OffsetDateTime::parse(
+                &value("Expiration")?,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|err| format!("GetSessionToken's expiration: {err}"))?;
+            let keys = Keys {
+                access_key_id: value("AccessKeyId")?,
+                secret: value("SecretAccessKey")?,
+                session_token: Some(value("SessionToken")?),
+            };
+            (keys, expires)
+        };
+        let xml = self
+            .sts(&keys, host, "Action=GetCallerIdentity&Version=2011-06-15")
+            .await?;
+        Ok(Session {
+            principal: xml_value(&xml, "Arn").ok_or("GetCallerIdentity gave no Arn")?,
+            account: xml_value(&xml, "Account").ok_or("GetCallerIdentity gave no Account")?,
+            csrf: sessions::random_token(),
+            keys,
+            expires,
+        })
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Result<(String, Session), Response> {
+        sessions::cookie(headers)
+            .and_then(|id| Some((id.to_owned(), self.sessions.get(id)?)))
+            .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "Sign in to use the console"))
+    }
+}
+
+/// The text of the first `<name>` element of an AWS XML answer, unescaped.
+fn xml_value(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// A JSON answer, never cached.
+struct Json(serde_json::Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            self.0.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// A JSON error for the page: `{"message": ...}`.
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "message": message }))).into_response()
+}
+
+/// Requests that change something must come from the console's own pages: a
+/// browser names the page's origin, which must be this server.
+fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let expected = host.map(|host| format!("http://{host}"));
+    if origin.to_str().ok() == expected.as_deref() {
+        Ok(())
+    } else {
+        Err(refuse(
+            StatusCode::FORBIDDEN,
+            "Requests to the console must come from its own pages",
+        ))
+    }
+}
+
+fn host(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(header::HOST)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("localhost"))
+}
+
+fn session_body(console: &Console, session: &Session, host: &HeaderValue) -> serde_json::Value {
+    json!({
+        "principal": session.principal,
+        "account": session.account,
+        "region": console.region,
+        "csrf": session.csrf,
+        "expires": session.expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "endpoint": format!("http://{}", host.to_str().unwrap_or("localhost")),
+    })
+}
+
+/// The cookie that carries session `id` until `expires`.
+fn session_cookie(id: &str, expires: OffsetDateTime) -> String {
+    let max_age = (expires - OffsetDateTime::now_utc()).whole_seconds().max(0);
+    format!("{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+}
+
+async fn page(
+    State(console): State<Arc<Console>>,
+    path: Option<axum::extract::Path<String>>,
+    headers: HeaderMap,
+) -> Response {
+    let path = path.map(|p| p.0).unwrap_or_default();
+    console.assets.serve(&path, &headers)
+}
+
+async fn current(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    match console.session(&headers) {
+        Ok((_, session)) => Json(session_body(&console, &session, &host(&headers))).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignIn {
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default)]
+    session_token: Option<String>,
+}
+
+/// Reads a sign-in body: JSON only, so no cross-site form can post one.
+fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<Keys, Response> {
+    same_origin(headers)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Sign in with a JSON body",
+        ));
+    }
+    let form: SignIn = serde_json::from_slice(body).map_err(|err| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("Give accessKeyId and secretAccessKey: {err}"),
+        )
+    })?;
+    let (id, secret) = (form.access_key_id.trim(), form.secret_access_key.trim());
+    if id.is_empty() || secret.is_empty() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "Give both the access key ID and the secret access key",
+        ));
+    }
+    Ok(Keys {
+        access_key_id: id.to_owned(),
+        secret: secret.to_owned(),
+        session_token: form
+            .session_token
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
+    })
+}
+
+async fn sign_in(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
+    let keys = match sign_in_keys(&headers, &body) {
+        Ok(keys) => keys,
+        Err(refusal) => return refusal,
+    };
+    let host = host(&headers);
+    let session = match console.establish(keys, &host).await {
+        Ok(session) => session,
+        Err(message) => {
+            tracing::info!(%message, "console sign-in refused");
+            return refuse(StatusCode::UNAUTHORIZED, &message);
+        }
+    };
+    tracing::info!(principal = %session.principal, "console sign-in");
+    let body = session_body(&console, &session, &host);
+    let cookie = session_cookie(&console.sessions.open(session.clone()), session.expires);
+    ([(header::SET_COOKIE, cookie)], Json(body)).into_response()
+}
+
+async fn sign_out(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (id, session) = match console.session(&headers) {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if !csrf.is_some_and(|token| session.csrf_matches(token)) {
+        return refuse(StatusCode::FORBIDDEN, "The request lacks the console's CSRF token");
+    }
+    console.sessions.close(&id);
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+    )
+        .into_response()
+}
+
+/// `nimbus console`'s request: a one-time login link for the keys it sends.
+async fn link(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
+    let keys = match sign_in_keys(&headers, &body) {
+        Ok(keys) => keys,
+        Err(refusal) => return refusal,
+    };
+    let host = host(&headers);
+    match console.establish(keys, &host).await {
+        Ok(session) => {
+            let principal = session.principal.clone();
+            let token = console.sessions.offer(session);
+            let url = format!(
+                "http://{}/console/login?token={token}",
+                host.to_str().unwrap_or("localhost")
+            );
+            let expires = OffsetDateTime::now_utc() + sessions::LINK_LIFETIME;
+            Json(json!({
+                "url": url,
+                "principal": principal,
+                "expires": expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            }))
+            .into_response()
+        }
+        Err(message) => refuse(StatusCode::UNAUTHORIZED, &message),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginLink {
+    token: String,
+}
+
+async fn login(State(console): State<Arc<Console>>, Query(link): Query<LoginLink>) -> Response {
+    match console.sessions.claim(&link.token) {
+        Some(session) => {
+            let expires = session.expires;
+            let id = console.sessions.open(session);
+            (
+                [
+                    (header::SET_COOKIE, session_cookie(&id, expires)),
+                    (header::CACHE_CONTROL, "no-store".to_owned()),
+                ],
+                Redirect::to("/console/"),
+            )
+                .into_response()
+        }
+        None => (
+            StatusCode::GONE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "This login link was used already or has expired. Run `nimbus console` for a new one.\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Request headers the proxy never passes on: the browser's own credentials,
+/// what the signature sets itself, and hop-by-hop headers.
+fn passes_on(name: &header::HeaderName) -> bool {
+    let name = name.as_str();
+    !matches!(
+        name,
+        "cookie"
+            | "authorization"
+            | "host"
+            | "origin"
+            | "referer"
+            | "connection"
+            | "x-amz-date"
+            | "x-amz-security-token"
+            | "x-amz-content-sha256"
+    ) && !name.starts_with("x-nimbus-")
+        && !name.starts_with("sec-")
+}
+
+/// `/console/aws/<path>?<query>`: the AWS request at `/<path>?<query>`, signed as
+/// the session's principal for the service the page names.
+async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let session = match console.session(&parts.headers) {
+        Ok((_, session)) => session,
+        Err(refusal) => return refusal,
+    };
+    if let Err(refusal) = same_origin(&parts.headers) {
+        return refusal;
+    }
+    let mut csrf_param = None;
+    let query: Vec<&str> = parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| match pair.strip_prefix(CSRF_PARAM).and_then(|p| p.strip_prefix('=')) {
+            Some(token) => {
+                csrf_param = Some(token.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let csrf = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(csrf_param.filter(|_| matches!(parts.method, Method::GET | Method::HEAD)));
+    if !csrf.is_some_and(|token| session.csrf_matches(&token)) {
+        return refuse(StatusCode::FORBIDDEN, "The request lacks the console's CSRF token");
+    }
+    let service = parts
+        .headers
+        .get(SERVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(descriptor) = catalog::by_signing_name(service) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("{SERVICE_HEADER} must name a service, not {service:?}"),
+        );
+    };
+    let path = parts.uri.path().strip_prefix("/console/aws").unwrap_or("/");
+    let path = if path.is_empty() { "/" } else { path };
+    let query = query.join("&");
+    let uri = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut builder = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .header(header::HOST, host(&parts.headers));
+    for (name, value) in parts.headers.iter().filter(|(name, _)| passes_on(name)) {
+        builder = builder.header(name, value);
+    }
+    if let Some(peer) = parts.extensions.get::<Peer>() {
+        builder = builder.extension(*peer);
+    }
+    let Ok(request) = builder.body(()) else {
+        return refuse(StatusCode::BAD_REQUEST, "The request cannot be passed on");
+    };
+    let (forward, ()) = request.into_parts();
+    // S3 takes bodies of gigabytes as a stream; the other services' bodies are
+    // small, read here (within their service's limit) to be signed.
+    if descriptor.signing_name == "s3" {
+        return console
+            .send(&session.keys, service, forward, body, UNSIGNED_PAYLOAD)
+            .await;
+    }
+    let body = match Limited::new(body, descriptor.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "{} takes request bodies of at most {} bytes",
+                    descriptor.name, descriptor.max_body
+                ),
+            );
+        }
+    };
+    let hash = payload_sha256(&body);
+    console
+        .send(&session.keys, service, forward, Body::from(body), &hash)
+        .await
+}
+
+/// Where the console's pages come from: `NIMBUS_CONSOLE_DIR` when set (to work on
+/// the front end without rebuilding nimbus), else the copy built in.
+pub fn assets_from_env() -> Assets {
+    match std::env::var_os("NIMBUS_CONSOLE_DIR") {
+        Some(dir) if !dir.is_empty() => Assets::Directory(PathBuf::from(dir)),
+        _ => Assets::Embedded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_values_are_read_and_unescaped() {
+        let xml = "<R><Arn>arn:aws:iam::1:user/a&amp;b</Arn><Account>1</Account></R>";
+        assert_eq!(xml_value(xml, "Arn").as_deref(), Some("arn:aws:iam::1:user/a&b"));
+        assert_eq!(xml_value(xml, "Missing"), None);
+    }
+
+    #[test]
+    fn only_the_consoles_own_origin_may_post() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "127.0.0.1:4566".parse().unwrap());
+        assert!(same_origin(&headers).is_ok());
+        headers.insert(header::ORIGIN, "http://127.0.0.1:4566".parse().unwrap());
+        assert!(same_origin(&headers).is_ok());
+        headers.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(same_origin(&headers).is_err());
+    }
+
+    #[test]
+    fn the_browsers_credentials_are_not_passed_on() {
+        for name in ["cookie", "authorization", "x-nimbus-csrf", "x-amz-date", "sec-fetch-mode"] {
+            assert!(!passes_on(&header::HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["content-type", "x-amz-target", "x-amz-log-type", "range"] {
+            assert!(passes_on(&header::HeaderName::from_static(name)), "{name}");
+        }
+    }
+}
