@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+build_console
 cargo build --release -p nimbus
 exec "${CARGO_TARGET_DIR:-target}/release/nimbus" server "$@"

@@ -22,6 +22,17 @@ ensure_rust() {
     fi
 }
 
+# The web console's pages, built with Vite from the lockfile into console/dist, which
+# the build embeds. Vite needs Node.js 20.19 or newer.
+build_console() {
+    command -v npm >/dev/null || ensure_packages nodejs npm
+    (
+        cd console
+        npm ci --no-audit --no-fund --loglevel=error
+        npm run --silent build
+    )
+}
+
 # crun refuses to run on a cgroup v1/v2 hybrid host whose hugetlb controller sits on
 # the v2 tree; giving it a v1 hierarchy of its own, as the others have, fixes that.
 ensure_hugetlb_v1() {

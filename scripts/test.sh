@@ -9,8 +9,11 @@ source scripts/setup.sh
 # busybox the container tests build images from; docker-registry as a registry that
 # is not nimbus's.
 ensure_packages curl python3-venv skopeo podman umoci awscli busybox-static docker-registry
-# The node runtime's tests need an interpreter; any installed one will do.
+# The node runtime's tests need an interpreter; any installed one will do. The
+# console's browser tests drive Debian's Chromium with Playwright.
 command -v node >/dev/null || ensure_packages nodejs
+ensure_packages chromium
+build_console
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 venv="${NIMBUS_VENV:-$PWD/.venv}"

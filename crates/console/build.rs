@@ -24,8 +24,7 @@ fn main() {
         let relative = file.strip_prefix(&dist).expect("walked from dist");
         let relative = relative.to_str().expect("asset names are UTF-8");
         let bytes = std::fs::read(file).expect("read an asset");
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(&bytes).expect("gzip in memory");
         let gzipped = out.join(format!("console-{index}.gz"));
         std::fs::write(&gzipped, encoder.finish().expect("gzip in memory"))

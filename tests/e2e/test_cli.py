@@ -9,7 +9,7 @@ import subprocess
 import threading
 import uuid
 
-from conftest import ROLE, eventually, nimbus_binary
+from conftest import REPO, ROLE, eventually, nimbus_binary
 from test_ecs import _get, build_web_layout, free_port, push_web_image, task_definition, wait
 
 
@@ -156,3 +156,18 @@ def test_an_oci_layout_is_pushed_and_run(nimbus, tmp_path):
     assert missing.returncode == 1 and "is not an OCI layout" in missing.stderr
     untagged = cli(nimbus, "image", "push", str(layout), repo)
     assert untagged.returncode == 1 and "REPOSITORY:TAG" in untagged.stderr
+
+
+def test_docs_list_what_the_server_routes(nimbus):
+    """docs/ is generated from the routing tables: a route added without
+    regenerating it fails here."""
+    docs = REPO / "docs"
+    checked = cli(nimbus, "docs", "--check", "--out", str(docs))
+    assert checked.returncode == 0, checked.stderr
+    assert "| GetObject | `GET /{Bucket}/{Key+}` |" in (docs / "s3.md").read_text()
+    (stale := docs / "sts.md").write_text(stale.read_text() + "| Extra | |\n")
+    try:
+        checked = cli(nimbus, "docs", "--check", "--out", str(docs))
+        assert checked.returncode == 1 and "sts.md" in checked.stderr
+    finally:
+        assert cli(nimbus, "docs", "--out", str(docs)).returncode == 0

@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 pub use chunked::{ChunkSigner, ChunkedDecoder};
 pub use credentials::{Credential, CredentialError, CredentialStore, RootCredentials};
 pub use identity::{Principal, PrincipalKind};
-pub use sigv4::{PathStyle, RequestParts, SignatureV4};
 use sigv4::CONTENT_SHA256;
+pub use sigv4::{PathStyle, RequestParts, SignatureV4};
 
 /// Why a request was not authenticated. Each protocol maps these to its own codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,7 +170,6 @@ impl HeadersChecked {
         Ok((self.caller, check))
     }
 }
-
 
 fn declared_length(parts: &RequestParts) -> Result<Option<u64>, AuthError> {
     parts

@@ -36,7 +36,10 @@ impl Assets {
     /// Answers `GET /console/<path>`.
     pub fn serve(&self, path: &str, request: &HeaderMap) -> Response {
         let name = if path.is_empty() { "index.html" } else { path };
-        if name.split('/').any(|segment| segment.is_empty() || segment.starts_with('.')) {
+        if name
+            .split('/')
+            .any(|segment| segment.is_empty() || segment.starts_with('.'))
+        {
             return not_found();
         }
         let mut response = match self {
@@ -51,8 +54,14 @@ impl Assets {
             },
         };
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(name)));
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(name)),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         // Vite names everything under assets/ by its content hash.
         let cache = if name.starts_with("assets/") && matches!(self, Assets::Embedded) {
             "public, max-age=31536000, immutable"
@@ -66,7 +75,10 @@ impl Assets {
                 HeaderValue::from_static(CONTENT_SECURITY_POLICY),
             );
             headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
         }
         response
     }
@@ -145,7 +157,10 @@ mod tests {
     #[test]
     fn types_follow_extensions() {
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
-        assert_eq!(content_type("assets/app-1a2b.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("assets/app-1a2b.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type("LICENSE"), "application/octet-stream");
     }
 }

@@ -68,7 +68,10 @@ impl Console {
 
     pub fn routes(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/console", get(|| async { Redirect::permanent("/console/") }))
+            .route(
+                "/console",
+                get(|| async { Redirect::permanent("/console/") }),
+            )
             .route("/console/", get(page))
             .route("/console/{*path}", get(page))
             .route("/console/login", get(login))
@@ -92,7 +95,8 @@ impl Console {
         payload_hash: &str,
     ) -> Response {
         let Some(edge) = self.edge.get() else {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the server is starting");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the server is starting")
+                .into_response();
         };
         let method = parts.method.as_str().to_owned();
         let path = parts.uri.path().to_owned();
@@ -112,7 +116,7 @@ impl Console {
             payload_hash,
             OffsetDateTime::now_utc(),
         ) {
-            return refuse(StatusCode::BAD_REQUEST, &format!("cannot sign: {err}"));
+            return refuse(StatusCode::BAD_REQUEST, &format!("cannot sign: {err}")).into_response();
         }
         match edge.clone().oneshot(request).await {
             Ok(response) => response,
@@ -186,7 +190,7 @@ impl Console {
         })
     }
 
-    fn session(&self, headers: &HeaderMap) -> Result<(String, Session), Response> {
+    fn session(&self, headers: &HeaderMap) -> Result<(String, Session), Refusal> {
         sessions::cookie(headers)
             .and_then(|id| Some((id.to_owned(), self.sessions.get(id)?)))
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "Sign in to use the console"))
@@ -223,14 +227,23 @@ impl IntoResponse for Json {
     }
 }
 
-/// A JSON error for the page: `{"message": ...}`.
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "message": message }))).into_response()
+/// Why the console did not do what the page asked: `{"message": ...}` to show.
+#[derive(Debug)]
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "message": self.1 }))).into_response()
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Refusal {
+    Refusal(status, message.to_owned())
 }
 
 /// Requests that change something must come from the console's own pages: a
 /// browser names the page's origin, which must be this server.
-fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
+fn same_origin(headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -279,11 +292,9 @@ async fn page(
     console.assets.serve(&path, &headers)
 }
 
-async fn current(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    match console.session(&headers) {
-        Ok((_, session)) => Json(session_body(&console, &session, &host(&headers))).into_response(),
-        Err(refusal) => refusal,
-    }
+async fn current(State(console): State<Arc<Console>>, headers: HeaderMap) -> Result<Json, Refusal> {
+    let (_, session) = console.session(&headers)?;
+    Ok(Json(session_body(&console, &session, &host(&headers))))
 }
 
 #[derive(Deserialize)]
@@ -296,7 +307,7 @@ struct SignIn {
 }
 
 /// Reads a sign-in body: JSON only, so no cross-site form can post one.
-fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<Keys, Response> {
+fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<Keys, Refusal> {
     same_origin(headers)?;
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -331,70 +342,70 @@ fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<Keys, Response> {
     })
 }
 
-async fn sign_in(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
-    let keys = match sign_in_keys(&headers, &body) {
-        Ok(keys) => keys,
-        Err(refusal) => return refusal,
-    };
+async fn sign_in(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let keys = sign_in_keys(&headers, &body)?;
     let host = host(&headers);
-    let session = match console.establish(keys, &host).await {
-        Ok(session) => session,
-        Err(message) => {
-            tracing::info!(%message, "console sign-in refused");
-            return refuse(StatusCode::UNAUTHORIZED, &message);
-        }
-    };
+    let session = console.establish(keys, &host).await.map_err(|message| {
+        tracing::info!(%message, "console sign-in refused");
+        refuse(StatusCode::UNAUTHORIZED, &message)
+    })?;
     tracing::info!(principal = %session.principal, "console sign-in");
     let body = session_body(&console, &session, &host);
     let cookie = session_cookie(&console.sessions.open(session.clone()), session.expires);
-    ([(header::SET_COOKIE, cookie)], Json(body)).into_response()
+    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
-async fn sign_out(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let (id, session) = match console.session(&headers) {
-        Ok(found) => found,
-        Err(refusal) => return refusal,
-    };
+async fn sign_out(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let (id, session) = console.session(&headers)?;
     let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     if !csrf.is_some_and(|token| session.csrf_matches(token)) {
-        return refuse(StatusCode::FORBIDDEN, "The request lacks the console's CSRF token");
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "The request lacks the console's CSRF token",
+        ));
     }
     console.sessions.close(&id);
-    (
+    Ok((
         StatusCode::NO_CONTENT,
         [(
             header::SET_COOKIE,
             format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"),
         )],
     )
-        .into_response()
+        .into_response())
 }
 
 /// `nimbus console`'s request: a one-time login link for the keys it sends.
-async fn link(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
-    let keys = match sign_in_keys(&headers, &body) {
-        Ok(keys) => keys,
-        Err(refusal) => return refusal,
-    };
+async fn link(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json, Refusal> {
+    let keys = sign_in_keys(&headers, &body)?;
     let host = host(&headers);
-    match console.establish(keys, &host).await {
-        Ok(session) => {
-            let principal = session.principal.clone();
-            let token = console.sessions.offer(session);
-            let url = format!(
-                "http://{}/console/login?token={token}",
-                host.to_str().unwrap_or("localhost")
-            );
-            let expires = OffsetDateTime::now_utc() + sessions::LINK_LIFETIME;
-            Json(json!({
-                "url": url,
-                "principal": principal,
-                "expires": expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            }))
-            .into_response()
-        }
-        Err(message) => refuse(StatusCode::UNAUTHORIZED, &message),
-    }
+    let session = console
+        .establish(keys, &host)
+        .await
+        .map_err(|message| refuse(StatusCode::UNAUTHORIZED, &message))?;
+    let principal = session.principal.clone();
+    let token = console.sessions.offer(session);
+    let url = format!(
+        "http://{}/console/login?token={token}",
+        host.to_str().unwrap_or("localhost")
+    );
+    let expires = OffsetDateTime::now_utc() + sessions::LINK_LIFETIME;
+    Ok(Json(json!({
+        "url": url,
+        "principal": principal,
+        "expires": expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -446,15 +457,10 @@ fn passes_on(name: &header::HeaderName) -> bool {
 
 /// `/console/aws/<path>?<query>`: the AWS request at `/<path>?<query>`, signed as
 /// the session's principal for the service the page names.
-async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Response {
+async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Result<Response, Refusal> {
     let (parts, body) = request.into_parts();
-    let session = match console.session(&parts.headers) {
-        Ok((_, session)) => session,
-        Err(refusal) => return refusal,
-    };
-    if let Err(refusal) = same_origin(&parts.headers) {
-        return refusal;
-    }
+    let (_, session) = console.session(&parts.headers)?;
+    same_origin(&parts.headers)?;
     let mut csrf_param = None;
     let query: Vec<&str> = parts
         .uri
@@ -462,12 +468,17 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Respons
         .unwrap_or_default()
         .split('&')
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| match pair.strip_prefix(CSRF_PARAM).and_then(|p| p.strip_prefix('=')) {
-            Some(token) => {
-                csrf_param = Some(token.to_owned());
-                false
+        .filter(|pair| {
+            match pair
+                .strip_prefix(CSRF_PARAM)
+                .and_then(|p| p.strip_prefix('='))
+            {
+                Some(token) => {
+                    csrf_param = Some(token.to_owned());
+                    false
+                }
+                None => true,
             }
-            None => true,
         })
         .collect();
     let csrf = parts
@@ -477,19 +488,22 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Respons
         .map(str::to_owned)
         .or(csrf_param.filter(|_| matches!(parts.method, Method::GET | Method::HEAD)));
     if !csrf.is_some_and(|token| session.csrf_matches(&token)) {
-        return refuse(StatusCode::FORBIDDEN, "The request lacks the console's CSRF token");
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "The request lacks the console's CSRF token",
+        ));
     }
     let service = parts
         .headers
         .get(SERVICE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let Some(descriptor) = catalog::by_signing_name(service) else {
-        return refuse(
+    let descriptor = catalog::by_signing_name(service).ok_or_else(|| {
+        refuse(
             StatusCode::BAD_REQUEST,
             &format!("{SERVICE_HEADER} must name a service, not {service:?}"),
-        );
-    };
+        )
+    })?;
     let path = parts.uri.path().strip_prefix("/console/aws").unwrap_or("/");
     let path = if path.is_empty() { "/" } else { path };
     let query = query.join("&");
@@ -508,33 +522,34 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Respons
     if let Some(peer) = parts.extensions.get::<Peer>() {
         builder = builder.extension(*peer);
     }
-    let Ok(request) = builder.body(()) else {
-        return refuse(StatusCode::BAD_REQUEST, "The request cannot be passed on");
-    };
+    let request = builder
+        .body(())
+        .map_err(|_| refuse(StatusCode::BAD_REQUEST, "The request cannot be passed on"))?;
     let (forward, ()) = request.into_parts();
     // S3 takes bodies of gigabytes as a stream; the other services' bodies are
     // small, read here (within their service's limit) to be signed.
     if descriptor.signing_name == "s3" {
-        return console
+        return Ok(console
             .send(&session.keys, service, forward, body, UNSIGNED_PAYLOAD)
-            .await;
+            .await);
     }
-    let body = match Limited::new(body, descriptor.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return refuse(
+    let body = Limited::new(body, descriptor.max_body)
+        .collect()
+        .await
+        .map_err(|_| {
+            refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
                     "{} takes request bodies of at most {} bytes",
                     descriptor.name, descriptor.max_body
                 ),
-            );
-        }
-    };
+            )
+        })?
+        .to_bytes();
     let hash = payload_sha256(&body);
-    console
+    Ok(console
         .send(&session.keys, service, forward, Body::from(body), &hash)
-        .await
+        .await)
 }
 
 /// Where the console's pages come from: `NIMBUS_CONSOLE_DIR` when set (to work on
@@ -553,7 +568,10 @@ mod tests {
     #[test]
     fn xml_values_are_read_and_unescaped() {
         let xml = "<R><Arn>arn:aws:iam::1:user/a&amp;b</Arn><Account>1</Account></R>";
-        assert_eq!(xml_value(xml, "Arn").as_deref(), Some("arn:aws:iam::1:user/a&b"));
+        assert_eq!(
+            xml_value(xml, "Arn").as_deref(),
+            Some("arn:aws:iam::1:user/a&b")
+        );
         assert_eq!(xml_value(xml, "Missing"), None);
     }
 
@@ -570,7 +588,13 @@ mod tests {
 
     #[test]
     fn the_browsers_credentials_are_not_passed_on() {
-        for name in ["cookie", "authorization", "x-nimbus-csrf", "x-amz-date", "sec-fetch-mode"] {
+        for name in [
+            "cookie",
+            "authorization",
+            "x-nimbus-csrf",
+            "x-amz-date",
+            "sec-fetch-mode",
+        ] {
             assert!(!passes_on(&header::HeaderName::from_static(name)), "{name}");
         }
         for name in ["content-type", "x-amz-target", "x-amz-log-type", "range"] {

@@ -53,7 +53,9 @@ pub fn random_token() -> String {
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Keeps `session`; its id, for the cookie.
@@ -88,7 +90,9 @@ impl Sessions {
         let mut inner = self.lock();
         inner.links.retain(|_, (_, expires)| *expires > now);
         evict_oldest(&mut inner.links, MAX_LINKS, |(_, expires)| *expires);
-        inner.links.insert(token.clone(), (session, now + LINK_LIFETIME));
+        inner
+            .links
+            .insert(token.clone(), (session, now + LINK_LIFETIME));
         token
     }
 
@@ -173,7 +177,9 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let first = sessions.open(session(now + Duration::minutes(1)));
         for n in 0..MAX_SESSIONS {
-            sessions.open(session(now + Duration::hours(1) + Duration::seconds(n as i64)));
+            sessions.open(session(
+                now + Duration::hours(1) + Duration::seconds(n as i64),
+            ));
         }
         assert!(sessions.get(&first).is_none());
         assert_eq!(sessions.lock().sessions.len(), MAX_SESSIONS);

@@ -8,8 +8,8 @@ use http::Response;
 use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::json11;
 use nimbus_edge::{
-    AwsError, Operation, Protocol, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    catalog,
+    AwsError, Operation, OperationDoc, Protocol, RequestContext, Service, ServiceDescriptor,
+    ServiceRequest, catalog,
 };
 use serde_json::Value;
 
@@ -71,6 +71,10 @@ impl Service for EcsApi {
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::ECS
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        OperationDoc::named(OPERATIONS)
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<EcsCall, AwsError> {

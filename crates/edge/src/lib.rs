@@ -11,6 +11,6 @@ pub mod service;
 pub use protocol::{AwsError, Protocol};
 pub use server::{Edge, EdgeBuilder, Peer, serve};
 pub use service::{
-    Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, StreamBody,
-    StreamingService, catalog,
+    Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
+    StreamBody, StreamingService, catalog,
 };

@@ -100,6 +100,7 @@ impl EdgeBuilder {
         Router::new()
             .route("/_nimbus/health", get(health))
             .route("/_nimbus/metrics", get(metrics))
+            .route("/_nimbus/operations", get(operations))
             .route("/_nimbus/{*rest}", any(internal_not_found))
             .fallback(aws)
             .with_state(Arc::new(self.edge))
@@ -486,6 +487,36 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// Every running service's operations, from their routing tables: what `nimbus
+/// docs` writes to docs/.
+async fn operations(State(edge): State<Arc<Edge>>) -> Response {
+    let services: Vec<serde_json::Value> = catalog::ALL
+        .iter()
+        .filter_map(|d| {
+            let operations = match (
+                edge.services.get(d.signing_name),
+                edge.streaming.get(d.signing_name),
+            ) {
+                (Some(service), _) => service.operations(),
+                (None, Some(service)) => service.operations(),
+                (None, None) => return None,
+            };
+            Some(serde_json::json!({
+                "name": d.name,
+                "signing_name": d.signing_name,
+                "protocol": d.protocol.name(),
+                "target_prefix": d.target_prefix,
+                "operations": operations,
+            }))
+        })
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "services": services }).to_string(),
     )
         .into_response()
 }

@@ -190,12 +190,36 @@ pub trait Operation: Send {
     fn name(&self) -> &'static str;
 }
 
+/// One operation a service answers, as the docs list it: its name and, for the
+/// protocols that route by path, its method and path template.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperationDoc {
+    pub name: String,
+    pub route: Option<String>,
+}
+
+impl OperationDoc {
+    /// Operations routed by name alone (json-1.1's target, query's `Action`).
+    pub fn named(names: &[&str]) -> Vec<Self> {
+        names
+            .iter()
+            .map(|name| Self {
+                name: (*name).to_owned(),
+                route: None,
+            })
+            .collect()
+    }
+}
+
 /// A service as the edge drives it: `parse` turns the request into a typed,
 /// validated operation, `handle` carries it out.
 pub trait Service: Send + Sync + 'static {
     type Operation: Operation;
 
     fn descriptor(&self) -> &'static ServiceDescriptor;
+
+    /// Every operation `parse` routes to, from the table it routes with.
+    fn operations(&self) -> Vec<OperationDoc>;
 
     fn parse(&self, req: &ServiceRequest) -> Result<Self::Operation, AwsError>;
 
@@ -299,6 +323,9 @@ const BODY_PIECE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6
 pub trait StreamingService: Send + Sync + 'static {
     fn descriptor(&self) -> &'static ServiceDescriptor;
 
+    /// Every operation the service routes to, from the table it routes with.
+    fn operations(&self) -> Vec<OperationDoc>;
+
     /// Returns the operation's name (for metrics) and its outcome.
     fn handle(
         &self,
@@ -315,6 +342,8 @@ pub type StreamOutcome = (
 );
 
 pub(crate) trait DynStreaming: Send + Sync {
+    fn operations(&self) -> Vec<OperationDoc>;
+
     fn call(
         &self,
         ctx: RequestContext,
@@ -324,6 +353,10 @@ pub(crate) trait DynStreaming: Send + Sync {
 }
 
 impl<S: StreamingService> DynStreaming for S {
+    fn operations(&self) -> Vec<OperationDoc> {
+        StreamingService::operations(self)
+    }
+
     fn call(
         &self,
         ctx: RequestContext,
@@ -341,10 +374,16 @@ pub(crate) type Outcome = (Option<&'static str>, Result<Response<Bytes>, AwsErro
 
 /// [`Service`] with its operation type erased, so the edge can hold many.
 pub(crate) trait DynService: Send + Sync {
+    fn operations(&self) -> Vec<OperationDoc>;
+
     fn call<'a>(&'a self, ctx: &'a RequestContext, req: ServiceRequest) -> BoxFuture<'a, Outcome>;
 }
 
 impl<S: Service> DynService for S {
+    fn operations(&self) -> Vec<OperationDoc> {
+        Service::operations(self)
+    }
+
     fn call<'a>(&'a self, ctx: &'a RequestContext, req: ServiceRequest) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             match self.parse(&req) {

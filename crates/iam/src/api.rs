@@ -13,8 +13,8 @@ use nimbus_auth::{Caller, CredentialStore, Principal, PrincipalKind};
 use nimbus_edge::protocol::query::{self, QueryRequest};
 use nimbus_edge::protocol::xml::XmlWriter;
 use nimbus_edge::{
-    AwsError, Operation, Protocol, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    catalog,
+    AwsError, Operation, OperationDoc, Protocol, RequestContext, Service, ServiceDescriptor,
+    ServiceRequest, catalog,
 };
 use nimbus_storage::Expect;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -683,6 +683,10 @@ impl Service for IamApi {
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::IAM
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        OperationDoc::named(ACTIONS)
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<IamOperation, AwsError> {

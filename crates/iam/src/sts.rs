@@ -8,8 +8,8 @@ use nimbus_auth::policy::{Decision, PrincipalRef};
 use nimbus_auth::{Credential, CredentialStore};
 use nimbus_edge::protocol::query::{self, QueryRequest};
 use nimbus_edge::{
-    AwsError, Operation, Protocol, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    catalog,
+    AwsError, Operation, OperationDoc, Protocol, RequestContext, Service, ServiceDescriptor,
+    ServiceRequest, catalog,
 };
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -99,6 +99,9 @@ fn validation(message: String) -> AwsError {
     AwsError::new(StatusCode::BAD_REQUEST, "ValidationError", message)
 }
 
+/// The actions `parse_operation` routes.
+const OPERATIONS: &[&str] = &["AssumeRole", "GetCallerIdentity", "GetSessionToken"];
+
 fn parse_operation(request: &QueryRequest) -> Result<StsOperation, AwsError> {
     match request.action.as_str() {
         "GetCallerIdentity" => Ok(StsOperation::GetCallerIdentity),
@@ -159,6 +162,10 @@ impl Service for Sts {
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::STS
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        OperationDoc::named(OPERATIONS)
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<StsOperation, AwsError> {
@@ -346,6 +353,16 @@ mod tests {
             body: Bytes::from(body.to_owned()),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn every_listed_operation_is_routed() {
+        for name in OPERATIONS {
+            let parsed = parse_operation(&request(&format!(
+                "Action={name}&RoleArn=arn:aws:iam::000000000000:role/r&RoleSessionName=session"
+            )));
+            assert_eq!(parsed.map(|op| op.name()).ok(), Some(*name));
+        }
     }
 
     #[test]

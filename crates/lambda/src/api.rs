@@ -8,7 +8,8 @@ use http::{Method, Response, StatusCode};
 use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::rest_json::{self, PathParams, RestRoutes};
 use nimbus_edge::{
-    AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
+    AwsError, Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
+    catalog,
 };
 
 use crate::async_queue::AsyncQueue;
@@ -925,6 +926,10 @@ impl Service for LambdaApi {
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::LAMBDA
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        ROUTES.operations()
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<LambdaOperation, AwsError> {

@@ -13,8 +13,8 @@ use http::{Response, StatusCode};
 use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::json11;
 use nimbus_edge::{
-    AwsError, Operation, Protocol, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    catalog,
+    AwsError, Operation, OperationDoc, Protocol, RequestContext, Service, ServiceDescriptor,
+    ServiceRequest, catalog,
 };
 use serde_json::{Value, json};
 
@@ -707,6 +707,10 @@ impl Service for LogsApi {
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::LOGS
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        OperationDoc::named(OPERATIONS)
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<LogsCall, AwsError> {

@@ -64,6 +64,13 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Writes docs/: every service's operations, from the server's routing tables.
+    Docs {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(flatten)]
+        args: cli::DocsArgs,
+    },
     /// Whether the server is up, and its services.
     Status {
         #[command(flatten)]
@@ -196,6 +203,9 @@ fn main() -> ExitCode {
         }),
         Command::Ps { connection } => cli::run(connection, cli::tasks),
         Command::Status { connection } => cli::run(connection, cli::status),
+        Command::Docs { connection, args } => cli::run(connection, async |client, output| {
+            cli::docs(client, output, args).await
+        }),
         Command::Console { connection } => cli::run(connection, cli::console_link),
         Command::ContainerMonitor {
             runtime,

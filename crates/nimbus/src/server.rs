@@ -13,6 +13,7 @@ use nimbus_auth::{
     AuthMode, Authenticator, Caller, Credential, CredentialError, CredentialStore, Principal,
     PrincipalKind,
 };
+use nimbus_console::Console;
 use nimbus_ecs::Ecs;
 use nimbus_ecs::api::EcsApi;
 use nimbus_ecs::credentials::{RoleCredentials, TaskRoles};
@@ -21,7 +22,6 @@ use nimbus_ecs::network::Networks;
 use nimbus_ecs::runner::Runner;
 use nimbus_ecs::tasks::Node;
 use nimbus_edge::Edge;
-use nimbus_console::Console;
 use nimbus_engine::{Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;

@@ -11,7 +11,8 @@ use http::{Response, StatusCode};
 use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::json11;
 use nimbus_edge::{
-    AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
+    AwsError, Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
+    catalog,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -32,6 +33,8 @@ macro_rules! operations {
         pub enum Op { $($name),* }
 
         impl Op {
+            const ALL: [Op; [$(stringify!($name)),*].len()] = [$(Op::$name),*];
+
             fn from_name(name: &str) -> Option<Self> {
                 match name { $(stringify!($name) => Some(Op::$name),)* _ => None }
             }
@@ -870,6 +873,10 @@ impl Service for EcrApi {
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::ECR
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        OperationDoc::named(&Op::ALL.map(Op::name))
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<EcrCall, AwsError> {

@@ -15,7 +15,8 @@ use nimbus_auth::authz::Access;
 use nimbus_auth::policy::{Policy, PolicyKind};
 use nimbus_edge::protocol::xml::XmlWriter;
 use nimbus_edge::{
-    AwsError, Protocol, RequestContext, ServiceDescriptor, StreamBody, StreamingService, catalog,
+    AwsError, OperationDoc, Protocol, RequestContext, ServiceDescriptor, StreamBody,
+    StreamingService, catalog,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
@@ -334,50 +335,164 @@ enum Target {
     Object(String, String),
 }
 
+/// What a request addresses, as routing sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    Service,
+    Bucket,
+    Object,
+}
+
+/// What else a route asks of the request.
+#[derive(Debug, Clone, Copy)]
+enum When {
+    Always,
+    /// A query parameter is present.
+    Has(&'static str),
+    /// `x-amz-copy-source` is present, and the parameter if one is named.
+    Copy(Option<&'static str>),
+    /// `list-type=2`.
+    ListV2,
+}
+
+/// S3's routing table: the first route that fits a request names its operation.
+const ROUTES: &[(Method, On, When, &str)] = &[
+    (Method::GET, On::Service, When::Always, "ListBuckets"),
+    (
+        Method::PUT,
+        On::Bucket,
+        When::Has("policy"),
+        "PutBucketPolicy",
+    ),
+    (
+        Method::GET,
+        On::Bucket,
+        When::Has("policy"),
+        "GetBucketPolicy",
+    ),
+    (
+        Method::DELETE,
+        On::Bucket,
+        When::Has("policy"),
+        "DeleteBucketPolicy",
+    ),
+    (
+        Method::PUT,
+        On::Bucket,
+        When::Has("notification"),
+        "PutBucketNotificationConfiguration",
+    ),
+    (
+        Method::GET,
+        On::Bucket,
+        When::Has("notification"),
+        "GetBucketNotificationConfiguration",
+    ),
+    (Method::PUT, On::Bucket, When::Always, "CreateBucket"),
+    (Method::HEAD, On::Bucket, When::Always, "HeadBucket"),
+    (Method::DELETE, On::Bucket, When::Always, "DeleteBucket"),
+    (
+        Method::GET,
+        On::Bucket,
+        When::Has("uploads"),
+        "ListMultipartUploads",
+    ),
+    (
+        Method::POST,
+        On::Bucket,
+        When::Has("delete"),
+        "DeleteObjects",
+    ),
+    (
+        Method::POST,
+        On::Object,
+        When::Has("uploads"),
+        "CreateMultipartUpload",
+    ),
+    (
+        Method::POST,
+        On::Object,
+        When::Has("uploadId"),
+        "CompleteMultipartUpload",
+    ),
+    (
+        Method::PUT,
+        On::Object,
+        When::Copy(Some("uploadId")),
+        "UploadPartCopy",
+    ),
+    (Method::PUT, On::Object, When::Has("uploadId"), "UploadPart"),
+    (Method::GET, On::Object, When::Has("uploadId"), "ListParts"),
+    (
+        Method::DELETE,
+        On::Object,
+        When::Has("uploadId"),
+        "AbortMultipartUpload",
+    ),
+    (
+        Method::GET,
+        On::Bucket,
+        When::Has("location"),
+        "GetBucketLocation",
+    ),
+    (Method::GET, On::Bucket, When::ListV2, "ListObjectsV2"),
+    (Method::GET, On::Bucket, When::Always, "ListObjects"),
+    (Method::PUT, On::Object, When::Copy(None), "CopyObject"),
+    (Method::PUT, On::Object, When::Always, "PutObject"),
+    (Method::HEAD, On::Object, When::Always, "HeadObject"),
+    (Method::GET, On::Object, When::Always, "GetObject"),
+    (Method::DELETE, On::Object, When::Always, "DeleteObject"),
+];
+
 /// The S3 operation a request is, from its method, target and query.
 fn operation(
     parts: &http::request::Parts,
     target: &Target,
     params: &BTreeMap<String, String>,
 ) -> &'static str {
-    let has = |name: &str| params.contains_key(name);
+    let on = match target {
+        Target::Service => On::Service,
+        Target::Bucket(_) => On::Bucket,
+        Target::Object(..) => On::Object,
+    };
     let copy = parts.headers.contains_key("x-amz-copy-source");
-    match (&parts.method, target) {
-        (&Method::GET, Target::Service) => "ListBuckets",
-        (&Method::PUT, Target::Bucket(_)) if has("policy") => "PutBucketPolicy",
-        (&Method::GET, Target::Bucket(_)) if has("policy") => "GetBucketPolicy",
-        (&Method::DELETE, Target::Bucket(_)) if has("policy") => "DeleteBucketPolicy",
-        (&Method::PUT, Target::Bucket(_)) if has("notification") => {
-            "PutBucketNotificationConfiguration"
-        }
-        (&Method::GET, Target::Bucket(_)) if has("notification") => {
-            "GetBucketNotificationConfiguration"
-        }
-        (&Method::PUT, Target::Bucket(_)) => "CreateBucket",
-        (&Method::HEAD, Target::Bucket(_)) => "HeadBucket",
-        (&Method::DELETE, Target::Bucket(_)) => "DeleteBucket",
-        (&Method::GET, Target::Bucket(_)) if has("uploads") => "ListMultipartUploads",
-        (&Method::POST, Target::Bucket(_)) if has("delete") => "DeleteObjects",
-        (&Method::POST, Target::Object(..)) if has("uploads") => "CreateMultipartUpload",
-        (&Method::POST, Target::Object(..)) if has("uploadId") => "CompleteMultipartUpload",
-        (&Method::PUT, Target::Object(..)) if has("uploadId") && copy => "UploadPartCopy",
-        (&Method::PUT, Target::Object(..)) if has("uploadId") => "UploadPart",
-        (&Method::GET, Target::Object(..)) if has("uploadId") => "ListParts",
-        (&Method::DELETE, Target::Object(..)) if has("uploadId") => "AbortMultipartUpload",
-        (&Method::GET, Target::Bucket(_)) if has("location") => "GetBucketLocation",
-        (&Method::GET, Target::Bucket(_))
-            if params.get("list-type").map(String::as_str) == Some("2") =>
-        {
-            "ListObjectsV2"
-        }
-        (&Method::GET, Target::Bucket(_)) => "ListObjects",
-        (&Method::PUT, Target::Object(..)) if copy => "CopyObject",
-        (&Method::PUT, Target::Object(..)) => "PutObject",
-        (&Method::HEAD, Target::Object(..)) => "HeadObject",
-        (&Method::GET, Target::Object(..)) => "GetObject",
-        (&Method::DELETE, Target::Object(..)) => "DeleteObject",
-        _ => "unknown",
-    }
+    let fits = |when: &When| match *when {
+        When::Always => true,
+        When::Has(name) => params.contains_key(name),
+        When::Copy(name) => copy && name.is_none_or(|name| params.contains_key(name)),
+        When::ListV2 => params.get("list-type").map(String::as_str) == Some("2"),
+    };
+    ROUTES
+        .iter()
+        .find(|(method, route_on, when, _)| {
+            *method == parts.method && *route_on == on && fits(when)
+        })
+        .map_or("unknown", |(_, _, _, name)| name)
+}
+
+/// The routing table as the docs show it: `GET /{Bucket}/{Key+}?uploadId`.
+fn documented_routes() -> Vec<OperationDoc> {
+    ROUTES
+        .iter()
+        .map(|(method, on, when, name)| {
+            let path = match on {
+                On::Service => "/",
+                On::Bucket => "/{Bucket}",
+                On::Object => "/{Bucket}/{Key+}",
+            };
+            let condition = match when {
+                When::Always => String::new(),
+                When::Has(param) => format!("?{param}"),
+                When::Copy(None) => " with x-amz-copy-source".to_owned(),
+                When::Copy(Some(param)) => format!("?{param} with x-amz-copy-source"),
+                When::ListV2 => "?list-type=2".to_owned(),
+            };
+            OperationDoc {
+                name: (*name).to_owned(),
+                route: Some(format!("{method} {path}{condition}")),
+            }
+        })
+        .collect()
 }
 
 /// Authorizes an operation as IAM names it: the action (HeadObject needs
@@ -1617,6 +1732,10 @@ fn now() -> f64 {
 impl StreamingService for S3Api {
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::S3
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        documented_routes()
     }
 
     async fn handle(

@@ -8,7 +8,8 @@ use http::{Method, Response, StatusCode};
 use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::rest_json::{self, RestRoutes};
 use nimbus_edge::{
-    AwsError, Operation, RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog,
+    AwsError, Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
+    catalog,
 };
 use serde_json::Value;
 
@@ -183,6 +184,10 @@ impl Service for SchedulerApi {
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::SCHEDULER
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        ROUTES.operations()
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<SchedulerOperation, AwsError> {

@@ -178,6 +178,16 @@ impl AwsError {
 }
 
 impl Protocol {
+    /// The protocol as AWS's service models name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::RestJson => "rest-json",
+            Protocol::Json11 => "json",
+            Protocol::RestXml => "rest-xml",
+            Protocol::Query => "query",
+        }
+    }
+
     /// The response header that carries the request id.
     pub fn request_id_header(self) -> &'static str {
         match self {

@@ -13,6 +13,7 @@ use crate::service::ServiceRequest;
 /// A service's operations by method and path template (`/2015-03-31/functions/{FunctionName}`).
 pub struct RestRoutes<Op: Copy> {
     router: matchit::Router<Vec<(Method, Op)>>,
+    docs: Vec<crate::service::OperationDoc>,
 }
 
 /// The decoded `{Name}` segments of a matched path.
@@ -28,8 +29,16 @@ impl PathParams {
     }
 }
 
-impl<Op: Copy> RestRoutes<Op> {
+impl<Op: Copy + std::fmt::Debug> RestRoutes<Op> {
+    /// The routes, each operation named by its variant's name.
     pub fn new(routes: &[(Method, &'static str, Op)]) -> Self {
+        let docs = routes
+            .iter()
+            .map(|(method, template, op)| crate::service::OperationDoc {
+                name: format!("{op:?}"),
+                route: Some(format!("{method} {template}")),
+            })
+            .collect();
         let mut by_path: Vec<(&'static str, Vec<(Method, Op)>)> = Vec::new();
         for (method, template, op) in routes {
             match by_path.iter_mut().find(|(path, _)| path == template) {
@@ -43,7 +52,12 @@ impl<Op: Copy> RestRoutes<Op> {
                 .insert(template, methods)
                 .expect("route templates are valid and distinct");
         }
-        Self { router }
+        Self { router, docs }
+    }
+
+    /// Every route, for the docs.
+    pub fn operations(&self) -> Vec<crate::service::OperationDoc> {
+        self.docs.clone()
     }
 
     /// The operation for a request, or `UnknownOperationException`.

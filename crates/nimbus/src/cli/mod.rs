@@ -513,6 +513,127 @@ pub async fn console_link(client: &Client, output: Output) -> Result<(), CallErr
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct DocsArgs {
+    /// Where the pages go.
+    #[arg(long, default_value = "docs")]
+    out: PathBuf,
+    /// Only compare: exit 1, naming the stale pages, when they differ.
+    #[arg(long)]
+    check: bool,
+}
+
+/// The service's name as its AWS documentation writes it.
+fn service_title(signing_name: &str) -> &str {
+    match signing_name {
+        "lambda" => "AWS Lambda",
+        "s3" => "Amazon S3",
+        "iam" => "AWS IAM",
+        "sts" => "AWS STS",
+        "ecr" => "Amazon ECR",
+        "ecs" => "Amazon ECS",
+        "logs" => "Amazon CloudWatch Logs",
+        "scheduler" => "Amazon EventBridge Scheduler",
+        other => other,
+    }
+}
+
+const GENERATED: &str =
+    "<!-- Written by `nimbus docs` from a running server's routing tables; do not edit. -->";
+
+/// The pages `nimbus docs` writes: one per service and an index, from the answer
+/// of `/_nimbus/operations`.
+fn docs_pages(operations: &Value) -> Vec<(String, String)> {
+    let services = operations["services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut index = format!(
+        "# Supported operations\n\n{GENERATED}\n\nEvery operation below is routed by nimbus; any other answers the \
+         protocol's unknown-operation error. Run `nimbus docs` against a running server to \
+         bring these pages up to date.\n\n| Service | Protocol | Operations |\n|---|---|---|\n"
+    );
+    let mut pages = Vec::new();
+    for service in &services {
+        let signing = text(&service["signing_name"]);
+        let title = service_title(&signing).to_owned();
+        let protocol = text(&service["protocol"]);
+        let ops = service["operations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        index.push_str(&format!(
+            "| [{title}]({signing}.md) | {protocol} | {} |\n",
+            ops.len()
+        ));
+        let mut page = format!(
+            "# {title}\n\n{GENERATED}\n\nProtocol `{protocol}`, signing name `{signing}`, {} operations.\n\n\
+             | Operation | Request |\n|---|---|\n",
+            ops.len()
+        );
+        for op in &ops {
+            let name = text(&op["name"]);
+            let request = match (&op["route"], &service["target_prefix"]) {
+                (Value::String(route), _) => route.clone(),
+                (_, Value::String(prefix)) => format!("X-Amz-Target: {prefix}.{name}"),
+                _ => format!("Action={name}"),
+            };
+            page.push_str(&format!("| {name} | `{request}` |\n"));
+        }
+        pages.push((format!("{signing}.md"), page));
+    }
+    pages.push(("README.md".to_owned(), index));
+    pages
+}
+
+/// `nimbus docs`: writes (or with `--check`, compares) docs/ from the server's own
+/// routing tables.
+pub async fn docs(client: &Client, _output: Output, args: DocsArgs) -> Result<(), CallError> {
+    let (code, _, body) = client
+        .send(
+            "health",
+            Method::GET,
+            "/_nimbus/operations",
+            "",
+            &[],
+            Vec::new(),
+        )
+        .await?;
+    if !code.is_success() {
+        return Err(CallError(format!("the server answered {code}")));
+    }
+    let operations: Value = serde_json::from_slice(&body)
+        .map_err(|err| CallError(format!("the server's operations are not JSON: {err}")))?;
+    let pages = docs_pages(&operations);
+    if args.check {
+        let stale: Vec<&str> = pages
+            .iter()
+            .filter(|(name, page)| {
+                std::fs::read_to_string(args.out.join(name)).ok().as_deref() != Some(page.as_str())
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        return if stale.is_empty() {
+            Ok(())
+        } else {
+            Err(CallError(format!(
+                "{} out of date in {}: run `nimbus docs` against a server built from this tree",
+                stale.join(", "),
+                args.out.display()
+            )))
+        };
+    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|err| CallError(format!("cannot make {}: {err}", args.out.display())))?;
+    for (name, page) in &pages {
+        let path = args.out.join(name);
+        std::fs::write(&path, page)
+            .map_err(|err| CallError(format!("cannot write {}: {err}", path.display())))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum LogsCommand {
     /// Prints a log group's recent events (a function's, by its name), and with
