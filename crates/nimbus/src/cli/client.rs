@@ -5,17 +5,26 @@ use std::path::Path;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use nimbus_auth::sigv4::{Keys, Target, payload_sha256, sign};
 use serde_json::Value;
+
+use super::term::Upload;
 
 pub struct Client {
     host: String,
     keys: Keys,
+    /// What the next request with a body is called on its progress bar.
+    upload_label: std::sync::Mutex<Option<String>>,
     pub region: String,
 }
 
 impl Client {
+    /// Draws a progress bar, named `label`, while the next request's body goes out.
+    pub fn label_next_upload(&self, label: String) {
+        *self.upload_label.lock().unwrap_or_else(|p| p.into_inner()) = Some(label);
+    }
+
     /// The keys requests are signed with.
     pub fn keys(&self) -> &Keys {
         &self.keys
@@ -93,6 +102,7 @@ impl Client {
                 secret,
                 session_token: token,
             },
+            upload_label: std::sync::Mutex::new(None),
             region: region.to_owned(),
         })
     }
@@ -169,10 +179,18 @@ impl Client {
                 .await
                 .map_err(|err| unreachable(&err))?;
         tokio::spawn(connection);
+        let label = if body.is_empty() {
+            None
+        } else {
+            self.upload_label
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        };
         let mut request = http::Request::builder()
             .method(method)
             .uri(uri)
-            .body(Full::new(Bytes::from(body)))
+            .body(Upload::new(body, label))
             .map_err(|err| CallError(err.to_string()))?;
         *request.headers_mut() = headers;
         let response = sender

@@ -4,6 +4,7 @@
 //! function reports an error, 2 on a usage error (clap's).
 
 mod client;
+mod term;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use client::{CallError, Client};
+use term::{Style, paint, status_style};
 
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
@@ -102,7 +104,7 @@ pub fn run(
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("{} {err}", paint("error:", Style::Bad, true));
             ExitCode::FAILURE
         }
     }
@@ -116,11 +118,18 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    // Padded before painting: colour codes take no columns.
+    let line = |cells: Vec<String>, style: &dyn Fn(&str) -> Option<Style>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+            .map(|(cell, width)| {
+                let padded = format!("{cell:<width$}");
+                match style(cell) {
+                    Some(style) => padded.replacen(cell.as_str(), &paint(cell, style, false), 1),
+                    None => padded,
+                }
+            })
             .collect();
         padded.join("  ").trim_end().to_owned()
     };
@@ -128,10 +137,12 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(
         out,
         "{}",
-        line(header.iter().map(|h| (*h).to_owned()).collect())
+        line(header.iter().map(|h| (*h).to_owned()).collect(), &|_| {
+            Some(Style::Bold)
+        })
     );
     for row in rows {
-        let _ = writeln!(out, "{}", line(row.clone()));
+        let _ = writeln!(out, "{}", line(row.clone(), &status_style));
     }
 }
 
@@ -309,6 +320,7 @@ async fn deploy(
         .is_ok();
     let mut config = if exists {
         eprintln!("updating {name} ({} KB zipped)", zip.len().div_ceil(1024));
+        client.label_next_upload(format!("uploading {name}"));
         client
             .json(
                 "lambda",
@@ -325,6 +337,7 @@ async fn deploy(
             ))
         })?;
         eprintln!("creating {name} ({} KB zipped)", zip.len().div_ceil(1024));
+        client.label_next_upload(format!("uploading {name}"));
         client
             .json(
                 "lambda",
@@ -1113,6 +1126,7 @@ impl Registry<'_> {
             rest.find('/').map_or(rest, |at| &rest[at..])
         });
         let separator = if location.contains('?') { '&' } else { '?' };
+        self.client.label_next_upload(format!("{kind} {short}"));
         self.request(
             Method::PUT,
             &format!("{location}{separator}digest={digest}"),
