@@ -6,7 +6,6 @@ pages go to NIMBUS_SCREENSHOTS (default target/console-screenshots)."""
 
 import json
 import os
-import shutil
 import time
 import urllib.request
 import uuid
@@ -16,7 +15,7 @@ from urllib.parse import urlparse
 import pytest
 
 from conftest import REPO, ROLE, eventually
-from test_ecs import _get, build_web_layout, wait
+from test_ecs import _get, podman_push_web_image, wait
 from test_registry import podman  # noqa: F401 (a fixture)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -135,17 +134,10 @@ def test_write_test_and_expose_a_python_function(page, nimbus):
 
 
 def test_browse_an_image_podman_pushed_and_the_task_running_it(page, nimbus, podman, tmp_path):  # noqa: F811
-    if not shutil.which("podman"):
-        pytest.skip("podman is installed by the test command")
-    layout = build_web_layout(tmp_path)
     repo = f"console-web-{uuid.uuid4().hex[:6]}"
     ecr = nimbus.client("ecr")
     ecr.create_repository(repositoryName=repo)
-    password = nimbus.aws("ecr", "get-login-password", "--profile", "nimbus", check=True).stdout.strip()
-    host = nimbus.endpoint.removeprefix("http://")
-    podman("login", "--tls-verify=false", "-u", "AWS", "--password-stdin", host, stdin=password)
-    image = podman("pull", f"oci:{layout}:v1").stdout.split()[-1]
-    podman("push", "--tls-verify=false", image, f"{host}/{repo}:v1")
+    host = podman_push_web_image(nimbus, podman, tmp_path, repo)
     [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
 
     ecs = nimbus.client("ecs")

@@ -679,18 +679,25 @@ def test_a_daemon_service_runs_one_task_per_active_instance(ecs, web_image):
     assert eventually(lambda: running() == 0, timeout=30)
 
 
-def test_the_aws_cli_runs_a_podman_pushed_image_on_a_mapped_port(nimbus, podman, tmp_path):
-    def aws(*args):
-        return json.loads(nimbus.aws(*args, "--profile", "nimbus", check=True).stdout or "{}")
-
-    layout = build_web_layout(tmp_path)
-    repo = f"cli-web-{uuid.uuid4().hex[:6]}"
-    aws("ecr", "create-repository", "--repository-name", repo)
+def podman_push_web_image(nimbus, podman, root, repo):
+    """Pushes the web image to `repo` (which exists) with podman, logged in with the
+    aws CLI's ECR password, as a user would; the registry host."""
+    layout = build_web_layout(root)
     password = nimbus.aws("ecr", "get-login-password", "--profile", "nimbus", check=True).stdout.strip()
     host = nimbus.endpoint.removeprefix("http://")
     podman("login", "--tls-verify=false", "-u", "AWS", "--password-stdin", host, stdin=password)
     image = podman("pull", f"oci:{layout}:v1").stdout.split()[-1]
     podman("push", "--tls-verify=false", image, f"{host}/{repo}:v1")
+    return host
+
+
+def test_the_aws_cli_runs_a_podman_pushed_image_on_a_mapped_port(nimbus, podman, tmp_path):
+    def aws(*args):
+        return json.loads(nimbus.aws(*args, "--profile", "nimbus", check=True).stdout or "{}")
+
+    repo = f"cli-web-{uuid.uuid4().hex[:6]}"
+    aws("ecr", "create-repository", "--repository-name", repo)
+    host = podman_push_web_image(nimbus, podman, tmp_path, repo)
 
     group = f"/ecs/cli-{uuid.uuid4().hex[:6]}"
     definition = tmp_path / "web.json"

@@ -342,17 +342,39 @@ fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<Keys, Refusal> {
     })
 }
 
+/// A session for the keys a sign-in body carries, and the host it was asked of.
+async fn session_for(
+    console: &Console,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Session, HeaderValue), Refusal> {
+    let keys = sign_in_keys(headers, body)?;
+    let host = host(headers);
+    let session = console.establish(keys, &host).await.map_err(|message| {
+        tracing::info!(%message, "console sign-in refused");
+        refuse(StatusCode::UNAUTHORIZED, &message)
+    })?;
+    Ok((session, host))
+}
+
+/// Whether `presented` is the session's CSRF token; the refusal when not.
+fn check_csrf(session: &Session, presented: Option<&str>) -> Result<(), Refusal> {
+    if presented.is_some_and(|token| session.csrf_matches(token)) {
+        Ok(())
+    } else {
+        Err(refuse(
+            StatusCode::FORBIDDEN,
+            "The request lacks the console's CSRF token",
+        ))
+    }
+}
+
 async fn sign_in(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let keys = sign_in_keys(&headers, &body)?;
-    let host = host(&headers);
-    let session = console.establish(keys, &host).await.map_err(|message| {
-        tracing::info!(%message, "console sign-in refused");
-        refuse(StatusCode::UNAUTHORIZED, &message)
-    })?;
+    let (session, host) = session_for(&console, &headers, &body).await?;
     tracing::info!(principal = %session.principal, "console sign-in");
     let body = session_body(&console, &session, &host);
     let cookie = session_cookie(&console.sessions.open(session.clone()), session.expires);
@@ -364,13 +386,10 @@ async fn sign_out(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let (id, session) = console.session(&headers)?;
-    let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-    if !csrf.is_some_and(|token| session.csrf_matches(token)) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "The request lacks the console's CSRF token",
-        ));
-    }
+    check_csrf(
+        &session,
+        headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()),
+    )?;
     console.sessions.close(&id);
     Ok((
         StatusCode::NO_CONTENT,
@@ -388,12 +407,7 @@ async fn link(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json, Refusal> {
-    let keys = sign_in_keys(&headers, &body)?;
-    let host = host(&headers);
-    let session = console
-        .establish(keys, &host)
-        .await
-        .map_err(|message| refuse(StatusCode::UNAUTHORIZED, &message))?;
+    let (session, host) = session_for(&console, &headers, &body).await?;
     let principal = session.principal.clone();
     let token = console.sessions.offer(session);
     let url = format!(
@@ -487,12 +501,7 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Result<
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(csrf_param.filter(|_| matches!(parts.method, Method::GET | Method::HEAD)));
-    if !csrf.is_some_and(|token| session.csrf_matches(&token)) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "The request lacks the console's CSRF token",
-        ));
-    }
+    check_csrf(&session, csrf.as_deref())?;
     let service = parts
         .headers
         .get(SERVICE_HEADER)
