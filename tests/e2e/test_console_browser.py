@@ -142,6 +142,7 @@ def test_browse_an_image_podman_pushed_and_the_task_running_it(page, nimbus, pod
 
     ecs = nimbus.client("ecs")
     cluster = "default"
+    ecs.create_cluster(clusterName=cluster)
     family = f"console-web-{uuid.uuid4().hex[:6]}"
     definition = ecs.register_task_definition(family=family, networkMode="bridge", containerDefinitions=[{
         "name": "web", "image": f"{host}/{repo}:v1", "memory": 32, "stopTimeout": 3,

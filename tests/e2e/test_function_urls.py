@@ -53,6 +53,9 @@ def test_curl_gets_the_functions_status_headers_cookies_and_body(nimbus, lambda_
         assert seen == {"path": "/some/path", "cookies": ["c=3", "d=4"], "body": "sent body", "query": "x=1&x=2",
                         "version": "2.0"}
 
+    status, _, body = curl(f"{nimbus.endpoint}/_nimbus/lambda-url/{url_id}/")
+    assert status == 201 and json.loads(body)["path"] == "/"
+
     status, headers, body = curl(f"{nimbus.endpoint}/_nimbus/lambda-url/{url_id}/plain?q=2")
     assert status == 200 and ("content-type", "application/json") in headers
     assert json.loads(body) == {"plain": True, "query": {"q": "2"}}

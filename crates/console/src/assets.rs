@@ -12,7 +12,7 @@ include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 /// Pages may load only what this server sends; CodeMirror styles itself with
 /// `<style>` elements, hence inline styles.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub enum Assets {
     Embedded,

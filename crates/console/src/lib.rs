@@ -34,8 +34,9 @@ const SESSION_SECONDS: i64 = 12 * 3600;
 /// The page names the service each proxied request is for, and proves it is the page.
 const SERVICE_HEADER: &str = "x-nimbus-service";
 const CSRF_HEADER: &str = "x-nimbus-csrf";
-/// A download link cannot send headers, so a GET may carry the CSRF token here.
+/// A download link cannot send headers, so a GET may carry them in its query.
 const CSRF_PARAM: &str = "nimbus-csrf";
+const SERVICE_PARAM: &str = "nimbus-service";
 
 pub struct Console {
     region: String,
@@ -469,43 +470,54 @@ fn passes_on(name: &header::HeaderName) -> bool {
         && !name.starts_with("sec-")
 }
 
+/// What a link's query says for the console rather than for AWS.
+#[derive(Clone, Copy, Default)]
+struct LinkParams<'a> {
+    csrf: Option<&'a str>,
+    service: Option<&'a str>,
+}
+
+/// A proxied query without the console's own parameters, and those parameters.
+fn split_link_params(query: &str) -> (String, LinkParams<'_>) {
+    let mut link = LinkParams::default();
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| match pair.split_once('=') {
+            Some((CSRF_PARAM, value)) => {
+                link.csrf = Some(value);
+                false
+            }
+            Some((SERVICE_PARAM, value)) => {
+                link.service = Some(value);
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (rest.join("&"), link)
+}
+
 /// `/console/aws/<path>?<query>`: the AWS request at `/<path>?<query>`, signed as
 /// the session's principal for the service the page names.
 async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Result<Response, Refusal> {
     let (parts, body) = request.into_parts();
     let (_, session) = console.session(&parts.headers)?;
     same_origin(&parts.headers)?;
-    let mut csrf_param = None;
-    let query: Vec<&str> = parts
-        .uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            match pair
-                .strip_prefix(CSRF_PARAM)
-                .and_then(|p| p.strip_prefix('='))
-            {
-                Some(token) => {
-                    csrf_param = Some(token.to_owned());
-                    false
-                }
-                None => true,
-            }
-        })
-        .collect();
-    let csrf = parts
-        .headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(csrf_param.filter(|_| matches!(parts.method, Method::GET | Method::HEAD)));
-    check_csrf(&session, csrf.as_deref())?;
-    let service = parts
-        .headers
-        .get(SERVICE_HEADER)
-        .and_then(|v| v.to_str().ok())
+    let (query, link) = split_link_params(parts.uri.query().unwrap_or_default());
+    // A plain link (a download) cannot send headers: GET and HEAD may name the
+    // token and the service in the query instead.
+    let link = matches!(parts.method, Method::GET | Method::HEAD).then_some(link);
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let csrf = header(CSRF_HEADER).or(link.and_then(|l| l.csrf));
+    check_csrf(&session, csrf)?;
+    let service = header(SERVICE_HEADER)
+        .or(link.and_then(|l| l.service))
         .unwrap_or_default();
     let descriptor = catalog::by_signing_name(service).ok_or_else(|| {
         refuse(
@@ -515,7 +527,6 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Result<
     })?;
     let path = parts.uri.path().strip_prefix("/console/aws").unwrap_or("/");
     let path = if path.is_empty() { "/" } else { path };
-    let query = query.join("&");
     let uri = if query.is_empty() {
         path.to_owned()
     } else {
@@ -582,6 +593,16 @@ mod tests {
             Some("arn:aws:iam::1:user/a&b")
         );
         assert_eq!(xml_value(xml, "Missing"), None);
+    }
+
+    #[test]
+    fn the_consoles_parameters_leave_the_query() {
+        let (rest, link) =
+            split_link_params("list-type=2&nimbus-csrf=abc&prefix=a%3D&nimbus-service=s3");
+        assert_eq!(rest, "list-type=2&prefix=a%3D");
+        assert_eq!((link.csrf, link.service), (Some("abc"), Some("s3")));
+        let (rest, link) = split_link_params("");
+        assert_eq!((rest.as_str(), link.csrf), ("", None));
     }
 
     #[test]

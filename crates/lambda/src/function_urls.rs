@@ -254,6 +254,7 @@ impl UrlServer {
     pub fn routes(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/_nimbus/lambda-url/{id}", any(serve))
+            .route("/_nimbus/lambda-url/{id}/", any(serve))
             .route("/_nimbus/lambda-url/{id}/{*path}", any(serve))
             .with_state(self.clone())
     }

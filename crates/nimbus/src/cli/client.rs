@@ -1,7 +1,7 @@
 //! The command line's AWS client: SigV4-signed HTTP/1.1 requests to a nimbus server,
 //! with the credentials of the environment or of the server's data dir.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -46,28 +46,57 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// The `[nimbus]` keys of an AWS credentials file.
-fn profile_keys(text: &str, profile: &str) -> Option<(String, String)> {
+/// A profile's keys in an AWS credentials file.
+fn profile_keys(text: &str, profile: &str) -> Option<Keys> {
     let mut in_profile = false;
-    let (mut id, mut secret) = (None, None);
+    let (mut id, mut secret, mut token) = (None, None, None);
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
-            in_profile = line.trim_matches(['[', ']']) == profile;
+            in_profile = line.trim_matches(['[', ']']).trim() == profile;
         } else if in_profile && let Some((key, value)) = line.split_once('=') {
+            let value = Some(value.trim().to_owned());
             match key.trim() {
-                "aws_access_key_id" => id = Some(value.trim().to_owned()),
-                "aws_secret_access_key" => secret = Some(value.trim().to_owned()),
+                "aws_access_key_id" => id = value,
+                "aws_secret_access_key" => secret = value,
+                "aws_session_token" => token = value,
                 _ => {}
             }
         }
     }
-    Some((id?, secret?))
+    Some(Keys {
+        access_key_id: id?,
+        secret: secret?,
+        session_token: token,
+    })
+}
+
+/// The keys of `profile` in the credentials file at `path`.
+fn file_keys(path: &Path, profile: &str, hint: &str) -> Result<Keys, CallError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        CallError(format!(
+            "no credentials: {hint} ({}: {err})",
+            path.display()
+        ))
+    })?;
+    profile_keys(&text, profile).ok_or_else(|| {
+        CallError(format!(
+            "{} has no [{profile}] profile with keys",
+            path.display()
+        ))
+    })
 }
 
 impl Client {
     /// A client for the server at `endpoint` (`http://host:port`), signing with the
-    /// environment's AWS keys, else the root keys in `<data_dir>/credentials`.
-    pub fn new(endpoint: &str, data_dir: &Path, region: &str) -> Result<Self, CallError> {
+    /// environment's AWS keys, else an AWS profile's (`--profile`, `AWS_PROFILE`, from
+    /// `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`), else the root keys in
+    /// `<data_dir>/credentials`.
+    pub fn new(
+        endpoint: &str,
+        data_dir: &Path,
+        region: &str,
+        profile: Option<&str>,
+    ) -> Result<Self, CallError> {
         let host = endpoint
             .strip_prefix("http://")
             .ok_or_else(|| {
@@ -78,30 +107,32 @@ impl Client {
             .trim_end_matches('/')
             .to_owned();
         let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-        let (key_id, secret, token) = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-        {
-            (Some(id), Some(secret)) => (id, secret, env("AWS_SESSION_TOKEN")),
-            _ => {
-                let path = data_dir.join("credentials");
-                let text = std::fs::read_to_string(&path).map_err(|err| {
-                    CallError(format!(
-                        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass the server's --data-dir ({}: {err})",
-                        path.display()
-                    ))
-                })?;
-                let (id, secret) = profile_keys(&text, "nimbus").ok_or_else(|| {
-                    CallError(format!("{} has no [nimbus] profile", path.display()))
-                })?;
-                (id, secret, None)
+        let keys = match (
+            env("AWS_ACCESS_KEY_ID"),
+            env("AWS_SECRET_ACCESS_KEY"),
+            profile,
+        ) {
+            (Some(id), Some(secret), _) => Keys {
+                access_key_id: id,
+                secret,
+                session_token: env("AWS_SESSION_TOKEN"),
+            },
+            (_, _, Some(profile)) => {
+                let path = env("AWS_SHARED_CREDENTIALS_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| env("HOME").map(|home| Path::new(&home).join(".aws/credentials")))
+                    .ok_or_else(|| CallError("no HOME to find ~/.aws/credentials in".into()))?;
+                file_keys(&path, profile, "set AWS_SHARED_CREDENTIALS_FILE")?
             }
+            _ => file_keys(
+                &data_dir.join("credentials"),
+                "nimbus",
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile, or pass the server's --data-dir",
+            )?,
         };
         Ok(Self {
             host,
-            keys: Keys {
-                access_key_id: key_id,
-                secret,
-                session_token: token,
-            },
+            keys,
             upload_label: std::sync::Mutex::new(None),
             region: region.to_owned(),
         })
@@ -266,8 +297,14 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_named_profile() {
-        let text = "[default]\naws_access_key_id = A\naws_secret_access_key = a\n\n[nimbus]\naws_access_key_id = B\naws_secret_access_key = b\n";
-        assert_eq!(profile_keys(text, "nimbus"), Some(("B".into(), "b".into())));
-        assert_eq!(profile_keys(text, "other"), None);
+        let text = "[default]\naws_access_key_id = A\naws_secret_access_key = a\n\n[nimbus]\naws_access_key_id = B\naws_secret_access_key = b\naws_session_token = t\n";
+        let keys = profile_keys(text, "nimbus").unwrap();
+        assert_eq!(
+            (keys.access_key_id.as_str(), keys.secret.as_str()),
+            ("B", "b")
+        );
+        assert_eq!(keys.session_token.as_deref(), Some("t"));
+        assert_eq!(profile_keys(text, "default").unwrap().session_token, None);
+        assert!(profile_keys(text, "other").is_none());
     }
 }

@@ -40,6 +40,10 @@ pub struct Connection {
     data_dir: PathBuf,
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
     region: String,
+    /// An AWS profile to sign with, from `AWS_SHARED_CREDENTIALS_FILE` or
+    /// `~/.aws/credentials` (environment keys still come first).
+    #[arg(long, env = "AWS_PROFILE", global = true)]
+    profile: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
 }
@@ -98,6 +102,7 @@ pub fn run(
             &connection.endpoint,
             &connection.data_dir,
             &connection.region,
+            connection.profile.as_deref(),
         )?;
         command(&client, connection.output).await
     });
