@@ -18,10 +18,21 @@ build_console
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 venv="${NIMBUS_VENV:-$PWD/.venv}"
 
+# youki, the third OCI runtime the sandbox suite runs with: Debian has none, so it is
+# built from crates.io once, with the cgroup v1 and seccomp support it leaves out by
+# default.
+ensure_packages libseccomp-dev
+youki_root="$target_dir/youki-root"
+if [ ! -x "$youki_root/bin/youki" ]; then
+    echo "building youki (once)" >&2
+    CARGO_TARGET_DIR="$target_dir/youki" cargo install youki --quiet --locked --version 0.7.0 \
+        --features v1,seccomp --root "$youki_root"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
 [ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
-PATH="$venv/bin:$PATH" NIMBUS_BIN="$target_dir/debug/nimbus" "$venv/bin/pytest" tests/e2e -q
+PATH="$venv/bin:$youki_root/bin:$PATH" NIMBUS_BIN="$target_dir/debug/nimbus" "$venv/bin/pytest" tests/e2e -q

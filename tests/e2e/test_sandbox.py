@@ -17,7 +17,7 @@ import pytest
 
 from conftest import create_function, eventually, invoke, start_nimbus, zip_function
 
-RUNTIMES = ["runc", "crun"]
+RUNTIMES = ["runc", "crun", "youki"]
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)
@@ -230,9 +230,11 @@ def sandbox_cgroups(data_dir):
 
 
 def containers(runtime, data_dir):
+    """The ids the runtime lists (youki ignores `-q` and prints its table)."""
     listed = subprocess.run([runtime, "--root", str(data_dir / "sandboxes" / "state"), "list", "-q"],
                             capture_output=True, text=True)
-    return set(listed.stdout.split())
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    return {row[0] for row in rows if row and row[0] != "ID"}
 
 
 def processes_of(data_dir):

@@ -190,7 +190,7 @@ pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
         .cgroups_path(PathBuf::from(spec.cgroup))
         // Slot mounts made on the host after start must reach the sandbox; runc
         // defaults to this, crun does not.
-        .rootfs_propagation("rslave")
+        .rootfs_propagation("slave")
         .seccomp(seccomp()?)
         .build()?;
     // Namespaces, masked and read-only paths keep oci-spec's defaults: new pid,

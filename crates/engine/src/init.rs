@@ -62,12 +62,45 @@ fn end_sandbox() -> ! {
     std::process::exit(0);
 }
 
+/// What of the sandbox's confinement did not take effect, read from the init's
+/// `/proc/self/status`: an OCI runtime may skip a part of the bundle silently (youki
+/// built without its `seccomp` feature runs with no filter).
+fn confinement_gaps(status: &str) -> Vec<&'static str> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let mut gaps = Vec::new();
+    if field("Seccomp") != Some("2") {
+        gaps.push("no seccomp filter");
+    }
+    if field("NoNewPrivs") != Some("1") {
+        gaps.push("no_new_privs is off");
+    }
+    if field("CapEff").is_none_or(|caps| !caps.trim_start_matches('0').is_empty()) {
+        gaps.push("capabilities remain");
+    }
+    gaps
+}
+
 pub fn run() -> ! {
     let mut control = std::fs::File::from(passed_pipe(CONTROL_FD));
     let stdout = passed_pipe(CONTROL_FD + 1);
     let stderr = passed_pipe(CONTROL_FD + 2);
     // No process of the same user may open this one's descriptors through /proc.
     let _ = nix::sys::prctl::set_dumpable(false);
+    // No code runs in a sandbox whose runtime left out part of its confinement.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let gaps = confinement_gaps(&status);
+    if !gaps.is_empty() {
+        eprintln!(
+            "the sandbox is not confined as its bundle asks ({}): use an OCI runtime that applies the whole bundle",
+            gaps.join(", ")
+        );
+        end_sandbox();
+    }
     if control.write_all(b"ready\n").is_err() {
         end_sandbox();
     }
@@ -115,5 +148,26 @@ pub fn run() -> ! {
         if let Err(nix::errno::Errno::ECHILD) = waitpid(None, None) {
             std::thread::park();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confined_status_has_no_gaps_and_each_missing_part_is_named() {
+        let confined = "Name:\tinit\nNoNewPrivs:\t1\nSeccomp:\t2\nCapEff:\t0000000000000000\n";
+        assert!(confinement_gaps(confined).is_empty());
+        let loose = "NoNewPrivs:\t0\nSeccomp:\t0\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(
+            confinement_gaps(loose),
+            [
+                "no seccomp filter",
+                "no_new_privs is off",
+                "capabilities remain"
+            ]
+        );
+        assert_eq!(confinement_gaps("").len(), 3);
     }
 }

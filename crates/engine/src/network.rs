@@ -189,8 +189,10 @@ impl Network {
                 "-batch",
                 "-",
             ],
+            // runc and crun bring loopback up in a new namespace; youki leaves it down.
             Some(format!(
-                "addr add {address}/32 dev eth0\n\
+                "link set lo up\n\
+                 addr add {address}/32 dev eth0\n\
                  link set eth0 up\n\
                  route add {GATEWAY}/32 dev eth0\n\
                  route add default via {GATEWAY} dev eth0\n"
