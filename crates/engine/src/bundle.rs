@@ -46,6 +46,10 @@ pub struct BundleSpec<'a> {
     /// The root is an image's: nothing of the host's /usr or /etc is shown, and the
     /// init process runs with the host's loader and libraries from [`HOST_LIBS`].
     pub image: bool,
+    /// The root's mount propagation: `rslave`, so that slot mounts made on the host
+    /// after start reach the sandbox and nothing the sandbox mounts reaches the host
+    /// (runc's default, not crun's); youki takes only the spec's non-recursive names.
+    pub root_propagation: &'a str,
 }
 
 /// Where an image sandbox sees the host's libraries, for the init process only.
@@ -188,9 +192,7 @@ pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
     let linux = LinuxBuilder::default()
         .resources(resources)
         .cgroups_path(PathBuf::from(spec.cgroup))
-        // Slot mounts made on the host after start must reach the sandbox; runc
-        // defaults to this, crun does not.
-        .rootfs_propagation("slave")
+        .rootfs_propagation(spec.root_propagation)
         .seccomp(seccomp()?)
         .build()?;
     // Namespaces, masked and read-only paths keep oci-spec's defaults: new pid,
@@ -347,6 +349,7 @@ mod tests {
             tmp_mb: 512,
             cgroup: "/nimbus-test/sb1",
             image: false,
+            root_propagation: "rslave",
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -400,6 +403,7 @@ mod tests {
             tmp_mb: 512,
             cgroup: "/nimbus-test/sb2",
             image: true,
+            root_propagation: "rslave",
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();

@@ -253,6 +253,11 @@ impl OciRuntime {
             tmp_mb: template.tmp_mb,
             cgroup: &cgroup_path,
             image: !template.image.is_empty(),
+            root_propagation: if self.name() == "youki" {
+                "slave"
+            } else {
+                "rslave"
+            },
         })
         .map_err(|err| start_error(format!("cannot write a bundle: {err}")))?;
         config
