@@ -403,13 +403,14 @@ impl std::fmt::Debug for Keys {
 }
 
 /// What one signature covers: the request's method, path (as sent), raw query and
-/// the service and region it is addressed to.
+/// the service and region it is addressed to, whose path style it signs with.
 pub struct Target<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a str,
     pub service: &'a str,
     pub region: &'a str,
+    pub style: PathStyle,
 }
 
 /// Signs a request as a client does: adds `x-amz-date`, `x-amz-content-sha256`,
@@ -441,19 +442,13 @@ pub fn sign(
         region: target.region.to_owned(),
         service: target.service.to_owned(),
     };
-    // S3 signs the path as sent; every other service its normalized form.
-    let style = if target.service == "s3" {
-        PathStyle::AsSent
-    } else {
-        PathStyle::Normalized
-    };
     let req = RequestParts {
         method: target.method,
         path: target.path,
         query: target.query,
         headers,
     };
-    let value = authorization(keys, &scope, &amz_date, &req, style, payload_hash);
+    let value = authorization(keys, &scope, &amz_date, &req, target.style, payload_hash);
     headers.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&value)?);
     Ok(())
 }
@@ -659,6 +654,7 @@ mod tests {
                 query: "MaxItems=5",
                 service,
                 region: "us-east-1",
+                style,
             };
             let hash = payload_sha256(b"");
             sign(&keys, &target, &mut headers, &hash, now).unwrap();

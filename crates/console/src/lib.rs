@@ -20,7 +20,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use nimbus_auth::sigv4::{Keys, Target, UNSIGNED_PAYLOAD, payload_sha256, sign};
 use nimbus_edge::Peer;
-use nimbus_edge::service::catalog;
+use nimbus_edge::protocol::xml;
+use nimbus_edge::service::{ServiceDescriptor, catalog};
 use serde::Deserialize;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -90,7 +91,7 @@ impl Console {
     async fn send(
         &self,
         keys: &Keys,
-        service: &str,
+        service: &ServiceDescriptor,
         parts: http::request::Parts,
         body: Body,
         payload_hash: &str,
@@ -106,8 +107,9 @@ impl Console {
             method: &method,
             path: &path,
             query: &query,
-            service,
+            service: service.signing_name,
             region: &self.region,
+            style: service.path_style(),
         };
         let mut request = http::Request::from_parts(parts, body);
         if let Err(err) = sign(
@@ -135,7 +137,13 @@ impl Console {
         let (parts, ()) = request.into_parts();
         let hash = payload_sha256(form.as_bytes());
         let response = self
-            .send(keys, "sts", parts, Body::from(form.to_owned()), &hash)
+            .send(
+                keys,
+                &catalog::STS,
+                parts,
+                Body::from(form.to_owned()),
+                &hash,
+            )
             .await;
         let status = response.status();
         let bytes = response
@@ -148,43 +156,57 @@ impl Console {
         if status.is_success() {
             Ok(text)
         } else {
-            Err(xml_value(&text, "Message").unwrap_or_else(|| status.to_string()))
+            Err(xml::first_record(text.as_bytes(), "Error", &["Message"])
+                .map_or_else(|| status.to_string(), |mut message| message.remove(0)))
         }
     }
 
     /// A session for the principal whose keys these are: temporary credentials
-    /// from GetSessionToken (or the session credentials given), checked by asking
-    /// STS who they belong to.
-    async fn establish(&self, keys: Keys, host: &HeaderValue) -> Result<Session, String> {
-        let now = OffsetDateTime::now_utc();
+    /// from GetSessionToken (or the session credentials given, until they expire),
+    /// checked by asking STS who they belong to.
+    async fn establish(&self, given: SignInKeys, host: &HeaderValue) -> Result<Session, String> {
+        let longest = OffsetDateTime::now_utc() + Duration::seconds(SESSION_SECONDS);
+        let SignInKeys { keys, expiration } = given;
         let (keys, expires) = if keys.session_token.is_some() {
-            (keys, now + Duration::seconds(SESSION_SECONDS))
+            (keys, expiration.map_or(longest, |end| end.min(longest)))
         } else {
             let form = format!(
                 "Action=GetSessionToken&Version=2011-06-15&DurationSeconds={SESSION_SECONDS}"
             );
             let xml = self.sts(&keys, host, &form).await?;
-            let value = |name| {
-                xml_value(&xml, name).ok_or_else(|| format!("GetSessionToken gave no {name}"))
-            };
-            let expires = OffsetDateTime::parse(
-                &value("Expiration")?,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map_err(|err| format!("GetSessionToken's expiration: {err}"))?;
+            let fields = [
+                "AccessKeyId",
+                "SecretAccessKey",
+                "SessionToken",
+                "Expiration",
+            ];
+            let [id, secret, token, expiration]: [String; 4] =
+                xml::first_record(xml.as_bytes(), "Credentials", &fields)
+                    .and_then(|record| record.try_into().ok())
+                    .ok_or("GetSessionToken gave no credentials")?;
+            let expires =
+                OffsetDateTime::parse(&expiration, &time::format_description::well_known::Rfc3339)
+                    .map_err(|err| format!("GetSessionToken's expiration: {err}"))?;
             let keys = Keys {
-                access_key_id: value("AccessKeyId")?,
-                secret: value("SecretAccessKey")?,
-                session_token: Some(value("SessionToken")?),
+                access_key_id: id,
+                secret,
+                session_token: Some(token),
             };
             (keys, expires)
         };
         let xml = self
             .sts(&keys, host, "Action=GetCallerIdentity&Version=2011-06-15")
             .await?;
+        let [principal, account]: [String; 2] = xml::first_record(
+            xml.as_bytes(),
+            "GetCallerIdentityResult",
+            &["Arn", "Account"],
+        )
+        .and_then(|record| record.try_into().ok())
+        .ok_or("GetCallerIdentity gave no Arn and Account")?;
         Ok(Session {
-            principal: xml_value(&xml, "Arn").ok_or("GetCallerIdentity gave no Arn")?,
-            account: xml_value(&xml, "Account").ok_or("GetCallerIdentity gave no Account")?,
+            principal,
+            account,
             csrf: sessions::random_token(),
             keys,
             expires,
@@ -196,20 +218,6 @@ impl Console {
             .and_then(|id| Some((id.to_owned(), self.sessions.get(id)?)))
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "Sign in to use the console"))
     }
-}
-
-/// The text of the first `<name>` element of an AWS XML answer, unescaped.
-fn xml_value(xml: &str, name: &str) -> Option<String> {
-    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    Some(
-        xml[start..end]
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&"),
-    )
 }
 
 /// A JSON answer, never cached.
@@ -305,10 +313,19 @@ struct SignIn {
     secret_access_key: String,
     #[serde(default)]
     session_token: Option<String>,
+    /// When session credentials expire (RFC 3339), if the client knows.
+    #[serde(default)]
+    expiration: Option<String>,
+}
+
+/// What a sign-in body names: keys, and for session credentials, maybe their end.
+struct SignInKeys {
+    keys: Keys,
+    expiration: Option<OffsetDateTime>,
 }
 
 /// Reads a sign-in body: JSON only, so no cross-site form can post one.
-fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<Keys, Refusal> {
+fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<SignInKeys, Refusal> {
     same_origin(headers)?;
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -333,13 +350,23 @@ fn sign_in_keys(headers: &HeaderMap, body: &[u8]) -> Result<Keys, Refusal> {
             "Give both the access key ID and the secret access key",
         ));
     }
-    Ok(Keys {
-        access_key_id: id.to_owned(),
-        secret: secret.to_owned(),
-        session_token: form
-            .session_token
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty()),
+    let expiration = form
+        .expiration
+        .map(|text| {
+            OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .map_err(|err| refuse(StatusCode::BAD_REQUEST, &format!("expiration: {err}")))
+        })
+        .transpose()?;
+    Ok(SignInKeys {
+        keys: Keys {
+            access_key_id: id.to_owned(),
+            secret: secret.to_owned(),
+            session_token: form
+                .session_token
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        },
+        expiration,
     })
 }
 
@@ -349,12 +376,15 @@ async fn session_for(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Session, HeaderValue), Refusal> {
-    let keys = sign_in_keys(headers, body)?;
+    let signed_in = sign_in_keys(headers, body)?;
     let host = host(headers);
-    let session = console.establish(keys, &host).await.map_err(|message| {
-        tracing::info!(%message, "console sign-in refused");
-        refuse(StatusCode::UNAUTHORIZED, &message)
-    })?;
+    let session = console
+        .establish(signed_in, &host)
+        .await
+        .map_err(|message| {
+            tracing::info!(%message, "console sign-in refused");
+            refuse(StatusCode::UNAUTHORIZED, &message)
+        })?;
     Ok((session, host))
 }
 
@@ -550,7 +580,7 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Result<
     // small, read here (within their service's limit) to be signed.
     if descriptor.signing_name == "s3" {
         return Ok(console
-            .send(&session.keys, service, forward, body, UNSIGNED_PAYLOAD)
+            .send(&session.keys, descriptor, forward, body, UNSIGNED_PAYLOAD)
             .await);
     }
     let body = Limited::new(body, descriptor.max_body)
@@ -568,7 +598,7 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Result<
         .to_bytes();
     let hash = payload_sha256(&body);
     Ok(console
-        .send(&session.keys, service, forward, Body::from(body), &hash)
+        .send(&session.keys, descriptor, forward, Body::from(body), &hash)
         .await)
 }
 
@@ -584,16 +614,6 @@ pub fn assets_from_env() -> Assets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn xml_values_are_read_and_unescaped() {
-        let xml = "<R><Arn>arn:aws:iam::1:user/a&amp;b</Arn><Account>1</Account></R>";
-        assert_eq!(
-            xml_value(xml, "Arn").as_deref(),
-            Some("arn:aws:iam::1:user/a&b")
-        );
-        assert_eq!(xml_value(xml, "Missing"), None);
-    }
 
     #[test]
     fn the_consoles_parameters_leave_the_query() {

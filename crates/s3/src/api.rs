@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use md5::{Digest as _, Md5};
 use nimbus_auth::authz::Access;
 use nimbus_auth::policy::{Policy, PolicyKind};
-use nimbus_edge::protocol::xml::XmlWriter;
+use nimbus_edge::protocol::xml::{self, XmlWriter};
 use nimbus_edge::{
     AwsError, OperationDoc, Protocol, RequestContext, ServiceDescriptor, StreamBody,
     StreamingService, catalog,
@@ -73,58 +73,6 @@ fn malformed_xml() -> AwsError {
         "MalformedXML",
         "The XML you provided was not well-formed or did not validate against our published schema",
     )
-}
-
-/// The text of `fields` inside each `element` of an XML document, in order.
-fn xml_records(
-    document: &[u8],
-    element: &str,
-    fields: &[&str],
-) -> Result<Vec<Vec<String>>, quick_xml::Error> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_reader(document);
-    let mut records = Vec::new();
-    let mut current: Option<Vec<String>> = None;
-    let mut field: Option<usize> = None;
-    loop {
-        match reader.read_event()? {
-            Event::Start(start) => {
-                let name = start.local_name();
-                if name.as_ref() == element.as_bytes() {
-                    current = Some(vec![String::new(); fields.len()]);
-                } else if current.is_some() {
-                    field = fields.iter().position(|f| f.as_bytes() == name.as_ref());
-                }
-            }
-            Event::Text(text) => {
-                if let (Some(record), Some(at)) = (current.as_mut(), field) {
-                    record[at].push_str(&text.decode().map_err(quick_xml::Error::from)?);
-                }
-            }
-            Event::GeneralRef(reference) => {
-                if let (Some(record), Some(at)) = (current.as_mut(), field) {
-                    let name = reference.decode().map_err(quick_xml::Error::from)?;
-                    let resolved = match name.as_ref() {
-                        "lt" => "<",
-                        "gt" => ">",
-                        "amp" => "&",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        _ => "",
-                    };
-                    record[at].push_str(resolved);
-                }
-            }
-            Event::End(end) => {
-                if end.local_name().as_ref() == element.as_bytes() {
-                    records.extend(current.take());
-                }
-                field = None;
-            }
-            Event::Eof => return Ok(records),
-            _ => {}
-        }
-    }
 }
 
 /// Writes `readers` one after the other into a new blob; returns its name and MD5.
@@ -1340,7 +1288,7 @@ impl S3Api {
     ) -> Result<Response<Body>, AwsError> {
         let upload = self.upload_of(bucket, key, params)?;
         let document = body.collect(Protocol::RestXml, 1 << 20).await?;
-        let requested = xml_records(&document, "Part", &["PartNumber", "ETag"])
+        let requested = xml::records(&document, "Part", &["PartNumber", "ETag"])
             .map_err(|_| malformed_xml())?
             .into_iter()
             .map(|fields| {
@@ -1489,7 +1437,7 @@ impl S3Api {
     ) -> Result<Response<Body>, AwsError> {
         self.store.bucket(bucket)?;
         let document = body.collect(Protocol::RestXml, 2 << 20).await?;
-        let keys = xml_records(&document, "Object", &["Key"]).map_err(|_| malformed_xml())?;
+        let keys = xml::records(&document, "Object", &["Key"]).map_err(|_| malformed_xml())?;
         if keys.len() > 1000 {
             return Err(malformed_xml());
         }

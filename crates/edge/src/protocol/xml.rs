@@ -1,4 +1,5 @@
-//! A minimal XML writer for AWS response bodies: elements and escaped text.
+//! A minimal XML writer for AWS response bodies (elements and escaped text), and a
+//! reader of the few fields nimbus takes from XML documents.
 
 /// Builds an XML document element by element.
 #[derive(Default)]
@@ -72,6 +73,71 @@ fn escape_into(out: &mut String, text: &str) {
     }
 }
 
+/// The text of `fields` inside each `element` of an XML document, in order.
+pub fn records(
+    document: &[u8],
+    element: &str,
+    fields: &[&str],
+) -> Result<Vec<Vec<String>>, quick_xml::Error> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(document);
+    let mut records = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    let mut field: Option<usize> = None;
+    loop {
+        match reader.read_event()? {
+            Event::Start(start) => {
+                let name = start.local_name();
+                if name.as_ref() == element.as_bytes() {
+                    current = Some(vec![String::new(); fields.len()]);
+                } else if current.is_some() {
+                    field = fields.iter().position(|f| f.as_bytes() == name.as_ref());
+                }
+            }
+            Event::Text(text) => {
+                if let (Some(record), Some(at)) = (current.as_mut(), field) {
+                    record[at].push_str(&text.decode().map_err(quick_xml::Error::from)?);
+                }
+            }
+            Event::GeneralRef(reference) => {
+                if let (Some(record), Some(at)) = (current.as_mut(), field) {
+                    let name = reference.decode().map_err(quick_xml::Error::from)?;
+                    let resolved = match name.as_ref() {
+                        "lt" => "<",
+                        "gt" => ">",
+                        "amp" => "&",
+                        "quot" => "\"",
+                        "apos" => "'",
+                        _ => "",
+                    };
+                    record[at].push_str(resolved);
+                }
+            }
+            Event::End(end) => {
+                if end.local_name().as_ref() == element.as_bytes() {
+                    records.extend(current.take());
+                }
+                field = None;
+            }
+            Event::Eof => return Ok(records),
+            _ => {}
+        }
+    }
+}
+
+/// The `fields` of the first `element` of an XML document (an AWS answer), when it
+/// has them all.
+pub fn first_record(document: &[u8], element: &str, fields: &[&str]) -> Option<Vec<String>> {
+    let record = records(document, element, fields)
+        .ok()?
+        .into_iter()
+        .next()?;
+    record
+        .iter()
+        .all(|field| !field.is_empty())
+        .then_some(record)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +151,26 @@ mod tests {
         assert_eq!(
             xml.finish(),
             "<R xmlns=\"urn:a&quot;b\"><K>&lt;a &amp; &apos;b&apos;&gt;</K></R>"
+        );
+    }
+
+    #[test]
+    fn records_read_fields_with_their_entities() {
+        let document = b"<R><Credentials><AccessKeyId>ASIA</AccessKeyId><SessionToken>a&amp;b</SessionToken></Credentials><Other>x</Other></R>";
+        let read = records(document, "Credentials", &["AccessKeyId", "SessionToken"]).unwrap();
+        assert_eq!(read, [["ASIA", "a&b"]]);
+        assert!(
+            records(b"<R><Other/></R>", "Credentials", &["AccessKeyId"])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            first_record(document, "Credentials", &["AccessKeyId"]),
+            Some(vec!["ASIA".into()])
+        );
+        assert_eq!(
+            first_record(document, "Credentials", &["AccessKeyId", "Missing"]),
+            None
         );
     }
 }
