@@ -6,25 +6,20 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
+use nimbus_auth::PathStyle;
 use nimbus_auth::sigv4::{Keys, Target, payload_sha256, sign};
+use nimbus_edge::catalog;
 use serde_json::Value;
 
-use super::term::Upload;
+pub use super::term::Upload;
 
 pub struct Client {
     host: String,
     keys: Keys,
-    /// What the next request with a body is called on its progress bar.
-    upload_label: std::sync::Mutex<Option<String>>,
     pub region: String,
 }
 
 impl Client {
-    /// Draws a progress bar, named `label`, while the next request's body goes out.
-    pub fn label_next_upload(&self, label: String) {
-        *self.upload_label.lock().unwrap_or_else(|p| p.into_inner()) = Some(label);
-    }
-
     /// The keys requests are signed with.
     pub fn keys(&self) -> &Keys {
         &self.keys
@@ -133,7 +128,6 @@ impl Client {
         Ok(Self {
             host,
             keys,
-            upload_label: std::sync::Mutex::new(None),
             region: region.to_owned(),
         })
     }
@@ -146,7 +140,7 @@ impl Client {
         path: &str,
         query: &str,
         extra: &[(&str, &str)],
-        body: Vec<u8>,
+        body: Upload,
     ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
         let mut headers = HeaderMap::new();
         let value = |text: &str| {
@@ -166,12 +160,14 @@ impl Client {
             query,
             service,
             region: &self.region,
+            style: catalog::by_signing_name(service)
+                .map_or(PathStyle::Normalized, |descriptor| descriptor.path_style()),
         };
         sign(
             &self.keys,
             &target,
             &mut headers,
-            &payload_sha256(&body),
+            &payload_sha256(body.bytes()),
             time::OffsetDateTime::now_utc(),
         )
         .map_err(|err| CallError(format!("cannot sign the request: {err}")))?;
@@ -183,13 +179,32 @@ impl Client {
         self.transmit(method, &uri, headers, body).await
     }
 
+    /// Sends a request to one of the server's own endpoints, which take no
+    /// signature (`/_nimbus/...`, the console's sign-in).
+    pub async fn plain(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
+        let mut headers = HeaderMap::new();
+        if let Some(content_type) = content_type {
+            let value = HeaderValue::from_str(content_type)
+                .map_err(|_| CallError(format!("bad content type {content_type}")))?;
+            headers.insert(http::header::CONTENT_TYPE, value);
+        }
+        self.transmit(method, path, headers, Upload::new(body, None))
+            .await
+    }
+
     /// Sends a request as it is (the registry's, with its own authorization).
     pub async fn transmit(
         &self,
         method: Method,
         uri: &str,
         mut headers: HeaderMap,
-        body: Vec<u8>,
+        body: Upload,
     ) -> Result<(StatusCode, HeaderMap, Bytes), CallError> {
         if !headers.contains_key("host") {
             let host = HeaderValue::from_str(&self.host)
@@ -210,18 +225,10 @@ impl Client {
                 .await
                 .map_err(|err| unreachable(&err))?;
         tokio::spawn(connection);
-        let label = if body.is_empty() {
-            None
-        } else {
-            self.upload_label
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-        };
         let mut request = http::Request::builder()
             .method(method)
             .uri(uri)
-            .body(Upload::new(body, label))
+            .body(body)
             .map_err(|err| CallError(err.to_string()))?;
         *request.headers_mut() = headers;
         let response = sender
@@ -247,6 +254,31 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, CallError> {
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.json_with(service, method, path, extra, Upload::new(body, None))
+            .await
+    }
+
+    /// A JSON call whose body draws a progress bar named `label` as it goes out.
+    pub async fn upload_json(
+        &self,
+        service: &str,
+        method: Method,
+        path: &str,
+        body: &Value,
+        label: String,
+    ) -> Result<Value, CallError> {
+        let body = Upload::new(body.to_string().into_bytes(), Some(label));
+        self.json_with(service, method, path, &[], body).await
+    }
+
+    async fn json_with(
+        &self,
+        service: &str,
+        method: Method,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: Upload,
+    ) -> Result<Value, CallError> {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let (status, headers, bytes) = self.send(service, method, path, query, extra, body).await?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

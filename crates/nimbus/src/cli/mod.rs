@@ -14,9 +14,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
 use http::Method;
+use nimbus_edge::protocol::xml;
 use serde_json::{Value, json};
 
-use client::{CallError, Client};
+use client::{CallError, Client, Upload};
 use term::{Style, paint, status_style};
 
 #[derive(Args, Debug, Clone)]
@@ -210,7 +211,7 @@ pub async fn function(
                     &path,
                     "",
                     &[("x-amz-log-type", "Tail")],
-                    payload.into_bytes(),
+                    Upload::new(payload.into_bytes(), None),
                 )
                 .await?;
             if !status.is_success() {
@@ -325,14 +326,13 @@ async fn deploy(
         .is_ok();
     let mut config = if exists {
         eprintln!("updating {name} ({} KB zipped)", zip.len().div_ceil(1024));
-        client.label_next_upload(format!("uploading {name}"));
         client
-            .json(
+            .upload_json(
                 "lambda",
                 Method::PUT,
                 &format!("{path}/code"),
-                &[],
-                Some(&json!({ "ZipFile": encoded })),
+                &json!({ "ZipFile": encoded }),
+                format!("uploading {name}"),
             )
             .await?
     } else {
@@ -342,17 +342,16 @@ async fn deploy(
             ))
         })?;
         eprintln!("creating {name} ({} KB zipped)", zip.len().div_ceil(1024));
-        client.label_next_upload(format!("uploading {name}"));
         client
-            .json(
+            .upload_json(
                 "lambda",
                 Method::POST,
                 "/2015-03-31/functions",
-                &[],
-                Some(&json!({
+                &json!({
                     "FunctionName": name, "Runtime": runtime, "Handler": handler, "Role": role,
                     "Code": { "ZipFile": encoded },
-                })),
+                }),
+                format!("uploading {name}"),
             )
             .await?
     };
@@ -458,14 +457,7 @@ pub async fn tasks(client: &Client, output: Output) -> Result<(), CallError> {
 /// `nimbus status`: the server's health, service by service.
 pub async fn status(client: &Client, output: Output) -> Result<(), CallError> {
     let (code, _, body) = client
-        .send(
-            "health",
-            Method::GET,
-            "/_nimbus/health",
-            "",
-            &[],
-            Vec::new(),
-        )
+        .plain(Method::GET, "/_nimbus/health", None, Vec::new())
         .await?;
     let health: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if output == Output::Json {
@@ -495,20 +487,54 @@ pub async fn status(client: &Client, output: Output) -> Result<(), CallError> {
 }
 
 /// `nimbus console`: a login link for the web console, good once for five minutes.
+/// The server gets temporary credentials from GetSessionToken, never the long-term
+/// secret.
 pub async fn console_link(client: &Client, output: Output) -> Result<(), CallError> {
     let keys = client.keys();
-    let body = json!({
-        "accessKeyId": keys.access_key_id,
-        "secretAccessKey": keys.secret,
-        "sessionToken": keys.session_token,
-    });
+    let body = match &keys.session_token {
+        Some(token) => json!({
+            "accessKeyId": keys.access_key_id,
+            "secretAccessKey": keys.secret,
+            "sessionToken": token,
+        }),
+        None => {
+            let form = "Action=GetSessionToken&Version=2011-06-15";
+            let (status, _, answer) = client
+                .send(
+                    "sts",
+                    Method::POST,
+                    "/",
+                    "",
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    Upload::new(form.as_bytes().to_vec(), None),
+                )
+                .await?;
+            let fields = [
+                "AccessKeyId",
+                "SecretAccessKey",
+                "SessionToken",
+                "Expiration",
+            ];
+            let credentials = xml::first_record(&answer, "Credentials", &fields)
+                .filter(|_| status.is_success())
+                .ok_or_else(|| {
+                    let message = xml::first_record(&answer, "Error", &["Message"])
+                        .map_or_else(|| status.to_string(), |mut record| record.remove(0));
+                    CallError(format!("GetSessionToken failed: {message}"))
+                })?;
+            json!({
+                "accessKeyId": credentials[0],
+                "secretAccessKey": credentials[1],
+                "sessionToken": credentials[2],
+                "expiration": credentials[3],
+            })
+        }
+    };
     let (code, _, body) = client
-        .send(
-            "console",
+        .plain(
             Method::POST,
             "/console/api/links",
-            "",
-            &[("content-type", "application/json")],
+            Some("application/json"),
             body.to_string().into_bytes(),
         )
         .await?;
@@ -608,14 +634,7 @@ fn docs_pages(operations: &Value) -> Vec<(String, String)> {
 /// routing tables.
 pub async fn docs(client: &Client, _output: Output, args: DocsArgs) -> Result<(), CallError> {
     let (code, _, body) = client
-        .send(
-            "health",
-            Method::GET,
-            "/_nimbus/operations",
-            "",
-            &[],
-            Vec::new(),
-        )
+        .plain(Method::GET, "/_nimbus/operations", None, Vec::new())
         .await?;
     if !code.is_success() {
         return Err(CallError(format!("the server answered {code}")));
@@ -1071,7 +1090,7 @@ impl Registry<'_> {
         method: Method,
         uri: &str,
         content_type: Option<&str>,
-        body: Vec<u8>,
+        body: Upload,
     ) -> Result<http::HeaderMap, CallError> {
         let mut headers = http::HeaderMap::new();
         let value = |text: &str| {
@@ -1102,7 +1121,7 @@ impl Registry<'_> {
                 Method::HEAD,
                 &format!("/v2/{repo}/blobs/{digest}"),
                 None,
-                Vec::new(),
+                Upload::new(Vec::new(), None),
             )
             .await
             .is_ok();
@@ -1119,7 +1138,7 @@ impl Registry<'_> {
                 Method::POST,
                 &format!("/v2/{repo}/blobs/uploads/"),
                 None,
-                Vec::new(),
+                Upload::new(Vec::new(), None),
             )
             .await?;
         let location = headers
@@ -1131,12 +1150,11 @@ impl Registry<'_> {
             rest.find('/').map_or(rest, |at| &rest[at..])
         });
         let separator = if location.contains('?') { '&' } else { '?' };
-        self.client.label_next_upload(format!("{kind} {short}"));
         self.request(
             Method::PUT,
             &format!("{location}{separator}digest={digest}"),
             Some("application/octet-stream"),
-            data,
+            Upload::new(data, Some(format!("{kind} {short}"))),
         )
         .await?;
         eprintln!(
@@ -1179,7 +1197,7 @@ impl Registry<'_> {
             Method::PUT,
             &format!("/v2/{repo}/manifests/{reference}"),
             Some(&media_type),
-            bytes,
+            Upload::new(bytes, None),
         )
         .await?;
         Ok(digest)

@@ -75,6 +75,11 @@ impl Upload {
         }
     }
 
+    /// The whole body, as signed.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
     fn draw(&self) {
         let Some(label) = &self.bar else { return };
         let total = self.data.len();
