@@ -204,6 +204,17 @@ impl OciRuntime {
         }
     }
 
+    /// The propagation that lets slot mounts reach sandboxes: `rslave`, which runc
+    /// and crun take (and every CI run has used); youki refuses anything but the
+    /// spec's names, and the sandbox suite passes under it with `slave`.
+    fn root_propagation(&self) -> &'static str {
+        if self.name() == "youki" {
+            "slave"
+        } else {
+            "rslave"
+        }
+    }
+
     /// The runtime's name, for messages.
     pub fn name(&self) -> String {
         self.cli
@@ -253,11 +264,7 @@ impl OciRuntime {
             tmp_mb: template.tmp_mb,
             cgroup: &cgroup_path,
             image: !template.image.is_empty(),
-            root_propagation: if self.name() == "youki" {
-                "slave"
-            } else {
-                "rslave"
-            },
+            root_propagation: self.root_propagation(),
         })
         .map_err(|err| start_error(format!("cannot write a bundle: {err}")))?;
         config
