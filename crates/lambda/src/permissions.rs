@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::error::{conflict, invalid_parameter, not_found};
 use crate::functions::Functions;
 use crate::names::FunctionRef;
+use nimbus_auth::policy::{Policy, PolicyKind};
 use nimbus_edge::AwsError;
 
 /// An AddPermission request body, as botocore's `lambda` model shapes it.
@@ -25,6 +26,11 @@ fn valid_statement_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A function's statements as the policy document GetPolicy answers and IAM reads.
+fn policy_document(statements: &[Value]) -> String {
+    json!({ "Version": "2012-10-17", "Id": "default", "Statement": statements }).to_string()
 }
 
 /// `*` matches any run of characters, as `ArnLike` does.
@@ -96,6 +102,10 @@ impl Functions {
             statement["Condition"] = Value::Object(condition);
         }
         record.policy.push(statement.clone());
+        // Checked as the whole document the evaluator will read: one that did not
+        // parse would deny every request on the function.
+        Policy::parse(&policy_document(&record.policy), PolicyKind::Resource)
+            .map_err(|err| invalid_parameter(format!("The policy is invalid: {err}")))?;
         Ok(statement)
         })?;
         Ok(json!({ "Statement": statement.to_string() }))
@@ -133,10 +143,7 @@ impl Functions {
     /// The function's resource policy as a document, if it has statements.
     pub fn policy_document(&self, name: &str) -> Option<String> {
         let record = self.load(name).ok()?.value;
-        (!record.policy.is_empty()).then(|| {
-            json!({ "Version": "2012-10-17", "Id": "default", "Statement": record.policy })
-                .to_string()
-        })
+        (!record.policy.is_empty()).then(|| policy_document(&record.policy))
     }
 
     /// Whether the function's policy lets `service` invoke it on behalf of
