@@ -57,6 +57,12 @@ pub trait Authorizer: Send + Sync {
     /// `Principal` is `*` (or whose `NotPrincipal` leaves it in).
     fn authorize_anonymous(&self, source_ip: Option<IpAddr>, access: &Access)
     -> Result<(), String>;
+
+    /// The same question for an AWS service acting on its own (S3 delivering a
+    /// bucket's events to a function): only the resource's policy can allow it,
+    /// through a statement naming the service (`{"Service": "s3.amazonaws.com"}`);
+    /// `aws:SourceArn` and `aws:SourceAccount` come in the access's context.
+    fn authorize_service(&self, service: &str, access: &Access) -> Result<(), String>;
 }
 
 /// Allows every request: what a server without IAM (tests of other layers) uses.
@@ -68,6 +74,10 @@ impl Authorizer for AllowAll {
     }
 
     fn authorize_anonymous(&self, _: Option<IpAddr>, _: &Access) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn authorize_service(&self, _: &str, _: &Access) -> Result<(), String> {
         Ok(())
     }
 }

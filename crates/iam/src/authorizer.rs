@@ -274,6 +274,22 @@ impl Authorizer for IamAuthorizer {
             access,
         )
     }
+
+    fn authorize_service(&self, service: &str, access: &Access) -> Result<(), String> {
+        let who = PrincipalRef {
+            aws: &[],
+            account: "",
+            service: Some(service),
+        };
+        decide(
+            &format!("Service: {service}"),
+            "resource-based",
+            Ok(Arc::new(Vec::new())),
+            &who,
+            global_context(None),
+            access,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -388,5 +404,26 @@ mod tests {
         // Nothing allows without a policy.
         let bare = Access::new("ecr:BatchGetImage", repo);
         assert!(authorizer.authorize_anonymous(None, &bare).is_err());
+    }
+
+    #[test]
+    fn services_are_judged_by_the_resource_policy_and_their_source() {
+        let (_dir, authorizer, _) = with_alice(&[]);
+        let function = "arn:aws:lambda:us-east-1:000000000000:function:f";
+        // What AddPermission writes for `--principal s3.amazonaws.com --source-arn ...`.
+        let policy = r#"{"Version":"2012-10-17","Id":"default","Statement":[{"Sid":"s3","Effect":"Allow",
+            "Principal":{"Service":"s3.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:000000000000:function:f",
+            "Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:s3:::in-*"},"StringEquals":{"AWS:SourceAccount":"000000000000"}}}]}"#;
+        let deliver = |service: &str, bucket: &str, account: &str| {
+            let access = Access::new("lambda:InvokeFunction", function)
+                .with_policy(Some(policy))
+                .with_context("aws:SourceArn", vec![format!("arn:aws:s3:::{bucket}")])
+                .with_context("aws:SourceAccount", vec![account.to_owned()]);
+            authorizer.authorize_service(service, &access)
+        };
+        assert!(deliver("s3.amazonaws.com", "in-photos", ACCOUNT).is_ok());
+        assert!(deliver("s3.amazonaws.com", "out", ACCOUNT).is_err());
+        assert!(deliver("s3.amazonaws.com", "in-photos", "111111111111").is_err());
+        assert!(deliver("sns.amazonaws.com", "in-photos", ACCOUNT).is_err());
     }
 }
