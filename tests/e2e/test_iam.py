@@ -132,6 +132,22 @@ def test_malformed_policy_documents_are_refused(iam, document):
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+def test_add_permission_refuses_a_statement_iam_cannot_read(lambda_client, unique_name):
+    create_function(lambda_client, unique_name, zip_function("py_probe"))
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        lambda_client.add_permission(FunctionName=unique_name, StatementId="bad", Action="lambda:InvokeFunction",
+                                     Principal="alice")
+    assert error_code(excinfo) == "InvalidParameterValueException"
+    assert "Invalid principal" in excinfo.value.response["Error"]["Message"]
+    lambda_client.add_permission(FunctionName=unique_name, StatementId="s3", Action="lambda:InvokeFunction",
+                                 Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::uploads",
+                                 SourceAccount=ACCOUNT)
+    lambda_client.add_permission(FunctionName=unique_name, StatementId="account", Action="lambda:GetFunction",
+                                 Principal=ACCOUNT)
+    statements = json.loads(lambda_client.get_policy(FunctionName=unique_name)["Policy"])["Statement"]
+    assert [statement["Sid"] for statement in statements] == ["s3", "account"]
+
+
 def test_a_user_may_do_only_what_its_policy_allows(nimbus, iam, lambda_client):
     suffix = uuid.uuid4().hex[:6]
     allowed, other = f"allowed-{suffix}", f"other-{suffix}"

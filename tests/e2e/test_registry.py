@@ -5,6 +5,7 @@ and the spec's errors for bad input over raw HTTP.
 Runs alone with `pytest tests/e2e/test_registry.py`; needs root, skopeo, podman and
 umoci (scripts/test.sh installs them)."""
 
+import base64
 import gzip
 import json
 import os
@@ -417,3 +418,69 @@ def test_iam_users_pull_and_push_as_their_policies_allow(nimbus, repo, password,
     pushed = skopeo("copy", "--dest-tls-verify=false", "--dest-creds", reader, f"oci:{layout}:v1",
                     f"docker://{host}/{repo}:by-reader", check=False)
     assert pushed.returncode != 0, "a read-only user cannot push"
+
+
+@pytest.mark.parametrize("document", [
+    "not json",
+    json.dumps({"Version": "2012-10-17", "Statement": []}),
+    json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage"}]}),
+    json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "BatchGetImage"}]}),
+    json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "alice"},
+                                                        "Action": "ecr:BatchGetImage"}]}),
+    json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:*",
+                                                        "Condition": {"IpAddressish": {"aws:SourceIp": "10.0.0.0/8"}}}]}),
+])
+def test_set_repository_policy_refuses_what_iam_cannot_read(nimbus, repo, document):
+    ecr = nimbus.client("ecr")
+    with pytest.raises(ecr.exceptions.InvalidParameterException) as excinfo:
+        ecr.set_repository_policy(repositoryName=repo, policyText=document)
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "Invalid repository policy provided" in excinfo.value.response["Error"]["Message"]
+    with pytest.raises(ecr.exceptions.RepositoryPolicyNotFoundException):
+        ecr.get_repository_policy(repositoryName=repo)
+
+
+def test_anonymous_pulls_honour_the_policys_conditions(nimbus, repo):
+    ecr = nimbus.client("ecr")
+    anonymous = Registry(nimbus.endpoint, repo)
+
+    def allow_listing_from(cidr, **statement):
+        ecr.set_repository_policy(repositoryName=repo, policyText=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": "*", "Action": "ecr:ListImages",
+                "Condition": {"IpAddress": {"aws:SourceIp": cidr}}, **statement}]}))
+        return anonymous.request("GET", "tags/list")
+
+    assert allow_listing_from("127.0.0.0/8").status_code == 200
+    refused = allow_listing_from("203.0.113.0/24")
+    assert (refused.status_code, error_code(refused)) == (401, "UNAUTHORIZED")
+    # A statement for another repository's ARN does not open this one.
+    other = f"arn:aws:ecr:us-east-1:000000000000:repository/{repo}-other"
+    assert allow_listing_from("127.0.0.0/8", Resource=other).status_code == 401
+
+
+def test_a_deactivated_key_cannot_log_in_nor_use_its_tokens(nimbus, repo, host, podman):
+    iam = nimbus.client("iam")
+    name = f"pusher-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=name)
+    iam.attach_user_policy(UserName=name, PolicyArn="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser")
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    keys = {"key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    token = nimbus.client("ecr", **keys).get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    password = base64.b64decode(token).decode().removeprefix("AWS:")
+
+    def login(user, secret):
+        return podman("login", "--tls-verify=false", "-u", user, "--password-stdin", host, stdin=secret, check=False)
+
+    assert login("AWS", password).returncode == 0
+    assert login(key["AccessKeyId"], key["SecretAccessKey"]).returncode == 0
+    assert Registry(nimbus.endpoint, repo, ("AWS", password)).request("GET", "tags/list").status_code == 200
+
+    iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+    assert login("AWS", password).returncode != 0, "a token issued before the key was deactivated"
+    assert login(key["AccessKeyId"], key["SecretAccessKey"]).returncode != 0
+    refused = Registry(nimbus.endpoint, repo, ("AWS", password)).request("GET", "tags/list")
+    assert (refused.status_code, error_code(refused)) == (401, "UNAUTHORIZED")
+
+    iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
+    assert login("AWS", password).returncode == 0

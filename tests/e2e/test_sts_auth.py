@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import time
+import uuid
 
 import botocore.exceptions
 import pytest
@@ -116,6 +117,47 @@ def test_a_presigned_url_works_until_it_expires(nimbus):
     assert requests.post(fresh, timeout=10).status_code == 403, "signed for GET, sent as POST"
     tampered = requests.get(fresh.replace("GetCallerIdentity", "GetSessionToken"), timeout=10)
     assert tampered.status_code == 403
+
+
+def test_presigned_get_caller_identity_as_eks_tokens_and_vault_use_it(nimbus):
+    """`aws eks get-token` presigns GetCallerIdentity for GET with a signed
+    x-k8s-aws-id header, and the cluster fetches the URL. botocore's presigner
+    (SigV4QueryAuth) signs the empty payload's sha256 for every service but S3."""
+    iam = nimbus.client("iam")
+    name = f"eks-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    sts = nimbus.client("sts", key_id=key["AccessKeyId"], secret=key["SecretAccessKey"])
+
+    def add_cluster_id(request, **_):
+        request.headers["x-k8s-aws-id"] = "my-cluster"
+
+    sts.meta.events.register("before-sign.sts.GetCallerIdentity", add_cluster_id)
+    url = sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET")
+    response = requests.get(url, headers={"x-k8s-aws-id": "my-cluster"}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert f"<Arn>arn:aws:iam::000000000000:user/{name}</Arn>" in response.text
+    other = requests.get(url, headers={"x-k8s-aws-id": "other-cluster"}, timeout=10)
+    assert other.status_code == 403, "the cluster id is signed"
+    sts.meta.events.unregister("before-sign.sts.GetCallerIdentity", add_cluster_id)
+
+    # Session credentials travel in the URL as X-Amz-Security-Token.
+    issued = sts.get_session_token(DurationSeconds=900)["Credentials"]
+    session = nimbus.client("sts", key_id=issued["AccessKeyId"], secret=issued["SecretAccessKey"],
+                            token=issued["SessionToken"])
+    url = session.generate_presigned_url("get_caller_identity", ExpiresIn=60, HttpMethod="GET")
+    assert "X-Amz-Security-Token=" in url
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    assert f"user/{name}</Arn>" in response.text
+
+    # Without HttpMethod, botocore presigns for the operation's own method, POST;
+    # the signature covers the method, so the URL works with a POST, as on AWS.
+    url = sts.generate_presigned_url("get_caller_identity", ExpiresIn=60)
+    response = requests.post(url, timeout=10)
+    assert response.status_code == 200, response.text
+    assert f"user/{name}</Arn>" in response.text
+    assert requests.get(url, timeout=10).status_code == 403
 
 
 def test_a_body_that_differs_from_its_signed_sha256_is_rejected(nimbus):

@@ -1,7 +1,8 @@
 //! The question every service asks before it acts: may this caller perform this
 //! action on this resource? The IAM service answers it (identity policies, the
-//! resource's own policy, the request's context); the edge hands each request the
-//! deployment's answerer.
+//! resource's own policy, the request's context) with the one evaluator in
+//! [`crate::policy`]; the edge hands each request the deployment's answerer. Services
+//! never judge a policy themselves, not even for callers without credentials.
 
 use std::net::IpAddr;
 
@@ -50,6 +51,18 @@ pub trait Authorizer: Send + Sync {
         source_ip: Option<IpAddr>,
         access: &Access,
     ) -> Result<(), String>;
+
+    /// The same question for a caller that presented no credentials (a public image
+    /// pull): only the resource's policy can allow it, through a statement whose
+    /// `Principal` is `*` (or whose `NotPrincipal` leaves it in).
+    fn authorize_anonymous(&self, source_ip: Option<IpAddr>, access: &Access)
+    -> Result<(), String>;
+
+    /// The same question for an AWS service acting on its own (S3 delivering a
+    /// bucket's events to a function): only the resource's policy can allow it,
+    /// through a statement naming the service (`{"Service": "s3.amazonaws.com"}`);
+    /// `aws:SourceArn` and `aws:SourceAccount` come in the access's context.
+    fn authorize_service(&self, service: &str, access: &Access) -> Result<(), String>;
 }
 
 /// Allows every request: what a server without IAM (tests of other layers) uses.
@@ -57,6 +70,14 @@ pub struct AllowAll;
 
 impl Authorizer for AllowAll {
     fn authorize(&self, _: &Caller, _: Option<IpAddr>, _: &Access) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn authorize_anonymous(&self, _: Option<IpAddr>, _: &Access) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn authorize_service(&self, _: &str, _: &Access) -> Result<(), String> {
         Ok(())
     }
 }

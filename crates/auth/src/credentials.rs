@@ -173,7 +173,7 @@ impl CredentialStore {
         self.get(access_key_id).filter(|c| !c.inactive)
     }
 
-    pub fn get(&self, access_key_id: &str) -> Option<Arc<Credential>> {
+    fn get(&self, access_key_id: &str) -> Option<Arc<Credential>> {
         self.cache
             .read()
             .expect("credential cache poisoned")

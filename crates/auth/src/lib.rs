@@ -424,4 +424,41 @@ mod tests {
             Err(AuthError::ExpiredToken)
         ));
     }
+
+    /// A URL from botocore 1.x: `generate_presigned_url("get_caller_identity",
+    /// HttpMethod="GET")`. botocore's `SigV4QueryAuth` signs the empty payload's
+    /// sha256 for every service but S3 (whose `S3SigV4QueryAuth` signs
+    /// `UNSIGNED-PAYLOAD`), as the Go SDK behind EKS tokens does.
+    #[test]
+    fn presigned_sts_urls_verify_as_botocore_signs_them() {
+        let query = "Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20261207%2Fus-east-1%2Fsts%2Faws4_request&X-Amz-Date=20261207T042055Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=a8e7fcbc4a1bfbde4e8cd4d46132daaa97d3561f1e959575c76e8ab33ecee5e2";
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "127.0.0.1:4566".parse().unwrap());
+        let check = |method: &str| {
+            let parts = RequestParts {
+                method,
+                path: "/",
+                query,
+                headers: &headers,
+            };
+            let signature = SignatureV4::from_request(&parts).unwrap().unwrap();
+            let key =
+                sigv4::signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", &signature.scope);
+            let checked = HeadersChecked {
+                signature,
+                key: Some(key),
+                caller: Caller {
+                    principal: Principal::root("000000000000"),
+                    access_key_id: "AKIDEXAMPLE".into(),
+                    is_session: false,
+                },
+            };
+            checked
+                .finish(&parts, b"", PathStyle::Normalized)
+                .map(|(caller, _)| caller.access_key_id)
+        };
+        assert_eq!(check("GET").unwrap(), "AKIDEXAMPLE");
+        // The method is signed: a URL presigned for GET is refused as a POST.
+        assert_eq!(check("POST").unwrap_err(), AuthError::SignatureMismatch);
+    }
 }

@@ -28,8 +28,14 @@ impl RoleSessions {
         principal: &PrincipalRef,
         context: &[(String, Vec<String>)],
     ) -> Decision {
-        let Ok(trust) = Policy::parse(&role.trust, PolicyKind::Trust) else {
-            return Decision::ImplicitDeny;
+        // Trust policies are validated when written; one that still fails to parse
+        // (written by an older version) lets nobody in.
+        let trust = match Policy::parse(&role.trust, PolicyKind::Trust) {
+            Ok(trust) => trust,
+            Err(err) => {
+                tracing::error!(role = %role.name, error = %err, "trust policy cannot be parsed: assuming the role is denied");
+                return Decision::ImplicitDeny;
+            }
         };
         let arn = self.store.role_arn(role);
         trust.evaluate(&Request {

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use nimbus_auth::authz::{Access, Authorizer};
+
 use crate::async_queue::AsyncQueue;
 use crate::functions::Functions;
 use crate::names::FunctionRef;
@@ -11,11 +13,20 @@ use crate::names::FunctionRef;
 pub struct BucketEvents {
     functions: Arc<Functions>,
     queue: Arc<AsyncQueue>,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 impl BucketEvents {
-    pub fn new(functions: Arc<Functions>, queue: Arc<AsyncQueue>) -> Self {
-        Self { functions, queue }
+    pub fn new(
+        functions: Arc<Functions>,
+        queue: Arc<AsyncQueue>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Self {
+        Self {
+            functions,
+            queue,
+            authorizer,
+        }
     }
 
     fn function(&self, arn: &str) -> Result<FunctionRef, String> {
@@ -31,18 +42,15 @@ impl nimbus_s3::EventTarget for BucketEvents {
             Err(reason) => return Some(reason),
         };
         let source = format!("arn:aws:s3:::{bucket}");
-        match self.functions.service_may_invoke(
-            &function.name,
-            "s3.amazonaws.com",
-            &source,
-            account,
-        ) {
-            Ok(true) => None,
-            Ok(false) => Some(format!(
-                "the function's resource policy does not let s3.amazonaws.com invoke it for {source}"
-            )),
-            Err(err) => Some(err.message),
-        }
+        let arn = self.functions.arn(&function.name, None);
+        let policy = self.functions.policy_document(&function.name);
+        let access = Access::new("lambda:InvokeFunction", &arn)
+            .with_policy(policy.as_deref())
+            .with_context("aws:SourceArn", vec![source])
+            .with_context("aws:SourceAccount", vec![account.to_owned()]);
+        self.authorizer
+            .authorize_service("s3.amazonaws.com", &access)
+            .err()
     }
 
     fn stage(

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::error::{conflict, invalid_parameter, not_found};
 use crate::functions::Functions;
 use crate::names::FunctionRef;
+use nimbus_auth::policy::{Policy, PolicyKind};
 use nimbus_edge::AwsError;
 
 /// An AddPermission request body, as botocore's `lambda` model shapes it.
@@ -27,16 +28,9 @@ fn valid_statement_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `*` matches any run of characters, as `ArnLike` does.
-fn arn_like(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, tail)) => {
-            text.starts_with(head)
-                && (0..=text.len() - head.len())
-                    .any(|skip| arn_like(tail, &text[head.len() + skip..]))
-        }
-    }
+/// A function's statements as the policy document GetPolicy answers and IAM reads.
+fn policy_document(statements: &[Value]) -> String {
+    json!({ "Version": "2012-10-17", "Id": "default", "Statement": statements }).to_string()
 }
 
 impl Functions {
@@ -96,6 +90,10 @@ impl Functions {
             statement["Condition"] = Value::Object(condition);
         }
         record.policy.push(statement.clone());
+        // Checked as the whole document the evaluator will read: one that did not
+        // parse would deny every request on the function.
+        Policy::parse(&policy_document(&record.policy), PolicyKind::Resource)
+            .map_err(|err| invalid_parameter(format!("The policy is invalid: {err}")))?;
         Ok(statement)
         })?;
         Ok(json!({ "Statement": statement.to_string() }))
@@ -133,51 +131,6 @@ impl Functions {
     /// The function's resource policy as a document, if it has statements.
     pub fn policy_document(&self, name: &str) -> Option<String> {
         let record = self.load(name).ok()?.value;
-        (!record.policy.is_empty()).then(|| {
-            json!({ "Version": "2012-10-17", "Id": "default", "Statement": record.policy })
-                .to_string()
-        })
-    }
-
-    /// Whether the function's policy lets `service` invoke it on behalf of
-    /// `source_arn` in `source_account`.
-    pub fn service_may_invoke(
-        &self,
-        name: &str,
-        service: &str,
-        source_arn: &str,
-        source_account: &str,
-    ) -> Result<bool, AwsError> {
-        let record = self.load(name)?.value;
-        Ok(record.policy.iter().any(|statement| {
-            let principal = &statement["Principal"];
-            let principal_ok =
-                principal == "*" || principal["Service"] == service || principal["AWS"] == "*";
-            let action_ok = matches!(
-                statement["Action"].as_str(),
-                Some("lambda:InvokeFunction" | "lambda:*" | "*")
-            );
-            let condition = &statement["Condition"];
-            let arn_ok = condition["ArnLike"]["AWS:SourceArn"]
-                .as_str()
-                .is_none_or(|pattern| arn_like(pattern, source_arn));
-            let account_ok = condition["StringEquals"]["AWS:SourceAccount"]
-                .as_str()
-                .is_none_or(|account| account == source_account);
-            statement["Effect"] == "Allow" && principal_ok && action_ok && arn_ok && account_ok
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::arn_like;
-
-    #[test]
-    fn arn_like_matches_wildcards() {
-        assert!(arn_like("arn:aws:s3:::in", "arn:aws:s3:::in"));
-        assert!(arn_like("arn:aws:s3:::in-*", "arn:aws:s3:::in-photos"));
-        assert!(!arn_like("arn:aws:s3:::in", "arn:aws:s3:::out"));
-        assert!(arn_like("*", "anything"));
+        (!record.policy.is_empty()).then(|| policy_document(&record.policy))
     }
 }

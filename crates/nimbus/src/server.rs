@@ -449,7 +449,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     )
     .map_err(io_at(&data_dir))?;
     let queue = AsyncQueue::start(meta.clone(), invoker.clone());
-    let bucket_events = Arc::new(BucketEvents::new(functions.clone(), queue.clone()));
+    let bucket_events = Arc::new(BucketEvents::new(
+        functions.clone(),
+        queue.clone(),
+        authorizer.clone(),
+    ));
     let scheduler = Scheduler::new(
         meta.clone(),
         Arc::new(ScheduleTargets::new(functions.clone(), queue.clone())),

@@ -1,7 +1,7 @@
-//! Who may do what in the registry: the tokens `GetAuthorizationToken` and the
-//! `/v2/token` endpoint issue, the credentials registry clients present (Basic with
-//! user `AWS` and a token, Basic with an access key pair, Bearer), and the decision
-//! for one action on one repository.
+//! Who is calling the registry: the tokens `GetAuthorizationToken` and the
+//! `/v2/token` endpoint issue, and the credentials registry clients present (Basic
+//! with user `AWS` and a token, Basic with an access key pair, Bearer). What a caller
+//! may do is IAM's decision ([`crate::Registry::permits`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,8 +14,6 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-
-use crate::store::RepoRecord;
 
 /// How long an ECR authorization token (a `podman login` password) is good for.
 pub const LOGIN_TOKEN_SECS: i64 = 12 * 3600;
@@ -32,7 +30,7 @@ struct Claims {
 
 /// Issues and checks registry tokens: claims signed with a key kept in the data dir,
 /// so tokens survive restarts. A token names an access key, not a principal, so a
-/// deleted or expired key takes its tokens with it.
+/// deleted, deactivated or expired key takes its tokens with it.
 pub struct Tokens {
     key: [u8; 32],
     credentials: Arc<CredentialStore>,
@@ -124,11 +122,15 @@ impl Tokens {
         if claims.k.is_empty() {
             return Ok(None);
         }
+        // The key is looked up at each use, so deactivating or deleting it takes the
+        // tokens issued to it with it.
         let credential = self
             .credentials
-            .get(&claims.k)
+            .active(&claims.k)
             .filter(|credential| !credential.is_expired(now))
-            .ok_or(Refused("the credentials the token was issued to are gone"))?;
+            .ok_or(Refused(
+                "the credentials the token was issued to are inactive or gone",
+            ))?;
         Ok(Some(Identity {
             access_key_id: claims.k,
             principal: credential.principal.clone(),
@@ -180,7 +182,7 @@ impl Tokens {
         now: OffsetDateTime,
     ) -> Result<Identity, Refused> {
         let refused = Refused("invalid username or password");
-        let credential = self.credentials.get(access_key_id).ok_or(refused)?;
+        let credential = self.credentials.active(access_key_id).ok_or(refused)?;
         let matches: bool = credential
             .secret_access_key
             .as_bytes()
@@ -201,139 +203,9 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     given.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
-/// Whether `caller` (`None`: anonymous) may perform `action` (`ecr:BatchGetImage`)
-/// on `repo`. The account root may do anything. Anyone else needs the repository's
-/// policy to allow it and not deny it; identity policies arrive with IAM.
-pub fn allowed(caller: Option<&Principal>, action: &str, repo: &RepoRecord) -> bool {
-    if caller.is_some_and(Principal::is_root) {
-        return true;
-    }
-    let Some(policy) = repo
-        .policy
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-    else {
-        return false;
-    };
-    let mut allow = false;
-    for statement in statements(&policy) {
-        if !principal_matches(&statement["Principal"], caller)
-            || !action_matches(&statement["Action"], action)
-        {
-            continue;
-        }
-        match statement["Effect"].as_str() {
-            Some("Deny") => return false,
-            Some("Allow") => allow = true,
-            _ => {}
-        }
-    }
-    allow
-}
-
-fn statements(policy: &serde_json::Value) -> Vec<&serde_json::Value> {
-    match &policy["Statement"] {
-        serde_json::Value::Array(list) => list.iter().collect(),
-        single @ serde_json::Value::Object(_) => vec![single],
-        _ => Vec::new(),
-    }
-}
-
-fn strings(value: &serde_json::Value) -> Vec<&str> {
-    match value {
-        serde_json::Value::String(text) => vec![text.as_str()],
-        serde_json::Value::Array(list) => list.iter().filter_map(|v| v.as_str()).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn principal_matches(principal: &serde_json::Value, caller: Option<&Principal>) -> bool {
-    let named = match principal {
-        serde_json::Value::String(star) => return star == "*",
-        serde_json::Value::Object(map) => map.get("AWS").map(strings).unwrap_or_default(),
-        _ => return false,
-    };
-    named.iter().any(|name| {
-        *name == "*"
-            || caller.is_some_and(|caller| {
-                *name == caller.arn()
-                    || *name == caller.account_id
-                    || *name == format!("arn:aws:iam::{}:root", caller.account_id)
-            })
-    })
-}
-
-fn action_matches(actions: &serde_json::Value, action: &str) -> bool {
-    strings(actions)
-        .iter()
-        .any(|pattern| wildcard_match(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase()))
-}
-
-/// `*` for any run of characters and `?` for one, as IAM and ECR lifecycle rules use.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) =
-        (pattern.chars().collect(), text.chars().collect());
-    let (mut p, mut t, mut star, mut mark) = (0, 0, None, 0);
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some(p);
-            mark = t;
-            p += 1;
-        } else if let Some(s) = star {
-            p = s + 1;
-            mark += 1;
-            t = mark;
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|c| *c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn repo(policy: Option<&str>) -> RepoRecord {
-        RepoRecord {
-            name: "app".into(),
-            created_at: 0.0,
-            tag_mutability: "MUTABLE".into(),
-            scan_on_push: false,
-            policy: policy.map(str::to_owned),
-            lifecycle: None,
-            tags: Default::default(),
-        }
-    }
-
-    #[test]
-    fn a_public_pull_policy_lets_anyone_pull_and_nobody_push() {
-        let public = repo(Some(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#,
-        ));
-        assert!(allowed(None, "ecr:BatchGetImage", &public));
-        assert!(!allowed(None, "ecr:PutImage", &public));
-        assert!(!allowed(None, "ecr:BatchGetImage", &repo(None)));
-        assert!(allowed(
-            Some(&Principal::root("000000000000")),
-            "ecr:PutImage",
-            &repo(None)
-        ));
-    }
-
-    #[test]
-    fn deny_beats_allow_and_wildcards_match() {
-        let policy = repo(Some(
-            r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"ecr:*"},{"Effect":"Deny","Principal":"*","Action":"ecr:Put*"}]}"#,
-        ));
-        assert!(allowed(None, "ecr:BatchGetImage", &policy));
-        assert!(!allowed(None, "ecr:PutImage", &policy));
-        assert!(wildcard_match("prod-*", "prod-1") && !wildcard_match("prod-*", "dev-1"));
-        assert!(wildcard_match("a?c*", "abcdef") && wildcard_match("*", ""));
-    }
 
     #[test]
     fn tokens_round_trip_expire_and_resist_tampering() {
@@ -355,5 +227,36 @@ mod tests {
         // A token for a key the store does not know is refused.
         let (unknown, _) = tokens.issue("AKIDUNKNOWN", 60, now);
         assert!(tokens.check(&unknown, now).is_err());
+    }
+
+    #[test]
+    fn an_inactive_key_is_refused_as_a_password_and_through_its_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta =
+            Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let now = OffsetDateTime::now_utc();
+        let credentials = Arc::new(CredentialStore::load(meta, now).unwrap());
+        let tokens = Tokens::open(&dir.path().join("key"), credentials.clone()).unwrap();
+        let key = credentials
+            .issue_access_key(Principal::root("000000000000"), now)
+            .unwrap();
+        let basic = |user: &str, password: &str| {
+            format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+        };
+        let pair = basic(&key.access_key_id, &key.secret_access_key);
+        // Issued while the key is active, as `podman login` does before a push.
+        let (token, _) = tokens.issue(&key.access_key_id, LOGIN_TOKEN_SECS, now);
+        let login = basic("AWS", &token);
+        let bearer = format!("Bearer {token}");
+        for header in [&pair, &login, &bearer] {
+            assert!(tokens.caller(Some(header), now).unwrap().is_some());
+        }
+
+        credentials.set_inactive(&key.access_key_id, true).unwrap();
+        for header in [&pair, &login, &bearer] {
+            assert!(tokens.caller(Some(header), now).is_err(), "{header}");
+        }
+        credentials.set_inactive(&key.access_key_id, false).unwrap();
+        assert!(tokens.caller(Some(&login), now).unwrap().is_some());
     }
 }

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use nimbus_auth::authz::Access;
+use nimbus_auth::policy::{Policy, PolicyKind};
 use nimbus_edge::protocol::json11;
 use nimbus_edge::{
     AwsError, Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
@@ -230,7 +231,7 @@ impl EcrApi {
         let repo = self.registry.store.repository(name)?;
         if self
             .registry
-            .permits(Some(&ctx.caller.principal), action, &repo)
+            .permits(Some(&ctx.caller.principal), ctx.source_ip, action, &repo)
         {
             Ok(repo)
         } else {
@@ -399,6 +400,7 @@ impl EcrApi {
                     .filter(|repo| {
                         self.registry.permits(
                             Some(&ctx.caller.principal),
+                            ctx.source_ip,
                             "ecr:DescribeRepositories",
                             repo,
                         )
@@ -615,12 +617,11 @@ impl EcrApi {
                 let name = repo_name(input)?;
                 self.authorized(ctx, name, "ecr:SetRepositoryPolicy")?;
                 let policy = text(input, "policyText")?;
-                let parsed: Value = serde_json::from_str(policy).map_err(|err| invalid(format!("Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided': {err}")))?;
-                if !parsed["Statement"].is_array() && !parsed["Statement"].is_object() {
-                    return Err(invalid(
-                        "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided': no Statement",
-                    ));
-                }
+                // Parsed by the evaluator's own parser: a stored policy that did not
+                // parse would deny every request on the repository.
+                Policy::parse(policy, PolicyKind::Resource).map_err(|err| {
+                    invalid(format!("Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided': {err}"))
+                })?;
                 store.update_repository(name, |repo| {
                     repo.policy = Some(policy.to_owned());
                     Ok(())

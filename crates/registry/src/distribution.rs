@@ -3,6 +3,7 @@
 //! referrers, with the spec's error bodies; plus the Bearer token endpoint.
 
 use std::io::{Seek, SeekFrom};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,6 +14,7 @@ use axum::routing::any;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use nimbus_auth::Principal;
+use nimbus_edge::Peer;
 use time::OffsetDateTime;
 
 use crate::Registry;
@@ -202,6 +204,8 @@ struct Call {
     query: Vec<(String, String)>,
     body: Body,
     caller: Option<Identity>,
+    /// Where the connection came from (`aws:SourceIp`).
+    source_ip: Option<IpAddr>,
     /// The edge as the client addressed it, for the token realm.
     origin: String,
 }
@@ -251,7 +255,10 @@ impl Call {
             }
             Err(err) => return Err(err.into()),
         };
-        if self.registry.permits(self.principal(), action, &repo) {
+        if self
+            .registry
+            .permits(self.principal(), self.source_ip, action, &repo)
+        {
             return Ok(repo);
         }
         match &self.caller {
@@ -311,6 +318,7 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
         query,
         body,
         caller: None,
+        source_ip: parts.extensions.get::<Peer>().map(|peer| peer.0),
         origin: format!("http://{host}"),
     };
     let route = route(&decoded)
@@ -566,7 +574,12 @@ async fn start_upload(call: Call, name: &str) -> Result<Response, Failure> {
         // client gets a plain upload, as the spec says.
         let readable = names::valid_repository(from)
             && registry.store.repository(from).is_ok_and(|source| {
-                registry.permits(call.principal(), "ecr:BatchGetImage", &source)
+                registry.permits(
+                    call.principal(),
+                    call.source_ip,
+                    "ecr:BatchGetImage",
+                    &source,
+                )
             })
             && registry.store.repo_blob(from, &digest)?.is_some();
         if readable && registry.store.mount_blob(name, &digest)?.is_some() {

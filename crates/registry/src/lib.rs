@@ -10,6 +10,7 @@ pub mod names;
 pub mod store;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,23 +70,30 @@ impl Registry {
         }))
     }
 
-    /// Whether `caller` may do `action` on `repo`: IAM's decision (identity policies
-    /// and the repository policy) for a signed-in principal; the repository policy
-    /// alone for an anonymous one.
-    pub fn permits(&self, caller: Option<&Principal>, action: &str, repo: &RepoRecord) -> bool {
-        match caller {
-            Some(principal) if !principal.is_root() => {
+    /// Whether `caller` (`None`: anonymous) may do `action` on `repo`, connecting from
+    /// `source_ip`: IAM's one evaluator over the caller's identity policies and the
+    /// repository policy (for an anonymous caller, the repository policy alone).
+    pub fn permits(
+        &self,
+        caller: Option<&Principal>,
+        source_ip: Option<IpAddr>,
+        action: &str,
+        repo: &RepoRecord,
+    ) -> bool {
+        let arn = self.repository_arn(&repo.name);
+        let access = Access::new(action, &arn).with_policy(repo.policy.as_deref());
+        let decision = match caller {
+            Some(principal) => {
                 let caller = Caller {
                     principal: principal.clone(),
                     access_key_id: String::new(),
                     is_session: false,
                 };
-                let arn = self.repository_arn(&repo.name);
-                let access = Access::new(action, &arn).with_policy(repo.policy.as_deref());
-                self.authorizer.authorize(&caller, None, &access).is_ok()
+                self.authorizer.authorize(&caller, source_ip, &access)
             }
-            _ => access::allowed(caller, action, repo),
-        }
+            None => self.authorizer.authorize_anonymous(source_ip, &access),
+        };
+        decision.is_ok()
     }
 
     pub fn repository_arn(&self, name: &str) -> String {
@@ -170,5 +178,59 @@ impl Registry {
             tracing::info!(expired, blobs, files, "registry housekeeping");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nimbus_iam::{IamAuthorizer, IamStore};
+    use nimbus_storage::SqliteStore;
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    #[test]
+    fn anonymous_pulls_are_judged_by_iam_with_the_callers_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let credentials =
+            Arc::new(CredentialStore::load(meta.clone(), OffsetDateTime::now_utc()).unwrap());
+        let iam = Arc::new(IamStore::new(meta.clone(), "000000000000"));
+        let registry = Registry::open(
+            meta,
+            &dir.path().join("registry"),
+            credentials,
+            "000000000000",
+            "us-east-1",
+            Arc::new(IamAuthorizer::new(iam)),
+        )
+        .unwrap();
+        let repo = |policy: &str| RepoRecord {
+            name: "app".into(),
+            created_at: 0.0,
+            tag_mutability: "MUTABLE".into(),
+            scan_on_push: false,
+            policy: Some(policy.to_owned()),
+            lifecycle: None,
+            tags: Default::default(),
+        };
+        let office = repo(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"],"Condition":{"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}}}"#,
+        );
+        let pull = |ip: &str, action: &str, repo: &RepoRecord| {
+            registry.permits(None, ip.parse().ok(), action, repo)
+        };
+        assert!(pull("127.0.0.1", "ecr:BatchGetImage", &office));
+        assert!(!pull("203.0.113.9", "ecr:BatchGetImage", &office));
+        assert!(!pull("127.0.0.1", "ecr:PutImage", &office));
+        // NotAction: a Deny of everything but pulls leaves pulls to the Allow.
+        let pull_only = repo(
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:*"},{"Effect":"Deny","Principal":"*","NotAction":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#,
+        );
+        assert!(pull("127.0.0.1", "ecr:BatchGetImage", &pull_only));
+        assert!(!pull("127.0.0.1", "ecr:InitiateLayerUpload", &pull_only));
+        // The account root is not subject to the repository policy.
+        let root = Principal::root("000000000000");
+        assert!(registry.permits(Some(&root), None, "ecr:PutImage", &pull_only));
     }
 }

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::access::wildcard_match;
 use crate::store::{ManifestRecord, RegistryError, Store, now};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +199,30 @@ pub fn apply_all(store: &Store) -> Result<usize, RegistryError> {
     Ok(expired)
 }
 
+/// `*` for any run of characters and `?` for one, as ECR's `tagPatternList` uses.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), text.chars().collect());
+    let (mut p, mut t, mut star, mut mark) = (0, 0, None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +282,7 @@ mod tests {
             );
         }
         assert!(wildcard_match("v*-rc", "v1.2-rc"));
+        assert!(wildcard_match("prod-*", "prod-1") && !wildcard_match("prod-*", "dev-1"));
+        assert!(wildcard_match("a?c*", "abcdef") && wildcard_match("*", ""));
     }
 }
