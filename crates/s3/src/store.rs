@@ -283,6 +283,7 @@ impl Store {
         content_type: &str,
     ) -> Result<ObjectRecord> {
         use md5::Digest as _;
+        self.bucket(bucket)?;
         let mut writer = self.writer()?;
         std::io::Write::write_all(&mut writer, bytes)
             .map_err(|err| S3Error::Internal(err.to_string()))?;
@@ -308,6 +309,9 @@ impl Store {
         bucket: &str,
         deletions: Vec<(String, Vec<Staged>)>,
     ) -> Result<()> {
+        if deletions.is_empty() {
+            return Ok(());
+        }
         let batch = deletions
             .into_iter()
             .fold(WriteBatch::new(), |batch, (key, events)| {
