@@ -2060,4 +2060,112 @@ mod tests {
         });
         assert_eq!(ran, Ok("ran"), "blocking work waited for a reader");
     }
+
+    /// Allows every resource under a prefix, unless a resource policy is `deny`.
+    struct Under(&'static str);
+
+    impl nimbus_auth::authz::Authorizer for Under {
+        fn authorize(
+            &self,
+            _: &nimbus_auth::Caller,
+            _: Option<std::net::IpAddr>,
+            access: &Access,
+        ) -> Result<(), String> {
+            if access.resource.starts_with(self.0) && access.resource_policy != Some("deny") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "not allowed: {} on {}",
+                    access.action, access.resource
+                ))
+            }
+        }
+    }
+
+    fn core_with(buckets: &[&str]) -> (tempfile::TempDir, Core) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let blobs = Arc::new(nimbus_storage::FsBlobStore::open(&dir.path().join("b")).unwrap());
+        let store = Arc::new(Store::new(meta, blobs));
+        for name in buckets {
+            store
+                .create_bucket(BucketRecord {
+                    name: (*name).into(),
+                    created_at: 0.0,
+                    notifications: Vec::new(),
+                    policy: None,
+                })
+                .unwrap();
+        }
+        (
+            dir,
+            Core {
+                store,
+                events: None,
+            },
+        )
+    }
+
+    fn caller_allowed(prefix: &'static str) -> RequestContext {
+        RequestContext {
+            request_id: "r".into(),
+            caller: nimbus_auth::Caller {
+                principal: nimbus_auth::Principal::root("000000000000"),
+                access_key_id: String::new(),
+                is_session: false,
+            },
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            endpoint: String::new(),
+            source_ip: None,
+            protocol: Protocol::RestXml,
+            authorizer: Arc::new(Under(prefix)),
+        }
+    }
+
+    #[test]
+    fn a_batch_delete_deletes_only_the_keys_the_caller_may_delete() {
+        let (_dir, core) = core_with(&["photos"]);
+        for key in ["allowed/a", "other/b"] {
+            core.store
+                .put_bytes("photos", key, b"x", "text/plain")
+                .unwrap();
+        }
+        let ctx = caller_allowed("arn:aws:s3:::photos/allowed/");
+        let outcomes = core
+            .delete_objects(&ctx, "photos", vec!["allowed/a".into(), "other/b".into()])
+            .unwrap();
+        let outcomes: Vec<(&str, Option<&str>)> = outcomes
+            .iter()
+            .map(|(key, outcome)| (key.as_str(), outcome.as_ref().err().map(|err| &*err.code)))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("allowed/a", None), ("other/b", Some("AccessDenied"))]
+        );
+        let left: Vec<String> = core
+            .store
+            .list("photos", "", None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        assert_eq!(left, ["other/b"]);
+    }
+
+    #[test]
+    fn a_copy_source_is_read_under_the_source_buckets_policy() {
+        let (_dir, core) = core_with(&["source"]);
+        core.store
+            .put_bytes("source", "k", b"x", "text/plain")
+            .unwrap();
+        let ctx = caller_allowed("arn:aws:s3:::source/");
+        let source = source("source", "k", None);
+        assert_eq!(core.copy_source(&ctx, &source).unwrap().key, "k");
+        core.store
+            .update_bucket("source", |record| record.policy = Some("deny".into()))
+            .unwrap();
+        let denied = core.copy_source(&ctx, &source).unwrap_err();
+        assert_eq!(&*denied.code, "AccessDenied");
+    }
 }
