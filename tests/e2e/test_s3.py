@@ -2,11 +2,15 @@
 virtual-hosted addressing, streamed uploads in each payload mode clients send."""
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import socket
+import threading
 import time
+import urllib.parse
 import uuid
 import zipfile
 
@@ -14,6 +18,7 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.config
 import botocore.credentials
+import botocore.exceptions
 import pytest
 import requests
 
@@ -339,3 +344,160 @@ def test_an_upload_makes_a_function_write_a_derived_object_with_boto3(nimbus, s3
     time.sleep(1)
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=target)["Contents"]] == ["derived/photo one.txt"], \
         "the suffix filter let nothing else through"
+
+
+# --- Trust boundaries ---------------------------------------------------------------
+
+
+def user_client(nimbus, *statements):
+    """An S3 client for a new IAM user whose only policy holds `statements`."""
+    iam = nimbus.client("iam")
+    name = f"s3-user-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="only",
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    config = botocore.config.Config(retries={"max_attempts": 1}, signature_version="s3v4")
+    session = nimbus.session(key["AccessKeyId"], key["SecretAccessKey"])
+    return session.client("s3", endpoint_url=nimbus.endpoint, config=config)
+
+
+def bucket_policy(s3, bucket, *statements):
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+
+
+def error_code(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_a_batch_delete_is_authorized_key_by_key(nimbus, s3, bucket):
+    for key in ["allowed/a", "allowed/b", "allowed/kept-by-policy", "other/c"]:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    bucket_policy(s3, bucket, {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+                               "Resource": f"arn:aws:s3:::{bucket}/allowed/kept-by-policy"})
+    user = user_client(nimbus, {"Effect": "Allow", "Action": "s3:DeleteObject",
+                                "Resource": f"arn:aws:s3:::{bucket}/allowed/*"})
+
+    keys = ["allowed/a", "other/c", "allowed/kept-by-policy", "allowed/b"]
+    result = user.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys]})
+    assert sorted(d["Key"] for d in result["Deleted"]) == ["allowed/a", "allowed/b"]
+    assert sorted((e["Key"], e["Code"]) for e in result["Errors"]) == [
+        ("allowed/kept-by-policy", "AccessDenied"), ("other/c", "AccessDenied")]
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert listed == ["allowed/kept-by-policy", "other/c"]
+
+
+def copy_with_raw_source(client, bucket, key, header):
+    """CopyObject with `x-amz-copy-source` sent exactly as given (boto3 would encode it)."""
+    def raw_source(request, **_):
+        del request.headers["x-amz-copy-source"]
+        request.headers["x-amz-copy-source"] = header
+
+    client.meta.events.register_first("before-sign.s3.CopyObject", raw_source)
+    try:
+        return client.copy_object(Bucket=bucket, Key=key, CopySource="placeholder/placeholder")
+    finally:
+        client.meta.events.unregister("before-sign.s3.CopyObject", raw_source)
+
+
+def test_a_copy_source_is_authorized_as_the_object_it_copies(nimbus, s3, bucket):
+    source = f"e2e-src-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=source)
+    s3.put_object(Bucket=source, Key="public/a", Body=b"public")
+    s3.put_object(Bucket=source, Key="secret/b", Body=b"secret")
+    user = user_client(
+        nimbus,
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{source}/secret/*"})
+
+    # However the source is encoded, the object authorized is the object copied.
+    copy_with_raw_source(user, bucket, "copy", f"{source}%2Fpublic%2Fa")
+    assert s3.get_object(Bucket=bucket, Key="copy")["Body"].read() == b"public"
+    for header in [f"%2F{source}/secret/b", f"{source}%2Fsecret%2Fb", f"/{source}/secret/b"]:
+        with pytest.raises(botocore.exceptions.ClientError) as denied:
+            copy_with_raw_source(user, bucket, "leak", header)
+        assert error_code(denied) == "AccessDenied", header
+    # A version is read with s3:GetObjectVersion, which the user lacks.
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        user.copy_object(Bucket=bucket, Key="leak", CopySource={"Bucket": source, "Key": "public/a", "VersionId": "null"})
+    assert error_code(denied) == "AccessDenied"
+    with pytest.raises(botocore.exceptions.ClientError) as malformed:
+        copy_with_raw_source(user, bucket, "leak", f"{source}%FF/public/a")
+    assert error_code(malformed) == "InvalidArgument"
+
+    # The source bucket's own policy takes part.
+    bucket_policy(s3, source, {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+                               "Resource": f"arn:aws:s3:::{source}/public/*"})
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        user.copy_object(Bucket=bucket, Key="leak", CopySource={"Bucket": source, "Key": "public/a"})
+    assert error_code(denied) == "AccessDenied"
+    with pytest.raises(botocore.exceptions.ClientError) as absent:
+        s3.head_object(Bucket=bucket, Key="leak")
+    assert absent.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_objects_do_not_outlive_a_bucket_deleted_while_they_are_written(s3):
+    name = f"e2e-race-{uuid.uuid4().hex[:12]}"
+    for _ in range(5):
+        s3.create_bucket(Bucket=name)
+        stop = threading.Event()
+
+        def write(worker):
+            # Each object is deleted again, so the bucket is empty now and then and
+            # DeleteBucket gets its chance while other PUTs are in flight.
+            for n in range(100_000):
+                if stop.is_set():
+                    return
+                key = f"w{worker}/{n}"
+                # Once the bucket is gone these fail; what counts is what is left.
+                with contextlib.suppress(botocore.exceptions.ClientError):
+                    s3.put_object(Bucket=name, Key=key, Body=b"x")
+                    s3.delete_object(Bucket=name, Key=key)
+
+        writers = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+        for writer in writers:
+            writer.start()
+        try:
+            while True:
+                try:
+                    s3.delete_bucket(Bucket=name)
+                    break
+                except botocore.exceptions.ClientError as err:
+                    assert err.response["Error"]["Code"] == "BucketNotEmpty"
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join(timeout=60)
+        s3.create_bucket(Bucket=name)
+        assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 0, "an object outlived its bucket"
+        s3.delete_bucket(Bucket=name)
+
+
+def test_slow_readers_do_not_stall_writers(nimbus, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="large", Body=os.urandom(16 << 20))
+    url = urllib.parse.urlsplit(s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "large"}))
+    request = f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
+    readers = []
+    try:
+        # More readers than tokio's blocking pool has threads (512), each reading one
+        # byte and then nothing, with a small receive window so the server's writes stop.
+        for _ in range(600):
+            reader = socket.socket()
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.settimeout(30)
+            reader.connect((url.hostname, url.port))
+            reader.sendall(request)
+            readers.append(reader)
+        for reader in readers:
+            assert reader.recv(1) == b"H", "every reader's response starts"
+
+        done = threading.Event()
+        writer = threading.Thread(target=lambda: (s3.put_object(Bucket=bucket, Key="written", Body=b"x"), done.set()))
+        writer.start()
+        writer.join(timeout=30)
+        assert done.is_set(), "a PUT waited for slow readers"
+    finally:
+        for reader in readers:
+            reader.close()
+    assert s3.get_object(Bucket=bucket, Key="written")["Body"].read() == b"x"

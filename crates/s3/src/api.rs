@@ -23,6 +23,7 @@ use time::format_description::well_known::{Rfc2822, Rfc3339};
 
 use crate::notifications::{self, EventTarget, Staged};
 use crate::store::{BucketRecord, ObjectRecord, PartRecord, S3Error, Store, UploadRecord};
+use nimbus_storage::BlobRead;
 
 const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// S3's bound on one PutObject.
@@ -101,16 +102,42 @@ fn concatenate(
 }
 
 pub struct S3Api {
+    core: OffThread<Core>,
+}
+
+impl S3Api {
+    pub fn new(store: Arc<Store>, events: Option<Arc<dyn EventTarget>>) -> Self {
+        Self {
+            core: OffThread(Arc::new(Core { store, events })),
+        }
+    }
+}
+
+/// What the async API may reach only through [`OffThread::run`]: the store's calls
+/// wait on the disk (a commit fsyncs), and an async worker that waits on the disk
+/// stalls every request scheduled on it.
+struct OffThread<T>(Arc<T>);
+
+impl<T: Send + Sync + 'static> OffThread<T> {
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&T) -> Result<R, AwsError> + Send + 'static,
+    ) -> Result<R, AwsError> {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|_| AwsError::internal(Protocol::RestXml))?
+    }
+}
+
+/// The operations' blocking halves, over the store.
+struct Core {
     store: Arc<Store>,
     /// Where bucket notifications go; without one, configurations are refused.
     events: Option<Arc<dyn EventTarget>>,
 }
 
-impl S3Api {
-    pub fn new(store: Arc<Store>, events: Option<Arc<dyn EventTarget>>) -> Self {
-        Self { store, events }
-    }
-
+impl Core {
     fn put_policy(&self, bucket: &str, document: &[u8]) -> Result<Response<Body>, AwsError> {
         let document = std::str::from_utf8(document).map_err(|_| {
             error(
@@ -179,23 +206,23 @@ impl S3Api {
     fn stage(
         &self,
         ctx: &RequestContext,
-        bucket: &str,
+        bucket: &BucketRecord,
         key: &str,
         event: &str,
         created: Option<(u64, &str)>,
-    ) -> Result<Vec<Staged>, AwsError> {
-        let (Some(target), Ok(record)) = (&self.events, self.store.bucket(bucket)) else {
+    ) -> Result<Vec<Staged>, S3Error> {
+        let Some(target) = &self.events else {
             return Ok(Vec::new());
         };
         let principal = format!("AWS:{}", ctx.caller.principal.user_id());
-        record
+        bucket
             .notifications
             .iter()
             .filter(|rule| rule.wants(event, key))
             .map(|rule| {
                 let change = notifications::Change {
                     event,
-                    bucket,
+                    bucket: &bucket.name,
                     key,
                     created,
                     region: &ctx.region,
@@ -205,19 +232,88 @@ impl S3Api {
                 };
                 let payload = notifications::record(&change, rule, OffsetDateTime::now_utc());
                 target.stage(&rule.function_arn, payload).map_err(|reason| {
-                    tracing::error!(function = %rule.function_arn, %reason, "a bucket event cannot be queued");
-                    AwsError::internal(Protocol::RestXml)
+                    S3Error::Internal(format!(
+                        "a bucket event for {} cannot be queued: {reason}",
+                        rule.function_arn
+                    ))
                 })
             })
             .collect()
     }
 
-    /// Deletes an object with the events its deletion causes.
-    fn delete_object(&self, ctx: &RequestContext, bucket: &str, key: &str) -> Result<(), AwsError> {
-        let staged = self.stage(ctx, bucket, key, "ObjectRemoved:Delete", None)?;
-        let any = !staged.is_empty();
-        self.store.delete_object(bucket, key, staged)?;
-        self.wake(any);
+    /// Makes an object visible, if its bucket is still there, with the events its
+    /// bucket's rules ask for.
+    fn record(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        object: &ObjectRecord,
+        event: &str,
+    ) -> Result<(), S3Error> {
+        let mut staged = false;
+        self.store.put_object(bucket, object, |record| {
+            let events = self.stage(
+                ctx,
+                record,
+                &object.key,
+                event,
+                Some((object.size, &object.etag)),
+            )?;
+            staged = !events.is_empty();
+            Ok(events)
+        })?;
+        self.wake(staged);
+        Ok(())
+    }
+
+    /// Deletes the objects the caller may delete, in one commit with the events their
+    /// deletion causes. As on S3, a batch is authorized key by key (`s3:DeleteObject`
+    /// on each object, under the bucket's policy): each key gets its own outcome.
+    fn delete_objects(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<KeyOutcome>, AwsError> {
+        let record = self.store.bucket(bucket)?;
+        let outcomes: Vec<KeyOutcome> = keys
+            .into_iter()
+            .map(|key| {
+                let allowed = authorize_object(
+                    ctx,
+                    "s3:DeleteObject",
+                    bucket,
+                    record.policy.as_deref(),
+                    &key,
+                );
+                (key, allowed)
+            })
+            .collect();
+        let allowed = outcomes
+            .iter()
+            .filter(|(_, allowed)| allowed.is_ok())
+            .map(|(key, _)| key.as_str());
+        self.delete(ctx, &record, allowed)?;
+        Ok(outcomes)
+    }
+
+    /// Deletes objects of a bucket in one commit with the events their deletion causes.
+    fn delete<'k>(
+        &self,
+        ctx: &RequestContext,
+        bucket: &BucketRecord,
+        keys: impl Iterator<Item = &'k str>,
+    ) -> Result<(), S3Error> {
+        let mut staged = false;
+        let deletions = keys
+            .map(|key| {
+                let events = self.stage(ctx, bucket, key, "ObjectRemoved:Delete", None)?;
+                staged |= !events.is_empty();
+                Ok((key.to_owned(), events))
+            })
+            .collect::<Result<Vec<_>, S3Error>>()?;
+        self.store.delete_objects(&bucket.name, deletions)?;
+        self.wake(staged);
         Ok(())
     }
 
@@ -227,6 +323,22 @@ impl S3Api {
             target.wake();
         }
     }
+}
+
+/// A key of a DeleteObjects, and whether it was deleted.
+type KeyOutcome = (String, Result<(), AwsError>);
+
+/// Authorizes `action` on one object under its bucket's policy: the checks S3 makes
+/// beyond a request's own, key by key (DeleteObjects) or on a copy's source.
+fn authorize_object(
+    ctx: &RequestContext,
+    action: &str,
+    bucket: &str,
+    policy: Option<&str>,
+    key: &str,
+) -> Result<(), AwsError> {
+    let resource = format!("arn:aws:s3:::{bucket}/{key}");
+    ctx.authorize(&Access::new(action, &resource).with_policy(policy))
 }
 
 fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> AwsError {
@@ -276,7 +388,7 @@ pub fn valid_bucket(name: &str) -> bool {
 }
 
 /// What a request addresses.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Service,
     Bucket(String),
@@ -445,14 +557,14 @@ fn documented_routes() -> Vec<OperationDoc> {
 
 /// Authorizes an operation as IAM names it: the action (HeadObject needs
 /// `s3:GetObject`, ListObjectsV2 `s3:ListBucket`, ...) on the bucket or object ARN,
-/// with `s3:prefix` for listings; a copy also needs `s3:GetObject` on its source.
+/// with `s3:prefix` for listings. A copy's source and each key of a DeleteObjects are
+/// authorized by the operation itself, on the object it parsed (`authorize_object`).
 fn authorize(
     ctx: &RequestContext,
     store: &Store,
     operation: &str,
     target: &Target,
     params: &BTreeMap<String, String>,
-    headers: &http::HeaderMap,
 ) -> Result<(), AwsError> {
     if ctx.caller.principal.is_root() {
         return Ok(());
@@ -466,7 +578,7 @@ fn authorize(
         "GetBucketNotificationConfiguration" => "s3:GetBucketNotification",
         "HeadBucket" | "ListObjectsV2" | "ListObjects" => "s3:ListBucket",
         "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
-        "DeleteObjects" | "DeleteObject" => "s3:DeleteObject",
+        "DeleteObject" => "s3:DeleteObject",
         "CreateMultipartUpload"
         | "CompleteMultipartUpload"
         | "UploadPart"
@@ -479,6 +591,9 @@ fn authorize(
         "CreateBucket" => "s3:CreateBucket",
         "DeleteBucket" => "s3:DeleteBucket",
         "GetBucketLocation" => "s3:GetBucketLocation",
+        // S3 has no action for the batch: each key is authorized on its own, with an
+        // outcome of its own (Core::delete_objects).
+        "DeleteObjects" => return Ok(()),
         _ => return Ok(()),
     };
     let resource = match target {
@@ -497,22 +612,7 @@ fn authorize(
     if let Some(prefix) = params.get("prefix") {
         access = access.with_context("s3:prefix", vec![prefix.clone()]);
     }
-    ctx.authorize(&access)?;
-    if matches!(operation, "CopyObject" | "UploadPartCopy")
-        && let Some(source) = headers
-            .get("x-amz-copy-source")
-            .and_then(|v| v.to_str().ok())
-    {
-        let source = percent_encoding::percent_decode_str(source.trim_start_matches('/'))
-            .decode_utf8_lossy()
-            .into_owned();
-        let source = source.split('?').next().unwrap_or_default();
-        ctx.authorize(&Access::new(
-            "s3:GetObject",
-            &format!("arn:aws:s3:::{source}"),
-        ))?;
-    }
-    Ok(())
+    ctx.authorize(&access)
 }
 
 /// The bucket and key of a request: from the `Host` for virtual-hosted-style
@@ -566,6 +666,48 @@ fn target(parts: &http::request::Parts) -> Result<Target, AwsError> {
         ));
     }
     Ok(Target::Object(bucket, key))
+}
+
+/// An `x-amz-copy-source`, parsed once so that the object authorized is the object
+/// copied: `[/]bucket/key[?versionId=id]`, the path URL-decoded as a whole (so a
+/// `%2F` separates like `/`) and the query split off before decoding (so an encoded
+/// `%3F` stays in the key).
+#[derive(Debug, PartialEq, Eq)]
+struct CopySource {
+    bucket: String,
+    key: String,
+    version: Option<String>,
+}
+
+impl CopySource {
+    fn from_headers(headers: &HeaderMap) -> Result<Self, AwsError> {
+        let invalid = || {
+            error(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            )
+            .with_field("ArgumentName", "x-amz-copy-source")
+        };
+        let header = header_text(headers, "x-amz-copy-source").ok_or_else(invalid)?;
+        let (path, query) = header.split_once('?').unwrap_or((header, ""));
+        let path = percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .map_err(|_| invalid())?;
+        let path = path.strip_prefix('/').unwrap_or(&path);
+        let (bucket, key) = path
+            .split_once('/')
+            .filter(|(bucket, key)| valid_bucket(bucket) && !key.is_empty() && key.len() <= MAX_KEY)
+            .ok_or_else(invalid)?;
+        let version = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "versionId")
+            .map(|(_, id)| id.into_owned());
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version,
+        })
+    }
 }
 
 fn query(parts: &http::request::Parts) -> BTreeMap<String, String> {
@@ -662,89 +804,151 @@ impl S3Api {
             );
         }
         let name = operation(&parts, &target, &params);
-        if let Err(err) = authorize(ctx, &self.store, name, &target, &params, &parts.headers) {
+        let checked = {
+            let (ctx, target, params) = (ctx.clone(), target.clone(), params.clone());
+            self.core
+                .run(move |core| authorize(&ctx, &core.store, name, &target, &params))
+                .await
+        };
+        if let Err(err) = checked {
             return (name, Err(err));
         }
+        let owned = ctx.clone();
+        let headers = parts.headers.clone();
         let result = match (name, target) {
-            ("ListBuckets", _) => self.list_buckets(ctx),
+            ("ListBuckets", _) => self.core.run(move |core| core.list_buckets(&owned)).await,
             ("PutBucketPolicy", Target::Bucket(bucket)) => {
                 match body.collect(Protocol::RestXml, 20 * 1024).await {
-                    Ok(document) => self.put_policy(&bucket, &document),
+                    Ok(document) => {
+                        self.core
+                            .run(move |core| core.put_policy(&bucket, &document))
+                            .await
+                    }
                     Err(err) => Err(err),
                 }
             }
-            ("GetBucketPolicy", Target::Bucket(bucket)) => self.get_policy(&bucket),
-            ("DeleteBucketPolicy", Target::Bucket(bucket)) => self
-                .store
-                .update_bucket(&bucket, |record| record.policy = None)
-                .map(|()| empty(StatusCode::NO_CONTENT))
-                .map_err(AwsError::from),
+            ("GetBucketPolicy", Target::Bucket(bucket)) => {
+                self.core.run(move |core| core.get_policy(&bucket)).await
+            }
+            ("DeleteBucketPolicy", Target::Bucket(bucket)) => {
+                self.core
+                    .run(move |core| {
+                        core.store
+                            .update_bucket(&bucket, |record| record.policy = None)?;
+                        Ok(empty(StatusCode::NO_CONTENT))
+                    })
+                    .await
+            }
             ("PutBucketNotificationConfiguration", Target::Bucket(bucket)) => {
                 match body.collect(Protocol::RestXml, 1 << 20).await {
-                    Ok(document) => self.put_notifications(ctx, &bucket, &document),
+                    Ok(document) => {
+                        self.core
+                            .run(move |core| core.put_notifications(&owned, &bucket, &document))
+                            .await
+                    }
                     Err(err) => Err(err),
                 }
             }
-            ("GetBucketNotificationConfiguration", Target::Bucket(bucket)) => self
-                .store
-                .bucket(&bucket)
-                .map(|record| {
-                    xml_response(
-                        StatusCode::OK,
-                        notifications::render(&record.notifications, NAMESPACE),
-                    )
-                })
-                .map_err(AwsError::from),
-            ("CreateBucket", Target::Bucket(bucket)) => {
-                self.create_bucket(&bucket, &mut body).await
+            ("GetBucketNotificationConfiguration", Target::Bucket(bucket)) => {
+                self.core
+                    .run(move |core| {
+                        let record = core.store.bucket(&bucket)?;
+                        Ok(xml_response(
+                            StatusCode::OK,
+                            notifications::render(&record.notifications, NAMESPACE),
+                        ))
+                    })
+                    .await
             }
-            ("HeadBucket", Target::Bucket(bucket)) => self
-                .store
-                .bucket(&bucket)
-                .map(|_| empty(StatusCode::OK))
-                .map_err(AwsError::from),
-            ("DeleteBucket", Target::Bucket(bucket)) => self
-                .store
-                .delete_bucket(&bucket)
-                .map(|()| empty(StatusCode::NO_CONTENT))
-                .map_err(AwsError::from),
-            ("ListMultipartUploads", Target::Bucket(bucket)) => self.list_uploads(&bucket),
+            ("CreateBucket", Target::Bucket(bucket)) => self.create_bucket(bucket, &mut body).await,
+            ("HeadBucket", Target::Bucket(bucket)) => {
+                self.core
+                    .run(move |core| {
+                        core.store.bucket(&bucket)?;
+                        Ok(empty(StatusCode::OK))
+                    })
+                    .await
+            }
+            ("DeleteBucket", Target::Bucket(bucket)) => {
+                self.core
+                    .run(move |core| {
+                        core.store.delete_bucket(&bucket)?;
+                        Ok(empty(StatusCode::NO_CONTENT))
+                    })
+                    .await
+            }
+            ("ListMultipartUploads", Target::Bucket(bucket)) => {
+                self.core.run(move |core| core.list_uploads(&bucket)).await
+            }
             ("DeleteObjects", Target::Bucket(bucket)) => {
-                self.delete_objects(ctx, &bucket, &mut body).await
+                self.delete_objects(owned, bucket, &mut body).await
             }
             ("CreateMultipartUpload", Target::Object(bucket, key)) => {
-                self.create_upload(&bucket, &key, &parts.headers)
+                self.core
+                    .run(move |core| core.create_upload(&bucket, &key, &headers))
+                    .await
             }
             ("CompleteMultipartUpload", Target::Object(bucket, key)) => {
-                self.complete_upload(ctx, &bucket, &key, &params, &mut body)
+                self.complete_upload(owned, bucket, key, params, &mut body)
                     .await
             }
             ("UploadPartCopy" | "UploadPart", Target::Object(bucket, key)) => {
-                self.upload_part(&bucket, &key, &params, &parts.headers, &mut body)
+                self.upload_part(owned, bucket, key, params, headers, &mut body)
                     .await
             }
-            ("ListParts", Target::Object(bucket, key)) => self.list_parts(&bucket, &key, &params),
-            ("AbortMultipartUpload", Target::Object(bucket, key)) => self
-                .upload_of(&bucket, &key, &params)
-                .and_then(|upload| self.store.end_upload(&upload, None, Vec::new()))
-                .map(|()| empty(StatusCode::NO_CONTENT))
-                .map_err(AwsError::from),
-            ("GetBucketLocation", Target::Bucket(bucket)) => self.location(ctx, &bucket),
-            ("ListObjectsV2", Target::Bucket(bucket)) => self.list_objects(&bucket, &params),
-            ("ListObjects", _) => Err(not_implemented("ListObjects (version 1)")),
-            ("CopyObject", Target::Object(bucket, key)) => {
-                self.copy_object(ctx, &bucket, &key, &parts.headers).await
+            ("ListParts", Target::Object(bucket, key)) => {
+                self.core
+                    .run(move |core| core.list_parts(&bucket, &key, &params))
+                    .await
             }
+            ("AbortMultipartUpload", Target::Object(bucket, key)) => {
+                self.core
+                    .run(move |core| {
+                        let upload = core.upload_of(&bucket, &key, &params)?;
+                        core.store.end_upload(&upload, None, |_| Ok(Vec::new()))?;
+                        Ok(empty(StatusCode::NO_CONTENT))
+                    })
+                    .await
+            }
+            ("GetBucketLocation", Target::Bucket(bucket)) => {
+                self.core
+                    .run(move |core| core.location(&owned, &bucket))
+                    .await
+            }
+            ("ListObjectsV2", Target::Bucket(bucket)) => {
+                self.core
+                    .run(move |core| core.list_objects(&bucket, &params))
+                    .await
+            }
+            ("ListObjects", _) => Err(not_implemented("ListObjects (version 1)")),
+            ("CopyObject", Target::Object(bucket, key)) => match CopySource::from_headers(&headers)
+            {
+                Ok(source) => {
+                    self.core
+                        .run(move |core| core.copy_object(&owned, &bucket, &key, &source, &headers))
+                        .await
+                }
+                Err(err) => Err(err),
+            },
             ("PutObject", Target::Object(bucket, key)) => {
-                self.put_object(ctx, &bucket, &key, &parts.headers, &mut body)
+                self.put_object(owned, bucket, key, headers, &mut body)
                     .await
             }
             ("HeadObject" | "GetObject", Target::Object(bucket, key)) => {
-                self.get_object(&bucket, &key, &parts.headers, name == "HeadObject")
+                let head = name == "HeadObject";
+                self.core
+                    .run(move |core| core.get_object(&bucket, &key, &headers, head))
+                    .await
             }
-            ("DeleteObject", Target::Object(bucket, key)) => self
-                .delete_object(ctx, &bucket, &key)
-                .map(|()| empty(StatusCode::NO_CONTENT)),
+            ("DeleteObject", Target::Object(bucket, key)) => {
+                self.core
+                    .run(move |core| {
+                        let record = core.store.bucket(&bucket)?;
+                        core.delete(&owned, &record, std::iter::once(key.as_str()))?;
+                        Ok(empty(StatusCode::NO_CONTENT))
+                    })
+                    .await
+            }
             _ => Err(error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
@@ -757,6 +961,309 @@ impl S3Api {
         (name, result)
     }
 
+    async fn create_bucket(
+        &self,
+        bucket: String,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        // The body, if any, is a CreateBucketConfiguration naming a region; this
+        // server has one region, which every bucket is in.
+        body.collect(Protocol::RestXml, 64 * 1024).await?;
+        self.core
+            .run(move |core| {
+                core.store.create_bucket(BucketRecord {
+                    name: bucket.clone(),
+                    created_at: now(),
+                    notifications: Vec::new(),
+                    policy: None,
+                })?;
+                let mut response = empty(StatusCode::OK);
+                set(&mut response, "location", &format!("/{bucket}"));
+                Ok(response)
+            })
+            .await
+    }
+
+    async fn delete_objects(
+        &self,
+        ctx: RequestContext,
+        bucket: String,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        let document = body.collect(Protocol::RestXml, 2 << 20).await?;
+        let keys = xml::records(&document, "Object", &["Key"]).map_err(|_| malformed_xml())?;
+        if keys.len() > 1000 {
+            return Err(malformed_xml());
+        }
+        let keys = keys
+            .into_iter()
+            .map(|fields| fields.into_iter().next().unwrap_or_default())
+            .collect();
+        let quiet = String::from_utf8_lossy(&document).contains("<Quiet>true</Quiet>");
+        let outcomes = self
+            .core
+            .run(move |core| core.delete_objects(&ctx, &bucket, keys))
+            .await?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("DeleteResult", Some(NAMESPACE));
+        for (key, outcome) in outcomes {
+            match outcome {
+                Ok(()) => {
+                    if !quiet {
+                        xml.open("Deleted");
+                        xml.leaf("Key", &key);
+                        xml.close("Deleted");
+                    }
+                }
+                Err(err) => {
+                    xml.open("Error");
+                    xml.leaf("Key", &key);
+                    xml.leaf("Code", &err.code);
+                    xml.leaf("Message", &err.message);
+                    xml.close("Error");
+                }
+            }
+        }
+        xml.close("DeleteResult");
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+
+    /// Streams a request body into the blob store, checking it against its
+    /// Content-MD5 and checksum headers or trailers. Nothing is visible until the
+    /// caller records the returned blob.
+    async fn receive(
+        &self,
+        headers: &HeaderMap,
+        body: &mut StreamBody,
+    ) -> Result<Received, AwsError> {
+        let too_large = || {
+            error(
+                StatusCode::BAD_REQUEST,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size",
+            )
+        };
+        let declared = header_text(headers, "x-amz-decoded-content-length")
+            .or_else(|| header_text(headers, "content-length"))
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > MAX_OBJECT) {
+            return Err(too_large());
+        }
+        let algorithm = checksum_algorithm(headers)?;
+        let mut writer = self.core.run(|core| Ok(core.store.writer()?)).await?;
+        let (mut md5, mut crc) = (Md5::new(), crc32fast::Hasher::new());
+        let mut size = 0u64;
+        let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        loop {
+            let piece = body.next(Protocol::RestXml).await.transpose()?;
+            let done = piece.is_none();
+            if let Some(piece) = piece {
+                md5.update(&piece);
+                crc.update(&piece);
+                size += piece.len() as u64;
+                if size > MAX_OBJECT {
+                    return Err(too_large());
+                }
+                batch.extend_from_slice(&piece);
+            }
+            if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
+                let bytes = std::mem::take(&mut batch);
+                let (returned, written) = tokio::task::spawn_blocking(move || {
+                    let written = std::io::Write::write_all(&mut writer, &bytes);
+                    (writer, written)
+                })
+                .await
+                .map_err(|_| AwsError::internal(Protocol::RestXml))?;
+                writer = returned;
+                written.map_err(|err| S3Error::Internal(err.to_string()))?;
+            }
+            if done {
+                break;
+            }
+        }
+        let trailers = body.finish(Protocol::RestXml)?;
+        let md5 = md5.finalize();
+        if let Some(claimed) = header_text(headers, "content-md5") {
+            if STANDARD
+                .decode(claimed.trim())
+                .map_or(true, |bytes| bytes.len() != 16)
+            {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidDigest",
+                    "The Content-MD5 you specified was invalid.",
+                ));
+            }
+            if claimed.trim() != STANDARD.encode(md5) {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "BadDigest",
+                    "The Content-MD5 you specified did not match what we received.",
+                ));
+            }
+        }
+        let (committed, _) = tokio::task::spawn_blocking(move || writer.commit(None))
+            .await
+            .map_err(|_| AwsError::internal(Protocol::RestXml))?
+            .map_err(S3Error::from)?;
+        let mut checksums = BTreeMap::new();
+        if let Some(algorithm) = algorithm {
+            let header = format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase());
+            let actual = match algorithm {
+                "CRC32" => STANDARD.encode(crc.finalize().to_be_bytes()),
+                _ => STANDARD.encode(committed.as_bytes()),
+            };
+            let claimed = header_text(headers, &header)
+                .map(str::to_owned)
+                .or_else(|| {
+                    trailers
+                        .iter()
+                        .find(|(name, _)| *name == header)
+                        .map(|(_, value)| value.clone())
+                });
+            if let Some(claimed) = claimed
+                && claimed != actual
+            {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "BadDigest",
+                    format!("The {algorithm} you specified did not match the calculated checksum."),
+                ));
+            }
+            checksums.insert(algorithm.to_owned(), actual);
+        }
+        Ok(Received {
+            blob: committed.to_string(),
+            size,
+            md5: md5.into(),
+            checksums,
+        })
+    }
+
+    async fn put_object(
+        &self,
+        ctx: RequestContext,
+        bucket: String,
+        key: String,
+        headers: HeaderMap,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        let checked = bucket.clone();
+        self.core
+            .run(move |core| Ok(core.store.bucket(&checked)?))
+            .await?;
+        let received = self.receive(&headers, body).await?;
+        let object = ObjectRecord {
+            key,
+            blob: received.blob,
+            size: received.size,
+            etag: hex::encode(received.md5),
+            last_modified: now(),
+            content_type: header_text(&headers, "content-type").map(str::to_owned),
+            metadata: user_metadata(&headers),
+            checksums: received.checksums,
+        };
+        let mut response = empty(StatusCode::OK);
+        set(&mut response, "etag", &format!("\"{}\"", object.etag));
+        set_checksums(&mut response, &object.checksums);
+        self.core
+            .run(move |core| Ok(core.record(&ctx, &bucket, &object, "ObjectCreated:Put")?))
+            .await?;
+        Ok(response)
+    }
+
+    async fn upload_part(
+        &self,
+        ctx: RequestContext,
+        bucket: String,
+        key: String,
+        params: BTreeMap<String, String>,
+        headers: HeaderMap,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        let number = Core::part_number(&params)?;
+        if headers.contains_key("x-amz-copy-source") {
+            let source = CopySource::from_headers(&headers)?;
+            return self
+                .core
+                .run(move |core| {
+                    let upload = core.upload_of(&bucket, &key, &params)?;
+                    let part = core.copy_part(&ctx, &source, &headers, number)?;
+                    core.store.put_part(&upload, &part)?;
+                    let mut xml = XmlWriter::new();
+                    xml.open_with_namespace("CopyPartResult", Some(NAMESPACE));
+                    xml.leaf("LastModified", &iso(part.last_modified));
+                    xml.leaf("ETag", &format!("\"{}\"", part.etag));
+                    xml.close("CopyPartResult");
+                    Ok(xml_response(StatusCode::OK, xml))
+                })
+                .await;
+        }
+        let upload = self
+            .core
+            .run(move |core| Ok(core.upload_of(&bucket, &key, &params)?))
+            .await?;
+        let received = self.receive(&headers, body).await?;
+        let part = PartRecord {
+            number,
+            blob: received.blob,
+            size: received.size,
+            etag: hex::encode(received.md5),
+            last_modified: now(),
+        };
+        let mut response = empty(StatusCode::OK);
+        set(&mut response, "etag", &format!("\"{}\"", part.etag));
+        self.core
+            .run(move |core| Ok(core.store.put_part(&upload, &part)?))
+            .await?;
+        Ok(response)
+    }
+
+    async fn complete_upload(
+        &self,
+        ctx: RequestContext,
+        bucket: String,
+        key: String,
+        params: BTreeMap<String, String>,
+        body: &mut StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        let document = body.collect(Protocol::RestXml, 1 << 20).await?;
+        let requested = xml::records(&document, "Part", &["PartNumber", "ETag"])
+            .map_err(|_| malformed_xml())?
+            .into_iter()
+            .map(|fields| {
+                let number = fields
+                    .first()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .ok_or_else(malformed_xml)?;
+                Ok((
+                    number,
+                    fields
+                        .get(1)
+                        .cloned()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_owned(),
+                ))
+            })
+            .collect::<Result<Vec<(u32, String)>, AwsError>>()?;
+        if requested.is_empty() {
+            return Err(malformed_xml());
+        }
+        if requested.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            ));
+        }
+        self.core
+            .run(move |core| core.complete_upload(&ctx, &bucket, &key, &params, &requested))
+            .await
+    }
+}
+
+impl Core {
     fn list_buckets(&self, ctx: &RequestContext) -> Result<Response<Body>, AwsError> {
         let mut xml = XmlWriter::new();
         xml.open_with_namespace("ListAllMyBucketsResult", Some(NAMESPACE));
@@ -774,25 +1281,6 @@ impl S3Api {
         xml.close("Buckets");
         xml.close("ListAllMyBucketsResult");
         Ok(xml_response(StatusCode::OK, xml))
-    }
-
-    async fn create_bucket(
-        &self,
-        bucket: &str,
-        body: &mut StreamBody,
-    ) -> Result<Response<Body>, AwsError> {
-        // The body, if any, is a CreateBucketConfiguration naming a region; this
-        // server has one region, which every bucket is in.
-        body.collect(Protocol::RestXml, 64 * 1024).await?;
-        self.store.create_bucket(BucketRecord {
-            name: bucket.to_owned(),
-            created_at: now(),
-            notifications: Vec::new(),
-            policy: None,
-        })?;
-        let mut response = empty(StatusCode::OK);
-        set(&mut response, "location", &format!("/{bucket}"));
-        Ok(response)
     }
 
     fn location(&self, ctx: &RequestContext, bucket: &str) -> Result<Response<Body>, AwsError> {
@@ -937,227 +1425,6 @@ impl S3Api {
         Ok(xml_response(StatusCode::OK, xml))
     }
 
-    /// Streams a request body into the blob store, checking it against its
-    /// Content-MD5 and checksum headers or trailers. Nothing is visible until the
-    /// caller records the returned blob.
-    async fn receive(
-        &self,
-        headers: &HeaderMap,
-        body: &mut StreamBody,
-    ) -> Result<Received, AwsError> {
-        let too_large = || {
-            error(
-                StatusCode::BAD_REQUEST,
-                "EntityTooLarge",
-                "Your proposed upload exceeds the maximum allowed size",
-            )
-        };
-        let declared = header_text(headers, "x-amz-decoded-content-length")
-            .or_else(|| header_text(headers, "content-length"))
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > MAX_OBJECT) {
-            return Err(too_large());
-        }
-        let algorithm = checksum_algorithm(headers)?;
-        let mut writer = self.store.writer()?;
-        let (mut md5, mut crc) = (Md5::new(), crc32fast::Hasher::new());
-        let mut size = 0u64;
-        let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
-        loop {
-            let piece = body.next(Protocol::RestXml).await.transpose()?;
-            let done = piece.is_none();
-            if let Some(piece) = piece {
-                md5.update(&piece);
-                crc.update(&piece);
-                size += piece.len() as u64;
-                if size > MAX_OBJECT {
-                    return Err(too_large());
-                }
-                batch.extend_from_slice(&piece);
-            }
-            if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
-                let bytes = std::mem::take(&mut batch);
-                let (returned, written) = tokio::task::spawn_blocking(move || {
-                    let written = std::io::Write::write_all(&mut writer, &bytes);
-                    (writer, written)
-                })
-                .await
-                .map_err(|_| AwsError::internal(Protocol::RestXml))?;
-                writer = returned;
-                written.map_err(|err| S3Error::Internal(err.to_string()))?;
-            }
-            if done {
-                break;
-            }
-        }
-        let trailers = body.finish(Protocol::RestXml)?;
-        let md5 = md5.finalize();
-        if let Some(claimed) = header_text(headers, "content-md5") {
-            if STANDARD
-                .decode(claimed.trim())
-                .map_or(true, |bytes| bytes.len() != 16)
-            {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidDigest",
-                    "The Content-MD5 you specified was invalid.",
-                ));
-            }
-            if claimed.trim() != STANDARD.encode(md5) {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "BadDigest",
-                    "The Content-MD5 you specified did not match what we received.",
-                ));
-            }
-        }
-        let (committed, _) = tokio::task::spawn_blocking(move || writer.commit(None))
-            .await
-            .map_err(|_| AwsError::internal(Protocol::RestXml))?
-            .map_err(S3Error::from)?;
-        let mut checksums = BTreeMap::new();
-        if let Some(algorithm) = algorithm {
-            let header = format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase());
-            let actual = match algorithm {
-                "CRC32" => STANDARD.encode(crc.finalize().to_be_bytes()),
-                _ => STANDARD.encode(committed.as_bytes()),
-            };
-            let claimed = header_text(headers, &header)
-                .map(str::to_owned)
-                .or_else(|| {
-                    trailers
-                        .iter()
-                        .find(|(name, _)| *name == header)
-                        .map(|(_, value)| value.clone())
-                });
-            if let Some(claimed) = claimed
-                && claimed != actual
-            {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "BadDigest",
-                    format!("The {algorithm} you specified did not match the calculated checksum."),
-                ));
-            }
-            checksums.insert(algorithm.to_owned(), actual);
-        }
-        Ok(Received {
-            blob: committed.to_string(),
-            size,
-            md5: md5.into(),
-            checksums,
-        })
-    }
-
-    async fn put_object(
-        &self,
-        ctx: &RequestContext,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-        body: &mut StreamBody,
-    ) -> Result<Response<Body>, AwsError> {
-        self.store.bucket(bucket)?;
-        let received = self.receive(headers, body).await?;
-        let object = ObjectRecord {
-            key: key.to_owned(),
-            blob: received.blob,
-            size: received.size,
-            etag: hex::encode(received.md5),
-            last_modified: now(),
-            content_type: header_text(headers, "content-type").map(str::to_owned),
-            metadata: user_metadata(headers),
-            checksums: received.checksums,
-        };
-        self.record(ctx, bucket, &object, "ObjectCreated:Put")
-            .await?;
-        let mut response = empty(StatusCode::OK);
-        set(&mut response, "etag", &format!("\"{}\"", object.etag));
-        set_checksums(&mut response, &object.checksums);
-        Ok(response)
-    }
-
-    /// Makes an object visible, off the async threads (the commit waits for the disk).
-    async fn record(
-        &self,
-        ctx: &RequestContext,
-        bucket: &str,
-        object: &ObjectRecord,
-        event: &str,
-    ) -> Result<(), AwsError> {
-        let staged = self.stage(
-            ctx,
-            bucket,
-            &object.key,
-            event,
-            Some((object.size, &object.etag)),
-        )?;
-        let any = !staged.is_empty();
-        let store = self.store.clone();
-        let (bucket, object) = (bucket.to_owned(), object.clone());
-        tokio::task::spawn_blocking(move || store.put_object(&bucket, &object, staged))
-            .await
-            .map_err(|_| AwsError::internal(Protocol::RestXml))??;
-        self.wake(any);
-        Ok(())
-    }
-
-    /// The object an `x-amz-copy-source` names (`bucket/key`, URL-encoded).
-    fn copy_source(&self, headers: &HeaderMap) -> Result<ObjectRecord, AwsError> {
-        let source = header_text(headers, "x-amz-copy-source").unwrap_or_default();
-        let source = percent_encoding::percent_decode_str(source).decode_utf8_lossy();
-        let source = source.trim_start_matches('/');
-        let (bucket, key) = source
-            .split_once('/')
-            .filter(|(bucket, key)| valid_bucket(bucket) && !key.is_empty())
-            .ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidArgument",
-                    "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-                )
-            })?;
-        let key = key.split_once("?versionId=").map_or(key, |(key, _)| key);
-        self.store.bucket(bucket)?;
-        Ok(self.store.object(bucket, key)?)
-    }
-
-    /// CopyObject: the new object shares the source's stored bytes.
-    async fn copy_object(
-        &self,
-        ctx: &RequestContext,
-        bucket: &str,
-        key: &str,
-        headers: &HeaderMap,
-    ) -> Result<Response<Body>, AwsError> {
-        self.store.bucket(bucket)?;
-        let source = self.copy_source(headers)?;
-        let replace = header_text(headers, "x-amz-metadata-directive") == Some("REPLACE");
-        let object = ObjectRecord {
-            key: key.to_owned(),
-            last_modified: now(),
-            content_type: if replace {
-                header_text(headers, "content-type").map(str::to_owned)
-            } else {
-                source.content_type.clone()
-            },
-            metadata: if replace {
-                user_metadata(headers)
-            } else {
-                source.metadata.clone()
-            },
-            ..source
-        };
-        self.record(ctx, bucket, &object, "ObjectCreated:Copy")
-            .await?;
-        let mut xml = XmlWriter::new();
-        xml.open_with_namespace("CopyObjectResult", Some(NAMESPACE));
-        xml.leaf("LastModified", &iso(object.last_modified));
-        xml.leaf("ETag", &format!("\"{}\"", object.etag));
-        xml.close("CopyObjectResult");
-        Ok(xml_response(StatusCode::OK, xml))
-    }
-
     fn create_upload(
         &self,
         bucket: &str,
@@ -1207,46 +1474,86 @@ impl S3Api {
             })
     }
 
-    async fn upload_part(
+    /// The object a copy's source names, if the caller may read it: `s3:GetObject` on
+    /// that object (`s3:GetObjectVersion` for a version) under the source bucket's
+    /// policy.
+    fn copy_source(
         &self,
+        ctx: &RequestContext,
+        source: &CopySource,
+    ) -> Result<ObjectRecord, AwsError> {
+        let bucket = self.store.bucket(&source.bucket);
+        let policy = bucket
+            .as_ref()
+            .ok()
+            .and_then(|record| record.policy.as_deref());
+        let action = match source.version {
+            Some(_) => "s3:GetObjectVersion",
+            None => "s3:GetObject",
+        };
+        authorize_object(ctx, action, &source.bucket, policy, &source.key)?;
+        bucket?;
+        // Without versioning, an object's only version is the one S3 calls "null".
+        if source
+            .version
+            .as_deref()
+            .is_some_and(|version| version != "null")
+        {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                "Invalid version id specified",
+            )
+            .with_field("ArgumentName", "x-amz-copy-source"));
+        }
+        Ok(self.store.object(&source.bucket, &source.key)?)
+    }
+
+    /// CopyObject: the new object shares the source's stored bytes.
+    fn copy_object(
+        &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
-        params: &BTreeMap<String, String>,
+        source: &CopySource,
         headers: &HeaderMap,
-        body: &mut StreamBody,
     ) -> Result<Response<Body>, AwsError> {
-        let upload = self.upload_of(bucket, key, params)?;
-        let number = Self::part_number(params)?;
-        let (part, copied) = if headers.contains_key("x-amz-copy-source") {
-            (self.copy_part(headers, number).await?, true)
-        } else {
-            let received = self.receive(headers, body).await?;
-            let part = PartRecord {
-                number,
-                blob: received.blob,
-                size: received.size,
-                etag: hex::encode(received.md5),
-                last_modified: now(),
-            };
-            (part, false)
+        self.store.bucket(bucket)?;
+        let source = self.copy_source(ctx, source)?;
+        let replace = header_text(headers, "x-amz-metadata-directive") == Some("REPLACE");
+        let object = ObjectRecord {
+            key: key.to_owned(),
+            last_modified: now(),
+            content_type: if replace {
+                header_text(headers, "content-type").map(str::to_owned)
+            } else {
+                source.content_type.clone()
+            },
+            metadata: if replace {
+                user_metadata(headers)
+            } else {
+                source.metadata.clone()
+            },
+            ..source
         };
-        self.store.put_part(&upload, &part)?;
-        if copied {
-            let mut xml = XmlWriter::new();
-            xml.open_with_namespace("CopyPartResult", Some(NAMESPACE));
-            xml.leaf("LastModified", &iso(part.last_modified));
-            xml.leaf("ETag", &format!("\"{}\"", part.etag));
-            xml.close("CopyPartResult");
-            return Ok(xml_response(StatusCode::OK, xml));
-        }
-        let mut response = empty(StatusCode::OK);
-        set(&mut response, "etag", &format!("\"{}\"", part.etag));
-        Ok(response)
+        self.record(ctx, bucket, &object, "ObjectCreated:Copy")?;
+        let mut xml = XmlWriter::new();
+        xml.open_with_namespace("CopyObjectResult", Some(NAMESPACE));
+        xml.leaf("LastModified", &iso(object.last_modified));
+        xml.leaf("ETag", &format!("\"{}\"", object.etag));
+        xml.close("CopyObjectResult");
+        Ok(xml_response(StatusCode::OK, xml))
     }
 
     /// UploadPartCopy: a byte range of another object, copied into a new blob.
-    async fn copy_part(&self, headers: &HeaderMap, number: u32) -> Result<PartRecord, AwsError> {
-        let source = self.copy_source(headers)?;
+    fn copy_part(
+        &self,
+        ctx: &RequestContext,
+        source: &CopySource,
+        headers: &HeaderMap,
+        number: u32,
+    ) -> Result<PartRecord, AwsError> {
+        let source = self.copy_source(ctx, source)?;
         let (start, end) = match header_text(headers, "x-amz-copy-source-range") {
             Some(range) => byte_range(range, source.size).ok_or_else(|| {
                 error(
@@ -1259,64 +1566,31 @@ impl S3Api {
             None => (0, source.size - 1),
         };
         let len = if source.size == 0 { 0 } else { end - start + 1 };
-        let store = self.store.clone();
-        let copied = tokio::task::spawn_blocking(move || -> Result<(String, [u8; 16]), S3Error> {
-            let mut blob = store.open(&source)?;
-            blob.reader
-                .seek(SeekFrom::Start(start))
-                .map_err(|e| S3Error::Internal(e.to_string()))?;
-            concatenate(&store, [blob.reader.take(len)])
-        })
-        .await
-        .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        let mut blob = self.store.open(&source)?;
+        blob.reader
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| S3Error::Internal(e.to_string()))?;
+        let (blob, md5) = concatenate(&self.store, [blob.reader.take(len)])?;
         Ok(PartRecord {
             number,
-            blob: copied.0,
+            blob,
             size: len,
-            etag: hex::encode(copied.1),
+            etag: hex::encode(md5),
             last_modified: now(),
         })
     }
 
-    async fn complete_upload(
+    /// CompleteMultipartUpload once its request is parsed: the parts named, checked
+    /// and concatenated into the object.
+    fn complete_upload(
         &self,
         ctx: &RequestContext,
         bucket: &str,
         key: &str,
         params: &BTreeMap<String, String>,
-        body: &mut StreamBody,
+        requested: &[(u32, String)],
     ) -> Result<Response<Body>, AwsError> {
         let upload = self.upload_of(bucket, key, params)?;
-        let document = body.collect(Protocol::RestXml, 1 << 20).await?;
-        let requested = xml::records(&document, "Part", &["PartNumber", "ETag"])
-            .map_err(|_| malformed_xml())?
-            .into_iter()
-            .map(|fields| {
-                let number = fields
-                    .first()
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .ok_or_else(malformed_xml)?;
-                Ok((
-                    number,
-                    fields
-                        .get(1)
-                        .cloned()
-                        .unwrap_or_default()
-                        .trim_matches('"')
-                        .to_owned(),
-                ))
-            })
-            .collect::<Result<Vec<(u32, String)>, AwsError>>()?;
-        if requested.is_empty() {
-            return Err(malformed_xml());
-        }
-        if requested.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "InvalidPartOrder",
-                "The list of parts was not in ascending order. Parts must be ordered by part number.",
-            ));
-        }
         let stored: BTreeMap<u32, PartRecord> = self
             .store
             .parts(&upload)?
@@ -1336,7 +1610,7 @@ impl S3Api {
                     "Your proposed upload is smaller than the minimum allowed object size.",
                 ));
             }
-            chosen.push(part.clone());
+            chosen.push(part);
         }
         // S3's multipart ETag: the MD5 of the parts' MD5s, and their count.
         let mut md5s = Md5::new();
@@ -1344,18 +1618,11 @@ impl S3Api {
             md5s.update(hex::decode(&part.etag).unwrap_or_default());
         }
         let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
-        let store = self.store.clone();
-        let parts = chosen.clone();
-        let (blob, _) =
-            tokio::task::spawn_blocking(move || -> Result<(String, [u8; 16]), S3Error> {
-                let readers = parts
-                    .iter()
-                    .map(|part| store.open_blob(&part.blob).map(|blob| blob.reader))
-                    .collect::<Result<Vec<_>, _>>()?;
-                concatenate(&store, readers)
-            })
-            .await
-            .map_err(|_| AwsError::internal(Protocol::RestXml))??;
+        let readers = chosen
+            .iter()
+            .map(|part| self.store.open_blob(&part.blob).map(|blob| blob.reader))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (blob, _) = concatenate(&self.store, readers)?;
         let object = ObjectRecord {
             key: key.to_owned(),
             blob,
@@ -1366,16 +1633,19 @@ impl S3Api {
             metadata: upload.metadata.clone(),
             checksums: BTreeMap::new(),
         };
-        let staged = self.stage(
-            ctx,
-            bucket,
-            key,
-            "ObjectCreated:CompleteMultipartUpload",
-            Some((object.size, &object.etag)),
-        )?;
-        let any = !staged.is_empty();
-        self.store.end_upload(&upload, Some(&object), staged)?;
-        self.wake(any);
+        let mut staged = false;
+        self.store.end_upload(&upload, Some(&object), |record| {
+            let events = self.stage(
+                ctx,
+                record,
+                key,
+                "ObjectCreated:CompleteMultipartUpload",
+                Some((object.size, &object.etag)),
+            )?;
+            staged = !events.is_empty();
+            Ok(events)
+        })?;
+        self.wake(staged);
         let mut xml = XmlWriter::new();
         xml.open_with_namespace("CompleteMultipartUploadResult", Some(NAMESPACE));
         xml.leaf("Location", &format!("/{bucket}/{key}"));
@@ -1426,44 +1696,6 @@ impl S3Api {
             xml.close("Upload");
         }
         xml.close("ListMultipartUploadsResult");
-        Ok(xml_response(StatusCode::OK, xml))
-    }
-
-    async fn delete_objects(
-        &self,
-        ctx: &RequestContext,
-        bucket: &str,
-        body: &mut StreamBody,
-    ) -> Result<Response<Body>, AwsError> {
-        self.store.bucket(bucket)?;
-        let document = body.collect(Protocol::RestXml, 2 << 20).await?;
-        let keys = xml::records(&document, "Object", &["Key"]).map_err(|_| malformed_xml())?;
-        if keys.len() > 1000 {
-            return Err(malformed_xml());
-        }
-        let quiet = String::from_utf8_lossy(&document).contains("<Quiet>true</Quiet>");
-        let mut xml = XmlWriter::new();
-        xml.open_with_namespace("DeleteResult", Some(NAMESPACE));
-        for fields in keys {
-            let key = fields.into_iter().next().unwrap_or_default();
-            match self.delete_object(ctx, bucket, &key) {
-                Ok(()) => {
-                    if !quiet {
-                        xml.open("Deleted");
-                        xml.leaf("Key", &key);
-                        xml.close("Deleted");
-                    }
-                }
-                Err(err) => {
-                    xml.open("Error");
-                    xml.leaf("Key", &key);
-                    xml.leaf("Code", &err.code);
-                    xml.leaf("Message", &err.message);
-                    xml.close("Error");
-                }
-            }
-        }
-        xml.close("DeleteResult");
         Ok(xml_response(StatusCode::OK, xml))
     }
 
@@ -1635,42 +1867,32 @@ fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
     (start <= end && start < len).then_some((start, end))
 }
 
-/// A blocking reader streamed as a response body, read on the blocking pool.
-fn stream_body(mut reader: impl Read + Send + 'static) -> Body {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        loop {
-            let mut buffer = vec![0u8; 256 * 1024];
-            match reader.read(&mut buffer) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
-                        return;
-                    }
-                }
-                Err(err) => {
-                    let _ = sender.blocking_send(Err(err));
-                    return;
-                }
-            }
+/// The bytes a response body streams at most per read.
+const READ_CHUNK: u64 = 256 * 1024;
+
+/// A blob's bytes as a response body, each chunk read by a blocking task of its own:
+/// a client that reads slowly or not at all holds no blocking-pool thread while the
+/// body waits for it.
+fn stream_body(reader: std::io::Take<Box<dyn BlobRead>>) -> Body {
+    let chunks = futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0u8; reader.limit().min(READ_CHUNK) as usize];
+            let read = reader.read(&mut buffer).map(|n| {
+                buffer.truncate(n);
+                Bytes::from(buffer)
+            });
+            (reader, read)
+        })
+        .await;
+        match read {
+            Ok((_, Ok(chunk))) if chunk.is_empty() => None,
+            Ok((reader, Ok(chunk))) => Some((Ok(chunk), Some(reader))),
+            Ok((_, Err(err))) => Some((Err(err), None)),
+            Err(err) => Some((Err(std::io::Error::other(err)), None)),
         }
     });
-    Body::from_stream(ReceiverStream(receiver))
-}
-
-/// A channel receiver as a stream.
-struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
-
-impl futures_core::Stream for ReceiverStream {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
+    Body::from_stream(chunks)
 }
 
 fn now() -> f64 {
@@ -1752,5 +1974,198 @@ mod tests {
         );
         let date = http_date(1_700_000_000.0);
         assert_eq!(parse_http_date(&date), Some(1_700_000_000));
+    }
+
+    fn copy_source(header: &str) -> Result<CopySource, AwsError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-copy-source", HeaderValue::from_str(header).unwrap());
+        CopySource::from_headers(&headers)
+    }
+
+    fn source(bucket: &str, key: &str, version: Option<&str>) -> CopySource {
+        CopySource {
+            bucket: bucket.into(),
+            key: key.into(),
+            version: version.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_copy_source_names_one_object_however_it_is_encoded() {
+        for header in [
+            "photos/a/b.jpg",
+            "/photos/a/b.jpg",
+            "photos%2Fa%2Fb.jpg",
+            "%2Fphotos/a%2Fb.jpg",
+        ] {
+            assert_eq!(
+                copy_source(header).unwrap(),
+                source("photos", "a/b.jpg", None),
+                "{header}"
+            );
+        }
+        // An encoded `?` is part of the key; a bare one starts the query.
+        assert_eq!(
+            copy_source("photos/a%3Fb?versionId=null").unwrap(),
+            source("photos", "a?b", Some("null"))
+        );
+        assert_eq!(copy_source("photos/a%20b%C3%A9").unwrap().key, "a bé");
+        for bad in [
+            "photos",
+            "photos/",
+            "//photos/a",
+            "Photos/a",
+            "photos%FF/a",
+            "photos/%FF",
+            "/",
+        ] {
+            let err = copy_source(bad).unwrap_err();
+            assert_eq!(
+                (err.status, &*err.code),
+                (StatusCode::BAD_REQUEST, "InvalidArgument"),
+                "{bad}"
+            );
+        }
+        let long = format!("photos/{}", "k".repeat(MAX_KEY + 1));
+        assert!(copy_source(&long).is_err());
+        assert!(CopySource::from_headers(&HeaderMap::new()).is_err());
+    }
+
+    /// A body nobody reads holds no blocking-pool thread: with a pool of one thread,
+    /// blocking work still runs while bodies of large objects wait for their readers.
+    #[test]
+    fn bodies_waiting_for_slow_readers_hold_no_blocking_thread() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ran = runtime.block_on(async {
+            let started = async {
+                let mut waiting = Vec::new();
+                for _ in 0..4 {
+                    let reader: Box<dyn BlobRead> =
+                        Box::new(std::io::Cursor::new(vec![7u8; 8 << 20]));
+                    let mut body = stream_body(reader.take(8 << 20)).into_data_stream();
+                    let first = futures_util::StreamExt::next(&mut body).await;
+                    assert_eq!(first.unwrap().unwrap().len() as u64, READ_CHUNK);
+                    waiting.push(body);
+                }
+                let ran = tokio::task::spawn_blocking(|| "ran").await.unwrap();
+                drop(waiting);
+                ran
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(30), started).await
+        });
+        assert_eq!(ran, Ok("ran"), "blocking work waited for a reader");
+    }
+
+    /// Allows every resource under a prefix, unless a resource policy is `deny`.
+    struct Under(&'static str);
+
+    impl nimbus_auth::authz::Authorizer for Under {
+        fn authorize(
+            &self,
+            _: &nimbus_auth::Caller,
+            _: Option<std::net::IpAddr>,
+            access: &Access,
+        ) -> Result<(), String> {
+            if access.resource.starts_with(self.0) && access.resource_policy != Some("deny") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "not allowed: {} on {}",
+                    access.action, access.resource
+                ))
+            }
+        }
+    }
+
+    fn core_with(buckets: &[&str]) -> (tempfile::TempDir, Core) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let blobs = Arc::new(nimbus_storage::FsBlobStore::open(&dir.path().join("b")).unwrap());
+        let store = Arc::new(Store::new(meta, blobs));
+        for name in buckets {
+            store
+                .create_bucket(BucketRecord {
+                    name: (*name).into(),
+                    created_at: 0.0,
+                    notifications: Vec::new(),
+                    policy: None,
+                })
+                .unwrap();
+        }
+        (
+            dir,
+            Core {
+                store,
+                events: None,
+            },
+        )
+    }
+
+    fn caller_allowed(prefix: &'static str) -> RequestContext {
+        RequestContext {
+            request_id: "r".into(),
+            caller: nimbus_auth::Caller {
+                principal: nimbus_auth::Principal::root("000000000000"),
+                access_key_id: String::new(),
+                is_session: false,
+            },
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            endpoint: String::new(),
+            source_ip: None,
+            protocol: Protocol::RestXml,
+            authorizer: Arc::new(Under(prefix)),
+        }
+    }
+
+    #[test]
+    fn a_batch_delete_deletes_only_the_keys_the_caller_may_delete() {
+        let (_dir, core) = core_with(&["photos"]);
+        for key in ["allowed/a", "other/b"] {
+            core.store
+                .put_bytes("photos", key, b"x", "text/plain")
+                .unwrap();
+        }
+        let ctx = caller_allowed("arn:aws:s3:::photos/allowed/");
+        let outcomes = core
+            .delete_objects(&ctx, "photos", vec!["allowed/a".into(), "other/b".into()])
+            .unwrap();
+        let outcomes: Vec<(&str, Option<&str>)> = outcomes
+            .iter()
+            .map(|(key, outcome)| (key.as_str(), outcome.as_ref().err().map(|err| &*err.code)))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("allowed/a", None), ("other/b", Some("AccessDenied"))]
+        );
+        let left: Vec<String> = core
+            .store
+            .list("photos", "", None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        assert_eq!(left, ["other/b"]);
+    }
+
+    #[test]
+    fn a_copy_source_is_read_under_the_source_buckets_policy() {
+        let (_dir, core) = core_with(&["source"]);
+        core.store
+            .put_bytes("source", "k", b"x", "text/plain")
+            .unwrap();
+        let ctx = caller_allowed("arn:aws:s3:::source/");
+        let source = source("source", "k", None);
+        assert_eq!(core.copy_source(&ctx, &source).unwrap().key, "k");
+        core.store
+            .update_bucket("source", |record| record.policy = Some("deny".into()))
+            .unwrap();
+        let denied = core.copy_source(&ctx, &source).unwrap_err();
+        assert_eq!(&*denied.code, "AccessDenied");
     }
 }

@@ -178,24 +178,68 @@ impl Store {
         }
     }
 
+    /// Deletes an empty bucket. Its record is read before its objects are scanned and
+    /// deleted at the version read, and every object write rewrites that record (see
+    /// [`Store::commit_in_bucket`]): an object committed after the scan makes this
+    /// delete conflict and look again.
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
-        let record = self
-            .meta
-            .get(BUCKETS, name)?
-            .ok_or_else(|| S3Error::NoSuchBucket(name.to_owned()))?;
-        if !self
-            .meta
-            .scan(OBJECTS, &format!("{name}/"), None, 1)?
-            .is_empty()
-        {
-            return Err(S3Error::BucketNotEmpty(name.to_owned()));
+        loop {
+            let record = self
+                .meta
+                .get(BUCKETS, name)?
+                .ok_or_else(|| S3Error::NoSuchBucket(name.to_owned()))?;
+            if !self
+                .meta
+                .scan(OBJECTS, &format!("{name}/"), None, 1)?
+                .is_empty()
+            {
+                return Err(S3Error::BucketNotEmpty(name.to_owned()));
+            }
+            match self.meta.commit(WriteBatch::new().delete(
+                BUCKETS,
+                name,
+                Expect::Version(record.version),
+            )) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            }
         }
-        self.meta.commit(WriteBatch::new().delete(
-            BUCKETS,
-            name,
-            Expect::Version(record.version),
-        ))?;
-        Ok(())
+    }
+
+    /// Commits `writes` into a bucket together with a rewrite of the bucket's record
+    /// at the version they were built from, retrying when another write to the
+    /// bucket lands first. Objects are written only this way, so none outlives its
+    /// bucket: a concurrent DeleteBucket either commits first (and this answers
+    /// NoSuchBucket) or conflicts with this commit.
+    fn commit_in_bucket(
+        &self,
+        bucket: &str,
+        mut writes: impl FnMut(&BucketRecord) -> Result<WriteBatch>,
+    ) -> Result<()> {
+        loop {
+            let record = self
+                .meta
+                .get(BUCKETS, bucket)?
+                .ok_or_else(|| S3Error::NoSuchBucket(bucket.to_owned()))?;
+            let batch = writes(&decode(&record)?)?;
+            let batch = WriteBatch::new()
+                .put(
+                    BUCKETS,
+                    bucket,
+                    record.value,
+                    Expect::Version(record.version),
+                )
+                .extend(batch);
+            match self.meta.commit(batch) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { table, .. }) if table == BUCKETS => continue,
+                Err(StoreError::Conflict { table, key }) if table == UPLOADS => {
+                    return Err(S3Error::NoSuchUpload(key));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
@@ -213,24 +257,20 @@ impl Store {
         Ok(self.blobs.writer()?)
     }
 
-    /// Makes a written object visible in one commit with the events it causes; the
-    /// bucket must exist.
+    /// Makes a written object visible in one commit with the events it causes, which
+    /// `events` stages from the bucket's record as committed; the bucket must exist.
     pub fn put_object(
         &self,
         bucket: &str,
         object: &ObjectRecord,
-        events: Vec<Staged>,
+        mut events: impl FnMut(&BucketRecord) -> Result<Vec<Staged>>,
     ) -> Result<()> {
-        self.bucket(bucket)?;
         let value = serde_json::to_vec(object).expect("records serialize");
-        let batch = WriteBatch::new().put(
-            OBJECTS,
-            &object_key(bucket, &object.key),
-            value,
-            Expect::Anything,
-        );
-        self.meta.commit(with_events(batch, events))?;
-        Ok(())
+        let key = object_key(bucket, &object.key);
+        self.commit_in_bucket(bucket, |record| {
+            let batch = WriteBatch::new().put(OBJECTS, &key, value.clone(), Expect::Anything);
+            Ok(with_events(batch, events(record)?))
+        })
     }
 
     /// Writes a whole object from bytes in hand (service-generated objects, such as
@@ -258,16 +298,27 @@ impl Store {
             metadata: BTreeMap::new(),
             checksums: BTreeMap::new(),
         };
-        self.put_object(bucket, &object, Vec::new())?;
+        self.put_object(bucket, &object, |_| Ok(Vec::new()))?;
         Ok(object)
     }
 
-    /// Deletes an object, with the events it causes; deleting one that is not there
-    /// succeeds, as on S3.
-    pub fn delete_object(&self, bucket: &str, key: &str, events: Vec<Staged>) -> Result<()> {
-        self.bucket(bucket)?;
-        let batch = WriteBatch::new().delete(OBJECTS, &object_key(bucket, key), Expect::Anything);
-        self.meta.commit(with_events(batch, events))?;
+    /// Deletes objects of a bucket the caller found, each with the events its deletion
+    /// causes, in one commit; deleting one that is not there succeeds, as on S3.
+    pub fn delete_objects(
+        &self,
+        bucket: &str,
+        deletions: Vec<(String, Vec<Staged>)>,
+    ) -> Result<()> {
+        if deletions.is_empty() {
+            return Ok(());
+        }
+        let batch = deletions
+            .into_iter()
+            .fold(WriteBatch::new(), |batch, (key, events)| {
+                let batch = batch.delete(OBJECTS, &object_key(bucket, &key), Expect::Anything);
+                with_events(batch, events)
+            });
+        self.meta.commit(batch)?;
         Ok(())
     }
 
@@ -322,37 +373,39 @@ impl Store {
             .collect()
     }
 
-    /// Ends an upload: with `object`, which becomes visible in the same commit
-    /// that forgets the upload and its parts; without, aborted.
+    /// Ends an upload: completed with `object`, which becomes visible in the same
+    /// commit that forgets the upload and its parts, with the events `events` stages;
+    /// aborted without.
     pub fn end_upload(
         &self,
         upload: &UploadRecord,
         object: Option<&ObjectRecord>,
-        events: Vec<Staged>,
+        mut events: impl FnMut(&BucketRecord) -> Result<Vec<Staged>>,
     ) -> Result<()> {
         let record = self
             .meta
             .get(UPLOADS, &upload.id)?
             .ok_or_else(|| S3Error::NoSuchUpload(upload.id.clone()))?;
-        let mut batch =
+        let mut forget =
             WriteBatch::new().delete(UPLOADS, &upload.id, Expect::Version(record.version));
         for part in self.meta.scan_all(PARTS, &format!("{}/", upload.id))? {
-            batch = batch.delete(PARTS, &part.key, Expect::Anything);
+            forget = forget.delete(PARTS, &part.key, Expect::Anything);
         }
-        if let Some(object) = object {
-            let value = serde_json::to_vec(object).expect("records serialize");
-            batch = batch.put(
-                OBJECTS,
-                &object_key(&upload.bucket, &object.key),
-                value,
-                Expect::Anything,
-            );
-        }
-        match self.meta.commit(with_events(batch, events)) {
-            Ok(()) => Ok(()),
-            Err(StoreError::Conflict { .. }) => Err(S3Error::NoSuchUpload(upload.id.clone())),
-            Err(err) => Err(err.into()),
-        }
+        let Some(object) = object else {
+            return match self.meta.commit(forget) {
+                Ok(()) => Ok(()),
+                Err(StoreError::Conflict { .. }) => Err(S3Error::NoSuchUpload(upload.id.clone())),
+                Err(err) => Err(err.into()),
+            };
+        };
+        let value = serde_json::to_vec(object).expect("records serialize");
+        let key = object_key(&upload.bucket, &object.key);
+        self.commit_in_bucket(&upload.bucket, |bucket| {
+            let batch = forget
+                .clone()
+                .put(OBJECTS, &key, value.clone(), Expect::Anything);
+            Ok(with_events(batch, events(bucket)?))
+        })
     }
 
     pub fn open_blob(&self, blob: &str) -> Result<Blob> {
@@ -380,5 +433,160 @@ impl Store {
             .iter()
             .map(decode)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use nimbus_storage::{FsBlobStore, SqliteStore};
+
+    use super::*;
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// A metadata store that runs a hook just before its next commit: another
+    /// request's write landing between what an operation read and what it commits.
+    struct Interleaved {
+        inner: Arc<SqliteStore>,
+        before_commit: Mutex<Option<Hook>>,
+    }
+
+    impl MetadataStore for Interleaved {
+        fn get(&self, table: &str, key: &str) -> std::result::Result<Option<Record>, StoreError> {
+            self.inner.get(table, key)
+        }
+
+        fn scan(
+            &self,
+            table: &str,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> std::result::Result<Vec<Record>, StoreError> {
+            self.inner.scan(table, prefix, after, limit)
+        }
+
+        fn scan_back(
+            &self,
+            table: &str,
+            prefix: &str,
+            before: Option<&str>,
+            limit: usize,
+        ) -> std::result::Result<Vec<Record>, StoreError> {
+            self.inner.scan_back(table, prefix, before, limit)
+        }
+
+        fn commit(&self, batch: WriteBatch) -> std::result::Result<(), StoreError> {
+            let hook = self.before_commit.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+            self.inner.commit(batch)
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        meta: Arc<Interleaved>,
+        /// The same records, written without the hook: the other request.
+        other: Arc<Store>,
+        store: Store,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Arc::new(SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(FsBlobStore::open(&dir.path().join("blobs")).unwrap());
+        let meta = Arc::new(Interleaved {
+            inner: inner.clone(),
+            before_commit: Mutex::new(None),
+        });
+        let other = Arc::new(Store::new(inner, blobs.clone()));
+        let store = Store::new(meta.clone(), blobs);
+        store
+            .create_bucket(BucketRecord {
+                name: "photos".into(),
+                created_at: 0.0,
+                notifications: Vec::new(),
+                policy: None,
+            })
+            .unwrap();
+        Fixture {
+            _dir: dir,
+            meta,
+            other,
+            store,
+        }
+    }
+
+    fn object(key: &str) -> ObjectRecord {
+        ObjectRecord {
+            key: key.into(),
+            blob: "0".repeat(64),
+            size: 0,
+            etag: String::new(),
+            last_modified: 0.0,
+            content_type: None,
+            metadata: BTreeMap::new(),
+            checksums: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_object_committed_after_its_bucket_is_deleted_is_refused() {
+        let f = fixture();
+        let other = f.other.clone();
+        *f.meta.before_commit.lock().unwrap() =
+            Some(Box::new(move || other.delete_bucket("photos").unwrap()));
+        let put = f
+            .store
+            .put_object("photos", &object("a.jpg"), |_| Ok(Vec::new()));
+        assert!(matches!(put, Err(S3Error::NoSuchBucket(_))), "{put:?}");
+        assert!(f.other.list("photos", "", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_bucket_delete_that_an_object_overtakes_finds_the_bucket_not_empty() {
+        let f = fixture();
+        let other = f.other.clone();
+        *f.meta.before_commit.lock().unwrap() = Some(Box::new(move || {
+            other
+                .put_object("photos", &object("a.jpg"), |_| Ok(Vec::new()))
+                .unwrap()
+        }));
+        let deleted = f.store.delete_bucket("photos");
+        assert!(
+            matches!(deleted, Err(S3Error::BucketNotEmpty(_))),
+            "{deleted:?}"
+        );
+        assert_eq!(f.other.object("photos", "a.jpg").unwrap().key, "a.jpg");
+    }
+
+    #[test]
+    fn a_completed_upload_needs_its_bucket_still_there() {
+        let f = fixture();
+        let upload = UploadRecord {
+            id: "u1".into(),
+            bucket: "photos".into(),
+            key: "big".into(),
+            initiated: 0.0,
+            content_type: None,
+            metadata: BTreeMap::new(),
+        };
+        f.store.create_upload(&upload).unwrap();
+        let other = f.other.clone();
+        *f.meta.before_commit.lock().unwrap() =
+            Some(Box::new(move || other.delete_bucket("photos").unwrap()));
+        let completed = f
+            .store
+            .end_upload(&upload, Some(&object("big")), |_| Ok(Vec::new()));
+        assert!(
+            matches!(completed, Err(S3Error::NoSuchBucket(_))),
+            "{completed:?}"
+        );
+        assert!(f.other.list("photos", "", None, 10).unwrap().is_empty());
     }
 }
