@@ -439,12 +439,7 @@ impl Store {
             .storage
             .parse()
             .map_err(|_| RegistryError::Internal(format!("bad storage name {}", blob.storage)))?;
-        let path = self
-            .blob_root
-            .join("sha256")
-            .join(&blob.storage[..2])
-            .join(storage.to_string());
-        Ok(File::open(path)?)
+        Ok(File::open(self.blobs.path_of(&storage))?)
     }
 
     /// Removes a blob from a repository (the bytes stay for others, or for GC).
@@ -501,10 +496,10 @@ impl Store {
     pub fn finish_upload(&self, upload: &mut Upload, digest: &OciDigest) -> Result<BlobRecord> {
         let writer = upload.writer.take().ok_or(RegistryError::UploadUnknown)?;
         let _naming = self.naming.read().expect("naming lock");
-        let expected = match digest.algorithm {
+        let expected = match digest.algorithm() {
             Algorithm::Sha256 => Some(
                 digest
-                    .hex
+                    .hex()
                     .parse::<nimbus_storage::Digest>()
                     .map_err(|_| RegistryError::DigestInvalid(digest.to_string()))?,
             ),
@@ -524,7 +519,7 @@ impl Store {
             size,
             touched_at: now(),
         };
-        if digest.algorithm == Algorithm::Sha512 {
+        if digest.algorithm() == Algorithm::Sha512 {
             // Checked on what was stored; a mismatch leaves an unnamed file that
             // garbage collection removes.
             let actual = sha512_of(self.open_blob(&blob)?)?;
@@ -950,10 +945,9 @@ fn sha512_of(mut file: File) -> Result<OciDigest> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(OciDigest {
-        algorithm: Algorithm::Sha512,
-        hex: hex::encode(hasher.finalize()),
-    })
+    format!("sha512:{}", hex::encode(hasher.finalize()))
+        .parse()
+        .map_err(|err: nimbus_storage::DigestError| RegistryError::Internal(err.to_string()))
 }
 
 #[cfg(test)]
