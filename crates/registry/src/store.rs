@@ -274,13 +274,15 @@ fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed> {
                 parsed.artifact_type = config["mediaType"].as_str().map(str::to_owned);
             }
             for layer in json["layers"].as_array().into_iter().flatten() {
+                // Every digest is one, even where its bytes are not kept here.
+                let digest = descriptor_digest(layer)?;
                 // Layers kept elsewhere (foreign `urls`) need not be here.
                 if layer.get("urls").is_some() {
                     continue;
                 }
                 let size = layer["size"].as_u64().unwrap_or(0);
                 parsed.image_size += size;
-                parsed.blobs.push((descriptor_digest(layer)?, size));
+                parsed.blobs.push((digest, size));
             }
         }
         OCI_INDEX | DOCKER_LIST => {
@@ -1076,6 +1078,17 @@ mod tests {
             .put_manifest(&app, &tag, None, &image(&config, &[(&layer, 5)]))
             .unwrap_err();
         assert!(matches!(err, RegistryError::TagImmutable { .. }));
+        // A foreign layer (kept elsewhere, named by `urls`) still needs a digest.
+        let foreign = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                        "digest": "tmp/../../../../etc", "size": 1,
+                        "urls": ["http://example.com/layer"]}],
+        })
+        .to_string();
         for (bytes, content_type) in [
             (&b"not json"[..], None),
             (&image(&config, &[])[..], Some(OCI_INDEX)),
@@ -1083,6 +1096,7 @@ mod tests {
                 br#"{"schemaVersion":2,"config":{},"layers":[],"manifests":[]}"#,
                 None,
             ),
+            (foreign.as_bytes(), None),
         ] {
             let err = store
                 .put_manifest(&app, &Reference::Tag("v2".into()), content_type, bytes)
