@@ -1,9 +1,10 @@
 //! The image engine: an image reference resolved in nimbus's own registry (the
 //! platform's manifest picked from an index), and its layers unpacked once each into
 //! content-addressed snapshots that every container of the image shares as overlayfs
-//! lower layers. Whiteouts become overlay whiteouts (0/0 character devices) and opaque
-//! directories get overlay's opaque attribute; entries that would escape the snapshot
-//! are refused.
+//! lower layers. A snapshot is named only by a parsed [`OciDigest`] and filled only
+//! through [`layer::unpack`], which cannot write outside it.
+
+mod layer;
 
 use std::collections::HashSet;
 use std::fs;
@@ -11,15 +12,18 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nimbus_engine::confined::ConfinedDir;
 use nimbus_registry::Registry;
 use nimbus_registry::names::{OciDigest, Reference};
 use nimbus_registry::store::ManifestRecord;
 use serde_json::Value;
 
+pub use layer::Limits;
+
 /// What a container needs of its image.
 #[derive(Debug, Clone)]
 pub struct Image {
-    pub digest: String,
+    pub digest: OciDigest,
     /// Snapshot directories, lowest layer first.
     pub layers: Vec<PathBuf>,
     pub entrypoint: Vec<String>,
@@ -47,8 +51,25 @@ fn split(reference: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The most of an image config read (real ones are a few KiB).
+const MAX_CONFIG: u64 = 4 << 20;
+
+fn parse_digest(text: &str) -> Result<OciDigest, String> {
+    text.parse()
+        .map_err(|err: nimbus_registry::names::DigestError| err.to_string())
+}
+
+/// The digest a manifest's descriptor (its config or a layer) names, parsed before
+/// anything uses it.
+fn descriptor_digest(descriptor: &Value) -> Result<OciDigest, String> {
+    let text = descriptor["digest"]
+        .as_str()
+        .ok_or("a manifest descriptor has no digest")?;
+    parse_digest(text)
+}
+
 /// An image from its manifest's digest, its unpacked layers and its config.
-fn image_of(digest: String, layers: Vec<PathBuf>, config: &str) -> Result<Image, String> {
+fn image_of(digest: OciDigest, layers: Vec<PathBuf>, config: &str) -> Result<Image, String> {
     let config: Value = serde_json::from_str(config).map_err(|err| err.to_string())?;
     let settings = &config["config"];
     Ok(Image {
@@ -86,13 +107,18 @@ static STAGING: AtomicU64 = AtomicU64::new(0);
 pub struct Images {
     registry: std::sync::Arc<Registry>,
     snapshots: PathBuf,
+    limits: Limits,
     /// The registry hosts that name nimbus's own registry (its edge address, ECR's
     /// host for its account); other hosts are pulled from over the network.
     own_hosts: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Images {
-    pub fn new(registry: std::sync::Arc<Registry>, dir: &Path) -> std::io::Result<Self> {
+    pub fn new(
+        registry: std::sync::Arc<Registry>,
+        dir: &Path,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let snapshots = dir.join("snapshots");
         // Half-unpacked layers a crash left.
         let _ = fs::remove_dir_all(snapshots.join("tmp"));
@@ -100,6 +126,7 @@ impl Images {
         Ok(Self {
             registry,
             snapshots,
+            limits,
             own_hosts: std::sync::OnceLock::new(),
         })
     }
@@ -132,31 +159,30 @@ impl Images {
 
     /// The repository and the digest of the manifest (or index) `reference` names now,
     /// in this server's registry.
-    pub fn resolve(&self, reference: &str) -> Result<(String, String), String> {
+    pub fn resolve(&self, reference: &str) -> Result<(String, OciDigest), String> {
         if let Some(host) = self.remote_host(reference) {
             return Err(format!("{host} is not this server's registry"));
         }
         let (repo, tag) = split(reference)?;
         let record = self.record(&repo, &tag)?;
-        Ok((repo, record.digest))
+        Ok((repo, parse_digest(&record.digest)?))
     }
 
-    fn manifest(&self, repo: &str, reference: &str) -> Result<Value, String> {
+    /// A manifest (or index) and its digest.
+    fn manifest(&self, repo: &str, reference: &str) -> Result<(OciDigest, Value), String> {
         let store = &self.registry.store;
         let record = self.record(repo, reference)?;
         let bytes = store
             .manifest_bytes(&record)
             .map_err(|err| err.to_string())?;
-        serde_json::from_slice(&bytes).map_err(|err| err.to_string())
+        let manifest = serde_json::from_slice(&bytes).map_err(|err| err.to_string())?;
+        Ok((parse_digest(&record.digest)?, manifest))
     }
 
-    fn blob(&self, repo: &str, digest: &str) -> Result<fs::File, String> {
+    fn blob(&self, repo: &str, digest: &OciDigest) -> Result<fs::File, String> {
         let store = &self.registry.store;
-        let digest: OciDigest = digest
-            .parse()
-            .map_err(|_| format!("invalid digest {digest}"))?;
         let record = store
-            .repo_blob(repo, &digest)
+            .repo_blob(repo, digest)
             .map_err(|err| err.to_string())?
             .ok_or_else(|| format!("blob {digest} not found in {repo}"))?;
         store.open_blob(&record).map_err(|err| err.to_string())
@@ -169,8 +195,7 @@ impl Images {
             return self.pull_remote(reference, host);
         }
         let (repo, tag) = split(reference)?;
-        let mut manifest = self.manifest(&repo, &tag)?;
-        let mut digest = tag.clone();
+        let (mut digest, mut manifest) = self.manifest(&repo, &tag)?;
         if let Some(entries) = manifest["manifests"].as_array() {
             let chosen = entries
                 .iter()
@@ -180,22 +205,21 @@ impl Images {
                 .and_then(|m| m["digest"].as_str())
                 .ok_or("the image index has no linux/amd64 manifest")?
                 .to_owned();
-            manifest = self.manifest(&repo, &chosen)?;
-            digest = chosen;
+            (digest, manifest) = self.manifest(&repo, &chosen)?;
         }
-        let config_digest = manifest["config"]["digest"]
-            .as_str()
-            .ok_or("the manifest has no config")?;
+        let config_digest = descriptor_digest(&manifest["config"])?;
         let mut config = String::new();
-        self.blob(&repo, config_digest)?
+        self.blob(&repo, &config_digest)?
+            .take(MAX_CONFIG)
             .read_to_string(&mut config)
             .map_err(|err| err.to_string())?;
         let mut layers = Vec::new();
         for layer in manifest["layers"].as_array().into_iter().flatten() {
-            let layer_digest = layer["digest"].as_str().ok_or("a layer has no digest")?;
+            let layer_digest = descriptor_digest(layer)?;
             let media_type = layer["mediaType"].as_str().unwrap_or_default();
-            layers
-                .push(self.snapshot(layer_digest, media_type, || self.blob(&repo, layer_digest))?);
+            layers.push(self.snapshot(&layer_digest, media_type, || {
+                self.blob(&repo, &layer_digest)
+            })?);
         }
         image_of(digest, layers, &config)
     }
@@ -224,9 +248,14 @@ impl Images {
         let (manifest, digest, config) = runtime
             .block_on(client.pull_manifest_and_config(&parsed, &auth))
             .map_err(|err| err.to_string())?;
+        let digest = parse_digest(&digest)?;
         let mut layers = Vec::new();
         for layer in &manifest.layers {
-            layers.push(self.snapshot(&layer.digest, &layer.media_type, || {
+            let layer_digest = parse_digest(&layer.digest)?;
+            if layer.size < 0 || layer.size as u64 > self.limits.layer_bytes {
+                return Err(format!("layer {layer_digest} is {} bytes", layer.size));
+            }
+            layers.push(self.snapshot(&layer_digest, &layer.media_type, || {
                 let path = self
                     .snapshots
                     .join("tmp")
@@ -265,15 +294,15 @@ impl Images {
         evict(&self.snapshots, limit, grace, in_use)
     }
 
-    /// The snapshot of one layer, unpacked on first use: into a temporary directory
-    /// renamed into place, so a crash never leaves half a snapshot.
+    /// The snapshot of one layer, unpacked on first use: into a temporary directory,
+    /// synced, and renamed into place, so a crash never leaves half a snapshot.
     fn snapshot(
         &self,
-        digest: &str,
+        digest: &OciDigest,
         media_type: &str,
         blob: impl FnOnce() -> Result<fs::File, String>,
     ) -> Result<PathBuf, String> {
-        let name = digest.replace(':', "-");
+        let name = digest.file_name();
         let target = self.snapshots.join(&name);
         // Its last use: the cache evicts the least recently used first.
         let stamp = self.snapshots.join(format!("{name}.used"));
@@ -294,7 +323,43 @@ impl Images {
         ));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(|err| err.to_string())?;
+        let unpacked = self
+            .unpack_into(&staging, media_type, blob)
+            .and_then(|size| {
+                // The stamp is synced with the snapshot, before the rename makes it count.
+                let mut file = fs::File::create(&stamp).map_err(|err| err.to_string())?;
+                std::io::Write::write_all(&mut file, size.to_string().as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|err| err.to_string())
+            });
+        if let Err(err) = unpacked {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(format!("unpacking layer {digest}: {err}"));
+        }
+        let renamed = match fs::rename(&staging, &target) {
+            Ok(()) => Ok(target),
+            // Unpacked at the same time by another task: theirs is as good.
+            Err(_) if target.is_dir() => {
+                let _ = fs::remove_dir_all(&staging);
+                Ok(target)
+            }
+            Err(err) => Err(err.to_string()),
+        }?;
+        fs::File::open(&self.snapshots)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|err| err.to_string())?;
+        Ok(renamed)
+    }
+
+    /// Unpacks a layer blob of `media_type` into `staging`; the bytes of its files.
+    fn unpack_into(
+        &self,
+        staging: &Path,
+        media_type: &str,
+        blob: impl FnOnce() -> Result<fs::File, String>,
+    ) -> Result<u64, String> {
         let blob = blob()?;
+        let stored = blob.metadata().map_err(|err| err.to_string())?.len();
         let reader: Box<dyn Read> = if media_type.ends_with("gzip") {
             // Multi-member: parallel compressors (umoci's, pigz) write several gzip members.
             Box::new(flate2::read::MultiGzDecoder::new(blob))
@@ -303,19 +368,30 @@ impl Images {
         } else {
             return Err(format!("layers of type {media_type} are not supported"));
         };
-        let size =
-            unpack(reader, &staging).map_err(|err| format!("unpacking layer {digest}: {err}"))?;
-        fs::write(&stamp, size.to_string()).map_err(|err| err.to_string())?;
-        match fs::rename(&staging, &target) {
-            Ok(()) => Ok(target),
-            // Unpacked at the same time by another task: theirs is as good.
-            Err(_) if target.is_dir() => {
-                let _ = fs::remove_dir_all(&staging);
-                Ok(target)
-            }
-            Err(err) => Err(err.to_string()),
+        layer::unpack(reader, stored, staging, &self.limits).map_err(|err| err.to_string())
+    }
+}
+
+/// A file inside an image, as its root filesystem shows it: the topmost of `layers`
+/// (bottom first) that has it, each looked up inside its own snapshot (a symlink
+/// there never leads to the host). A whiteout or anything but a regular file ends
+/// the search; at most `limit` bytes.
+pub fn read_image_file(
+    layers: &[PathBuf],
+    path: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, String> {
+    for layer in layers.iter().rev() {
+        let root = ConfinedDir::open(layer).map_err(|err| err.to_string())?;
+        let inside = Path::new(path.trim_start_matches('/'));
+        match root.read(inside, limit) {
+            Ok(Some(bytes)) => return Ok(Some(bytes)),
+            Ok(None) if root.exists(inside) => return Ok(None),
+            Ok(None) => {}
+            Err(err) => return Err(format!("reading {path} of the image: {err}")),
         }
     }
+    Ok(None)
 }
 
 /// See [`Images::evict`].
@@ -364,73 +440,9 @@ fn evict(
     removed
 }
 
-/// Unpacks a layer tar into `dir` in overlayfs form.
-/// Returns the bytes of its files.
-pub fn unpack(reader: impl Read, dir: &Path) -> std::io::Result<u64> {
-    let mut size = 0;
-    let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_unpack_xattrs(false);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            entry.unpack_in(dir)?;
-            continue;
-        };
-        if path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-            || path.is_absolute()
-        {
-            return Err(std::io::Error::other(format!(
-                "entry {} escapes the layer",
-                path.display()
-            )));
-        }
-        let parent = dir.join(path.parent().unwrap_or(Path::new("")));
-        if file_name == ".wh..wh..opq" {
-            fs::create_dir_all(&parent)?;
-            xattr::set(&parent, "trusted.overlay.opaque", b"y")?;
-        } else if let Some(hidden) = file_name.strip_prefix(".wh.") {
-            fs::create_dir_all(&parent)?;
-            let whiteout = parent.join(hidden);
-            let _ = fs::remove_file(&whiteout);
-            nix::sys::stat::mknod(
-                &whiteout,
-                nix::sys::stat::SFlag::S_IFCHR,
-                nix::sys::stat::Mode::empty(),
-                0,
-            )
-            .map_err(std::io::Error::from)?;
-        } else {
-            size += entry.size();
-            // Checks that the entry, and any link it makes, stays inside `dir`.
-            entry.unpack_in(dir)?;
-        }
-    }
-    Ok(size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn layer(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, data) in entries {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(0);
-            header.set_cksum();
-            builder.append_data(&mut header, path, *data).unwrap();
-        }
-        builder.into_inner().unwrap()
-    }
 
     #[test]
     fn eviction_removes_the_least_recently_used_snapshots_nobody_uses() {
@@ -490,42 +502,5 @@ mod tests {
             split("team/web:2").unwrap(),
             ("team/web".into(), "2".into())
         );
-    }
-
-    #[test]
-    fn whiteouts_become_overlay_whiteouts() {
-        let dir = tempfile::tempdir().unwrap();
-        let tar = layer(&[
-            ("etc/keep", b"k"),
-            ("etc/.wh.gone", b""),
-            ("var/.wh..wh..opq", b""),
-        ]);
-        unpack(&tar[..], dir.path()).unwrap();
-        assert_eq!(fs::read(dir.path().join("etc/keep")).unwrap(), b"k");
-        use std::os::unix::fs::FileTypeExt;
-        let whiteout = fs::symlink_metadata(dir.path().join("etc/gone")).unwrap();
-        assert!(whiteout.file_type().is_char_device());
-        assert_eq!(
-            xattr::get(dir.path().join("var"), "trusted.overlay.opaque").unwrap(),
-            Some(b"y".to_vec())
-        );
-    }
-
-    #[test]
-    fn entries_cannot_escape_the_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(1);
-        header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
-        let name = b"../evil";
-        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
-        header.set_cksum();
-        builder.append(&header, &b"x"[..]).unwrap();
-        let tar = builder.into_inner().unwrap();
-        assert!(unpack(&tar[..], &dir.path().join("root")).is_err());
-        assert!(!dir.path().join("evil").exists());
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::credentials::{Grants, TaskRoles};
 use crate::error::{client, cluster_not_found, internal, invalid};
-use crate::images::{Image, Images};
+use crate::images::{Image, Images, read_image_file};
 use crate::network::{Attachment, HostPorts, Networks, PortMapping};
 use crate::placement::Placement;
 use crate::runner::{Container, Handle, Launch, Netns, Runner};
@@ -137,35 +137,35 @@ fn task_key(cluster: &str, id: &str) -> String {
 }
 
 /// The numeric uid and gid a `user` setting names, reading the image's /etc/passwd
-/// (top layer first) for names.
+/// and /etc/group for names, inside the image's own layers only.
 fn user_ids(user: Option<&str>, image: &Image) -> Result<(u32, u32), String> {
     let Some(user) = user else {
         return Ok((0, 0));
     };
     let (name, group) = user.split_once(':').unwrap_or((user, ""));
-    let lookup = |file: &str, wanted: &str| -> Option<(u32, u32)> {
-        image.layers.iter().rev().find_map(|layer| {
-            let text = std::fs::read_to_string(layer.join("etc").join(file)).ok()?;
-            text.lines().find_map(|line| {
-                let fields: Vec<&str> = line.split(':').collect();
-                (fields.first() == Some(&wanted)).then(|| {
-                    (
-                        fields.get(2).and_then(|v| v.parse().ok()).unwrap_or(0),
-                        fields.get(3).and_then(|v| v.parse().ok()).unwrap_or(0),
-                    )
-                })
+    let lookup = |file: &str, wanted: &str| -> Result<Option<(u32, u32)>, String> {
+        let Some(bytes) = read_image_file(&image.layers, &format!("/etc/{file}"), 4 << 20)? else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8_lossy(&bytes).lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&wanted)).then(|| {
+                (
+                    fields.get(2).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    fields.get(3).and_then(|v| v.parse().ok()).unwrap_or(0),
+                )
             })
-        })
+        }))
     };
     let (uid, primary) = match name.parse::<u32>() {
         Ok(uid) => (uid, uid),
-        Err(_) => lookup("passwd", name).ok_or_else(|| format!("unable to find user {name}"))?,
+        Err(_) => lookup("passwd", name)?.ok_or_else(|| format!("unable to find user {name}"))?,
     };
     let gid = match group {
         "" => primary,
         group => match group.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => lookup("group", group)
+            Err(_) => lookup("group", group)?
                 .map(|(gid, _)| gid)
                 .ok_or_else(|| format!("unable to find group {group}"))?,
         },

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use nimbus_storage::OciDigest;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ImageConfig;
@@ -12,7 +13,7 @@ use crate::model::ImageConfig;
 /// Images from nimbus's registry, as Lambda needs them.
 pub trait FunctionImages: Send + Sync {
     /// The digest of the manifest `uri` names now, or why there is none.
-    fn resolve(&self, uri: &str) -> Result<String, String>;
+    fn resolve(&self, uri: &str) -> Result<OciDigest, String>;
     /// The image `uri` names, its layers unpacked.
     fn unpack(&self, uri: &str) -> Result<UnpackedImage, String>;
 }
@@ -29,16 +30,17 @@ pub struct UnpackedImage {
     pub working_dir: Option<String>,
 }
 
-/// The image of a function or version: as named, and pinned to a digest.
+/// The image of a function or version: as named, and pinned to a digest (a parsed
+/// one, stored and read back as text, so a record cannot carry a path trick).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageCode {
     pub uri: String,
     pub resolved_uri: String,
-    pub digest: String,
+    pub digest: OciDigest,
 }
 
 impl ImageCode {
-    pub fn new(uri: &str, digest: String) -> Self {
+    pub fn new(uri: &str, digest: OciDigest) -> Self {
         // `host/repo:tag` or `host/repo@digest` → `host/repo@<digest>`.
         let (prefix, last) = uri.rsplit_once('/').unwrap_or(("", uri));
         let repo = last.split(['@', ':']).next().unwrap_or(last);
@@ -56,10 +58,7 @@ impl ImageCode {
 
     /// `CodeSha256` as Lambda reports it for an image: the digest's hex.
     pub fn code_sha256(&self) -> String {
-        self.digest
-            .split_once(':')
-            .map_or(self.digest.as_str(), |(_, hex)| hex)
-            .to_owned()
+        self.digest.hex().to_owned()
     }
 }
 
@@ -90,11 +89,19 @@ mod tests {
 
     #[test]
     fn images_are_pinned_by_digest() {
-        let pinned = ImageCode::new("127.0.0.1:4566/lambda/app:v1", "sha256:ab12".to_owned());
-        assert_eq!(pinned.resolved_uri, "127.0.0.1:4566/lambda/app@sha256:ab12");
-        assert_eq!(pinned.code_sha256(), "ab12");
-        let by_digest = ImageCode::new("repo@sha256:ab12", "sha256:ab12".to_owned());
-        assert_eq!(by_digest.resolved_uri, "repo@sha256:ab12");
+        let digest = OciDigest::sha256(b"manifest");
+        let pinned = ImageCode::new("127.0.0.1:4566/lambda/app:v1", digest.clone());
+        assert_eq!(
+            pinned.resolved_uri,
+            format!("127.0.0.1:4566/lambda/app@{digest}")
+        );
+        assert_eq!(pinned.code_sha256(), digest.hex());
+        let by_digest = ImageCode::new(&format!("repo@{digest}"), digest.clone());
+        assert_eq!(by_digest.resolved_uri, format!("repo@{digest}"));
+        // A stored record naming a path instead of a digest does not load.
+        let mut stored = serde_json::to_value(&pinned).unwrap();
+        stored["digest"] = "tmp/../../../../etc".into();
+        assert!(serde_json::from_value::<ImageCode>(stored).is_err());
     }
 
     #[test]

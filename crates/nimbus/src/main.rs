@@ -132,6 +132,10 @@ pub struct ServerArgs {
     /// recently used ones nothing runs on are removed past it.
     #[arg(long, env = "NIMBUS_IMAGE_CACHE_MB", default_value_t = 20480)]
     pub image_cache_mb: u64,
+    /// MB one image layer may unpack to; a layer past it (or decompressing past 100
+    /// times its stored size once over 256 MB, as a gzip bomb does) fails to pull.
+    #[arg(long, env = "NIMBUS_IMAGE_LAYER_MAX_MB", default_value_t = 4096)]
+    pub image_layer_max_mb: u64,
     /// Seconds between the registry's garbage collections (and lifecycle policy runs).
     #[arg(long, env = "NIMBUS_REGISTRY_GC_INTERVAL", default_value_t = 3600)]
     pub registry_gc_interval: u64,

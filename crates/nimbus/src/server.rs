@@ -41,6 +41,7 @@ use nimbus_registry::{EcrApi, Housekeeping, Registry, RegistryError};
 use nimbus_s3::S3Api;
 use nimbus_scheduler::Scheduler;
 use nimbus_scheduler::api::SchedulerApi;
+use nimbus_storage::OciDigest;
 use nimbus_storage::{BlobError, BlobStore, FsBlobStore, MetadataStore, SqliteStore, StoreError};
 use time::OffsetDateTime;
 
@@ -226,7 +227,7 @@ fn evict_images_forever(images: Arc<Images>, runner: Option<Arc<Runner>>, limit:
 struct LambdaImages(Arc<Images>);
 
 impl FunctionImages for LambdaImages {
-    fn resolve(&self, uri: &str) -> Result<String, String> {
+    fn resolve(&self, uri: &str) -> Result<OciDigest, String> {
         self.0.resolve(uri).map(|(_, digest)| digest)
     }
 
@@ -398,7 +399,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     });
     // Images from the registry, unpacked once per layer, for tasks and image functions.
     let ecs_dir = data_dir.join("ecs");
-    let images = Arc::new(Images::new(registry.clone(), &ecs_dir).map_err(io_at(&ecs_dir))?);
+    let layer_limits = nimbus_ecs::images::Limits {
+        layer_bytes: args.image_layer_max_mb.saturating_mul(1024 * 1024),
+        ..Default::default()
+    };
+    let images =
+        Arc::new(Images::new(registry.clone(), &ecs_dir, layer_limits).map_err(io_at(&ecs_dir))?);
     let functions = Arc::new(
         Functions::new(
             FunctionStore::new(meta.clone()),

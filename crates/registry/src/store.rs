@@ -274,13 +274,15 @@ fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed> {
                 parsed.artifact_type = config["mediaType"].as_str().map(str::to_owned);
             }
             for layer in json["layers"].as_array().into_iter().flatten() {
+                // Every digest is one, even where its bytes are not kept here.
+                let digest = descriptor_digest(layer)?;
                 // Layers kept elsewhere (foreign `urls`) need not be here.
                 if layer.get("urls").is_some() {
                     continue;
                 }
                 let size = layer["size"].as_u64().unwrap_or(0);
                 parsed.image_size += size;
-                parsed.blobs.push((descriptor_digest(layer)?, size));
+                parsed.blobs.push((digest, size));
             }
         }
         OCI_INDEX | DOCKER_LIST => {
@@ -439,12 +441,7 @@ impl Store {
             .storage
             .parse()
             .map_err(|_| RegistryError::Internal(format!("bad storage name {}", blob.storage)))?;
-        let path = self
-            .blob_root
-            .join("sha256")
-            .join(&blob.storage[..2])
-            .join(storage.to_string());
-        Ok(File::open(path)?)
+        Ok(File::open(self.blobs.path_of(&storage))?)
     }
 
     /// Removes a blob from a repository (the bytes stay for others, or for GC).
@@ -501,10 +498,10 @@ impl Store {
     pub fn finish_upload(&self, upload: &mut Upload, digest: &OciDigest) -> Result<BlobRecord> {
         let writer = upload.writer.take().ok_or(RegistryError::UploadUnknown)?;
         let _naming = self.naming.read().expect("naming lock");
-        let expected = match digest.algorithm {
+        let expected = match digest.algorithm() {
             Algorithm::Sha256 => Some(
                 digest
-                    .hex
+                    .hex()
                     .parse::<nimbus_storage::Digest>()
                     .map_err(|_| RegistryError::DigestInvalid(digest.to_string()))?,
             ),
@@ -524,7 +521,7 @@ impl Store {
             size,
             touched_at: now(),
         };
-        if digest.algorithm == Algorithm::Sha512 {
+        if digest.algorithm() == Algorithm::Sha512 {
             // Checked on what was stored; a mismatch leaves an unnamed file that
             // garbage collection removes.
             let actual = sha512_of(self.open_blob(&blob)?)?;
@@ -950,10 +947,9 @@ fn sha512_of(mut file: File) -> Result<OciDigest> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(OciDigest {
-        algorithm: Algorithm::Sha512,
-        hex: hex::encode(hasher.finalize()),
-    })
+    format!("sha512:{}", hex::encode(hasher.finalize()))
+        .parse()
+        .map_err(|err: nimbus_storage::DigestError| RegistryError::Internal(err.to_string()))
 }
 
 #[cfg(test)]
@@ -1082,6 +1078,17 @@ mod tests {
             .put_manifest(&app, &tag, None, &image(&config, &[(&layer, 5)]))
             .unwrap_err();
         assert!(matches!(err, RegistryError::TagImmutable { .. }));
+        // A foreign layer (kept elsewhere, named by `urls`) still needs a digest.
+        let foreign = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                        "digest": "tmp/../../../../etc", "size": 1,
+                        "urls": ["http://example.com/layer"]}],
+        })
+        .to_string();
         for (bytes, content_type) in [
             (&b"not json"[..], None),
             (&image(&config, &[])[..], Some(OCI_INDEX)),
@@ -1089,6 +1096,7 @@ mod tests {
                 br#"{"schemaVersion":2,"config":{},"layers":[],"manifests":[]}"#,
                 None,
             ),
+            (foreign.as_bytes(), None),
         ] {
             let err = store
                 .put_manifest(&app, &Reference::Tag("v2".into()), content_type, bytes)

@@ -133,7 +133,8 @@ impl FsBlobStore {
         })
     }
 
-    fn path_of(&self, digest: &Digest) -> PathBuf {
+    /// Where the blob `digest` lives (or would).
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
         blob_path(&self.root, digest)
     }
 }

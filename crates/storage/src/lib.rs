@@ -3,7 +3,9 @@
 //! local filesystem) can be swapped for PostgreSQL and S3 when nimbus scales out.
 
 pub mod blob;
+pub mod digest;
 pub mod metadata;
 
 pub use blob::{Blob, BlobError, BlobRead, BlobStore, BlobWriter, Digest, FsBlobStore};
+pub use digest::{Algorithm, DigestError, OciDigest};
 pub use metadata::{Expect, MetadataStore, Record, SqliteStore, StoreError, WriteBatch};
