@@ -6,6 +6,7 @@
 
 mod bundle;
 pub mod cgroup;
+pub mod confinement;
 pub mod init;
 mod mounts;
 mod network;
