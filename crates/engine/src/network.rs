@@ -196,9 +196,10 @@ impl Egress {
     }
 
     /// Writes the chains and sends what enters the host on `interface` (an
-    /// iptables name, `+` a wildcard) through them; traffic between two interfaces
-    /// of the same name stays as it was. Both address families, IPv6 where
-    /// ip6tables exists (sandbox links have IPv6 link-local addresses).
+    /// iptables name, `+` a wildcard) through them; with `between_allowed`, traffic
+    /// from one such interface to another (containers on one bridge, as Docker lets
+    /// them talk) is left to the rules that were there. Both address families, IPv6
+    /// where ip6tables exists (sandbox links have IPv6 link-local addresses).
     pub async fn enforce(&self, interface: &str, between_allowed: bool) -> io::Result<()> {
         let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolvers = resolvers(&resolv_conf);
