@@ -102,6 +102,9 @@ class Nimbus:
 
 def start_nimbus(data_dir: Path, *args: str, env=None) -> Nimbus:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
+    # Functions post to callback servers on this host's address, which sandboxes
+    # reach only where the operator opened it.
+    full_env["NIMBUS_EGRESS_ALLOW"] = f"{host_address()}/32"
     full_env.update(env or {})
     process = subprocess.Popen(
         [nimbus_binary(), "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *args],

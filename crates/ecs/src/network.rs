@@ -6,13 +6,15 @@
 //! allocates host ports itself (portmap reserves nothing): a static port must be free,
 //! port 0 takes one from ECS's ephemeral range. Each attachment's record, kept beside
 //! its namespace, holds what tearing it down needs, so the next start removes what a
-//! crash left.
+//! crash left. What tasks may connect to is the engine's [`Egress`] policy, applied
+//! to the bridge: containers on it reach each other, as on Docker's bridge.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 
+use nimbus_engine::Egress;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -177,9 +179,9 @@ impl HostPorts {
 }
 
 impl Networks {
-    /// Finds the CNI plugins and lets task traffic out; why tasks cannot have these
-    /// network modes here otherwise.
-    pub async fn open(dir: &Path) -> Result<Self, String> {
+    /// Finds the CNI plugins and lets task traffic out where `egress` allows; why
+    /// tasks cannot have these network modes here otherwise.
+    pub async fn open(dir: &Path, egress: &Egress) -> Result<Self, String> {
         let plugins = ["/usr/lib/cni", "/opt/cni/bin"]
             .into_iter()
             .map(PathBuf::from)
@@ -220,6 +222,10 @@ impl Networks {
             .await
             .map_err(|err| format!("cannot let task traffic out: {err}"))?;
         }
+        egress
+            .enforce(BRIDGE, true)
+            .await
+            .map_err(|err| format!("cannot confine task traffic: {err}"))?;
         Ok(Self {
             plugins,
             dir: dir.to_owned(),

@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nimbus_engine::confinement::{Workload, confine};
 use nimbus_logs::{LogEvent, LogSink};
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxMemoryBuilder, LinuxNamespace,
@@ -459,11 +460,11 @@ fn bundle(
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
-        .permitted(caps)
+        .permitted(caps.clone())
         .inheritable(HashSet::new())
         .ambient(HashSet::new())
         .build()?;
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(false)
         .user(
             UserBuilder::default()
@@ -503,8 +504,9 @@ fn bundle(
         .cgroups_path(PathBuf::from(format!("/nimbus-tasks/{}", launch.id)))
         .namespaces(namespaces)
         .build()?;
-    linux.set_masked_paths(defaults.masked_paths().clone());
-    linux.set_readonly_paths(defaults.readonly_paths().clone());
+    // Docker's confinement whatever the task definition asks (`privileged` included):
+    // a container never gets more of the kernel than Docker's defaults give.
+    confine(&mut process, &mut linux, Workload::Container(&caps))?;
     let mut mounts = get_default_mounts();
     if !matches!(launch.network, Netns::None) {
         // The host's resolver, so names resolve as on the host.

@@ -6,18 +6,16 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    Arch, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxPidsBuilder,
-    LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
-    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount,
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxResourcesBuilder, Mount,
     MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
     SpecBuilder, UserBuilder, get_default_mounts,
 };
 
+use crate::confinement::{Workload, confine};
+
 /// The unprivileged user code runs as (Lambda's `sbx_user1051`).
 pub const SANDBOX_UID: u32 = 993;
 pub const SANDBOX_GID: u32 = 990;
-/// Processes and threads per sandbox, Lambda's quota.
-const PIDS_MAX: i64 = 1024;
 /// Open files per process, Lambda's quota.
 const NOFILE: u64 = 1024;
 
@@ -159,7 +157,7 @@ pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
         .permitted(HashSet::new())
         .ambient(HashSet::new())
         .build()?;
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(false)
         .user(
             UserBuilder::default()
@@ -171,7 +169,6 @@ pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
         .env(vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_owned()])
         .cwd("/")
         .capabilities(no_caps)
-        .no_new_privileges(true)
         .rlimits(vec![
             PosixRlimitBuilder::default()
                 .typ(PosixRlimitType::RlimitNofile)
@@ -187,21 +184,16 @@ pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
                 .access("rwm")
                 .build()?,
         ])
-        .pids(LinuxPidsBuilder::default().limit(PIDS_MAX).build()?)
         .build()?;
-    let linux = LinuxBuilder::default()
+    // Namespaces keep oci-spec's defaults: new pid, network, ipc, uts, mount and
+    // cgroup namespaces.
+    let mut linux = LinuxBuilder::default()
         .resources(resources)
         .cgroups_path(PathBuf::from(spec.cgroup))
         .rootfs_propagation(spec.root_propagation)
-        .seccomp(seccomp()?)
+        .namespaces(oci_spec::runtime::get_default_namespaces())
         .build()?;
-    // Namespaces, masked and read-only paths keep oci-spec's defaults: new pid,
-    // network, ipc, uts, mount and cgroup namespaces; /proc's dangerous files hidden.
-    let defaults = oci_spec::runtime::Linux::default();
-    let mut linux = linux;
-    linux.set_namespaces(defaults.namespaces().clone());
-    linux.set_masked_paths(defaults.masked_paths().clone());
-    linux.set_readonly_paths(defaults.readonly_paths().clone());
+    confine(&mut process, &mut linux, Workload::Sandbox)?;
     SpecBuilder::default()
         .version("1.0.2")
         .root(
@@ -214,119 +206,6 @@ pub fn config(spec: &BundleSpec) -> Result<Spec, OciSpecError> {
         .mounts(mounts)
         .process(process)
         .linux(linux)
-        .build()
-}
-
-/// System calls no sandboxed program needs and that widen the kernel's attack
-/// surface: the set Docker's default profile withholds from unprivileged containers.
-const DENIED: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "io_uring_enter",
-    "io_uring_register",
-    "io_uring_setup",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "syslog",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vhangup",
-];
-
-/// `clone` flags that create namespaces.
-const NAMESPACE_FLAGS: &[u64] = &[
-    0x0002_0000, // CLONE_NEWNS
-    0x0200_0000, // CLONE_NEWCGROUP
-    0x0400_0000, // CLONE_NEWUTS
-    0x0800_0000, // CLONE_NEWIPC
-    0x1000_0000, // CLONE_NEWUSER
-    0x2000_0000, // CLONE_NEWPID
-    0x4000_0000, // CLONE_NEWNET
-];
-
-const EPERM: u32 = 1;
-const ENOSYS: u32 = 38;
-
-fn denied(names: &[&str], errno: u32) -> Result<LinuxSyscall, OciSpecError> {
-    LinuxSyscallBuilder::default()
-        .names(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-        .action(LinuxSeccompAction::ScmpActErrno)
-        .errno_ret(errno)
-        .build()
-}
-
-fn seccomp() -> Result<LinuxSeccomp, OciSpecError> {
-    let mut syscalls = vec![
-        denied(DENIED, EPERM)?,
-        // clone3 passes its flags in memory a filter cannot read; glibc falls back
-        // to clone, whose flags it can.
-        denied(&["clone3"], ENOSYS)?,
-    ];
-    for flag in NAMESPACE_FLAGS {
-        let mut rule = denied(&["clone"], EPERM)?;
-        rule.set_args(Some(vec![
-            LinuxSeccompArgBuilder::default()
-                .index(0usize)
-                .value(*flag)
-                .value_two(*flag)
-                .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
-                .build()?,
-        ]));
-        syscalls.push(rule);
-    }
-    let architectures = if cfg!(target_arch = "aarch64") {
-        vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm]
-    } else {
-        vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
-    };
-    LinuxSeccompBuilder::default()
-        .default_action(LinuxSeccompAction::ScmpActAllow)
-        .architectures(architectures)
-        .syscalls(syscalls)
         .build()
 }
 
@@ -387,8 +266,17 @@ mod tests {
                 .unwrap()
                 .contains(&"ro".into())
         );
-        assert_eq!(json["linux"]["resources"]["pids"]["limit"], PIDS_MAX);
-        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(
+            json["linux"]["resources"]["pids"]["limit"],
+            Workload::Sandbox.pids_max()
+        );
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(
+            json["linux"]["maskedPaths"]
+                .as_array()
+                .unwrap()
+                .contains(&"/proc/kcore".into())
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod bundle;
 pub mod cgroup;
 pub mod confined;
+pub mod confinement;
 pub mod init;
 mod mounts;
 mod network;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 pub use bundle::ReadOnly;
 pub use init::Program;
 pub use mounts::{overlay, overlay_lower_dirs, private_namespace};
+pub use network::Egress;
 pub use oci::OciRuntime;
 pub use pool::Pool;
 

@@ -5,11 +5,15 @@
 //! interface index (unique among live interfaces, so nimbus servers sharing a host
 //! never collide), and outbound traffic is masqueraded. The veth pair disappears
 //! with the sandbox's namespace, so a crash leaves no devices behind.
+//!
+//! Where sandboxes (and ECS containers) may connect is the [`Egress`] policy.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use ipnet::IpNet;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -71,11 +75,169 @@ async fn ensure_rule(iptables: &Path, table: &str, insert: bool, rule: &[&str]) 
     run(iptables, &add, None).await
 }
 
+/// Where code nimbus runs may connect: nimbus's edge and the outside network, never
+/// the host's other addresses, link-local or private ranges, unless the operator
+/// opened them. The policy is the host's: one pair of iptables chains of nimbus's
+/// own (`NIMBUS-HOST` judges what reaches the host itself from a sandbox or task
+/// interface, `NIMBUS-EGRESS` what it forwards elsewhere), rewritten whole by each
+/// server that starts and left in place when it stops, as the containers that
+/// outlive it are.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    /// nimbus's edge, reachable on the host's addresses.
+    pub edge: SocketAddr,
+    /// Destinations the operator opened, the host's own addresses included.
+    pub allow: Vec<IpNet>,
+}
+
+/// Chains of nimbus's own, for traffic into the host and through it.
+const HOST_CHAIN: &str = "NIMBUS-HOST";
+const EGRESS_CHAIN: &str = "NIMBUS-EGRESS";
+
+/// Ranges no sandbox or task reaches unless allowed: this network and loopback,
+/// private and shared address space, link-local (cloud metadata services),
+/// protocol assignments, benchmarking, multicast and reserved.
+const CLOSED_V4: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+];
+/// Unspecified, loopback, IPv4-mapped, unique local, link-local and multicast.
+const CLOSED_V6: &[&str] = &[
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+/// The name servers of `resolv_conf` that are not loopback: sandboxes and tasks
+/// resolve names through the host's resolvers, often on a private address.
+fn resolvers(resolv_conf: &str) -> Vec<IpAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|address| address.trim().parse::<IpAddr>().ok())
+        .filter(|address| !address.is_loopback())
+        .collect()
+}
+
+impl Egress {
+    /// The `iptables-restore` input that (re)writes both chains for one address
+    /// family; `resolvers` are the host's name servers.
+    fn rules(&self, v6: bool, resolvers: &[IpAddr]) -> String {
+        let family = |net: &IpNet| matches!(net, IpNet::V6(_)) == v6;
+        let allow: Vec<String> = self
+            .allow
+            .iter()
+            .filter(|net| family(net))
+            .map(IpNet::to_string)
+            .collect();
+        let dns: Vec<String> = resolvers
+            .iter()
+            .filter(|address| address.is_ipv6() == v6)
+            .map(IpAddr::to_string)
+            .collect();
+        let mut lines = vec![
+            "*filter".to_owned(),
+            format!(":{HOST_CHAIN} - [0:0]"),
+            format!(":{EGRESS_CHAIN} - [0:0]"),
+        ];
+        // Into the host: replies, nimbus's edge, name servers, what was opened.
+        lines.push(format!(
+            "-A {HOST_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
+        ));
+        let edge = self.edge.ip();
+        let edge_address = if edge.is_unspecified() || edge.is_ipv6() != v6 {
+            String::new()
+        } else {
+            format!("-d {edge} ")
+        };
+        lines.push(format!(
+            "-A {HOST_CHAIN} {edge_address}-p tcp --dport {} -j RETURN",
+            self.edge.port()
+        ));
+        if v6 {
+            // Neighbour discovery.
+            lines.push(format!("-A {HOST_CHAIN} -p ipv6-icmp -j RETURN"));
+        }
+        // Through the host: replies and published ports (destination rewritten by a
+        // port mapping), name servers, what was opened, then nothing closed.
+        lines.push(format!(
+            "-A {EGRESS_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j RETURN"
+        ));
+        for chain in [HOST_CHAIN, EGRESS_CHAIN] {
+            for server in &dns {
+                for protocol in ["udp", "tcp"] {
+                    lines.push(format!(
+                        "-A {chain} -d {server} -p {protocol} --dport 53 -j RETURN"
+                    ));
+                }
+            }
+            for net in &allow {
+                lines.push(format!("-A {chain} -d {net} -j RETURN"));
+            }
+        }
+        lines.push(format!("-A {HOST_CHAIN} -j REJECT"));
+        for net in if v6 { CLOSED_V6 } else { CLOSED_V4 } {
+            lines.push(format!("-A {EGRESS_CHAIN} -d {net} -j REJECT"));
+        }
+        lines.push("COMMIT".to_owned());
+        lines.join("\n") + "\n"
+    }
+
+    /// Writes the chains and sends what enters the host on `interface` (an
+    /// iptables name, `+` a wildcard) through them; with `between_allowed`, traffic
+    /// from one such interface to another (containers on one bridge, as Docker lets
+    /// them talk) is left to the rules that were there. Both address families, IPv6
+    /// where ip6tables exists (sandbox links have IPv6 link-local addresses).
+    pub async fn enforce(&self, interface: &str, between_allowed: bool) -> io::Result<()> {
+        let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolvers = resolvers(&resolv_conf);
+        for (tool, v6) in [("iptables", false), ("ip6tables", true)] {
+            let Some(iptables) = on_path(tool) else {
+                if v6 {
+                    continue;
+                }
+                return Err(io::Error::other("iptables is not installed"));
+            };
+            let restore = on_path(&format!("{tool}-restore"))
+                .ok_or_else(|| io::Error::other(format!("{tool}-restore is not installed")))?;
+            // Declaring a chain of its own with --noflush empties just that chain:
+            // the whole policy changes at once.
+            run(&restore, &["--noflush"], Some(self.rules(v6, &resolvers))).await?;
+            ensure_rule(
+                &iptables,
+                "filter",
+                true,
+                &["INPUT", "-i", interface, "-j", HOST_CHAIN],
+            )
+            .await?;
+            let mut forward = vec!["FORWARD", "-i", interface];
+            if between_allowed {
+                forward.extend(["!", "-o", interface]);
+            }
+            forward.extend(["-j", EGRESS_CHAIN]);
+            ensure_rule(&iptables, "filter", true, &forward).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Network {
     /// Finds the tools and sets up the host once: forwarding and NAT for sandbox
-    /// traffic, none between sandboxes. Without iptables sandboxes still reach this
-    /// host (and nimbus) but not beyond.
-    pub async fn open() -> io::Result<Self> {
+    /// traffic, none between sandboxes, and the egress policy. Without iptables
+    /// sandboxes reach nimbus but not beyond.
+    pub async fn open(egress: &Egress) -> io::Result<Self> {
         let ip =
             on_path("ip").ok_or_else(|| io::Error::other("`ip` (iproute2) is not installed"))?;
         let nsenter =
@@ -129,15 +291,19 @@ impl Network {
                 for (table, insert, rule) in &rules {
                     result = result.and(ensure_rule(&iptables, table, *insert, rule).await);
                 }
-                result
+                // Checked first, before the rules that let sandbox traffic out.
+                result.and(egress.enforce(&between, false).await)
             }
             None => Err(io::Error::other("iptables is not installed")),
         };
         if let Err(err) = outside {
+            // Without the policy nothing may leave: a sandbox keeps its loopback,
+            // through which it reaches nimbus.
             tracing::warn!(
                 error = %err,
-                "sandboxes reach this host but not the outside network (install iptables)"
+                "sandboxes get no network beyond nimbus (install iptables)"
             );
+            return Err(err);
         }
         Ok(Self { ip, nsenter })
     }
@@ -199,5 +365,41 @@ impl Network {
             )),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_opens_the_edge_resolvers_and_what_was_allowed_and_closes_the_rest() {
+        let egress = Egress {
+            edge: "0.0.0.0:4566".parse().unwrap(),
+            allow: vec!["10.9.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()],
+        };
+        let resolvers = resolvers("# x\nnameserver 10.255.255.53\nnameserver 127.0.0.53\n");
+        assert_eq!(resolvers, ["10.255.255.53".parse::<IpAddr>().unwrap()]);
+        let v4 = egress.rules(false, &resolvers);
+        let lines: Vec<&str> = v4.lines().collect();
+        let at = |rule: &str| {
+            lines
+                .iter()
+                .position(|line| *line == rule)
+                .unwrap_or_else(|| panic!("{rule} missing from\n{v4}"))
+        };
+        assert!(
+            at("-A NIMBUS-HOST -p tcp --dport 4566 -j RETURN") < at("-A NIMBUS-HOST -j REJECT")
+        );
+        let opened = at("-A NIMBUS-EGRESS -d 10.9.0.0/16 -j RETURN");
+        let dns = at("-A NIMBUS-EGRESS -d 10.255.255.53 -p udp --dport 53 -j RETURN");
+        let closed = at("-A NIMBUS-EGRESS -d 10.0.0.0/8 -j REJECT");
+        assert!(opened < closed && dns < closed);
+        at("-A NIMBUS-EGRESS -d 169.254.0.0/16 -j REJECT");
+        assert!(!v4.contains("fd00::"), "IPv6 ranges stay out of iptables");
+        let v6 = egress.rules(true, &resolvers);
+        assert!(v6.contains("-A NIMBUS-EGRESS -d fd00::/8 -j RETURN"));
+        assert!(v6.contains("-A NIMBUS-EGRESS -d fe80::/10 -j REJECT"));
+        assert!(!v6.contains("10.9.0.0"));
     }
 }

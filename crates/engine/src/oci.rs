@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 
 use crate::bundle::{self, BundleSpec, SANDBOX_GID, SANDBOX_UID};
 use crate::cgroup::Cgroup;
-use crate::network::Network;
+use crate::network::{Egress, Network};
 use crate::{Exit, Launch, SandboxError, Template, die_with_parent, mounts};
 
 /// How long a runtime may take to start a sandbox's init process.
@@ -90,8 +90,14 @@ fn write_etc(etc: &Path) -> io::Result<()> {
 
 impl OciRuntime {
     /// Takes over `dir` for sandboxes run by `cli`, first removing whatever an earlier
-    /// nimbus on the same directory left behind. `init` is the nimbus binary.
-    pub async fn open(cli: PathBuf, dir: PathBuf, init: PathBuf) -> io::Result<Self> {
+    /// nimbus on the same directory left behind. `init` is the nimbus binary;
+    /// `egress` says where sandboxes may connect.
+    pub async fn open(
+        cli: PathBuf,
+        dir: PathBuf,
+        init: PathBuf,
+        egress: &Egress,
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let dir = dir.canonicalize()?;
         let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
@@ -108,7 +114,7 @@ impl OciRuntime {
             cgroup_parent,
             next: AtomicU64::new(0),
             running: Arc::new(()),
-            network: Network::open()
+            network: Network::open(egress)
                 .await
                 .inspect_err(|err| {
                     tracing::warn!(error = %err, "sandboxes get no network beyond their loopback")

@@ -125,6 +125,11 @@ pub struct ServerArgs {
     /// PATH or by path.
     #[arg(long, env = "NIMBUS_OCI_RUNTIME", default_value = "runc")]
     pub oci_runtime: PathBuf,
+    /// Destinations sandboxes and tasks may reach besides nimbus and the outside
+    /// network (CIDRs, comma-separated): the host's own addresses and the
+    /// link-local and private ranges are closed to them otherwise.
+    #[arg(long, env = "NIMBUS_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Vec<ipnet::IpNet>,
     /// Sandboxes kept pre-started per runtime, so cold starts skip creating one.
     #[arg(long, env = "NIMBUS_SANDBOX_POOL", default_value_t = 1)]
     pub sandbox_pool: usize,

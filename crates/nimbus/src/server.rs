@@ -22,7 +22,7 @@ use nimbus_ecs::network::Networks;
 use nimbus_ecs::runner::Runner;
 use nimbus_ecs::tasks::Node;
 use nimbus_edge::Edge;
-use nimbus_engine::{Isolation, OciRuntime, Pool};
+use nimbus_engine::{Egress, Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
@@ -132,7 +132,7 @@ fn find_program(name: &Path) -> Option<PathBuf> {
 
 /// How this server isolates code; never fails the start, so that a machine without
 /// an OCI runtime still serves everything but function execution.
-async fn isolation(args: &ServerArgs, data_dir: &Path) -> Isolation {
+async fn isolation(args: &ServerArgs, data_dir: &Path, egress: &Egress) -> Isolation {
     if args.isolation == IsolationArg::None {
         tracing::warn!(
             "isolation is off: functions run unsandboxed, as nimbus's user, on this host"
@@ -151,7 +151,7 @@ async fn isolation(args: &ServerArgs, data_dir: &Path) -> Isolation {
     };
     // The nimbus binary is every sandbox's init.
     let opened = match std::env::current_exe() {
-        Ok(init) => OciRuntime::open(cli, data_dir.join("sandboxes"), init).await,
+        Ok(init) => OciRuntime::open(cli, data_dir.join("sandboxes"), init, egress).await,
         Err(err) => Err(err),
     };
     match opened {
@@ -436,7 +436,14 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         format!("localhost:{}", local.port()),
         format!("{}.dkr.ecr.{}.amazonaws.com", args.account_id, args.region),
     ]);
-    let sandboxes = Pool::new(isolation(&args, &data_dir).await, args.sandbox_pool);
+    let egress = Egress {
+        edge: local,
+        allow: args.egress_allow.clone(),
+    };
+    let sandboxes = Pool::new(
+        isolation(&args, &data_dir, &egress).await,
+        args.sandbox_pool,
+    );
     let log_store = Arc::new(LogStore::new(meta.clone()));
     nimbus_logs::start_expiry(log_store.clone());
     let logs = LogSink::start(log_store.clone());
@@ -499,7 +506,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                     .map_err(io_at(&ecs_dir))?;
                 task_runner = Some(runner.clone());
                 let roles: Arc<dyn TaskRoles> = Arc::new(EcsRoles(sessions.clone()));
-                let networks = Networks::open(&ecs_dir.join("networks"))
+                let networks = Networks::open(&ecs_dir.join("networks"), &egress)
                     .await
                     .map(Arc::new)
                     .inspect_err(|reason| {
