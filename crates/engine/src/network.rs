@@ -81,7 +81,8 @@ async fn ensure_rule(iptables: &Path, table: &str, insert: bool, rule: &[&str]) 
 /// own (`NIMBUS-HOST` judges what reaches the host itself from a sandbox or task
 /// interface, `NIMBUS-EGRESS` what it forwards elsewhere), rewritten whole by each
 /// server that starts and left in place when it stops, as the containers that
-/// outlive it are.
+/// outlive it are. Only the edges accumulate (`NIMBUS-EDGES`), so servers sharing a
+/// host keep each other's edges reachable.
 #[derive(Debug, Clone)]
 pub struct Egress {
     /// nimbus's edge, reachable on the host's addresses.
@@ -93,6 +94,9 @@ pub struct Egress {
 /// Chains of nimbus's own, for traffic into the host and through it.
 const HOST_CHAIN: &str = "NIMBUS-HOST";
 const EGRESS_CHAIN: &str = "NIMBUS-EGRESS";
+/// The edges of every server on the host, one rule each, added by each server and
+/// never rewritten: another server starting must not close this one's edge.
+const EDGES_CHAIN: &str = "NIMBUS-EDGES";
 
 /// Ranges no sandbox or task reaches unless allowed: this network and loopback,
 /// private and shared address space, link-local (cloud metadata services),
@@ -156,16 +160,7 @@ impl Egress {
         lines.push(format!(
             "-A {HOST_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
         ));
-        let edge = self.edge.ip();
-        let edge_address = if edge.is_unspecified() || edge.is_ipv6() != v6 {
-            String::new()
-        } else {
-            format!("-d {edge} ")
-        };
-        lines.push(format!(
-            "-A {HOST_CHAIN} {edge_address}-p tcp --dport {} -j RETURN",
-            self.edge.port()
-        ));
+        lines.push(format!("-A {HOST_CHAIN} -j {EDGES_CHAIN}"));
         if v6 {
             // Neighbour discovery.
             lines.push(format!("-A {HOST_CHAIN} -p ipv6-icmp -j RETURN"));
@@ -212,6 +207,18 @@ impl Egress {
             };
             let restore = on_path(&format!("{tool}-restore"))
                 .ok_or_else(|| io::Error::other(format!("{tool}-restore is not installed")))?;
+            // The edges' chain is made here (it exists already when another server
+            // made it) and never declared to iptables-restore, which would empty it.
+            let _ = run(&iptables, &["-t", "filter", "-N", EDGES_CHAIN], None).await;
+            let port = self.edge.port().to_string();
+            let edge = self.edge.ip();
+            let mut rule = vec![EDGES_CHAIN];
+            let address = edge.to_string();
+            if !edge.is_unspecified() && edge.is_ipv6() == v6 {
+                rule.extend(["-d", &address]);
+            }
+            rule.extend(["-p", "tcp", "--dport", &port, "-j", "ACCEPT"]);
+            ensure_rule(&iptables, "filter", false, &rule).await?;
             // Declaring a chain of its own with --noflush empties just that chain:
             // the whole policy changes at once.
             run(&restore, &["--noflush"], Some(self.rules(v6, &resolvers))).await?;
@@ -388,9 +395,7 @@ mod tests {
                 .position(|line| *line == rule)
                 .unwrap_or_else(|| panic!("{rule} missing from\n{v4}"))
         };
-        assert!(
-            at("-A NIMBUS-HOST -p tcp --dport 4566 -j RETURN") < at("-A NIMBUS-HOST -j REJECT")
-        );
+        assert!(at("-A NIMBUS-HOST -j NIMBUS-EDGES") < at("-A NIMBUS-HOST -j REJECT"));
         let opened = at("-A NIMBUS-EGRESS -d 10.9.0.0/16 -j RETURN");
         let dns = at("-A NIMBUS-EGRESS -d 10.255.255.53 -p udp --dport 53 -j RETURN");
         let closed = at("-A NIMBUS-EGRESS -d 10.0.0.0/8 -j REJECT");
