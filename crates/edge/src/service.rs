@@ -11,6 +11,7 @@ use http::Response;
 use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Caller, PathStyle};
 
+use crate::authorization::{Authorization, Check, conforms};
 use crate::protocol::{AwsError, Protocol};
 
 /// What the edge knows about a service before any request reaches it.
@@ -185,27 +186,68 @@ pub struct ServiceRequest {
     pub body: Bytes,
 }
 
-/// A parsed operation; its name labels metrics and logs.
-pub trait Operation: Send {
+/// A parsed operation; its name labels metrics and logs, its authorization is the
+/// declaration of the table entry it was routed by.
+pub trait Operation: Send + Sync {
     fn name(&self) -> &'static str;
+
+    fn authorization(&self) -> Authorization;
 }
 
-/// One operation a service answers, as the docs list it: its name and, for the
-/// protocols that route by path, its method and path template.
+/// A service's own operation type with its name and the declaration of the route
+/// that parsed it.
+#[derive(Debug)]
+pub struct Routed<Op> {
+    pub operation: Op,
+    pub name: &'static str,
+    pub authorization: Authorization,
+}
+
+impl<Op: Send + Sync> Operation for Routed<Op> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn authorization(&self) -> Authorization {
+        self.authorization
+    }
+}
+
+/// An entry of a table that routes by operation name alone (json-1.1's target,
+/// query's `Action`).
+#[derive(Debug, Clone, Copy)]
+pub struct NamedOperation {
+    pub name: &'static str,
+    pub authorization: Authorization,
+}
+
+/// A table entry: `name`, guarded as `authorization` declares.
+pub const fn named(name: &'static str, authorization: Authorization) -> NamedOperation {
+    NamedOperation {
+        name,
+        authorization,
+    }
+}
+
+/// One operation a service answers, as the docs list it: its name, for the
+/// protocols that route by path its method and path template, and what IAM must
+/// allow for it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OperationDoc {
     pub name: String,
     pub route: Option<String>,
+    pub authorization: Authorization,
 }
 
 impl OperationDoc {
-    /// Operations routed by name alone (json-1.1's target, query's `Action`).
-    pub fn named(names: &[&str]) -> Vec<Self> {
-        names
+    /// Operations routed by name alone.
+    pub fn named(table: &[NamedOperation]) -> Vec<Self> {
+        table
             .iter()
-            .map(|name| Self {
-                name: (*name).to_owned(),
+            .map(|entry| Self {
+                name: entry.name.to_owned(),
                 route: None,
+                authorization: entry.authorization,
             })
             .collect()
     }
@@ -222,6 +264,16 @@ pub trait Service: Send + Sync + 'static {
     fn operations(&self) -> Vec<OperationDoc>;
 
     fn parse(&self, req: &ServiceRequest) -> Result<Self::Operation, AwsError>;
+
+    /// The concrete checks of a parsed operation: its declared action on the
+    /// resources the request names (with their policies and condition keys), and its
+    /// declared dependent actions. The edge authorizes each before `handle`; it asks
+    /// only for operations whose declaration names an action.
+    fn access(
+        &self,
+        ctx: &RequestContext,
+        operation: &Self::Operation,
+    ) -> impl Future<Output = Result<Vec<Check>, AwsError>> + Send;
 
     fn handle(
         &self,
@@ -318,21 +370,32 @@ impl StreamBody {
 const BODY_PIECE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A service whose request bodies are streamed rather than buffered (S3 objects):
-/// it gets the request head and the checked body, and answers with a body of its
-/// own, streamed too.
+/// it parses the request head, and handles the operation with the checked body,
+/// answering with a body of its own, streamed too.
 pub trait StreamingService: Send + Sync + 'static {
+    type Operation: Operation;
+
     fn descriptor(&self) -> &'static ServiceDescriptor;
 
     /// Every operation the service routes to, from the table it routes with.
     fn operations(&self) -> Vec<OperationDoc>;
 
-    /// Returns the operation's name (for metrics) and its outcome.
+    fn parse(&self, parts: &http::request::Parts) -> Result<Self::Operation, AwsError>;
+
+    /// As [`Service::access`].
+    fn access(
+        &self,
+        ctx: &RequestContext,
+        operation: &Self::Operation,
+    ) -> impl Future<Output = Result<Vec<Check>, AwsError>> + Send;
+
     fn handle(
         &self,
         ctx: RequestContext,
+        operation: Self::Operation,
         parts: http::request::Parts,
         body: StreamBody,
-    ) -> impl Future<Output = StreamOutcome> + Send;
+    ) -> impl Future<Output = Result<Response<axum::body::Body>, AwsError>> + Send;
 }
 
 /// A streaming service's operation name (when the request parsed) and outcome.
@@ -363,7 +426,22 @@ impl<S: StreamingService> DynStreaming for S {
         parts: http::request::Parts,
         body: StreamBody,
     ) -> BoxFuture<'_, StreamOutcome> {
-        Box::pin(self.handle(ctx, parts, body))
+        Box::pin(async move {
+            let operation = match self.parse(&parts) {
+                Ok(operation) => operation,
+                Err(err) => return (None, Err(err)),
+            };
+            let name = operation.name();
+            let allowed = enforce(&ctx, operation.authorization(), || {
+                self.access(&ctx, &operation)
+            })
+            .await;
+            let outcome = match allowed {
+                Ok(()) => self.handle(ctx, operation, parts, body).await,
+                Err(err) => Err(err),
+            };
+            (Some(name), outcome)
+        })
     }
 }
 
@@ -389,12 +467,62 @@ impl<S: Service> DynService for S {
             match self.parse(&req) {
                 Ok(operation) => {
                     let name = operation.name();
-                    (Some(name), self.handle(ctx, operation).await)
+                    let allowed = enforce(ctx, operation.authorization(), || {
+                        self.access(ctx, &operation)
+                    })
+                    .await;
+                    let outcome = match allowed {
+                        Ok(()) => self.handle(ctx, operation).await,
+                        Err(err) => Err(err),
+                    };
+                    (Some(name), outcome)
                 }
                 Err(err) => (None, Err(err)),
             }
         })
     }
+}
+
+/// The one enforcement point: an operation's declared authorization, filled from
+/// the request by the service (`access`), judged by the deployment's authorizer.
+async fn enforce<F>(
+    ctx: &RequestContext,
+    declared: Authorization,
+    access: impl FnOnce() -> F,
+) -> Result<(), AwsError>
+where
+    F: Future<Output = Result<Vec<Check>, AwsError>>,
+{
+    match declared.action {
+        // The account's root user is allowed everything: no resource needs resolving.
+        Some(action) if !declared.checked_in_operation && !ctx.caller.principal.is_root() => {
+            let checks = access().await?;
+            authorize_checks(ctx, action, &declared, &checks)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Authorizes each check, after making sure they are what the table declares.
+fn authorize_checks(
+    ctx: &RequestContext,
+    action: &'static str,
+    declared: &Authorization,
+    checks: &[Check],
+) -> Result<(), AwsError> {
+    conforms(declared, checks).map_err(|problem| {
+        tracing::error!(%problem, "an operation's checks differ from its declaration");
+        AwsError::internal(ctx.protocol)
+    })?;
+    for check in checks {
+        ctx.authorize(&Access {
+            action: check.dependent.unwrap_or(action),
+            resource: &check.resource,
+            resource_policy: check.resource_policy.as_deref(),
+            context: check.context.clone(),
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
