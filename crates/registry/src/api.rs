@@ -855,10 +855,13 @@ impl Service for EcrApi {
             }
             _ => repo_name(input)?.to_owned(),
         };
-        // The repository's own policy takes part, as a resource policy.
+        // The repository's own policy takes part, as a resource policy. A missing
+        // repository has none: the caller learns it is missing only once allowed.
         let policy = match call.op {
             Op::CreateRepository => None,
-            _ => tokio::task::block_in_place(|| self.registry.store.repository(&name))?.policy,
+            _ => tokio::task::block_in_place(|| self.registry.store.repository(&name))
+                .ok()
+                .and_then(|repo| repo.policy),
         };
         Ok(vec![
             Check::on(self.registry.repository_arn(&name)).with_policy(policy),
