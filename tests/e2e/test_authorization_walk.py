@@ -5,13 +5,16 @@ lists them, with their declared authorization) is called with boto3 as
 (b) a user allowed exactly the declared action on the declared resource (its ARN
     template filled with the values the request carries), and the declared
     dependent actions: anything but AccessDenied;
-(c) the same user with a Deny of the action on that resource added: AccessDenied.
+(c) the same user with a Deny of the action on that resource added: AccessDenied. The
+    Deny is in the resource's own policy where the service has one the caller can
+    write Deny statements into (a bucket's, a repository's), else in the user's.
 
 Operations IAM does not guard, and those that check their action as they run, are
 declared so explicitly; the walk checks that list, and that an unguarded operation
 answers a user with no policy. The walk fails if any routed operation is left out.
 """
 
+import contextlib
 import json
 import re
 import time
@@ -251,6 +254,38 @@ def walkers(nimbus):
     return iam, keys
 
 
+class ResourcePolicies:
+    """Denies through the resource's own policy: a bucket's or a repository's, set by
+    the root user on the walk's bucket or repository (made if a step removed it)."""
+
+    def __init__(self, nimbus):
+        config = botocore.config.Config(retries={"max_attempts": 1}, signature_version="s3v4")
+        self.s3 = nimbus.session().client("s3", endpoint_url=nimbus.endpoint, config=config)
+        self.ecr = nimbus.client("ecr")
+
+    def applies(self, service, operation, resource):
+        # A resource being created has no policy yet.
+        creates = operation in ("CreateBucket", "CreateRepository")
+        return service in ("s3", "ecr") and resource != "*" and not creates
+
+    def deny(self, service, principal, action, resource):
+        statement = {"Sid": "walk", "Effect": "Deny", "Principal": {"AWS": principal}, "Action": action}
+        if service == "s3":
+            with contextlib.suppress(botocore.exceptions.ClientError):
+                self.s3.create_bucket(Bucket="walk-bucket")
+            self.s3.put_bucket_policy(Bucket="walk-bucket", Policy=policy({**statement, "Resource": resource}))
+        else:
+            with contextlib.suppress(botocore.exceptions.ClientError):
+                self.ecr.create_repository(repositoryName="walk-repo")
+            self.ecr.set_repository_policy(repositoryName="walk-repo", policyText=policy(statement))
+
+    def lift(self, service):
+        if service == "s3":
+            self.s3.delete_bucket_policy(Bucket="walk-bucket")
+        else:
+            self.ecr.delete_repository_policy(repositoryName="walk-repo")
+
+
 def client_as(nimbus, service, keys):
     config = botocore.config.Config(retries={"max_attempts": 1}, signature_version="s3v4" if service == "s3" else None)
     return boto3.client(service, endpoint_url=nimbus.endpoint, region_name=REGION, aws_access_key_id=keys[1],
@@ -259,6 +294,8 @@ def client_as(nimbus, service, keys):
 
 def test_every_routed_operation_is_denied_allowed_and_denied_again(nimbus, operations, walkers):
     iam, keys = walkers
+    resource_policies = ResourcePolicies(nimbus)
+    allowed_arn = f"arn:aws:iam::{ACCOUNT}:user/{keys['allowed'][0]}"
     walked, failures = set(), []
     declared_unguarded, declared_in_operation = set(), set()
     for service in operations:
@@ -296,12 +333,19 @@ def test_every_routed_operation_is_denied_allowed_and_denied_again(nimbus, opera
             code = code_of(call(allowed))
             if denied(code):
                 failures.append(f"{name}.{operation}: allowed {action} on {resource}, yet got {code}")
-            deny = {"Effect": "Deny", "Action": action, "Resource": resource}
-            iam.put_user_policy(UserName=keys["allowed"][0], PolicyName="walk",
-                                PolicyDocument=policy(*statements, deny))
-            code = code_of(call(allowed))
+            if resource_policies.applies(name, operation, resource):
+                where = "by the resource's policy"
+                resource_policies.deny(name, allowed_arn, action, resource)
+                code = code_of(call(allowed))
+                resource_policies.lift(name)
+            else:
+                where = "by the user's policy"
+                deny = {"Effect": "Deny", "Action": action, "Resource": resource}
+                iam.put_user_policy(UserName=keys["allowed"][0], PolicyName="walk",
+                                    PolicyDocument=policy(*statements, deny))
+                code = code_of(call(allowed))
             if not denied(code):
-                failures.append(f"{name}.{operation}: denied {action} on {resource}, yet got {code}")
+                failures.append(f"{name}.{operation}: denied {action} on {resource} {where}, yet got {code}")
     routed = {(s["name"], op["name"]) for s in operations for op in s["operations"]}
     assert walked == routed
     assert {s["name"] for s in operations} == set(CLIENTS), "a service is missing from the walk"
