@@ -527,7 +527,171 @@ fn authorize_checks(
 
 #[cfg(test)]
 mod tests {
-    use super::catalog;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Allows only `allowed` (action, resource) pairs, recording every question.
+    struct Recording {
+        allowed: Vec<(&'static str, &'static str)>,
+        asked: Mutex<Vec<(String, String)>>,
+    }
+
+    impl Authorizer for Recording {
+        fn authorize(
+            &self,
+            _: &Caller,
+            _: Option<std::net::IpAddr>,
+            access: &Access,
+        ) -> Result<(), String> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((access.action.to_owned(), access.resource.to_owned()));
+            match self.allowed.contains(&(access.action, access.resource)) {
+                true => Ok(()),
+                false => Err("denied".to_owned()),
+            }
+        }
+    }
+
+    struct Op(Authorization);
+
+    impl Operation for Op {
+        fn name(&self) -> &'static str {
+            "Get"
+        }
+
+        fn authorization(&self) -> Authorization {
+            self.0
+        }
+    }
+
+    /// A service whose one operation is declared `declared` and checks `checks`.
+    struct Fake {
+        declared: Authorization,
+        checks: Vec<Check>,
+    }
+
+    impl Service for Fake {
+        type Operation = Op;
+
+        fn descriptor(&self) -> &'static ServiceDescriptor {
+            &catalog::LOGS
+        }
+
+        fn operations(&self) -> Vec<OperationDoc> {
+            Vec::new()
+        }
+
+        fn parse(&self, _: &ServiceRequest) -> Result<Op, AwsError> {
+            Ok(Op(self.declared))
+        }
+
+        async fn access(&self, _: &RequestContext, _: &Op) -> Result<Vec<Check>, AwsError> {
+            Ok(self.checks.clone())
+        }
+
+        async fn handle(&self, _: &RequestContext, _: Op) -> Result<Response<Bytes>, AwsError> {
+            Ok(Response::new(Bytes::from_static(b"ran")))
+        }
+    }
+
+    const GET: Authorization = Authorization::new("logs:Get", "arn:thing/${Name}");
+
+    async fn call(
+        service: Fake,
+        kind: nimbus_auth::PrincipalKind,
+        allowed: Vec<(&'static str, &'static str)>,
+    ) -> (Result<Response<Bytes>, AwsError>, Vec<(String, String)>) {
+        let authorizer = Arc::new(Recording {
+            allowed,
+            asked: Mutex::new(Vec::new()),
+        });
+        let ctx = RequestContext {
+            request_id: "r".to_owned(),
+            caller: Caller {
+                principal: nimbus_auth::Principal {
+                    account_id: "000000000000".to_owned(),
+                    kind,
+                },
+                access_key_id: "AKIA".to_owned(),
+                is_session: false,
+            },
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            endpoint: "http://localhost".to_owned(),
+            source_ip: None,
+            protocol: Protocol::Json11,
+            authorizer: authorizer.clone(),
+        };
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let request = ServiceRequest {
+            parts,
+            body: Bytes::new(),
+        };
+        let (_, outcome) = DynService::call(&service, &ctx, request).await;
+        let asked = authorizer.asked.lock().unwrap().clone();
+        (outcome, asked)
+    }
+
+    fn user() -> nimbus_auth::PrincipalKind {
+        nimbus_auth::PrincipalKind::User {
+            name: "u".to_owned(),
+            id: "AIDA".to_owned(),
+            path: "/".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_declared_action_is_authorized_before_the_operation_runs() {
+        let fake = || Fake {
+            declared: GET.dependent(&["iam:PassRole"]),
+            checks: vec![
+                Check::on("arn:thing/a"),
+                Check::dependent("iam:PassRole", "arn:role/r"),
+            ],
+        };
+        let (outcome, asked) = call(fake(), user(), vec![("logs:Get", "arn:thing/a")]).await;
+        assert_eq!(outcome.unwrap_err().code, "AccessDeniedException");
+        assert_eq!(
+            asked,
+            [
+                ("logs:Get".to_owned(), "arn:thing/a".to_owned()),
+                ("iam:PassRole".to_owned(), "arn:role/r".to_owned())
+            ]
+        );
+        let both = vec![("logs:Get", "arn:thing/a"), ("iam:PassRole", "arn:role/r")];
+        let (outcome, _) = call(fake(), user(), both).await;
+        assert_eq!(outcome.unwrap().body().as_ref(), b"ran");
+        // The root user is not asked about.
+        let (outcome, asked) = call(fake(), nimbus_auth::PrincipalKind::Root, vec![]).await;
+        assert!(outcome.is_ok() && asked.is_empty());
+    }
+
+    #[tokio::test]
+    async fn checks_that_stray_from_the_declaration_are_refused() {
+        let stray = Fake {
+            declared: GET,
+            checks: vec![
+                Check::on("arn:thing/a"),
+                Check::dependent("s3:GetObject", "arn:object"),
+            ],
+        };
+        let everything = vec![("logs:Get", "arn:thing/a"), ("s3:GetObject", "arn:object")];
+        let (outcome, asked) = call(stray, user(), everything).await;
+        assert_eq!(
+            outcome.unwrap_err().status,
+            http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert!(asked.is_empty());
+        let unguarded = Fake {
+            declared: Authorization::none("nothing to guard"),
+            checks: vec![],
+        };
+        let (outcome, asked) = call(unguarded, user(), vec![]).await;
+        assert!(outcome.is_ok() && asked.is_empty());
+    }
 
     #[test]
     fn catalog_routes_by_signing_name_and_target() {
