@@ -272,16 +272,9 @@ impl Service for EcsApi {
     }
 
     async fn access(&self, _ctx: &RequestContext, call: &EcsCall) -> Result<Vec<Check>, AwsError> {
-        // Task definitions are looked up in the store, off the async workers.
-        let ecs = self.ecs.clone();
-        let call = EcsCall {
-            name: call.name,
-            authorization: call.authorization,
-            input: call.input.clone(),
-        };
-        tokio::task::spawn_blocking(move || checks(&ecs, &call))
-            .await
-            .map_err(internal)?
+        // A task definition named by its family alone is looked up in the store,
+        // which waits for the disk; the server's runtime is multi-threaded.
+        tokio::task::block_in_place(|| checks(&self.ecs, call))
     }
 
     async fn handle(
