@@ -743,6 +743,7 @@ impl S3Api {
                 ),
             )
         })?;
+        // Only the copies declare a dependent action: reading their source.
         let copy_source = match authorization.dependent_actions {
             [] => None,
             _ => parts
