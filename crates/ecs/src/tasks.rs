@@ -1204,7 +1204,7 @@ impl Ecs {
     }
 
     /// The cluster and id a `task` parameter (an id or ARN) names.
-    fn task_ref(&self, cluster: Option<&str>, task: &str) -> (String, String) {
+    pub(crate) fn task_ref(&self, cluster: Option<&str>, task: &str) -> (String, String) {
         if let Some((_, rest)) = task.split_once(":task/") {
             if let Some((cluster, id)) = rest.split_once('/') {
                 return (cluster.to_owned(), id.to_owned());

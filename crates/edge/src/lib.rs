@@ -3,14 +3,16 @@
 //! body, authenticates the caller, hands a typed request to the service, and renders
 //! errors in the AWS protocol the client speaks.
 
+pub mod authorization;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod service;
 
+pub use authorization::{Authorization, Check};
 pub use protocol::{AwsError, Protocol};
 pub use server::{Edge, EdgeBuilder, Peer, serve};
 pub use service::{
-    Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    StreamBody, StreamingService, catalog,
+    NamedOperation, Operation, OperationDoc, RequestContext, Routed, Service, ServiceDescriptor,
+    ServiceRequest, StreamBody, StreamingService, catalog, named,
 };

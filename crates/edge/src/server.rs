@@ -491,8 +491,8 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
         .into_response()
 }
 
-/// Every running service's operations, from their routing tables: what `nimbus
-/// docs` writes to docs/.
+/// Every running service's operations with their declared authorization, from
+/// their routing tables: what `nimbus docs` writes to docs/.
 async fn operations(State(edge): State<Arc<Edge>>) -> Response {
     let services: Vec<serde_json::Value> = catalog::ALL
         .iter()

@@ -11,6 +11,7 @@ use http::Response;
 use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Caller, PathStyle};
 
+use crate::authorization::{Authorization, Check, conforms};
 use crate::protocol::{AwsError, Protocol};
 
 /// What the edge knows about a service before any request reaches it.
@@ -185,27 +186,68 @@ pub struct ServiceRequest {
     pub body: Bytes,
 }
 
-/// A parsed operation; its name labels metrics and logs.
-pub trait Operation: Send {
+/// A parsed operation; its name labels metrics and logs, its authorization is the
+/// declaration of the table entry it was routed by.
+pub trait Operation: Send + Sync {
     fn name(&self) -> &'static str;
+
+    fn authorization(&self) -> Authorization;
 }
 
-/// One operation a service answers, as the docs list it: its name and, for the
-/// protocols that route by path, its method and path template.
+/// A service's own operation type with its name and the declaration of the route
+/// that parsed it.
+#[derive(Debug)]
+pub struct Routed<Op> {
+    pub operation: Op,
+    pub name: &'static str,
+    pub authorization: Authorization,
+}
+
+impl<Op: Send + Sync> Operation for Routed<Op> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn authorization(&self) -> Authorization {
+        self.authorization
+    }
+}
+
+/// An entry of a table that routes by operation name alone (json-1.1's target,
+/// query's `Action`).
+#[derive(Debug, Clone, Copy)]
+pub struct NamedOperation {
+    pub name: &'static str,
+    pub authorization: Authorization,
+}
+
+/// A table entry: `name`, guarded as `authorization` declares.
+pub const fn named(name: &'static str, authorization: Authorization) -> NamedOperation {
+    NamedOperation {
+        name,
+        authorization,
+    }
+}
+
+/// One operation a service answers, as the docs list it: its name, for the
+/// protocols that route by path its method and path template, and what IAM must
+/// allow for it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OperationDoc {
     pub name: String,
     pub route: Option<String>,
+    pub authorization: Authorization,
 }
 
 impl OperationDoc {
-    /// Operations routed by name alone (json-1.1's target, query's `Action`).
-    pub fn named(names: &[&str]) -> Vec<Self> {
-        names
+    /// Operations routed by name alone.
+    pub fn named(table: &[NamedOperation]) -> Vec<Self> {
+        table
             .iter()
-            .map(|name| Self {
-                name: (*name).to_owned(),
+            .map(|entry| Self {
+                name: entry.name.to_owned(),
                 route: None,
+                authorization: entry.authorization,
             })
             .collect()
     }
@@ -222,6 +264,16 @@ pub trait Service: Send + Sync + 'static {
     fn operations(&self) -> Vec<OperationDoc>;
 
     fn parse(&self, req: &ServiceRequest) -> Result<Self::Operation, AwsError>;
+
+    /// The concrete checks of a parsed operation: its declared action on the
+    /// resources the request names (with their policies and condition keys), and its
+    /// declared dependent actions. The edge authorizes each before `handle`; it asks
+    /// only for operations whose declaration names an action.
+    fn access(
+        &self,
+        ctx: &RequestContext,
+        operation: &Self::Operation,
+    ) -> impl Future<Output = Result<Vec<Check>, AwsError>> + Send;
 
     fn handle(
         &self,
@@ -318,21 +370,32 @@ impl StreamBody {
 const BODY_PIECE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A service whose request bodies are streamed rather than buffered (S3 objects):
-/// it gets the request head and the checked body, and answers with a body of its
-/// own, streamed too.
+/// it parses the request head, and handles the operation with the checked body,
+/// answering with a body of its own, streamed too.
 pub trait StreamingService: Send + Sync + 'static {
+    type Operation: Operation;
+
     fn descriptor(&self) -> &'static ServiceDescriptor;
 
     /// Every operation the service routes to, from the table it routes with.
     fn operations(&self) -> Vec<OperationDoc>;
 
-    /// Returns the operation's name (for metrics) and its outcome.
+    fn parse(&self, parts: &http::request::Parts) -> Result<Self::Operation, AwsError>;
+
+    /// As [`Service::access`].
+    fn access(
+        &self,
+        ctx: &RequestContext,
+        operation: &Self::Operation,
+    ) -> impl Future<Output = Result<Vec<Check>, AwsError>> + Send;
+
     fn handle(
         &self,
         ctx: RequestContext,
+        operation: Self::Operation,
         parts: http::request::Parts,
         body: StreamBody,
-    ) -> impl Future<Output = StreamOutcome> + Send;
+    ) -> impl Future<Output = Result<Response<axum::body::Body>, AwsError>> + Send;
 }
 
 /// A streaming service's operation name (when the request parsed) and outcome.
@@ -363,7 +426,22 @@ impl<S: StreamingService> DynStreaming for S {
         parts: http::request::Parts,
         body: StreamBody,
     ) -> BoxFuture<'_, StreamOutcome> {
-        Box::pin(self.handle(ctx, parts, body))
+        Box::pin(async move {
+            let operation = match self.parse(&parts) {
+                Ok(operation) => operation,
+                Err(err) => return (None, Err(err)),
+            };
+            let name = operation.name();
+            let allowed = enforce(&ctx, operation.authorization(), || {
+                self.access(&ctx, &operation)
+            })
+            .await;
+            let outcome = match allowed {
+                Ok(()) => self.handle(ctx, operation, parts, body).await,
+                Err(err) => Err(err),
+            };
+            (Some(name), outcome)
+        })
     }
 }
 
@@ -389,7 +467,15 @@ impl<S: Service> DynService for S {
             match self.parse(&req) {
                 Ok(operation) => {
                     let name = operation.name();
-                    (Some(name), self.handle(ctx, operation).await)
+                    let allowed = enforce(ctx, operation.authorization(), || {
+                        self.access(ctx, &operation)
+                    })
+                    .await;
+                    let outcome = match allowed {
+                        Ok(()) => self.handle(ctx, operation).await,
+                        Err(err) => Err(err),
+                    };
+                    (Some(name), outcome)
                 }
                 Err(err) => (None, Err(err)),
             }
@@ -397,9 +483,227 @@ impl<S: Service> DynService for S {
     }
 }
 
+/// The one enforcement point: an operation's declared authorization, filled from
+/// the request by the service (`access`), judged by the deployment's authorizer.
+async fn enforce<F>(
+    ctx: &RequestContext,
+    declared: Authorization,
+    access: impl FnOnce() -> F,
+) -> Result<(), AwsError>
+where
+    F: Future<Output = Result<Vec<Check>, AwsError>>,
+{
+    match declared.action {
+        // The account's root user is allowed everything: no resource needs resolving.
+        Some(action) if !declared.checked_in_operation && !ctx.caller.principal.is_root() => {
+            let checks = access().await?;
+            authorize_checks(ctx, action, &declared, &checks)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Authorizes each check, after making sure they are what the table declares.
+fn authorize_checks(
+    ctx: &RequestContext,
+    action: &'static str,
+    declared: &Authorization,
+    checks: &[Check],
+) -> Result<(), AwsError> {
+    conforms(declared, checks).map_err(|problem| {
+        tracing::error!(%problem, "an operation's checks differ from its declaration");
+        AwsError::internal(ctx.protocol)
+    })?;
+    for check in checks {
+        ctx.authorize(&Access {
+            action: check.dependent.unwrap_or(action),
+            resource: &check.resource,
+            resource_policy: check.resource_policy.as_deref(),
+            context: check.context.clone(),
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::catalog;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Allows only `allowed` (action, resource) pairs, recording every question.
+    struct Recording {
+        allowed: Vec<(&'static str, &'static str)>,
+        asked: Mutex<Vec<(String, String)>>,
+    }
+
+    impl Authorizer for Recording {
+        fn authorize(
+            &self,
+            _: &Caller,
+            _: Option<std::net::IpAddr>,
+            access: &Access,
+        ) -> Result<(), String> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((access.action.to_owned(), access.resource.to_owned()));
+            match self.allowed.contains(&(access.action, access.resource)) {
+                true => Ok(()),
+                false => Err("denied".to_owned()),
+            }
+        }
+
+        fn authorize_anonymous(
+            &self,
+            _: Option<std::net::IpAddr>,
+            _: &Access,
+        ) -> Result<(), String> {
+            Err("anonymous".to_owned())
+        }
+
+        fn authorize_service(&self, _: &str, _: &Access) -> Result<(), String> {
+            Err("service".to_owned())
+        }
+    }
+
+    struct Op(Authorization);
+
+    impl Operation for Op {
+        fn name(&self) -> &'static str {
+            "Get"
+        }
+
+        fn authorization(&self) -> Authorization {
+            self.0
+        }
+    }
+
+    /// A service whose one operation is declared `declared` and checks `checks`.
+    struct Fake {
+        declared: Authorization,
+        checks: Vec<Check>,
+    }
+
+    impl Service for Fake {
+        type Operation = Op;
+
+        fn descriptor(&self) -> &'static ServiceDescriptor {
+            &catalog::LOGS
+        }
+
+        fn operations(&self) -> Vec<OperationDoc> {
+            Vec::new()
+        }
+
+        fn parse(&self, _: &ServiceRequest) -> Result<Op, AwsError> {
+            Ok(Op(self.declared))
+        }
+
+        async fn access(&self, _: &RequestContext, _: &Op) -> Result<Vec<Check>, AwsError> {
+            Ok(self.checks.clone())
+        }
+
+        async fn handle(&self, _: &RequestContext, _: Op) -> Result<Response<Bytes>, AwsError> {
+            Ok(Response::new(Bytes::from_static(b"ran")))
+        }
+    }
+
+    const GET: Authorization = Authorization::new("logs:Get", "arn:thing/${Name}");
+
+    async fn call(
+        service: Fake,
+        kind: nimbus_auth::PrincipalKind,
+        allowed: Vec<(&'static str, &'static str)>,
+    ) -> (Result<Response<Bytes>, AwsError>, Vec<(String, String)>) {
+        let authorizer = Arc::new(Recording {
+            allowed,
+            asked: Mutex::new(Vec::new()),
+        });
+        let ctx = RequestContext {
+            request_id: "r".to_owned(),
+            caller: Caller {
+                principal: nimbus_auth::Principal {
+                    account_id: "000000000000".to_owned(),
+                    kind,
+                },
+                access_key_id: "AKIA".to_owned(),
+                is_session: false,
+            },
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            endpoint: "http://localhost".to_owned(),
+            source_ip: None,
+            protocol: Protocol::Json11,
+            authorizer: authorizer.clone(),
+        };
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let request = ServiceRequest {
+            parts,
+            body: Bytes::new(),
+        };
+        let (_, outcome) = DynService::call(&service, &ctx, request).await;
+        let asked = authorizer.asked.lock().unwrap().clone();
+        (outcome, asked)
+    }
+
+    fn user() -> nimbus_auth::PrincipalKind {
+        nimbus_auth::PrincipalKind::User {
+            name: "u".to_owned(),
+            id: "AIDA".to_owned(),
+            path: "/".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_declared_action_is_authorized_before_the_operation_runs() {
+        let fake = || Fake {
+            declared: GET.dependent(&["iam:PassRole"]),
+            checks: vec![
+                Check::on("arn:thing/a"),
+                Check::dependent("iam:PassRole", "arn:role/r"),
+            ],
+        };
+        let (outcome, asked) = call(fake(), user(), vec![("logs:Get", "arn:thing/a")]).await;
+        assert_eq!(outcome.unwrap_err().code, "AccessDeniedException");
+        assert_eq!(
+            asked,
+            [
+                ("logs:Get".to_owned(), "arn:thing/a".to_owned()),
+                ("iam:PassRole".to_owned(), "arn:role/r".to_owned())
+            ]
+        );
+        let both = vec![("logs:Get", "arn:thing/a"), ("iam:PassRole", "arn:role/r")];
+        let (outcome, _) = call(fake(), user(), both).await;
+        assert_eq!(outcome.unwrap().body().as_ref(), b"ran");
+        // The root user is not asked about.
+        let (outcome, asked) = call(fake(), nimbus_auth::PrincipalKind::Root, vec![]).await;
+        assert!(outcome.is_ok() && asked.is_empty());
+    }
+
+    #[tokio::test]
+    async fn checks_that_stray_from_the_declaration_are_refused() {
+        let stray = Fake {
+            declared: GET,
+            checks: vec![
+                Check::on("arn:thing/a"),
+                Check::dependent("s3:GetObject", "arn:object"),
+            ],
+        };
+        let everything = vec![("logs:Get", "arn:thing/a"), ("s3:GetObject", "arn:object")];
+        let (outcome, asked) = call(stray, user(), everything).await;
+        assert_eq!(
+            outcome.unwrap_err().status,
+            http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert!(asked.is_empty());
+        let unguarded = Fake {
+            declared: Authorization::none("nothing to guard"),
+            checks: vec![],
+        };
+        let (outcome, asked) = call(unguarded, user(), vec![]).await;
+        assert!(outcome.is_ok() && asked.is_empty());
+    }
 
     #[test]
     fn catalog_routes_by_signing_name_and_target() {

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use nimbus_auth::authz::Access;
 use nimbus_auth::policy::PolicyKind;
 use nimbus_auth::{Caller, CredentialStore, Principal, PrincipalKind};
 use nimbus_edge::protocol::query::{self, QueryRequest};
 use nimbus_edge::protocol::xml::XmlWriter;
 use nimbus_edge::{
-    AwsError, Operation, OperationDoc, Protocol, RequestContext, Service, ServiceDescriptor,
-    ServiceRequest, catalog,
+    Authorization, AwsError, Check, NamedOperation, Operation, OperationDoc, Protocol,
+    RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog, named,
 };
 use nimbus_storage::Expect;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -24,44 +23,130 @@ use time::format_description::well_known::Rfc3339;
 use crate::managed;
 use crate::store::*;
 
-const ACTIONS: &[&str] = &[
-    "CreateUser",
-    "GetUser",
-    "ListUsers",
-    "DeleteUser",
-    "CreateAccessKey",
-    "ListAccessKeys",
-    "UpdateAccessKey",
-    "DeleteAccessKey",
-    "CreateRole",
-    "GetRole",
-    "ListRoles",
-    "UpdateRole",
-    "DeleteRole",
-    "UpdateAssumeRolePolicy",
-    "PutUserPolicy",
-    "GetUserPolicy",
-    "ListUserPolicies",
-    "DeleteUserPolicy",
-    "PutRolePolicy",
-    "GetRolePolicy",
-    "ListRolePolicies",
-    "DeleteRolePolicy",
-    "CreatePolicy",
-    "GetPolicy",
-    "ListPolicies",
-    "DeletePolicy",
-    "CreatePolicyVersion",
-    "GetPolicyVersion",
-    "ListPolicyVersions",
-    "DeletePolicyVersion",
-    "SetDefaultPolicyVersion",
-    "AttachUserPolicy",
-    "DetachUserPolicy",
-    "ListAttachedUserPolicies",
-    "AttachRolePolicy",
-    "DetachRolePolicy",
-    "ListAttachedRolePolicies",
+/// The ARNs the operations act on, as AWS's authorization reference writes them.
+const USER: &str = "arn:${Partition}:iam::${Account}:user/${UserNameWithPath}";
+const ROLE: &str = "arn:${Partition}:iam::${Account}:role/${RoleNameWithPath}";
+const POLICY: &str = "arn:${Partition}:iam::${Account}:policy/${PolicyNameWithPath}";
+const ANY: &str = "*";
+/// Attaching or detaching a managed policy names it to policies.
+const ATTACH_KEYS: &[&str] = &["iam:PolicyARN"];
+
+const ACTIONS: &[NamedOperation] = &[
+    named("CreateUser", Authorization::new("iam:CreateUser", USER)),
+    named("GetUser", Authorization::new("iam:GetUser", USER)),
+    named("ListUsers", Authorization::new("iam:ListUsers", ANY)),
+    named("DeleteUser", Authorization::new("iam:DeleteUser", USER)),
+    named(
+        "CreateAccessKey",
+        Authorization::new("iam:CreateAccessKey", USER),
+    ),
+    named(
+        "ListAccessKeys",
+        Authorization::new("iam:ListAccessKeys", USER),
+    ),
+    named(
+        "UpdateAccessKey",
+        Authorization::new("iam:UpdateAccessKey", USER),
+    ),
+    named(
+        "DeleteAccessKey",
+        Authorization::new("iam:DeleteAccessKey", USER),
+    ),
+    named("CreateRole", Authorization::new("iam:CreateRole", ROLE)),
+    named("GetRole", Authorization::new("iam:GetRole", ROLE)),
+    named("ListRoles", Authorization::new("iam:ListRoles", ANY)),
+    named("UpdateRole", Authorization::new("iam:UpdateRole", ROLE)),
+    named("DeleteRole", Authorization::new("iam:DeleteRole", ROLE)),
+    named(
+        "UpdateAssumeRolePolicy",
+        Authorization::new("iam:UpdateAssumeRolePolicy", ROLE),
+    ),
+    named(
+        "PutUserPolicy",
+        Authorization::new("iam:PutUserPolicy", USER),
+    ),
+    named(
+        "GetUserPolicy",
+        Authorization::new("iam:GetUserPolicy", USER),
+    ),
+    named(
+        "ListUserPolicies",
+        Authorization::new("iam:ListUserPolicies", USER),
+    ),
+    named(
+        "DeleteUserPolicy",
+        Authorization::new("iam:DeleteUserPolicy", USER),
+    ),
+    named(
+        "PutRolePolicy",
+        Authorization::new("iam:PutRolePolicy", ROLE),
+    ),
+    named(
+        "GetRolePolicy",
+        Authorization::new("iam:GetRolePolicy", ROLE),
+    ),
+    named(
+        "ListRolePolicies",
+        Authorization::new("iam:ListRolePolicies", ROLE),
+    ),
+    named(
+        "DeleteRolePolicy",
+        Authorization::new("iam:DeleteRolePolicy", ROLE),
+    ),
+    named(
+        "CreatePolicy",
+        Authorization::new("iam:CreatePolicy", POLICY),
+    ),
+    named("GetPolicy", Authorization::new("iam:GetPolicy", POLICY)),
+    named("ListPolicies", Authorization::new("iam:ListPolicies", ANY)),
+    named(
+        "DeletePolicy",
+        Authorization::new("iam:DeletePolicy", POLICY),
+    ),
+    named(
+        "CreatePolicyVersion",
+        Authorization::new("iam:CreatePolicyVersion", POLICY),
+    ),
+    named(
+        "GetPolicyVersion",
+        Authorization::new("iam:GetPolicyVersion", POLICY),
+    ),
+    named(
+        "ListPolicyVersions",
+        Authorization::new("iam:ListPolicyVersions", POLICY),
+    ),
+    named(
+        "DeletePolicyVersion",
+        Authorization::new("iam:DeletePolicyVersion", POLICY),
+    ),
+    named(
+        "SetDefaultPolicyVersion",
+        Authorization::new("iam:SetDefaultPolicyVersion", POLICY),
+    ),
+    named(
+        "AttachUserPolicy",
+        Authorization::new("iam:AttachUserPolicy", USER).keys(ATTACH_KEYS),
+    ),
+    named(
+        "DetachUserPolicy",
+        Authorization::new("iam:DetachUserPolicy", USER).keys(ATTACH_KEYS),
+    ),
+    named(
+        "ListAttachedUserPolicies",
+        Authorization::new("iam:ListAttachedUserPolicies", USER),
+    ),
+    named(
+        "AttachRolePolicy",
+        Authorization::new("iam:AttachRolePolicy", ROLE).keys(ATTACH_KEYS),
+    ),
+    named(
+        "DetachRolePolicy",
+        Authorization::new("iam:DetachRolePolicy", ROLE).keys(ATTACH_KEYS),
+    ),
+    named(
+        "ListAttachedRolePolicies",
+        Authorization::new("iam:ListAttachedRolePolicies", ROLE),
+    ),
 ];
 
 /// A user's or role's name, inline policies and attached policy ARNs.
@@ -72,14 +157,51 @@ const MAX_ACCESS_KEYS: usize = 2;
 
 #[derive(Debug)]
 pub struct IamOperation {
-    name: &'static str,
+    entry: &'static NamedOperation,
     request: QueryRequest,
 }
 
 impl Operation for IamOperation {
     fn name(&self) -> &'static str {
-        self.name
+        self.entry.name
     }
+
+    fn authorization(&self) -> Authorization {
+        self.entry.authorization
+    }
+}
+
+/// The user, role or managed policy an operation names (a user operation without
+/// `UserName` acts on the caller), with the policy attached or detached as
+/// `iam:PolicyARN`.
+fn checks(ctx: &RequestContext, operation: &IamOperation) -> Result<Vec<Check>, AwsError> {
+    let q = &operation.request;
+    let declared = operation.entry.authorization;
+    let resource = match declared.resource {
+        USER => match q.param("UserName") {
+            Some(user) => format!("arn:aws:iam::{}:user/{user}", ctx.account_id),
+            None => ctx.caller.principal.arn(),
+        },
+        ROLE => format!(
+            "arn:aws:iam::{}:role/{}",
+            ctx.account_id,
+            required(q, "RoleName")?
+        ),
+        POLICY => match q.param("PolicyArn") {
+            Some(arn) => arn.to_owned(),
+            None => format!(
+                "arn:aws:iam::{}:policy/{}",
+                ctx.account_id,
+                required(q, "PolicyName")?
+            ),
+        },
+        _ => ANY.to_owned(),
+    };
+    let mut check = Check::on(resource);
+    if !declared.condition_keys.is_empty() {
+        check = check.with_context("iam:PolicyARN", vec![required(q, "PolicyArn")?.to_owned()]);
+    }
+    Ok(vec![check])
 }
 
 pub struct IamApi {
@@ -691,12 +813,19 @@ impl Service for IamApi {
 
     fn parse(&self, req: &ServiceRequest) -> Result<IamOperation, AwsError> {
         let request = QueryRequest::parse(req)?;
-        let name = ACTIONS
+        let entry = ACTIONS
             .iter()
-            .copied()
-            .find(|action| *action == request.action)
+            .find(|entry| entry.name == request.action)
             .ok_or_else(|| AwsError::unknown_operation(Protocol::Query, &request.action))?;
-        Ok(IamOperation { name, request })
+        Ok(IamOperation { entry, request })
+    }
+
+    async fn access(
+        &self,
+        ctx: &RequestContext,
+        operation: &IamOperation,
+    ) -> Result<Vec<Check>, AwsError> {
+        checks(ctx, operation)
     }
 
     async fn handle(
@@ -704,23 +833,12 @@ impl Service for IamApi {
         ctx: &RequestContext,
         operation: IamOperation,
     ) -> Result<Response<Bytes>, AwsError> {
-        let q = &operation.request;
-        let resource = if let Some(user) = q.param("UserName") {
-            format!("arn:aws:iam::{}:user/{user}", ctx.account_id)
-        } else if let Some(role) = q.param("RoleName") {
-            format!("arn:aws:iam::{}:role/{role}", ctx.account_id)
-        } else if let Some(policy) = q.param("PolicyArn") {
-            policy.to_owned()
-        } else {
-            "*".to_owned()
-        };
-        ctx.authorize(&Access::new(&format!("iam:{}", operation.name), &resource))?;
         let api = IamApi {
             store: self.store.clone(),
             credentials: self.credentials.clone(),
         };
         let caller = ctx.caller.clone();
-        let name = operation.name;
+        let name = operation.entry.name;
         let result = tokio::task::spawn_blocking(move || {
             let mut xml = XmlWriter::new();
             api.call(name, &operation.request, &caller, &mut xml)

@@ -5,11 +5,10 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
-use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::rest_json::{self, PathParams, RestRoutes};
 use nimbus_edge::{
-    AwsError, Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    catalog,
+    Authorization, AwsError, Check, OperationDoc, RequestContext, Routed, Service,
+    ServiceDescriptor, ServiceRequest, catalog,
 };
 
 use crate::async_queue::AsyncQueue;
@@ -66,184 +65,270 @@ enum Route {
     DeleteLayerVersion,
 }
 
+/// The ARNs the operations act on, as AWS's authorization reference writes them.
+const FUNCTION: &str = "arn:${Partition}:lambda:${Region}:${Account}:function:${FunctionName}";
+const LAYER: &str = "arn:${Partition}:lambda:${Region}:${Account}:layer:${LayerName}";
+const LAYER_VERSION: &str =
+    "arn:${Partition}:lambda:${Region}:${Account}:layer:${LayerName}:${LayerVersion}";
+
+const fn fun(action: &'static str) -> Authorization {
+    Authorization::new(action, FUNCTION)
+}
+const fn any(action: &'static str) -> Authorization {
+    Authorization::new(action, "*")
+}
+const fn layer(action: &'static str) -> Authorization {
+    Authorization::new(action, LAYER)
+}
+const fn layer_version(action: &'static str) -> Authorization {
+    Authorization::new(action, LAYER_VERSION)
+}
+
+/// A function runs as the execution role it names, which the caller hands over.
+const PASSES_ROLE: &[&str] = &["iam:PassRole"];
+
 static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
     use Route::*;
     RestRoutes::new(&[
-        (Method::POST, "/2015-03-31/functions", CreateFunction),
-        (Method::GET, "/2015-03-31/functions", ListFunctions),
+        (
+            Method::POST,
+            "/2015-03-31/functions",
+            CreateFunction,
+            fun("lambda:CreateFunction").dependent(PASSES_ROLE),
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/functions",
+            ListFunctions,
+            any("lambda:ListFunctions"),
+        ),
         (
             Method::GET,
             "/2015-03-31/functions/{FunctionName}",
             GetFunction,
+            fun("lambda:GetFunction"),
         ),
         (
             Method::DELETE,
             "/2015-03-31/functions/{FunctionName}",
             DeleteFunction,
+            fun("lambda:DeleteFunction"),
         ),
         (
             Method::GET,
             "/2015-03-31/functions/{FunctionName}/configuration",
             GetFunctionConfiguration,
+            fun("lambda:GetFunctionConfiguration"),
         ),
         (
             Method::PUT,
             "/2015-03-31/functions/{FunctionName}/configuration",
             UpdateFunctionConfiguration,
+            fun("lambda:UpdateFunctionConfiguration").dependent(PASSES_ROLE),
         ),
         (
             Method::PUT,
             "/2015-03-31/functions/{FunctionName}/code",
             UpdateFunctionCode,
+            fun("lambda:UpdateFunctionCode"),
         ),
         (
             Method::POST,
             "/2015-03-31/functions/{FunctionName}/versions",
             PublishVersion,
+            fun("lambda:PublishVersion"),
         ),
         (
             Method::GET,
             "/2015-03-31/functions/{FunctionName}/versions",
             ListVersionsByFunction,
+            fun("lambda:ListVersionsByFunction"),
         ),
         (
             Method::POST,
             "/2015-03-31/functions/{FunctionName}/aliases",
             CreateAlias,
+            fun("lambda:CreateAlias"),
         ),
         (
             Method::GET,
             "/2015-03-31/functions/{FunctionName}/aliases",
             ListAliases,
+            fun("lambda:ListAliases"),
         ),
         (
             Method::GET,
             "/2015-03-31/functions/{FunctionName}/aliases/{Name}",
             GetAlias,
+            fun("lambda:GetAlias"),
         ),
         (
             Method::PUT,
             "/2015-03-31/functions/{FunctionName}/aliases/{Name}",
             UpdateAlias,
+            fun("lambda:UpdateAlias"),
         ),
         (
             Method::DELETE,
             "/2015-03-31/functions/{FunctionName}/aliases/{Name}",
             DeleteAlias,
+            fun("lambda:DeleteAlias"),
         ),
         (
             Method::PUT,
             "/2017-10-31/functions/{FunctionName}/concurrency",
             PutFunctionConcurrency,
+            fun("lambda:PutFunctionConcurrency"),
         ),
         (
             Method::GET,
             "/2019-09-30/functions/{FunctionName}/concurrency",
             GetFunctionConcurrency,
+            fun("lambda:GetFunctionConcurrency"),
         ),
         (
             Method::DELETE,
             "/2017-10-31/functions/{FunctionName}/concurrency",
             DeleteFunctionConcurrency,
+            fun("lambda:DeleteFunctionConcurrency"),
         ),
-        (Method::POST, "/2017-03-31/tags/{Resource}", TagResource),
-        (Method::DELETE, "/2017-03-31/tags/{Resource}", UntagResource),
-        (Method::GET, "/2017-03-31/tags/{Resource}", ListTags),
+        (
+            Method::POST,
+            "/2017-03-31/tags/{Resource}",
+            TagResource,
+            fun("lambda:TagResource"),
+        ),
+        (
+            Method::DELETE,
+            "/2017-03-31/tags/{Resource}",
+            UntagResource,
+            fun("lambda:UntagResource"),
+        ),
+        (
+            Method::GET,
+            "/2017-03-31/tags/{Resource}",
+            ListTags,
+            fun("lambda:ListTags"),
+        ),
         (
             Method::GET,
             "/2016-08-19/account-settings",
             GetAccountSettings,
+            any("lambda:GetAccountSettings"),
         ),
         (
             Method::POST,
             "/2015-03-31/functions/{FunctionName}/policy",
             AddPermission,
+            fun("lambda:AddPermission"),
         ),
         (
             Method::GET,
             "/2015-03-31/functions/{FunctionName}/policy",
             GetPolicy,
+            fun("lambda:GetPolicy"),
         ),
         (
             Method::DELETE,
             "/2015-03-31/functions/{FunctionName}/policy/{StatementId}",
             RemovePermission,
+            fun("lambda:RemovePermission"),
         ),
         (
             Method::PUT,
             "/2019-09-25/functions/{FunctionName}/event-invoke-config",
             PutFunctionEventInvokeConfig,
+            fun("lambda:PutFunctionEventInvokeConfig"),
         ),
         (
             Method::POST,
             "/2019-09-25/functions/{FunctionName}/event-invoke-config",
             UpdateFunctionEventInvokeConfig,
+            fun("lambda:UpdateFunctionEventInvokeConfig"),
         ),
         (
             Method::GET,
             "/2019-09-25/functions/{FunctionName}/event-invoke-config",
             GetFunctionEventInvokeConfig,
+            fun("lambda:GetFunctionEventInvokeConfig"),
         ),
         (
             Method::DELETE,
             "/2019-09-25/functions/{FunctionName}/event-invoke-config",
             DeleteFunctionEventInvokeConfig,
+            fun("lambda:DeleteFunctionEventInvokeConfig"),
         ),
         (
             Method::GET,
             "/2019-09-25/functions/{FunctionName}/event-invoke-config/list",
             ListFunctionEventInvokeConfigs,
+            fun("lambda:ListFunctionEventInvokeConfigs"),
         ),
         (
             Method::POST,
             "/2021-10-31/functions/{FunctionName}/url",
             CreateFunctionUrlConfig,
+            fun("lambda:CreateFunctionUrlConfig"),
         ),
         (
             Method::GET,
             "/2021-10-31/functions/{FunctionName}/url",
             GetFunctionUrlConfig,
+            fun("lambda:GetFunctionUrlConfig"),
         ),
         (
             Method::PUT,
             "/2021-10-31/functions/{FunctionName}/url",
             UpdateFunctionUrlConfig,
+            fun("lambda:UpdateFunctionUrlConfig"),
         ),
         (
             Method::DELETE,
             "/2021-10-31/functions/{FunctionName}/url",
             DeleteFunctionUrlConfig,
+            fun("lambda:DeleteFunctionUrlConfig"),
         ),
         (
             Method::GET,
             "/2021-10-31/functions/{FunctionName}/urls",
             ListFunctionUrlConfigs,
+            fun("lambda:ListFunctionUrlConfigs"),
         ),
         (
             Method::POST,
             "/2015-03-31/functions/{FunctionName}/invocations",
             Invoke,
+            fun("lambda:InvokeFunction"),
         ),
         (
             Method::POST,
             "/2018-10-31/layers/{LayerName}/versions",
             PublishLayerVersion,
+            layer("lambda:PublishLayerVersion"),
         ),
-        (Method::GET, "/2018-10-31/layers", ListLayers),
+        (
+            Method::GET,
+            "/2018-10-31/layers",
+            ListLayers,
+            any("lambda:ListLayers"),
+        ),
         (
             Method::GET,
             "/2018-10-31/layers/{LayerName}/versions",
             ListLayerVersions,
+            layer("lambda:ListLayerVersions"),
         ),
         (
             Method::GET,
             "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}",
             GetLayerVersion,
+            layer_version("lambda:GetLayerVersion"),
         ),
         (
             Method::DELETE,
             "/2018-10-31/layers/{LayerName}/versions/{VersionNumber}",
             DeleteLayerVersion,
+            layer_version("lambda:DeleteLayerVersion"),
         ),
     ])
 });
@@ -326,7 +411,7 @@ const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
 /// The largest `X-Amz-Client-Context`, base64.
 const MAX_CLIENT_CONTEXT: usize = 3583;
 
-impl Operation for LambdaOperation {
+impl LambdaOperation {
     fn name(&self) -> &'static str {
         use LambdaOperation::*;
         match self {
@@ -678,18 +763,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl LambdaApi {
-    /// Authorizes an operation as IAM names it: `lambda:<Action>` on the function (as
-    /// qualified in the request), the layer or `*`, with the function's own policy;
-    /// and `iam:PassRole` on a role the request gives a function.
-    async fn authorize(
+    /// The resource of an operation: the function (as qualified in the request) with
+    /// its own policy, the layer, or `*`; and the role a request gives a function,
+    /// handed over with `iam:PassRole`.
+    async fn checks(
         &self,
         ctx: &RequestContext,
         operation: &LambdaOperation,
-    ) -> Result<(), AwsError> {
+    ) -> Result<Vec<Check>, AwsError> {
         use LambdaOperation as Op;
-        if ctx.caller.principal.is_root() {
-            return Ok(());
-        }
         let f = &self.functions;
         let layer = |name: &str, version: Option<u64>| {
             let arn = ctx.arn("lambda", &format!("layer:{name}"));
@@ -740,10 +822,6 @@ impl LambdaApi {
             }
             _ => "*".to_owned(),
         };
-        let action = match operation {
-            Op::Invoke(_) => "lambda:InvokeFunction".to_owned(),
-            other => format!("lambda:{}", other.name()),
-        };
         let policy = match function {
             Some(r) => {
                 let name = r.name.clone();
@@ -751,19 +829,19 @@ impl LambdaApi {
             }
             None => None,
         };
-        ctx.authorize(&Access::new(&action, &resource).with_policy(policy.as_deref()))?;
+        let mut checks = vec![Check::on(resource).with_policy(policy)];
         let passed = match operation {
             Op::CreateFunction(request, _) => request.settings.role.as_deref(),
             Op::UpdateFunctionConfiguration(_, request) => request.settings.role.as_deref(),
             _ => None,
         };
         if let Some(role) = passed {
-            ctx.authorize(&Access::new("iam:PassRole", role).with_context(
+            checks.push(Check::dependent("iam:PassRole", role).with_context(
                 "iam:PassedToService",
                 vec!["lambda.amazonaws.com".to_owned()],
-            ))?;
+            ));
         }
-        Ok(())
+        Ok(checks)
     }
 
     /// Finishes a create or update in the background, as Lambda does: the caller sees
@@ -922,7 +1000,7 @@ impl LambdaApi {
 }
 
 impl Service for LambdaApi {
-    type Operation = LambdaOperation;
+    type Operation = Routed<LambdaOperation>;
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::LAMBDA
@@ -932,8 +1010,9 @@ impl Service for LambdaApi {
         ROUTES.operations()
     }
 
-    fn parse(&self, req: &ServiceRequest) -> Result<LambdaOperation, AwsError> {
-        let (route, params) = ROUTES.find(&req.parts.method, req.parts.uri.path())?;
+    fn parse(&self, req: &ServiceRequest) -> Result<Routed<LambdaOperation>, AwsError> {
+        let (route, authorization, params) =
+            ROUTES.find(&req.parts.method, req.parts.uri.path())?;
         let inputs = Inputs {
             req,
             params,
@@ -941,16 +1020,29 @@ impl Service for LambdaApi {
             region: &self.region,
             account: &self.account,
         };
-        parse(route, &inputs)
+        let operation = parse(route, &inputs)?;
+        Ok(Routed {
+            name: operation.name(),
+            operation,
+            authorization,
+        })
+    }
+
+    async fn access(
+        &self,
+        ctx: &RequestContext,
+        operation: &Routed<LambdaOperation>,
+    ) -> Result<Vec<Check>, AwsError> {
+        self.checks(ctx, &operation.operation).await
     }
 
     async fn handle(
         &self,
         ctx: &RequestContext,
-        operation: LambdaOperation,
+        operation: Routed<LambdaOperation>,
     ) -> Result<Response<Bytes>, AwsError> {
         use LambdaOperation as Op;
-        self.authorize(ctx, &operation).await?;
+        let operation = operation.operation;
         let f = &self.functions;
         match operation {
             Op::CreateFunction(request, name) => {

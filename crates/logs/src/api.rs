@@ -10,35 +10,85 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use nimbus_auth::authz::Access;
 use nimbus_edge::protocol::json11;
 use nimbus_edge::{
-    AwsError, Operation, OperationDoc, Protocol, RequestContext, Service, ServiceDescriptor,
-    ServiceRequest, catalog,
+    Authorization, AwsError, Check, NamedOperation, Operation, OperationDoc, Protocol,
+    RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog, named,
 };
 use serde_json::{Value, json};
 
 use crate::filter::Filter;
 use crate::{LogEvent, LogStore, StoredEvent, StreamRecord, now_ms};
 
-const OPERATIONS: &[&str] = &[
-    "CreateLogGroup",
-    "DeleteLogGroup",
-    "DescribeLogGroups",
-    "CreateLogStream",
-    "DeleteLogStream",
-    "DescribeLogStreams",
-    "PutLogEvents",
-    "GetLogEvents",
-    "FilterLogEvents",
-    "PutRetentionPolicy",
-    "DeleteRetentionPolicy",
-    "TagLogGroup",
-    "UntagLogGroup",
-    "ListTagsLogGroup",
-    "TagResource",
-    "UntagResource",
-    "ListTagsForResource",
+/// The ARNs the operations act on, as AWS's authorization reference writes them
+/// (a group's actions are judged on `log-group:<name>:*`, as on AWS).
+const GROUP: &str = "arn:${Partition}:logs:${Region}:${Account}:log-group:${LogGroupName}:*";
+const STREAM: &str = "arn:${Partition}:logs:${Region}:${Account}:log-group:${LogGroupName}:log-stream:${LogStreamName}";
+const ANY: &str = "*";
+
+const OPERATIONS: &[NamedOperation] = &[
+    named(
+        "CreateLogGroup",
+        Authorization::new("logs:CreateLogGroup", GROUP),
+    ),
+    named(
+        "DeleteLogGroup",
+        Authorization::new("logs:DeleteLogGroup", GROUP),
+    ),
+    named(
+        "DescribeLogGroups",
+        Authorization::new("logs:DescribeLogGroups", ANY),
+    ),
+    named(
+        "CreateLogStream",
+        Authorization::new("logs:CreateLogStream", STREAM),
+    ),
+    named(
+        "DeleteLogStream",
+        Authorization::new("logs:DeleteLogStream", STREAM),
+    ),
+    named(
+        "DescribeLogStreams",
+        Authorization::new("logs:DescribeLogStreams", GROUP),
+    ),
+    named(
+        "PutLogEvents",
+        Authorization::new("logs:PutLogEvents", STREAM),
+    ),
+    named(
+        "GetLogEvents",
+        Authorization::new("logs:GetLogEvents", STREAM),
+    ),
+    named(
+        "FilterLogEvents",
+        Authorization::new("logs:FilterLogEvents", GROUP),
+    ),
+    named(
+        "PutRetentionPolicy",
+        Authorization::new("logs:PutRetentionPolicy", GROUP),
+    ),
+    named(
+        "DeleteRetentionPolicy",
+        Authorization::new("logs:DeleteRetentionPolicy", GROUP),
+    ),
+    named("TagLogGroup", Authorization::new("logs:TagLogGroup", GROUP)),
+    named(
+        "UntagLogGroup",
+        Authorization::new("logs:UntagLogGroup", GROUP),
+    ),
+    named(
+        "ListTagsLogGroup",
+        Authorization::new("logs:ListTagsLogGroup", GROUP),
+    ),
+    named("TagResource", Authorization::new("logs:TagResource", GROUP)),
+    named(
+        "UntagResource",
+        Authorization::new("logs:UntagResource", GROUP),
+    ),
+    named(
+        "ListTagsForResource",
+        Authorization::new("logs:ListTagsForResource", GROUP),
+    ),
 ];
 
 /// The retention periods CloudWatch Logs accepts, in days.
@@ -61,6 +111,7 @@ const MAX_SCANNED: usize = 2_000_000;
 #[derive(Debug)]
 pub struct LogsCall {
     name: &'static str,
+    authorization: Authorization,
     input: Value,
 }
 
@@ -68,6 +119,28 @@ impl Operation for LogsCall {
     fn name(&self) -> &'static str {
         self.name
     }
+
+    fn authorization(&self) -> Authorization {
+        self.authorization
+    }
+}
+
+/// The group or stream a call names, as its declaration's template asks.
+fn resource(ctx: &RequestContext, call: &LogsCall) -> Result<String, AwsError> {
+    let template = call.authorization.resource;
+    if template == ANY {
+        return Ok(ANY.to_owned());
+    }
+    let group = match text(&call.input, "resourceArn") {
+        Some(arn) => group_of_arn(arn)?,
+        None => group_name(&call.input)?,
+    };
+    Ok(if template == STREAM {
+        let stream = required(&call.input, "logStreamName")?;
+        ctx.arn("logs", &format!("log-group:{group}:log-stream:{stream}"))
+    } else {
+        ctx.arn("logs", &format!("log-group:{group}:*"))
+    })
 }
 
 pub struct LogsApi {
@@ -714,8 +787,16 @@ impl Service for LogsApi {
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<LogsCall, AwsError> {
-        let (name, input) = json11::call(req, OPERATIONS)?;
-        Ok(LogsCall { name, input })
+        let (entry, input) = json11::call(req, OPERATIONS)?;
+        Ok(LogsCall {
+            name: entry.name,
+            authorization: entry.authorization,
+            input,
+        })
+    }
+
+    async fn access(&self, ctx: &RequestContext, call: &LogsCall) -> Result<Vec<Check>, AwsError> {
+        Ok(vec![Check::on(resource(ctx, call)?)])
     }
 
     async fn handle(
@@ -723,17 +804,6 @@ impl Service for LogsApi {
         ctx: &RequestContext,
         call: LogsCall,
     ) -> Result<Response<Bytes>, AwsError> {
-        let group = group_name(&call.input)
-            .ok()
-            .or_else(|| text(&call.input, "resourceArn").and_then(|arn| group_of_arn(arn).ok()));
-        let resource = match (group, text(&call.input, "logStreamName")) {
-            (Some(group), Some(stream)) => {
-                ctx.arn("logs", &format!("log-group:{group}:log-stream:{stream}"))
-            }
-            (Some(group), None) => ctx.arn("logs", &format!("log-group:{group}:*")),
-            (None, _) => "*".to_owned(),
-        };
-        ctx.authorize(&Access::new(&format!("logs:{}", call.name), &resource))?;
         let api = LogsApi {
             store: self.store.clone(),
         };

@@ -12,8 +12,8 @@ use nimbus_auth::authz::Access;
 use nimbus_auth::policy::{Policy, PolicyKind};
 use nimbus_edge::protocol::json11;
 use nimbus_edge::{
-    AwsError, Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    catalog,
+    Authorization, AwsError, Check, NamedOperation, Operation, OperationDoc, RequestContext,
+    Service, ServiceDescriptor, ServiceRequest, catalog, named,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -29,52 +29,61 @@ use crate::store::{ManifestRecord, RegistryError, RepoRecord, now};
 const PART_SIZE: u64 = 10 << 20;
 
 macro_rules! operations {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident => $authorization:expr),* $(,)?) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Op { $($name),* }
 
         impl Op {
-            const ALL: [Op; [$(stringify!($name)),*].len()] = [$(Op::$name),*];
+            /// The routing table, in the order of the variants.
+            const TABLE: &[NamedOperation] =
+                &[$(named(stringify!($name), $authorization)),*];
 
             fn from_name(name: &str) -> Option<Self> {
                 match name { $(stringify!($name) => Some(Op::$name),)* _ => None }
             }
 
-            fn name(self) -> &'static str {
-                match self { $(Op::$name => stringify!($name)),* }
+            fn entry(self) -> &'static NamedOperation {
+                &Self::TABLE[self as usize]
             }
         }
     };
 }
 
+/// The repository ARN, as AWS's authorization reference writes it.
+const REPOSITORY: &str = "arn:${Partition}:ecr:${Region}:${Account}:repository/${RepositoryName}";
+
+const fn repository(action: &'static str) -> Authorization {
+    Authorization::new(action, REPOSITORY)
+}
+
 operations!(
-    CreateRepository,
-    DescribeRepositories,
-    DeleteRepository,
-    ListImages,
-    DescribeImages,
-    BatchGetImage,
-    BatchDeleteImage,
-    PutImage,
-    GetAuthorizationToken,
-    PutImageTagMutability,
-    PutImageScanningConfiguration,
-    SetRepositoryPolicy,
-    GetRepositoryPolicy,
-    DeleteRepositoryPolicy,
-    PutLifecyclePolicy,
-    GetLifecyclePolicy,
-    DeleteLifecyclePolicy,
-    StartLifecyclePolicyPreview,
-    GetLifecyclePolicyPreview,
-    BatchCheckLayerAvailability,
-    InitiateLayerUpload,
-    UploadLayerPart,
-    CompleteLayerUpload,
-    GetDownloadUrlForLayer,
-    TagResource,
-    UntagResource,
-    ListTagsForResource,
+    CreateRepository => repository("ecr:CreateRepository"),
+    DescribeRepositories => repository("ecr:DescribeRepositories").checked_in_operation(),
+    DeleteRepository => repository("ecr:DeleteRepository"),
+    ListImages => repository("ecr:ListImages"),
+    DescribeImages => repository("ecr:DescribeImages"),
+    BatchGetImage => repository("ecr:BatchGetImage"),
+    BatchDeleteImage => repository("ecr:BatchDeleteImage"),
+    PutImage => repository("ecr:PutImage"),
+    GetAuthorizationToken => Authorization::new("ecr:GetAuthorizationToken", "*"),
+    PutImageTagMutability => repository("ecr:PutImageTagMutability"),
+    PutImageScanningConfiguration => repository("ecr:PutImageScanningConfiguration"),
+    SetRepositoryPolicy => repository("ecr:SetRepositoryPolicy"),
+    GetRepositoryPolicy => repository("ecr:GetRepositoryPolicy"),
+    DeleteRepositoryPolicy => repository("ecr:DeleteRepositoryPolicy"),
+    PutLifecyclePolicy => repository("ecr:PutLifecyclePolicy"),
+    GetLifecyclePolicy => repository("ecr:GetLifecyclePolicy"),
+    DeleteLifecyclePolicy => repository("ecr:DeleteLifecyclePolicy"),
+    StartLifecyclePolicyPreview => repository("ecr:StartLifecyclePolicyPreview"),
+    GetLifecyclePolicyPreview => repository("ecr:GetLifecyclePolicyPreview"),
+    BatchCheckLayerAvailability => repository("ecr:BatchCheckLayerAvailability"),
+    InitiateLayerUpload => repository("ecr:InitiateLayerUpload"),
+    UploadLayerPart => repository("ecr:UploadLayerPart"),
+    CompleteLayerUpload => repository("ecr:CompleteLayerUpload"),
+    GetDownloadUrlForLayer => repository("ecr:GetDownloadUrlForLayer"),
+    TagResource => repository("ecr:TagResource"),
+    UntagResource => repository("ecr:UntagResource"),
+    ListTagsForResource => repository("ecr:ListTagsForResource"),
 );
 
 pub struct EcrCall {
@@ -84,7 +93,11 @@ pub struct EcrCall {
 
 impl Operation for EcrCall {
     fn name(&self) -> &'static str {
-        self.op.name()
+        self.op.entry().name
+    }
+
+    fn authorization(&self) -> Authorization {
+        self.op.entry().authorization
     }
 }
 
@@ -221,24 +234,6 @@ impl EcrApi {
         })
     }
 
-    /// The repository, if the caller may do `action` on it.
-    fn authorized(
-        &self,
-        ctx: &RequestContext,
-        name: &str,
-        action: &str,
-    ) -> Result<RepoRecord, AwsError> {
-        let repo = self.registry.store.repository(name)?;
-        if self
-            .registry
-            .permits(Some(&ctx.caller.principal), ctx.source_ip, action, &repo)
-        {
-            Ok(repo)
-        } else {
-            Err(denied(ctx, action, &self.registry.repository_arn(name)))
-        }
-    }
-
     fn image_id(manifest: &ManifestRecord, tag: Option<&str>) -> Value {
         let mut id = json!({ "imageDigest": manifest.digest });
         if let Some(tag) = tag {
@@ -370,10 +365,6 @@ impl EcrApi {
         Ok(match op {
             Op::CreateRepository => {
                 let name = repo_name(input)?;
-                ctx.authorize(&Access::new(
-                    "ecr:CreateRepository",
-                    &self.registry.repository_arn(name),
-                ))?;
                 let repo = store.create_repository(RepoRecord {
                     name: name.to_owned(),
                     created_at: now(),
@@ -398,12 +389,10 @@ impl EcrApi {
                 let visible: Vec<RepoRecord> = repos
                     .into_iter()
                     .filter(|repo| {
-                        self.registry.permits(
-                            Some(&ctx.caller.principal),
-                            ctx.source_ip,
-                            "ecr:DescribeRepositories",
-                            repo,
-                        )
+                        let arn = self.registry.repository_arn(&repo.name);
+                        let access = Access::new("ecr:DescribeRepositories", &arn)
+                            .with_policy(repo.policy.as_deref());
+                        ctx.authorize(&access).is_ok()
                     })
                     .collect();
                 let (page, next) = page(input, &visible)?;
@@ -415,14 +404,14 @@ impl EcrApi {
             }
             Op::DeleteRepository => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:DeleteRepository")?;
+                store.repository(name)?;
                 let repo =
                     store.delete_repository(name, input["force"].as_bool().unwrap_or(false))?;
                 json!({ "repository": self.repository_json(&repo, ctx) })
             }
             Op::ListImages => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:ListImages")?;
+                store.repository(name)?;
                 let tags = self.tags_by_digest(name)?;
                 let status = input["filter"]["tagStatus"].as_str().unwrap_or("ANY");
                 let mut ids = Vec::new();
@@ -445,7 +434,7 @@ impl EcrApi {
             }
             Op::DescribeImages => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:DescribeImages")?;
+                store.repository(name)?;
                 let tags = self.tags_by_digest(name)?;
                 let manifests = match input["imageIds"].as_array() {
                     Some(ids) => ids
@@ -479,7 +468,7 @@ impl EcrApi {
             }
             Op::BatchGetImage => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:BatchGetImage")?;
+                store.repository(name)?;
                 let accepted: Option<Vec<&str>> = input["acceptedMediaTypes"]
                     .as_array()
                     .map(|types| types.iter().filter_map(Value::as_str).collect());
@@ -511,7 +500,7 @@ impl EcrApi {
             }
             Op::BatchDeleteImage => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:BatchDeleteImage")?;
+                store.repository(name)?;
                 let (mut deleted, mut failures) = (Vec::new(), Vec::new());
                 for id in input["imageIds"].as_array().into_iter().flatten() {
                     match self.find_image(name, id) {
@@ -532,7 +521,7 @@ impl EcrApi {
             }
             Op::PutImage => {
                 let name = repo_name(input)?;
-                let repo = self.authorized(ctx, name, "ecr:PutImage")?;
+                let repo = store.repository(name)?;
                 let manifest = text(input, "imageManifest")?;
                 let tag = input["imageTag"].as_str();
                 if let Some(tag) = tag
@@ -579,7 +568,6 @@ impl EcrApi {
                 }})
             }
             Op::GetAuthorizationToken => {
-                ctx.authorize(&Access::new("ecr:GetAuthorizationToken", "*"))?;
                 let (token, expires) = self.registry.tokens.issue(
                     &ctx.caller.access_key_id,
                     LOGIN_TOKEN_SECS,
@@ -593,7 +581,7 @@ impl EcrApi {
             }
             Op::PutImageTagMutability => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:PutImageTagMutability")?;
+                store.repository(name)?;
                 let value = mutability(input)?;
                 let repo = store.update_repository(name, |repo| {
                     repo.tag_mutability = value.clone();
@@ -603,7 +591,7 @@ impl EcrApi {
             }
             Op::PutImageScanningConfiguration => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:PutImageScanningConfiguration")?;
+                store.repository(name)?;
                 let scan = input["imageScanningConfiguration"]["scanOnPush"]
                     .as_bool()
                     .unwrap_or(false);
@@ -615,7 +603,7 @@ impl EcrApi {
             }
             Op::SetRepositoryPolicy => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:SetRepositoryPolicy")?;
+                store.repository(name)?;
                 let policy = text(input, "policyText")?;
                 // Parsed by the evaluator's own parser: a stored policy that did not
                 // parse would deny every request on the repository.
@@ -630,12 +618,7 @@ impl EcrApi {
             }
             Op::GetRepositoryPolicy | Op::DeleteRepositoryPolicy => {
                 let name = repo_name(input)?;
-                let action = if op == Op::GetRepositoryPolicy {
-                    "ecr:GetRepositoryPolicy"
-                } else {
-                    "ecr:DeleteRepositoryPolicy"
-                };
-                let repo = self.authorized(ctx, name, action)?;
+                let repo = store.repository(name)?;
                 let policy = repo.policy.ok_or_else(|| {
                     error("RepositoryPolicyNotFoundException", format!("Repository policy does not exist for the repository with name '{name}' in the registry with id '{registry_id}'"))
                 })?;
@@ -649,7 +632,7 @@ impl EcrApi {
             }
             Op::PutLifecyclePolicy => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:PutLifecyclePolicy")?;
+                store.repository(name)?;
                 let policy = text(input, "lifecyclePolicyText")?;
                 lifecycle::parse(policy)?;
                 store.update_repository(name, |repo| {
@@ -660,12 +643,7 @@ impl EcrApi {
             }
             Op::GetLifecyclePolicy | Op::DeleteLifecyclePolicy => {
                 let name = repo_name(input)?;
-                let action = if op == Op::GetLifecyclePolicy {
-                    "ecr:GetLifecyclePolicy"
-                } else {
-                    "ecr:DeleteLifecyclePolicy"
-                };
-                let repo = self.authorized(ctx, name, action)?;
+                let repo = store.repository(name)?;
                 let policy = repo.lifecycle.ok_or_else(|| {
                     error("LifecyclePolicyNotFoundException", format!("Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{registry_id}'"))
                 })?;
@@ -679,7 +657,7 @@ impl EcrApi {
             }
             Op::StartLifecyclePolicyPreview => {
                 let name = repo_name(input)?;
-                let repo = self.authorized(ctx, name, "ecr:StartLifecyclePolicyPreview")?;
+                let repo = store.repository(name)?;
                 let policy = match input["lifecyclePolicyText"].as_str() {
                     Some(policy) => policy.to_owned(),
                     None => repo.lifecycle.ok_or_else(|| {
@@ -695,7 +673,7 @@ impl EcrApi {
             }
             Op::GetLifecyclePolicyPreview => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:GetLifecyclePolicyPreview")?;
+                store.repository(name)?;
                 let policy = self.previews.lock().expect("previews").get(name).cloned().ok_or_else(|| {
                     error("LifecyclePolicyPreviewNotFoundException", format!("There is no dry run for the repository with name '{name}' in the registry with id '{registry_id}'"))
                 })?;
@@ -703,7 +681,7 @@ impl EcrApi {
             }
             Op::BatchCheckLayerAvailability => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:BatchCheckLayerAvailability")?;
+                store.repository(name)?;
                 let (mut layers, mut failures) = (Vec::new(), Vec::new());
                 for digest in input["layerDigests"].as_array().into_iter().flatten() {
                     let text = digest.as_str().unwrap_or_default();
@@ -719,7 +697,7 @@ impl EcrApi {
             }
             Op::InitiateLayerUpload => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:InitiateLayerUpload")?;
+                store.repository(name)?;
                 let id = self
                     .registry
                     .start_upload(name, &ctx.caller.principal.arn())?;
@@ -727,7 +705,7 @@ impl EcrApi {
             }
             Op::GetDownloadUrlForLayer => {
                 let name = repo_name(input)?;
-                self.authorized(ctx, name, "ecr:GetDownloadUrlForLayer")?;
+                store.repository(name)?;
                 let digest = text(input, "layerDigest")?;
                 let parsed: OciDigest = digest
                     .parse()
@@ -747,12 +725,7 @@ impl EcrApi {
             }
             Op::TagResource | Op::UntagResource => {
                 let name = self.repo_by_arn(input)?;
-                let action = if op == Op::TagResource {
-                    "ecr:TagResource"
-                } else {
-                    "ecr:UntagResource"
-                };
-                self.authorized(ctx, &name, action)?;
+                store.repository(&name)?;
                 let added = tag_list(&input["tags"])?;
                 let removed: Vec<String> = input["tagKeys"]
                     .as_array()
@@ -776,7 +749,7 @@ impl EcrApi {
             }
             Op::ListTagsForResource => {
                 let name = self.repo_by_arn(input)?;
-                let repo = self.authorized(ctx, &name, "ecr:ListTagsForResource")?;
+                let repo = store.repository(&name)?;
                 let tags: Vec<Value> = repo
                     .tags
                     .iter()
@@ -788,9 +761,9 @@ impl EcrApi {
         })
     }
 
-    async fn upload_part(&self, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+    async fn upload_part(&self, input: &Value) -> Result<Value, AwsError> {
         let name = repo_name(input)?;
-        self.authorized(ctx, name, "ecr:UploadLayerPart")?;
+        self.registry.store.repository(name)?;
         let id = text(input, "uploadId")?;
         let blob = STANDARD
             .decode(text(input, "layerPartBlob")?)
@@ -820,13 +793,9 @@ impl EcrApi {
         )
     }
 
-    async fn complete_upload(
-        &self,
-        ctx: &RequestContext,
-        input: &Value,
-    ) -> Result<Value, AwsError> {
+    async fn complete_upload(&self, input: &Value) -> Result<Value, AwsError> {
         let name = repo_name(input)?;
-        self.authorized(ctx, name, "ecr:CompleteLayerUpload")?;
+        self.registry.store.repository(name)?;
         let id = text(input, "uploadId")?;
         let digest = input["layerDigests"][0]
             .as_str()
@@ -858,17 +827,6 @@ impl EcrApi {
     }
 }
 
-fn denied(ctx: &RequestContext, action: &str, resource: &str) -> AwsError {
-    AwsError::new(
-        StatusCode::BAD_REQUEST,
-        "AccessDeniedException",
-        format!(
-            "User: {} is not authorized to perform: {action} on resource: {resource}",
-            ctx.caller.principal.arn()
-        ),
-    )
-}
-
 impl Service for EcrApi {
     type Operation = EcrCall;
 
@@ -877,7 +835,7 @@ impl Service for EcrApi {
     }
 
     fn operations(&self) -> Vec<OperationDoc> {
-        OperationDoc::named(&Op::ALL.map(Op::name))
+        OperationDoc::named(Op::TABLE)
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<EcrCall, AwsError> {
@@ -888,14 +846,36 @@ impl Service for EcrApi {
         Ok(EcrCall { op, input })
     }
 
+    async fn access(&self, _ctx: &RequestContext, call: &EcrCall) -> Result<Vec<Check>, AwsError> {
+        let input = &call.input;
+        let name = match call.op {
+            Op::GetAuthorizationToken => return Ok(vec![Check::on("*")]),
+            Op::TagResource | Op::UntagResource | Op::ListTagsForResource => {
+                self.repo_by_arn(input)?
+            }
+            _ => repo_name(input)?.to_owned(),
+        };
+        // The repository's own policy takes part, as a resource policy. A missing
+        // repository has none: the caller learns it is missing only once allowed.
+        let policy = match call.op {
+            Op::CreateRepository => None,
+            _ => tokio::task::block_in_place(|| self.registry.store.repository(&name))
+                .ok()
+                .and_then(|repo| repo.policy),
+        };
+        Ok(vec![
+            Check::on(self.registry.repository_arn(&name)).with_policy(policy),
+        ])
+    }
+
     async fn handle(
         &self,
         ctx: &RequestContext,
         call: EcrCall,
     ) -> Result<Response<Bytes>, AwsError> {
         let output = match call.op {
-            Op::UploadLayerPart => self.upload_part(ctx, &call.input).await?,
-            Op::CompleteLayerUpload => self.complete_upload(ctx, &call.input).await?,
+            Op::UploadLayerPart => self.upload_part(&call.input).await?,
+            Op::CompleteLayerUpload => self.complete_upload(&call.input).await?,
             // Store calls wait for the disk; the server's runtime is multi-threaded.
             op => tokio::task::block_in_place(|| self.handle_op(ctx, op, &call.input))?,
         };

@@ -15,8 +15,8 @@ use nimbus_auth::authz::Access;
 use nimbus_auth::policy::{Policy, PolicyKind};
 use nimbus_edge::protocol::xml::{self, XmlWriter};
 use nimbus_edge::{
-    AwsError, OperationDoc, Protocol, RequestContext, ServiceDescriptor, StreamBody,
-    StreamingService, catalog,
+    Authorization, AwsError, Check, Operation, OperationDoc, Protocol, RequestContext,
+    ServiceDescriptor, StreamBody, StreamingService, catalog,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
@@ -415,101 +415,203 @@ enum When {
     ListV2,
 }
 
+/// The ARNs the operations act on, as AWS's authorization reference writes them.
+const BUCKET: &str = "arn:${Partition}:s3:::${BucketName}";
+const OBJECT: &str = "arn:${Partition}:s3:::${BucketName}/${ObjectName}";
+const ANY: &str = "*";
+/// A listing supplies its prefix to policies.
+const LIST_KEYS: &[&str] = &["s3:prefix"];
+/// A copy reads its source object.
+const READS_SOURCE: &[&str] = &["s3:GetObject"];
+
 /// S3's routing table: the first route that fits a request names its operation.
-const ROUTES: &[(Method, On, When, &str)] = &[
-    (Method::GET, On::Service, When::Always, "ListBuckets"),
+const ROUTES: &[(Method, On, When, &str, Authorization)] = &[
+    (
+        Method::GET,
+        On::Service,
+        When::Always,
+        "ListBuckets",
+        Authorization::new("s3:ListAllMyBuckets", ANY),
+    ),
     (
         Method::PUT,
         On::Bucket,
         When::Has("policy"),
         "PutBucketPolicy",
+        Authorization::new("s3:PutBucketPolicy", BUCKET),
     ),
     (
         Method::GET,
         On::Bucket,
         When::Has("policy"),
         "GetBucketPolicy",
+        Authorization::new("s3:GetBucketPolicy", BUCKET),
     ),
     (
         Method::DELETE,
         On::Bucket,
         When::Has("policy"),
         "DeleteBucketPolicy",
+        Authorization::new("s3:DeleteBucketPolicy", BUCKET),
     ),
     (
         Method::PUT,
         On::Bucket,
         When::Has("notification"),
         "PutBucketNotificationConfiguration",
+        Authorization::new("s3:PutBucketNotification", BUCKET),
     ),
     (
         Method::GET,
         On::Bucket,
         When::Has("notification"),
         "GetBucketNotificationConfiguration",
+        Authorization::new("s3:GetBucketNotification", BUCKET),
     ),
-    (Method::PUT, On::Bucket, When::Always, "CreateBucket"),
-    (Method::HEAD, On::Bucket, When::Always, "HeadBucket"),
-    (Method::DELETE, On::Bucket, When::Always, "DeleteBucket"),
+    (
+        Method::PUT,
+        On::Bucket,
+        When::Always,
+        "CreateBucket",
+        Authorization::new("s3:CreateBucket", BUCKET),
+    ),
+    (
+        Method::HEAD,
+        On::Bucket,
+        When::Always,
+        "HeadBucket",
+        Authorization::new("s3:ListBucket", BUCKET),
+    ),
+    (
+        Method::DELETE,
+        On::Bucket,
+        When::Always,
+        "DeleteBucket",
+        Authorization::new("s3:DeleteBucket", BUCKET),
+    ),
     (
         Method::GET,
         On::Bucket,
         When::Has("uploads"),
         "ListMultipartUploads",
+        Authorization::new("s3:ListBucketMultipartUploads", BUCKET),
     ),
     (
         Method::POST,
         On::Bucket,
         When::Has("delete"),
         "DeleteObjects",
+        // S3 has no action for the batch: each key is checked as it is deleted, with
+        // an outcome of its own.
+        Authorization::new("s3:DeleteObject", OBJECT).checked_in_operation(),
     ),
     (
         Method::POST,
         On::Object,
         When::Has("uploads"),
         "CreateMultipartUpload",
+        Authorization::new("s3:PutObject", OBJECT),
     ),
     (
         Method::POST,
         On::Object,
         When::Has("uploadId"),
         "CompleteMultipartUpload",
+        Authorization::new("s3:PutObject", OBJECT),
     ),
     (
         Method::PUT,
         On::Object,
         When::Copy(Some("uploadId")),
         "UploadPartCopy",
+        Authorization::new("s3:PutObject", OBJECT).dependent(READS_SOURCE),
     ),
-    (Method::PUT, On::Object, When::Has("uploadId"), "UploadPart"),
-    (Method::GET, On::Object, When::Has("uploadId"), "ListParts"),
+    (
+        Method::PUT,
+        On::Object,
+        When::Has("uploadId"),
+        "UploadPart",
+        Authorization::new("s3:PutObject", OBJECT),
+    ),
+    (
+        Method::GET,
+        On::Object,
+        When::Has("uploadId"),
+        "ListParts",
+        Authorization::new("s3:ListMultipartUploadParts", OBJECT),
+    ),
     (
         Method::DELETE,
         On::Object,
         When::Has("uploadId"),
         "AbortMultipartUpload",
+        Authorization::new("s3:AbortMultipartUpload", OBJECT),
     ),
     (
         Method::GET,
         On::Bucket,
         When::Has("location"),
         "GetBucketLocation",
+        Authorization::new("s3:GetBucketLocation", BUCKET),
     ),
-    (Method::GET, On::Bucket, When::ListV2, "ListObjectsV2"),
-    (Method::GET, On::Bucket, When::Always, "ListObjects"),
-    (Method::PUT, On::Object, When::Copy(None), "CopyObject"),
-    (Method::PUT, On::Object, When::Always, "PutObject"),
-    (Method::HEAD, On::Object, When::Always, "HeadObject"),
-    (Method::GET, On::Object, When::Always, "GetObject"),
-    (Method::DELETE, On::Object, When::Always, "DeleteObject"),
+    (
+        Method::GET,
+        On::Bucket,
+        When::ListV2,
+        "ListObjectsV2",
+        Authorization::new("s3:ListBucket", BUCKET).keys(LIST_KEYS),
+    ),
+    (
+        Method::GET,
+        On::Bucket,
+        When::Always,
+        "ListObjects",
+        Authorization::new("s3:ListBucket", BUCKET).keys(LIST_KEYS),
+    ),
+    (
+        Method::PUT,
+        On::Object,
+        When::Copy(None),
+        "CopyObject",
+        Authorization::new("s3:PutObject", OBJECT).dependent(READS_SOURCE),
+    ),
+    (
+        Method::PUT,
+        On::Object,
+        When::Always,
+        "PutObject",
+        Authorization::new("s3:PutObject", OBJECT),
+    ),
+    (
+        Method::HEAD,
+        On::Object,
+        When::Always,
+        "HeadObject",
+        Authorization::new("s3:GetObject", OBJECT),
+    ),
+    (
+        Method::GET,
+        On::Object,
+        When::Always,
+        "GetObject",
+        Authorization::new("s3:GetObject", OBJECT),
+    ),
+    (
+        Method::DELETE,
+        On::Object,
+        When::Always,
+        "DeleteObject",
+        Authorization::new("s3:DeleteObject", OBJECT),
+    ),
 ];
 
-/// The S3 operation a request is, from its method, target and query.
+/// The S3 operation a request is (its name and declared authorization), from its
+/// method, target and query.
 fn operation(
     parts: &http::request::Parts,
     target: &Target,
     params: &BTreeMap<String, String>,
-) -> &'static str {
+) -> Option<(&'static str, Authorization)> {
     let on = match target {
         Target::Service => On::Service,
         Target::Bucket(_) => On::Bucket,
@@ -524,17 +626,17 @@ fn operation(
     };
     ROUTES
         .iter()
-        .find(|(method, route_on, when, _)| {
+        .find(|(method, route_on, when, _, _)| {
             *method == parts.method && *route_on == on && fits(when)
         })
-        .map_or("unknown", |(_, _, _, name)| name)
+        .map(|(_, _, _, name, authorization)| (*name, *authorization))
 }
 
 /// The routing table as the docs show it: `GET /{Bucket}/{Key+}?uploadId`.
 fn documented_routes() -> Vec<OperationDoc> {
     ROUTES
         .iter()
-        .map(|(method, on, when, name)| {
+        .map(|(method, on, when, name, authorization)| {
             let path = match on {
                 On::Service => "/",
                 On::Bucket => "/{Bucket}",
@@ -550,69 +652,52 @@ fn documented_routes() -> Vec<OperationDoc> {
             OperationDoc {
                 name: (*name).to_owned(),
                 route: Some(format!("{method} {path}{condition}")),
+                authorization: *authorization,
             }
         })
         .collect()
 }
 
-/// Authorizes an operation as IAM names it: the action (HeadObject needs
-/// `s3:GetObject`, ListObjectsV2 `s3:ListBucket`, ...) on the bucket or object ARN,
-/// with `s3:prefix` for listings. A copy's source and each key of a DeleteObjects are
-/// authorized by the operation itself, on the object it parsed (`authorize_object`).
-fn authorize(
-    ctx: &RequestContext,
-    store: &Store,
-    operation: &str,
-    target: &Target,
-    params: &BTreeMap<String, String>,
-) -> Result<(), AwsError> {
-    if ctx.caller.principal.is_root() {
-        return Ok(());
+/// A parsed S3 request: its operation, what it addresses and its query.
+#[derive(Debug)]
+pub struct S3Call {
+    name: &'static str,
+    authorization: Authorization,
+    target: Target,
+    params: BTreeMap<String, String>,
+}
+
+impl Operation for S3Call {
+    fn name(&self) -> &'static str {
+        self.name
     }
-    let action = match operation {
-        "ListBuckets" => "s3:ListAllMyBuckets",
-        "PutBucketPolicy" => "s3:PutBucketPolicy",
-        "GetBucketPolicy" => "s3:GetBucketPolicy",
-        "DeleteBucketPolicy" => "s3:DeleteBucketPolicy",
-        "PutBucketNotificationConfiguration" => "s3:PutBucketNotification",
-        "GetBucketNotificationConfiguration" => "s3:GetBucketNotification",
-        "HeadBucket" | "ListObjectsV2" | "ListObjects" => "s3:ListBucket",
-        "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
-        "DeleteObject" => "s3:DeleteObject",
-        "CreateMultipartUpload"
-        | "CompleteMultipartUpload"
-        | "UploadPart"
-        | "UploadPartCopy"
-        | "CopyObject"
-        | "PutObject" => "s3:PutObject",
-        "ListParts" => "s3:ListMultipartUploadParts",
-        "AbortMultipartUpload" => "s3:AbortMultipartUpload",
-        "HeadObject" | "GetObject" => "s3:GetObject",
-        "CreateBucket" => "s3:CreateBucket",
-        "DeleteBucket" => "s3:DeleteBucket",
-        "GetBucketLocation" => "s3:GetBucketLocation",
-        // S3 has no action for the batch: each key is authorized on its own, with an
-        // outcome of its own (Core::delete_objects).
-        "DeleteObjects" => return Ok(()),
-        _ => return Ok(()),
-    };
+
+    fn authorization(&self) -> Authorization {
+        self.authorization
+    }
+}
+
+/// The bucket or object ARN an operation acts on, with the bucket's own policy as a
+/// resource policy and `s3:prefix` for listings. A copy's source is checked by the
+/// copy itself, on the one parse of its `x-amz-copy-source` (`Core::copy_source`),
+/// and each key of a DeleteObjects by the deletion (`Core::delete_objects`).
+fn access(store: &Store, target: &Target, prefix: Option<String>) -> Vec<Check> {
     let resource = match target {
         Target::Service => "*".to_owned(),
         Target::Bucket(bucket) => format!("arn:aws:s3:::{bucket}"),
         Target::Object(bucket, key) => format!("arn:aws:s3:::{bucket}/{key}"),
     };
-    // The bucket's own policy takes part, as a resource policy.
     let policy = match target {
         Target::Bucket(bucket) | Target::Object(bucket, _) => {
             store.bucket(bucket).ok().and_then(|record| record.policy)
         }
         Target::Service => None,
     };
-    let mut access = Access::new(action, &resource).with_policy(policy.as_deref());
-    if let Some(prefix) = params.get("prefix") {
-        access = access.with_context("s3:prefix", vec![prefix.clone()]);
+    let mut check = Check::on(resource).with_policy(policy);
+    if let Some(prefix) = prefix {
+        check = check.with_context("s3:prefix", vec![prefix]);
     }
-    ctx.authorize(&access)
+    vec![check]
 }
 
 /// The bucket and key of a request: from the `Host` for virtual-hosted-style
@@ -775,17 +860,9 @@ fn not_implemented(what: &str) -> AwsError {
 }
 
 impl S3Api {
-    async fn route(
-        &self,
-        ctx: &RequestContext,
-        parts: http::request::Parts,
-        mut body: StreamBody,
-    ) -> (&'static str, Result<Response<Body>, AwsError>) {
-        let target = match target(&parts) {
-            Ok(target) => target,
-            Err(err) => return ("unknown", Err(err)),
-        };
-        let params = query(&parts);
+    fn parse(&self, parts: &http::request::Parts) -> Result<S3Call, AwsError> {
+        let target = target(parts)?;
+        let params = query(parts);
         let subresource = [
             "acl",
             "cors",
@@ -798,24 +875,42 @@ impl S3Api {
         .into_iter()
         .find(|name| params.contains_key(*name));
         if let Some(name) = subresource {
-            return (
-                "unknown",
-                Err(not_implemented(&format!("the ?{name} subresource"))),
-            );
+            return Err(not_implemented(&format!("the ?{name} subresource")));
         }
-        let name = operation(&parts, &target, &params);
-        let checked = {
-            let (ctx, target, params) = (ctx.clone(), target.clone(), params.clone());
-            self.core
-                .run(move |core| authorize(&ctx, &core.store, name, &target, &params))
-                .await
-        };
-        if let Err(err) = checked {
-            return (name, Err(err));
-        }
+        let (name, authorization) = operation(parts, &target, &params).ok_or_else(|| {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!(
+                    "The specified method {} is not allowed against this resource.",
+                    parts.method
+                ),
+            )
+        })?;
+        Ok(S3Call {
+            name,
+            authorization,
+            target,
+            params,
+        })
+    }
+
+    async fn route(
+        &self,
+        ctx: &RequestContext,
+        call: S3Call,
+        parts: http::request::Parts,
+        mut body: StreamBody,
+    ) -> Result<Response<Body>, AwsError> {
+        let S3Call {
+            name,
+            target,
+            params,
+            ..
+        } = call;
         let owned = ctx.clone();
         let headers = parts.headers.clone();
-        let result = match (name, target) {
+        match (name, target) {
             ("ListBuckets", _) => self.core.run(move |core| core.list_buckets(&owned)).await,
             ("PutBucketPolicy", Target::Bucket(bucket)) => {
                 match body.collect(Protocol::RestXml, 20 * 1024).await {
@@ -957,8 +1052,7 @@ impl S3Api {
                     parts.method
                 ),
             )),
-        };
-        (name, result)
+        }
     }
 
     async fn create_bucket(
@@ -1900,6 +1994,8 @@ fn now() -> f64 {
 }
 
 impl StreamingService for S3Api {
+    type Operation = S3Call;
+
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::S3
     }
@@ -1908,14 +2004,25 @@ impl StreamingService for S3Api {
         documented_routes()
     }
 
+    fn parse(&self, parts: &http::request::Parts) -> Result<S3Call, AwsError> {
+        S3Api::parse(self, parts)
+    }
+
+    async fn access(&self, _ctx: &RequestContext, call: &S3Call) -> Result<Vec<Check>, AwsError> {
+        let (target, prefix) = (call.target.clone(), call.params.get("prefix").cloned());
+        self.core
+            .run(move |core| Ok(access(&core.store, &target, prefix)))
+            .await
+    }
+
     async fn handle(
         &self,
         ctx: RequestContext,
+        call: S3Call,
         parts: http::request::Parts,
         body: StreamBody,
-    ) -> (Option<&'static str>, Result<Response<Body>, AwsError>) {
-        let (operation, result) = self.route(&ctx, parts, body).await;
-        (Some(operation), result)
+    ) -> Result<Response<Body>, AwsError> {
+        self.route(&ctx, call, parts, body).await
     }
 }
 

@@ -5,11 +5,10 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
-use nimbus_auth::authz::Access;
-use nimbus_edge::protocol::rest_json::{self, RestRoutes};
+use nimbus_edge::protocol::rest_json::{self, PathParams, RestRoutes};
 use nimbus_edge::{
-    AwsError, Operation, OperationDoc, RequestContext, Service, ServiceDescriptor, ServiceRequest,
-    catalog,
+    Authorization, AwsError, Check, OperationDoc, RequestContext, Routed, Service,
+    ServiceDescriptor, ServiceRequest, catalog,
 };
 use serde_json::Value;
 
@@ -33,25 +32,93 @@ enum Route {
     UntagResource,
 }
 
+/// The ARNs the operations act on, as AWS's authorization reference writes them.
+const SCHEDULE: &str =
+    "arn:${Partition}:scheduler:${Region}:${Account}:schedule/${GroupName}/${ScheduleName}";
+const GROUP: &str = "arn:${Partition}:scheduler:${Region}:${Account}:schedule-group/${GroupName}";
+
+const fn scheduler(action: &'static str, resource: &'static str) -> Authorization {
+    Authorization::new(action, resource)
+}
+
+/// A schedule's target runs as the role it names, which the caller hands over.
+const PASSES_ROLE: &[&str] = &["iam:PassRole"];
+
 static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
     use Route::*;
     RestRoutes::new(&[
-        (Method::POST, "/schedules/{Name}", CreateSchedule),
-        (Method::GET, "/schedules/{Name}", GetSchedule),
-        (Method::PUT, "/schedules/{Name}", UpdateSchedule),
-        (Method::DELETE, "/schedules/{Name}", DeleteSchedule),
-        (Method::GET, "/schedules", ListSchedules),
-        (Method::POST, "/schedule-groups/{Name}", CreateScheduleGroup),
-        (Method::GET, "/schedule-groups/{Name}", GetScheduleGroup),
+        (
+            Method::POST,
+            "/schedules/{Name}",
+            CreateSchedule,
+            scheduler("scheduler:CreateSchedule", SCHEDULE).dependent(PASSES_ROLE),
+        ),
+        (
+            Method::GET,
+            "/schedules/{Name}",
+            GetSchedule,
+            scheduler("scheduler:GetSchedule", SCHEDULE),
+        ),
+        (
+            Method::PUT,
+            "/schedules/{Name}",
+            UpdateSchedule,
+            scheduler("scheduler:UpdateSchedule", SCHEDULE).dependent(PASSES_ROLE),
+        ),
+        (
+            Method::DELETE,
+            "/schedules/{Name}",
+            DeleteSchedule,
+            scheduler("scheduler:DeleteSchedule", SCHEDULE),
+        ),
+        (
+            Method::GET,
+            "/schedules",
+            ListSchedules,
+            scheduler("scheduler:ListSchedules", "*"),
+        ),
+        (
+            Method::POST,
+            "/schedule-groups/{Name}",
+            CreateScheduleGroup,
+            scheduler("scheduler:CreateScheduleGroup", GROUP),
+        ),
+        (
+            Method::GET,
+            "/schedule-groups/{Name}",
+            GetScheduleGroup,
+            scheduler("scheduler:GetScheduleGroup", GROUP),
+        ),
         (
             Method::DELETE,
             "/schedule-groups/{Name}",
             DeleteScheduleGroup,
+            scheduler("scheduler:DeleteScheduleGroup", GROUP),
         ),
-        (Method::GET, "/schedule-groups", ListScheduleGroups),
-        (Method::GET, "/tags/{ResourceArn}", ListTagsForResource),
-        (Method::POST, "/tags/{ResourceArn}", TagResource),
-        (Method::DELETE, "/tags/{ResourceArn}", UntagResource),
+        (
+            Method::GET,
+            "/schedule-groups",
+            ListScheduleGroups,
+            scheduler("scheduler:ListScheduleGroups", "*"),
+        ),
+        (
+            Method::GET,
+            "/tags/{ResourceArn}",
+            ListTagsForResource,
+            scheduler("scheduler:ListTagsForResource", GROUP),
+        ),
+        (
+            Method::POST,
+            "/tags/{ResourceArn}",
+            TagResource,
+            scheduler("scheduler:TagResource", GROUP),
+        ),
+        (
+            Method::DELETE,
+            "/tags/{ResourceArn}",
+            UntagResource,
+            scheduler("scheduler:UntagResource", GROUP),
+        ),
     ])
 });
 
@@ -80,7 +147,7 @@ pub enum SchedulerOperation {
     UntagResource(String, Vec<String>),
 }
 
-impl Operation for SchedulerOperation {
+impl SchedulerOperation {
     fn name(&self) -> &'static str {
         use SchedulerOperation::*;
         match self {
@@ -136,13 +203,10 @@ fn listing(query: &[(String, String)], group_param: &str) -> Result<Listing, Aws
     })
 }
 
-/// Authorizes an operation as IAM names it (`scheduler:<Action>` on the schedule or
-/// group), and `iam:PassRole` on the role a schedule's target runs as.
-fn authorize(ctx: &RequestContext, operation: &SchedulerOperation) -> Result<(), AwsError> {
+/// The schedule or group an operation acts on, and the role a schedule's target
+/// runs as (handed over with `iam:PassRole`).
+fn access(ctx: &RequestContext, operation: &SchedulerOperation) -> Vec<Check> {
     use SchedulerOperation as Op;
-    if ctx.caller.principal.is_root() {
-        return Ok(());
-    }
     let schedule = |name: &str, group: Option<&str>| {
         ctx.arn(
             "scheduler",
@@ -164,23 +228,20 @@ fn authorize(ctx: &RequestContext, operation: &SchedulerOperation) -> Result<(),
         }
         Op::ListSchedules(_) | Op::ListScheduleGroups(_) => "*".to_owned(),
     };
-    ctx.authorize(&Access::new(
-        &format!("scheduler:{}", operation.name()),
-        &resource,
-    ))?;
+    let mut checks = vec![Check::on(resource)];
     if let Op::CreateSchedule(_, spec) | Op::UpdateSchedule(_, spec) = operation {
-        ctx.authorize(
-            &Access::new("iam:PassRole", &spec.target.role_arn).with_context(
+        checks.push(
+            Check::dependent("iam:PassRole", spec.target.role_arn.clone()).with_context(
                 "iam:PassedToService",
                 vec!["scheduler.amazonaws.com".to_owned()],
             ),
-        )?;
+        );
     }
-    Ok(())
+    checks
 }
 
 impl Service for SchedulerApi {
-    type Operation = SchedulerOperation;
+    type Operation = Routed<SchedulerOperation>;
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::SCHEDULER
@@ -190,57 +251,32 @@ impl Service for SchedulerApi {
         ROUTES.operations()
     }
 
-    fn parse(&self, req: &ServiceRequest) -> Result<SchedulerOperation, AwsError> {
-        use SchedulerOperation as Op;
-        let (route, params) = ROUTES.find(&req.parts.method, req.parts.uri.path())?;
-        let query = rest_json::query_params(req);
-        let param = |name: &str| params.get(name).unwrap_or_default().to_owned();
-        let group = || {
-            query
-                .iter()
-                .find(|(key, _)| key == "groupName")
-                .map(|(_, value)| value.clone())
-        };
-        let body = || rest_json::json_body::<ScheduleSpec>(req).map_err(validation);
-        Ok(match route {
-            Route::CreateSchedule => Op::CreateSchedule(param("Name"), Box::new(body()?)),
-            Route::UpdateSchedule => Op::UpdateSchedule(param("Name"), Box::new(body()?)),
-            Route::GetSchedule => Op::GetSchedule(param("Name"), group()),
-            Route::DeleteSchedule => Op::DeleteSchedule(param("Name"), group()),
-            Route::ListSchedules => Op::ListSchedules(listing(&query, "ScheduleGroup")?),
-            Route::CreateScheduleGroup => {
-                let input: CreateGroupInput = rest_json::json_body(req).map_err(validation)?;
-                Op::CreateScheduleGroup(param("Name"), input.tags)
-            }
-            Route::GetScheduleGroup => Op::GetScheduleGroup(param("Name")),
-            Route::DeleteScheduleGroup => Op::DeleteScheduleGroup(param("Name")),
-            Route::ListScheduleGroups => Op::ListScheduleGroups(listing(&query, "")?),
-            Route::ListTagsForResource => Op::ListTagsForResource(param("ResourceArn")),
-            Route::TagResource => {
-                let input: TagInput = rest_json::json_body(req).map_err(validation)?;
-                Op::TagResource(param("ResourceArn"), input.tags)
-            }
-            Route::UntagResource => {
-                let keys: Vec<String> = query
-                    .iter()
-                    .filter(|(key, _)| key == "TagKeys")
-                    .map(|(_, value)| value.clone())
-                    .collect();
-                if keys.is_empty() {
-                    return Err(validation("TagKeys is required"));
-                }
-                Op::UntagResource(param("ResourceArn"), keys)
-            }
+    fn parse(&self, req: &ServiceRequest) -> Result<Routed<SchedulerOperation>, AwsError> {
+        let (route, authorization, params) =
+            ROUTES.find(&req.parts.method, req.parts.uri.path())?;
+        let operation = parse(req, route, &params)?;
+        Ok(Routed {
+            name: operation.name(),
+            operation,
+            authorization,
         })
+    }
+
+    async fn access(
+        &self,
+        ctx: &RequestContext,
+        operation: &Routed<SchedulerOperation>,
+    ) -> Result<Vec<Check>, AwsError> {
+        Ok(access(ctx, &operation.operation))
     }
 
     async fn handle(
         &self,
-        ctx: &RequestContext,
-        operation: SchedulerOperation,
+        _ctx: &RequestContext,
+        operation: Routed<SchedulerOperation>,
     ) -> Result<Response<Bytes>, AwsError> {
+        let operation = operation.operation;
         use SchedulerOperation as Op;
-        authorize(ctx, &operation)?;
         let scheduler = self.scheduler.clone();
         let out: Value = tokio::task::spawn_blocking(move || {
             let s = &scheduler;
@@ -274,4 +310,51 @@ impl Service for SchedulerApi {
         .map_err(internal)??;
         Ok(rest_json::json_response(StatusCode::OK, &out))
     }
+}
+
+fn parse(
+    req: &ServiceRequest,
+    route: Route,
+    params: &PathParams,
+) -> Result<SchedulerOperation, AwsError> {
+    use SchedulerOperation as Op;
+    let query = rest_json::query_params(req);
+    let param = |name: &str| params.get(name).unwrap_or_default().to_owned();
+    let group = || {
+        query
+            .iter()
+            .find(|(key, _)| key == "groupName")
+            .map(|(_, value)| value.clone())
+    };
+    let body = || rest_json::json_body::<ScheduleSpec>(req).map_err(validation);
+    Ok(match route {
+        Route::CreateSchedule => Op::CreateSchedule(param("Name"), Box::new(body()?)),
+        Route::UpdateSchedule => Op::UpdateSchedule(param("Name"), Box::new(body()?)),
+        Route::GetSchedule => Op::GetSchedule(param("Name"), group()),
+        Route::DeleteSchedule => Op::DeleteSchedule(param("Name"), group()),
+        Route::ListSchedules => Op::ListSchedules(listing(&query, "ScheduleGroup")?),
+        Route::CreateScheduleGroup => {
+            let input: CreateGroupInput = rest_json::json_body(req).map_err(validation)?;
+            Op::CreateScheduleGroup(param("Name"), input.tags)
+        }
+        Route::GetScheduleGroup => Op::GetScheduleGroup(param("Name")),
+        Route::DeleteScheduleGroup => Op::DeleteScheduleGroup(param("Name")),
+        Route::ListScheduleGroups => Op::ListScheduleGroups(listing(&query, "")?),
+        Route::ListTagsForResource => Op::ListTagsForResource(param("ResourceArn")),
+        Route::TagResource => {
+            let input: TagInput = rest_json::json_body(req).map_err(validation)?;
+            Op::TagResource(param("ResourceArn"), input.tags)
+        }
+        Route::UntagResource => {
+            let keys: Vec<String> = query
+                .iter()
+                .filter(|(key, _)| key == "TagKeys")
+                .map(|(_, value)| value.clone())
+                .collect();
+            if keys.is_empty() {
+                return Err(validation("TagKeys is required"));
+            }
+            Op::UntagResource(param("ResourceArn"), keys)
+        }
+    })
 }

@@ -6,7 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::Value;
 
 use super::AwsError;
-use crate::service::ServiceRequest;
+use crate::service::{NamedOperation, ServiceRequest};
 
 /// The operation an `X-Amz-Target` header names.
 pub fn operation(req: &ServiceRequest) -> &str {
@@ -45,17 +45,16 @@ pub fn response(output: &Value) -> Response<Bytes> {
     response
 }
 
-/// The operation (one of `operations`, else the unknown-operation error) and input of
-/// a request.
+/// The operation (an entry of `operations`, else the unknown-operation error) and
+/// input of a request.
 pub fn call(
     req: &ServiceRequest,
-    operations: &[&'static str],
-) -> Result<(&'static str, Value), AwsError> {
+    operations: &'static [NamedOperation],
+) -> Result<(&'static NamedOperation, Value), AwsError> {
     let operation = operation(req);
-    let name = operations
+    let entry = operations
         .iter()
-        .copied()
-        .find(|name| *name == operation)
+        .find(|entry| entry.name == operation)
         .ok_or_else(|| AwsError::unknown_operation(super::Protocol::Json11, operation))?;
-    Ok((name, input(req)?))
+    Ok((entry, input(req)?))
 }

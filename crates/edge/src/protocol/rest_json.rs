@@ -8,11 +8,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{AwsError, Protocol};
+use crate::authorization::Authorization;
 use crate::service::ServiceRequest;
 
-/// A service's operations by method and path template (`/2015-03-31/functions/{FunctionName}`).
+/// A route: method, path template (`/2015-03-31/functions/{FunctionName}`), the
+/// service's operation, and what IAM must allow for it.
+pub type Route<Op> = (Method, &'static str, Op, Authorization);
+
+/// The operations of one path template, by method.
+type Methods<Op> = Vec<(Method, Op, Authorization)>;
+
+/// A service's operations by method and path template.
 pub struct RestRoutes<Op: Copy> {
-    router: matchit::Router<Vec<(Method, Op)>>,
+    router: matchit::Router<Methods<Op>>,
     docs: Vec<crate::service::OperationDoc>,
 }
 
@@ -31,19 +39,23 @@ impl PathParams {
 
 impl<Op: Copy + std::fmt::Debug> RestRoutes<Op> {
     /// The routes, each operation named by its variant's name.
-    pub fn new(routes: &[(Method, &'static str, Op)]) -> Self {
+    pub fn new(routes: &[Route<Op>]) -> Self {
         let docs = routes
             .iter()
-            .map(|(method, template, op)| crate::service::OperationDoc {
-                name: format!("{op:?}"),
-                route: Some(format!("{method} {template}")),
-            })
+            .map(
+                |(method, template, op, authorization)| crate::service::OperationDoc {
+                    name: format!("{op:?}"),
+                    route: Some(format!("{method} {template}")),
+                    authorization: *authorization,
+                },
+            )
             .collect();
-        let mut by_path: Vec<(&'static str, Vec<(Method, Op)>)> = Vec::new();
-        for (method, template, op) in routes {
+        let mut by_path: Vec<(&'static str, Methods<Op>)> = Vec::new();
+        for (method, template, op, authorization) in routes {
+            let entry = (method.clone(), *op, *authorization);
             match by_path.iter_mut().find(|(path, _)| path == template) {
-                Some((_, methods)) => methods.push((method.clone(), *op)),
-                None => by_path.push((template, vec![(method.clone(), *op)])),
+                Some((_, methods)) => methods.push(entry),
+                None => by_path.push((template, vec![entry])),
             }
         }
         let mut router = matchit::Router::new();
@@ -60,8 +72,13 @@ impl<Op: Copy + std::fmt::Debug> RestRoutes<Op> {
         self.docs.clone()
     }
 
-    /// The operation for a request, or `UnknownOperationException`.
-    pub fn find(&self, method: &Method, path: &str) -> Result<(Op, PathParams), AwsError> {
+    /// The operation for a request and its declared authorization, or
+    /// `UnknownOperationException`.
+    pub fn find(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Result<(Op, Authorization, PathParams), AwsError> {
         let unknown =
             || AwsError::unknown_operation(Protocol::RestJson, &format!("{method} {path}"));
         // A collection asked for with a trailing slash (`/functions/`, as some SDKs
@@ -74,11 +91,11 @@ impl<Op: Copy + std::fmt::Debug> RestRoutes<Op> {
                 _ => Err(err),
             })
             .map_err(|_| unknown())?;
-        let op = matched
+        let (op, authorization) = matched
             .value
             .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, op)| *op)
+            .find(|(m, _, _)| m == method)
+            .map(|(_, op, authorization)| (*op, *authorization))
             .ok_or_else(unknown)?;
         let params = matched
             .params
@@ -90,7 +107,7 @@ impl<Op: Copy + std::fmt::Debug> RestRoutes<Op> {
                 )
             })
             .collect();
-        Ok((op, PathParams(params)))
+        Ok((op, authorization, PathParams(params)))
     }
 }
 
@@ -144,26 +161,36 @@ mod tests {
 
     #[test]
     fn routes_by_method_and_template_and_decodes_params() {
+        let any = Authorization::new("lambda:Any", "*");
+        let get = Authorization::new("lambda:GetFunction", "*");
         let routes = RestRoutes::new(&[
-            (Method::GET, "/2015-03-31/functions", Op::List),
-            (Method::GET, "/2015-03-31/functions/{FunctionName}", Op::Get),
+            (Method::GET, "/2015-03-31/functions", Op::List, any),
+            (
+                Method::GET,
+                "/2015-03-31/functions/{FunctionName}",
+                Op::Get,
+                get,
+            ),
             (
                 Method::DELETE,
                 "/2015-03-31/functions/{FunctionName}",
                 Op::Delete,
+                any,
             ),
             (
                 Method::POST,
                 "/2015-03-31/functions/{FunctionName}/invocations",
                 Op::Invoke,
+                any,
             ),
         ]);
-        let (op, params) = routes
+        let (op, authorization, params) = routes
             .find(&Method::GET, "/2015-03-31/functions/my-fn")
             .unwrap();
         assert_eq!(op, Op::Get);
+        assert_eq!(authorization, get);
         assert_eq!(params.get("FunctionName"), Some("my-fn"));
-        let (op, params) = routes
+        let (op, _, params) = routes
             .find(&Method::POST, "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Af/invocations")
             .unwrap();
         assert_eq!(op, Op::Invoke);

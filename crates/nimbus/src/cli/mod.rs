@@ -595,7 +595,7 @@ fn docs_pages(operations: &Value) -> Vec<(String, String)> {
     let mut index = format!(
         "# Supported operations\n\n{GENERATED}\n\nEvery operation below is routed by nimbus; any other answers the \
          protocol's unknown-operation error. Run `nimbus docs` against a running server to \
-         bring these pages up to date.\n\n| Service | Protocol | Operations |\n|---|---|---|\n"
+         bring these pages up to date.\n\n| Service | Protocol | Operations | Authorization |\n|---|---|---|---|\n"
     );
     let mut pages = Vec::new();
     for service in &services {
@@ -607,7 +607,7 @@ fn docs_pages(operations: &Value) -> Vec<(String, String)> {
             .cloned()
             .unwrap_or_default();
         index.push_str(&format!(
-            "| [{title}]({signing}.md) | {protocol} | {} |\n",
+            "| [{title}]({signing}.md) | {protocol} | {} | [actions, resources and condition keys]({signing}-authorization.md) |\n",
             ops.len()
         ));
         let mut page = format!(
@@ -625,9 +625,56 @@ fn docs_pages(operations: &Value) -> Vec<(String, String)> {
             page.push_str(&format!("| {name} | `{request}` |\n"));
         }
         pages.push((format!("{signing}.md"), page));
+        pages.push((
+            format!("{signing}-authorization.md"),
+            authorization_page(&title, &ops),
+        ));
     }
     pages.push(("README.md".to_owned(), index));
     pages
+}
+
+/// A service's authorization reference, as AWS's Service Authorization Reference
+/// lays it out: per operation, the IAM action the edge checks before it runs, the
+/// resource (ARN template), the condition keys it supplies and the actions it
+/// depends on.
+fn authorization_page(title: &str, ops: &[Value]) -> String {
+    let mut page = format!(
+        "# {title}: actions, resources and condition keys\n\n{GENERATED}\n\n\
+         Before an operation runs, the edge asks IAM whether the caller may perform its action on \
+         the resource the request names (filled into the template below), with the resource's own \
+         policy where it has one, and each dependent action. The account's root user may do \
+         everything.\n\n\
+         | Operation | Action | Resource | Condition keys | Dependent actions |\n|---|---|---|---|---|\n"
+    );
+    let list = |value: &Value| {
+        let items: Vec<String> = value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| format!("`{}`", text(item)))
+            .collect();
+        items.join(", ")
+    };
+    for op in ops {
+        let name = text(&op["name"]);
+        let authorization = &op["authorization"];
+        let resource = text(&authorization["resource"]);
+        let (action, resource) = match &authorization["action"] {
+            Value::String(action) if authorization["checked_in_operation"] == true => (
+                format!("`{action}` (checked as the operation runs)"),
+                format!("`{resource}`"),
+            ),
+            Value::String(action) => (format!("`{action}`"), format!("`{resource}`")),
+            _ => ("none".to_owned(), resource),
+        };
+        page.push_str(&format!(
+            "| {name} | {action} | {resource} | {} | {} |\n",
+            list(&authorization["condition_keys"]),
+            list(&authorization["dependent_actions"]),
+        ));
+    }
+    page
 }
 
 /// `nimbus docs`: writes (or with `--check`, compares) docs/ from the server's own
