@@ -3,11 +3,13 @@
 //! body, authenticates the caller, hands a typed request to the service, and renders
 //! errors in the AWS protocol the client speaks.
 
+pub mod body;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod service;
 
+pub use body::{BODY_IDLE_TIMEOUT, BodyError, IdleBody, read_whole};
 pub use protocol::{AwsError, Protocol};
 pub use server::{Edge, EdgeBuilder, Peer, serve};
 pub use service::{

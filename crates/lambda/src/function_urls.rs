@@ -16,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Authenticator, PathStyle, RequestParts};
 use nimbus_edge::AwsError;
@@ -291,8 +290,11 @@ pub async fn serve(State(server): State<Arc<UrlServer>>, request: Request) -> Re
     let Some((function, config)) = server.functions.url_target(&id) else {
         return plain(StatusCode::NOT_FOUND, "No function URL here");
     };
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
+    let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(nimbus_edge::BodyError::Idle(_)) => {
+            return plain(StatusCode::REQUEST_TIMEOUT, "Request timed out");
+        }
         Err(_) => {
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
