@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use nimbus_auth::sigv4::{Keys, Target, UNSIGNED_PAYLOAD, payload_sha256, sign};
 use nimbus_edge::Peer;
 use nimbus_edge::protocol::xml;
@@ -583,19 +583,21 @@ async fn proxy(State(console): State<Arc<Console>>, request: Request) -> Result<
             .send(&session.keys, descriptor, forward, body, UNSIGNED_PAYLOAD)
             .await);
     }
-    let body = Limited::new(body, descriptor.max_body)
-        .collect()
+    let body = nimbus_edge::read_whole(body, descriptor.max_body)
         .await
-        .map_err(|_| {
-            refuse(
+        .map_err(|err| match err {
+            nimbus_edge::BodyError::Idle(_) => refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("The request timed out: {err}"),
+            ),
+            _ => refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
                     "{} takes request bodies of at most {} bytes",
                     descriptor.name, descriptor.max_body
                 ),
-            )
-        })?
-        .to_bytes();
+            ),
+        })?;
     let hash = payload_sha256(&body);
     Ok(console
         .send(&session.keys, descriptor, forward, Body::from(body), &hash)

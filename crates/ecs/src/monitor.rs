@@ -40,7 +40,11 @@ pub fn run(runtime: &Path, state: &Path, dir: &Path, id: &str) -> ExitCode {
 }
 
 fn monitor(runtime: &Path, state: &Path, dir: &Path, id: &str) -> std::io::Result<()> {
-    write_atomic(dir, MONITOR_PID, std::process::id().to_string().as_bytes())?;
+    nimbus_storage::write_atomic(
+        &dir.join(MONITOR_PID),
+        std::process::id().to_string().as_bytes(),
+        0o644,
+    )?;
     let output = Arc::new(Mutex::new(
         File::options()
             .create(true)
@@ -134,14 +138,7 @@ fn append_line(path: &Path, line: &[u8]) -> std::io::Result<()> {
 }
 
 fn write_exit(dir: &Path, code: i32) -> std::io::Result<()> {
-    write_atomic(dir, EXIT, code.to_string().as_bytes())
-}
-
-/// Writes `name` in `dir` whole or not at all.
-fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
-    let temporary = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temporary, data)?;
-    std::fs::rename(&temporary, dir.join(name))
+    nimbus_storage::write_atomic(&dir.join(EXIT), code.to_string().as_bytes(), 0o644)
 }
 
 fn now_ms() -> i64 {

@@ -248,10 +248,24 @@ impl Runner {
                             .into_iter()
                             .map(|(timestamp, message)| LogEvent { timestamp, message })
                             .collect();
-                        logs.append(group, stream, events).await;
+                        // The lines stay in the file until the log store has them:
+                        // a crash before then ships them again, never loses them.
+                        if !logs.append_committed(group, stream, events).await {
+                            tokio::time::sleep(POLL).await;
+                            continue;
+                        }
                     }
-                    offset += used as u64;
-                    let _ = std::fs::write(dir.join(SHIPPED), offset.to_string());
+                    // Where shipping resumes is durable before the bytes before it go.
+                    let shipped = dir.join(SHIPPED);
+                    let next = offset + used as u64;
+                    if let Err(err) =
+                        nimbus_storage::write_atomic(&shipped, next.to_string().as_bytes(), 0o644)
+                    {
+                        tracing::warn!(error = %err, "recording shipped output failed");
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                    offset = next;
                     if let Err(err) = release_shipped(&file, offset) {
                         tracing::debug!(error = %err, "releasing shipped output failed");
                     }

@@ -4,12 +4,14 @@
 //! errors in the AWS protocol the client speaks.
 
 pub mod authorization;
+pub mod body;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod service;
 
 pub use authorization::{Authorization, Check};
+pub use body::{BODY_IDLE_TIMEOUT, BodyError, IdleBody, read_whole};
 pub use protocol::{AwsError, Protocol};
 pub use server::{Edge, EdgeBuilder, Peer, serve};
 pub use service::{

@@ -285,7 +285,7 @@ pub trait Service: Send + Sync + 'static {
 /// A request body as a streaming service reads it: the payload, checked against
 /// what the request's signature promised as it passes.
 pub struct StreamBody {
-    body: axum::body::Body,
+    body: crate::IdleBody,
     check: Option<nimbus_auth::PayloadCheck>,
     pending: Vec<u8>,
 }
@@ -293,7 +293,7 @@ pub struct StreamBody {
 impl StreamBody {
     pub(crate) fn new(body: axum::body::Body, check: nimbus_auth::PayloadCheck) -> Self {
         Self {
-            body,
+            body: crate::IdleBody::new(body),
             check: Some(check),
             pending: Vec::new(),
         }
@@ -302,26 +302,23 @@ impl StreamBody {
     /// The next piece of payload, `None` at the end. A piece may be empty.
     pub async fn next(&mut self, protocol: crate::Protocol) -> Option<Result<Bytes, AwsError>> {
         use http_body_util::BodyExt;
-        let frame = match tokio::time::timeout(BODY_PIECE_TIMEOUT, self.body.frame()).await {
-            Err(_) => {
+        let data = match self.body.frame().await? {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => return Some(Ok(Bytes::new())),
+            },
+            Err(crate::BodyError::Idle(_)) => {
                 return Some(Err(AwsError::new(
                     http::StatusCode::BAD_REQUEST,
                     "RequestTimeout",
                     "Your socket connection to the server was not read from or written to within the timeout period.",
                 )));
             }
-            Ok(frame) => frame?,
-        };
-        let data = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => return Some(Ok(Bytes::new())),
-            },
             Err(err) => {
                 return Some(Err(AwsError::new(
                     http::StatusCode::BAD_REQUEST,
                     "IncompleteBody",
-                    format!("The request body could not be read: {err}"),
+                    err.to_string(),
                 )));
             }
         };
@@ -365,9 +362,6 @@ impl StreamBody {
         Ok(payload)
     }
 }
-
-/// A client that sends nothing for this long is cut off.
-const BODY_PIECE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A service whose request bodies are streamed rather than buffered (S3 objects):
 /// it parses the request head, and handles the operation with the checked body,

@@ -16,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Authenticator, PathStyle, RequestParts};
 use nimbus_edge::AwsError;
@@ -28,7 +27,6 @@ use crate::error::{conflict, invalid_parameter, not_found};
 use crate::functions::Functions;
 use crate::invoke::{InvokeRequest, Invoker};
 use crate::names::FunctionRef;
-use crate::store::FunctionRecord;
 
 /// The largest request body a URL accepts (Lambda's synchronous payload bound).
 const MAX_BODY: usize = 6 << 20;
@@ -198,29 +196,17 @@ impl Functions {
         Ok(json!({ "FunctionUrlConfigs": configs }))
     }
 
-    /// The function (and qualifier) a URL id belongs to, looking first at the
-    /// function `hint` names and scanning every function only when that misses.
-    fn url_target(&self, id: &str, hint: Option<&str>) -> Option<(FunctionRef, UrlConfig)> {
-        let find = |record: FunctionRecord| {
-            record
-                .urls
-                .iter()
-                .find(|(_, config)| config.url_id == id)
-                .map(|(qualifier, config)| {
-                    let function = FunctionRef {
-                        name: record.config.function_name.clone(),
-                        qualifier: (!qualifier.is_empty()).then(|| qualifier.clone()),
-                    };
-                    (function, config.clone())
-                })
+    /// The function (and qualifier) a URL id belongs to: one index read, then its
+    /// function's record, however many functions there are.
+    fn url_target(&self, id: &str) -> Option<(FunctionRef, UrlConfig)> {
+        let name = self.store.url_owner(id).ok()??;
+        let record = self.load(&name).ok()?.value;
+        let (qualifier, config) = record.urls.iter().find(|(_, config)| config.url_id == id)?;
+        let function = FunctionRef {
+            name: record.config.function_name.clone(),
+            qualifier: (!qualifier.is_empty()).then(|| qualifier.clone()),
         };
-        if let Some(found) = hint
-            .and_then(|name| self.load(name).ok())
-            .and_then(|record| find(record.value))
-        {
-            return Some(found);
-        }
-        self.store.all_functions().ok()?.into_iter().find_map(find)
+        Some((function, config.clone()))
     }
 }
 
@@ -230,8 +216,6 @@ pub struct UrlServer {
     invoker: Arc<Invoker>,
     authenticator: Arc<Authenticator>,
     authorizer: Arc<dyn Authorizer>,
-    /// The function each URL id was last found on, so a request reads one record.
-    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl UrlServer {
@@ -241,12 +225,16 @@ impl UrlServer {
         authenticator: Arc<Authenticator>,
         authorizer: Arc<dyn Authorizer>,
     ) -> Arc<Self> {
+        match functions.store.index_unindexed_urls() {
+            Ok(0) => {}
+            Ok(indexed) => tracing::info!(indexed, "indexed function URLs by id"),
+            Err(err) => tracing::error!(error = %err, "indexing function URLs failed"),
+        }
         Arc::new(Self {
             functions,
             invoker,
             authenticator,
             authorizer,
-            owners: Default::default(),
         })
     }
 
@@ -299,17 +287,14 @@ pub async fn serve(State(server): State<Arc<UrlServer>>, request: Request) -> Re
             (id.to_owned(), format!("/{path}"))
         }
     };
-    let hint = server.owners.lock().expect("url owners").get(&id).cloned();
-    let Some((function, config)) = server.functions.url_target(&id, hint.as_deref()) else {
+    let Some((function, config)) = server.functions.url_target(&id) else {
         return plain(StatusCode::NOT_FOUND, "No function URL here");
     };
-    server
-        .owners
-        .lock()
-        .expect("url owners")
-        .insert(id.clone(), function.name.clone());
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
+    let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(nimbus_edge::BodyError::Idle(_)) => {
+            return plain(StatusCode::REQUEST_TIMEOUT, "Request timed out");
+        }
         Err(_) => {
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,

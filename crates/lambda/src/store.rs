@@ -1,7 +1,9 @@
 //! Functions, versions and aliases as records in the metadata store.
 //!
 //! Keys: `lambda.functions/<name>`, `lambda.versions/<name>/<version, 10 digits>`,
-//! `lambda.aliases/<name>/<alias>`. Zero-padded versions keep numeric order in scans.
+//! `lambda.aliases/<name>/<alias>`, and `lambda.url-ids/<url-id>` naming the function a
+//! URL belongs to, kept in the batch that writes the function. Zero-padded versions
+//! keep numeric order in scans.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ const VERSIONS: &str = "lambda.versions";
 const ALIASES: &str = "lambda.aliases";
 const LAYERS: &str = "lambda.layers";
 const LAYER_NAMES: &str = "lambda.layer-names";
+const URL_IDS: &str = "lambda.url-ids";
 
 /// A function: its `$LATEST` configuration and code, and what belongs to the whole
 /// function rather than to one version.
@@ -101,6 +104,33 @@ fn decode<T: DeserializeOwned>(record: Record) -> Result<Versioned<T>, FunctionS
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize")
+}
+
+fn url_ids(record: Option<&FunctionRecord>) -> std::collections::BTreeSet<&str> {
+    record
+        .into_iter()
+        .flat_map(|record| record.urls.values())
+        .map(|config| config.url_id.as_str())
+        .collect()
+}
+
+/// `batch` with the URL index moved from the URLs of `before` to those of `after`.
+fn index_urls(
+    mut batch: WriteBatch,
+    before: Option<&FunctionRecord>,
+    after: Option<&FunctionRecord>,
+) -> WriteBatch {
+    let (old, new) = (url_ids(before), url_ids(after));
+    for id in old.difference(&new) {
+        batch = batch.delete(URL_IDS, id, Expect::Anything);
+    }
+    if let Some(after) = after {
+        let name = after.config.function_name.as_bytes();
+        for id in new.difference(&old) {
+            batch = batch.put(URL_IDS, id, name.to_vec(), Expect::Absent);
+        }
+    }
+    batch
 }
 
 fn version_key(name: &str, version: u64) -> String {
@@ -191,7 +221,11 @@ impl FunctionStore {
         version: Option<&VersionRecord>,
     ) -> Result<(), FunctionStoreError> {
         let name = &function.config.function_name;
-        let mut batch = WriteBatch::new().put(FUNCTIONS, name, encode(function), expect);
+        // Should the record have changed since, `expect` fails the whole batch.
+        let before = self.meta.get(FUNCTIONS, name)?.map(decode).transpose()?;
+        let before = before.as_ref().map(|record| &record.value);
+        let batch = WriteBatch::new().put(FUNCTIONS, name, encode(function), expect);
+        let mut batch = index_urls(batch, before, Some(function));
         if let Some(version) = version {
             batch = batch.put(
                 VERSIONS,
@@ -201,6 +235,34 @@ impl FunctionStore {
             );
         }
         Ok(self.commit(batch)?)
+    }
+
+    /// The name of the function URL `id` belongs to. Not cached: ids a client makes
+    /// up must not fill the cache.
+    pub fn url_owner(&self, id: &str) -> Result<Option<String>, FunctionStoreError> {
+        Ok(self
+            .meta
+            .get(URL_IDS, id)?
+            .map(|record| String::from_utf8_lossy(&record.value).into_owned()))
+    }
+
+    /// Indexes the URLs of functions written before URLs were indexed; how many.
+    pub fn index_unindexed_urls(&self) -> Result<usize, FunctionStoreError> {
+        let mut batch = WriteBatch::new();
+        let mut indexed = 0;
+        for function in self.all_functions()? {
+            for config in function.urls.values() {
+                if self.meta.get(URL_IDS, &config.url_id)?.is_none() {
+                    let name = function.config.function_name.as_bytes().to_vec();
+                    batch = batch.put(URL_IDS, &config.url_id, name, Expect::Absent);
+                    indexed += 1;
+                }
+            }
+        }
+        if indexed > 0 {
+            self.commit(batch)?;
+        }
+        Ok(indexed)
     }
 
     /// Every function, in name order.
@@ -214,7 +276,9 @@ impl FunctionStore {
 
     /// Deletes a function with all its versions and aliases.
     pub fn delete_function(&self, name: &str, expected: u64) -> Result<(), FunctionStoreError> {
-        let mut batch = WriteBatch::new().delete(FUNCTIONS, name, Expect::Version(expected));
+        let before = self.meta.get(FUNCTIONS, name)?.map(decode).transpose()?;
+        let batch = WriteBatch::new().delete(FUNCTIONS, name, Expect::Version(expected));
+        let mut batch = index_urls(batch, before.as_ref().map(|record| &record.value), None);
         let prefix = format!("{name}/");
         for table in [VERSIONS, ALIASES] {
             for record in self.meta.scan_all(table, &prefix)? {
@@ -353,5 +417,84 @@ impl FunctionStore {
     pub fn delete_layer(&self, name: &str, version: u64) -> Result<(), FunctionStoreError> {
         let batch = WriteBatch::new().delete(LAYERS, &version_key(name, version), Expect::Anything);
         Ok(self.commit(batch)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn function(name: &str, url_ids: &[&str]) -> FunctionRecord {
+        let urls: serde_json::Map<String, serde_json::Value> = url_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let qualifier = if i == 0 {
+                    String::new()
+                } else {
+                    format!("a{i}")
+                };
+                let config = serde_json::json!({
+                    "url_id": id, "auth_type": "NONE", "cors": null,
+                    "invoke_mode": "BUFFERED", "created": "", "modified": "",
+                });
+                (qualifier, config)
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "config": {
+                "FunctionName": name, "FunctionArn": "", "Role": "", "CodeSize": 0,
+                "Description": "", "Timeout": 3, "MemorySize": 128, "LastModified": "",
+                "CodeSha256": "", "Version": "$LATEST", "TracingConfig": {"Mode": "PassThrough"},
+                "RevisionId": "", "State": "Active", "LastUpdateStatus": "Successful",
+                "PackageType": "Zip", "Architectures": ["x86_64"],
+                "EphemeralStorage": {"Size": 512},
+                "LoggingConfig": {"LogFormat": "Text", "LogGroup": ""},
+            },
+            "code": {"digest": "", "size": 0},
+            "tags": {}, "reserved_concurrency": null, "last_version": 0, "urls": urls,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn url_ids_name_their_function_for_as_long_as_the_url_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let store = FunctionStore::new(meta);
+        store
+            .save(&function("f", &["one"]), Expect::Absent, None)
+            .unwrap();
+        let version = store.function("f").unwrap().unwrap().version;
+        store
+            .save(
+                &function("f", &["one", "two"]),
+                Expect::Version(version),
+                None,
+            )
+            .unwrap();
+        assert_eq!(store.url_owner("two").unwrap().as_deref(), Some("f"));
+        let version = store.function("f").unwrap().unwrap().version;
+        store
+            .save(&function("f", &["two"]), Expect::Version(version), None)
+            .unwrap();
+        assert_eq!(store.url_owner("one").unwrap(), None);
+        assert_eq!(store.url_owner("two").unwrap().as_deref(), Some("f"));
+        let version = store.function("f").unwrap().unwrap().version;
+        store.delete_function("f", version).unwrap();
+        assert_eq!(store.url_owner("two").unwrap(), None);
+    }
+
+    #[test]
+    fn urls_written_before_the_index_are_indexed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let old = function("f", &["one"]);
+        meta.commit(WriteBatch::new().put(FUNCTIONS, "f", encode(&old), Expect::Absent))
+            .unwrap();
+        let store = FunctionStore::new(meta);
+        assert_eq!(store.index_unindexed_urls().unwrap(), 1);
+        assert_eq!(store.index_unindexed_urls().unwrap(), 0);
+        assert_eq!(store.url_owner("one").unwrap().as_deref(), Some("f"));
     }
 }

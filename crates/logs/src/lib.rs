@@ -5,13 +5,14 @@
 //! Keys: `logs.groups/<group>`, `logs.streams/<group>\n<stream>`, and
 //! `logs.events/<group>\n<stream>\n<timestamp, 13 digits>-<sequence, 10 digits>`.
 //! A newline cannot occur in group or stream names, so a prefix scan never mixes
-//! streams, and zero padding keeps events in time order.
+//! streams, and zero padding keeps events in time order. The sequence is the stream's
+//! own counter, kept in its record and advanced in the batch that writes the events,
+//! so a key is never reused: not after a restart, not by another node.
 
 pub mod api;
 pub mod filter;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,17 +58,22 @@ pub struct StreamRecord {
     pub last_event: Option<i64>,
     pub last_ingestion: Option<i64>,
     pub stored_bytes: u64,
+    /// The sequence of the stream's next event; absent in records written before it
+    /// was kept, and then seeded from the stream's events.
+    #[serde(default)]
+    pub next_sequence: Option<u64>,
 }
 
 /// Where log events are kept.
 pub struct LogStore {
     meta: Arc<dyn MetadataStore>,
-    /// Orders events that share a millisecond; unique within this process, and the
-    /// timestamp before it keeps order across restarts.
-    sequence: AtomicU64,
-    /// Appends read and rewrite stream records: one at a time.
+    /// Appends read and rewrite stream records: one at a time in this process (other
+    /// nodes are kept out by the records' versions).
     appending: Mutex<()>,
 }
+
+/// How often an append re-reads stream records another writer changed meanwhile.
+const APPEND_ATTEMPTS: usize = 8;
 
 pub fn stream_key(group: &str, stream: &str) -> String {
     format!("{group}\n{stream}")
@@ -102,7 +108,6 @@ impl LogStore {
     pub fn new(meta: Arc<dyn MetadataStore>) -> Self {
         Self {
             meta,
-            sequence: AtomicU64::new(0),
             appending: Mutex::new(()),
         }
     }
@@ -260,16 +265,35 @@ impl LogStore {
     }
 
     /// Appends the events of many streams in one durable write, creating the groups
-    /// and streams they name when missing (function and task output).
+    /// and streams they name when missing (function and task output). The write is
+    /// conditional on every record it read; a concurrent writer's change is re-read.
     fn append_all(&self, pending: &[Pending]) -> Result<(), StoreError> {
         let _one = self.appending.lock().expect("log appends");
+        let mut attempt = 1;
+        loop {
+            match self.meta.commit(self.append_batch(pending)?) {
+                Err(StoreError::Conflict { table, .. })
+                    if table != EVENTS && attempt < APPEND_ATTEMPTS =>
+                {
+                    attempt += 1
+                }
+                written => return written,
+            }
+        }
+    }
+
+    /// The batch that appends `pending`: each event under a fresh key of its stream
+    /// (refused by the store should it exist), each stream record advanced past them.
+    fn append_batch(&self, pending: &[Pending]) -> Result<WriteBatch, StoreError> {
         let now = now_ms();
         let mut batch = WriteBatch::new();
-        let mut streams: BTreeMap<String, StreamRecord> = BTreeMap::new();
+        let mut streams: BTreeMap<String, (Expect, StreamRecord)> = BTreeMap::new();
+        let mut new_groups = std::collections::BTreeSet::new();
         for Pending {
             group,
             stream,
             events,
+            ..
         } in pending
         {
             if events.is_empty() {
@@ -277,36 +301,42 @@ impl LogStore {
             }
             let key = stream_key(group, stream);
             if !streams.contains_key(&key) {
-                let record = match self.stream(group, stream)? {
-                    Some(record) => record,
+                let read = match self.meta.get(STREAMS, &key)? {
+                    Some(record) => (Expect::Version(record.version), decode(&record)?),
                     None => {
-                        if self.group(group)?.is_none() {
+                        if !new_groups.contains(group) && self.group(group)?.is_none() {
+                            new_groups.insert(group);
                             let record = GroupRecord {
                                 created: now,
                                 ..GroupRecord::default()
                             };
-                            batch = batch.put(GROUPS, group, encode(&record), Expect::Anything);
+                            batch = batch.put(GROUPS, group, encode(&record), Expect::Absent);
                         }
-                        StreamRecord {
+                        let record = StreamRecord {
                             created: now,
                             ..StreamRecord::default()
-                        }
+                        };
+                        (Expect::Absent, record)
                     }
                 };
-                streams.insert(key.clone(), record);
+                streams.insert(key.clone(), read);
             }
-            let record = streams.get_mut(&key).expect("inserted above");
+            let (_, record) = streams.get_mut(&key).expect("inserted above");
             let prefix = stream_prefix(group, stream);
+            let mut sequence = match record.next_sequence {
+                Some(next) => next,
+                None => self.next_sequence(&prefix)?,
+            };
             for event in events {
-                let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
                 let event_key = format!("{prefix}{:013}-{sequence:010}", event.timestamp.max(0));
+                sequence += 1;
                 let stored = StoredEvent {
                     timestamp: event.timestamp,
                     message: event.message.clone(),
                     ingestion: now,
                     key: String::new(),
                 };
-                batch = batch.put(EVENTS, &event_key, encode(&stored), Expect::Anything);
+                batch = batch.put(EVENTS, &event_key, encode(&stored), Expect::Absent);
                 record.first_event = Some(
                     record
                         .first_event
@@ -319,15 +349,31 @@ impl LogStore {
                 );
                 record.stored_bytes += event.message.len() as u64;
             }
+            record.next_sequence = Some(sequence);
             record.last_ingestion = Some(now);
         }
-        for (key, record) in &streams {
-            batch = batch.put(STREAMS, key, encode(record), Expect::Anything);
+        for (key, (expect, record)) in &streams {
+            batch = batch.put(STREAMS, key, encode(record), *expect);
         }
-        if batch.is_empty() {
-            return Ok(());
+        Ok(batch)
+    }
+
+    /// The sequence after every event a stream holds (events kept before streams
+    /// counted their own, or left by a stream deleted while written to).
+    fn next_sequence(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut next = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.meta.scan(EVENTS, prefix, after.as_deref(), 1000)?;
+            let Some(last) = page.last() else {
+                return Ok(next);
+            };
+            for record in &page {
+                let sequence = record.key.rsplit('-').next().and_then(|s| s.parse().ok());
+                next = next.max(sequence.map_or(0, |s: u64| s + 1));
+            }
+            after = Some(last.key.clone());
         }
-        self.meta.commit(batch)
     }
 
     /// Appends events to one stream durably (PutLogEvents acknowledges after this).
@@ -341,6 +387,7 @@ impl LogStore {
             group: group.to_owned(),
             stream: stream.to_owned(),
             events,
+            committed: None,
         }])
     }
 
@@ -443,6 +490,9 @@ struct Pending {
     group: String,
     stream: String,
     events: Vec<LogEvent>,
+    /// Told whether the write holding the events committed, for a writer that must
+    /// not let go of its copy before.
+    committed: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 /// How many events a write may gather, and how long it waits for more.
@@ -453,8 +503,9 @@ const QUEUE: usize = 4096;
 
 /// A background writer in front of a [`LogStore`]: appends from many invocations are
 /// gathered into one durable write, so the request path never waits for the disk.
-/// What the writer holds when the process dies (at most `BATCH_WAIT` of output) is
-/// lost, as with any asynchronous log pipeline.
+/// What [`LogSink::append`] queued and the writer holds when the process dies (at
+/// most `BATCH_WAIT` of output) is lost, as with any asynchronous log pipeline; a
+/// writer that keeps its own copy until it is stored uses [`LogSink::append_committed`].
 #[derive(Clone)]
 pub struct LogSink {
     queue: tokio::sync::mpsc::Sender<Pending>,
@@ -482,11 +533,26 @@ impl LogSink {
                     }
                 }
                 let store = store.clone();
-                let written = tokio::task::spawn_blocking(move || store.append_all(&batch)).await;
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => tracing::error!(error = %err, "writing log events failed"),
-                    Err(err) => tracing::error!(error = %err, "the log writer failed"),
+                let written = tokio::task::spawn_blocking(move || {
+                    let written = store.append_all(&batch);
+                    (batch, written)
+                })
+                .await;
+                let (batch, committed) = match written {
+                    Ok((batch, Ok(()))) => (batch, true),
+                    Ok((batch, Err(err))) => {
+                        tracing::error!(error = %err, "writing log events failed");
+                        (batch, false)
+                    }
+                    Err(err) => {
+                        // The batch went with the failed thread; its waiters see
+                        // their senders dropped.
+                        tracing::error!(error = %err, "the log writer failed");
+                        continue;
+                    }
+                };
+                for waiter in batch.into_iter().filter_map(|p| p.committed) {
+                    let _ = waiter.send(committed);
                 }
             }
         });
@@ -495,10 +561,30 @@ impl LogSink {
 
     /// Queues events for a stream; waits only when the writer is far behind.
     pub async fn append(&self, group: &str, stream: &str, events: Vec<LogEvent>) {
+        self.queue_events(group, stream, events, None).await;
+    }
+
+    /// Queues events for a stream and waits until the write holding them has
+    /// committed; false when it failed (the events may be offered again).
+    pub async fn append_committed(&self, group: &str, stream: &str, events: Vec<LogEvent>) -> bool {
+        let (committed, outcome) = tokio::sync::oneshot::channel();
+        self.queue_events(group, stream, events, Some(committed))
+            .await;
+        outcome.await.unwrap_or(false)
+    }
+
+    async fn queue_events(
+        &self,
+        group: &str,
+        stream: &str,
+        events: Vec<LogEvent>,
+        committed: Option<tokio::sync::oneshot::Sender<bool>>,
+    ) {
         let pending = Pending {
             group: group.to_owned(),
             stream: stream.to_owned(),
             events,
+            committed,
         };
         if self.queue.send(pending).await.is_err() {
             tracing::error!("the log writer has stopped; log events were dropped");
@@ -523,6 +609,7 @@ mod tests {
             group: "/aws/lambda/f".into(),
             stream: stream.into(),
             events,
+            committed: None,
         };
         logs.append_all(&[
             pending("s1", vec![event(5, "a"), event(5, "b"), event(3, "early")]),
@@ -537,6 +624,96 @@ mod tests {
             .collect();
         assert_eq!(messages, ["early", "a", "b"]);
         assert_eq!(logs.events("/aws/lambda/f", "s10", 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn event_keys_are_never_reused_across_restarts_or_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetadataStore> =
+            Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let line = |message: &str| {
+            vec![LogEvent {
+                timestamp: 5,
+                message: message.into(),
+            }]
+        };
+        LogStore::new(meta.clone())
+            .append("g", "s", line("before the restart"))
+            .unwrap();
+        // A restarted process, and a second node sharing the store.
+        let restarted = LogStore::new(meta.clone());
+        let other_node = LogStore::new(meta.clone());
+        restarted
+            .append("g", "s", line("after the restart"))
+            .unwrap();
+        other_node
+            .append("g", "s", line("from another node"))
+            .unwrap();
+        restarted.append("g", "s", line("last")).unwrap();
+        let messages: Vec<String> = restarted
+            .events("g", "s", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "before the restart",
+                "after the restart",
+                "from another node",
+                "last"
+            ]
+        );
+    }
+
+    #[test]
+    fn streams_without_a_counter_continue_after_their_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetadataStore> =
+            Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let stored = |message: &str| {
+            encode(&StoredEvent {
+                timestamp: 5,
+                message: message.into(),
+                ingestion: 0,
+                key: String::new(),
+            })
+        };
+        // As written before streams kept their own counter.
+        meta.commit(
+            WriteBatch::new()
+                .put(
+                    STREAMS,
+                    &stream_key("g", "s"),
+                    b"{\"created\":0,\"stored_bytes\":0}".to_vec(),
+                    Expect::Absent,
+                )
+                .put(
+                    EVENTS,
+                    "g\ns\n0000000000005-0000000007",
+                    stored("old"),
+                    Expect::Absent,
+                ),
+        )
+        .unwrap();
+        let logs = LogStore::new(meta);
+        logs.append(
+            "g",
+            "s",
+            vec![LogEvent {
+                timestamp: 5,
+                message: "new".into(),
+            }],
+        )
+        .unwrap();
+        let messages: Vec<String> = logs
+            .events("g", "s", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(messages, ["old", "new"]);
     }
 
     #[test]
@@ -599,5 +776,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("the sink did not write the events");
+    }
+
+    #[tokio::test]
+    async fn a_committed_append_is_stored_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let store = Arc::new(LogStore::new(meta));
+        let sink = LogSink::start(store.clone());
+        let line = vec![LogEvent {
+            timestamp: 1,
+            message: "kept".into(),
+        }];
+        assert!(sink.append_committed("g", "s", line.clone()).await);
+        assert_eq!(store.events("g", "s", 10).unwrap(), line);
     }
 }

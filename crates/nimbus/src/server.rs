@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,17 +290,11 @@ impl ExecutionRoles for LambdaRoles {
 }
 
 fn write_credentials_file(path: &Path, root: &Credential) -> Result<(), StartError> {
-    let dir = path.parent().expect("credentials file has a parent");
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
-    write!(
-        file,
+    let text = format!(
         "[nimbus]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
         root.access_key_id, root.secret_access_key
-    )
-    .map_err(io_at(path))?;
-    file.as_file().sync_all().map_err(io_at(path))?;
-    file.persist(path).map_err(|err| io_at(path)(err.error))?;
-    Ok(())
+    );
+    nimbus_storage::write_atomic(path, text.as_bytes(), 0o600).map_err(io_at(path))
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed at once, when this is

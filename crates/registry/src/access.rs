@@ -55,20 +55,9 @@ impl Tokens {
         let key = match std::fs::read(path) {
             Ok(bytes) if bytes.len() == 32 => bytes,
             _ => {
-                use std::io::Write;
-                use std::os::unix::fs::OpenOptionsExt;
                 let mut key = vec![0u8; 32];
                 getrandom::fill(&mut key).map_err(|err| std::io::Error::other(err.to_string()))?;
-                let temp = path.with_extension("tmp");
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&temp)?;
-                file.write_all(&key)?;
-                file.sync_all()?;
-                std::fs::rename(&temp, path)?;
+                nimbus_storage::write_atomic(path, &key, 0o600)?;
                 key
             }
         };

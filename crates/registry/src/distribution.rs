@@ -602,15 +602,14 @@ async fn append(
     mut upload: tokio::sync::OwnedMutexGuard<crate::store::Upload>,
     body: Body,
 ) -> Result<tokio::sync::OwnedMutexGuard<crate::store::Upload>, Failure> {
-    let mut stream = body.into_data_stream();
+    // A client that stops sending lets go of the upload's lock within the idle bound.
+    let mut stream = http_body_util::BodyExt::into_data_stream(nimbus_edge::IdleBody::new(body));
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     loop {
         let chunk = stream.next().await;
         let done = chunk.is_none();
         if let Some(chunk) = chunk {
-            let chunk = chunk.map_err(|err| {
-                RegistryError::UploadInvalid(format!("the request body could not be read: {err}"))
-            })?;
+            let chunk = chunk.map_err(|err| RegistryError::UploadInvalid(err.to_string()))?;
             batch.extend_from_slice(&chunk);
         }
         if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
@@ -753,13 +752,16 @@ async fn put_manifest(call: Call, name: &str, reference: &str) -> Result<Respons
     }
     // A body a little too large is read to its end before the refusal, so the
     // client gets the 413 rather than a connection reset mid-send.
-    let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(
-        call.body,
-        DRAIN_LIMIT as usize,
-    ))
-    .await
-    .map_err(|_| too_large())?
-    .to_bytes();
+    let bytes = nimbus_edge::read_whole(call.body, DRAIN_LIMIT as usize)
+        .await
+        .map_err(|err| match err {
+            nimbus_edge::BodyError::Idle(_) => Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "MANIFEST_INVALID",
+                err.to_string(),
+            ),
+            _ => too_large(),
+        })?;
     if bytes.len() > MAX_MANIFEST {
         return Err(too_large());
     }

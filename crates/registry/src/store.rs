@@ -591,22 +591,31 @@ impl Store {
     }
 
     /// Records that a manifest was pulled, at most once a minute per manifest (ECR's
-    /// `lastRecordedPullTime` is approximate too), so pulls stay reads.
+    /// `lastRecordedPullTime` is approximate too), so pulls stay reads. The write is
+    /// conditional on the record as read here: a manifest deleted or pushed again
+    /// meanwhile is left as it is, never brought back.
     pub fn record_pull(&self, repo: &str, manifest: &ManifestRecord) -> Result<()> {
         let at = now();
         if manifest.last_pull.is_some_and(|last| at - last < 60.0) {
             return Ok(());
         }
-        let mut updated = manifest.clone();
+        let manifest_key = key(repo, &manifest.digest);
+        let Some(record) = self.meta.get(MANIFESTS, &manifest_key)? else {
+            return Ok(());
+        };
+        let mut updated: ManifestRecord = decode(&record)?;
         updated.last_pull = Some(at);
         let batch = WriteBatch::new().put(
             MANIFESTS,
-            &key(repo, &manifest.digest),
+            &manifest_key,
             encode(&updated),
-            Expect::Anything,
+            Expect::Version(record.version),
         );
-        self.meta.commit(batch)?;
-        Ok(())
+        match self.meta.commit(batch) {
+            // Changed meanwhile: the other write wins; a pull time is approximate.
+            Err(StoreError::Conflict { .. }) => Ok(()),
+            written => Ok(written?),
+        }
     }
 
     /// Stores a manifest under its digest and, when given, a tag. Every blob (or
@@ -1035,6 +1044,24 @@ mod tests {
         assert_eq!(files(&dir), 3);
         assert!(store.repo_blob("app", &own).unwrap().is_none());
         assert!(store.repo_blob("app", &shared).unwrap().is_some());
+    }
+
+    #[test]
+    fn recording_a_pull_never_brings_back_a_deleted_manifest() {
+        let (_dir, store) = store();
+        let app = repo(&store, "app");
+        let config = push_blob(&store, "app", b"{}");
+        let pushed = tag(&store, &app, "v1", &image(&config, &[])).unwrap();
+        let pulled = store.manifest("app", &pushed.digest).unwrap().unwrap();
+        store.delete_manifest("app", &pushed.digest).unwrap();
+        store.record_pull("app", &pulled).unwrap();
+        assert_eq!(store.manifest("app", &pushed.digest).unwrap(), None);
+        // A manifest still there gets its pull time.
+        let pushed = tag(&store, &app, "v2", &image(&config, &[])).unwrap();
+        let pulled = store.manifest("app", &pushed.digest).unwrap().unwrap();
+        store.record_pull("app", &pulled).unwrap();
+        let recorded = store.manifest("app", &pushed.digest).unwrap().unwrap();
+        assert!(recorded.last_pull.is_some());
     }
 
     #[test]

@@ -165,9 +165,7 @@ impl Write for FsBlobWriter {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BlobError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))
+    crate::file::sync_dir(dir).map_err(io_at(dir))
 }
 
 impl BlobWriter for FsBlobWriter {
