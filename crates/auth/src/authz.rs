@@ -60,3 +60,14 @@ impl Authorizer for AllowAll {
         Ok(())
     }
 }
+
+/// Services acting as a role, as AWS's do: Lambda writes a function's destinations as
+/// its execution role, Scheduler fires a schedule as its role, ECS pulls a task's
+/// images as its execution role. What they may do is then the role's policies'
+/// answer, through the one [`Authorizer`].
+pub trait ServiceRoles: Send + Sync {
+    /// The session of `role_arn` named `session_name` that `service`
+    /// (`scheduler.amazonaws.com`) acts as; why not when the role does not exist or
+    /// its trust policy does not let `service` assume it.
+    fn assume(&self, role_arn: &str, service: &str, session_name: &str) -> Result<Caller, String>;
+}

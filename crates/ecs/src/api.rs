@@ -14,6 +14,7 @@ use nimbus_edge::{
 use serde_json::Value;
 
 use crate::Ecs;
+use crate::credentials::{pass_role, passed_roles};
 use crate::error::internal;
 
 const OPERATIONS: &[&str] = &[
@@ -102,6 +103,13 @@ impl Service for EcsApi {
             _ => "*".to_owned(),
         };
         ctx.authorize(&Access::new(&format!("ecs:{}", call.name), &resource))?;
+        let (ecs, name, passing) = (self.ecs.clone(), call.name, call.input.clone());
+        let passed = tokio::task::spawn_blocking(move || passed_roles(&ecs, name, &passing))
+            .await
+            .map_err(internal)?;
+        for role in &passed {
+            ctx.authorize(&pass_role(role))?;
+        }
         let ecs = self.ecs.clone();
         let output = tokio::task::spawn_blocking(move || {
             let input = &call.input;

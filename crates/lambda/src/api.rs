@@ -954,7 +954,8 @@ impl Service for LambdaApi {
         let f = &self.functions;
         match operation {
             Op::CreateFunction(request, name) => {
-                let config = blocking(f, move |f| f.create(*request, name)).await?;
+                let caller = ctx.caller.clone();
+                let config = blocking(f, move |f| f.create(&caller, *request, name)).await?;
                 if config.state == "Pending" {
                     self.settle_later(config.function_name.clone());
                 }
@@ -986,7 +987,9 @@ impl Service for LambdaApi {
                 Ok(json(StatusCode::OK, &config))
             }
             Op::UpdateFunctionCode(function, request) => {
-                let config = blocking(f, move |f| f.update_code(function, request)).await?;
+                let caller = ctx.caller.clone();
+                let config =
+                    blocking(f, move |f| f.update_code(&caller, function, request)).await?;
                 self.invoker.retire(&config.function_name);
                 self.settle_later(config.function_name.clone());
                 Ok(json(StatusCode::OK, &config))
@@ -1129,8 +1132,9 @@ impl Service for LambdaApi {
             }
             Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
             Op::PublishLayerVersion(name, request) => {
+                let caller = ctx.caller.clone();
                 let (layer, code) =
-                    blocking(f, move |f| f.publish_layer_version(name, *request)).await?;
+                    blocking(f, move |f| f.publish_layer_version(&caller, name, *request)).await?;
                 Ok(json(
                     StatusCode::CREATED,
                     &self.layer_with_content(ctx, layer, &code),
