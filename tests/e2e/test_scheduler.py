@@ -336,3 +336,28 @@ def test_a_schedule_reaches_its_target_only_as_a_role_allowed_to_invoke_it(nimbu
     assert [post["event"] for post in callbacks.wait_for(1, timeout=30)] == [{"ok": 1}]
     for name in ["no-invoke", "untrusting", "allowed"]:
         scheduler.delete_schedule(Name=f"{name}-{suffix}")
+
+
+def test_creating_a_schedule_needs_leave_to_pass_its_role(nimbus):
+    iam = nimbus.client("iam")
+    user = f"planner-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=user)
+    may_schedule = {"Effect": "Allow", "Action": "scheduler:CreateSchedule", "Resource": "*"}
+
+    def allow(*statements):
+        iam.put_user_policy(UserName=user, PolicyName="plan", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": list(statements)}))
+
+    allow(may_schedule)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    planner = nimbus.client("scheduler", key_id=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    request = {"ScheduleExpression": "rate(1 hour)", "FlexibleTimeWindow": {"Mode": "OFF"}, "State": "DISABLED",
+               "Target": target("nowhere")}
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        planner.create_schedule(Name=f"{user}-1", **request)
+    assert error_code(excinfo) == "AccessDeniedException"
+    assert "iam:PassRole" in excinfo.value.response["Error"]["Message"]
+
+    allow(may_schedule, {"Effect": "Allow", "Action": "iam:PassRole", "Resource": SCHEDULER_ROLE,
+                         "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}})
+    assert planner.create_schedule(Name=f"{user}-2", **request)["ScheduleArn"].endswith(f"/{user}-2")
