@@ -97,3 +97,69 @@ impl Objects {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use nimbus_auth::Principal;
+    use nimbus_storage::{FsBlobStore, SqliteStore};
+
+    use super::*;
+    use crate::store::BucketRecord;
+
+    /// Allows exactly `s3:GetObject` on one object, and checks the bucket's policy
+    /// reaches it.
+    struct ReadOnly;
+
+    impl Authorizer for ReadOnly {
+        fn authorize(&self, _: &Caller, _: Option<IpAddr>, access: &Access) -> Result<(), String> {
+            assert_eq!(access.resource_policy, Some("the bucket policy"));
+            (access.action == "s3:GetObject" && access.resource == "arn:aws:s3:::b/code.zip")
+                .then_some(())
+                .ok_or_else(|| format!("not {}", access.action))
+        }
+    }
+
+    #[test]
+    fn each_access_is_the_principals_and_a_denied_one_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::new(
+            Arc::new(SqliteStore::open(&dir.path().join("meta.db")).unwrap()),
+            Arc::new(FsBlobStore::open(&dir.path().join("blobs")).unwrap()),
+        ));
+        store
+            .create_bucket(BucketRecord {
+                name: "b".into(),
+                created_at: 0.0,
+                notifications: Vec::new(),
+                policy: Some("the bucket policy".into()),
+            })
+            .unwrap();
+        store
+            .put_bytes("b", "code.zip", b"zip", "application/zip")
+            .unwrap();
+        let objects = Objects::new(store.clone(), Arc::new(ReadOnly));
+        let caller = Caller {
+            principal: Principal::root("000000000000"),
+            access_key_id: String::new(),
+            is_session: false,
+        };
+
+        let (object, _) = objects.get_object_as(&caller, "b", "code.zip").unwrap();
+        assert_eq!(object.size, 3);
+        let denied = objects
+            .put_object_as(&caller, "b", "record", b"{}", "application/json")
+            .unwrap_err();
+        assert_eq!(denied.code(), "AccessDenied");
+        assert_eq!(denied.detail(), "not s3:PutObject");
+        assert!(matches!(
+            store.object("b", "record"),
+            Err(S3Error::NoSuchKey(_))
+        ));
+        let Err(missing) = objects.get_object_as(&caller, "none", "k") else {
+            panic!("a bucket that does not exist has no objects");
+        };
+        assert_eq!(missing.code(), "NoSuchBucket");
+    }
+}
