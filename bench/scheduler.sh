@@ -15,6 +15,7 @@ build
 start_nimbus
 PYTHONPATH=$root/bench/py "$python" - "$credentials" "$nimbus_url" "$rounds" <<'PY'
 import configparser
+import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -43,13 +44,20 @@ lam.create_function(FunctionName="on-time", Runtime="python3.12", Handler="app.h
 lam.get_waiter("function_active_v2").wait(FunctionName="on-time", WaiterConfig={"Delay": 0.1})
 arn = lam.get_function(FunctionName="on-time")["Configuration"]["FunctionArn"]
 lam.invoke(FunctionName="on-time", Payload=b'{"due": "warm-up"}')
+# Schedules fire as their role, which Scheduler must be trusted to assume and which
+# must be allowed to invoke the function.
+iam = session.client("iam", endpoint_url=url)
+iam.create_role(RoleName="bench-scheduler", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+iam.put_role_policy(RoleName="bench-scheduler", PolicyName="invoke", PolicyDocument=json.dumps({"Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": arn}]}))
 
 
 def create(name, expression, due):
     started = time.perf_counter()
     scheduler.create_schedule(Name=name, ScheduleExpression=expression, FlexibleTimeWindow={"Mode": "OFF"},
                               ActionAfterCompletion="DELETE",
-                              Target={"Arn": arn, "RoleArn": "arn:aws:iam::000000000000:role/bench", "Input": f'{{"due": "{due}"}}'})
+                              Target={"Arn": arn, "RoleArn": "arn:aws:iam::000000000000:role/bench-scheduler", "Input": f'{{"due": "{due}"}}'})
     return (time.perf_counter() - started) * 1000
 
 

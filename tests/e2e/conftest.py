@@ -223,10 +223,10 @@ def zip_function(name: str) -> bytes:
     return zip_directory(FUNCTIONS / name)
 
 
-def create_function(client, name, code: bytes, runtime="python3.12", handler="app.handler", **extra):
+def create_function(client, name, code: bytes, runtime="python3.12", handler="app.handler", role=ROLE, **extra):
     """Creates a function and waits until it is Active."""
     client.create_function(
-        FunctionName=name, Runtime=runtime, Role=ROLE, Handler=handler, Code={"ZipFile": code}, **extra
+        FunctionName=name, Runtime=runtime, Role=role, Handler=handler, Code={"ZipFile": code}, **extra
     )
     client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
 

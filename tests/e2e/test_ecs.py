@@ -514,6 +514,82 @@ def test_a_task_role_reaches_containers_through_the_credentials_endpoint(nimbus,
     assert stopped["stopCode"] == "TaskFailedToStart" and "task role" in stopped["stoppedReason"]
 
 
+ECS_TASKS_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def test_only_a_caller_allowed_to_pass_a_role_hands_it_to_tasks(nimbus, ecs):
+    import boto3
+    import botocore.config
+
+    iam = nimbus.client("iam")
+    role = iam.create_role(RoleName=f"passed-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument=ECS_TASKS_TRUST)["Role"]
+    user = f"ops-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=user)
+    may_use_ecs = {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"}
+
+    def allow(*statements):
+        iam.put_user_policy(UserName=user, PolicyName="ops", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": list(statements)}))
+
+    allow(may_use_ecs)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    ops = boto3.client("ecs", endpoint_url=nimbus.endpoint, region_name="us-east-1",
+                       aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                       config=botocore.config.Config(retries={"max_attempts": 1}))
+    containers = [{"name": "app", "image": "busybox", "memory": 32}]
+    family = f"passed-{uuid.uuid4().hex[:6]}"
+
+    for field in ("taskRoleArn", "executionRoleArn"):
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            ops.register_task_definition(family=family, containerDefinitions=containers, **{field: role["Arn"]})
+        assert error_code(excinfo) == "AccessDeniedException"
+        assert "iam:PassRole" in excinfo.value.response["Error"]["Message"]
+    # Running a definition someone else registered with the role hands it over too.
+    theirs = ecs.register_task_definition(family=family, containerDefinitions=containers, taskRoleArn=role["Arn"])
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ops.run_task(taskDefinition=theirs["taskDefinition"]["taskDefinitionArn"])
+    assert error_code(excinfo) == "AccessDeniedException"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ops.create_service(serviceName=family, taskDefinition=family, desiredCount=0)
+    assert error_code(excinfo) == "AccessDeniedException"
+
+    # Allowed to pass it to ECS tasks, and only to them, the user may.
+    allow(may_use_ecs, {"Effect": "Allow", "Action": "iam:PassRole", "Resource": role["Arn"],
+                        "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}})
+    mine = ops.register_task_definition(family=family, containerDefinitions=containers, taskRoleArn=role["Arn"])
+    assert mine["taskDefinition"]["taskRoleArn"] == role["Arn"]
+
+
+def test_images_are_pulled_as_the_tasks_execution_role(nimbus, ecs, web_image):
+    iam = nimbus.client("iam")
+    name = f"exec-{uuid.uuid4().hex[:6]}"
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=ECS_TASKS_TRUST)["Role"]
+    definition = ecs.register_task_definition(
+        family=f"exec-{uuid.uuid4().hex[:6]}", networkMode="host", executionRoleArn=role["Arn"],
+        containerDefinitions=[{"name": "app", "image": web_image, "memory": 32, "command": ["true"]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+
+    def run():
+        [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+        wait(ecs, "stopped", task["taskArn"])
+        return ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]
+
+    # The role may not read the (private) repository: the task cannot pull its image.
+    stopped = run()
+    assert stopped["stopCode"] == "TaskFailedToStart"
+    assert stopped["stoppedReason"].startswith("CannotPullContainerError")
+    assert "ecr:BatchGetImage" in stopped["stoppedReason"]
+
+    repository = web_image.split("/", 1)[1].split(":")[0]
+    iam.put_role_policy(RoleName=name, PolicyName="pull", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+         "Resource": f"arn:aws:ecr:us-east-1:000000000000:repository/{repository}"}]}))
+    stopped = run()
+    assert stopped["stopCode"] == "EssentialContainerExited", stopped.get("stoppedReason")
+    assert stopped["containers"][0]["exitCode"] == 0
+
+
 def test_this_node_is_a_container_instance_with_finite_capacity(ecs, web_image):
     [arn] = ecs.list_container_instances()["containerInstanceArns"]
     [instance] = ecs.describe_container_instances(containerInstances=[arn])["containerInstances"]

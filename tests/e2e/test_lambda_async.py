@@ -3,10 +3,37 @@ and not lost when the server is killed."""
 
 import json
 import time
+import uuid
 
 import pytest
 
-from conftest import create_function, zip_function
+from conftest import LAMBDA_TRUST, create_function, zip_function
+
+
+def execution_role(nimbus, *statements):
+    """A function's execution role that may write logs and do `statements`."""
+    iam = nimbus.client("iam")
+    name = f"fn-{uuid.uuid4().hex[:8]}"
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"]
+    iam.attach_role_policy(RoleName=name, PolicyArn="arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+    if statements:
+        allow(nimbus, name, *statements)
+    return name, arn
+
+
+def allow(nimbus, role, *statements):
+    nimbus.client("iam").put_role_policy(RoleName=role, PolicyName="destinations", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **s} for s in statements]}))
+
+
+def objects(s3, bucket, prefix, wait):
+    """The keys under `prefix`, waiting up to `wait` seconds for the first."""
+    deadline = time.monotonic() + wait
+    while True:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        if listed or time.monotonic() > deadline:
+            return [item["Key"] for item in listed]
+        time.sleep(0.2)
 
 
 def test_an_event_invocation_runs_in_the_background(lambda_client, unique_name, callbacks):
@@ -51,10 +78,13 @@ def test_invoke_configs_set_retries_and_send_records_to_destinations(nimbus, lam
     bucket = f"records-{unique_name[-8:]}"
     s3.create_bucket(Bucket=bucket)
     variables = {"Variables": {"CALLBACK_URL": callbacks.url}}
-    create_function(lambda_client, unique_name, zip_function("py_callback"), Environment=variables)
     target = f"{unique_name[:50]}-dest"
     create_function(lambda_client, target, zip_function("py_callback"), Environment=variables)
     target_arn = lambda_client.get_function(FunctionName=target)["Configuration"]["FunctionArn"]
+    # Records are sent as the function's execution role, which must be allowed to.
+    _, role = execution_role(nimbus, {"Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+                             {"Action": "lambda:InvokeFunction", "Resource": target_arn})
+    create_function(lambda_client, unique_name, zip_function("py_callback"), role=role, Environment=variables)
 
     with pytest.raises(lambda_client.exceptions.ClientError) as invalid:
         lambda_client.put_function_event_invoke_config(FunctionName=unique_name, MaximumRetryAttempts=5)
@@ -95,3 +125,27 @@ def test_invoke_configs_set_retries_and_send_records_to_destinations(nimbus, lam
     lambda_client.delete_function_event_invoke_config(FunctionName=unique_name)
     with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
         lambda_client.get_function_event_invoke_config(FunctionName=unique_name)
+
+
+def test_records_reach_only_the_destinations_the_functions_role_may_write(nimbus, lambda_client, unique_name, callbacks):
+    s3 = nimbus.client("s3")
+    bucket = f"records-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    role, role_arn = execution_role(nimbus)
+    create_function(lambda_client, unique_name, zip_function("py_callback"), role=role_arn,
+                    Environment={"Variables": {"CALLBACK_URL": callbacks.url}})
+    lambda_client.put_function_event_invoke_config(
+        FunctionName=unique_name, MaximumRetryAttempts=0,
+        DestinationConfig={"OnFailure": {"Destination": f"arn:aws:s3:::{bucket}"}})
+    prefix = f"aws/lambda/async/{unique_name}/"
+
+    # The role may not put objects in the bucket: the record is not written.
+    lambda_client.invoke(FunctionName=unique_name, InvocationType="Event", Payload=json.dumps({"fail": True}))
+    callbacks.wait_for(1)
+    assert objects(s3, bucket, prefix, wait=3) == []
+
+    # Once it may, the next failure's record lands there.
+    allow(nimbus, role, {"Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/{prefix}*"})
+    lambda_client.invoke(FunctionName=unique_name, InvocationType="Event", Payload=json.dumps({"fail": True}))
+    callbacks.wait_for(2)
+    assert len(objects(s3, bucket, prefix, wait=30)) == 1

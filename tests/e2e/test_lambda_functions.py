@@ -4,8 +4,11 @@ import base64
 import io
 import json
 import urllib.request
+import uuid
 import zipfile
 
+import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -202,3 +205,38 @@ def test_revision_ids_guard_updates(lambda_client, unique_name):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         lambda_client.update_function_configuration(FunctionName=unique_name, Timeout=10, RevisionId="stale")
     assert error_code(excinfo) == "PreconditionFailedException"
+
+
+def test_code_in_a_bucket_is_read_with_the_callers_own_permissions(nimbus, unique_name):
+    """Lambda reads Code.S3Bucket as the caller, as AWS does: a deployer allowed to
+    create functions but not to read the object gets S3's AccessDenied back."""
+    iam, s3 = nimbus.client("iam"), nimbus.client("s3")
+    bucket = f"code-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="app.zip", Body=zip_function("py_callback"))
+    user = f"deployer-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+    allowed = [
+        {"Effect": "Allow", "Action": ["lambda:CreateFunction", "lambda:GetFunction"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": ROLE},
+    ]
+
+    def allow(statements):
+        iam.put_user_policy(UserName=user, PolicyName="deploy", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": statements}))
+
+    allow(allowed)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    deployer = boto3.client(
+        "lambda", endpoint_url=nimbus.endpoint, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"], config=botocore.config.Config(retries={"max_attempts": 1}))
+    create = dict(FunctionName=unique_name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                  Code={"S3Bucket": bucket, "S3Key": "app.zip"})
+
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        deployer.create_function(**create)
+    assert error_code(denied) == "InvalidParameterValueException"
+    assert "S3 Error Code: AccessDenied" in denied.value.response["Error"]["Message"]
+
+    allow([*allowed, {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/app.zip"}])
+    assert deployer.create_function(**create)["FunctionName"] == unique_name

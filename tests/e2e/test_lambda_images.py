@@ -4,10 +4,13 @@ umoci, pushed to nimbus's registry with podman logged in with ECR's token, then
 deployed, configured, invoked and updated with boto3."""
 
 import base64
+import json
 import shutil
 import tempfile
 import uuid
 
+import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -178,3 +181,33 @@ def test_bad_image_functions_are_refused(lambda_client, push, unique_name, reque
     assert error_code(excinfo) == "InvalidParameterValueException", excinfo.value.response["Error"]["Message"]
     if request["Code"]["ImageUri"] != uri:
         assert "does not exist" in excinfo.value.response["Error"]["Message"]
+
+
+def test_only_a_caller_who_may_pull_the_image_creates_a_function_from_it(nimbus, push, unique_name):
+    """Lambda checks at create that the caller may pull the image, as AWS does."""
+    uri, _ = push("v1")
+    repository = uri.split("/", 1)[1].rsplit(":", 1)[0]
+    iam = nimbus.client("iam")
+    user = f"imager-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=user)
+    deploy = [{"Effect": "Allow", "Action": ["lambda:CreateFunction", "lambda:GetFunction", "iam:PassRole"],
+               "Resource": "*"}]
+
+    def allow(statements):
+        iam.put_user_policy(UserName=user, PolicyName="deploy", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": statements}))
+
+    allow(deploy)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    client = boto3.client("lambda", endpoint_url=nimbus.endpoint, region_name="us-east-1",
+                          aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                          config=botocore.config.Config(retries={"max_attempts": 1}))
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        client.create_function(FunctionName=unique_name, PackageType="Image", Code={"ImageUri": uri}, Role=ROLE)
+    assert error_code(excinfo) == "AccessDeniedException"
+    assert "ecr:BatchGetImage" in excinfo.value.response["Error"]["Message"]
+
+    allow([*deploy, {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                     "Resource": f"arn:aws:ecr:us-east-1:000000000000:repository/{repository}"}])
+    created = client.create_function(FunctionName=unique_name, PackageType="Image", Code={"ImageUri": uri}, Role=ROLE)
+    assert created["PackageType"] == "Image"

@@ -1,6 +1,6 @@
 """EventBridge Scheduler: schedules and groups through boto3 and the aws CLI, firing
 Lambda functions on rate, cron and at expressions, once per due time, across a
-restart, with retries and dead letters."""
+restart, with retries and dead letters, each delivered as the schedule's role."""
 
 import json
 import time
@@ -13,6 +13,27 @@ import pytest
 from conftest import ROLE, create_function, eventually, zip_function
 
 ACCOUNT = "000000000000"
+SCHEDULER_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+SCHEDULER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/scheduler-role"
+
+
+def schedule_role(server, name, trust=SCHEDULER_TRUST, *statements):
+    """A role for schedules' targets, allowed `statements`; its ARN."""
+    iam = server.client("iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    if statements:
+        iam.put_role_policy(RoleName=name, PolicyName="targets", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **s} for s in statements]}))
+    return arn
+
+
+def ensure_scheduler_role(server):
+    """SCHEDULER_ROLE: Scheduler may assume it to invoke functions and write dead letters."""
+    schedule_role(server, "scheduler-role", SCHEDULER_TRUST,
+                  {"Action": "lambda:InvokeFunction", "Resource": "*"}, {"Action": "s3:PutObject", "Resource": "*"})
 
 
 def function_arn(name):
@@ -20,7 +41,7 @@ def function_arn(name):
 
 
 def target(name, **extra):
-    return {"Arn": function_arn(name), "RoleArn": ROLE, **extra}
+    return {"Arn": function_arn(name), "RoleArn": SCHEDULER_ROLE, **extra}
 
 
 def error_code(excinfo):
@@ -29,6 +50,7 @@ def error_code(excinfo):
 
 @pytest.fixture(scope="module")
 def scheduler(nimbus):
+    ensure_scheduler_role(nimbus)
     return nimbus.client("scheduler")
 
 
@@ -253,6 +275,7 @@ def test_a_firing_no_function_takes_is_retried_then_dead_lettered_to_a_bucket(ni
 
 def test_a_rate_schedule_fires_once_a_minute_across_a_restart(fresh_nimbus, callbacks):
     server = fresh_nimbus()
+    ensure_scheduler_role(server)
     create_function(server.lambda_client(), "ticker", zip_function("py_callback"),
                     Environment={"Variables": {"CALLBACK_URL": callbacks.url}})
     server.client("scheduler").create_schedule(
@@ -275,3 +298,66 @@ def test_a_rate_schedule_fires_once_a_minute_across_a_restart(fresh_nimbus, call
     assert posts[0]["event"]["execution"] != posts[1]["event"]["execution"]
     assert posts[0]["request_id"] != posts[1]["request_id"]
 
+
+
+def test_a_schedule_reaches_its_target_only_as_a_role_allowed_to_invoke_it(nimbus, scheduler, lambda_client, unique_name, callbacks):
+    create_function(lambda_client, unique_name, zip_function("py_callback"), Environment={"Variables": {"CALLBACK_URL": callbacks.url}})
+    s3 = nimbus.client("s3")
+    bucket = f"dead-letters-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    suffix = uuid.uuid4().hex[:8]
+    # Trusts Scheduler and may write dead letters, but not invoke the function.
+    may_not_invoke = schedule_role(nimbus, f"no-invoke-{suffix}", SCHEDULER_TRUST,
+                                   {"Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"})
+    # May do anything, but does not trust Scheduler: nothing is sent as it.
+    untrusting = schedule_role(nimbus, f"untrusting-{suffix}", {**SCHEDULER_TRUST, "Statement": [
+        {**SCHEDULER_TRUST["Statement"][0], "Principal": {"Service": "lambda.amazonaws.com"}}]},
+        {"Action": "*", "Resource": "*"})
+    once = {"ScheduleExpression": "rate(1 hour)", "FlexibleTimeWindow": {"Mode": "OFF"}}
+    retry = {"RetryPolicy": {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+             "DeadLetterConfig": {"Arn": f"arn:aws:s3:::{bucket}"}}
+    for name, role in [(f"no-invoke-{suffix}", may_not_invoke), (f"untrusting-{suffix}", untrusting)]:
+        scheduler.create_schedule(Name=name, Target={**target(unique_name, **retry), "RoleArn": role}, **once)
+
+    prefix = f"aws/scheduler/dead-letter/default/no-invoke-{suffix}/"
+    assert eventually(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount") == 1, timeout=20)
+    key = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
+    letter = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert letter["attributes"]["ERROR_CODE"] == "AccessDeniedException"
+    assert "lambda:InvokeFunction" in letter["attributes"]["ERROR_MESSAGE"]
+    time.sleep(3)
+    assert callbacks.posts == [], "neither schedule invoked the function"
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"aws/scheduler/dead-letter/default/untrusting-{suffix}/")["KeyCount"] == 0
+
+    # Allowed to invoke, the role's schedule reaches the function.
+    nimbus.client("iam").put_role_policy(RoleName=f"no-invoke-{suffix}", PolicyName="invoke", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": function_arn(unique_name)}]}))
+    scheduler.create_schedule(Name=f"allowed-{suffix}", Target={**target(unique_name, Input='{"ok": 1}'), "RoleArn": may_not_invoke}, **once)
+    assert [post["event"] for post in callbacks.wait_for(1, timeout=30)] == [{"ok": 1}]
+    for name in ["no-invoke", "untrusting", "allowed"]:
+        scheduler.delete_schedule(Name=f"{name}-{suffix}")
+
+
+def test_creating_a_schedule_needs_leave_to_pass_its_role(nimbus):
+    iam = nimbus.client("iam")
+    user = f"planner-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=user)
+    may_schedule = {"Effect": "Allow", "Action": "scheduler:CreateSchedule", "Resource": "*"}
+
+    def allow(*statements):
+        iam.put_user_policy(UserName=user, PolicyName="plan", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": list(statements)}))
+
+    allow(may_schedule)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    planner = nimbus.client("scheduler", key_id=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    request = {"ScheduleExpression": "rate(1 hour)", "FlexibleTimeWindow": {"Mode": "OFF"}, "State": "DISABLED",
+               "Target": target("nowhere")}
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        planner.create_schedule(Name=f"{user}-1", **request)
+    assert error_code(excinfo) == "AccessDeniedException"
+    assert "iam:PassRole" in excinfo.value.response["Error"]["Message"]
+
+    allow(may_schedule, {"Effect": "Allow", "Action": "iam:PassRole", "Resource": SCHEDULER_ROLE,
+                         "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}})
+    assert planner.create_schedule(Name=f"{user}-2", **request)["ScheduleArn"].endswith(f"/{user}-2")

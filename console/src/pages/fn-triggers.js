@@ -291,7 +291,7 @@ function scheduleSection(fn) {
   return panel('EventBridge Scheduler', h('div', null,
     h('div', { class: 'inline-form' },
       field('Expression', expression), field('Name', name), field('Input (JSON)', input), field('Role', role), add),
-    h('div', { class: 'help' }, 'The schedule invokes the function asynchronously (Event), as the role chosen here.'),
+    h('div', { class: 'help' }, 'The schedule invokes the function asynchronously (Event), as the role chosen here: it must trust scheduler.amazonaws.com and be allowed lambda:InvokeFunction on the function.'),
     status,
     current), { id: 'schedule-panel' });
 }

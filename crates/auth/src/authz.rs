@@ -55,14 +55,30 @@ pub trait Authorizer: Send + Sync {
     /// The same question for a caller that presented no credentials (a public image
     /// pull): only the resource's policy can allow it, through a statement whose
     /// `Principal` is `*` (or whose `NotPrincipal` leaves it in).
-    fn authorize_anonymous(&self, source_ip: Option<IpAddr>, access: &Access)
-    -> Result<(), String>;
+    /// Denies unless implemented: an authorizer that does not judge anonymous callers
+    /// lets none in.
+    fn authorize_anonymous(
+        &self,
+        _source_ip: Option<IpAddr>,
+        access: &Access,
+    ) -> Result<(), String> {
+        Err(format!(
+            "Anonymous callers are not authorized to perform: {} on resource: {}",
+            access.action, access.resource
+        ))
+    }
 
     /// The same question for an AWS service acting on its own (S3 delivering a
     /// bucket's events to a function): only the resource's policy can allow it,
     /// through a statement naming the service (`{"Service": "s3.amazonaws.com"}`);
     /// `aws:SourceArn` and `aws:SourceAccount` come in the access's context.
-    fn authorize_service(&self, service: &str, access: &Access) -> Result<(), String>;
+    /// Denies unless implemented, as `authorize_anonymous` does.
+    fn authorize_service(&self, service: &str, access: &Access) -> Result<(), String> {
+        Err(format!(
+            "{service} is not authorized to perform: {} on resource: {}",
+            access.action, access.resource
+        ))
+    }
 }
 
 /// Allows every request: what a server without IAM (tests of other layers) uses.
@@ -80,4 +96,15 @@ impl Authorizer for AllowAll {
     fn authorize_service(&self, _: &str, _: &Access) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// Services acting as a role, as AWS's do: Lambda writes a function's destinations as
+/// its execution role, Scheduler fires a schedule as its role, ECS pulls a task's
+/// images as its execution role. What they may do is then the role's policies'
+/// answer, through the one [`Authorizer`].
+pub trait ServiceRoles: Send + Sync {
+    /// The session of `role_arn` named `session_name` that `service`
+    /// (`scheduler.amazonaws.com`) acts as; why not when the role does not exist or
+    /// its trust policy does not let `service` assume it.
+    fn assume(&self, role_arn: &str, service: &str, session_name: &str) -> Result<Caller, String>;
 }

@@ -13,6 +13,7 @@ use nimbus_edge::{
 };
 use serde_json::Value;
 
+use crate::credentials::{pass_role, passed_roles};
 use crate::error::{internal, invalid};
 use crate::{DEFAULT_CLUSTER, Ecs};
 
@@ -31,6 +32,8 @@ const ANY: &str = "*";
 const IN_CLUSTER: &[&str] = &["ecs:cluster"];
 const START_KEYS: &[&str] = &["ecs:cluster", "ecs:container-instances"];
 const SERVICE_KEYS: &[&str] = &["ecs:cluster", "ecs:task-definition"];
+/// A task definition's task and execution roles are handed to its tasks.
+const PASSES_ROLES: &[&str] = &["iam:PassRole"];
 
 const fn ecs(action: &'static str, resource: &'static str) -> Authorization {
     Authorization::new(action, resource)
@@ -43,7 +46,7 @@ const OPERATIONS: &[NamedOperation] = &[
     named("DeleteCluster", ecs("ecs:DeleteCluster", CLUSTER)),
     named(
         "RegisterTaskDefinition",
-        ecs("ecs:RegisterTaskDefinition", ANY),
+        ecs("ecs:RegisterTaskDefinition", ANY).dependent(PASSES_ROLES),
     ),
     named(
         "DescribeTaskDefinition",
@@ -60,11 +63,15 @@ const OPERATIONS: &[NamedOperation] = &[
     ),
     named(
         "RunTask",
-        ecs("ecs:RunTask", TASK_DEFINITION).keys(IN_CLUSTER),
+        ecs("ecs:RunTask", TASK_DEFINITION)
+            .keys(IN_CLUSTER)
+            .dependent(PASSES_ROLES),
     ),
     named(
         "StartTask",
-        ecs("ecs:StartTask", TASK_DEFINITION).keys(START_KEYS),
+        ecs("ecs:StartTask", TASK_DEFINITION)
+            .keys(START_KEYS)
+            .dependent(PASSES_ROLES),
     ),
     named("StopTask", ecs("ecs:StopTask", TASK).keys(IN_CLUSTER)),
     named(
@@ -74,11 +81,15 @@ const OPERATIONS: &[NamedOperation] = &[
     named("ListTasks", ecs("ecs:ListTasks", ANY).keys(IN_CLUSTER)),
     named(
         "CreateService",
-        ecs("ecs:CreateService", SERVICE).keys(SERVICE_KEYS),
+        ecs("ecs:CreateService", SERVICE)
+            .keys(SERVICE_KEYS)
+            .dependent(PASSES_ROLES),
     ),
     named(
         "UpdateService",
-        ecs("ecs:UpdateService", SERVICE).keys(SERVICE_KEYS),
+        ecs("ecs:UpdateService", SERVICE)
+            .keys(SERVICE_KEYS)
+            .dependent(PASSES_ROLES),
     ),
     named(
         "DescribeServices",
@@ -232,12 +243,14 @@ fn checks(ecs: &Ecs, call: &EcsCall) -> Result<Vec<Check>, AwsError> {
         };
         context.push(((*key).to_owned(), values));
     }
+    let passed = passed_roles(ecs, call.name, input);
     Ok(resources
         .into_iter()
         .map(|resource| Check {
             context: context.clone(),
             ..Check::on(resource)
         })
+        .chain(passed.iter().map(|role| pass_role(role)))
         .collect())
 }
 

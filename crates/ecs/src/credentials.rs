@@ -2,6 +2,10 @@
 //! credentials from the container credentials endpoint, as SDKs expect it:
 //! `AWS_CONTAINER_CREDENTIALS_FULL_URI` (on nimbus's edge) with the task's secret
 //! `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+//!
+//! Roles are handed to tasks only by callers allowed to pass them (`iam:PassRole`
+//! with `iam:PassedToService` `ecs-tasks.amazonaws.com`), and a task's images are
+//! pulled as its execution role.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +15,14 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode};
-use serde_json::json;
+use nimbus_auth::{Caller, Principal};
+use nimbus_edge::Check;
+use serde_json::{Value, json};
+
+use crate::Ecs;
+
+/// The service principal task roles and execution roles trust.
+pub const ECS_TASKS: &str = "ecs-tasks.amazonaws.com";
 
 /// A role session, as the endpoint hands it out.
 #[derive(Debug, Clone)]
@@ -30,6 +41,60 @@ pub trait TaskRoles: Send + Sync {
     fn check(&self, role: &str) -> Result<(), String>;
     /// A session of `role` named `session`.
     fn credentials(&self, role: &str, session: &str) -> Result<RoleCredentials, String>;
+    /// The principal ECS acts as when it acts as `role` for a task (pulling its
+    /// images as its execution role); why it cannot assume the role.
+    fn session(&self, role: &str, session: &str) -> Result<Caller, String>;
+}
+
+/// The task definition fields naming roles a task is given.
+const ROLE_FIELDS: [&str; 2] = ["taskRoleArn", "executionRoleArn"];
+
+/// The roles an ECS call hands to tasks: those of the task definition it registers
+/// (RegisterTaskDefinition) or starts tasks from (RunTask, StartTask, CreateService,
+/// UpdateService). A task definition that cannot be found hands over nothing; the
+/// call itself then reports it.
+pub fn passed_roles(ecs: &Ecs, call: &str, input: &Value) -> Vec<String> {
+    let definition = match call {
+        "RegisterTaskDefinition" => input.clone(),
+        "RunTask" | "StartTask" | "CreateService" | "UpdateService" => {
+            match input["taskDefinition"].as_str() {
+                Some(reference) => ecs
+                    .find_taskdef(reference)
+                    .map(|(_, _, _, stored)| stored["definition"].clone())
+                    .unwrap_or_default(),
+                None => return Vec::new(),
+            }
+        }
+        _ => return Vec::new(),
+    };
+    ROLE_FIELDS
+        .iter()
+        .filter_map(|field| definition[field].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What a caller handing `role` to tasks must be allowed, as AWS requires.
+pub fn pass_role(role: &str) -> Check {
+    Check::dependent("iam:PassRole", role)
+        .with_context("iam:PassedToService", vec![ECS_TASKS.to_owned()])
+}
+
+/// Whom a task's images are pulled as: its execution role's session. A task without
+/// one is pulled for by this node itself (`None`), as an EC2 container instance
+/// pulls with its instance role, which may read the account's repositories.
+pub fn image_puller(
+    roles: Option<&dyn TaskRoles>,
+    task: &str,
+    definition: &Value,
+) -> Result<Option<Principal>, String> {
+    let Some(role) = definition["executionRoleArn"].as_str() else {
+        return Ok(None);
+    };
+    let roles = roles.ok_or("this server gives tasks no roles")?;
+    roles
+        .session(role, task)
+        .map(|caller| Some(caller.principal))
+        .map_err(|reason| format!("unable to assume the task execution role: {reason}"))
 }
 
 /// The tasks that may fetch credentials: by task id, the token they were given and

@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nimbus_auth::Principal;
 use nimbus_engine::confined::ConfinedDir;
 use nimbus_registry::Registry;
 use nimbus_registry::names::{OciDigest, Reference};
@@ -188,8 +189,28 @@ impl Images {
         store.open_blob(&record).map_err(|err| err.to_string())
     }
 
+    /// Checks that `puller` may pull `reference` from this server's registry
+    /// (another registry is pulled from anonymously).
+    pub fn authorize_pull(&self, puller: &Principal, reference: &str) -> Result<(), String> {
+        if self.remote_host(reference).is_some() {
+            return Ok(());
+        }
+        let (repo, _) = split(reference)?;
+        self.registry.authorize_pull(puller, &repo)
+    }
+
+    /// [`Images::pull`] on behalf of `puller` (an ECS task's execution role), who must
+    /// be allowed to pull from the repository.
+    pub fn pull_as(&self, puller: &Principal, reference: &str) -> Result<Image, String> {
+        self.authorize_pull(puller, reference)?;
+        self.pull(reference)
+    }
+
     /// Resolves `reference` for linux/amd64 and makes sure its layers are unpacked;
-    /// from this server's registry in-process, from any other over the network.
+    /// from this server's registry in-process, from any other over the network. Not
+    /// authorized: for an image whose pull was authorized when it was pinned (a
+    /// function's image, checked when its code was set), or pulled by this node for
+    /// itself (a task without an execution role).
     pub fn pull(&self, reference: &str) -> Result<Image, String> {
         if let Some(host) = self.remote_host(reference) {
             return self.pull_remote(reference, host);

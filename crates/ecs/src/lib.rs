@@ -281,7 +281,10 @@ impl Ecs {
 
     /// The revision a `taskDefinition` parameter names: `family`, `family:revision`
     /// or an ARN; a bare family is its latest ACTIVE revision.
-    fn find_taskdef(&self, reference: &str) -> Result<(String, i64, u64, Value), AwsError> {
+    pub(crate) fn find_taskdef(
+        &self,
+        reference: &str,
+    ) -> Result<(String, i64, u64, Value), AwsError> {
         let reference = reference
             .rsplit_once(":task-definition/")
             .map_or(reference, |(_, rest)| rest);

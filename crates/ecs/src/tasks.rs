@@ -16,7 +16,7 @@ use nimbus_logs::LogStore;
 use nimbus_storage::{Expect, StoreError, WriteBatch};
 use serde_json::{Value, json};
 
-use crate::credentials::{Grants, TaskRoles};
+use crate::credentials::{Grants, TaskRoles, image_puller};
 use crate::error::{client, cluster_not_found, internal, invalid};
 use crate::images::{Image, Images, read_image_file};
 use crate::network::{Attachment, HostPorts, Networks, PortMapping};
@@ -658,14 +658,27 @@ impl Ecs {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        // Pull (unpack) every image first: a task starts whole or not at all.
+        // Pull (unpack) every image first, as the task's execution role: a task
+        // starts whole or not at all.
+        let roles = node.roles.as_ref().map(|(roles, _)| roles.as_ref());
+        let puller = match image_puller(roles, &id, &definition) {
+            Ok(puller) => puller,
+            Err(err) => {
+                let reason = format!("ResourceInitializationError: {err}");
+                self.stopped(&cluster, &id, "TaskFailedToStart", &reason, &HashMap::new());
+                return;
+            }
+        };
         let mut images = Vec::new();
         for container in &containers {
             let reference = container["image"].as_str().unwrap_or_default().to_owned();
-            let images_node = node.clone();
-            let pulled = tokio::task::spawn_blocking(move || images_node.images.pull(&reference))
-                .await
-                .unwrap_or_else(|err| Err(err.to_string()));
+            let (images_node, puller) = (node.clone(), puller.clone());
+            let pulled = tokio::task::spawn_blocking(move || match &puller {
+                Some(puller) => images_node.images.pull_as(puller, &reference),
+                None => images_node.images.pull(&reference),
+            })
+            .await
+            .unwrap_or_else(|err| Err(err.to_string()));
             match pulled {
                 Ok(image) => images.push(image),
                 Err(err) => {

@@ -547,18 +547,6 @@ mod tests {
                 false => Err("denied".to_owned()),
             }
         }
-
-        fn authorize_anonymous(
-            &self,
-            _: Option<std::net::IpAddr>,
-            _: &Access,
-        ) -> Result<(), String> {
-            Err("anonymous".to_owned())
-        }
-
-        fn authorize_service(&self, _: &str, _: &Access) -> Result<(), String> {
-            Err("service".to_owned())
-        }
     }
 
     struct Op(Authorization);

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use nimbus_auth::authz::ServiceRoles;
 use nimbus_auth::policy::{Decision, Policy, PolicyKind, PrincipalRef, Request};
-use nimbus_auth::{Credential, CredentialStore, Principal, PrincipalKind};
+use nimbus_auth::{Caller, Credential, CredentialStore, Principal, PrincipalKind};
 use nimbus_edge::AwsError;
 use time::{Duration, OffsetDateTime};
 
@@ -46,9 +47,9 @@ impl RoleSessions {
         })
     }
 
-    /// Whether `service` (`lambda.amazonaws.com`) may assume the role `arn`; the
+    /// The role `arn` when `service` (`lambda.amazonaws.com`) may assume it; the
     /// reason it may not otherwise.
-    pub fn check_service(&self, arn: &str, service: &str) -> Result<(), String> {
+    pub fn check_service(&self, arn: &str, service: &str) -> Result<RoleRecord, String> {
         let (_, role) = self.store.role_by_arn(arn).map_err(|err| err.message)?;
         let principal = PrincipalRef {
             aws: &[],
@@ -56,8 +57,20 @@ impl RoleSessions {
             service: Some(service),
         };
         match self.trust(&role, &principal, &[]) {
-            Decision::Allow => Ok(()),
+            Decision::Allow => Ok(role),
             _ => Err(format!("The role {arn} cannot be assumed by {service}.")),
+        }
+    }
+
+    /// The principal a session of `role` named `session_name` is.
+    pub fn principal(&self, role: &RoleRecord, session_name: &str) -> Principal {
+        Principal {
+            account_id: self.store.account.clone(),
+            kind: PrincipalKind::AssumedRole {
+                role_name: role.name.clone(),
+                role_id: role.id.clone(),
+                session_name: session_name.to_owned(),
+            },
         }
     }
 
@@ -68,16 +81,23 @@ impl RoleSessions {
         session_name: &str,
         duration: Duration,
     ) -> Result<Arc<Credential>, AwsError> {
-        let principal = Principal {
-            account_id: self.store.account.clone(),
-            kind: PrincipalKind::AssumedRole {
-                role_name: role.name.clone(),
-                role_id: role.id.clone(),
-                session_name: session_name.to_owned(),
-            },
-        };
         self.credentials
-            .issue_session(principal, duration, OffsetDateTime::now_utc())
+            .issue_session(
+                self.principal(role, session_name),
+                duration,
+                OffsetDateTime::now_utc(),
+            )
             .map_err(internal)
+    }
+}
+
+impl ServiceRoles for RoleSessions {
+    fn assume(&self, role_arn: &str, service: &str, session_name: &str) -> Result<Caller, String> {
+        let role = self.check_service(role_arn, service)?;
+        Ok(Caller {
+            principal: self.principal(&role, session_name),
+            access_key_id: String::new(),
+            is_session: true,
+        })
     }
 }

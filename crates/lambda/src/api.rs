@@ -86,6 +86,20 @@ const fn layer_version(action: &'static str) -> Authorization {
 
 /// A function runs as the execution role it names, which the caller hands over.
 const PASSES_ROLE: &[&str] = &["iam:PassRole"];
+/// Code read from a bucket or an image is read as the caller, by the operation as it
+/// reads it (`Functions::pin_image`, the zip from `Code.S3Bucket`).
+const READS_CODE: &[&str] = &[
+    "s3:GetObject",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+];
+const READS_LAYER: &[&str] = &["s3:GetObject"];
+const CREATES_FUNCTION: &[&str] = &[
+    "iam:PassRole",
+    "s3:GetObject",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+];
 
 static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
     use Route::*;
@@ -94,7 +108,7 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
             Method::POST,
             "/2015-03-31/functions",
             CreateFunction,
-            fun("lambda:CreateFunction").dependent(PASSES_ROLE),
+            fun("lambda:CreateFunction").dependent(CREATES_FUNCTION),
         ),
         (
             Method::GET,
@@ -130,7 +144,7 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
             Method::PUT,
             "/2015-03-31/functions/{FunctionName}/code",
             UpdateFunctionCode,
-            fun("lambda:UpdateFunctionCode"),
+            fun("lambda:UpdateFunctionCode").dependent(READS_CODE),
         ),
         (
             Method::POST,
@@ -304,7 +318,7 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
             Method::POST,
             "/2018-10-31/layers/{LayerName}/versions",
             PublishLayerVersion,
-            layer("lambda:PublishLayerVersion"),
+            layer("lambda:PublishLayerVersion").dependent(READS_LAYER),
         ),
         (
             Method::GET,
@@ -1046,7 +1060,8 @@ impl Service for LambdaApi {
         let f = &self.functions;
         match operation {
             Op::CreateFunction(request, name) => {
-                let config = blocking(f, move |f| f.create(*request, name)).await?;
+                let caller = ctx.caller.clone();
+                let config = blocking(f, move |f| f.create(&caller, *request, name)).await?;
                 if config.state == "Pending" {
                     self.settle_later(config.function_name.clone());
                 }
@@ -1078,7 +1093,9 @@ impl Service for LambdaApi {
                 Ok(json(StatusCode::OK, &config))
             }
             Op::UpdateFunctionCode(function, request) => {
-                let config = blocking(f, move |f| f.update_code(function, request)).await?;
+                let caller = ctx.caller.clone();
+                let config =
+                    blocking(f, move |f| f.update_code(&caller, function, request)).await?;
                 self.invoker.retire(&config.function_name);
                 self.settle_later(config.function_name.clone());
                 Ok(json(StatusCode::OK, &config))
@@ -1221,8 +1238,9 @@ impl Service for LambdaApi {
             }
             Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
             Op::PublishLayerVersion(name, request) => {
+                let caller = ctx.caller.clone();
                 let (layer, code) =
-                    blocking(f, move |f| f.publish_layer_version(name, *request)).await?;
+                    blocking(f, move |f| f.publish_layer_version(&caller, name, *request)).await?;
                 Ok(json(
                     StatusCode::CREATED,
                     &self.layer_with_content(ctx, layer, &code),

@@ -156,30 +156,46 @@ impl AsyncQueue {
         Ok(())
     }
 
-    /// Sends an invocation record to a destination: a function (as an event of its
-    /// own) or a bucket (as an object).
+    /// Sends `function`'s invocation record to a destination: a function (as an
+    /// event of its own) or a bucket (as an object). Lambda sends it as the
+    /// function's execution role, as on AWS: the role must be allowed `s3:PutObject`
+    /// on the object or `lambda:InvokeFunction` on the function.
     async fn deliver(
         &self,
+        function: &FunctionRef,
         destination: &str,
         event: &QueuedEvent,
         record: Vec<u8>,
     ) -> Result<(), String> {
         let functions = self.invoker.functions.clone();
-        if let Some(bucket) = destination.strip_prefix("arn:aws:s3:::") {
-            let key = format!("aws/lambda/async/{}/{}", event.function, event.request_id);
-            let bucket = bucket.to_owned();
-            return tokio::task::spawn_blocking(move || {
+        let (function, destination) = (function.clone(), destination.to_owned());
+        let key = format!("aws/lambda/async/{}/{}", event.function, event.request_id);
+        let to_function = tokio::task::spawn_blocking(move || {
+            let role = functions
+                .resolve(&function)
+                .map_err(|err| err.message)?
+                .config
+                .role;
+            let caller = functions.as_role(&role)?;
+            if let Some(bucket) = destination.strip_prefix("arn:aws:s3:::") {
                 functions
                     .objects()
-                    .put_bytes(&bucket, &key, &record, "application/json")
-                    .map(|_| ())
-                    .map_err(|err| err.to_string())
-            })
-            .await
-            .map_err(|err| err.to_string())?;
-        }
-        let target = FunctionRef::parse(destination, &functions.region, &functions.account)
-            .map_err(|err| err.message)?;
+                    .put_object_as(&caller, bucket, &key, &record, "application/json")
+                    .map_err(|err| err.detail())?;
+                return Ok(None);
+            }
+            let target = FunctionRef::parse(&destination, &functions.region, &functions.account)
+                .map_err(|err| err.message)?;
+            functions
+                .authorize_invoke(&caller, &target)
+                .map_err(|err| err.message)?;
+            Ok::<_, String>(Some((target, record)))
+        })
+        .await
+        .map_err(|err| err.to_string())??;
+        let Some((target, record)) = to_function else {
+            return Ok(());
+        };
         let request_id = uuid::Uuid::new_v4().to_string();
         self.enqueue(target, &request_id, Bytes::from(record))
             .await
@@ -309,7 +325,7 @@ impl AsyncQueue {
                     &payload,
                     &result,
                 );
-                if let Err(err) = self.deliver(destination, &event, record).await {
+                if let Err(err) = self.deliver(&function, destination, &event, record).await {
                     tracing::error!(%destination, error = %err, "delivering an invocation record failed");
                 }
             }

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use nimbus_auth::Caller;
+use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_edge::AwsError;
 use nimbus_storage::{BlobStore, Expect, StoreError};
 use time::OffsetDateTime;
@@ -15,7 +17,7 @@ use crate::code::{self, CodeCache, CodeError, CodeRef};
 use crate::error::{
     conflict, invalid_parameter, not_found, precondition_failed, service, validation,
 };
-use crate::images::{FunctionImages, ImageCode, UnpackedImage};
+use crate::images::{FunctionImages, ImageCode, ImageRefused, UnpackedImage};
 use crate::model::*;
 use crate::names::{FunctionRef, function_arn, is_alias_name};
 use crate::runtimes;
@@ -29,6 +31,9 @@ pub trait ExecutionRoles: Send + Sync {
     fn check(&self, role: &str) -> Result<(), String>;
     /// A session of `role` named `session`: access key id, secret and session token.
     fn credentials(&self, role: &str, session: &str) -> Result<(String, String, String), String>;
+    /// The principal Lambda acts as when it acts as `role` (writing a function's
+    /// invocation records to its destinations); why it cannot assume the role.
+    fn session(&self, role: &str) -> Result<Caller, String>;
     /// Whether the role's policies allow `action` on `resource` (Lambda writing a
     /// function's logs as its role, as on AWS).
     fn allows(&self, role: &str, action: &str, resource: &str) -> bool;
@@ -301,8 +306,11 @@ pub(crate) fn parse_version(text: &str) -> Option<u64> {
 pub struct Functions {
     pub(crate) store: FunctionStore,
     pub(crate) blobs: Arc<dyn BlobStore>,
-    /// Buckets code can be taken from (`Code.S3Bucket`).
-    objects: Arc<nimbus_s3::Store>,
+    /// Buckets code is read from (`Code.S3Bucket`, as the caller) and invocation
+    /// records written to (as the function's role).
+    objects: Arc<nimbus_s3::Objects>,
+    /// What a principal Lambda acts for or as may do.
+    authorizer: Arc<dyn Authorizer>,
     code: CodeCache,
     pub(crate) region: String,
     pub(crate) account: String,
@@ -320,17 +328,19 @@ impl Functions {
     pub fn new(
         store: FunctionStore,
         blobs: Arc<dyn BlobStore>,
-        objects: Arc<nimbus_s3::Store>,
+        objects: Arc<nimbus_s3::Objects>,
         code: CodeCache,
         region: &str,
         account: &str,
         settings: LambdaSettings,
         roles: Arc<dyn ExecutionRoles>,
+        authorizer: Arc<dyn Authorizer>,
     ) -> Self {
         Self {
             store,
             blobs,
             objects,
+            authorizer,
             code,
             region: region.to_owned(),
             account: account.to_owned(),
@@ -355,17 +365,26 @@ impl Functions {
             .unpack(&image.resolved_uri)
     }
 
-    /// Pins the image `uri` names to its digest, or refuses it as Lambda does.
-    fn pin_image(&self, uri: &str) -> Result<ImageCode, AwsError> {
+    /// Pins the image `uri` names to its digest, if `caller` may pull it; refuses it
+    /// otherwise as Lambda does.
+    fn pin_image(&self, caller: &Caller, uri: &str) -> Result<ImageCode, AwsError> {
         let images = self.images.as_ref().ok_or_else(|| {
             invalid_parameter("Container image functions need an OCI runtime on this nimbus server")
         })?;
-        let digest = images.resolve(uri).map_err(|reason| {
-            tracing::debug!(%uri, %reason, "refusing a function image");
-            invalid_parameter(format!(
-                "Source image {uri} does not exist. Provide a valid source image."
-            ))
-        })?;
+        let digest =
+            images
+                .resolve_as(&caller.principal, uri)
+                .map_err(|refused| match refused {
+                    ImageRefused::AccessDenied(reason) => {
+                        AwsError::new(http::StatusCode::FORBIDDEN, "AccessDeniedException", reason)
+                    }
+                    ImageRefused::Missing(reason) => {
+                        tracing::debug!(%uri, %reason, "refusing a function image");
+                        invalid_parameter(format!(
+                            "Source image {uri} does not exist. Provide a valid source image."
+                        ))
+                    }
+                })?;
         Ok(ImageCode::new(uri, digest))
     }
 
@@ -377,10 +396,11 @@ impl Functions {
         })
     }
 
-    /// A zip from the request (inline, or an object in one of nimbus's buckets),
-    /// or the reason there is none.
+    /// A zip from the request (inline, or an object in one of nimbus's buckets, read
+    /// as `caller`), or the reason there is none.
     pub(crate) fn zip_from(
         &self,
+        caller: &Caller,
         zip_file: Option<&str>,
         s3_bucket: Option<&str>,
         s3_key: Option<&str>,
@@ -394,7 +414,7 @@ impl Functions {
         }
         if let Some(bucket) = s3_bucket {
             let key = s3_key.ok_or_else(|| invalid_parameter("S3Key is required with S3Bucket"))?;
-            return self.zip_from_s3(bucket, key);
+            return self.zip_from_s3(caller, bucket, key);
         }
         let encoded = zip_file
             .ok_or_else(|| invalid_parameter("Please provide a source for function code."))?;
@@ -410,21 +430,20 @@ impl Functions {
         Ok(zip)
     }
 
-    /// A zip kept in a bucket; as on AWS, it may be larger than an inline one, up
-    /// to the unzipped limit.
-    fn zip_from_s3(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+    /// A zip kept in a bucket, read with the caller's own permissions (`s3:GetObject`
+    /// on the object, the bucket policy considered) as AWS reads it; it may be larger
+    /// than an inline one, up to the unzipped limit.
+    fn zip_from_s3(&self, caller: &Caller, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
         use std::io::Read as _;
-        let s3_error = |err: nimbus_s3::store::S3Error| {
-            let code = match &err {
-                nimbus_s3::store::S3Error::NoSuchBucket(_) => "NoSuchBucket",
-                nimbus_s3::store::S3Error::NoSuchKey(_) => "NoSuchKey",
-                _ => "InternalError",
-            };
-            invalid_parameter(format!(
-                "Error occurred while GetObject. S3 Error Code: {code}. S3 Error Message: {err}"
-            ))
-        };
-        let object = self.objects.object(bucket, key).map_err(s3_error)?;
+        let (object, mut blob) = self.objects.get_object_as(caller, bucket, key).map_err(
+            |err| {
+                tracing::debug!(%bucket, %key, reason = %err.detail(), "refusing function code");
+                invalid_parameter(format!(
+                    "Error occurred while GetObject. S3 Error Code: {}. S3 Error Message: {err}",
+                    err.code()
+                ))
+            },
+        )?;
         if object.size > code::MAX_UNZIPPED_BYTES {
             return Err(invalid_parameter(format!(
                 "Unzipped size must be smaller than {} bytes",
@@ -432,18 +451,46 @@ impl Functions {
             )));
         }
         let mut zip = Vec::with_capacity(object.size as usize);
-        self.objects
-            .open(&object)
-            .map_err(s3_error)?
-            .reader
+        blob.reader
             .read_to_end(&mut zip)
             .map_err(|err| invalid_parameter(format!("Error occurred while GetObject: {err}")))?;
         Ok(zip)
     }
 
     /// The buckets invocation records can be delivered to.
-    pub(crate) fn objects(&self) -> &Arc<nimbus_s3::Store> {
+    pub(crate) fn objects(&self) -> &nimbus_s3::Objects {
         &self.objects
+    }
+
+    /// The principal Lambda acts as for a function whose execution role is `role`.
+    pub(crate) fn as_role(&self, role: &str) -> Result<Caller, String> {
+        self.roles.session(role)
+    }
+
+    /// Whether `caller` may invoke `function`: `lambda:InvokeFunction` on it as
+    /// qualified, with the function's own policy. What a service acting as a role
+    /// (a function's destination, a schedule's target) is held to, as the caller of
+    /// Invoke is.
+    pub fn authorize_invoke(
+        &self,
+        caller: &Caller,
+        function: &FunctionRef,
+    ) -> Result<(), AwsError> {
+        let resource = self.arn(&function.name, function.qualifier.as_deref());
+        let policy = self.policy_document(&function.name);
+        self.authorizer
+            .authorize(
+                caller,
+                None,
+                &Access::new("lambda:InvokeFunction", &resource).with_policy(policy.as_deref()),
+            )
+            .map_err(|message| {
+                AwsError::new(
+                    http::StatusCode::FORBIDDEN,
+                    "AccessDeniedException",
+                    message,
+                )
+            })
     }
 
     pub(crate) fn arn(&self, name: &str, qualifier: Option<&str>) -> String {
@@ -488,8 +535,10 @@ impl Functions {
             .ok_or_else(|| self.not_found(name, None))
     }
 
+    /// Creates a function; code from a bucket or the registry is read as `caller`.
     pub fn create(
         &self,
+        caller: &Caller,
         request: CreateFunctionRequest,
         name: FunctionRef,
     ) -> Result<FunctionConfiguration, AwsError> {
@@ -544,9 +593,10 @@ impl Functions {
             let uri = code_in.image_uri.as_deref().ok_or_else(|| {
                 invalid_parameter("ImageUri is required for Image package type functions.")
             })?;
-            (code::EMPTY_ZIP.to_vec(), Some(self.pin_image(uri)?))
+            (code::EMPTY_ZIP.to_vec(), Some(self.pin_image(caller, uri)?))
         } else {
             let zip = self.zip_from(
+                caller,
                 code_in.zip_file.as_deref(),
                 code_in.s3_bucket.as_deref(),
                 code_in.s3_key.as_deref(),
@@ -790,8 +840,11 @@ impl Functions {
         Ok((page.into_iter().map(|r| r.config).collect(), next.flatten()))
     }
 
+    /// Replaces a function's code; code from a bucket or the registry is read as
+    /// `caller`.
     pub fn update_code(
         &self,
+        caller: &Caller,
         function: FunctionRef,
         request: UpdateFunctionCodeRequest,
     ) -> Result<FunctionConfiguration, AwsError> {
@@ -809,11 +862,12 @@ impl Functions {
                     "Please provide ImageUri when updating a function with packageType Image.",
                 )
             })?;
-            let image = self.pin_image(uri)?;
+            let image = self.pin_image(caller, uri)?;
             record.config.code_sha256 = image.code_sha256();
             record.image = Some(image);
         } else {
             let zip = self.zip_from(
+                caller,
                 request.zip_file.as_deref(),
                 request.s3_bucket.as_deref(),
                 request.s3_key.as_deref(),

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use nimbus_auth::Principal;
 use nimbus_storage::OciDigest;
 use serde::{Deserialize, Serialize};
 
@@ -12,10 +13,20 @@ use crate::model::ImageConfig;
 
 /// Images from nimbus's registry, as Lambda needs them.
 pub trait FunctionImages: Send + Sync {
-    /// The digest of the manifest `uri` names now, or why there is none.
-    fn resolve(&self, uri: &str) -> Result<OciDigest, String>;
+    /// The digest of the manifest `uri` names now, if `caller` may pull it
+    /// (`ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer`); why not otherwise.
+    fn resolve_as(&self, caller: &Principal, uri: &str) -> Result<OciDigest, ImageRefused>;
     /// The image `uri` names, its layers unpacked.
     fn unpack(&self, uri: &str) -> Result<UnpackedImage, String>;
+}
+
+/// Why a function cannot have an image.
+#[derive(Debug)]
+pub enum ImageRefused {
+    /// The caller may not pull it; IAM's reason.
+    AccessDenied(String),
+    /// It does not exist (or cannot be read); the registry's reason.
+    Missing(String),
 }
 
 /// An image ready to root a sandbox.

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use nimbus_auth::Caller;
 use nimbus_edge::AwsError;
 
 use crate::code::{self, CodeRef};
@@ -83,13 +84,16 @@ impl Functions {
         Ok(resolved)
     }
 
+    /// Publishes a layer version; content from a bucket is read as `caller`.
     pub fn publish_layer_version(
         &self,
+        caller: &Caller,
         name: String,
         request: PublishLayerVersionRequest,
     ) -> Result<(LayerVersion, CodeRef), AwsError> {
         let content = &request.content;
         let zip = self.zip_from(
+            caller,
             content.zip_file.as_deref(),
             content.s3_bucket.as_deref(),
             content.s3_key.as_deref(),

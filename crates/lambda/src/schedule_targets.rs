@@ -1,10 +1,12 @@
 //! Schedules' way into Lambda: a firing becomes an asynchronous invoke (durable,
 //! retried by the function's own event-invoke config), its queue entry committed with
 //! the firing; a firing no function takes can end as a dead letter in a bucket or in
-//! another function.
+//! another function. Each is written as the schedule's role, which must be allowed
+//! `lambda:InvokeFunction` on the function (`s3:PutObject` for a dead letter's bucket).
 
 use std::sync::Arc;
 
+use nimbus_auth::Caller;
 use nimbus_scheduler::{ArnCheck, Failure, Targets};
 use nimbus_storage::{Expect, WriteBatch};
 
@@ -53,31 +55,43 @@ impl ArnCheck for ScheduleTargets {
 }
 
 impl Targets for ScheduleTargets {
-    fn stage(&self, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
+    fn stage(&self, role: &Caller, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
         let function = self.function(arn).map_err(|message| Failure {
             code: "ValidationException".to_owned(),
             message,
         })?;
-        self.functions.resolve(&function).map_err(|err| Failure {
+        let refused = |err: nimbus_edge::AwsError| Failure {
             code: err.code.into_owned(),
             message: err.message,
-        })?;
+        };
+        self.functions
+            .authorize_invoke(role, &function)
+            .map_err(refused)?;
+        self.functions.resolve(&function).map_err(refused)?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let (table, key, value) = self.queue.stage(function, &request_id, payload);
         Ok(WriteBatch::new().put(&table, &key, value, Expect::Absent))
     }
 
-    fn dead_letter(&self, arn: &str, name: &str, message: &[u8]) -> Result<WriteBatch, String> {
+    fn dead_letter(
+        &self,
+        role: &Caller,
+        arn: &str,
+        name: &str,
+        message: &[u8],
+    ) -> Result<WriteBatch, String> {
         match arn.strip_prefix("arn:aws:s3:::") {
             Some(bucket) => {
                 let key = format!("aws/scheduler/dead-letter/{name}");
                 self.functions
                     .objects()
-                    .put_bytes(bucket, &key, message, "application/json")
-                    .map(|_| WriteBatch::new())
-                    .map_err(|err| err.to_string())
+                    .put_object_as(role, bucket, &key, message, "application/json")
+                    .map(|()| WriteBatch::new())
+                    .map_err(|err| err.detail())
             }
-            None => self.stage(arn, message).map_err(|failure| failure.message),
+            None => self
+                .stage(role, arn, message)
+                .map_err(|failure| failure.message),
         }
     }
 

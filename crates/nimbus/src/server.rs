@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_auth::authz::{Access, Authorizer};
+use nimbus_auth::authz::{Access, Authorizer, ServiceRoles};
 use nimbus_auth::{
     AuthMode, Authenticator, Caller, Credential, CredentialError, CredentialStore, Principal,
-    PrincipalKind,
 };
 use nimbus_console::Console;
 use nimbus_ecs::Ecs;
 use nimbus_ecs::api::EcsApi;
-use nimbus_ecs::credentials::{RoleCredentials, TaskRoles};
+use nimbus_ecs::credentials::{ECS_TASKS, RoleCredentials, TaskRoles};
 use nimbus_ecs::images::Images;
 use nimbus_ecs::network::Networks;
 use nimbus_ecs::runner::Runner;
@@ -27,7 +26,7 @@ use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::function_urls::{self, UrlServer};
 use nimbus_lambda::functions::ExecutionRoles;
-use nimbus_lambda::images::{FunctionImages, UnpackedImage};
+use nimbus_lambda::images::{FunctionImages, ImageRefused, UnpackedImage};
 use nimbus_lambda::invoke::ROLE_SESSION;
 use nimbus_lambda::schedule_targets::ScheduleTargets;
 use nimbus_lambda::store::FunctionStore;
@@ -171,12 +170,15 @@ struct EcsRoles(Arc<RoleSessions>);
 
 impl TaskRoles for EcsRoles {
     fn check(&self, role: &str) -> Result<(), String> {
-        self.0.check_service(role, "ecs-tasks.amazonaws.com")
+        self.0.check_service(role, ECS_TASKS).map(|_| ())
+    }
+
+    fn session(&self, role: &str, session: &str) -> Result<Caller, String> {
+        self.0.assume(role, ECS_TASKS, session)
     }
 
     fn credentials(&self, role: &str, session: &str) -> Result<RoleCredentials, String> {
-        self.check(role)?;
-        let (_, record) = self.0.store.role_by_arn(role).map_err(|err| err.message)?;
+        let record = self.0.check_service(role, ECS_TASKS)?;
         let issued = self
             .0
             .issue(&record, session, time::Duration::hours(6))
@@ -226,8 +228,12 @@ fn evict_images_forever(images: Arc<Images>, runner: Option<Arc<Runner>>, limit:
 struct LambdaImages(Arc<Images>);
 
 impl FunctionImages for LambdaImages {
-    fn resolve(&self, uri: &str) -> Result<OciDigest, String> {
-        self.0.resolve(uri).map(|(_, digest)| digest)
+    fn resolve_as(&self, caller: &Principal, uri: &str) -> Result<OciDigest, ImageRefused> {
+        let (_, digest) = self.0.resolve(uri).map_err(ImageRefused::Missing)?;
+        self.0
+            .authorize_pull(caller, uri)
+            .map_err(ImageRefused::AccessDenied)?;
+        Ok(digest)
     }
 
     fn unpack(&self, uri: &str) -> Result<UnpackedImage, String> {
@@ -244,14 +250,20 @@ impl FunctionImages for LambdaImages {
 
 struct LambdaRoles(Arc<RoleSessions>, Arc<IamAuthorizer>);
 
+/// The service principal functions' execution roles trust.
+const LAMBDA: &str = "lambda.amazonaws.com";
+
 impl ExecutionRoles for LambdaRoles {
     fn check(&self, role: &str) -> Result<(), String> {
-        self.0.check_service(role, "lambda.amazonaws.com")
+        self.0.check_service(role, LAMBDA).map(|_| ())
+    }
+
+    fn session(&self, role: &str) -> Result<Caller, String> {
+        self.0.assume(role, LAMBDA, "lambda")
     }
 
     fn credentials(&self, role: &str, session: &str) -> Result<(String, String, String), String> {
-        self.check(role)?;
-        let (_, record) = self.0.store.role_by_arn(role).map_err(|err| err.message)?;
+        let record = self.0.check_service(role, LAMBDA)?;
         let issued = self
             .0
             .issue(
@@ -272,14 +284,7 @@ impl ExecutionRoles for LambdaRoles {
             return false;
         };
         let caller = Caller {
-            principal: Principal {
-                account_id: self.0.store.account.clone(),
-                kind: PrincipalKind::AssumedRole {
-                    role_name: record.name,
-                    role_id: record.id,
-                    session_name: "lambda".to_owned(),
-                },
-            },
+            principal: self.0.principal(&record, "lambda"),
             access_key_id: String::new(),
             is_session: true,
         };
@@ -402,7 +407,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         Functions::new(
             FunctionStore::new(meta.clone()),
             blobs,
-            objects.clone(),
+            Arc::new(nimbus_s3::Objects::new(objects.clone(), authorizer.clone())),
             CodeCache::open(&data_dir.join("lambda").join("code"))?,
             &args.region,
             &args.account_id,
@@ -410,6 +415,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                 account_concurrency: args.lambda_concurrency,
             },
             Arc::new(LambdaRoles(sessions.clone(), authorizer.clone())),
+            authorizer.clone(),
         )
         .with_images(Arc::new(LambdaImages(images.clone()))),
     );
@@ -463,6 +469,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let scheduler = Scheduler::new(
         meta.clone(),
         Arc::new(ScheduleTargets::new(functions.clone(), queue.clone())),
+        sessions.clone(),
         &args.region,
         &args.account_id,
     );

@@ -96,6 +96,25 @@ impl Registry {
         decision.is_ok()
     }
 
+    /// Whether `puller` may pull images from the repository `repo`
+    /// (`ecr:BatchGetImage` and `ecr:GetDownloadUrlForLayer`, its policy considered):
+    /// what a service pulling on a principal's behalf (ECS as a task's execution role,
+    /// Lambda for a function's creator) is held to, as a client pulling over `/v2/`
+    /// is.
+    pub fn authorize_pull(&self, puller: &Principal, repo: &str) -> Result<(), String> {
+        let record = self.store.repository(repo).map_err(|err| err.to_string())?;
+        for action in ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"] {
+            if !self.permits(Some(puller), None, action, &record) {
+                return Err(format!(
+                    "User: {} is not authorized to perform: {action} on resource: {}",
+                    puller.arn(),
+                    self.repository_arn(repo)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn repository_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:ecr:{}:{}:repository/{name}",

@@ -2187,18 +2187,6 @@ mod tests {
                 ))
             }
         }
-
-        fn authorize_anonymous(
-            &self,
-            _: Option<std::net::IpAddr>,
-            _: &Access,
-        ) -> Result<(), String> {
-            Err("anonymous".into())
-        }
-
-        fn authorize_service(&self, _: &str, _: &Access) -> Result<(), String> {
-            Err("service".into())
-        }
     }
 
     fn core_with(buckets: &[&str]) -> (tempfile::TempDir, Core) {

@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod notifications;
+pub mod principals;
 pub mod store;
 
 pub use api::S3Api;
 pub use notifications::EventTarget;
+pub use principals::Objects;
 pub use store::Store;

@@ -8,6 +8,10 @@
 //! target refused them, waiting for a retry). A firing commits in one batch: its tick
 //! gone, the next tick written, and the target's queue entry (or a retry) staged — so
 //! a crash at any point leaves the firing either wholly done or wholly to do.
+//!
+//! A firing is delivered as the schedule's role (`Target.RoleArn`), assumed by
+//! `scheduler.amazonaws.com`, as on AWS: the target is reached only if the role's
+//! policies allow it, else the delivery fails, is retried and dead-lettered.
 
 pub mod api;
 mod error;
@@ -18,6 +22,8 @@ mod worker;
 
 use std::sync::Arc;
 
+use nimbus_auth::Caller;
+use nimbus_auth::authz::ServiceRoles;
 use nimbus_storage::{MetadataStore, WriteBatch};
 use tokio::sync::Notify;
 
@@ -30,13 +36,20 @@ const TICKS: &str = "scheduler.ticks";
 const DELIVERIES: &str = "scheduler.deliveries";
 
 /// Where schedules deliver: the deployment's Lambda functions (and, for dead letters,
-/// buckets), as the service that owns them stages writes for them.
+/// buckets), as the service that owns them stages writes for them, each write
+/// authorized for `role`, the session of the schedule's role.
 pub trait Targets: ArnCheck + Send + Sync {
     /// The writes that hand `payload` to the target, to commit with the firing.
-    fn stage(&self, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure>;
+    fn stage(&self, role: &Caller, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure>;
     /// Sends a firing that could not be delivered to the dead-letter target `arn`;
     /// any writes returned are committed with the firing's removal.
-    fn dead_letter(&self, arn: &str, name: &str, message: &[u8]) -> Result<WriteBatch, String>;
+    fn dead_letter(
+        &self,
+        role: &Caller,
+        arn: &str,
+        name: &str,
+        message: &[u8],
+    ) -> Result<WriteBatch, String>;
     /// Tells the target's queue that staged entries were committed.
     fn wake(&self);
 }
@@ -44,6 +57,7 @@ pub trait Targets: ArnCheck + Send + Sync {
 pub struct Scheduler {
     meta: Arc<dyn MetadataStore>,
     targets: Arc<dyn Targets>,
+    roles: Arc<dyn ServiceRoles>,
     region: String,
     account: String,
     wake: Notify,
@@ -53,12 +67,14 @@ impl Scheduler {
     pub fn new(
         meta: Arc<dyn MetadataStore>,
         targets: Arc<dyn Targets>,
+        roles: Arc<dyn ServiceRoles>,
         region: &str,
         account: &str,
     ) -> Arc<Self> {
         Arc::new(Self {
             meta,
             targets,
+            roles,
             region: region.to_owned(),
             account: account.to_owned(),
             wake: Notify::new(),

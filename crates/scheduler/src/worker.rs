@@ -44,6 +44,8 @@ const IDLE: Duration = Duration::from_secs(60);
 /// further one, up to `MAX_BACKOFF_MS`.
 const BACKOFF_BASE_MS: i64 = 1000;
 const MAX_BACKOFF_MS: i64 = 300_000;
+/// The service principal that assumes schedules' roles.
+const SERVICE: &str = "scheduler.amazonaws.com";
 
 fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
@@ -239,7 +241,17 @@ impl Scheduler {
     /// when it refuses, a retry or a dead letter.
     fn attempt(&self, batch: WriteBatch, mut delivery: Delivery, now: i64) -> WriteBatch {
         let payload = delivery.payload();
-        let failure = match self.targets.stage(&delivery.target.arn, &payload) {
+        let role = self
+            .roles
+            .assume(&delivery.target.role_arn, SERVICE, &delivery.execution_id);
+        let staged = match &role {
+            Ok(role) => self.targets.stage(role, &delivery.target.arn, &payload),
+            Err(reason) => Err(Failure {
+                code: "AccessDeniedException".to_owned(),
+                message: reason.clone(),
+            }),
+        };
+        let failure = match staged {
             Ok(staged) => return batch.extend(staged),
             Err(failure) => failure,
         };
@@ -262,6 +274,12 @@ impl Scheduler {
             tracing::warn!(schedule = %delivery.schedule_arn, error = %failure.message, "dropping a firing its target refused after every retry");
             return batch;
         };
+        // The dead letter too is sent as the role; a role that cannot be assumed
+        // sends nothing anywhere.
+        let Ok(role) = role else {
+            tracing::warn!(schedule = %delivery.schedule_arn, error = %failure.message, "dropping a firing whose role cannot be assumed");
+            return batch;
+        };
         let message = serde_json::json!({
             "body": String::from_utf8_lossy(&payload),
             "attributes": {
@@ -279,6 +297,7 @@ impl Scheduler {
             delivery.group, delivery.name, delivery.execution_id
         );
         match self.targets.dead_letter(
+            &role,
             dead_letter,
             &name,
             &serde_json::to_vec(&message).expect("messages serialize"),
@@ -298,12 +317,40 @@ mod tests {
 
     use nimbus_storage::{MetadataStore, SqliteStore};
 
+    use nimbus_auth::authz::ServiceRoles;
+    use nimbus_auth::{Caller, Principal, PrincipalKind};
+
     use super::*;
     use crate::Targets;
     use crate::model::{ArnCheck, ScheduleSpec};
 
     const FUNCTION: &str = "arn:aws:lambda:us-east-1:000000000000:function:f";
     const MISSING: &str = "arn:aws:lambda:us-east-1:000000000000:function:missing";
+    const ROLE: &str = "arn:aws:iam::000000000000:role/r";
+    const UNTRUSTING: &str = "arn:aws:iam::000000000000:role/untrusting";
+
+    /// IAM as the scheduler sees it: every role but `UNTRUSTING` lets it assume them.
+    struct Roles;
+
+    impl ServiceRoles for Roles {
+        fn assume(&self, arn: &str, service: &str, session: &str) -> Result<Caller, String> {
+            if arn == UNTRUSTING || service != SERVICE {
+                return Err(format!("{arn} cannot be assumed by {service}"));
+            }
+            Ok(Caller {
+                principal: Principal {
+                    account_id: "000000000000".into(),
+                    kind: PrincipalKind::AssumedRole {
+                        role_name: arn.rsplit('/').next().unwrap().into(),
+                        role_id: "AROAEXAMPLE".into(),
+                        session_name: session.into(),
+                    },
+                },
+                access_key_id: String::new(),
+                is_session: true,
+            })
+        }
+    }
 
     /// Stages each payload into a table of its own, and remembers dead letters.
     #[derive(Default)]
@@ -321,7 +368,13 @@ mod tests {
     }
 
     impl Targets for Recorder {
-        fn stage(&self, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
+        fn stage(&self, role: &Caller, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
+            assert!(
+                role.principal
+                    .arn()
+                    .starts_with("arn:aws:sts::000000000000:assumed-role/r/"),
+                "delivered as the schedule's role"
+            );
             if arn == MISSING {
                 return Err(Failure {
                     code: "ResourceNotFoundException".into(),
@@ -331,7 +384,13 @@ mod tests {
             let key = uuid::Uuid::new_v4().to_string();
             Ok(WriteBatch::new().put("test.fired", &key, payload.to_vec(), Expect::Absent))
         }
-        fn dead_letter(&self, _: &str, _: &str, message: &[u8]) -> Result<WriteBatch, String> {
+        fn dead_letter(
+            &self,
+            _: &Caller,
+            _: &str,
+            _: &str,
+            message: &[u8],
+        ) -> Result<WriteBatch, String> {
             self.dead
                 .lock()
                 .unwrap()
@@ -342,12 +401,16 @@ mod tests {
     }
 
     fn spec(expression: &str, target: &str, input: &str) -> ScheduleSpec {
+        spec_as(ROLE, expression, target, input)
+    }
+
+    fn spec_as(role: &str, expression: &str, target: &str, input: &str) -> ScheduleSpec {
         serde_json::from_value(serde_json::json!({
             "ScheduleExpression": expression,
             "FlexibleTimeWindow": { "Mode": "OFF" },
             "Target": {
                 "Arn": target,
-                "RoleArn": "arn:aws:iam::000000000000:role/r",
+                "RoleArn": role,
                 "Input": input,
                 "RetryPolicy": { "MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 600 },
                 "DeadLetterConfig": { "Arn": "arn:aws:s3:::dead" },
@@ -378,6 +441,7 @@ mod tests {
             let scheduler = Scheduler::new(
                 self.meta.clone(),
                 self.targets.clone(),
+                Arc::new(Roles),
                 "us-east-1",
                 "000000000000",
             );
@@ -475,6 +539,27 @@ mod tests {
             "ResourceNotFoundException"
         );
         assert_eq!(dead[0]["attributes"]["RETRY_ATTEMPTS"], "2");
+    }
+
+    #[test]
+    fn a_role_the_scheduler_cannot_assume_delivers_nothing() {
+        let harness = Harness::new();
+        let scheduler = harness.scheduler();
+        scheduler
+            .create_schedule(
+                "untrusted",
+                spec_as(UNTRUSTING, "rate(1 hour)", FUNCTION, "{}"),
+            )
+            .unwrap();
+        let mut due = crate::now_ms();
+        for _ in 0..3 {
+            due = scheduler.fire_due(due).unwrap().unwrap();
+        }
+        assert!(harness.fired().is_empty(), "the target was never reached");
+        assert!(
+            harness.targets.dead.lock().unwrap().is_empty(),
+            "nor its dead-letter target, which is sent to as the role too"
+        );
     }
 
     #[test]
