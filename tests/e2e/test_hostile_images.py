@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import signal
 import tarfile
 import tempfile
@@ -76,9 +77,9 @@ class MaliciousRegistry:
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def image(self, name, layers, user=None):
+    def image(self, name, layers, user=None, declared=None):
         """Serves an image of `layers` (each (digest, bytes); bytes served under the
-        digest as given); its reference."""
+        digest as given, their size as `declared` if given); its reference."""
         config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/true"]},
                   "rootfs": {"type": "layers", "diff_ids": [digest for digest, _ in layers]}}
         if user:
@@ -88,7 +89,7 @@ class MaliciousRegistry:
         descriptors = []
         for digest, data in layers:
             self.blobs[digest] = data
-            descriptors.append({"mediaType": LAYER, "digest": digest, "size": len(data)})
+            descriptors.append({"mediaType": LAYER, "digest": digest, "size": declared or len(data)})
         manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST,
                                "config": {"mediaType": CONFIG, "digest": sha256(config), "size": len(config)},
                                "layers": descriptors}).encode()
@@ -132,7 +133,7 @@ def place():
 @pytest.fixture(scope="module")
 def server(place):
     # A small layer bound, so the bomb below stays small.
-    nimbus = start_nimbus(place / "data", "--image-layer-max-mb", "16")
+    nimbus = start_nimbus(place / "data", env={"NIMBUS_IMAGE_LAYER_MAX_MB": "16"})
     try:
         yield nimbus
     finally:
@@ -213,6 +214,13 @@ def test_a_gzip_bomb_stops_at_the_layer_bound(place, server, ecs, registry):
     assert reason.startswith("CannotPullContainerError") and "decompresses to more than" in reason, reason
     # Nothing half-unpacked stays behind.
     assert list((server.data_dir / "ecs" / "snapshots" / "tmp").iterdir()) == []
+    assert_canary_intact(place)
+
+
+def test_a_blob_longer_than_its_descriptor_is_cut_off(place, ecs, registry):
+    long = layer(("noise", tarfile.REGTYPE, os.urandom(256 << 10)))
+    reason = stopped_reason(ecs, registry.image("long", [long], declared=1024))
+    assert reason.startswith("CannotPullContainerError") and "larger than its descriptor" in reason, reason
     assert_canary_intact(place)
 
 
