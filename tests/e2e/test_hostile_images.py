@@ -1,8 +1,10 @@
 """Hostile images: a malicious registry, started here, serves crafted manifests and
 layers (a digest that is a path, symlinks planted to reach the host, a hard link out,
-a gzip bomb, an /etc/passwd that points at the host) to ECS tasks. Canary
-directories beside the server's data directory must come through untouched, and
-each task must stop the way ECS stops a task whose image cannot be used."""
+a gzip bomb, a blob longer than declared, an /etc/passwd that points at the host) to
+ECS tasks, and a hostile layer pushed to nimbus's own registry backs a Lambda
+function. Canary directories beside the server's data directory must come through
+untouched; each task stops the way ECS stops a task whose image cannot be used, and
+the function fails to become Active."""
 
 import gzip
 import hashlib
@@ -13,6 +15,8 @@ import signal
 import tarfile
 import tempfile
 import threading
+import time
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -230,4 +234,56 @@ def test_a_user_is_looked_up_in_the_image_never_on_the_host(place, ecs, registry
     image = registry.image("user", [passwd], user="hostuser")
     reason = stopped_reason(ecs, image)
     assert "unable to find user hostuser" in reason, reason
+    assert_canary_intact(place)
+
+
+def push(server, repo, layers):
+    """Pushes an image of `layers` to the server's own registry over the OCI API, as
+    a hostile client could; its URI."""
+    ecr = server.client("ecr")
+    ecr.create_repository(repositoryName=repo)
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    auth = {"Authorization": f"Basic {token}"}
+
+    def call(method, path, data=None, headers=None):
+        request = urllib.request.Request(path if path.startswith("http") else server.endpoint + path,
+                                         data=data, method=method, headers={**auth, **(headers or {})})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response
+
+    def blob(data):
+        started = call("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
+        location = started.headers["Location"]
+        location = location if location.startswith("http") else server.endpoint + location
+        separator = "&" if "?" in location else "?"
+        call("PUT", f"{location}{separator}digest={sha256(data)}", data=data,
+             headers={"Content-Type": "application/octet-stream"})
+        return sha256(data)
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/true"]},
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": blob(config), "size": len(config)},
+        "layers": [{"mediaType": LAYER, "digest": blob(data), "size": len(data)} for _, data in layers],
+    }).encode()
+    call("PUT", f"/v2/{repo}/manifests/v1", data=manifest, headers={"Content-Type": MANIFEST})
+    return f"{server.endpoint.removeprefix('http://')}/{repo}:v1"
+
+
+def test_an_image_function_whose_layer_reaches_for_the_host_fails(place, server):
+    canary = place / "canary"
+    uri = push(server, f"hostile-{uuid.uuid4().hex[:6]}",
+               [layer(("x", tarfile.SYMTYPE, str(canary)), ("x/.wh.file", tarfile.REGTYPE, b""))])
+    client = server.client("lambda")
+    name = f"hostile-{uuid.uuid4().hex[:6]}"
+    client.create_function(FunctionName=name, PackageType="Image", Code={"ImageUri": uri},
+                           Role="arn:aws:iam::000000000000:role/lambda-role")
+    for _ in range(120):
+        configuration = client.get_function_configuration(FunctionName=name)
+        if configuration["State"] != "Pending":
+            break
+        time.sleep(0.5)
+    assert configuration["State"] == "Failed", configuration
+    assert "unpacking layer" in configuration["StateReason"], configuration
     assert_canary_intact(place)
