@@ -282,9 +282,13 @@ impl Images {
                     .join("tmp")
                     .join(format!("blob-{}", STAGING.fetch_add(1, Ordering::Relaxed)));
                 let downloaded = runtime.block_on(async {
-                    let mut file = tokio::fs::File::create(&path)
+                    let file = tokio::fs::File::create(&path)
                         .await
                         .map_err(|err| err.to_string())?;
+                    let mut file = Capped {
+                        file,
+                        left: layer.size as u64,
+                    };
                     client
                         .pull_blob(&parsed, layer, &mut file)
                         .await
@@ -413,6 +417,46 @@ pub fn read_image_file(
         }
     }
     Ok(None)
+}
+
+/// A download that fails past the size its descriptor declared: the digest is only
+/// checked at the end, and a registry may send without end.
+struct Capped {
+    file: tokio::fs::File,
+    left: u64,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "the blob is larger than its descriptor says",
+            )));
+        }
+        let written = std::pin::Pin::new(&mut self.file).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = written {
+            self.left -= n as u64;
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_shutdown(cx)
+    }
 }
 
 /// See [`Images::evict`].

@@ -149,7 +149,10 @@ fn entry_path(raw: &[u8]) -> io::Result<Option<PathBuf>> {
     if !is_plain(path) {
         return Err(refused(format!("entry {shown} escapes the layer")));
     }
-    let clean: PathBuf = path.components().collect();
+    let clean: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
     Ok((!clean.as_os_str().is_empty()).then_some(clean))
 }
 
@@ -501,6 +504,8 @@ mod tests {
     fn whiteouts_become_overlay_whiteouts() {
         let scene = Scene::new();
         let tar = archive(&[
+            entry(tar::EntryType::Directory, b"./", b"", b""),
+            entry(tar::EntryType::Directory, b"./etc/", b"", b""),
             file("./etc/keep", b"k"),
             file("etc/.wh.gone", b""),
             file("var/.wh..wh..opq", b""),
