@@ -49,12 +49,21 @@ pub enum Literal {
     Null,
 }
 
+/// CloudWatch Logs' limit on a pattern's length, in characters; it also bounds how
+/// deep the JSON parser recurses.
+const MAX_PATTERN: usize = 1024;
+
 fn invalid(pattern: &str) -> String {
     format!("Invalid filter pattern: {pattern}")
 }
 
 impl Filter {
     pub fn parse(pattern: &str) -> Result<Self, String> {
+        if pattern.chars().count() > MAX_PATTERN {
+            return Err(format!(
+                "Invalid filter pattern: longer than {MAX_PATTERN} characters"
+            ));
+        }
         let trimmed = pattern.trim();
         if trimmed.is_empty() {
             return Ok(Filter::All);
@@ -447,5 +456,19 @@ mod tests {
         for bad in ["{ $.level = }", "{ level = 1 }", "{ $.a = 1", "[a, b]"] {
             assert!(Filter::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the filter fuzz target: a pattern nested thousands deep overflowed
+    /// the parser's stack, which aborts the whole server.
+    #[test]
+    fn patterns_are_bounded_as_in_cloudwatch() {
+        let nested = |depth: usize| format!("{{{}$.ab=1{}}}", "(".repeat(depth), ")".repeat(depth));
+        let deepest = nested(508);
+        assert_eq!(deepest.len(), 1024);
+        assert!(matches(&deepest, r#"{"ab":1}"#));
+        assert!(Filter::parse(&nested(509)).is_err());
+        assert!(Filter::parse(&nested(100_000)).is_err());
+        let chain = format!("{{ {} }}", vec!["$.a = 1"; 100_000].join(" && "));
+        assert!(Filter::parse(&chain).is_err());
     }
 }
