@@ -34,7 +34,7 @@ else
 fi
 
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-    AFL_NO_AFFINITY=1 AFL_SKIP_BIN_CHECK=1
+    AFL_NO_AFFINITY=1
 stat() { sed -n "s/^$1 *: *//p" "$2"; }
 summary=()
 for target in "${targets[@]}"; do
