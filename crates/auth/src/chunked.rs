@@ -17,6 +17,9 @@ use crate::sigv4::{Scope, SignatureV4};
 const MAX_CHUNK: u64 = 64 << 20;
 /// The longest chunk header or trailer line accepted.
 const MAX_LINE: usize = 4096;
+/// The most trailers a body may carry (SDKs send a checksum): they are kept in
+/// memory, and a body is otherwise as long as its sender likes.
+const MAX_TRAILERS: usize = 16;
 /// The sha256 of nothing, part of every chunk's string to sign.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -263,6 +266,8 @@ impl ChunkedDecoder {
                 &hex::encode(Sha256::digest(canonical.as_bytes())),
                 &presented,
             )?;
+        } else if self.trailers.len() == MAX_TRAILERS {
+            return Err(malformed("too many trailers"));
         } else {
             self.trailers.push((name, value));
         }
@@ -398,5 +403,25 @@ mod tests {
             .unwrap();
         assert!(decode(&mut endless, &vec![b'1'; MAX_LINE + 1], 512).is_err());
         assert!(ChunkedDecoder::for_mode("UNSIGNED-PAYLOAD", None).is_none());
+    }
+
+    /// Seen writing the chunked fuzz target: trailers were kept without limit, so a
+    /// body of trailer lines grew memory as long as it streamed.
+    #[test]
+    fn trailers_are_bounded() {
+        let body = |count: usize| {
+            let mut body = b"0\r\n".to_vec();
+            for i in 0..count {
+                body.extend_from_slice(format!("x-amz-meta-{i}:v\r\n").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            body
+        };
+        let mode = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+        let mut decoder = ChunkedDecoder::for_mode(mode, None).unwrap().unwrap();
+        decode(&mut decoder, &body(MAX_TRAILERS), 5).unwrap();
+        assert_eq!(decoder.finish().unwrap().1.len(), MAX_TRAILERS);
+        let mut decoder = ChunkedDecoder::for_mode(mode, None).unwrap().unwrap();
+        assert!(decode(&mut decoder, &body(MAX_TRAILERS + 1), 5).is_err());
     }
 }

@@ -19,7 +19,7 @@ use nimbus_registry::names::{OciDigest, Reference};
 use nimbus_registry::store::ManifestRecord;
 use serde_json::Value;
 
-pub use layer::Limits;
+pub use layer::{Limits, unpack as unpack_layer};
 
 /// What a container needs of its image.
 #[derive(Debug, Clone)]

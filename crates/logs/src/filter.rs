@@ -49,12 +49,23 @@ pub enum Literal {
     Null,
 }
 
+/// CloudWatch Logs' limit on a pattern's length, in characters.
+const MAX_PATTERN: usize = 1024;
+/// How deep parentheses may nest: the parser recurses once per level, and a
+/// 1024-character pattern could otherwise nest past what a thread's stack holds.
+const MAX_NESTING: usize = 64;
+
 fn invalid(pattern: &str) -> String {
     format!("Invalid filter pattern: {pattern}")
 }
 
 impl Filter {
     pub fn parse(pattern: &str) -> Result<Self, String> {
+        if pattern.chars().count() > MAX_PATTERN {
+            return Err(format!(
+                "Invalid filter pattern: longer than {MAX_PATTERN} characters"
+            ));
+        }
         let trimmed = pattern.trim();
         if trimmed.is_empty() {
             return Ok(Filter::All);
@@ -62,7 +73,11 @@ impl Filter {
         if let Some(body) = trimmed.strip_prefix('{') {
             let body = body.strip_suffix('}').ok_or_else(|| invalid(pattern))?;
             let tokens = tokenize(body).ok_or_else(|| invalid(pattern))?;
-            let mut parser = Parser { tokens, at: 0 };
+            let mut parser = Parser {
+                tokens,
+                at: 0,
+                depth: 0,
+            };
             let expr = parser.or().ok_or_else(|| invalid(pattern))?;
             if parser.at != parser.tokens.len() {
                 return Err(invalid(pattern));
@@ -329,6 +344,8 @@ fn tokenize(text: &str) -> Option<Vec<Token>> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// Parentheses open around the token at `at`.
+    depth: usize,
 }
 
 impl Parser {
@@ -362,8 +379,10 @@ impl Parser {
 
     fn primary(&mut self) -> Option<Expr> {
         match self.next()? {
-            Token::Open => {
+            Token::Open if self.depth < MAX_NESTING => {
+                self.depth += 1;
                 let inner = self.or()?;
+                self.depth -= 1;
                 (self.next()? == Token::Close).then_some(inner)
             }
             Token::Path(path) => match self.next()? {
@@ -447,5 +466,18 @@ mod tests {
         for bad in ["{ $.level = }", "{ level = 1 }", "{ $.a = 1", "[a, b]"] {
             assert!(Filter::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the filter fuzz target: a pattern nested a thousand deep (closed or
+    /// not) overflowed the parser's stack, which aborts the whole server.
+    #[test]
+    fn patterns_are_bounded_as_in_cloudwatch() {
+        let nested = |depth: usize| format!("{{{}$.ab=1{}}}", "(".repeat(depth), ")".repeat(depth));
+        assert!(matches(&nested(MAX_NESTING), r#"{"ab":1}"#));
+        assert!(Filter::parse(&nested(MAX_NESTING + 1)).is_err());
+        assert!(Filter::parse(&format!("{{{}", "(".repeat(1022))).is_err());
+        assert!(Filter::parse(&nested(100_000)).is_err());
+        let chain = format!("{{ {} }}", vec!["$.a = 1"; 100_000].join(" && "));
+        assert!(Filter::parse(&chain).is_err());
     }
 }

@@ -443,7 +443,9 @@ fn token(call: &Call, now: OffsetDateTime) -> Response {
 
 /// A `Range: bytes=...` request over `len` bytes as (start, end inclusive); `Err`
 /// when it cannot be satisfied.
-fn byte_range(header: &str, len: u64) -> Result<(u64, u64), ()> {
+#[doc(hidden)] // public for the fuzz targets
+#[allow(clippy::result_unit_err)]
+pub fn byte_range(header: &str, len: u64) -> Result<(u64, u64), ()> {
     let spec = header.trim().strip_prefix("bytes=").ok_or(())?;
     if spec.contains(',') {
         return Err(());

@@ -177,7 +177,8 @@ fn encode(value: &impl Serialize) -> Vec<u8> {
 }
 
 /// A manifest's parts the registry needs, read from its JSON.
-struct Parsed {
+#[doc(hidden)] // public for the fuzz targets
+pub struct Parsed {
     media_type: String,
     artifact_type: Option<String>,
     annotations: Option<serde_json::Value>,
@@ -199,7 +200,8 @@ fn descriptor_digest(descriptor: &serde_json::Value) -> Result<OciDigest> {
 
 /// Validates a manifest as its media type requires: it must parse, say what it is
 /// consistently with how it was sent, and be one thing, not two.
-fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed> {
+#[doc(hidden)] // public for the fuzz targets
+pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed> {
     let json: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| RegistryError::ManifestInvalid(format!("manifest is not JSON: {err}")))?;
     if !json.is_object() {
@@ -281,7 +283,9 @@ fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed> {
                     continue;
                 }
                 let size = layer["size"].as_u64().unwrap_or(0);
-                parsed.image_size += size;
+                parsed.image_size = parsed.image_size.checked_add(size).ok_or_else(|| {
+                    RegistryError::ManifestInvalid("the layers' sizes add up past 2^64".into())
+                })?;
                 parsed.blobs.push((digest, size));
             }
         }
@@ -1130,6 +1134,25 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, RegistryError::ManifestInvalid(_)), "{err:?}");
         }
+    }
+
+    /// Found writing the manifest fuzz target: layer sizes whose sum overflows panicked
+    /// (debug) or wrapped to a wrong image size (release).
+    #[test]
+    fn layer_sizes_that_overflow_are_refused() {
+        let layer = format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{}","size":{}}}"#,
+            "b".repeat(64),
+            u64::MAX
+        );
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"sha256:{}","size":2}},"layers":[{layer},{layer}]}}"#,
+            "a".repeat(64)
+        );
+        assert!(matches!(
+            parse_manifest(manifest.as_bytes(), None),
+            Err(RegistryError::ManifestInvalid(_))
+        ));
     }
 
     #[test]

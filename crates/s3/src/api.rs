@@ -1944,7 +1944,8 @@ fn precondition(headers: &HeaderMap, etag: &str, modified: f64) -> Option<Status
 }
 
 /// A `Range: bytes=...` over `len` bytes as (start, end inclusive).
-fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
+#[doc(hidden)] // public for the fuzz targets
+pub fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
     let spec = header.trim().strip_prefix("bytes=")?;
     if spec.contains(',') || len == 0 {
         return None;

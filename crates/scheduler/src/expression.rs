@@ -64,6 +64,11 @@ impl Expression {
                         "expected six fields: minutes hours day-of-month month day-of-week year",
                     ));
                 };
+                // croner takes an empty list item (`,`, `1,,2`) as matching nothing,
+                // and a cron that never fires is searched for years ahead.
+                if fields.iter().any(|f| f.split(',').any(str::is_empty)) {
+                    return Err(invalid("a field has an empty list item"));
+                }
                 // AWS's rule: one of the two day fields must be `?`, not both.
                 if (*day_of_month == "?") == (*day_of_week == "?") {
                     return Err(invalid(
@@ -193,6 +198,11 @@ mod tests {
             "cron(0 0 * * * *)",
             "cron(0 0 ? * ? *)",
             "cron(61 0 * * ? *)",
+            // Found by the schedule fuzz target: an empty list item made a cron that
+            // never fires, and each search for its next time ran for seconds.
+            "cron(, 12 ? * MON-FRI *)",
+            "cron(0 1,,2 ? * MON *)",
+            "cron(0 12 ? * MON, *)",
         ] {
             assert!(Expression::parse(bad).is_err(), "{bad}");
         }

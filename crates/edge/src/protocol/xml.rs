@@ -79,6 +79,7 @@ pub fn records(
     element: &str,
     fields: &[&str],
 ) -> Result<Vec<Vec<String>>, quick_xml::Error> {
+    use quick_xml::escape::EscapeError;
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(document);
     let mut records = Vec::new();
@@ -99,18 +100,25 @@ pub fn records(
                     record[at].push_str(&text.decode().map_err(quick_xml::Error::from)?);
                 }
             }
+            Event::CData(data) => {
+                if let (Some(record), Some(at)) = (current.as_mut(), field) {
+                    record[at].push_str(&data.decode().map_err(quick_xml::Error::from)?);
+                }
+            }
+            // Character references (`&#13;`, as writers escape a carriage return)
+            // and the predefined entities; any other is refused, never dropped.
             Event::GeneralRef(reference) => {
                 if let (Some(record), Some(at)) = (current.as_mut(), field) {
-                    let name = reference.decode().map_err(quick_xml::Error::from)?;
-                    let resolved = match name.as_ref() {
-                        "lt" => "<",
-                        "gt" => ">",
-                        "amp" => "&",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        _ => "",
-                    };
-                    record[at].push_str(resolved);
+                    if let Some(c) = reference.resolve_char_ref()? {
+                        record[at].push(c);
+                    } else {
+                        let name = reference.decode().map_err(quick_xml::Error::from)?;
+                        let resolved =
+                            quick_xml::escape::resolve_xml_entity(&name).ok_or_else(|| {
+                                EscapeError::UnrecognizedEntity(0..0, name.clone().into_owned())
+                            })?;
+                        record[at].push_str(resolved);
+                    }
                 }
             }
             Event::End(end) => {
@@ -172,5 +180,25 @@ mod tests {
             first_record(document, "Credentials", &["AccessKeyId", "Missing"]),
             None
         );
+    }
+
+    /// Found by the xml fuzz target: a key with a carriage return, written as `&#13;`,
+    /// lost it, so `DeleteObjects` deleted another key than the one named.
+    #[test]
+    fn records_read_every_form_of_text_or_refuse_the_document() {
+        let mut xml = XmlWriter::new();
+        xml.open("Delete");
+        xml.open("Object");
+        xml.leaf("Key", "a\r\nb");
+        xml.close("Object");
+        xml.close("Delete");
+        let written = xml.finish();
+        assert_eq!(
+            records(written.as_bytes(), "Object", &["Key"]).unwrap(),
+            [["a\r\nb"]]
+        );
+        let document = b"<D><O><K>&#x41;&#46;<![CDATA[<raw>&]]>&amp;</K></O></D>";
+        assert_eq!(records(document, "O", &["K"]).unwrap(), [["A.<raw>&&"]]);
+        assert!(records(b"<D><O><K>a&nope;b</K></O></D>", "O", &["K"]).is_err());
     }
 }
