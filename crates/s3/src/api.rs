@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use md5::{Digest as _, Md5};
 use nimbus_auth::authz::Access;
 use nimbus_auth::policy::{Policy, PolicyKind};
+use nimbus_edge::protocol::range::byte_range;
 use nimbus_edge::protocol::xml::{self, XmlWriter};
 use nimbus_edge::{
     Authorization, AwsError, Check, Operation, OperationDoc, Protocol, RequestContext,
@@ -1941,25 +1942,6 @@ fn precondition(headers: &HeaderMap, etag: &str, modified: f64) -> Option<Status
         return Some(StatusCode::NOT_MODIFIED);
     }
     None
-}
-
-/// A `Range: bytes=...` over `len` bytes as (start, end inclusive).
-#[doc(hidden)] // public for the fuzz targets
-pub fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || len == 0 {
-        return None;
-    }
-    let (start, end) = spec.split_once('-')?;
-    let (start, end) = match (start.trim(), end.trim()) {
-        ("", suffix) => {
-            let suffix: u64 = suffix.parse().ok().filter(|s| *s > 0)?;
-            (len.saturating_sub(suffix), len - 1)
-        }
-        (start, "") => (start.parse().ok()?, len - 1),
-        (start, end) => (start.parse().ok()?, end.parse::<u64>().ok()?.min(len - 1)),
-    };
-    (start <= end && start < len).then_some((start, end))
 }
 
 /// The bytes a response body streams at most per read.

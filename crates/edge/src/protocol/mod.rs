@@ -3,6 +3,7 @@
 
 pub mod json11;
 pub mod query;
+pub mod range;
 pub mod rest_json;
 pub mod xml;
 
