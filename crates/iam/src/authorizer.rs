@@ -24,7 +24,7 @@ struct Cached {
 /// parse, or a store that failed. The request is then denied, never judged without
 /// the missing policy (its Deny statements would be lost).
 #[derive(Debug, Clone)]
-pub struct Unreadable(Arc<str>);
+struct Unreadable(Arc<str>);
 
 impl std::fmt::Display for Unreadable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,7 +58,7 @@ impl IamAuthorizer {
     }
 
     /// The identity policies of a principal; none for one that no longer exists.
-    pub fn identity_policies(&self, principal: &Principal) -> Result<Arc<Vec<Policy>>, Unreadable> {
+    fn identity_policies(&self, principal: &Principal) -> Result<Arc<Vec<Policy>>, Unreadable> {
         let (key, entity) = match &principal.kind {
             PrincipalKind::Root => return Ok(Arc::new(Vec::new())),
             PrincipalKind::User { name, .. } => (format!("user/{name}"), name),
