@@ -34,8 +34,7 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(fresh_nimbus):
     def issue_session(worker, n):
         return clients[worker].get_session_token(DurationSeconds=900)["Credentials"]
 
-    acknowledged, _ = write_until_killed(server, issue_session)
-    assert len(acknowledged) > 20, f"only {len(acknowledged)} writes were acknowledged"
+    acknowledged, _ = write_until_killed(server, issue_session, at_least=21)
     restarted = fresh_nimbus()
     body = b"Action=GetCallerIdentity&Version=2011-06-15"
     with requests.Session() as http:
@@ -50,12 +49,13 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(fresh_nimbus):
 # and every write the server acknowledged is there.
 
 
-def write_until_killed(server, write, workers=4, seconds=2.0):
-    """Runs `write(worker, n)` on `workers` threads for `seconds`, then SIGKILLs the
-    server with writes in flight. Returns what each acknowledged write returned,
-    and the writes that were in flight (sent, never answered), each as (worker, n)."""
+def write_until_killed(server, write, at_least, workers=4, patience=120.0):
+    """Runs `write(worker, n)` on `workers` threads until `at_least` writes were
+    acknowledged (however slow the machine), then SIGKILLs the server with writes in
+    flight. Returns what each acknowledged write returned, and the writes that were
+    in flight (sent, never answered), each as (worker, n)."""
     acknowledged, in_flight = [], []
-    stop = threading.Event()
+    killing, stop = threading.Event(), threading.Event()
 
     def loop(worker):
         n = 0
@@ -63,6 +63,8 @@ def write_until_killed(server, write, workers=4, seconds=2.0):
             try:
                 acknowledged.append(write(worker, n))
             except Exception:
+                if not killing.is_set():
+                    raise  # a refused write, not the kill: the test says which
                 # The server died under us: this write was never acknowledged.
                 in_flight.append((worker, n))
                 return
@@ -70,11 +72,17 @@ def write_until_killed(server, write, workers=4, seconds=2.0):
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         running = [pool.submit(loop, worker) for worker in range(workers)]
-        time.sleep(seconds)
+        deadline = time.monotonic() + patience
+        while len(acknowledged) < at_least and time.monotonic() < deadline:
+            if all(worker.done() for worker in running):
+                break
+            time.sleep(0.01)
+        killing.set()
         server.kill()
         stop.set()
         for worker in running:
             worker.result()
+    assert len(acknowledged) >= at_least, f"only {len(acknowledged)} writes were acknowledged"
     return acknowledged, in_flight
 
 
@@ -88,8 +96,7 @@ def test_sigkill_loses_no_acknowledged_s3_object(fresh_nimbus):
         clients[worker].put_object(Bucket="crash", Key=key, Body=body)
         return key, body
 
-    acknowledged, _ = write_until_killed(server, put)
-    assert len(acknowledged) > 20, f"only {len(acknowledged)} PUTs were acknowledged"
+    acknowledged, _ = write_until_killed(server, put, at_least=21)
     s3 = fresh_nimbus().client("s3")
     for key, body in acknowledged:
         assert s3.get_object(Bucket="crash", Key=key)["Body"].read() == body, f"{key} lost or torn"
@@ -118,11 +125,16 @@ def test_sigkill_loses_no_acknowledged_function_create_or_update(fresh_nimbus):
             clients[worker].create_function(FunctionName=name, Runtime="python3.12", Role=ROLE,
                                             Handler="app.handler", Code={"ZipFile": code})
         else:
-            clients[worker].update_function_code(FunctionName=name, ZipFile=code)
+            # A function being created takes no new code until it is Active.
+            while True:
+                try:
+                    clients[worker].update_function_code(FunctionName=name, ZipFile=code)
+                    break
+                except clients[worker].exceptions.ResourceConflictException:
+                    time.sleep(0.02)
         return name, n, code
 
-    acknowledged, in_flight = write_until_killed(server, create_then_update)
-    assert len(acknowledged) > 10, f"only {len(acknowledged)} function writes were acknowledged"
+    acknowledged, in_flight = write_until_killed(server, create_then_update, at_least=11)
     latest = {}
     for name, n, code in acknowledged:
         if n >= latest.get(name, (-1,))[0]:
@@ -165,8 +177,7 @@ def test_sigkill_loses_no_acknowledged_image_push(fresh_nimbus):
             assert response.status_code == 201, response.text
             return tag, manifest, layer
 
-    acknowledged, _ = write_until_killed(server, push)
-    assert len(acknowledged) > 10, f"only {len(acknowledged)} pushes were acknowledged"
+    acknowledged, _ = write_until_killed(server, push, at_least=11)
     restarted = fresh_nimbus()
     with requests.Session() as http:
         http.auth = (user, password)
@@ -191,8 +202,7 @@ def test_sigkill_loses_no_acknowledged_event_invoke(fresh_nimbus, callbacks):
         time.sleep(0.05)  # a queue the restarted server works off in seconds
         return response["ResponseMetadata"]["RequestId"]
 
-    acknowledged, _ = write_until_killed(server, queue, workers=2, seconds=1.5)
-    assert len(acknowledged) > 10, f"only {len(acknowledged)} events were acknowledged"
+    acknowledged, _ = write_until_killed(server, queue, at_least=11, workers=2)
     fresh_nimbus()
     ran = lambda: {post["request_id"] for post in callbacks.posts}  # noqa: E731
     assert eventually(lambda: set(acknowledged) <= ran(), timeout=120), (
@@ -214,8 +224,7 @@ def test_sigkill_loses_no_acknowledged_log_event_and_restarts_overwrite_none(fre
                                        logEvents=[{"timestamp": stamp, "message": message}])
         return message
 
-    acknowledged, _ = write_until_killed(server, put)
-    assert len(acknowledged) > 20, f"only {len(acknowledged)} PutLogEvents were acknowledged"
+    acknowledged, _ = write_until_killed(server, put, at_least=21)
     logs = fresh_nimbus().client("logs")
     after = [f"after the restart {n}" for n in range(5)]
     logs.put_log_events(logGroupName="crash", logStreamName="s",
@@ -240,8 +249,7 @@ def test_sigkill_loses_no_acknowledged_schedule(fresh_nimbus):
         )
         return name, n
 
-    acknowledged, _ = write_until_killed(server, create)
-    assert len(acknowledged) > 20, f"only {len(acknowledged)} schedules were acknowledged"
+    acknowledged, _ = write_until_killed(server, create, at_least=21)
     scheduler = fresh_nimbus().client("scheduler")
     for name, n in acknowledged:
         assert json.loads(scheduler.get_schedule(Name=name)["Target"]["Input"]) == {"n": n}
