@@ -146,7 +146,7 @@ pub struct FunctionStore {
 
 #[derive(Default)]
 struct RecordCache {
-    records: HashMap<(&'static str, String), Option<Record>>,
+    records: HashMap<(&'static str, String), Record>,
     /// Bumped by every write, so a read that raced one is not cached.
     generation: u64,
 }
@@ -171,14 +171,18 @@ impl FunctionStore {
         let generation = {
             let cache = self.cache.lock().expect("record cache");
             if let Some(record) = cache.records.get(&id) {
-                return Ok(record.clone());
+                return Ok(Some(record.clone()));
             }
             cache.generation
         };
         let record = self.meta.get(table, key)?;
         let mut cache = self.cache.lock().expect("record cache");
-        if cache.generation == generation {
-            cache.records.insert(id, record.clone());
+        // Only records that exist are kept: a miss cached per name would let a caller
+        // grow the cache without bound by invoking names that do not exist.
+        if let Some(found) = &record
+            && cache.generation == generation
+        {
+            cache.records.insert(id, found.clone());
         }
         Ok(record)
     }
@@ -455,6 +459,17 @@ mod tests {
             "tags": {}, "reserved_concurrency": null, "last_version": 0, "urls": urls,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn names_that_do_not_exist_are_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let store = FunctionStore::new(meta);
+        for n in 0..100 {
+            assert!(store.function(&format!("nope-{n}")).unwrap().is_none());
+        }
+        assert!(store.cache.lock().unwrap().records.is_empty());
     }
 
     #[test]
