@@ -10,6 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 
@@ -93,10 +94,28 @@ pub trait BlobWriter: Write + Send {
     fn commit(self: Box<Self>, expected: Option<Digest>) -> Result<(Digest, u64), BlobError>;
 }
 
-/// Content-addressed storage for immutable bytes. Calls block on the disk.
+/// What the store knows of one stored blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub len: u64,
+    /// When the blob was last written; garbage collectors spare young blobs.
+    pub modified: SystemTime,
+}
+
+/// Content-addressed storage for immutable bytes. Calls block on the disk or the
+/// network.
 pub trait BlobStore: Send + Sync {
     fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError>;
     fn open(&self, digest: &Digest) -> Result<Option<Blob>, BlobError>;
+    fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, BlobError>;
+    /// Removes the blob; removing one that is not there is not an error.
+    fn delete(&self, digest: &Digest) -> Result<(), BlobError>;
+    /// Calls `visit` with every stored blob, in no particular order.
+    fn list(
+        &self,
+        visit: &mut dyn FnMut(BlobInfo) -> Result<(), BlobError>,
+    ) -> Result<(), BlobError>;
 
     fn put(&self, bytes: &[u8]) -> Result<Digest, BlobError> {
         let mut writer = self.writer()?;
@@ -226,6 +245,56 @@ impl BlobStore for FsBlobStore {
             Err(err) => Err(io_at(&path)(err)),
         }
     }
+
+    fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, BlobError> {
+        let path = self.path_of(digest);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(info(*digest, &meta, &path)?)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_at(&path)(err)),
+        }
+    }
+
+    fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        let path = self.path_of(digest);
+        match fs::remove_file(&path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(io_at(&path)(err)),
+            _ => Ok(()),
+        }
+    }
+
+    fn list(
+        &self,
+        visit: &mut dyn FnMut(BlobInfo) -> Result<(), BlobError>,
+    ) -> Result<(), BlobError> {
+        let shards = self.root.join("sha256");
+        for shard in fs::read_dir(&shards).map_err(io_at(&shards))? {
+            let shard = shard.map_err(io_at(&shards))?.path();
+            for entry in fs::read_dir(&shard).map_err(io_at(&shard))? {
+                let entry = entry.map_err(io_at(&shard))?;
+                // Anything not named by a digest is not a blob of ours.
+                let Some(digest) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+                else {
+                    continue;
+                };
+                let path = entry.path();
+                match entry.metadata() {
+                    Ok(meta) => visit(info(digest, &meta, &path)?)?,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_at(&path)(err)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn info(digest: Digest, meta: &fs::Metadata, path: &Path) -> Result<BlobInfo, BlobError> {
+    Ok(BlobInfo {
+        digest,
+        len: meta.len(),
+        modified: meta.modified().map_err(io_at(path))?,
+    })
 }
 
 #[cfg(test)]
@@ -307,6 +376,29 @@ mod tests {
             }
         });
         assert_eq!(read_all(&store, &Digest::of(&payload)), payload);
+    }
+
+    #[test]
+    fn stat_list_and_delete() {
+        let (_dir, store) = store();
+        let a = store.put(b"a").unwrap();
+        let b = store.put(b"bb").unwrap();
+        assert_eq!(store.stat(&b).unwrap().unwrap().len, 2);
+        let mut listed = Vec::new();
+        store
+            .list(&mut |info| {
+                listed.push((info.digest, info.len));
+                Ok(())
+            })
+            .unwrap();
+        listed.sort();
+        let mut expected = vec![(a, 1), (b, 2)];
+        expected.sort();
+        assert_eq!(listed, expected);
+        store.delete(&a).unwrap();
+        store.delete(&a).unwrap();
+        assert!(store.stat(&a).unwrap().is_none());
+        assert!(store.open(&a).unwrap().is_none());
     }
 
     #[test]

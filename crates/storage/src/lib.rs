@@ -8,7 +8,7 @@ pub mod digest;
 pub mod file;
 pub mod metadata;
 
-pub use blob::{Blob, BlobError, BlobRead, BlobStore, BlobWriter, Digest, FsBlobStore};
+pub use blob::{Blob, BlobError, BlobInfo, BlobRead, BlobStore, BlobWriter, Digest, FsBlobStore};
 pub use digest::{Algorithm, DigestError, OciDigest};
 pub use file::{sync_dir, write_atomic};
 pub use metadata::{Expect, MetadataStore, Record, SqliteStore, StoreError, WriteBatch};
