@@ -17,6 +17,7 @@ use nimbus_engine::confined::ConfinedDir;
 use nimbus_registry::Registry;
 use nimbus_registry::names::{OciDigest, Reference};
 use nimbus_registry::store::ManifestRecord;
+use nimbus_storage::Blob;
 use serde_json::Value;
 
 pub use layer::{Limits, unpack as unpack_layer};
@@ -180,7 +181,7 @@ impl Images {
         Ok((parse_digest(&record.digest)?, manifest))
     }
 
-    fn blob(&self, repo: &str, digest: &OciDigest) -> Result<fs::File, String> {
+    fn blob(&self, repo: &str, digest: &OciDigest) -> Result<Blob, String> {
         let store = &self.registry.store;
         let record = store
             .repo_blob(repo, digest)
@@ -231,6 +232,7 @@ impl Images {
         let config_digest = descriptor_digest(&manifest["config"])?;
         let mut config = String::new();
         self.blob(&repo, &config_digest)?
+            .reader
             .take(MAX_CONFIG)
             .read_to_string(&mut config)
             .map_err(|err| err.to_string())?;
@@ -297,8 +299,14 @@ impl Images {
                         .await
                         .map_err(|err| err.to_string())
                 });
-                let file =
-                    downloaded.and_then(|()| fs::File::open(&path).map_err(|e| e.to_string()));
+                let file = downloaded.and_then(|()| {
+                    let file = fs::File::open(&path).map_err(|e| e.to_string())?;
+                    let len = file.metadata().map_err(|e| e.to_string())?.len();
+                    Ok(Blob {
+                        len,
+                        reader: Box::new(file),
+                    })
+                });
                 // Read through the open file; nothing is left behind.
                 let _ = fs::remove_file(&path);
                 file
@@ -325,7 +333,7 @@ impl Images {
         &self,
         digest: &OciDigest,
         media_type: &str,
-        blob: impl FnOnce() -> Result<fs::File, String>,
+        blob: impl FnOnce() -> Result<Blob, String>,
     ) -> Result<PathBuf, String> {
         let name = digest.file_name();
         let target = self.snapshots.join(&name);
@@ -381,10 +389,12 @@ impl Images {
         &self,
         staging: &Path,
         media_type: &str,
-        blob: impl FnOnce() -> Result<fs::File, String>,
+        blob: impl FnOnce() -> Result<Blob, String>,
     ) -> Result<u64, String> {
-        let blob = blob()?;
-        let stored = blob.metadata().map_err(|err| err.to_string())?.len();
+        let Blob {
+            len: stored,
+            reader: blob,
+        } = blob()?;
         let reader: Box<dyn Read> = if media_type.ends_with("gzip") {
             // Multi-member: parallel compressors (umoci's, pigz) write several gzip members.
             Box::new(flate2::read::MultiGzDecoder::new(blob))

@@ -1,8 +1,10 @@
 //! Request bodies read with an idle bound: a client that starts a body and then
 //! stops sending would otherwise hold its connection, its task and whatever the
-//! handler holds (an upload's lock, a buffer) for as long as it likes.
+//! handler holds (an upload's lock, a buffer) for as long as it likes. Response
+//! bodies streamed from blocking readers.
 
 use std::future::Future;
+use std::io::{Read, Take};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -115,6 +117,34 @@ impl Body for IdleBody {
     }
 }
 
+/// The bytes a streamed response body reads at most per chunk.
+pub const READ_CHUNK: u64 = 256 * 1024;
+
+/// A blocking reader's bytes as a response body, each chunk read by a blocking task
+/// of its own: a client that reads slowly or not at all holds no blocking-pool thread
+/// while the body waits for it.
+pub fn stream_reader<R: Read + Send + 'static>(reader: Take<R>) -> axum::body::Body {
+    let chunks = futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0u8; reader.limit().min(READ_CHUNK) as usize];
+            let read = reader.read(&mut buffer).map(|n| {
+                buffer.truncate(n);
+                Bytes::from(buffer)
+            });
+            (reader, read)
+        })
+        .await;
+        match read {
+            Ok((_, Ok(chunk))) if chunk.is_empty() => None,
+            Ok((reader, Ok(chunk))) => Some((Ok(chunk), Some(reader))),
+            Ok((_, Err(err))) => Some((Err(err), None)),
+            Err(err) => Some((Err(std::io::Error::other(err)), None)),
+        }
+    });
+    axum::body::Body::from_stream(chunks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +220,34 @@ mod tests {
         assert!(matches!(large, Err(BodyError::TooLarge(4))));
         let whole = read_whole(axum::body::Body::from("0123"), 4).await.unwrap();
         assert_eq!(&whole[..], b"0123");
+    }
+
+    /// A body nobody reads holds no blocking-pool thread: with a pool of one thread,
+    /// blocking work still runs while bodies of large objects wait for their readers.
+    #[test]
+    fn bodies_waiting_for_slow_readers_hold_no_blocking_thread() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ran = runtime.block_on(async {
+            let started = async {
+                let mut waiting = Vec::new();
+                for _ in 0..4 {
+                    let reader = std::io::Cursor::new(vec![7u8; 8 << 20]);
+                    let mut body = stream_reader(reader.take(8 << 20)).into_data_stream();
+                    let first = futures_util::StreamExt::next(&mut body).await;
+                    assert_eq!(first.unwrap().unwrap().len() as u64, READ_CHUNK);
+                    waiting.push(body);
+                }
+                let ran = tokio::task::spawn_blocking(|| "ran").await.unwrap();
+                drop(waiting);
+                ran
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(30), started).await
+        });
+        assert_eq!(ran, Ok("ran"), "blocking work waited for a reader");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use nimbus_storage::remote;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -49,6 +50,15 @@ impl Default for Metrics {
             "API request latency through the edge, authentication included",
             latency.clone(),
         );
+        for backend in [&*remote::METADATA, &*remote::BLOBS] {
+            registry
+                .sub_registry_with_label(("backend".into(), backend.name().into()))
+                .register(
+                    "backend_call_seconds",
+                    "Calls to the metadata and blob backends, connection waits included",
+                    backend.latency().clone(),
+                );
+        }
         Self {
             registry,
             requests,

@@ -20,6 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use nimbus_auth::authz::{AllowAll, Authorizer};
 use nimbus_auth::{AuthError, AuthMode, Authenticator, PayloadCheck, RequestParts};
+use nimbus_storage::remote;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -472,8 +473,15 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
             (d.name.to_owned(), state.into())
         })
         .collect();
+    let backends = [&*remote::METADATA, &*remote::BLOBS]
+        .map(|backend| {
+            let state = if backend.is_up() { "ok" } else { "unreachable" };
+            (backend.name().to_owned(), state.into())
+        })
+        .into_iter()
+        .collect::<serde_json::Map<String, serde_json::Value>>();
     let body = serde_json::json!({
-        "status": "running",
+        "status": if nimbus_storage::backends_degraded() { "degraded" } else { "running" },
         "version": env!("CARGO_PKG_VERSION"),
         "region": &*edge.region,
         "account_id": &*edge.account_id,
@@ -483,6 +491,7 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
         },
         "uptime_seconds": edge.started.elapsed().as_secs(),
         "services": services,
+        "backends": backends,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

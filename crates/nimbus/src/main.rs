@@ -92,9 +92,27 @@ enum Command {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Where all state lives.
+    /// Where local state lives: everything, with the embedded backends; caches,
+    /// sandboxes and keys otherwise.
     #[arg(long, env = "NIMBUS_DATA_DIR", default_value = "./nimbus-data")]
     pub data_dir: PathBuf,
+    /// Where records live: `sqlite` (a file in the data dir) or
+    /// `postgres://user:password@host:port/db` (add `?sslmode=require` for TLS).
+    #[arg(
+        long,
+        env = "NIMBUS_METADATA",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub metadata: String,
+    /// Connections kept open to PostgreSQL at most.
+    #[arg(long, env = "NIMBUS_METADATA_POOL", default_value_t = 16)]
+    pub metadata_pool: usize,
+    /// Where blobs live: `file` (the data dir) or
+    /// `s3://bucket/prefix?endpoint=http://host:port&region=...`, with keys from
+    /// NIMBUS_BLOBS_ACCESS_KEY_ID / NIMBUS_BLOBS_SECRET_ACCESS_KEY or the AWS chain.
+    #[arg(long, env = "NIMBUS_BLOBS", default_value = "file")]
+    pub blobs: String,
     /// The edge address for every API, the registry and the console.
     #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:4566")]
     pub listen: SocketAddr,

@@ -2,7 +2,7 @@
 //! POST-then-PUT, chunked, resumable, cross-repository mounts), manifests, tags and
 //! referrers, with the spec's error bodies; plus the Bearer token endpoint.
 
-use std::io::{Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use nimbus_auth::Principal;
 use nimbus_edge::Peer;
+use nimbus_edge::body::stream_reader;
 use nimbus_edge::protocol::range::byte_range;
 use time::OffsetDateTime;
 
@@ -139,6 +140,15 @@ impl From<RegistryError> for Failure {
             }
             E::Internal(detail) => {
                 tracing::error!(%detail, "registry failure");
+                if nimbus_storage::backends_degraded() {
+                    // Retryable, as the distribution registry answers when its storage
+                    // driver cannot be reached.
+                    return Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "UNAVAILABLE",
+                        "a storage backend is unreachable",
+                    );
+                }
                 return Failure::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "UNKNOWN",
@@ -494,12 +504,11 @@ fn get_blob(call: &Call, name: &str, digest: &str, head: bool) -> Result<Respons
     if head {
         return Ok(respond(status, headers, Body::empty()));
     }
-    let mut file = call.registry.store.open_blob(&blob)?;
-    file.seek(SeekFrom::Start(start))
+    let mut reader = call.registry.store.open_blob(&blob)?.reader;
+    reader
+        .seek(SeekFrom::Start(start))
         .map_err(RegistryError::from)?;
-    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 18);
-    Ok(respond(status, headers, Body::from_stream(stream)))
+    Ok(respond(status, headers, stream_reader(reader.take(len))))
 }
 
 fn upload_progress(status: StatusCode, name: &str, id: &str, offset: u64) -> Response {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Caller, CredentialStore, Principal};
-use nimbus_storage::MetadataStore;
+use nimbus_storage::{BlobStore, MetadataStore};
 
 pub use api::EcrApi;
 pub use store::{RegistryError, RepoRecord, Store};
@@ -49,10 +49,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the registry's state: records in `meta`, bytes and the token key
-    /// under `dir`.
+    /// Opens the registry's state: records in `meta`, bytes in `blobs` (a store of the
+    /// registry's own, since its garbage collection deletes what no image names), the
+    /// token key under `dir`.
     pub fn open(
         meta: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
         dir: &Path,
         credentials: Arc<CredentialStore>,
         account_id: &str,
@@ -61,7 +63,7 @@ impl Registry {
     ) -> Result<Arc<Self>, RegistryError> {
         std::fs::create_dir_all(dir)?;
         Ok(Arc::new(Self {
-            store: Store::open(meta, dir.join("blobs"))?,
+            store: Store::new(meta, blobs),
             tokens: Tokens::open(&dir.join("token-key"), credentials)?,
             uploads: Mutex::new(HashMap::new()),
             account_id: account_id.to_owned(),
@@ -215,8 +217,10 @@ mod tests {
         let credentials =
             Arc::new(CredentialStore::load(meta.clone(), OffsetDateTime::now_utc()).unwrap());
         let iam = Arc::new(IamStore::new(meta.clone(), "000000000000"));
+        let blobs = Arc::new(nimbus_storage::FsBlobStore::open(&dir.path().join("blobs")).unwrap());
         let registry = Registry::open(
             meta,
+            blobs,
             &dir.path().join("registry"),
             credentials,
             "000000000000",

@@ -12,13 +12,11 @@
 //! - `ecr.links/<repo>|<digest>`: the blobs pushed to (or mounted into) a repository.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::path::PathBuf;
+use std::io::Read;
 use std::sync::{Arc, RwLock};
 
 use nimbus_storage::{
-    BlobError, BlobStore, BlobWriter, Expect, FsBlobStore, MetadataStore, Record, StoreError,
-    WriteBatch,
+    Blob, BlobError, BlobStore, BlobWriter, Expect, MetadataStore, Record, StoreError, WriteBatch,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -338,21 +336,19 @@ impl Upload {
 
 pub struct Store {
     meta: Arc<dyn MetadataStore>,
-    blobs: FsBlobStore,
-    blob_root: PathBuf,
+    blobs: Arc<dyn BlobStore>,
     /// Writers naming stored bytes hold it shared; the sweep holds it alone while it
     /// checks a file is unnamed and deletes it, so no push can name a file as it goes.
     naming: RwLock<()>,
 }
 
 impl Store {
-    pub fn open(meta: Arc<dyn MetadataStore>, blob_root: PathBuf) -> Result<Self> {
-        Ok(Self {
+    pub fn new(meta: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>) -> Self {
+        Self {
             meta,
-            blobs: FsBlobStore::open(&blob_root)?,
-            blob_root,
+            blobs,
             naming: RwLock::new(()),
-        })
+        }
     }
 
     // --- repositories ---------------------------------------------------------------
@@ -440,12 +436,19 @@ impl Store {
         self.blob(digest)
     }
 
-    pub fn open_blob(&self, blob: &BlobRecord) -> Result<File> {
+    /// A recorded blob's bytes; the record names them, so their absence is an error.
+    pub fn open_blob(&self, blob: &BlobRecord) -> Result<Blob> {
         let storage: nimbus_storage::Digest = blob
             .storage
             .parse()
             .map_err(|_| RegistryError::Internal(format!("bad storage name {}", blob.storage)))?;
-        Ok(File::open(self.blobs.path_of(&storage))?)
+        match self.blobs.open(&storage)? {
+            Some(found) => Ok(found),
+            None => Err(RegistryError::Internal(format!(
+                "the bytes of blob {} are missing",
+                blob.storage
+            ))),
+        }
     }
 
     /// Removes a blob from a repository (the bytes stay for others, or for GC).
@@ -528,7 +531,7 @@ impl Store {
         if digest.algorithm() == Algorithm::Sha512 {
             // Checked on what was stored; a mismatch leaves an unnamed file that
             // garbage collection removes.
-            let actual = sha512_of(self.open_blob(&blob)?)?;
+            let actual = sha512_of(self.open_blob(&blob)?.reader)?;
             if actual != *digest {
                 return Err(RegistryError::DigestInvalid(format!(
                     "the uploaded content's digest is {actual}, not {digest}"
@@ -581,7 +584,6 @@ impl Store {
 
     /// A manifest's bytes, exactly as pushed.
     pub fn manifest_bytes(&self, manifest: &ManifestRecord) -> Result<Vec<u8>> {
-        use std::io::Read;
         let digest: OciDigest = manifest
             .digest
             .parse()
@@ -590,7 +592,7 @@ impl Store {
             .blob(&digest)?
             .ok_or_else(|| RegistryError::Internal(format!("manifest {digest} has no bytes")))?;
         let mut bytes = Vec::with_capacity(blob.size as usize);
-        self.open_blob(&blob)?.read_to_end(&mut bytes)?;
+        self.open_blob(&blob)?.reader.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
@@ -895,35 +897,29 @@ impl Store {
         Ok((removed, files))
     }
 
-    /// Deletes stored files older than `grace` that no remaining blob record names.
+    /// Deletes stored blobs older than `grace` that no remaining blob record names.
     /// Names are read again just before each delete, so a blob recorded meanwhile
-    /// (the same bytes pushed again) keeps its file.
+    /// (the same bytes pushed again) keeps its bytes.
     fn sweep_files(&self, kept: &HashSet<String>, grace: f64) -> Result<usize> {
-        let mut removed = 0;
-        let old_enough = |path: &std::path::Path| {
-            std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| modified.elapsed().ok())
-                .is_some_and(|age| age.as_secs_f64() >= grace)
-        };
-        for shard in std::fs::read_dir(self.blob_root.join("sha256"))? {
-            for file in std::fs::read_dir(shard?.path())? {
-                let path = file?.path();
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if kept.contains(&name) || !old_enough(&path) {
-                    continue;
-                }
-                let _naming = self.naming.write().expect("naming lock");
-                if self.storage_named(&name)? {
-                    continue;
-                }
-                std::fs::remove_file(&path)?;
-                removed += 1;
+        let mut candidates = Vec::new();
+        self.blobs.list(&mut |info| {
+            let old_enough = info
+                .modified
+                .elapsed()
+                .is_ok_and(|age| age.as_secs_f64() >= grace);
+            if old_enough && !kept.contains(&info.digest.to_string()) {
+                candidates.push(info.digest);
             }
+            Ok(())
+        })?;
+        let mut removed = 0;
+        for digest in candidates {
+            let _naming = self.naming.write().expect("naming lock");
+            if self.storage_named(&digest.to_string())? {
+                continue;
+            }
+            self.blobs.delete(&digest)?;
+            removed += 1;
         }
         Ok(removed)
     }
@@ -948,9 +944,8 @@ impl Store {
     }
 }
 
-fn sha512_of(mut file: File) -> Result<OciDigest> {
+fn sha512_of(mut file: impl Read) -> Result<OciDigest> {
     use sha2::Digest as _;
-    use std::io::Read;
     let mut hasher = sha2::Sha512::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
@@ -973,7 +968,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta =
             Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
-        let store = Store::open(meta, dir.path().join("blobs")).unwrap();
+        let blobs = Arc::new(nimbus_storage::FsBlobStore::open(&dir.path().join("blobs")).unwrap());
+        let store = Store::new(meta, blobs);
         (dir, store)
     }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use md5::{Digest as _, Md5};
 use nimbus_auth::authz::Access;
 use nimbus_auth::policy::{Policy, PolicyKind};
+use nimbus_edge::body::stream_reader;
 use nimbus_edge::protocol::range::byte_range;
 use nimbus_edge::protocol::xml::{self, XmlWriter};
 use nimbus_edge::{
@@ -24,7 +24,6 @@ use time::format_description::well_known::{Rfc2822, Rfc3339};
 
 use crate::notifications::{self, EventTarget, Staged};
 use crate::store::{BucketRecord, ObjectRecord, PartRecord, S3Error, Store, UploadRecord};
-use nimbus_storage::BlobRead;
 
 const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// S3's bound on one PutObject.
@@ -1847,7 +1846,7 @@ impl Core {
             blob.reader
                 .seek(SeekFrom::Start(start))
                 .map_err(|err| S3Error::Internal(err.to_string()))?;
-            let mut response = Response::new(stream_body(blob.reader.take(len)));
+            let mut response = Response::new(stream_reader(blob.reader.take(len)));
             *response.status_mut() = status;
             response
         };
@@ -1942,34 +1941,6 @@ fn precondition(headers: &HeaderMap, etag: &str, modified: f64) -> Option<Status
         return Some(StatusCode::NOT_MODIFIED);
     }
     None
-}
-
-/// The bytes a response body streams at most per read.
-const READ_CHUNK: u64 = 256 * 1024;
-
-/// A blob's bytes as a response body, each chunk read by a blocking task of its own:
-/// a client that reads slowly or not at all holds no blocking-pool thread while the
-/// body waits for it.
-fn stream_body(reader: std::io::Take<Box<dyn BlobRead>>) -> Body {
-    let chunks = futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut buffer = vec![0u8; reader.limit().min(READ_CHUNK) as usize];
-            let read = reader.read(&mut buffer).map(|n| {
-                buffer.truncate(n);
-                Bytes::from(buffer)
-            });
-            (reader, read)
-        })
-        .await;
-        match read {
-            Ok((_, Ok(chunk))) if chunk.is_empty() => None,
-            Ok((reader, Ok(chunk))) => Some((Ok(chunk), Some(reader))),
-            Ok((_, Err(err))) => Some((Err(err), None)),
-            Err(err) => Some((Err(std::io::Error::other(err)), None)),
-        }
-    });
-    Body::from_stream(chunks)
 }
 
 fn now() -> f64 {
@@ -2119,36 +2090,6 @@ mod tests {
         let long = format!("photos/{}", "k".repeat(MAX_KEY + 1));
         assert!(copy_source(&long).is_err());
         assert!(CopySource::from_headers(&HeaderMap::new()).is_err());
-    }
-
-    /// A body nobody reads holds no blocking-pool thread: with a pool of one thread,
-    /// blocking work still runs while bodies of large objects wait for their readers.
-    #[test]
-    fn bodies_waiting_for_slow_readers_hold_no_blocking_thread() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let ran = runtime.block_on(async {
-            let started = async {
-                let mut waiting = Vec::new();
-                for _ in 0..4 {
-                    let reader: Box<dyn BlobRead> =
-                        Box::new(std::io::Cursor::new(vec![7u8; 8 << 20]));
-                    let mut body = stream_body(reader.take(8 << 20)).into_data_stream();
-                    let first = futures_util::StreamExt::next(&mut body).await;
-                    assert_eq!(first.unwrap().unwrap().len() as u64, READ_CHUNK);
-                    waiting.push(body);
-                }
-                let ran = tokio::task::spawn_blocking(|| "ran").await.unwrap();
-                drop(waiting);
-                ran
-            };
-            tokio::time::timeout(std::time::Duration::from_secs(30), started).await
-        });
-        assert_eq!(ran, Ok("ran"), "blocking work waited for a reader");
     }
 
     /// Allows every resource under a prefix, unless a resource policy is `deny`.

@@ -485,6 +485,10 @@ mod tests {
             }
             self.inner.commit(batch)
         }
+
+        fn tables(&self) -> std::result::Result<Vec<String>, StoreError> {
+            self.inner.tables()
+        }
     }
 
     struct Fixture {

@@ -24,6 +24,12 @@ pub enum BlobError {
     Io { path: PathBuf, source: io::Error },
     #[error("blob write: {0}")]
     Write(#[from] io::Error),
+    /// The backend could not be reached; the call may succeed when tried again.
+    #[error("blob store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's location or settings are unusable.
+    #[error("{0}")]
+    Config(String),
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -40,6 +46,10 @@ pub struct Digest([u8; 32]);
 impl Digest {
     pub fn of(bytes: &[u8]) -> Self {
         Digest(Sha256::digest(bytes).into())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -273,8 +283,7 @@ impl BlobStore for FsBlobStore {
             for entry in fs::read_dir(&shard).map_err(io_at(&shard))? {
                 let entry = entry.map_err(io_at(&shard))?;
                 // Anything not named by a digest is not a blob of ours.
-                let Some(digest) = entry.file_name().to_str().and_then(|n| n.parse().ok())
-                else {
+                let Some(digest) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
                     continue;
                 };
                 let path = entry.path();

@@ -19,6 +19,12 @@ pub enum StoreError {
     /// The store on disk was written by a newer nimbus.
     #[error("metadata schema version {found} is newer than this nimbus supports ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
+    /// The backend could not be reached; the call may succeed when tried again.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's location or settings are unusable.
+    #[error("{0}")]
+    Config(String),
     #[error("metadata store: {0}")]
     Backend(String),
 }
@@ -48,23 +54,23 @@ pub enum Expect {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Put { value: Vec<u8> },
     Delete,
 }
 
 #[derive(Debug, Clone)]
-struct Write {
-    table: String,
-    key: String,
-    expect: Expect,
-    op: Op,
+pub(crate) struct Write {
+    pub(crate) table: String,
+    pub(crate) key: String,
+    pub(crate) expect: Expect,
+    pub(crate) op: Op,
 }
 
 /// Writes that land together or not at all.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
-    writes: Vec<Write>,
+    pub(crate) writes: Vec<Write>,
 }
 
 impl WriteBatch {
@@ -131,6 +137,9 @@ pub trait MetadataStore: Send + Sync {
     /// Applies every write of the batch atomically and durably, or none of them when a
     /// precondition fails.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// The names of the tables that hold records, in order; for copying a store.
+    fn tables(&self) -> Result<Vec<String>, StoreError>;
 
     /// Every record whose key starts with `prefix`, in key order, read page by page.
     fn scan_all(&self, table: &str, prefix: &str) -> Result<Vec<Record>, StoreError> {
@@ -230,7 +239,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// The smallest string greater than every string starting with `prefix`, if any.
-fn prefix_end(prefix: &str) -> Option<String> {
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         if let Some(next) = char::from_u32(last as u32 + 1) {
@@ -366,131 +375,160 @@ impl MetadataStore for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+
+    fn tables(&self) -> Result<Vec<String>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT DISTINCT tbl FROM records ORDER BY tbl")?;
+            let rows = stmt.query_map([], |row| row.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
+    /// Runs `test` on a fresh SQLite store and, where the test environment names a
+    /// PostgreSQL server (`NIMBUS_TEST_POSTGRES`), on a fresh database there: the
+    /// backends must agree on every behaviour.
+    fn each_store(test: impl Fn(&dyn MetadataStore)) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
-        (dir, store)
+        test(&SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        if let Some(store) = crate::postgres::testing::fresh_store() {
+            test(&store);
+        }
     }
 
     #[test]
     fn put_get_and_versions() {
-        let (_dir, store) = store();
-        store
-            .commit(WriteBatch::new().put("t", "a", b"1".to_vec(), Expect::Absent))
-            .unwrap();
-        let first = store.get("t", "a").unwrap().unwrap();
-        assert_eq!(first.value, b"1");
-        store
-            .commit(WriteBatch::new().put("t", "a", b"2".to_vec(), Expect::Version(first.version)))
-            .unwrap();
-        assert!(store.get("t", "a").unwrap().unwrap().version > first.version);
-        assert!(store.get("other", "a").unwrap().is_none());
+        each_store(|store| {
+            store
+                .commit(WriteBatch::new().put("t", "a", b"1".to_vec(), Expect::Absent))
+                .unwrap();
+            let first = store.get("t", "a").unwrap().unwrap();
+            assert_eq!(first.value, b"1");
+            store
+                .commit(WriteBatch::new().put(
+                    "t",
+                    "a",
+                    b"2".to_vec(),
+                    Expect::Version(first.version),
+                ))
+                .unwrap();
+            assert!(store.get("t", "a").unwrap().unwrap().version > first.version);
+            assert!(store.get("other", "a").unwrap().is_none());
+        });
     }
 
     #[test]
     fn a_recreated_record_never_matches_an_old_version() {
-        let (_dir, store) = store();
-        store
-            .commit(WriteBatch::new().put("t", "a", b"old".to_vec(), Expect::Absent))
-            .unwrap();
-        let old = store.get("t", "a").unwrap().unwrap().version;
-        store
-            .commit(WriteBatch::new().delete("t", "a", Expect::Version(old)))
-            .unwrap();
-        store
-            .commit(WriteBatch::new().put("t", "a", b"new".to_vec(), Expect::Absent))
-            .unwrap();
-        let stale =
-            store.commit(WriteBatch::new().put("t", "a", b"stale".to_vec(), Expect::Version(old)));
-        assert!(matches!(stale, Err(StoreError::Conflict { .. })));
-        assert_eq!(store.get("t", "a").unwrap().unwrap().value, b"new");
+        each_store(|store| {
+            store
+                .commit(WriteBatch::new().put("t", "a", b"old".to_vec(), Expect::Absent))
+                .unwrap();
+            let old = store.get("t", "a").unwrap().unwrap().version;
+            store
+                .commit(WriteBatch::new().delete("t", "a", Expect::Version(old)))
+                .unwrap();
+            store
+                .commit(WriteBatch::new().put("t", "a", b"new".to_vec(), Expect::Absent))
+                .unwrap();
+            let stale = store.commit(WriteBatch::new().put(
+                "t",
+                "a",
+                b"stale".to_vec(),
+                Expect::Version(old),
+            ));
+            assert!(matches!(stale, Err(StoreError::Conflict { .. })));
+            assert_eq!(store.get("t", "a").unwrap().unwrap().value, b"new");
+        });
     }
 
     #[test]
     fn failed_precondition_writes_nothing() {
-        let (_dir, store) = store();
-        store
-            .commit(WriteBatch::new().put("t", "a", b"1".to_vec(), Expect::Absent))
-            .unwrap();
-        let err = store
-            .commit(
-                WriteBatch::new()
-                    .put("t", "b", b"new".to_vec(), Expect::Absent)
-                    .put("t", "a", b"again".to_vec(), Expect::Absent),
-            )
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { ref key, .. } if key == "a"));
-        assert!(
-            store.get("t", "b").unwrap().is_none(),
-            "batch must be all or nothing"
-        );
-        let version = store.get("t", "a").unwrap().unwrap().version;
-        let err = store
-            .commit(WriteBatch::new().delete("t", "a", Expect::Version(version + 1)))
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { .. }));
-        store
-            .commit(WriteBatch::new().delete("t", "a", Expect::Version(version)))
-            .unwrap();
-        assert!(store.get("t", "a").unwrap().is_none());
+        each_store(|store| {
+            store
+                .commit(WriteBatch::new().put("t", "a", b"1".to_vec(), Expect::Absent))
+                .unwrap();
+            let err = store
+                .commit(
+                    WriteBatch::new()
+                        .put("t", "b", b"new".to_vec(), Expect::Absent)
+                        .put("t", "a", b"again".to_vec(), Expect::Absent),
+                )
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Conflict { ref key, .. } if key == "a"));
+            assert!(
+                store.get("t", "b").unwrap().is_none(),
+                "batch must be all or nothing"
+            );
+            let version = store.get("t", "a").unwrap().unwrap().version;
+            let err = store
+                .commit(WriteBatch::new().delete("t", "a", Expect::Version(version + 1)))
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Conflict { .. }));
+            store
+                .commit(WriteBatch::new().delete("t", "a", Expect::Version(version)))
+                .unwrap();
+            assert!(store.get("t", "a").unwrap().is_none());
+        });
     }
 
     #[test]
     fn scan_back_reads_a_prefix_in_reverse() {
-        let (_dir, store) = store();
-        let mut batch = WriteBatch::new();
-        for key in ["a/1", "a/2", "a/3", "b/1"] {
-            batch = batch.put("t", key, vec![], Expect::Anything);
-        }
-        store.commit(batch).unwrap();
-        let keys = |records: Vec<Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
-        assert_eq!(
-            keys(store.scan_back("t", "a/", None, 10).unwrap()),
-            ["a/3", "a/2", "a/1"]
-        );
-        assert_eq!(
-            keys(store.scan_back("t", "a/", Some("a/3"), 1).unwrap()),
-            ["a/2"]
-        );
-        assert_eq!(keys(store.scan_back("t", "", None, 1).unwrap()), ["b/1"]);
+        each_store(|store| {
+            let mut batch = WriteBatch::new();
+            for key in ["a/1", "a/2", "a/3", "b/1"] {
+                batch = batch.put("t", key, vec![], Expect::Anything);
+            }
+            store.commit(batch).unwrap();
+            let keys =
+                |records: Vec<Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
+            assert_eq!(
+                keys(store.scan_back("t", "a/", None, 10).unwrap()),
+                ["a/3", "a/2", "a/1"]
+            );
+            assert_eq!(
+                keys(store.scan_back("t", "a/", Some("a/3"), 1).unwrap()),
+                ["a/2"]
+            );
+            assert_eq!(keys(store.scan_back("t", "", None, 1).unwrap()), ["b/1"]);
+        });
     }
 
     #[test]
     fn scan_is_ordered_prefixed_and_pages() {
-        let (_dir, store) = store();
-        let mut batch = WriteBatch::new();
-        for key in ["fn/b", "fn/a", "fn/c", "fo", "f", "fn0"] {
-            batch = batch.put("t", key, key.as_bytes().to_vec(), Expect::Anything);
-        }
-        store.commit(batch).unwrap();
-        let keys = |records: Vec<Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
-        assert_eq!(
-            keys(store.scan("t", "fn/", None, 10).unwrap()),
-            ["fn/a", "fn/b", "fn/c"]
-        );
-        assert_eq!(
-            keys(store.scan("t", "fn/", None, 2).unwrap()),
-            ["fn/a", "fn/b"]
-        );
-        assert_eq!(
-            keys(store.scan("t", "fn/", Some("fn/b"), 10).unwrap()),
-            ["fn/c"]
-        );
-        assert_eq!(
-            keys(store.scan("t", "fn/", Some("a"), 10).unwrap()),
-            ["fn/a", "fn/b", "fn/c"]
-        );
-        assert_eq!(keys(store.scan("t", "", None, 10).unwrap()).len(), 6);
-        assert_eq!(
-            keys(store.scan_all("t", "fn/").unwrap()),
-            ["fn/a", "fn/b", "fn/c"]
-        );
+        each_store(|store| {
+            let mut batch = WriteBatch::new();
+            for key in ["fn/b", "fn/a", "fn/c", "fo", "f", "fn0"] {
+                batch = batch.put("t", key, key.as_bytes().to_vec(), Expect::Anything);
+            }
+            store.commit(batch).unwrap();
+            let keys =
+                |records: Vec<Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
+            assert_eq!(
+                keys(store.scan("t", "fn/", None, 10).unwrap()),
+                ["fn/a", "fn/b", "fn/c"]
+            );
+            assert_eq!(
+                keys(store.scan("t", "fn/", None, 2).unwrap()),
+                ["fn/a", "fn/b"]
+            );
+            assert_eq!(
+                keys(store.scan("t", "fn/", Some("fn/b"), 10).unwrap()),
+                ["fn/c"]
+            );
+            assert_eq!(
+                keys(store.scan("t", "fn/", Some("a"), 10).unwrap()),
+                ["fn/a", "fn/b", "fn/c"]
+            );
+            assert_eq!(keys(store.scan("t", "", None, 10).unwrap()).len(), 6);
+            assert_eq!(
+                keys(store.scan_all("t", "fn/").unwrap()),
+                ["fn/a", "fn/b", "fn/c"]
+            );
+        });
     }
 
     #[test]

@@ -69,6 +69,15 @@ impl AwsError {
         )
     }
 
+    /// A storage backend cannot be reached: retryable, unlike an internal error.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "A storage backend is unreachable. Please try again.",
+        )
+    }
+
     pub fn unknown_operation(protocol: Protocol, operation: &str) -> Self {
         match protocol {
             Protocol::Query => Self::new(
@@ -204,6 +213,17 @@ impl Protocol {
         request_id: &str,
         xml_namespace: Option<&str>,
     ) -> Response<Bytes> {
+        // Whatever failed while a backend is unreachable most likely failed for that,
+        // and the client is told to retry rather than that nimbus broke.
+        let unavailable;
+        let err = if err.status == StatusCode::INTERNAL_SERVER_ERROR
+            && nimbus_storage::backends_degraded()
+        {
+            unavailable = AwsError::unavailable();
+            &unavailable
+        } else {
+            err
+        };
         let sender_fault = err.status.is_client_error();
         let (content_type, body) = match self {
             Protocol::Json11 => {

@@ -1,0 +1,169 @@
+//! What the network backends share: the runtime their clients run on, the deadline
+//! every call gets, and the health each reports.
+//!
+//! The store traits are blocking (the embedded backends wait for the disk), while the
+//! PostgreSQL and S3 clients are async. Their futures run on a small runtime of their
+//! own, and a blocking caller waits on a channel, which works from any thread: a
+//! blocking-pool thread, a plain thread, or an async worker, where blocking on another
+//! runtime's handle would panic.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// How long one backend call may take before the caller is told the backend is
+/// unavailable; a stopped server must not hang requests.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("nimbus-storage")
+            .enable_all()
+            .build()
+            .expect("the storage runtime starts")
+    })
+}
+
+/// Runs `future` on the storage runtime and waits for it, at most [`DEADLINE`].
+pub(crate) fn block_on<T: Send + 'static>(
+    future: impl Future<Output = T> + Send + 'static,
+) -> Result<T, Elapsed> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let _ = tx.send(tokio::time::timeout(DEADLINE, future).await);
+    });
+    let wait = || rx.recv().expect("storage tasks send their result");
+    // A caller on an async worker (the registry's handlers call stores directly) lets
+    // the worker's other tasks move elsewhere while it waits on the network.
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    };
+    result.map_err(|_| Elapsed)
+}
+
+/// Starts `future` on the storage runtime without waiting for it.
+pub(crate) fn spawn<T: Send + 'static>(
+    future: impl Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    runtime().spawn(future)
+}
+
+/// A backend call outlived [`DEADLINE`].
+#[derive(Debug)]
+pub(crate) struct Elapsed;
+
+impl std::fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no answer within {} s", DEADLINE.as_secs())
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// How often an unreachable backend is probed until it answers again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A call that reaches the backend without changing anything.
+type Probe = Arc<dyn Fn() + Send + Sync>;
+
+/// One backend's reachability and call latency, for health, metrics and error shapes.
+pub struct BackendHealth {
+    name: &'static str,
+    up: AtomicBool,
+    latency: Histogram,
+    probe: Mutex<Option<Probe>>,
+}
+
+impl BackendHealth {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            up: AtomicBool::new(true),
+            // 100 µs to about 13 s.
+            latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
+            probe: Mutex::new(None),
+        }
+    }
+
+    /// Sets the call that tells, while the backend is down, when it is back: without
+    /// it, health would report a recovered backend down until traffic came.
+    pub(crate) fn set_probe(&self, probe: impl Fn() + Send + Sync + 'static) {
+        *self.probe.lock().expect("probe lock") = Some(Arc::new(probe));
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// False while the backend's last call could not reach it.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Seconds per backend call, for `/_nimbus/metrics`.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
+    }
+
+    /// Times `call` and records whether it reached the backend.
+    pub(crate) fn observe<T, E: Unreachable + std::fmt::Display>(
+        &'static self,
+        call: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let started = Instant::now();
+        let result = call();
+        self.latency.observe(started.elapsed().as_secs_f64());
+        let up = !matches!(&result, Err(err) if err.unreachable());
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!(backend = self.name, "backend reachable again");
+            } else {
+                if let Err(err) = &result {
+                    tracing::warn!(backend = self.name, error = %err, "backend unreachable");
+                }
+                self.probe_until_up();
+            }
+        }
+        result
+    }
+
+    fn probe_until_up(&'static self) {
+        let Some(probe) = self.probe.lock().expect("probe lock").clone() else {
+            return;
+        };
+        std::thread::Builder::new()
+            .name(format!("probe-{}", self.name))
+            .spawn(move || {
+                while !self.is_up() {
+                    std::thread::sleep(PROBE_INTERVAL);
+                    probe();
+                }
+            })
+            .expect("a probe thread starts");
+    }
+}
+
+/// Errors that say whether the backend could not be reached at all.
+pub(crate) trait Unreachable {
+    fn unreachable(&self) -> bool;
+}
+
+/// The metadata backend's health (whichever backend it is).
+pub static METADATA: LazyLock<BackendHealth> = LazyLock::new(|| BackendHealth::new("metadata"));
+/// The blob backends' health.
+pub static BLOBS: LazyLock<BackendHealth> = LazyLock::new(|| BackendHealth::new("blobs"));
+
+/// Whether a backend is unreachable now: failures meanwhile are reported to clients
+/// as retryable (503) rather than as internal errors.
+pub fn backends_degraded() -> bool {
+    !METADATA.is_up() || !BLOBS.is_up()
+}
