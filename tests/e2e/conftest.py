@@ -6,12 +6,14 @@ import http.server
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,29 @@ import boto3
 import botocore.config
 import pytest
 
+import backends
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+# NIMBUS_E2E_BACKENDS=external runs every server on PostgreSQL and S3 (Garage) instead
+# of the embedded SQLite and files: those named by NIMBUS_TEST_POSTGRES / NIMBUS_TEST_S3
+# (scripts/test.sh starts them), else a pair started for the session.
+EXTERNAL = os.environ.get("NIMBUS_E2E_BACKENDS", "embedded") == "external"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "embedded_only: inspects the embedded backends' files (SQLite, blob files in the data dir); "
+                   "skipped when NIMBUS_E2E_BACKENDS=external")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not EXTERNAL:
+        return
+    skip = pytest.mark.skip(reason="inspects the embedded backends' files; the servers run on PostgreSQL and S3")
+    for item in items:
+        if item.get_closest_marker("embedded_only"):
+            item.add_marker(skip)
 
 
 def nimbus_binary() -> str:
@@ -100,11 +123,83 @@ class Nimbus:
         self.process.wait(timeout=30)
 
 
+class ExternalBackends:
+    """Where servers keep records and blobs in external mode: a database and a key
+    prefix in the bucket of their own, by data dir, so a server restarted on the same
+    data dir finds its state again."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.started = None  # the Backends started here, if the environment named none
+        self.places = {}  # data dir -> (database, prefix)
+        self.session = secrets.token_hex(3)
+
+    def environment(self) -> dict:
+        with self.lock:
+            if os.environ.get("NIMBUS_TEST_POSTGRES") and os.environ.get("NIMBUS_TEST_S3"):
+                return os.environ
+            if self.started is None:
+                directory = Path(tempfile.mkdtemp(prefix="nimbus-backends-"))
+                self.started = backends.Backends(directory).start()
+            return self.started.environment()
+
+    def server_arguments(self, data_dir: Path) -> tuple[list, dict]:
+        """The flags and environment running the server of `data_dir` on them."""
+        known = self.environment()
+        key = str(Path(data_dir).resolve())
+        with self.lock:
+            if key not in self.places:
+                n = len(self.places)
+                database, prefix = f"e2e_{self.session}_{n}", f"e2e-{self.session}-{n}"
+                backends.create_database(known["NIMBUS_TEST_POSTGRES"], database)
+                self.places[key] = (database, prefix)
+            database, prefix = self.places[key]
+        bucket = urllib.parse.urlsplit(known["NIMBUS_TEST_S3"])
+        blobs = urllib.parse.urlunsplit(bucket._replace(path=f"{bucket.path.rstrip('/')}/{prefix}"))
+        arguments = ["--metadata", backends.database_url(known["NIMBUS_TEST_POSTGRES"], database), "--blobs", blobs]
+        env = {
+            "NIMBUS_BLOBS_ACCESS_KEY_ID": known.get("NIMBUS_TEST_S3_ACCESS_KEY_ID", ""),
+            "NIMBUS_BLOBS_SECRET_ACCESS_KEY": known.get("NIMBUS_TEST_S3_SECRET_ACCESS_KEY", ""),
+        }
+        return arguments, env
+
+    def forget(self, data_dir: Path):
+        """Drops the database of `data_dir`, whose servers have all stopped."""
+        with self.lock:
+            place = self.places.pop(str(Path(data_dir).resolve()), None)
+        if place:
+            with contextlib.suppress(Exception):
+                backends.drop_database(self.environment()["NIMBUS_TEST_POSTGRES"], place[0])
+
+    def close(self):
+        if self.started is not None:
+            self.started.remove()
+            self.started = None
+
+
+EXTERNAL_BACKENDS = ExternalBackends()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def external_backends():
+    """The external backends of the session's servers, removed after the last has
+    stopped if they were started here."""
+    yield EXTERNAL_BACKENDS if EXTERNAL else None
+    EXTERNAL_BACKENDS.close()
+
+
 def start_nimbus(data_dir: Path, *args: str, env=None) -> Nimbus:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
     # Functions post to callback servers on this host's address, which sandboxes
     # reach only where the operator opened it.
     full_env["NIMBUS_EGRESS_ALLOW"] = f"{host_address()}/32"
+    # In external mode, on a database and a bucket prefix of the data dir's own,
+    # unless the test chose backends itself.
+    chosen = {"--metadata", "--blobs"} & {arg.split("=")[0] for arg in args}
+    if EXTERNAL and not chosen and not {"NIMBUS_METADATA", "NIMBUS_BLOBS"} & set(env or {}):
+        external_args, external_env = EXTERNAL_BACKENDS.server_arguments(data_dir)
+        args = (*external_args, *args)
+        full_env.update(external_env)
     full_env.update(env or {})
     process = subprocess.Popen(
         [nimbus_binary(), "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *args],
@@ -169,6 +264,7 @@ def sweep_sandbox_cgroups():
 def data_dir():
     with tempfile.TemporaryDirectory(prefix="nimbus-e2e-") as directory:
         yield Path(directory)
+        EXTERNAL_BACKENDS.forget(Path(directory))
 
 
 @pytest.fixture(scope="session")
@@ -180,6 +276,7 @@ def nimbus():
             yield server
         finally:
             server.kill(signal.SIGTERM)
+            EXTERNAL_BACKENDS.forget(Path(directory))
 
 
 @pytest.fixture
