@@ -7,8 +7,8 @@ source scripts/setup.sh
 # The registry clients the end-to-end suite drives nimbus with, and the aws CLI v2
 # (Debian's awscli; the venv's is v1, which has no `aws logs tail`), and a static
 # busybox the container tests build images from; docker-registry as a registry that
-# is not nimbus's.
-ensure_packages curl python3-venv skopeo podman umoci awscli busybox-static docker-registry
+# is not nimbus's; PostgreSQL, the external metadata store the tests also run on.
+ensure_packages curl python3-venv skopeo podman umoci awscli busybox-static docker-registry postgresql
 # The node runtime's tests need an interpreter; any installed one will do. The
 # console's browser tests drive Debian's Chromium with Playwright.
 command -v node >/dev/null || ensure_packages nodejs
@@ -29,10 +29,34 @@ if [ ! -x "$youki_root/bin/youki" ]; then
         --features v1,seccomp --root "$youki_root"
 fi
 
+# Garage, the S3-compatible store the tests run the external blob store on: built
+# from crates.io once, with just its LMDB metadata engine and bundled C libraries.
+garage_root="$target_dir/garage-root"
+if [ ! -x "$garage_root/bin/garage" ]; then
+    echo "building garage (once)" >&2
+    CARGO_TARGET_DIR="$target_dir/garage" cargo install garage --quiet --locked --version 2.5.0 \
+        --no-default-features --features bundled-libs,lmdb --root "$garage_root"
+fi
+export GARAGE_BIN="$garage_root/bin/garage"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# A throwaway PostgreSQL and Garage for the tests on external backends: they find
+# them by NIMBUS_TEST_POSTGRES, NIMBUS_TEST_S3 and its keys.
+backends_dir="$(mktemp -d "${TMPDIR:-/tmp}/nimbus-backends.XXXXXX")"
+trap 'python3 tests/e2e/backends.py stop "$backends_dir"' EXIT
+backends_env="$(python3 tests/e2e/backends.py start "$backends_dir")"
+eval "$backends_env"
+
 cargo test --workspace --locked
 
 [ -x "$venv/bin/pytest" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
-PATH="$venv/bin:$youki_root/bin:$PATH" NIMBUS_BIN="$target_dir/debug/nimbus" "$venv/bin/pytest" tests/e2e -q
+e2e() {
+    PATH="$venv/bin:$youki_root/bin:$PATH" NIMBUS_BIN="$target_dir/debug/nimbus" "$venv/bin/pytest" tests/e2e -q "$@"
+}
+# The suite on the embedded backends, then again with every server on PostgreSQL and
+# Garage (less the tests that look at the embedded backends' files).
+e2e
+NIMBUS_E2E_BACKENDS=external e2e
