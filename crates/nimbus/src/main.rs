@@ -1,7 +1,9 @@
 //! `nimbus`: the AWS compute plane in one binary. `nimbus server` runs every service
 //! in one process; the other subcommands are the command line.
 
+mod backends;
 mod cli;
+mod migrate;
 mod server;
 
 use std::net::SocketAddr;
@@ -76,6 +78,9 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Copies a stopped deployment's records and blobs to other backends (the
+    /// embedded defaults to PostgreSQL and S3, or back) and verifies the copy.
+    MigrateStore(migrate::MigrateArgs),
     /// The first process inside every sandbox (run by the OCI runtime, not by hand).
     #[command(hide = true)]
     SandboxInit,
@@ -234,6 +239,7 @@ fn main() -> ExitCode {
             cli::docs(client, output, args).await
         }),
         Command::Console { connection } => cli::run(connection, cli::console_link),
+        Command::MigrateStore(args) => migrate::run(args),
         Command::ContainerMonitor {
             runtime,
             state,

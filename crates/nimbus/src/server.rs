@@ -40,10 +40,9 @@ use nimbus_s3::S3Api;
 use nimbus_scheduler::Scheduler;
 use nimbus_scheduler::api::SchedulerApi;
 use nimbus_storage::OciDigest;
-use nimbus_storage::{
-    BlobError, BlobStore, FsBlobStore, MetadataStore, PgStore, S3BlobStore, S3Keys, S3Location,
-    SqliteStore, StoreError,
-};
+use nimbus_storage::{BlobError, StoreError};
+
+use crate::backends::{self, BlobBackend};
 use time::OffsetDateTime;
 
 use crate::{AuthArg, IsolationArg, ServerArgs};
@@ -322,67 +321,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// The metadata backend `--metadata` names.
-fn metadata_store(
-    args: &ServerArgs,
-    data_dir: &Path,
-) -> Result<Arc<dyn MetadataStore>, StartError> {
-    let url = args.metadata.as_str();
-    if url == "sqlite" {
-        return Ok(Arc::new(SqliteStore::open(&data_dir.join("metadata.db"))?));
-    }
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(StartError::Backend(
-            "--metadata must be sqlite or a postgres:// URL".into(),
-        ));
-    }
-    let store = PgStore::connect(url, args.metadata_pool)?;
-    tracing::info!(pool = args.metadata_pool, "metadata in PostgreSQL");
-    Ok(Arc::new(store))
-}
-
-/// The blob backend `--blobs` names; each blob store of the server is a namespace in it.
-enum BlobBackend {
-    File,
-    S3(S3Location, Option<S3Keys>),
-}
-
-impl BlobBackend {
-    fn from_args(args: &ServerArgs) -> Result<Self, StartError> {
-        if args.blobs == "file" {
-            return Ok(BlobBackend::File);
-        }
-        let location: S3Location = args
-            .blobs
-            .parse()
-            .map_err(|err| StartError::Backend(format!("--blobs: {err}")))?;
-        let id = std::env::var("NIMBUS_BLOBS_ACCESS_KEY_ID").ok();
-        let secret = std::env::var("NIMBUS_BLOBS_SECRET_ACCESS_KEY").ok();
-        let keys = match (id, secret) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(S3Keys {
-                access_key_id,
-                secret_access_key,
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(StartError::Backend(
-                    "NIMBUS_BLOBS_ACCESS_KEY_ID and NIMBUS_BLOBS_SECRET_ACCESS_KEY must be set together".into(),
-                ));
-            }
-        };
-        Ok(BlobBackend::S3(location, keys))
-    }
-
-    fn open(&self, data_dir: &Path, name: &str) -> Result<Arc<dyn BlobStore>, StartError> {
-        Ok(match self {
-            BlobBackend::File => Arc::new(FsBlobStore::open(&data_dir.join(name))?),
-            BlobBackend::S3(location, keys) => {
-                Arc::new(S3BlobStore::open(location, name, keys.as_ref())?)
-            }
-        })
-    }
-}
-
 pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     validate(&args)?;
     let data_dir = &args.data_dir;
@@ -399,9 +337,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         return Err(StartError::Locked(data_dir));
     }
 
-    let meta = metadata_store(&args, &data_dir)?;
-    let blob_backend = BlobBackend::from_args(&args)?;
-    let blobs = blob_backend.open(&data_dir, "blobs")?;
+    let meta = backends::metadata_store(&args.metadata, args.metadata_pool, &data_dir)?;
+    let blob_backend = BlobBackend::parse(&args.blobs)?;
+    let [blobs_name, registry_blobs_name] = backends::BLOB_STORES;
+    let blobs = blob_backend.open(&data_dir, blobs_name)?;
     let credentials = Arc::new(CredentialStore::load(
         meta.clone(),
         OffsetDateTime::now_utc(),
@@ -452,7 +391,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let objects = Arc::new(nimbus_s3::Store::new(meta.clone(), blobs.clone()));
     let registry = Registry::open(
         meta.clone(),
-        blob_backend.open(&data_dir, "registry/blobs")?,
+        blob_backend.open(&data_dir, registry_blobs_name)?,
         &data_dir.join("registry"),
         credentials.clone(),
         &args.account_id,

@@ -393,14 +393,16 @@ fn wait_part(part: PartUpload) -> Result<(), BlobError> {
 
 impl Write for S3BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A full buffer goes out only once more bytes come: a blob of exactly one
+        // part is a plain PUT, and the last part is never empty.
+        if self.buffer.len() == PART && !buf.is_empty() {
+            self.send_part().map_err(io::Error::other)?;
+        }
         let room = PART - self.buffer.len();
         let taken = &buf[..buf.len().min(room)];
         self.buffer.extend_from_slice(taken);
         self.hasher.update(taken);
         self.len += taken.len() as u64;
-        if self.buffer.len() == PART {
-            self.send_part().map_err(io::Error::other)?;
-        }
         Ok(taken.len())
     }
 
@@ -661,6 +663,12 @@ mod tests {
         let digest = store.put(&small).unwrap();
         assert_eq!(digest, Digest::of(&small));
         assert_eq!(read_all(&store, &digest), small);
+        // Whole parts only: no empty last part.
+        for exact in [vec![2u8; PART], vec![3u8; PART * 2]] {
+            let digest = store.put(&exact).unwrap();
+            assert_eq!(read_all(&store, &digest), exact);
+            store.delete(&digest).unwrap();
+        }
 
         // Three parts and a bit, so parts upload while later ones are written.
         let large: Vec<u8> = (0..PART * 3 + 12345).map(|i| (i * 7 % 251) as u8).collect();
