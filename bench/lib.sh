@@ -42,12 +42,33 @@ bin=$target_dir/release
 
 tmp=$(mktemp -d)
 pids=()
+backends=$root/tests/e2e/backends.py
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    [[ ! -d $tmp/backends ]] || python3 "$backends" stop "$tmp/backends" || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+# With BENCH_BACKENDS=external every server start_nimbus starts keeps its records in
+# a PostgreSQL database and its blobs under a Garage prefix of its own (the test
+# suite's throwaway servers, started on first use, or those NIMBUS_TEST_* name).
+backend_args=()
+external_backends() {
+    if [[ -z ${NIMBUS_TEST_POSTGRES:-} ]]; then
+        echo "starting PostgreSQL and Garage..." >&2
+        eval "$(python3 "$backends" start "$tmp/backends")"
+    fi
+    export NIMBUS_BLOBS_ACCESS_KEY_ID=$NIMBUS_TEST_S3_ACCESS_KEY_ID
+    export NIMBUS_BLOBS_SECRET_ACCESS_KEY=$NIMBUS_TEST_S3_SECRET_ACCESS_KEY
+    local name database
+    name=bench_$(date +%s%N)
+    database=$(PYTHONPATH=$root/tests/e2e python3 -c \
+        'import sys, backends; print(backends.create_database(sys.argv[1], sys.argv[2]))' \
+        "$NIMBUS_TEST_POSTGRES" "$name")
+    backend_args=(--metadata "$database" --blobs "${NIMBUS_TEST_S3/\?//$name?}")
+}
 
 build() {
     echo "building release binaries..." >&2
@@ -85,14 +106,17 @@ start_bare() {
     wait_ready "$bare_url"
 }
 
-# start_nimbus ARGS...: nimbus on a free port with a fresh data dir; sets nimbus_url,
-# nimbus_pid and credentials (the root keys' file).
+# start_nimbus ARGS...: nimbus on a free port with a fresh data dir (and fresh
+# external backends, see external_backends); sets nimbus_url, nimbus_pid and
+# credentials (the root keys' file).
 start_nimbus() {
     local port
     port=$(free_port)
     nimbus_url=http://127.0.0.1:$port/
     credentials=$tmp/data/credentials
-    "$bin/nimbus" server --data-dir "$tmp/data" --listen "127.0.0.1:$port" "$@" >"$tmp/nimbus.out" 2>"$tmp/nimbus.log" &
+    [[ ${BENCH_BACKENDS:-embedded} != external ]] || external_backends
+    "$bin/nimbus" server --data-dir "$tmp/data" --listen "127.0.0.1:$port" "${backend_args[@]}" "$@" \
+        >"$tmp/nimbus.out" 2>"$tmp/nimbus.log" &
     nimbus_pid=$!
     pids+=("$nimbus_pid")
     wait_ready "${nimbus_url}_nimbus/health"
