@@ -5,9 +5,9 @@
 //! Tables: `iam.users/<name>`, `iam.roles/<name>`, `iam.policies/<name>`. Access keys
 //! live in the credential store with every other key.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
 use nimbus_auth::policy::{Policy, PolicyKind};
@@ -179,11 +179,15 @@ pub fn check_document(document: &str, kind: PolicyKind) -> Result<Policy, AwsErr
 }
 
 /// The IAM store. Every write bumps `generation`, which is what cached evaluations
-/// of identity policies are checked against.
+/// of identity policies, and the roles read here, are checked against.
 pub struct IamStore {
     meta: Arc<dyn MetadataStore>,
     pub account: String,
     generation: AtomicU64,
+    /// Roles as read at a generation: every warm invoke asks about its function's
+    /// execution role, which must not cost a metadata read (a network round trip on
+    /// PostgreSQL).
+    roles: Mutex<HashMap<String, (u64, u64, RoleRecord)>>,
 }
 
 impl IamStore {
@@ -192,6 +196,7 @@ impl IamStore {
             meta,
             account: account.to_owned(),
             generation: AtomicU64::new(0),
+            roles: Mutex::new(HashMap::new()),
         }
     }
 
@@ -268,8 +273,22 @@ impl IamStore {
     }
 
     pub fn role(&self, name: &str) -> Result<(u64, RoleRecord), AwsError> {
-        self.load(ROLES, name)?
-            .ok_or_else(|| no_such_entity(format!("The role with name {name} cannot be found.")))
+        // Read before the load: a write meanwhile makes what is loaded stale at once.
+        let generation = self.generation();
+        if let Some((at, version, role)) = self.roles.lock().expect("role cache").get(name)
+            && *at == generation
+        {
+            return Ok((*version, role.clone()));
+        }
+        let (version, role): (u64, RoleRecord) = self
+            .load(ROLES, name)?
+            .ok_or_else(|| no_such_entity(format!("The role with name {name} cannot be found.")))?;
+        let mut cache = self.roles.lock().expect("role cache");
+        // Only roles that exist are kept, and only as of the latest generation, so
+        // the cache holds at most the roles in use.
+        cache.retain(|_, (at, _, _)| *at == generation);
+        cache.insert(name.to_owned(), (generation, version, role.clone()));
+        Ok((version, role))
     }
 
     pub fn user_arn(&self, user: &UserRecord) -> String {
