@@ -172,6 +172,10 @@ class ExternalBackends:
                 backends.drop_database(self.environment()["NIMBUS_TEST_POSTGRES"], place[0])
 
     def close(self):
+        """After the session's last server stopped: drops the databases left (of
+        data dirs no fixture removed), and removes the backends started here."""
+        for data_dir in list(self.places):
+            self.forget(Path(data_dir))
         if self.started is not None:
             self.started.remove()
             self.started = None
