@@ -14,7 +14,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build
 start_nimbus
 PYTHONPATH=$root/bench/py "$python" - "$credentials" "$nimbus_url" "$rounds" "$tmp" "$nimbus_pid" <<'PY'
-import base64
 import configparser
 import os
 import shutil
@@ -24,6 +23,7 @@ import time
 
 import boto3
 
+from images import push_busybox
 from lambda_bench import median
 
 credentials_file, url, rounds, scratch, nimbus_pid = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
@@ -34,31 +34,14 @@ session = boto3.Session(aws_access_key_id=keys["aws_access_key_id"], aws_secret_
                         region_name="us-east-1")
 ecs, ecr = session.client("ecs", endpoint_url=url), session.client("ecr", endpoint_url=url)
 
-
-def run(*command):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if result.returncode:
-        sys.exit(f"{command}: {result.stderr}")
-    return result.stdout
-
-
-layout, bundle = f"{scratch}/layout", f"{scratch}/bundle"
-run("umoci", "init", "--layout", layout)
-run("umoci", "new", "--image", f"{layout}:v1")
-run("umoci", "unpack", "--image", f"{layout}:v1", bundle)
-os.makedirs(f"{bundle}/rootfs/bin")
-shutil.copy2("/bin/busybox", f"{bundle}/rootfs/bin/busybox")
-run("umoci", "repack", "--image", f"{layout}:v1", bundle)
-ecr.create_repository(repositoryName="bench")
-token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
-host = url.removeprefix("http://").rstrip("/")
-run("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token, f"oci:{layout}:v1", f"docker://{host}/bench:v1")
+image = push_busybox(ecr, url, scratch)
+layout = f"{scratch}/layout"
 ecs.create_cluster()
 definition = ecs.register_task_definition(family="bench", networkMode="none", containerDefinitions=[{
-    "name": "sleeper", "image": f"{host}/bench:v1", "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
+    "name": "sleeper", "image": image, "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
     "stopTimeout": 2}])["taskDefinition"]["taskDefinitionArn"]
 bridged = ecs.register_task_definition(family="bench-bridge", networkMode="bridge", containerDefinitions=[{
-    "name": "sleeper", "image": f"{host}/bench:v1", "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
+    "name": "sleeper", "image": image, "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
     "stopTimeout": 2, "portMappings": [{"containerPort": 8080, "hostPort": 0}]}])["taskDefinition"]["taskDefinitionArn"]
 
 

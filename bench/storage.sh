@@ -22,12 +22,9 @@ for mode in embedded external; do
     echo "measuring on the $mode backends..." >&2
     PYTHONPATH=$root/bench/py "$python" - "$credentials" "$nimbus_url" "$rounds" "$tmp" "$mode" \
         >"$tmp/$mode.json" <<'PY' || die "$mode: the measurements failed (log: $(tail -n 20 "$tmp/nimbus.log"))"
-import base64
 import configparser
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -35,6 +32,7 @@ import urllib.request
 import boto3
 from botocore.config import Config
 
+from images import push_busybox
 from lambda_bench import PYTHON_APP, median, zipped
 
 credentials_file, url, rounds, scratch, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -104,28 +102,12 @@ for n in range(count):
 figures["CreateFunction per second"] = count / (time.perf_counter() - started)
 
 
-def run(*command):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if result.returncode:
-        sys.exit(f"{command}: {result.stderr}")
-
-
 # RunTask: the calls themselves (each task is accepted and placed), a static busybox
 # image from the registry, no network.
-layout, bundle = f"{scratch}/layout-{mode}", f"{scratch}/bundle-{mode}"
-run("umoci", "init", "--layout", layout)
-run("umoci", "new", "--image", f"{layout}:v1")
-run("umoci", "unpack", "--image", f"{layout}:v1", bundle)
-os.makedirs(f"{bundle}/rootfs/bin")
-shutil.copy2("/bin/busybox", f"{bundle}/rootfs/bin/busybox")
-run("umoci", "repack", "--image", f"{layout}:v1", bundle)
-ecr.create_repository(repositoryName="bench")
-token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
-host = url.removeprefix("http://").rstrip("/")
-run("skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token, f"oci:{layout}:v1", f"docker://{host}/bench:v1")
+image = push_busybox(ecr, url, f"{scratch}/{mode}")
 ecs.create_cluster()
 definition = ecs.register_task_definition(family="bench", networkMode="none", containerDefinitions=[{
-    "name": "sleeper", "image": f"{host}/bench:v1", "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
+    "name": "sleeper", "image": image, "memory": 32, "command": ["/bin/busybox", "sleep", "600"],
     "stopTimeout": 2}])["taskDefinition"]["taskDefinitionArn"]
 [first] = ecs.run_task(taskDefinition=definition)["tasks"]
 arns = [first["taskArn"]]

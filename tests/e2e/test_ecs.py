@@ -245,6 +245,19 @@ def test_an_exiting_container_and_a_missing_image_stop_their_tasks(ecs, web_imag
     assert stopped["stoppedReason"].startswith("CannotPullContainerError")
 
 
+def test_a_task_stopped_while_it_starts_stops(ecs, web_image):
+    """StopTask right after RunTask, before the containers exist: the start must not
+    leave them running."""
+    definition = sleeper(ecs, web_image, f"stop-early-{uuid.uuid4().hex[:8]}")
+    arns = [task["taskArn"] for task in ecs.run_task(taskDefinition=definition, count=3)["tasks"]]
+    for arn in arns:
+        ecs.stop_task(task=arn, reason="changed my mind")
+    for arn in arns:
+        wait(ecs, "stopped", arn)
+    for task in ecs.describe_tasks(tasks=arns)["tasks"]:
+        assert task["stopCode"] == "UserInitiated" and task["stoppedReason"] == "changed my mind"
+
+
 def test_run_task_refuses_what_it_cannot_run(ecs):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         ecs.run_task(cluster="no-such-cluster", taskDefinition="x")

@@ -798,7 +798,10 @@ impl Ecs {
         }
         let ended_now = watch.ended();
         set(&|task| {
-            task["lastStatus"] = "RUNNING".into();
+            // A task StopTask reached while it started stays STOPPING.
+            if task["desiredStatus"] != "STOPPED" {
+                task["lastStatus"] = "RUNNING".into();
+            }
             task["startedAt"] = now().into();
             task["connectivityAt"] = now().into();
             for container in task["containers"].as_array_mut().into_iter().flatten() {
@@ -817,6 +820,10 @@ impl Ecs {
                 }
             }
         });
+        // A StopTask that came while the containers were starting had none to signal.
+        if node.stopping.lock().expect("stopping tasks").contains(&id) {
+            self.signal_task(&node, &id);
+        }
         self.supervise(node, cluster, id, watch).await;
     }
 
