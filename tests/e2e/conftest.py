@@ -139,8 +139,13 @@ class ExternalBackends:
             if os.environ.get("NIMBUS_TEST_POSTGRES") and os.environ.get("NIMBUS_TEST_S3"):
                 return os.environ
             if self.started is None:
-                directory = Path(tempfile.mkdtemp(prefix="nimbus-backends-"))
-                self.started = backends.Backends(directory).start()
+                started = backends.Backends(tempfile.mkdtemp(prefix="nimbus-backends-"))
+                try:
+                    started.start()
+                except BaseException:
+                    started.remove()
+                    raise
+                self.started = started
             return self.started.environment()
 
     def server_arguments(self, data_dir: Path) -> tuple[list, dict]:

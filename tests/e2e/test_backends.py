@@ -32,10 +32,9 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def external():
     """A PostgreSQL and a Garage of this module's own."""
-    directory = Path(tempfile.mkdtemp(prefix="nimbus-backends-"))
-    pair = backends.Backends(directory).start()
+    pair = backends.Backends(tempfile.mkdtemp(prefix="nimbus-backends-"))
     try:
-        yield pair
+        yield pair.start()
     finally:
         pair.remove()
 
