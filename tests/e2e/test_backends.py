@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -83,16 +84,13 @@ def client(server, service):
 
 
 def unavailable(call):
-    """Calls `call`, which must fail with 503 ServiceUnavailable within 15 s; returns
-    the error."""
-    started = time.monotonic()
+    """Calls `call`, which must fail with 503 ServiceUnavailable (not hang: the
+    client's read timeout would fail it otherwise); returns the error."""
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         call()
-    elapsed = time.monotonic() - started
     response = excinfo.value.response
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 503, response
     assert response["Error"]["Code"] == "ServiceUnavailable", response
-    assert elapsed < 15, f"the failure took {elapsed:.1f} s"
     return excinfo.value
 
 
@@ -185,11 +183,10 @@ def test_an_s3_outage_is_503_and_heals_without_a_restart(servers, place, externa
 
 
 def start_fails(tmp_path, *args, env=None):
-    """Runs `nimbus server` with `args`, which must exit non-zero within 30 s;
+    """Runs `nimbus server` with `args`, which must exit non-zero (not keep running);
     returns what it wrote."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
     full_env.update(env or {})
-    started = time.monotonic()
     try:
         done = subprocess.run(
             [nimbus_binary(), "server", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", *args],
@@ -198,20 +195,70 @@ def start_fails(tmp_path, *args, env=None):
     except subprocess.TimeoutExpired as expired:
         pytest.fail(f"nimbus server kept running with {args}: {expired.stdout}{expired.stderr}")
     assert done.returncode != 0, f"{done.stdout}{done.stderr}"
-    return done.stdout + done.stderr, time.monotonic() - started
+    return done.stdout + done.stderr
 
 
 def test_an_unreachable_postgres_is_a_start_error_naming_it(tmp_path):
     port = backends.free_port()
-    output, elapsed = start_fails(tmp_path, "--metadata", f"postgres://nimbus@127.0.0.1:{port}/x")
+    output = start_fails(tmp_path, "--metadata", f"postgres://nimbus@127.0.0.1:{port}/x")
     assert "postgres" in output.lower() and f"127.0.0.1:{port}" in output, output
-    assert elapsed < 20, f"took {elapsed:.1f} s: {output}"
 
 
 def test_a_missing_bucket_is_a_start_error_naming_it(tmp_path, external):
-    output, elapsed = start_fails(
+    output = start_fails(
         tmp_path, "--blobs", f"s3://no-such-bucket?endpoint={external.garage.endpoint}&region={backends.REGION}",
         env={"NIMBUS_BLOBS_ACCESS_KEY_ID": external.garage.access_key_id,
              "NIMBUS_BLOBS_SECRET_ACCESS_KEY": external.garage.secret_access_key})
-    assert "no-such-bucket" in output, output
-    assert elapsed < 20, f"took {elapsed:.1f} s: {output}"
+    assert "bucket no-such-bucket does not exist" in output, output
+
+
+def test_outages_under_load_lose_no_acknowledged_write(servers, place, external):
+    """Writers keep putting objects while PostgreSQL and then Garage stop for a few
+    seconds each: every failure meanwhile is a retryable 503, writes succeed again
+    without a restart, and every write that was acknowledged is there afterwards."""
+    args, env = place
+    server = servers(args, env)
+    s3 = client(server, "s3")
+    s3.create_bucket(Bucket="load")
+    acknowledged, failures, stop = {}, [], threading.Event()
+
+    def writer(n):
+        own = client(server, "s3")
+        sequence = 0
+        while not stop.is_set():
+            key, body = f"w{n}/{sequence}", os.urandom(64 * 1024 + sequence)
+            sequence += 1
+            try:
+                own.put_object(Bucket="load", Key=key, Body=body)
+                acknowledged[key] = body
+            except botocore.exceptions.ClientError as error:
+                failures.append(error.response["ResponseMetadata"]["HTTPStatusCode"])
+                time.sleep(0.1)
+            except botocore.exceptions.BotoCoreError as error:
+                failures.append(type(error).__name__)
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for backend in (external.postgres, external.garage):
+            assert eventually(lambda: len(acknowledged) >= 20, timeout=60)
+            before = len(failures)
+            backend.stop()
+            assert eventually(lambda: len(failures) > before, timeout=30), "no write failed while a backend was down"
+            time.sleep(3)
+            backend.start()
+            healed = len(acknowledged)
+            assert eventually(lambda: len(acknowledged) > healed + 10, timeout=60), "writes did not resume"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert set(failures) == {503}, f"failures other than 503: {sorted(set(failures))}"
+    for key, body in acknowledged.items():
+        assert s3.get_object(Bucket="load", Key=key)["Body"].read() == body, key
+    listed = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="load"):
+        listed.update(o["Key"] for o in page.get("Contents", []))
+    assert set(acknowledged) <= listed

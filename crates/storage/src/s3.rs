@@ -170,23 +170,25 @@ impl S3BlobStore {
             remote::block_on(async move { store.list_with_delimiter(Some(&probe)).await })
                 .map_err(unavailable)
         })?;
-        listed.map(|_| ()).map_err(|err| match err {
-            object_store::Error::NotFound { .. } => BlobError::Config(format!(
-                "bucket {} does not exist at {}",
-                location.bucket,
-                location
-                    .endpoint
-                    .as_deref()
-                    .unwrap_or("the default S3 endpoint")
-            )),
-            other => BlobError::Config(format!(
-                "cannot reach bucket {} at {}: {other}",
-                location.bucket,
-                location
-                    .endpoint
-                    .as_deref()
-                    .unwrap_or("the default S3 endpoint")
-            )),
+        let endpoint = location
+            .endpoint
+            .as_deref()
+            .unwrap_or("the default S3 endpoint");
+        listed.map(|_| ()).map_err(|err| {
+            // A listing's 404 reaches object_store as a generic error naming S3's code.
+            let missing = matches!(err, object_store::Error::NotFound { .. })
+                || err.to_string().contains("NoSuchBucket");
+            if missing {
+                BlobError::Config(format!(
+                    "bucket {} does not exist at {endpoint}",
+                    location.bucket
+                ))
+            } else {
+                BlobError::Config(format!(
+                    "cannot reach bucket {} at {endpoint}: {err}",
+                    location.bucket
+                ))
+            }
         })
     }
 
@@ -743,6 +745,10 @@ mod tests {
         let err = S3BlobStore::open(&location, "blobs", Some(&keys))
             .err()
             .expect("the bucket does not exist");
-        assert!(err.to_string().contains("no-such-bucket"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("bucket no-such-bucket does not exist"),
+            "{err}"
+        );
     }
 }
