@@ -327,7 +327,12 @@ impl Upload {
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         use std::io::Write;
         let writer = self.writer.as_mut().ok_or(RegistryError::UploadUnknown)?;
-        writer.write_all(bytes)?;
+        if let Err(err) = writer.write_all(bytes) {
+            // Part of the bytes may have gone in: the upload cannot go on from its
+            // offset, so it ends here and the client starts the blob again.
+            self.writer = None;
+            return Err(err.into());
+        }
         self.offset += bytes.len() as u64;
         self.touched = std::time::Instant::now();
         Ok(())

@@ -27,6 +27,9 @@ pub enum BlobError {
     /// The backend could not be reached; the call may succeed when tried again.
     #[error("blob store unavailable: {0}")]
     Unavailable(String),
+    /// The backend answered with a refusal (access denied, a failed precondition).
+    #[error("blob store refused: {0}")]
+    Refused(String),
     /// The store's location or settings are unusable.
     #[error("{0}")]
     Config(String),

@@ -242,7 +242,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
-        if let Some(next) = char::from_u32(last as u32 + 1) {
+        // The code points past U+D7FF are surrogates; the next character is U+E000.
+        let next = match last {
+            '\u{d7ff}' => Some('\u{e000}'),
+            last => char::from_u32(last as u32 + 1),
+        };
+        if let Some(next) = next {
             chars.push(next);
             return Some(chars.into_iter().collect());
         }
@@ -562,6 +567,7 @@ mod tests {
     #[test]
     fn prefix_end_bounds_the_prefix() {
         assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
         assert_eq!(prefix_end(""), None);
     }
 }

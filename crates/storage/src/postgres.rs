@@ -29,6 +29,12 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE records (
 
 /// Taken while migrating, so two servers starting at once never migrate together.
 const MIGRATION_LOCK: i64 = 0x6e696d627573; // "nimbus"
+/// How long a migration (and the wait for another server's) may take.
+const MIGRATION_DEADLINE: Duration = Duration::from_secs(600);
+/// What the server lets one statement run: under the caller's deadline.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(8);
+/// What a batch gets on top of the usual deadline per write it holds.
+const PER_WRITE: Duration = Duration::from_millis(20);
 
 /// Attempts for a batch PostgreSQL aborted for a deadlock or serialization failure.
 const ATTEMPTS: usize = 5;
@@ -86,11 +92,27 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        config.keepalives_idle(Duration::from_secs(30));
+        // A peer that vanished (a crashed host, a failover elsewhere) is noticed in
+        // about 20 s, not the system's default of minutes.
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(3))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(20));
+        // The server ends a statement before the caller's deadline gives up on it, so
+        // a connection is never handed out again while still busy with one.
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!(
+            "{options} -c statement_timeout={}",
+            STATEMENT_TIMEOUT.as_millis()
+        ));
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = if config.get_ssl_mode() == SslMode::Require {
+        // TLS when the URL asks for it (tokio-postgres's default, `prefer`, is
+        // indistinguishable from an explicit one, hence the look at the text).
+        let wants_tls = config.get_ssl_mode() == SslMode::Require || url.contains("sslmode=prefer");
+        let manager = if wants_tls {
             let tls = native_tls::TlsConnector::new()
                 .map_err(|err| StoreError::Config(format!("TLS for PostgreSQL: {err}")))?;
             Manager::from_config(
@@ -99,8 +121,6 @@ impl PgStore {
                 manager_config,
             )
         } else {
-            // Without an explicit `sslmode=require` the connection is plain, as the
-            // URL did not ask for TLS.
             config.ssl_mode(SslMode::Disable);
             Manager::from_config(config, NoTls, manager_config)
         };
@@ -137,9 +157,22 @@ impl PgStore {
         T: Send + 'static,
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
+        self.call_within(remote::DEADLINE, work)
+    }
+
+    /// [`PgStore::call`] with a deadline of its own.
+    fn call_within<T, F>(
+        &self,
+        deadline: Duration,
+        work: impl FnOnce(deadpool_postgres::Object) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
         let pool = self.pool.clone();
         METADATA.observe(|| {
-            remote::block_on(async move {
+            remote::block_on_within(deadline, async move {
                 let client = pool.get().await.map_err(pool_error)?;
                 work(client).await
             })
@@ -148,16 +181,24 @@ impl PgStore {
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        self.call(|mut client| async move {
+        // A migration (an index on a large table) may take long, and so may the wait
+        // for another server's.
+        self.call_within(MIGRATION_DEADLINE, |mut client| async move {
+            client
+                .batch_execute("SET statement_timeout = 0")
+                .await
+                .map_err(classify)?;
             client
                 .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
                 .await
                 .map_err(classify)?;
             let result = apply_migrations(&mut client).await;
-            // A failed unlock still ends with the session, which the pool then drops.
+            // A failed unlock or reset still ends with the session, which the pool
+            // then drops.
             let _ = client
                 .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
                 .await;
+            let _ = client.batch_execute("RESET statement_timeout").await;
             result
         })
     }
@@ -205,6 +246,12 @@ async fn apply_migrations(client: &mut deadpool_postgres::Object) -> Result<(), 
         tracing::info!(version, "applied metadata migration");
     }
     Ok(())
+}
+
+/// An exclusive upper bound on keys: `end`, or past every key when there is none
+/// (keys are UTF-8, in which the byte 0xFF never occurs).
+fn upper_bound(end: Option<String>) -> Vec<u8> {
+    end.map_or_else(|| vec![0xff], String::into_bytes)
 }
 
 fn record(key: Vec<u8>, value: Vec<u8>, version: i64) -> Result<Record, StoreError> {
@@ -355,16 +402,15 @@ impl MetadataStore for PgStore {
             _ => prefix,
         };
         let inclusive = after.is_none_or(|after| after < prefix);
-        let upper = prefix_end(prefix).map(String::into_bytes);
+        let upper = upper_bound(prefix_end(prefix));
         let (table, lower) = (table.as_bytes().to_vec(), lower.as_bytes().to_vec());
         let limit = limit as i64;
         self.call(move |client| async move {
+            // Plain bounds on the key, so even a generic plan scans the index range.
             let stmt = client
                 .prepare_cached(
                     "SELECT key, value, version FROM records
-                     WHERE tbl = $1
-                       AND (key > $2 OR ($3 AND key = $2))
-                       AND ($4::bytea IS NULL OR key < $4)
+                     WHERE tbl = $1 AND key >= $2 AND key < $4 AND (key > $2 OR $3)
                      ORDER BY key LIMIT $5",
                 )
                 .await
@@ -385,19 +431,18 @@ impl MetadataStore for PgStore {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         let end = prefix_end(prefix);
-        let upper = match (before, end) {
+        let upper = upper_bound(match (before, end) {
             (Some(before), Some(end)) if before > end.as_str() => Some(end),
             (Some(before), _) => Some(before.to_owned()),
             (None, end) => end,
-        }
-        .map(String::into_bytes);
+        });
         let (table, prefix) = (table.as_bytes().to_vec(), prefix.as_bytes().to_vec());
         let limit = limit as i64;
         self.call(move |client| async move {
             let stmt = client
                 .prepare_cached(
                     "SELECT key, value, version FROM records
-                     WHERE tbl = $1 AND key >= $2 AND ($3::bytea IS NULL OR key < $3)
+                     WHERE tbl = $1 AND key >= $2 AND key < $3
                      ORDER BY key DESC LIMIT $4",
                 )
                 .await
@@ -414,7 +459,10 @@ impl MetadataStore for PgStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.call(|mut client| async move {
+        // One round trip per write: a batch of thousands (a repository deleted with
+        // its images) takes longer than a single call may.
+        let deadline = remote::DEADLINE + PER_WRITE * batch.writes.len() as u32;
+        self.call_within(deadline, |mut client| async move {
             let mut attempt = 1;
             loop {
                 match apply(&mut client, &batch).await {

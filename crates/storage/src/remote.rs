@@ -34,20 +34,35 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 pub(crate) fn block_on<T: Send + 'static>(
     future: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, Elapsed> {
+    block_on_within(DEADLINE, future)
+}
+
+/// [`block_on`] for work whose length grows with its size (a copy, a large batch, a
+/// migration), which gets a deadline of its own.
+pub(crate) fn block_on_within<T: Send + 'static>(
+    deadline: Duration,
+    future: impl Future<Output = T> + Send + 'static,
+) -> Result<T, Elapsed> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime().spawn(async move {
-        let _ = tx.send(tokio::time::timeout(DEADLINE, future).await);
+        let _ = tx.send(tokio::time::timeout(deadline, future).await);
     });
-    let wait = || rx.recv().expect("storage tasks send their result");
+    // A task that panicked sent nothing: no answer, as far as the caller can tell.
+    let wait = || rx.recv().map_err(|_| Elapsed)?.map_err(|_| Elapsed);
     // A caller on an async worker (the registry's handlers call stores directly) lets
     // the worker's other tasks move elsewhere while it waits on the network.
-    let result = match tokio::runtime::Handle::try_current() {
+    match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(wait)
         }
         _ => wait(),
-    };
-    result.map_err(|_| Elapsed)
+    }
+}
+
+/// [`DEADLINE`] plus a second per `bytes` at 8 MiB/s: the slowest copy or transfer a
+/// healthy store is allowed.
+pub(crate) fn deadline_for(bytes: u64) -> Duration {
+    DEADLINE + Duration::from_secs(bytes / (8 << 20))
 }
 
 /// Starts `future` on the storage runtime without waiting for it.
@@ -57,13 +72,13 @@ pub(crate) fn spawn<T: Send + 'static>(
     runtime().spawn(future)
 }
 
-/// A backend call outlived [`DEADLINE`].
+/// A backend call outlived its deadline (or ended without an answer).
 #[derive(Debug)]
 pub(crate) struct Elapsed;
 
 impl std::fmt::Display for Elapsed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "no answer within {} s", DEADLINE.as_secs())
+        f.write_str("no answer in time")
     }
 }
 
@@ -81,6 +96,8 @@ pub struct BackendHealth {
     up: AtomicBool,
     latency: Histogram,
     probe: Mutex<Option<Probe>>,
+    /// Whether a probe thread runs: one at a time, however often the backend flaps.
+    probing: AtomicBool,
 }
 
 impl BackendHealth {
@@ -91,6 +108,7 @@ impl BackendHealth {
             // 100 µs to about 13 s.
             latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
             probe: Mutex::new(None),
+            probing: AtomicBool::new(false),
         }
     }
 
@@ -140,15 +158,28 @@ impl BackendHealth {
         let Some(probe) = self.probe.lock().expect("probe lock").clone() else {
             return;
         };
-        std::thread::Builder::new()
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let started = std::thread::Builder::new()
             .name(format!("probe-{}", self.name))
             .spawn(move || {
-                while !self.is_up() {
-                    std::thread::sleep(PROBE_INTERVAL);
-                    probe();
+                loop {
+                    while !self.is_up() {
+                        std::thread::sleep(PROBE_INTERVAL);
+                        probe();
+                    }
+                    self.probing.store(false, Ordering::Release);
+                    // Down again before the flag cleared: nobody else will probe.
+                    if self.is_up() || self.probing.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
                 }
-            })
-            .expect("a probe thread starts");
+            });
+        if let Err(err) = started {
+            self.probing.store(false, Ordering::Release);
+            tracing::warn!(backend = self.name, error = %err, "no probe thread: health waits for traffic");
+        }
     }
 }
 

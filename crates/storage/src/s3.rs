@@ -47,6 +47,23 @@ fn unavailable(err: impl std::fmt::Display) -> BlobError {
     BlobError::Unavailable(format!("object store: {err}"))
 }
 
+/// An object store error as a blob error: refusals the store answered with (access
+/// denied, a failed precondition) are the store's word, not a sign it is away.
+fn store_error(err: object_store::Error) -> BlobError {
+    use object_store::Error as E;
+    match err {
+        E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::Precondition { .. }
+        | E::AlreadyExists { .. }
+        | E::NotModified { .. }
+        | E::InvalidPath { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. } => BlobError::Refused(format!("object store: {err}")),
+        other => unavailable(other),
+    }
+}
+
 /// Where an S3 blob store lives, parsed from
 /// `s3://bucket/prefix?endpoint=http://host:port&region=...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,16 +163,22 @@ impl S3BlobStore {
             staging: root.clone().join("tmp"),
         };
         this.check_bucket(location)?;
-        this.sweep_staging()?;
+        // Leftovers only cost space: a sweep that fails must not keep the server down.
+        if let Err(err) = this.sweep_staging() {
+            tracing::warn!(error = %err, "sweeping staged uploads failed");
+        }
         let (store, probe) = (this.store.clone(), this.staging.clone());
         BLOBS.set_probe(move || {
             let (store, probe) = (store.clone(), probe.clone());
-            // Any answer, "not found" included, means the store is back.
+            // Any answer, "not found" or "denied" included, means the store is back.
             let _ =
                 BLOBS.observe(
                     || match remote::block_on(async move { store.head(&probe).await }) {
                         Ok(Ok(_) | Err(object_store::Error::NotFound { .. })) => Ok(()),
-                        Ok(Err(err)) => Err(unavailable(err)),
+                        Ok(Err(err)) => match store_error(err) {
+                            BlobError::Refused(_) => Ok(()),
+                            other => Err(other),
+                        },
                         Err(elapsed) => Err(unavailable(elapsed)),
                     },
                 );
@@ -219,7 +242,7 @@ impl S3BlobStore {
         BLOBS.observe(|| match remote::block_on(work).map_err(unavailable)? {
             Ok(value) => Ok(Some(value)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(err) => Err(unavailable(err)),
+            Err(err) => Err(store_error(err)),
         })
     }
 
@@ -265,25 +288,20 @@ impl BlobStore for S3BlobStore {
     }
 
     fn open(&self, digest: &Digest) -> Result<Option<Blob>, BlobError> {
-        let store = self.store.clone();
-        let path = self.path_of(digest);
-        let found = {
-            let path = path.clone();
-            self.call(async move { store.get(&path).await })?
-        };
-        Ok(found.map(|got| {
-            let len = got.meta.size;
-            Blob {
-                len,
-                reader: Box::new(S3Reader {
-                    store: self.store.clone(),
-                    path,
-                    len,
-                    pos: 0,
-                    body: Some(got.into_stream()),
-                    chunk: Bytes::new(),
-                }),
-            }
+        // The GET starts at the first read, from wherever the reader then is: a blob
+        // opened and not yet read (the parts of an upload being assembled) holds no
+        // connection, and one read from an offset costs one ranged GET.
+        Ok(self.stat(digest)?.map(|info| Blob {
+            len: info.len,
+            reader: Box::new(S3Reader {
+                store: self.store.clone(),
+                path: self.path_of(digest),
+                len: info.len,
+                pos: 0,
+                body: None,
+                chunk: Bytes::new(),
+                resumed_at: None,
+            }),
         }))
     }
 
@@ -368,8 +386,10 @@ impl S3BlobWriter {
         let mut upload = self.upload.take().expect("upload started");
         let store = self.store.clone();
         let staging = self.staging.clone();
+        // Completing and copying take time in proportion to the size on most stores.
+        let deadline = remote::deadline_for(self.len);
         BLOBS.observe(|| {
-            remote::block_on(async move {
+            remote::block_on_within(deadline, async move {
                 if let Err(err) = upload.complete().await {
                     let _ = upload.abort().await;
                     return Err(err);
@@ -385,11 +405,16 @@ impl S3BlobWriter {
 }
 
 fn wait_part(part: PartUpload) -> Result<(), BlobError> {
+    let abort = part.abort_handle();
     BLOBS.observe(|| {
-        remote::block_on(part)
+        remote::block_on_within(remote::deadline_for(PART as u64), part)
+            .map_err(|elapsed| {
+                // Not left running with its buffer and connection.
+                abort.abort();
+                unavailable(elapsed)
+            })?
             .map_err(unavailable)?
-            .map_err(unavailable)?
-            .map_err(unavailable)
+            .map_err(store_error)
     })
 }
 
@@ -460,6 +485,9 @@ struct S3Reader {
     pos: u64,
     body: Option<BoxStream<'static, object_store::Result<Bytes>>>,
     chunk: Bytes,
+    /// Where a broken body was last picked up again with a fresh GET: a body that
+    /// breaks twice at the same place is an error, not a loop.
+    resumed_at: Option<u64>,
 }
 
 impl Read for S3Reader {
@@ -491,19 +519,24 @@ impl Read for S3Reader {
             };
             let (next, body) = remote::block_on(async move { (body.next().await, body) })
                 .map_err(io::Error::other)?;
-            match next {
+            let broken = match next {
                 Some(Ok(bytes)) => {
                     self.chunk = bytes;
                     self.body = Some(body);
+                    continue;
                 }
-                Some(Err(err)) => return Err(io::Error::other(err)),
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{} ended at {} of {} bytes", self.path, self.pos, self.len),
-                    ));
-                }
+                Some(Err(err)) => io::Error::other(err),
+                None => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ended at {} of {} bytes", self.path, self.pos, self.len),
+                ),
+            };
+            // A connection reset mid-body (a reader slower than the store's patience)
+            // resumes once from where it broke.
+            if self.resumed_at == Some(self.pos) {
+                return Err(broken);
             }
+            self.resumed_at = Some(self.pos);
         }
     }
 }
