@@ -99,6 +99,7 @@ def test_ps_lists_running_tasks_and_status_the_services(nimbus, tmp_path):
 
     status = cli(nimbus, "status")
     assert status.returncode == 0 and status.stdout.startswith("nimbus: healthy")
+    assert "BACKEND" in status.stdout and "metadata" in status.stdout
     assert json.loads(cli(nimbus, "status", "--output", "json").stdout)["services"]["lambda"] == "running"
 
 

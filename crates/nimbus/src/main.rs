@@ -73,7 +73,7 @@ enum Command {
         #[command(flatten)]
         args: cli::DocsArgs,
     },
-    /// Whether the server is up, and its services.
+    /// Whether the server is up, and its services and storage backends.
     Status {
         #[command(flatten)]
         connection: cli::Connection,

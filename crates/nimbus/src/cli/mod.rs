@@ -465,18 +465,20 @@ pub async fn status(client: &Client, output: Output) -> Result<(), CallError> {
     } else {
         println!(
             "nimbus: {}",
-            if code.is_success() {
-                "healthy"
-            } else {
-                "unhealthy"
+            match (code.is_success(), health["status"].as_str()) {
+                (false, _) => "unhealthy",
+                (true, Some("degraded")) => "degraded: a storage backend is unreachable",
+                (true, _) => "healthy",
             }
         );
-        if let Some(services) = health["services"].as_object() {
-            let rows: Vec<Vec<String>> = services
-                .iter()
-                .map(|(name, state)| vec![name.clone(), text(state)])
-                .collect();
-            table(&["SERVICE", "STATE"], &rows);
+        for (field, heading) in [("services", "SERVICE"), ("backends", "BACKEND")] {
+            if let Some(states) = health[field].as_object() {
+                let rows: Vec<Vec<String>> = states
+                    .iter()
+                    .map(|(name, state)| vec![name.clone(), text(state)])
+                    .collect();
+                table(&[heading, "STATE"], &rows);
+            }
         }
     }
     if code.is_success() {
