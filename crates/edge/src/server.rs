@@ -473,6 +473,9 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
             (d.name.to_owned(), state.into())
         })
         .collect();
+    let degraded = [&*remote::METADATA, &*remote::BLOBS]
+        .iter()
+        .any(|backend| !backend.is_up());
     let backends = [&*remote::METADATA, &*remote::BLOBS]
         .map(|backend| {
             let state = if backend.is_up() { "ok" } else { "unreachable" };
@@ -481,7 +484,7 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
         .into_iter()
         .collect::<serde_json::Map<String, serde_json::Value>>();
     let body = serde_json::json!({
-        "status": if nimbus_storage::backends_degraded() { "degraded" } else { "running" },
+        "status": if degraded { "degraded" } else { "running" },
         "version": env!("CARGO_PKG_VERSION"),
         "region": &*edge.region,
         "account_id": &*edge.account_id,

@@ -8,7 +8,7 @@
 //! runtime's handle would panic.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,8 @@ pub struct BackendHealth {
     probe: Mutex<Option<Probe>>,
     /// Whether a probe thread runs: one at a time, however often the backend flaps.
     probing: AtomicBool,
+    /// When a call last failed to reach the backend, in ms since [`clock`]'s start.
+    failed_at: AtomicU64,
 }
 
 impl BackendHealth {
@@ -109,6 +111,7 @@ impl BackendHealth {
             latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
             probe: Mutex::new(None),
             probing: AtomicBool::new(false),
+            failed_at: AtomicU64::new(0),
         }
     }
 
@@ -141,6 +144,9 @@ impl BackendHealth {
         let result = call();
         self.latency.observe(started.elapsed().as_secs_f64());
         let up = !matches!(&result, Err(err) if err.unreachable());
+        if !up {
+            self.failed_at.store(clock(), Ordering::Relaxed);
+        }
         if self.up.swap(up, Ordering::Relaxed) != up {
             if up {
                 tracing::info!(backend = self.name, "backend reachable again");
@@ -193,8 +199,22 @@ pub static METADATA: LazyLock<BackendHealth> = LazyLock::new(|| BackendHealth::n
 /// The blob backends' health.
 pub static BLOBS: LazyLock<BackendHealth> = LazyLock::new(|| BackendHealth::new("blobs"));
 
-/// Whether a backend is unreachable now: failures meanwhile are reported to clients
-/// as retryable (503) rather than as internal errors.
+/// Milliseconds since the first call, never 0.
+fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// How long after a call failed to reach a backend other failures are still put down
+/// to it: a request that failed on a dead pooled connection may be answered just after
+/// another call found the backend back.
+const RECENT: u64 = 5_000;
+
+/// Whether a backend is unreachable now, or was a moment ago: failures meanwhile are
+/// reported to clients as retryable (503) rather than as internal errors.
 pub fn backends_degraded() -> bool {
-    !METADATA.is_up() || !BLOBS.is_up()
+    [&*METADATA, &*BLOBS].iter().any(|backend| {
+        let failed_at = backend.failed_at.load(Ordering::Relaxed);
+        !backend.is_up() || (failed_at != 0 && clock().saturating_sub(failed_at) < RECENT)
+    })
 }
