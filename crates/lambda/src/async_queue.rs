@@ -204,48 +204,70 @@ impl AsyncQueue {
 
     async fn work(self: Arc<Self>) {
         loop {
-            let due = {
-                let meta = self.meta.clone();
-                tokio::task::spawn_blocking(move || meta.scan(QUEUE, "", None, MAX_RUNNING * 2))
-                    .await
-            };
-            match due {
-                Ok(Ok(records)) => {
-                    let now = now_ms();
-                    for record in records {
-                        let due_ms: i64 = record
-                            .key
-                            .split('-')
-                            .next()
-                            .and_then(|d| d.parse().ok())
-                            .unwrap_or(0);
-                        if due_ms > now {
-                            break;
-                        }
-                        let Ok(event) = serde_json::from_slice::<QueuedEvent>(&record.value) else {
-                            tracing::error!(key = %record.key, "dropping an unreadable queued event");
-                            let meta = self.meta.clone();
-                            let batch =
-                                WriteBatch::new().delete(QUEUE, &record.key, Expect::Anything);
-                            let _ = tokio::task::spawn_blocking(move || meta.commit(batch)).await;
-                            continue;
-                        };
-                        if !self
-                            .running
-                            .lock()
-                            .expect("queue state")
-                            .start(&record.key, &event.function)
-                        {
-                            continue;
-                        }
-                        let queue = self.clone();
-                        tokio::spawn(async move { queue.run(record.key, event).await });
-                    }
-                }
-                Ok(Err(err)) => tracing::error!(error = %err, "reading the event queue failed"),
-                Err(err) => tracing::error!(error = %err, "the event queue reader failed"),
-            }
+            self.clone().start_due().await;
             let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+        }
+    }
+
+    /// Starts the due events that have a slot, reading the queue in due order page by
+    /// page until a page ends in events not yet due or every slot is taken: events
+    /// that cannot start (running already, or of a function at its limit) must not
+    /// hide the due events of other functions behind them.
+    async fn start_due(self: Arc<Self>) {
+        let mut after: Option<String> = None;
+        loop {
+            let page = {
+                let (meta, after) = (self.meta.clone(), after.clone());
+                tokio::task::spawn_blocking(move || {
+                    meta.scan(QUEUE, "", after.as_deref(), MAX_RUNNING * 2)
+                })
+                .await
+            };
+            let records = match page {
+                Ok(Ok(records)) => records,
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "reading the event queue failed");
+                    return;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "the event queue reader failed");
+                    return;
+                }
+            };
+            let full_page = records.len() == MAX_RUNNING * 2;
+            after = records.last().map(|record| record.key.clone());
+            let now = now_ms();
+            for record in records {
+                let due_ms: i64 = record
+                    .key
+                    .split('-')
+                    .next()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0);
+                if due_ms > now {
+                    return;
+                }
+                let Ok(event) = serde_json::from_slice::<QueuedEvent>(&record.value) else {
+                    tracing::error!(key = %record.key, "dropping an unreadable queued event");
+                    let meta = self.meta.clone();
+                    let batch = WriteBatch::new().delete(QUEUE, &record.key, Expect::Anything);
+                    let _ = tokio::task::spawn_blocking(move || meta.commit(batch)).await;
+                    continue;
+                };
+                let mut running = self.running.lock().expect("queue state");
+                if running.keys.len() >= MAX_RUNNING {
+                    return;
+                }
+                if !running.start(&record.key, &event.function) {
+                    continue;
+                }
+                drop(running);
+                let queue = self.clone();
+                tokio::spawn(async move { queue.run(record.key, event).await });
+            }
+            if !full_page {
+                return;
+            }
         }
     }
 
