@@ -84,7 +84,12 @@ pub struct RootCredentials {
 pub struct CredentialStore {
     meta: Arc<dyn MetadataStore>,
     cache: RwLock<HashMap<String, Arc<Credential>>>,
+    /// Bumped when another node wrote keys, so a read that raced the news is not kept.
+    generation: std::sync::atomic::AtomicU64,
 }
+
+/// The table credentials live in, for nodes that watch it.
+pub const CREDENTIALS_TABLE: &str = TABLE;
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], CredentialError> {
     let mut bytes = [0u8; N];
@@ -141,19 +146,28 @@ impl CredentialStore {
         Ok(Self {
             meta,
             cache: RwLock::new(cache),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Forgets what is cached: another node created, changed or removed keys. Keys
+    /// are read again from the store as requests name them.
+    pub fn invalidate(&self) {
+        let mut cache = self.cache.write().expect("credential cache poisoned");
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        cache.clear();
     }
 
     /// Forgets temporary credentials that have expired, in memory and on disk.
     pub fn sweep(&self, now: OffsetDateTime) -> Result<usize, CredentialError> {
-        let expired: Vec<String> = self
-            .cache
-            .read()
-            .expect("credential cache poisoned")
-            .values()
-            .filter(|c| c.is_expired(now))
-            .map(|c| c.access_key_id.clone())
-            .collect();
+        // From the store, which also holds the sessions other nodes issued.
+        let mut expired = Vec::new();
+        for record in self.meta.scan_all(TABLE, "")? {
+            if decode(&record.key, &record.value)?.is_expired(now) {
+                expired.push(record.key);
+            }
+        }
         if expired.is_empty() {
             return Ok(0);
         }
@@ -174,11 +188,22 @@ impl CredentialStore {
     }
 
     fn get(&self, access_key_id: &str) -> Option<Arc<Credential>> {
-        self.cache
-            .read()
-            .expect("credential cache poisoned")
-            .get(access_key_id)
-            .cloned()
+        let generation = {
+            let cache = self.cache.read().expect("credential cache poisoned");
+            if let Some(found) = cache.get(access_key_id) {
+                return Some(found.clone());
+            }
+            self.generation.load(std::sync::atomic::Ordering::Acquire)
+        };
+        // Not here: issued by another node, or not at all. Only keys that exist are
+        // kept, so unknown ids cannot grow the cache.
+        let record = self.meta.get(TABLE, access_key_id).ok()??;
+        let credential = Arc::new(decode(&record.key, &record.value).ok()?);
+        let mut cache = self.cache.write().expect("credential cache poisoned");
+        if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
+            cache.insert(access_key_id.to_owned(), credential.clone());
+        }
+        Some(credential)
     }
 
     fn insert(
@@ -309,19 +334,22 @@ impl CredentialStore {
     }
 
     /// The long-term keys whose principal `owns` accepts, oldest first.
-    pub fn access_keys(&self, owns: impl Fn(&Principal) -> bool) -> Vec<Arc<Credential>> {
-        let mut keys: Vec<Arc<Credential>> = self
-            .cache
-            .read()
-            .expect("credential cache")
-            .values()
-            .filter(|c| c.session_token.is_none() && owns(&c.principal))
-            .cloned()
-            .collect();
+    pub fn access_keys(
+        &self,
+        owns: impl Fn(&Principal) -> bool,
+    ) -> Result<Vec<Arc<Credential>>, CredentialError> {
+        // From the store: the cache holds only the keys this node has seen in use.
+        let mut keys = Vec::new();
+        for record in self.meta.scan_all(TABLE, "")? {
+            let credential = decode(&record.key, &record.value)?;
+            if credential.session_token.is_none() && owns(&credential.principal) {
+                keys.push(Arc::new(credential));
+            }
+        }
         keys.sort_by(|a, b| {
             (a.created_at, &a.access_key_id).cmp(&(b.created_at, &b.access_key_id))
         });
-        keys
+        Ok(keys)
     }
 
     /// Marks a key active or inactive; false when there is no such key.

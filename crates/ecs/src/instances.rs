@@ -1,9 +1,11 @@
-//! Container instances: this nimbus node registers itself in every cluster it can run
-//! tasks for, with its CPU (1,024 units per core) and memory; tasks are placed on it
-//! only while it is ACTIVE and has the cpu and memory they reserve, else RunTask
-//! reports ECS's `RESOURCE:CPU` / `RESOURCE:MEMORY` failures.
+//! Container instances: every worker node of the deployment registers itself in every
+//! cluster, with its CPU (1,024 units per core), memory and zone, under its
+//! EC2-shaped instance id; tasks are placed on an instance only while it is ACTIVE,
+//! its node's heartbeat is current (`agentConnected`) and it has the cpu and memory
+//! they reserve, else RunTask reports ECS's `RESOURCE:CPU` / `RESOURCE:MEMORY`
+//! failures.
 //!
-//! Records: `ecs.instances/<cluster>/<id>`.
+//! Records: `ecs.instances/<cluster>/<id>`, naming the node and its zone.
 
 use nimbus_edge::AwsError;
 use nimbus_storage::{Expect, WriteBatch};
@@ -14,8 +16,13 @@ use crate::placement::{Placement, Query};
 use crate::{Ecs, decode, now};
 
 pub(crate) const INSTANCES: &str = "ecs.instances";
-/// This node's id in every cluster.
-const NODE_ID: &str = "nimbus-node-1";
+
+/// Where a task was placed: the instance, its node and zone.
+pub(crate) struct Placed {
+    pub arn: String,
+    pub node: String,
+    pub zone: String,
+}
 
 /// What this machine offers tasks: cpu units and memory in MiB.
 pub fn node_resources() -> (i64, i64) {
@@ -80,15 +87,18 @@ impl Ecs {
             return Ok(());
         }
         let (cpu, memory) = node_resources();
+        let me = self.cluster.me();
         let record = json!({
             "status": "ACTIVE",
             "registeredAt": now(),
             "cpu": cpu,
             "memory": memory,
+            "node": me.name,
+            "zone": me.zone,
         });
         match self.meta.commit(WriteBatch::new().put(
             INSTANCES,
-            &format!("{cluster}/{NODE_ID}"),
+            &format!("{cluster}/{}", me.instance_id()),
             record.to_string().into_bytes(),
             Expect::Absent,
         )) {
@@ -110,16 +120,31 @@ impl Ecs {
             .collect()
     }
 
+    /// Whether an instance's node is heart-beating.
+    pub(crate) fn connected(&self, record: &Value) -> bool {
+        let node = record["node"].as_str().unwrap_or_default();
+        self.cluster
+            .nodes()
+            .iter()
+            .any(|n| n.name == node && n.active())
+    }
+
     /// What an instance has left, after the tasks placed on it: (cpu, memory, running,
     /// pending).
-    fn remaining(&self, cluster: &str, record: &Value) -> Result<(i64, i64, i64, i64), AwsError> {
+    fn remaining(
+        &self,
+        cluster: &str,
+        id: &str,
+        record: &Value,
+    ) -> Result<(i64, i64, i64, i64), AwsError> {
         let (mut cpu, mut memory) = (
             record["cpu"].as_i64().unwrap_or(0),
             record["memory"].as_i64().unwrap_or(0),
         );
         let (mut running, mut pending) = (0, 0);
+        let arn = self.instance_arn(cluster, id);
         for task in self.tasks_of(cluster)? {
-            if task["lastStatus"] == "STOPPED" {
+            if task["lastStatus"] == "STOPPED" || task["containerInstanceArn"] != arn.as_str() {
                 continue;
             }
             cpu -= task["reservedCpu"].as_i64().unwrap_or(0);
@@ -138,7 +163,7 @@ impl Ecs {
         Ok(self
             .instances(cluster)?
             .iter()
-            .filter(|(_, record)| record["status"] == "ACTIVE")
+            .filter(|(_, record)| record["status"] == "ACTIVE" && self.connected(record))
             .count() as i64)
     }
 
@@ -150,15 +175,22 @@ impl Ecs {
         cpu: i64,
         memory: i64,
         placement: &Placement,
-    ) -> Result<Result<String, Value>, AwsError> {
+    ) -> Result<Result<Placed, Value>, AwsError> {
         let mut reason = "AGENT";
+        let instances = self.instances(cluster)?;
+        let zone_of = |arn: &str| {
+            instances
+                .iter()
+                .find(|(id, _)| self.instance_arn(cluster, id) == arn)
+                .map(|(_, record)| record["zone"].clone())
+        };
         let mut candidates = Vec::new();
-        for (id, record) in self.instances(cluster)? {
-            if record["status"] != "ACTIVE" {
+        for (id, record) in &instances {
+            if record["status"] != "ACTIVE" || !self.connected(record) {
                 continue;
             }
-            let arn = self.instance_arn(cluster, &id);
-            let described = self.instance_json(cluster, &id, &record)?;
+            let arn = self.instance_arn(cluster, id);
+            let described = self.instance_json(cluster, id, record)?;
             if !placement.queries.iter().all(|q| q.matches(&described)) {
                 reason = "MemberOf placement constraint unsatisfied.";
                 continue;
@@ -167,13 +199,21 @@ impl Ecs {
                 reason = "DistinctInstance placement constraint unsatisfied.";
                 continue;
             }
-            let (free_cpu, free_memory, running, _) = self.remaining(cluster, &record)?;
+            let (free_cpu, free_memory, ..) = self.remaining(cluster, id, record)?;
             if free_memory < memory {
                 reason = "RESOURCE:MEMORY";
             } else if free_cpu < cpu {
                 reason = "RESOURCE:CPU";
             } else {
-                candidates.push((arn, free_cpu, free_memory, running));
+                // The group's tasks on this instance, and in its zone: what spread
+                // evens out.
+                let here = placement.taken.iter().filter(|t| **t == arn).count();
+                let in_zone = placement
+                    .taken
+                    .iter()
+                    .filter(|t| zone_of(t).is_some_and(|z| z == record["zone"]))
+                    .count();
+                candidates.push((id.clone(), arn, free_cpu, free_memory, here, in_zone));
             }
         }
         match placement
@@ -181,17 +221,32 @@ impl Ecs {
             .as_ref()
             .map(|(t, f)| (t.as_str(), f.as_str()))
         {
-            Some(("binpack", "memory")) => candidates.sort_by_key(|c| c.2),
-            Some(("binpack", _)) => candidates.sort_by_key(|c| c.1),
-            Some(("spread", _)) => candidates.sort_by_key(|c| c.3),
+            Some(("binpack", "memory")) => candidates.sort_by_key(|c| c.3),
+            Some(("binpack", _)) => candidates.sort_by_key(|c| c.2),
+            Some(("spread", "instanceid")) => candidates.sort_by_key(|c| c.4),
             Some(("random", _)) if !candidates.is_empty() => {
                 let by = usize::from(crate::tasks::random_u16()) % candidates.len();
                 candidates.rotate_left(by);
             }
-            _ => {}
+            // Spread by zone, then by instance: ECS's default for services, and what
+            // keeps a group alive when a zone or a node goes.
+            _ => candidates.sort_by_key(|c| (c.5, c.4)),
         }
         Ok(match candidates.into_iter().next() {
-            Some((arn, ..)) => Ok(arn),
+            Some((id, arn, ..)) => {
+                let record = &instances
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .expect("candidate")
+                    .1;
+                Ok(Placed {
+                    arn,
+                    node: record["node"].as_str().unwrap_or_default().to_owned(),
+                    zone: record["zone"]
+                        .as_str()
+                        .map_or_else(|| format!("{}a", self.region), str::to_owned),
+                })
+            }
             None => {
                 Err(json!({ "arn": self.arn(&format!("cluster/{cluster}")), "reason": reason }))
             }
@@ -199,7 +254,10 @@ impl Ecs {
     }
 
     fn instance_json(&self, cluster: &str, id: &str, record: &Value) -> Result<Value, AwsError> {
-        let (cpu, memory, running, pending) = self.remaining(cluster, record)?;
+        let (cpu, memory, running, pending) = self.remaining(cluster, id, record)?;
+        let zone = record["zone"]
+            .as_str()
+            .map_or_else(|| format!("{}a", self.region), str::to_owned);
         Ok(json!({
             "containerInstanceArn": self.instance_arn(cluster, id),
             "ec2InstanceId": id,
@@ -208,11 +266,13 @@ impl Ecs {
             "registeredResources": [resource("CPU", record["cpu"].as_i64().unwrap_or(0)), resource("MEMORY", record["memory"].as_i64().unwrap_or(0))],
             "remainingResources": [resource("CPU", cpu), resource("MEMORY", memory)],
             "status": record["status"],
-            "agentConnected": true,
+            "agentConnected": self.connected(record),
             "runningTasksCount": running,
             "pendingTasksCount": pending,
             "attributes": [
                 { "name": "ecs.os-type", "value": "linux" },
+                { "name": "ecs.availability-zone", "value": zone },
+                { "name": "ecs.instance-type", "value": "nimbus" },
                 { "name": "ecs.cpu-architecture", "value": "x86_64" },
                 { "name": "ecs.capability.task-iam-role" },
                 { "name": "com.amazonaws.ecs.capability.logging-driver.awslogs" },

@@ -5,6 +5,7 @@
 //! Tables: `ecs.clusters/<name>` and `ecs.taskdefs/<family>:<revision, 10 digits>`
 //! (so a family's revisions list in order).
 
+mod agent;
 pub mod api;
 pub mod credentials;
 mod error;
@@ -35,8 +36,13 @@ pub struct Ecs {
     meta: Arc<dyn MetadataStore>,
     region: String,
     account: String,
-    /// What runs tasks here; none when the server has no OCI runtime.
+    /// What runs tasks here; none when the server has no OCI runtime or is not a
+    /// worker.
     node: Option<Arc<tasks::Node>>,
+    /// The deployment's nodes: each worker is a container instance of every cluster.
+    cluster: Arc<nimbus_cluster::Cluster>,
+    /// Services are reconciled, and lost nodes' tasks stopped, by its holder.
+    lease: nimbus_cluster::Lease,
     /// Wakes the service reconciler after a change.
     wake: tokio::sync::Notify,
     reconciler: services::Reconciler,
@@ -63,12 +69,15 @@ impl Ecs {
         region: &str,
         account: &str,
         node: Option<Arc<tasks::Node>>,
+        cluster: Arc<nimbus_cluster::Cluster>,
     ) -> Arc<Self> {
         Arc::new(Self {
             meta,
             region: region.to_owned(),
             account: account.to_owned(),
             node,
+            lease: cluster.lease("ecs"),
+            cluster,
             wake: tokio::sync::Notify::new(),
             reconciler: services::Reconciler::default(),
         })

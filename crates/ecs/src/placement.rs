@@ -225,8 +225,9 @@ pub struct Placement {
     pub queries: Vec<Query>,
     /// `distinctInstance`: no two tasks of the group on one instance.
     pub distinct: bool,
-    /// Instances the group already runs on.
-    pub taken: std::collections::HashSet<String>,
+    /// The instance of each of the group's live tasks, oldest first (an instance as
+    /// often as it runs one).
+    pub taken: Vec<String>,
     /// The first strategy decides the order: `binpack` fills the instance with the
     /// least of its field left, `spread` the one running fewest tasks, `random` any.
     pub strategy: Option<(String, String)>,

@@ -364,7 +364,14 @@ impl Ecs {
     pub async fn reconcile_forever(self: Arc<Self>) {
         loop {
             let ecs = self.clone();
-            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || ecs.reconcile()).await {
+            let pass = move || {
+                if !ecs.lease.held() {
+                    return Ok(());
+                }
+                ecs.stop_tasks_of_lost_nodes()?;
+                ecs.reconcile()
+            };
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(pass).await {
                 tracing::error!(error = %err.message, "reconciling services failed");
             }
             let _ = tokio::time::timeout(TICK, self.wake.notified()).await;
@@ -465,6 +472,7 @@ impl Ecs {
                 let id = task["taskArn"].as_str().unwrap_or_default().to_owned();
                 if task["lastStatus"] == "STOPPED"
                     && task["stopCode"] != "ServiceSchedulerInitiated"
+                    && task["stopCode"] != "TerminationNotice"
                     && counted.insert(id)
                 {
                     failed_now += 1;
@@ -544,7 +552,7 @@ impl Ecs {
         // Start new tasks up to the target, within maximumPercent.
         let room = (max_total.max(target) - all_live.len() as i64).max(0);
         let to_start = (target - primary_live.len() as i64).clamp(0, room);
-        if to_start > 0 && self.node.is_some() {
+        if to_start > 0 {
             let taskdef = primary["taskDefinition"]
                 .as_str()
                 .unwrap_or_default()

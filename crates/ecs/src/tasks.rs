@@ -22,8 +22,7 @@ use crate::images::{Image, Images, read_image_file};
 use crate::network::{Attachment, HostPorts, Networks, PortMapping};
 use crate::placement::Placement;
 use crate::runner::{Container, Handle, Launch, Netns, Runner};
-use crate::taskdefs;
-use crate::{CLUSTERS, Ecs, decode, now};
+use crate::{CLUSTERS, Ecs, agent, decode, now, taskdefs};
 
 pub(crate) const TASKS: &str = "ecs.tasks";
 /// How long a stopped container gets after SIGTERM before SIGKILL, unless its
@@ -70,6 +69,35 @@ impl Node {
             running: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Takes the host ports a task's containers ask for, all or none.
+    pub(crate) fn reserve_ports(
+        &self,
+        id: &str,
+        definition: &Value,
+    ) -> Result<Vec<(String, PortMapping)>, String> {
+        let wanted = wanted_ports(definition);
+        let specs: Vec<(u16, u16, String)> = wanted.iter().map(|(_, w)| w.clone()).collect();
+        let taken = self.ports.reserve(&specs)?;
+        let ports: Vec<(String, PortMapping)> = wanted
+            .into_iter()
+            .map(|(name, _)| name)
+            .zip(taken)
+            .collect();
+        self.held.lock().expect("held ports").insert(
+            id.to_owned(),
+            ports.iter().map(|(_, p)| p.clone()).collect(),
+        );
+        Ok(ports)
+    }
+
+    pub(crate) fn is_running(&self, id: &str) -> bool {
+        self.running.lock().expect("running tasks").contains_key(id)
+    }
+
+    pub(crate) fn is_stopping(&self, id: &str) -> bool {
+        self.stopping.lock().expect("stopping tasks").contains(id)
     }
 
     /// Gives back the host ports a task held.
@@ -340,10 +368,20 @@ impl Watch {
 }
 
 impl Ecs {
-    fn node(&self) -> Result<&Arc<Node>, AwsError> {
-        self.node
-            .as_ref()
-            .ok_or_else(|| client("This nimbus server runs no tasks (no OCI runtime)."))
+    /// Whether any node can run tasks: this one, or another worker.
+    fn runs_tasks(&self) -> Result<(), AwsError> {
+        let me = self.cluster.me().name.as_str();
+        let elsewhere = self
+            .cluster
+            .nodes()
+            .iter()
+            .any(|n| n.active() && n.worker() && n.name != me);
+        if self.node.is_none() && !elsewhere {
+            return Err(client(
+                "This nimbus server runs no tasks (no OCI runtime), and no other node does.",
+            ));
+        }
+        Ok(())
     }
 
     fn save_task(
@@ -392,7 +430,8 @@ impl Ecs {
     }
 
     pub fn run_task(self: &Arc<Self>, input: &Value) -> Result<Value, AwsError> {
-        let node = self.node()?.clone();
+        self.runs_tasks()?;
+        let local = self.node.clone();
         let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
         self.cluster_exists(&cluster)?;
         let reference = input["taskDefinition"]
@@ -420,39 +459,46 @@ impl Ecs {
                 "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
             ));
         }
-        if let ("bridge" | "awsvpc", Err(reason)) = (network_mode, &node.networks) {
+        if let ("bridge" | "awsvpc", Some(Err(reason))) =
+            (network_mode, local.as_ref().map(|node| &node.networks))
+        {
             return Err(invalid(format!(
                 "networkMode {network_mode} is not available on this node: {reason}"
             )));
         }
-        let wanted = wanted_ports(&definition);
         let group = input["group"]
             .as_str()
             .map_or(format!("family:{family}"), str::to_owned);
         let mut placement =
             Placement::of(&input["placementConstraints"], &input["placementStrategy"])
                 .map_err(invalid)?;
-        if placement.distinct {
-            placement.taken = self
-                .tasks_of(&cluster)?
-                .iter()
-                .filter(|t| t["lastStatus"] != "STOPPED" && t["group"] == group.as_str())
-                .filter_map(|t| t["containerInstanceArn"].as_str().map(str::to_owned))
-                .collect();
-        }
+        placement.taken = self
+            .tasks_of(&cluster)?
+            .iter()
+            .filter(|t| t["lastStatus"] != "STOPPED" && t["group"] == group.as_str())
+            .filter_map(|t| t["containerInstanceArn"].as_str().map(str::to_owned))
+            .collect();
         let overrides = &input["overrides"]["containerOverrides"];
         let (reserved_cpu, reserved_memory) = crate::instances::reservation(&definition);
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
+        let me = self.cluster.me().name.clone();
         for _ in 0..count {
-            // Fargate capacity is nimbus's to choose: this node, outside its instance.
-            let instance = if launch_type == "FARGATE" {
-                None
+            // Fargate capacity is nimbus's to choose, outside the instances: this node
+            // when it runs tasks, else the worker running the fewest.
+            let (instance, node_name, zone) = if launch_type == "FARGATE" {
+                match self.fargate_node(local.is_some())? {
+                    Some((node, zone)) => (None, node, zone),
+                    None => {
+                        failures.push(json!({ "arn": self.arn(&format!("cluster/{cluster}")), "reason": "AGENT" }));
+                        continue;
+                    }
+                }
             } else {
                 match self.place(&cluster, reserved_cpu, reserved_memory, &placement)? {
-                    Ok(instance) => {
-                        placement.taken.insert(instance.clone());
-                        Some(instance)
+                    Ok(placed) => {
+                        placement.taken.push(placed.arn.clone());
+                        (Some(placed.arn), placed.node, placed.zone)
                     }
                     Err(failure) => {
                         failures.push(failure);
@@ -460,23 +506,20 @@ impl Ecs {
                     }
                 }
             };
-            let specs: Vec<(u16, u16, String)> = wanted.iter().map(|(_, w)| w.clone()).collect();
-            let ports: Vec<(String, PortMapping)> = match node.ports.reserve(&specs) {
-                Ok(taken) => wanted
-                    .iter()
-                    .map(|(name, _)| name.clone())
-                    .zip(taken)
-                    .collect(),
-                Err(reason) => {
-                    failures.push(json!({ "arn": instance, "reason": reason }));
-                    continue;
-                }
-            };
             let id = uuid_hex();
-            node.held
-                .lock()
-                .expect("held ports")
-                .insert(id.clone(), ports.iter().map(|(_, p)| p.clone()).collect());
+            // Host ports are held by the node that runs the task: here now, or by
+            // its node when it takes the task up.
+            let here = local.as_ref().filter(|_| node_name == me);
+            let ports = match here {
+                Some(node) => match node.reserve_ports(&id, &definition) {
+                    Ok(ports) => ports,
+                    Err(reason) => {
+                        failures.push(json!({ "arn": instance, "reason": reason }));
+                        continue;
+                    }
+                },
+                None => Vec::new(),
+            };
             let task_arn = self.arn(&format!("task/{cluster}/{id}"));
             let containers: Vec<Value> = definition["containerDefinitions"]
                 .as_array()
@@ -526,31 +569,89 @@ impl Ecs {
                 } else {
                     json!([])
                 },
-                "availabilityZone": format!("{}a", self.region),
+                "availabilityZone": zone,
                 "containerInstanceArn": instance,
+                "node": node_name,
                 "reservedCpu": reserved_cpu,
                 "reservedMemory": reserved_memory,
                 "connectivity": "CONNECTED",
                 "platformVersion": (launch_type == "FARGATE").then_some("1.4.0"),
                 "capacityProviderName": (launch_type == "FARGATE").then_some("FARGATE"),
             });
-            self.save_task(&cluster, &id, &task, Expect::Absent)
-                .map_err(internal)?;
-            tasks.push(task);
-            let ecs = self.clone();
-            let (cluster, definition, overrides, node) = (
-                cluster.clone(),
-                definition.clone(),
-                overrides.clone(),
-                node.clone(),
+            let mut batch = WriteBatch::new().put(
+                TASKS,
+                &task_key(&cluster, &id),
+                task.to_string().into_bytes(),
+                Expect::Absent,
             );
-            let ports = ports.clone();
-            tokio::spawn(async move {
-                ecs.lifecycle(node, cluster, id, definition, overrides, ports)
-                    .await
-            });
+            if here.is_none() {
+                batch = batch.put(
+                    agent::ASSIGNMENTS,
+                    &agent::assignment_key(&node_name, &cluster, &id),
+                    agent::START.to_vec(),
+                    Expect::Anything,
+                );
+            }
+            if let Err(err) = self.meta.commit(batch) {
+                if let Some(node) = here {
+                    node.release_ports(&id);
+                }
+                return Err(internal(err));
+            }
+            tasks.push(task);
+            if let Some(node) = here {
+                self.spawn_lifecycle(node, &cluster, &id, &definition, overrides, ports);
+            }
         }
         Ok(json!({ "tasks": tasks, "failures": failures }))
+    }
+
+    /// Starts a placed task's containers on this node.
+    pub(crate) fn spawn_lifecycle(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        cluster: &str,
+        id: &str,
+        definition: &Value,
+        overrides: &Value,
+        ports: Vec<(String, PortMapping)>,
+    ) {
+        let ecs = self.clone();
+        let (node, cluster, id, definition, overrides) = (
+            node.clone(),
+            cluster.to_owned(),
+            id.to_owned(),
+            definition.clone(),
+            overrides.clone(),
+        );
+        tokio::spawn(async move {
+            ecs.lifecycle(node, cluster, id, definition, overrides, ports)
+                .await
+        });
+    }
+
+    /// Where a Fargate task runs: this node when it is a worker, else the active
+    /// worker running the fewest tasks; (node, zone).
+    fn fargate_node(&self, here: bool) -> Result<Option<(String, String)>, AwsError> {
+        let me = self.cluster.me();
+        if here {
+            return Ok(Some((me.name.clone(), me.zone.clone())));
+        }
+        let live: Vec<Value> = self
+            .meta
+            .scan_all(TASKS, "")
+            .map_err(internal)?
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+            .filter(|t| t["lastStatus"] != "STOPPED")
+            .collect();
+        Ok(self
+            .cluster
+            .nodes()
+            .into_iter()
+            .filter(|n| n.active() && n.worker())
+            .min_by_key(|n| live.iter().filter(|t| t["node"] == n.name.as_str()).count())
+            .map(|n| (n.name, n.zone)))
     }
 
     /// StartTask: a task on each container instance named, which must be the
@@ -598,7 +699,7 @@ impl Ecs {
     }
 
     /// Marks a task stopped with `code` and `reason`, its containers with it.
-    fn stopped(
+    pub(crate) fn stopped(
         &self,
         cluster: &str,
         id: &str,
@@ -1106,7 +1207,7 @@ impl Ecs {
     }
 
     /// SIGTERM to every container of a task, SIGKILL after each one's stop timeout.
-    fn signal_task(&self, node: &Arc<Node>, id: &str) {
+    pub(crate) fn signal_task(&self, node: &Arc<Node>, id: &str) {
         node.stopping
             .lock()
             .expect("stopping tasks")
@@ -1273,8 +1374,23 @@ impl Ecs {
                 }
             })
             .map_err(internal)?;
-        if let Some(node) = &self.node {
-            self.signal_task(node, &id);
+        // The node running the task stops it: this one, or another told through an
+        // assignment.
+        match task["node"].as_str() {
+            Some(other) if other != self.cluster.me().name => self
+                .meta
+                .commit(WriteBatch::new().put(
+                    agent::ASSIGNMENTS,
+                    &agent::assignment_key(other, &cluster, &id),
+                    agent::STOP.to_vec(),
+                    Expect::Anything,
+                ))
+                .map_err(internal)?,
+            _ => {
+                if let Some(node) = &self.node {
+                    self.signal_task(node, &id);
+                }
+            }
         }
         Ok(json!({ "task": task }))
     }
@@ -1350,7 +1466,11 @@ impl Ecs {
             let Some((cluster, id)) = record.key.split_once('/') else {
                 continue;
             };
-            if task["lastStatus"] == "STOPPED" {
+            // Another node's tasks are that node's to resume.
+            let mine = task["node"]
+                .as_str()
+                .is_none_or(|node| node == self.cluster.me().name);
+            if task["lastStatus"] == "STOPPED" || !mine {
                 continue;
             }
             let started = matches!(

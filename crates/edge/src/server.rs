@@ -54,7 +54,12 @@ pub struct Edge {
     region: Arc<str>,
     account_id: Arc<str>,
     started: Instant,
+    /// The deployment's nodes, for `/_nimbus/health`.
+    nodes: Option<NodeList>,
 }
+
+/// What `/_nimbus/health` lists as the deployment's nodes; cheap (no I/O).
+pub type NodeList = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 pub struct EdgeBuilder {
     edge: Edge,
@@ -73,6 +78,12 @@ impl EdgeBuilder {
     /// Who answers the services' authorization questions (default: allow all).
     pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
         self.edge.authorizer = authorizer;
+        self
+    }
+
+    /// The deployment's nodes, listed by `/_nimbus/health`.
+    pub fn nodes(mut self, nodes: NodeList) -> Self {
+        self.edge.nodes = Some(nodes);
         self
     }
 
@@ -134,6 +145,7 @@ impl Edge {
                 region: region.into(),
                 account_id: account_id.into(),
                 started: Instant::now(),
+                nodes: None,
             },
             internal: Router::new(),
         }
@@ -495,6 +507,7 @@ async fn health(State(edge): State<Arc<Edge>>) -> Response {
         "uptime_seconds": edge.started.elapsed().as_secs(),
         "services": services,
         "backends": backends,
+        "nodes": edge.nodes.as_ref().map_or(serde_json::json!([]), |nodes| nodes()),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -367,10 +367,12 @@ impl IamApi {
         }
     }
 
-    fn keys_of(&self, user: &UserRecord) -> Vec<Arc<nimbus_auth::Credential>> {
-        self.credentials.access_keys(
-            |principal| matches!(&principal.kind, PrincipalKind::User { id, .. } if *id == user.id),
-        )
+    fn keys_of(&self, user: &UserRecord) -> Result<Vec<Arc<nimbus_auth::Credential>>, AwsError> {
+        self.credentials
+            .access_keys(
+                |principal| matches!(&principal.kind, PrincipalKind::User { id, .. } if *id == user.id),
+            )
+            .map_err(internal)
     }
 
     /// Edits the inline policies or attachments of a user or a role.
@@ -466,7 +468,7 @@ impl IamApi {
             }
             "DeleteUser" => {
                 let (version, user) = store.user(required(q, "UserName")?)?;
-                if !self.keys_of(&user).is_empty() {
+                if !self.keys_of(&user)?.is_empty() {
                     return Err(delete_conflict(
                         "Cannot delete entity, must delete access keys first.",
                     ));
@@ -480,7 +482,7 @@ impl IamApi {
             }
             "CreateAccessKey" => {
                 let (_, user) = self.named_user(q, caller)?;
-                if self.keys_of(&user).len() >= MAX_ACCESS_KEYS {
+                if self.keys_of(&user)?.len() >= MAX_ACCESS_KEYS {
                     return Err(limit_exceeded(format!(
                         "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS}"
                     )));
@@ -500,7 +502,7 @@ impl IamApi {
             "ListAccessKeys" => {
                 let (_, user) = self.named_user(q, caller)?;
                 let items = self
-                    .keys_of(&user)
+                    .keys_of(&user)?
                     .into_iter()
                     .map(|k| (k.access_key_id.clone(), k))
                     .collect();
@@ -515,7 +517,7 @@ impl IamApi {
             "UpdateAccessKey" | "DeleteAccessKey" => {
                 let (_, user) = self.named_user(q, caller)?;
                 let id = required(q, "AccessKeyId")?;
-                if !self.keys_of(&user).iter().any(|k| k.access_key_id == id) {
+                if !self.keys_of(&user)?.iter().any(|k| k.access_key_id == id) {
                     return Err(no_such_entity(format!(
                         "The Access Key with id {id} cannot be found"
                     )));

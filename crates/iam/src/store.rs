@@ -20,6 +20,8 @@ use crate::managed;
 pub(crate) const USERS: &str = "iam.users";
 pub(crate) const ROLES: &str = "iam.roles";
 pub(crate) const POLICIES: &str = "iam.policies";
+/// The tables whose records the authorizer and the role cache keep.
+pub const TABLES: &[&str] = &[USERS, ROLES, POLICIES];
 
 /// Versions a managed policy keeps at most, as on AWS.
 const MAX_VERSIONS: usize = 5;
@@ -202,6 +204,11 @@ impl IamStore {
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Forgets every cached evaluation and role: another node wrote to IAM.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn commit(&self, batch: WriteBatch, what: &str) -> Result<(), AwsError> {

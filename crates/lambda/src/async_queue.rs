@@ -93,16 +93,24 @@ pub struct AsyncQueue {
     invoker: Arc<Invoker>,
     wake: Notify,
     running: Mutex<Running>,
+    /// Events run on the one node that holds this; a node lost mid-event leaves the
+    /// event queued for the next holder.
+    lease: nimbus_cluster::Lease,
 }
 
 impl AsyncQueue {
     /// Starts the worker that runs queued events, including those a restart left.
-    pub fn start(meta: Arc<dyn MetadataStore>, invoker: Arc<Invoker>) -> Arc<Self> {
+    pub fn start(
+        meta: Arc<dyn MetadataStore>,
+        invoker: Arc<Invoker>,
+        lease: nimbus_cluster::Lease,
+    ) -> Arc<Self> {
         let queue = Arc::new(Self {
             meta,
             invoker,
             wake: Notify::new(),
             running: Mutex::new(Running::default()),
+            lease,
         });
         let worker = queue.clone();
         tokio::spawn(async move { worker.work().await });
@@ -204,7 +212,9 @@ impl AsyncQueue {
 
     async fn work(self: Arc<Self>) {
         loop {
-            self.clone().start_due().await;
+            if self.lease.held() {
+                self.clone().start_due().await;
+            }
             let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
         }
     }

@@ -324,6 +324,11 @@ pub struct Functions {
 }
 
 impl Functions {
+    /// Forgets cached function records: another node changed functions.
+    pub fn invalidate_cache(&self) {
+        self.store.invalidate();
+    }
+
     #[allow(clippy::too_many_arguments)] // each is a separate dependency
     pub fn new(
         store: FunctionStore,

@@ -21,6 +21,8 @@ const ALIASES: &str = "lambda.aliases";
 const LAYERS: &str = "lambda.layers";
 const LAYER_NAMES: &str = "lambda.layer-names";
 const URL_IDS: &str = "lambda.url-ids";
+/// The tables whose records [`FunctionStore`] caches.
+pub const CACHED: &[&str] = &[FUNCTIONS, VERSIONS, ALIASES, LAYERS, LAYER_NAMES, URL_IDS];
 
 /// A function: its `$LATEST` configuration and code, and what belongs to the whole
 /// function rather than to one version.
@@ -185,6 +187,11 @@ impl FunctionStore {
             cache.records.insert(id, found.clone());
         }
         Ok(record)
+    }
+
+    /// Forgets every cached record: another node wrote to one of [`CACHED`].
+    pub fn invalidate(&self) {
+        self.cache.lock().expect("record cache").invalidate();
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {

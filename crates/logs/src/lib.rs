@@ -468,11 +468,15 @@ impl LogStore {
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Deletes expired events now and every ten minutes.
-pub fn start_expiry(store: Arc<LogStore>) {
+/// The sweep runs on the one node that holds `lease`.
+pub fn start_expiry(store: Arc<LogStore>, lease: nimbus_cluster::Lease) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
         loop {
             tick.tick().await;
+            if !lease.held() {
+                continue;
+            }
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.expire(now_ms())).await {
                 Ok(Ok(expired)) if expired > 0 => {

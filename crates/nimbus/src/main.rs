@@ -171,6 +171,27 @@ pub struct ServerArgs {
     /// pushed just before its manifest is never lost.
     #[arg(long, env = "NIMBUS_REGISTRY_GC_GRACE", default_value_t = 3600)]
     pub registry_gc_grace: u64,
+    /// This node's name in the deployment (servers sharing --metadata and --blobs):
+    /// default the host name.
+    #[arg(long, env = "NIMBUS_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Where other nodes and load balancers reach this node's edge (HOST:PORT):
+    /// default the --listen address.
+    #[arg(long, env = "NIMBUS_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// This node's availability zone (ECS's `ecs.availability-zone`, used by
+    /// placement): default `<region>a`.
+    #[arg(long, env = "NIMBUS_ZONE")]
+    pub zone: Option<String>,
+    /// What this node does: `api` answers API calls, `worker` runs functions and
+    /// tasks (comma-separated; default both).
+    #[arg(
+        long,
+        env = "NIMBUS_ROLES",
+        value_delimiter = ',',
+        default_value = "api,worker"
+    )]
+    pub roles: Vec<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

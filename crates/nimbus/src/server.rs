@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nimbus_auth::authz::{Access, Authorizer, ServiceRoles};
+use nimbus_auth::credentials::CREDENTIALS_TABLE;
 use nimbus_auth::{
     AuthMode, Authenticator, Caller, Credential, CredentialError, CredentialStore, Principal,
 };
+use nimbus_cluster::{Cluster, NodeSpec, Roles};
 use nimbus_console::Console;
 use nimbus_ecs::Ecs;
 use nimbus_ecs::api::EcsApi;
@@ -135,6 +137,11 @@ fn find_program(name: &Path) -> Option<PathBuf> {
 /// How this server isolates code; never fails the start, so that a machine without
 /// an OCI runtime still serves everything but function execution.
 async fn isolation(args: &ServerArgs, data_dir: &Path, egress: &Egress) -> Isolation {
+    if !args.roles.iter().any(|role| role.trim() == "worker") {
+        return Isolation::Unavailable(
+            "This nimbus node runs no functions: its --roles do not include worker.".into(),
+        );
+    }
     if args.isolation == IsolationArg::None {
         tracing::warn!(
             "isolation is off: functions run unsandboxed, as nimbus's user, on this host"
@@ -298,6 +305,46 @@ impl ExecutionRoles for LambdaRoles {
     }
 }
 
+/// This node as its flags describe it (`--node-name` defaults to the host name,
+/// `--advertise` to the listening address, `--zone` to the region's first zone).
+fn node_spec(args: &ServerArgs, local: std::net::SocketAddr) -> Result<NodeSpec, StartError> {
+    let name = match &args.node_name {
+        Some(name) => name.clone(),
+        None => fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "nimbus".into()),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return Err(StartError::Backend(format!(
+            "invalid --node-name {name:?}: 1 to 64 letters, digits, '-', '_' and '.'"
+        )));
+    }
+    let roles = Roles::parse(&args.roles).map_err(StartError::Backend)?;
+    Ok(NodeSpec {
+        name,
+        advertise: args.advertise.clone().unwrap_or_else(|| local.to_string()),
+        zone: args
+            .zone
+            .clone()
+            .unwrap_or_else(|| format!("{}a", args.region)),
+        roles,
+    })
+}
+
+/// Has `invalidate` called when any node writes to `tables`.
+fn watch(
+    cluster: &Cluster,
+    tables: &[&str],
+    invalidate: impl Fn() + Send + Sync + 'static,
+) -> Result<(), StartError> {
+    Ok(cluster.on_change(tables, invalidate)?)
+}
+
 fn write_credentials_file(path: &Path, root: &Credential) -> Result<(), StartError> {
     let text = format!(
         "[nimbus]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
@@ -337,7 +384,18 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         return Err(StartError::Locked(data_dir));
     }
 
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Io {
+            path: PathBuf::from(args.listen.to_string()),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(io_at(Path::new("listener")))?;
     let meta = backends::metadata_store(&args.metadata, args.metadata_pool, &data_dir)?;
+    let cluster =
+        Cluster::join(meta.clone(), node_spec(&args, local)?).map_err(StartError::Backend)?;
     let blob_backend = BlobBackend::parse(&args.blobs)?;
     let [blobs_name, registry_blobs_name] = backends::BLOB_STORES;
     let blobs = blob_backend.open(&data_dir, blobs_name)?;
@@ -387,6 +445,14 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let iam = Arc::new(IamStore::new(meta.clone(), &args.account_id));
     let sessions = Arc::new(RoleSessions::new(iam.clone(), credentials.clone()));
     let authorizer = Arc::new(IamAuthorizer::new(iam.clone()));
+    watch(&cluster, &[CREDENTIALS_TABLE], {
+        let credentials = credentials.clone();
+        move || credentials.invalidate()
+    })?;
+    watch(&cluster, nimbus_iam::store::TABLES, {
+        let iam = iam.clone();
+        move || iam.invalidate()
+    })?;
     let links = CodeLinks::new(blobs.clone());
     let objects = Arc::new(nimbus_s3::Store::new(meta.clone(), blobs.clone()));
     let registry = Registry::open(
@@ -401,6 +467,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     registry.start_housekeeping(Housekeeping {
         interval: Duration::from_secs(args.registry_gc_interval.max(1)),
         grace: Duration::from_secs(args.registry_gc_grace),
+        lease: cluster.lease("registry-housekeeping"),
     });
     // Images from the registry, unpacked once per layer, for tasks and image functions.
     let ecs_dir = data_dir.join("ecs");
@@ -426,15 +493,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         )
         .with_images(Arc::new(LambdaImages(images.clone()))),
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| StartError::Io {
-            path: PathBuf::from(args.listen.to_string()),
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(io_at(Path::new("listener")))?;
+    watch(&cluster, nimbus_lambda::store::CACHED, {
+        let functions = functions.clone();
+        move || functions.invalidate_cache()
+    })?;
     // Image references naming these hosts are read from the registry in-process.
     images.serve_as(vec![
         local.to_string(),
@@ -451,7 +513,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         args.sandbox_pool,
     );
     let log_store = Arc::new(LogStore::new(meta.clone()));
-    nimbus_logs::start_expiry(log_store.clone());
+    nimbus_logs::start_expiry(log_store.clone(), cluster.lease("logs-expiry"));
     let logs = LogSink::start(log_store.clone());
     let logs_sink = logs.clone();
     let invoker = Invoker::start(
@@ -467,7 +529,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
     )
     .map_err(io_at(&data_dir))?;
-    let queue = AsyncQueue::start(meta.clone(), invoker.clone());
+    let queue = AsyncQueue::start(
+        meta.clone(),
+        invoker.clone(),
+        cluster.lease("lambda-events"),
+    );
     let bucket_events = Arc::new(BucketEvents::new(
         functions.clone(),
         queue.clone(),
@@ -505,7 +571,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let mut task_credentials = None;
     let mut task_networks = None;
     let node = match sandboxes.isolation() {
-        Isolation::Oci(_) => match find_program(&args.oci_runtime) {
+        Isolation::Oci(_) if cluster.me().roles.worker => match find_program(&args.oci_runtime) {
             Some(cli) => {
                 let monitor =
                     std::env::current_exe().map_err(io_at(Path::new("/proc/self/exe")))?;
@@ -540,7 +606,13 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         task_runner.clone(),
         args.image_cache_mb * 1024 * 1024,
     );
-    let ecs = Ecs::new(meta.clone(), &args.region, &args.account_id, node);
+    let ecs = Ecs::new(
+        meta.clone(),
+        &args.region,
+        &args.account_id,
+        node,
+        cluster.clone(),
+    );
     let adopted = ecs
         .resume_after_restart()
         .await
@@ -558,6 +630,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         }
     }
     tokio::spawn(ecs.clone().reconcile_forever());
+    tokio::spawn(ecs.clone().work_forever());
     let console = Console::new(&args.region, nimbus_console::assets_from_env());
     let mut edge = Edge::builder(authenticator, &args.region, &args.account_id)
         .authorizer(authorizer.clone())
@@ -573,7 +646,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .internal(urls.routes())
         .host_route(function_urls::host_suffix(&args.region), urls.host_router())
         .internal(nimbus_registry::distribution::routes(registry))
-        .internal(console.routes());
+        .internal(console.routes())
+        .nodes({
+            let cluster = cluster.clone();
+            Arc::new(move || serde_json::to_value(cluster.nodes()).unwrap_or_default())
+        });
     if let Some(routes) = task_credentials {
         edge = edge.internal(routes);
     }
@@ -612,6 +689,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         Duration::from_secs(args.shutdown_grace),
     )
     .await;
+    cluster.leave();
     sandboxes.close();
     invoker.shutdown();
     // A graceful stop drains this node: task containers end with the server (a crash

@@ -31,12 +31,14 @@ const UPLOADS_PER_CALLER: usize = 64;
 const UPLOAD_IDLE: Duration = Duration::from_secs(3600);
 
 /// When garbage collection and lifecycle rules run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Housekeeping {
     pub interval: Duration,
     /// Blobs younger than this are never collected, so a blob pushed just before its
-    /// manifest survives.
+    /// manifest survives (on whichever node it is being pushed).
     pub grace: Duration,
+    /// Housekeeping runs on the one node that holds this.
+    pub lease: nimbus_cluster::Lease,
 }
 
 pub struct Registry {
@@ -182,6 +184,9 @@ impl Registry {
             ticker.tick().await;
             loop {
                 ticker.tick().await;
+                if !settings.lease.held() {
+                    continue;
+                }
                 let registry = registry.clone();
                 let done =
                     tokio::task::spawn_blocking(move || registry.housekeep(settings.grace)).await;

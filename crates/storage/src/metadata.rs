@@ -138,6 +138,19 @@ pub trait MetadataStore: Send + Sync {
     /// precondition fails.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
 
+    /// Asks the store to count changes to `tables` from now on, for every server
+    /// sharing it ([`MetadataStore::change_counters`]).
+    fn watch_tables(&self, _tables: &[&str]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// How many rows have been written to each watched table, by any server: a count
+    /// that moved means a cache of that table may be stale. An embedded store serves
+    /// one server, whose caches see its own writes, so it counts nothing.
+    fn change_counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// The names of the tables that hold records, in order; for copying a store.
     fn tables(&self) -> Result<Vec<String>, StoreError>;
 

@@ -18,14 +18,35 @@ use crate::metadata::{Expect, MetadataStore, Op, Record, StoreError, WriteBatch,
 use crate::remote::{self, METADATA, Unreachable};
 
 /// Ordered schema migrations; `nimbus_schema.version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE records (
         tbl     BYTEA  NOT NULL,
         key     BYTEA  NOT NULL,
         value   BYTEA  NOT NULL,
         version BIGINT NOT NULL,
         PRIMARY KEY (tbl, key)
     );
-    CREATE SEQUENCE record_versions;"];
+    CREATE SEQUENCE record_versions;",
+    // Change counters for the tables servers cache: a trigger counts every row written
+    // to a watched table in the writing transaction and wakes listeners at its commit,
+    // so every server's caches learn of every other's writes.
+    "CREATE TABLE nimbus_changes (
+        tbl     BYTEA  PRIMARY KEY,
+        changes BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE FUNCTION nimbus_count_change() RETURNS trigger AS $$
+    DECLARE
+        changed BYTEA := CASE WHEN TG_OP = 'DELETE' THEN OLD.tbl ELSE NEW.tbl END;
+    BEGIN
+        UPDATE nimbus_changes SET changes = changes + 1 WHERE tbl = changed;
+        IF FOUND THEN
+            PERFORM pg_notify('nimbus_changes', encode(changed, 'hex'));
+        END IF;
+        RETURN NULL;
+    END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER nimbus_count_change AFTER INSERT OR UPDATE OR DELETE ON records
+        FOR EACH ROW EXECUTE FUNCTION nimbus_count_change();",
+];
 
 /// Taken while migrating, so two servers starting at once never migrate together.
 const MIGRATION_LOCK: i64 = 0x6e696d627573; // "nimbus"
@@ -476,6 +497,35 @@ impl MetadataStore for PgStore {
         })
     }
 
+    fn watch_tables(&self, tables: &[&str]) -> Result<(), StoreError> {
+        let tables: Vec<Vec<u8>> = tables.iter().map(|t| t.as_bytes().to_vec()).collect();
+        self.call(|client| async move {
+            client
+                .execute(
+                    "INSERT INTO nimbus_changes (tbl) SELECT unnest($1::bytea[])
+                     ON CONFLICT (tbl) DO NOTHING",
+                    &[&tables],
+                )
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+    }
+
+    fn change_counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(|client| async move {
+            let stmt = client
+                .prepare_cached("SELECT tbl, changes FROM nimbus_changes")
+                .await
+                .map_err(classify)?;
+            let rows = client.query(&stmt, &[]).await.map_err(classify)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|row| Some((String::from_utf8(row.get(0)).ok()?, row.get(1))))
+                .collect())
+        })
+    }
+
     fn tables(&self) -> Result<Vec<String>, StoreError> {
         self.call(|client| async move {
             let rows = client
@@ -567,6 +617,27 @@ mod tests {
             worker.join().unwrap();
         }
         assert_eq!(store.get("t", "n").unwrap().unwrap().value, b"200");
+    }
+
+    #[test]
+    fn watched_tables_count_every_write_of_any_kind() {
+        let Some(url) = testing::fresh_url() else {
+            return;
+        };
+        let store = PgStore::connect(&url, 2).unwrap();
+        store.watch_tables(&["seen"]).unwrap();
+        let count = |store: &PgStore| store.change_counters().unwrap();
+        assert_eq!(count(&store), [("seen".to_owned(), 0)]);
+        let put = |table: &str| WriteBatch::new().put(table, "k", b"v".to_vec(), Expect::Anything);
+        store.commit(put("seen").extend(put("unseen"))).unwrap();
+        store.commit(put("seen")).unwrap();
+        store
+            .commit(WriteBatch::new().delete("seen", "k", Expect::Anything))
+            .unwrap();
+        // A second server watching the same table shares the count.
+        let other = PgStore::connect(&url, 1).unwrap();
+        other.watch_tables(&["seen"]).unwrap();
+        assert_eq!(count(&other), [("seen".to_owned(), 3)]);
     }
 
     #[test]

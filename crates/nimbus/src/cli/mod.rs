@@ -480,6 +480,29 @@ pub async fn status(client: &Client, output: Output) -> Result<(), CallError> {
                 table(&[heading, "STATE"], &rows);
             }
         }
+        let nodes: Vec<Vec<String>> = health["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let roles: Vec<String> = n["roles"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect();
+                vec![
+                    text(&n["name"]),
+                    text(&n["advertise"]),
+                    text(&n["zone"]),
+                    roles.join(","),
+                    text(&n["state"]),
+                ]
+            })
+            .collect();
+        if !nodes.is_empty() {
+            table(&["NODE", "ADDRESS", "ZONE", "ROLES", "STATE"], &nodes);
+        }
     }
     if code.is_success() {
         Ok(())
