@@ -58,9 +58,10 @@ e2e() {
 }
 # The suite on the embedded backends, then again with every server on PostgreSQL and
 # Garage, less what does not touch storage (sandboxes, isolation, the browser-driven
-# console: the same code on either backend) and the tests that look at the embedded
-# backends' files (marked embedded_only).
+# console: the same code on either backend), the tests that look at the embedded
+# backends' files (marked embedded_only) and the cluster suite (three nodes in network
+# namespaces of its own, on PostgreSQL and Garage in either run).
 e2e
 NIMBUS_E2E_BACKENDS=external e2e --ignore=tests/e2e/test_console_browser.py \
     --ignore=tests/e2e/test_sandbox.py --ignore=tests/e2e/test_confinement.py \
-    --ignore=tests/e2e/test_isolation_modes.py
+    --ignore=tests/e2e/test_isolation_modes.py --ignore=tests/e2e/test_cluster.py

@@ -85,6 +85,9 @@ impl Roles {
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
     pub name: String,
+    /// Who is behind the name: the same on every start from one data dir, so a node
+    /// restarting (on any address) is told from another taking its name.
+    pub identity: String,
     /// Where other nodes and load balancers reach this node's edge (`host:port`).
     pub advertise: String,
     pub zone: String,
@@ -113,6 +116,8 @@ pub fn instance_id(name: &str) -> String {
 #[serde(rename_all = "camelCase")]
 struct NodeRecord {
     name: String,
+    #[serde(default)]
+    identity: String,
     advertise: String,
     zone: String,
     roles: Vec<String>,
@@ -202,7 +207,7 @@ impl Cluster {
             .map_err(|err| format!("reading the deployment's nodes: {err}"))?
             && let Ok(record) = serde_json::from_slice::<NodeRecord>(&existing.value)
             && record.state == "active"
-            && record.advertise != me.advertise
+            && record.identity != me.identity
             && now_ms().saturating_sub(record.heartbeat) < LOST_AFTER.as_millis() as u64
         {
             return Err(format!(
@@ -315,6 +320,7 @@ impl Cluster {
         }
         let record = NodeRecord {
             name: self.me.name.clone(),
+            identity: self.me.identity.clone(),
             advertise: self.me.advertise.clone(),
             zone: self.me.zone.clone(),
             roles: self.me.roles.names(),
@@ -439,6 +445,7 @@ mod tests {
     fn spec(name: &str, advertise: &str) -> NodeSpec {
         NodeSpec {
             name: name.into(),
+            identity: advertise.into(),
             advertise: advertise.into(),
             zone: "us-east-1a".into(),
             roles: Roles::ALL,
@@ -499,7 +506,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("--node-name"), "{err}");
-        // The same address is the same node starting again (after a crash).
+        // The same identity is the same node starting again (after a crash).
         Cluster::join(meta, spec("a", "10.0.0.1:4566")).unwrap();
     }
 }

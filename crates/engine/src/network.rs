@@ -337,10 +337,10 @@ impl Network {
                 Err(_) => continue,
             }
         }
-        let index: u32 = std::fs::read_to_string(format!("/sys/class/net/{host_end}/ifindex"))?
-            .trim()
-            .parse()
-            .map_err(|_| io::Error::other("unreadable interface index"))?;
+        // Asked of the kernel in nimbus's own network namespace: /sys/class/net may
+        // describe another one (a node started with `nsenter --net` keeps the host's
+        // /sys).
+        let index = nix::net::if_::if_nametoindex(host_end.as_str()).map_err(io::Error::from)?;
         let address = format!("10.213.{}.{}", (index >> 8) & 0xff, index & 0xff);
         run(
             &self.ip,

@@ -307,7 +307,11 @@ impl ExecutionRoles for LambdaRoles {
 
 /// This node as its flags describe it (`--node-name` defaults to the host name,
 /// `--advertise` to the listening address, `--zone` to the region's first zone).
-fn node_spec(args: &ServerArgs, local: std::net::SocketAddr) -> Result<NodeSpec, StartError> {
+fn node_spec(
+    args: &ServerArgs,
+    data_dir: &Path,
+    local: std::net::SocketAddr,
+) -> Result<NodeSpec, StartError> {
     let name = match &args.node_name {
         Some(name) => name.clone(),
         None => fs::read_to_string("/proc/sys/kernel/hostname")
@@ -325,8 +329,21 @@ fn node_spec(args: &ServerArgs, local: std::net::SocketAddr) -> Result<NodeSpec,
         )));
     }
     let roles = Roles::parse(&args.roles).map_err(StartError::Backend)?;
+    // Made once per data dir: a restart is the same node, whatever its address.
+    let identity_path = data_dir.join("node-id");
+    let identity = match fs::read_to_string(&identity_path) {
+        Ok(identity) => identity.trim().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let identity = uuid::Uuid::new_v4().simple().to_string();
+            nimbus_storage::write_atomic(&identity_path, identity.as_bytes(), 0o600)
+                .map_err(io_at(&identity_path))?;
+            identity
+        }
+        Err(err) => return Err(io_at(&identity_path)(err)),
+    };
     Ok(NodeSpec {
         name,
+        identity,
         advertise: args.advertise.clone().unwrap_or_else(|| local.to_string()),
         zone: args
             .zone
@@ -394,8 +411,8 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .local_addr()
         .map_err(io_at(Path::new("listener")))?;
     let meta = backends::metadata_store(&args.metadata, args.metadata_pool, &data_dir)?;
-    let cluster =
-        Cluster::join(meta.clone(), node_spec(&args, local)?).map_err(StartError::Backend)?;
+    let cluster = Cluster::join(meta.clone(), node_spec(&args, &data_dir, local)?)
+        .map_err(StartError::Backend)?;
     let blob_backend = BlobBackend::parse(&args.blobs)?;
     let [blobs_name, registry_blobs_name] = backends::BLOB_STORES;
     let blobs = blob_backend.open(&data_dir, blobs_name)?;

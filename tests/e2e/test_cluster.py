@@ -1,0 +1,360 @@
+"""A deployment of three nodes: PostgreSQL and Garage shared, each nimbus server in a
+network namespace of its own (its own address on a bridge the test makes), as three
+machines would be. Any node answers any call; services spread their tasks over the
+nodes' instances by zone; a node killed with SIGKILL has its tasks recorded stopped
+and replaced on the others; invokes sent to every node keep working; IAM changes
+reach every node; images pushed through one node are pulled through another."""
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+import backends
+from conftest import (EXTERNAL_BACKENDS, Callbacks, Nimbus, create_function, ensure_lambda_role, eventually,
+                      host_address, nimbus_binary, zip_function)
+from test_ecs import build_web_layout, sleeper
+
+NODES = 3
+ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
+PORT = 4566
+
+
+def sh(*command):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+
+
+class Relay:
+    """A TCP relay from an address on the test bridge to a loopback port, so nodes in
+    their namespaces reach the PostgreSQL and Garage this host runs on loopback."""
+
+    def __init__(self, listen_host, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.server = socket.create_server((listen_host, 0))
+        self.port = self.server.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self):
+        self.closed = True
+        self.server.close()
+
+
+class Deployment:
+    """Three nodes on one database and one bucket prefix, each in its own network
+    namespace; the test owns and removes the namespaces, bridge and relays."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.tag = secrets.token_hex(2)
+        self.subnet = f"10.251.{secrets.randbelow(250) + 1}"
+        self.bridge = f"ncl{self.tag}"
+        self.namespaces = [f"nimbus-{self.tag}-{i}" for i in range(NODES)]
+        self.nodes: list[Nimbus | None] = [None] * NODES
+        self.relays = []
+        self.database = f"cluster_{self.tag}"
+
+    def address(self, i):
+        return f"{self.subnet}.{11 + i}"
+
+    def endpoint(self, i):
+        return f"http://{self.address(i)}:{PORT}"
+
+    def create(self):
+        sh("ip", "link", "add", self.bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+        sh("ip", "link", "set", self.bridge, "up")
+        for i, ns in enumerate(self.namespaces):
+            host_end = f"{self.bridge}n{i}"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", host_end, "master", self.bridge, "up")
+            sh("ip", "-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ns, "route", "add", "default", "via", f"{self.subnet}.1")
+        known = EXTERNAL_BACKENDS.environment()
+        postgres = urllib.parse.urlsplit(known["NIMBUS_TEST_POSTGRES"])
+        s3 = urllib.parse.urlsplit(known["NIMBUS_TEST_S3"])
+        endpoint = urllib.parse.urlsplit(urllib.parse.parse_qs(s3.query)["endpoint"][0])
+        pg_relay = Relay(f"{self.subnet}.1", postgres.port)
+        s3_relay = Relay(f"{self.subnet}.1", endpoint.port)
+        self.relays = [pg_relay, s3_relay]
+        backends.create_database(known["NIMBUS_TEST_POSTGRES"], self.database)
+        url = backends.database_url(known["NIMBUS_TEST_POSTGRES"], self.database)
+        self.metadata = urllib.parse.urlunsplit(
+            urllib.parse.urlsplit(url)._replace(netloc=f"{postgres.username}@{self.subnet}.1:{pg_relay.port}"))
+        query = urllib.parse.parse_qs(s3.query)
+        query["endpoint"] = [f"http://{self.subnet}.1:{s3_relay.port}"]
+        self.blobs = urllib.parse.urlunsplit(s3._replace(
+            path=f"{s3.path.rstrip('/')}/cluster-{self.tag}",
+            query=urllib.parse.urlencode({k: v[0] for k, v in query.items()})))
+        self.blob_env = {
+            "NIMBUS_BLOBS_ACCESS_KEY_ID": known.get("NIMBUS_TEST_S3_ACCESS_KEY_ID", ""),
+            "NIMBUS_BLOBS_SECRET_ACCESS_KEY": known.get("NIMBUS_TEST_S3_SECRET_ACCESS_KEY", ""),
+        }
+
+    def start(self, i) -> Nimbus:
+        data_dir = self.root / f"node-{i}"
+        data_dir.mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
+        env.update(self.blob_env)
+        env["NIMBUS_EGRESS_ALLOW"] = f"{host_address()}/32"
+        command = ["nsenter", f"--net=/run/netns/{self.namespaces[i]}", nimbus_binary(), "server",
+                   "--data-dir", str(data_dir), "--listen", f"{self.address(i)}:{PORT}",
+                   "--node-name", f"node-{i}", "--zone", ZONES[i],
+                   "--metadata", self.metadata, "--blobs", self.blobs]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        first_line = process.stdout.readline()
+        if "listening on" not in first_line:
+            process.wait(timeout=10)
+            raise RuntimeError(f"node {i} did not start: {first_line}{process.stderr.read()}")
+        node = Nimbus(data_dir=data_dir, process=process, endpoint=self.endpoint(i))
+        for stream, sink in ((process.stdout, []), (process.stderr, node.stderr_lines)):
+            threading.Thread(target=lambda s=stream, k=sink: [k.append(line) for line in s], daemon=True).start()
+        self.nodes[i] = node
+        return node
+
+    def remove(self):
+        for node in self.nodes:
+            if node is not None:
+                node.kill(signal.SIGTERM)
+        for ns in self.namespaces:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        for relay in self.relays:
+            relay.close()
+        with contextlib.suppress(Exception):
+            backends.drop_database(EXTERNAL_BACKENDS.environment()["NIMBUS_TEST_POSTGRES"], self.database)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    root = tmp_path_factory.mktemp("cluster")
+    cluster = Deployment(root)
+    try:
+        cluster.create()
+        for i in range(NODES):
+            cluster.start(i)
+        ensure_lambda_role(cluster.nodes[0])
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+def health(node):
+    with urllib.request.urlopen(f"{node.endpoint}/_nimbus/health", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_every_node_lists_the_deployment(deployment):
+    expected = [(f"node-{i}", f"{deployment.address(i)}:{PORT}", ZONES[i], "active") for i in range(NODES)]
+    for node in deployment.nodes:
+        # Each node reads the others' heartbeats every second.
+        listed = lambda: sorted((n["name"], n["advertise"], n["zone"], n["state"]) for n in health(node)["nodes"])
+        assert eventually(lambda: listed() == expected, timeout=5), listed()
+    status = subprocess.run([nimbus_binary(), "status", "--endpoint", deployment.nodes[2].endpoint,
+                             "--data-dir", str(deployment.nodes[2].data_dir)], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert "node-0" in status.stdout and "node-2" in status.stdout
+
+
+def test_an_iam_change_on_one_node_is_in_force_on_another(deployment):
+    first, third = deployment.nodes[0], deployment.nodes[2]
+    iam = first.client("iam")
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="list", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    keys = {"key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    # A key made on node 0 signs on node 2 at once.
+    third.client("s3", **keys).list_buckets()
+    iam.put_user_policy(UserName=user, PolicyName="deny", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}))
+
+    def denied():
+        try:
+            third.client("s3", **keys).list_buckets()
+            return False
+        except third.client("s3").exceptions.ClientError as err:
+            return err.response["Error"]["Code"] == "AccessDenied"
+
+    assert eventually(denied, timeout=5)
+    iam.update_access_key(UserName=user, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+
+    def refused():
+        try:
+            third.client("sts", **keys).get_caller_identity()
+            return False
+        except third.client("sts").exceptions.ClientError as err:
+            return err.response["Error"]["Code"] == "InvalidClientTokenId"
+
+    assert eventually(refused, timeout=5)
+
+
+def test_an_image_pushed_through_one_node_is_pulled_through_another(deployment, tmp_path):
+    image = push_image(deployment, tmp_path)
+    repo = image.split("/", 1)[1]
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
+    second = deployment.nodes[1]
+    ecr = second.client("ecr")
+    token = __import__("base64").b64decode(
+        ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
+    pulled = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--src-creds", token,
+                             f"docker://{deployment.address(1)}:{PORT}/{repo}", f"oci:{tmp_path / 'pulled'}:v1"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    [described] = ecr.describe_images(repositoryName=repo.split(":")[0])["imageDetails"]
+    index = json.loads((tmp_path / "pulled" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == described["imageDigest"]
+
+
+def push_image(deployment, root):
+    """The busybox image of the ECS tests, pushed with skopeo through node 0; its URI
+    by the ECR host name, which every node serves from the shared registry."""
+    layout = build_web_layout(root)
+    repo = f"web-{uuid.uuid4().hex[:8]}"
+    first = deployment.nodes[0]
+    ecr = first.client("ecr")
+    ecr.create_repository(repositoryName=repo)
+    token = __import__("base64").b64decode(
+        ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
+    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root)}
+    pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
+                             f"oci:{layout}:v1", f"docker://{deployment.address(0)}:{PORT}/{repo}:v1"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    return f"000000000000.dkr.ecr.us-east-1.amazonaws.com/{repo}:v1"
+
+
+def live_tasks(ecs, cluster, service):
+    arns = ecs.list_tasks(cluster=cluster, serviceName=service)["taskArns"]
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+    return [t for t in tasks if t["lastStatus"] == "RUNNING"]
+
+
+def test_a_lost_node_loses_no_work(deployment, tmp_path):
+    """A service of six spread by zone, functions invoked through every node and
+    events queued: then a node is SIGKILLed. Its tasks are recorded stopped and
+    replaced on the two left, invokes keep working on them, and every event runs."""
+    nodes = deployment.nodes
+    image = push_image(deployment, tmp_path)
+    ecs = nodes[1].client("ecs")
+    cluster = f"c-{uuid.uuid4().hex[:6]}"
+    ecs.create_cluster(clusterName=cluster)
+    assert eventually(lambda: len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]) == NODES,
+                      timeout=15)
+    instances = ecs.describe_container_instances(
+        cluster=cluster, containerInstances=ecs.list_container_instances(cluster=cluster)["containerInstanceArns"])
+    zones = {i["containerInstanceArn"]: next(a["value"] for a in i["attributes"] if a["name"] == "ecs.availability-zone")
+             for i in instances["containerInstances"]}
+    assert sorted(zones.values()) == ZONES
+    definition = sleeper(ecs, image, f"svc-{uuid.uuid4().hex[:6]}")
+    service = "spread"
+    ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=definition, desiredCount=6,
+                       placementStrategy=[{"type": "spread", "field": "attribute:ecs.availability-zone"}])
+    assert eventually(lambda: len(live_tasks(ecs, cluster, service)) == 6, timeout=120)
+    by_zone = {}
+    for task in live_tasks(ecs, cluster, service):
+        by_zone.setdefault(zones[task["containerInstanceArn"]], []).append(task["taskArn"])
+        assert task["availabilityZone"] == zones[task["containerInstanceArn"]]
+    assert sorted(len(v) for v in by_zone.values()) == [2, 2, 2], by_zone
+
+    callbacks = Callbacks()
+    try:
+        function = f"fn-{uuid.uuid4().hex[:6]}"
+        clients = [node.lambda_client() for node in nodes]
+        create_function(clients[0], function, zip_function("py_callback"),
+                        Environment={"Variables": {"CALLBACK_URL": callbacks.url}})
+        for i, client in enumerate(clients):
+            response = client.invoke(FunctionName=function, Payload=json.dumps({"sync": i}))
+            assert response["StatusCode"] == 200 and "FunctionError" not in response
+        queued = set()
+        for i in range(12):
+            response = clients[i % NODES].invoke(FunctionName=function, InvocationType="Event",
+                                                 Payload=json.dumps({"event": i}))
+            assert response["StatusCode"] == 202
+            queued.add(i)
+
+        lost = nodes[2]
+        lost.kill(signal.SIGKILL)
+        lost_zone = ZONES[2]
+        lost_arns = set(by_zone[lost_zone])
+        killed_at = time.monotonic()
+
+        # Invokes through the nodes left keep working, and events queued through them
+        # after the loss run too.
+        for i in range(12, 18):
+            response = clients[i % 2].invoke(FunctionName=function, InvocationType="Event",
+                                             Payload=json.dumps({"event": i}))
+            assert response["StatusCode"] == 202
+            queued.add(i)
+        for i in range(4):
+            response = clients[i % 2].invoke(FunctionName=function, Payload=json.dumps({"sync": 10 + i}))
+            assert response["StatusCode"] == 200 and "FunctionError" not in response
+
+        def lost_tasks_stopped():
+            tasks = ecs.describe_tasks(cluster=cluster, tasks=list(lost_arns))["tasks"]
+            return all(t["lastStatus"] == "STOPPED" for t in tasks) and tasks
+
+        assert eventually(lost_tasks_stopped, timeout=60)
+        stopped = ecs.describe_tasks(cluster=cluster, tasks=list(lost_arns))["tasks"]
+        assert all("stopped/terminated" in t["stoppedReason"] for t in stopped), stopped
+        assert eventually(lambda: len(live_tasks(ecs, cluster, service)) == 6, timeout=120)
+        replaced_in = time.monotonic() - killed_at
+        assert all(zones[t["containerInstanceArn"]] != lost_zone for t in live_tasks(ecs, cluster, service))
+        [lost_instance] = [arn for arn, zone in zones.items() if zone == lost_zone]
+        # Each node sees the loss at its own next read of the heartbeats.
+        assert eventually(lambda: ecs.describe_container_instances(
+            cluster=cluster, containerInstances=[lost_instance])["containerInstances"][0]["agentConnected"] is False,
+            timeout=5)
+
+        def delivered():
+            events = {p["event"].get("event") for p in callbacks.posts if "event" in p["event"]}
+            return queued <= events
+
+        assert eventually(delivered, timeout=90), sorted(
+            {p["event"].get("event") for p in callbacks.posts if "event" in p["event"]})
+        print(f"service back at 6 tasks {replaced_in:.1f} s after the SIGKILL")
+    finally:
+        callbacks.server.shutdown()
+        # The killed node starts again on its data dir, which sweeps what it left
+        # (its tasks' containers, its sandboxes' cgroups); the fixture stops it.
+        deployment.start(2)
