@@ -218,7 +218,7 @@ def start_nimbus(data_dir: Path, *args: str, env=None) -> Nimbus:
         env=full_env,
     )
     first_line = process.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", first_line)
+    match = re.search(r"listening on (https?://\S+)", first_line)
     if not match:
         process.wait(timeout=10)
         raise RuntimeError(f"nimbus did not start: {first_line}{process.stderr.read()}")

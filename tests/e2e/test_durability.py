@@ -105,7 +105,9 @@ def test_sigkill_loses_no_acknowledged_s3_object(fresh_nimbus):
 def code_zip(marker: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", f"def handler(event, context):\n    return {marker!r}\n")
+        # A fixed date: the test zips the same code again to recognise it.
+        entry = zipfile.ZipInfo("app.py", date_time=(2020, 1, 1, 0, 0, 0))
+        archive.writestr(entry, f"def handler(event, context):\n    return {marker!r}\n")
     return buffer.getvalue()
 
 

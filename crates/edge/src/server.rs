@@ -42,6 +42,28 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::IpAddr);
 
+/// Marks a request that came over TLS (`aws:SecureTransport`).
+#[derive(Debug, Clone, Copy)]
+pub struct SecureTransport;
+
+/// The edge's TLS: one port takes HTTPS and plain HTTP alike, told apart by a
+/// connection's first byte (a TLS handshake record starts with 22).
+#[derive(Clone)]
+pub struct Tls(Arc<tokio_native_tls::TlsAcceptor>);
+
+impl Tls {
+    /// From a PEM certificate chain (the server's first) and its PEM private key.
+    pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<Self, String> {
+        let identity = native_tls::Identity::from_pkcs8(chain, key)
+            .map_err(|err| format!("the certificate or key cannot be read: {err}"))?;
+        let acceptor = native_tls::TlsAcceptor::builder(identity)
+            .min_protocol_version(Some(native_tls::Protocol::Tlsv12))
+            .build()
+            .map_err(|err| format!("TLS cannot be set up: {err}"))?;
+        Ok(Self(Arc::new(acceptor.into())))
+    }
+}
+
 /// The AWS-facing front door of one nimbus server.
 pub struct Edge {
     services: HashMap<&'static str, Arc<dyn DynService>>,
@@ -321,13 +343,15 @@ impl Edge {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
+        let secure = parts.extensions.get::<SecureTransport>().is_some();
         RequestContext {
             request_id: request_id.to_owned(),
             caller,
             region: self.region.clone(),
             account_id: self.account_id.clone(),
-            endpoint: format!("http://{host}"),
+            endpoint: format!("{}://{host}", if secure { "https" } else { "http" }),
             source_ip: parts.extensions.get::<Peer>().map(|peer| peer.0),
+            secure,
             protocol,
             authorizer: self.authorizer.clone(),
         }
@@ -572,9 +596,20 @@ async fn internal_not_found(request: Request) -> Response {
 
 /// Serves `router` on `listener` (HTTP/1.1 and h2c) until `shutdown` resolves, then
 /// stops accepting and gives open requests up to `grace` to finish.
+/// Whether a connection opens with a TLS handshake; none when it sends nothing in
+/// time.
+async fn tls_first(stream: &tokio::net::TcpStream) -> Option<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0] == 22),
+        _ => None,
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -604,18 +639,45 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                // Each request carries its connection's peer, for `aws:SourceIp`.
-                let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-                    router.clone(),
-                    move |mut request: http::Request<hyper::body::Incoming>| {
-                        request.extensions_mut().insert(Peer(peer.ip()));
-                        request
-                    },
-                ));
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
+                let (router, builder, watcher) = (router.clone(), builder.clone(), graceful.watcher());
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = connection.await {
+                    let secure = match &tls {
+                        Some(_) => match tls_first(&stream).await {
+                            Some(secure) => secure,
+                            None => return,
+                        },
+                        None => false,
+                    };
+                    // Each request carries its connection's peer, for `aws:SourceIp`,
+                    // and whether it came over TLS, for `aws:SecureTransport`.
+                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                        router,
+                        move |mut request: http::Request<hyper::body::Incoming>| {
+                            request.extensions_mut().insert(Peer(peer.ip()));
+                            if secure {
+                                request.extensions_mut().insert(SecureTransport);
+                            }
+                            request
+                        },
+                    ));
+                    let ended = match (tls, secure) {
+                        (Some(Tls(acceptor)), true) => {
+                            let accepted =
+                                tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await;
+                            let Ok(Ok(stream)) = accepted else {
+                                tracing::debug!(%peer, "TLS handshake failed or timed out");
+                                return;
+                            };
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        _ => {
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                    };
+                    if let Err(err) = ended {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");
                     }
                 });

@@ -141,6 +141,8 @@ pub struct RequestContext {
     pub endpoint: String,
     /// Where the request's connection came from (`aws:SourceIp`).
     pub source_ip: Option<std::net::IpAddr>,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure: bool,
     pub protocol: Protocol,
     pub authorizer: Arc<dyn Authorizer>,
 }
@@ -159,6 +161,15 @@ impl RequestContext {
     /// Whether the caller may perform `access`; AWS's AccessDenied error in the
     /// request's protocol when not.
     pub fn authorize(&self, access: &Access) -> Result<(), AwsError> {
+        let secure;
+        let access = if self.secure {
+            secure = access
+                .clone()
+                .with_context("aws:SecureTransport", vec!["true".into()]);
+            &secure
+        } else {
+            access
+        };
         self.authorizer
             .authorize(&self.caller, self.source_ip, access)
             .map_err(|message| {
@@ -616,6 +627,7 @@ mod tests {
             account_id: "000000000000".into(),
             endpoint: "http://localhost".to_owned(),
             source_ip: None,
+            secure: false,
             protocol: Protocol::Json11,
             authorizer: authorizer.clone(),
         };

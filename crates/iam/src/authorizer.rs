@@ -133,7 +133,6 @@ fn global_context(source_ip: Option<IpAddr>) -> Vec<(String, Vec<String>)> {
             "aws:EpochTime".to_owned(),
             vec![now.unix_timestamp().to_string()],
         ),
-        ("aws:SecureTransport".to_owned(), vec!["false".to_owned()]),
     ];
     if let Some(ip) = source_ip {
         context.push(("aws:SourceIp".to_owned(), vec![ip.to_string()]));
@@ -210,6 +209,10 @@ fn decide(
         }
     };
     context.extend(access.context.iter().cloned());
+    // The edge says when a request came over TLS.
+    if !context.iter().any(|(key, _)| key == "aws:SecureTransport") {
+        context.push(("aws:SecureTransport".to_owned(), vec!["false".to_owned()]));
+    }
     let request = Request {
         action: access.action,
         resource: access.resource,

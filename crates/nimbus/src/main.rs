@@ -192,6 +192,13 @@ pub struct ServerArgs {
         default_value = "api,worker"
     )]
     pub roles: Vec<String>,
+    /// A PEM certificate chain for HTTPS on the edge's port (plain HTTP stays on it
+    /// for loopback clients and sandboxes); with --tls-key.
+    #[arg(long, env = "NIMBUS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "NIMBUS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

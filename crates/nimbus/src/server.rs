@@ -353,6 +353,24 @@ fn node_spec(
     })
 }
 
+/// The edge's TLS from `--tls-cert` and `--tls-key`, when given.
+fn edge_tls(args: &ServerArgs) -> Result<Option<nimbus_edge::Tls>, StartError> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(StartError::Backend(
+                "--tls-cert and --tls-key must be given together".into(),
+            ));
+        }
+    };
+    let chain = fs::read(cert).map_err(io_at(cert))?;
+    let key_pem = fs::read(key).map_err(io_at(key))?;
+    nimbus_edge::Tls::from_pem(&chain, &key_pem)
+        .map(Some)
+        .map_err(|err| StartError::Backend(format!("--tls-cert {}: {err}", cert.display())))
+}
+
 /// Has `invalidate` called when any node writes to `tables`.
 fn watch(
     cluster: &Cluster,
@@ -679,7 +697,8 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     );
 
     let shutdown = shutdown_signal();
-    let endpoint = format!("http://{local}");
+    let tls = edge_tls(&args)?;
+    let endpoint = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "nimbus listening");
     println!(
         "nimbus {} listening on {endpoint} (region {}, account {}, auth {:?})",
@@ -688,6 +707,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         args.account_id,
         args.auth
     );
+    if tls.is_some() {
+        println!("plain HTTP is served on the same port: keep it to loopback");
+    }
     println!(
         "root credentials: {} (profile nimbus)",
         credentials_path.display()
@@ -702,6 +724,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     nimbus_edge::serve(
         listener,
         edge,
+        tls,
         shutdown,
         Duration::from_secs(args.shutdown_grace),
     )

@@ -3,7 +3,6 @@
 //! referrers, with the spec's error bodies; plus the Bearer token endpoint.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,15 +13,15 @@ use axum::routing::any;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use nimbus_auth::Principal;
-use nimbus_edge::Peer;
 use nimbus_edge::body::stream_reader;
 use nimbus_edge::protocol::range::byte_range;
+use nimbus_edge::{Peer, SecureTransport};
 use time::OffsetDateTime;
 
-use crate::Registry;
 use crate::access::{BEARER_TOKEN_SECS, Identity, Refused};
 use crate::names::{self, OciDigest, Reference};
 use crate::store::{MAX_MANIFEST, OCI_INDEX, RegistryError, RepoRecord};
+use crate::{Origin, Registry};
 
 /// Bytes gathered from a request body before they go to disk in one blocking write.
 const WRITE_BATCH: usize = 1 << 20;
@@ -215,8 +214,8 @@ struct Call {
     query: Vec<(String, String)>,
     body: Body,
     caller: Option<Identity>,
-    /// Where the connection came from (`aws:SourceIp`).
-    source_ip: Option<IpAddr>,
+    /// Where the connection came from (`aws:SourceIp`, `aws:SecureTransport`).
+    source: Origin,
     /// The edge as the client addressed it, for the token realm.
     origin: String,
 }
@@ -268,7 +267,7 @@ impl Call {
         };
         if self
             .registry
-            .permits(self.principal(), self.source_ip, action, &repo)
+            .permits(self.principal(), self.source, action, &repo)
         {
             return Ok(repo);
         }
@@ -322,6 +321,7 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
         .and_then(|v| v.to_str().ok())
         .or(query_token.as_deref());
     let now = OffsetDateTime::now_utc();
+    let secure = parts.extensions.get::<SecureTransport>().is_some();
     let mut call = Call {
         registry: registry.clone(),
         method: parts.method.clone(),
@@ -329,8 +329,11 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
         query,
         body,
         caller: None,
-        source_ip: parts.extensions.get::<Peer>().map(|peer| peer.0),
-        origin: format!("http://{host}"),
+        source: Origin {
+            ip: parts.extensions.get::<Peer>().map(|peer| peer.0),
+            secure,
+        },
+        origin: format!("{}://{host}", if secure { "https" } else { "http" }),
     };
     let route = route(&decoded)
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint"))?;
@@ -550,12 +553,7 @@ async fn start_upload(call: Call, name: &str) -> Result<Response, Failure> {
         // client gets a plain upload, as the spec says.
         let readable = names::valid_repository(from)
             && registry.store.repository(from).is_ok_and(|source| {
-                registry.permits(
-                    call.principal(),
-                    call.source_ip,
-                    "ecr:BatchGetImage",
-                    &source,
-                )
+                registry.permits(call.principal(), call.source, "ecr:BatchGetImage", &source)
             })
             && registry.store.repo_blob(from, &digest)?.is_some();
         if readable && registry.store.mount_blob(name, &digest)?.is_some() {

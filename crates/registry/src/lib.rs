@@ -41,6 +41,13 @@ pub struct Housekeeping {
     pub lease: nimbus_cluster::Lease,
 }
 
+/// Where a registry request came from: `aws:SourceIp` and `aws:SecureTransport`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin {
+    pub ip: Option<IpAddr>,
+    pub secure: bool,
+}
+
 pub struct Registry {
     pub store: Store,
     pub tokens: Tokens,
@@ -75,17 +82,21 @@ impl Registry {
     }
 
     /// Whether `caller` (`None`: anonymous) may do `action` on `repo`, connecting from
-    /// `source_ip`: IAM's one evaluator over the caller's identity policies and the
+    /// `origin`: IAM's one evaluator over the caller's identity policies and the
     /// repository policy (for an anonymous caller, the repository policy alone).
     pub fn permits(
         &self,
         caller: Option<&Principal>,
-        source_ip: Option<IpAddr>,
+        origin: Origin,
         action: &str,
         repo: &RepoRecord,
     ) -> bool {
         let arn = self.repository_arn(&repo.name);
-        let access = Access::new(action, &arn).with_policy(repo.policy.as_deref());
+        let mut access = Access::new(action, &arn).with_policy(repo.policy.as_deref());
+        if origin.secure {
+            access = access.with_context("aws:SecureTransport", vec!["true".into()]);
+        }
+        let source_ip = origin.ip;
         let decision = match caller {
             Some(principal) => {
                 let caller = Caller {
@@ -108,7 +119,7 @@ impl Registry {
     pub fn authorize_pull(&self, puller: &Principal, repo: &str) -> Result<(), String> {
         let record = self.store.repository(repo).map_err(|err| err.to_string())?;
         for action in ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"] {
-            if !self.permits(Some(puller), None, action, &record) {
+            if !self.permits(Some(puller), Origin::default(), action, &record) {
                 return Err(format!(
                     "User: {} is not authorized to perform: {action} on resource: {}",
                     puller.arn(),
@@ -246,7 +257,11 @@ mod tests {
             r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"],"Condition":{"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}}}"#,
         );
         let pull = |ip: &str, action: &str, repo: &RepoRecord| {
-            registry.permits(None, ip.parse().ok(), action, repo)
+            let origin = Origin {
+                ip: ip.parse().ok(),
+                secure: false,
+            };
+            registry.permits(None, origin, action, repo)
         };
         assert!(pull("127.0.0.1", "ecr:BatchGetImage", &office));
         assert!(!pull("203.0.113.9", "ecr:BatchGetImage", &office));
@@ -259,6 +274,6 @@ mod tests {
         assert!(!pull("127.0.0.1", "ecr:InitiateLayerUpload", &pull_only));
         // The account root is not subject to the repository policy.
         let root = Principal::root("000000000000");
-        assert!(registry.permits(Some(&root), None, "ecr:PutImage", &pull_only));
+        assert!(registry.permits(Some(&root), Origin::default(), "ecr:PutImage", &pull_only));
     }
 }

@@ -2149,6 +2149,7 @@ mod tests {
             account_id: "000000000000".into(),
             endpoint: String::new(),
             source_ip: None,
+            secure: false,
             protocol: Protocol::RestXml,
             authorizer: Arc::new(Under(prefix)),
         }
