@@ -5,161 +5,21 @@ nodes' instances by zone; a node killed with SIGKILL has its tasks recorded stop
 and replaced on the others; invokes sent to every node keep working; IAM changes
 reach every node; images pushed through one node are pulled through another."""
 
-import contextlib
+import base64
 import json
 import os
-import secrets
 import signal
-import socket
 import subprocess
-import threading
 import time
-import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
-import backends
+from cluster import NODES, PORT, ZONES, Deployment
 from conftest import (EXTERNAL_BACKENDS, Callbacks, Nimbus, create_function, ensure_lambda_role, eventually,
                       host_address, nimbus_binary, zip_function)
 from test_ecs import build_web_layout, sleeper
-
-NODES = 3
-ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
-PORT = 4566
-
-
-def sh(*command):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, f"{command}: {result.stderr}"
-
-
-class Relay:
-    """A TCP relay from an address on the test bridge to a loopback port, so nodes in
-    their namespaces reach the PostgreSQL and Garage this host runs on loopback."""
-
-    def __init__(self, listen_host, target_port):
-        self.target = ("127.0.0.1", target_port)
-        self.server = socket.create_server((listen_host, 0))
-        self.port = self.server.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pipe(source, sink):
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def close(self):
-        self.closed = True
-        self.server.close()
-
-
-class Deployment:
-    """Three nodes on one database and one bucket prefix, each in its own network
-    namespace; the test owns and removes the namespaces, bridge and relays."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.tag = secrets.token_hex(2)
-        self.subnet = f"10.251.{secrets.randbelow(250) + 1}"
-        self.bridge = f"ncl{self.tag}"
-        self.namespaces = [f"nimbus-{self.tag}-{i}" for i in range(NODES)]
-        self.nodes: list[Nimbus | None] = [None] * NODES
-        self.relays = []
-        self.database = f"cluster_{self.tag}"
-
-    def address(self, i):
-        return f"{self.subnet}.{11 + i}"
-
-    def endpoint(self, i):
-        return f"http://{self.address(i)}:{PORT}"
-
-    def create(self):
-        sh("ip", "link", "add", self.bridge, "type", "bridge")
-        sh("ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
-        sh("ip", "link", "set", self.bridge, "up")
-        for i, ns in enumerate(self.namespaces):
-            host_end = f"{self.bridge}n{i}"
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "link", "set", host_end, "master", self.bridge, "up")
-            sh("ip", "-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "-n", ns, "route", "add", "default", "via", f"{self.subnet}.1")
-        known = EXTERNAL_BACKENDS.environment()
-        postgres = urllib.parse.urlsplit(known["NIMBUS_TEST_POSTGRES"])
-        s3 = urllib.parse.urlsplit(known["NIMBUS_TEST_S3"])
-        endpoint = urllib.parse.urlsplit(urllib.parse.parse_qs(s3.query)["endpoint"][0])
-        pg_relay = Relay(f"{self.subnet}.1", postgres.port)
-        s3_relay = Relay(f"{self.subnet}.1", endpoint.port)
-        self.relays = [pg_relay, s3_relay]
-        backends.create_database(known["NIMBUS_TEST_POSTGRES"], self.database)
-        url = backends.database_url(known["NIMBUS_TEST_POSTGRES"], self.database)
-        self.metadata = urllib.parse.urlunsplit(
-            urllib.parse.urlsplit(url)._replace(netloc=f"{postgres.username}@{self.subnet}.1:{pg_relay.port}"))
-        query = urllib.parse.parse_qs(s3.query)
-        query["endpoint"] = [f"http://{self.subnet}.1:{s3_relay.port}"]
-        self.blobs = urllib.parse.urlunsplit(s3._replace(
-            path=f"{s3.path.rstrip('/')}/cluster-{self.tag}",
-            query=urllib.parse.urlencode({k: v[0] for k, v in query.items()})))
-        self.blob_env = {
-            "NIMBUS_BLOBS_ACCESS_KEY_ID": known.get("NIMBUS_TEST_S3_ACCESS_KEY_ID", ""),
-            "NIMBUS_BLOBS_SECRET_ACCESS_KEY": known.get("NIMBUS_TEST_S3_SECRET_ACCESS_KEY", ""),
-        }
-
-    def start(self, i) -> Nimbus:
-        data_dir = self.root / f"node-{i}"
-        data_dir.mkdir(exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
-        env.update(self.blob_env)
-        env["NIMBUS_EGRESS_ALLOW"] = f"{host_address()}/32"
-        command = ["nsenter", f"--net=/run/netns/{self.namespaces[i]}", nimbus_binary(), "server",
-                   "--data-dir", str(data_dir), "--listen", f"{self.address(i)}:{PORT}",
-                   "--node-name", f"node-{i}", "--zone", ZONES[i],
-                   "--metadata", self.metadata, "--blobs", self.blobs]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        first_line = process.stdout.readline()
-        if "listening on" not in first_line:
-            process.wait(timeout=10)
-            raise RuntimeError(f"node {i} did not start: {first_line}{process.stderr.read()}")
-        node = Nimbus(data_dir=data_dir, process=process, endpoint=self.endpoint(i))
-        for stream, sink in ((process.stdout, []), (process.stderr, node.stderr_lines)):
-            threading.Thread(target=lambda s=stream, k=sink: [k.append(line) for line in s], daemon=True).start()
-        self.nodes[i] = node
-        return node
-
-    def remove(self):
-        for node in self.nodes:
-            if node is not None:
-                node.kill(signal.SIGTERM)
-        for ns in self.namespaces:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        for relay in self.relays:
-            relay.close()
-        with contextlib.suppress(Exception):
-            backends.drop_database(EXTERNAL_BACKENDS.environment()["NIMBUS_TEST_POSTGRES"], self.database)
 
 
 @pytest.fixture(scope="module")
@@ -167,15 +27,37 @@ def deployment(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
     root = tmp_path_factory.mktemp("cluster")
-    cluster = Deployment(root)
+    # Functions post to callback servers on this host's address, which sandboxes
+    # reach only where the operator opened it.
+    cluster = Deployment(root, EXTERNAL_BACKENDS.environment(), nimbus_binary(),
+                         {"NIMBUS_EGRESS_ALLOW": f"{host_address()}/32"})
     try:
         cluster.create()
         for i in range(NODES):
             cluster.start(i)
-        ensure_lambda_role(cluster.nodes[0])
-        yield cluster
+        yield Nodes(cluster)
     finally:
         cluster.remove()
+
+
+class Nodes:
+    """The deployment with its nodes as the suite's Nimbus servers (boto3 clients,
+    root keys from each data dir)."""
+
+    def __init__(self, cluster: Deployment):
+        self.cluster = cluster
+        ensure_lambda_role(self.nodes[0])
+
+    @property
+    def nodes(self):
+        return [Nimbus(data_dir=n.data_dir, process=n.process, endpoint=n.endpoint, stderr_lines=n.stderr_lines)
+                for n in self.cluster.nodes]
+
+    def address(self, i):
+        return self.cluster.address(i)
+
+    def start(self, i):
+        return self.cluster.start(i)
 
 
 def health(node):
@@ -235,7 +117,7 @@ def test_an_image_pushed_through_one_node_is_pulled_through_another(deployment, 
     env = {**os.environ, "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
     second = deployment.nodes[1]
     ecr = second.client("ecr")
-    token = __import__("base64").b64decode(
+    token = base64.b64decode(
         ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
     pulled = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--src-creds", token,
                              f"docker://{deployment.address(1)}:{PORT}/{repo}", f"oci:{tmp_path / 'pulled'}:v1"],
@@ -254,7 +136,7 @@ def push_image(deployment, root):
     first = deployment.nodes[0]
     ecr = first.client("ecr")
     ecr.create_repository(repositoryName=repo)
-    token = __import__("base64").b64decode(
+    token = base64.b64decode(
         ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
     env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root)}
     pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
@@ -353,6 +235,13 @@ def test_a_lost_node_loses_no_work(deployment, tmp_path):
         assert eventually(delivered, timeout=90), sorted(
             {p["event"].get("event") for p in callbacks.posts if "event" in p["event"]})
         print(f"service back at 6 tasks {replaced_in:.1f} s after the SIGKILL")
+
+        # Draining one of the two instances left moves its tasks to the other, new
+        # ones first.
+        [draining] = [arn for arn, zone in zones.items() if zone == ZONES[1]]
+        ecs.update_container_instances_state(cluster=cluster, containerInstances=[draining], status="DRAINING")
+        assert eventually(lambda: [zones[t["containerInstanceArn"]] for t in live_tasks(ecs, cluster, service)]
+                          == [ZONES[0]] * 6, timeout=120), live_tasks(ecs, cluster, service)
     finally:
         callbacks.server.shutdown()
         # The killed node starts again on its data dir, which sweeps what it left

@@ -536,16 +536,22 @@ impl Ecs {
         let primary_id = primary["id"].as_str().unwrap_or_default().to_owned();
         let target = primary["desiredCount"].as_i64().unwrap_or(desired);
         let all_live: Vec<&Value> = tasks.iter().filter(live).collect();
-        let primary_live: Vec<&Value> = all_live
+        // Tasks on a DRAINING instance are replaced as an old deployment's are: new
+        // ones start elsewhere first, and they stop while enough stay healthy.
+        let draining: HashSet<String> = self
+            .instances(cluster)?
             .iter()
-            .copied()
-            .filter(|t| t["startedBy"] == primary_id.as_str())
+            .filter(|(_, record)| record["status"] == "DRAINING")
+            .map(|(id, _)| self.instance_arn(cluster, id))
             .collect();
-        let old_live: Vec<&Value> = all_live
-            .iter()
-            .copied()
-            .filter(|t| t["startedBy"] != primary_id.as_str())
-            .collect();
+        let current = |t: &Value| {
+            t["startedBy"] == primary_id.as_str()
+                && t["containerInstanceArn"]
+                    .as_str()
+                    .is_none_or(|arn| !draining.contains(arn))
+        };
+        let primary_live: Vec<&Value> = all_live.iter().copied().filter(|t| current(t)).collect();
+        let old_live: Vec<&Value> = all_live.iter().copied().filter(|t| !current(t)).collect();
         let healthy = tasks.iter().filter(running).count() as i64;
         let max_total = desired * max_percent / 100;
         let min_running = (desired * min_healthy + 99) / 100;
@@ -601,7 +607,7 @@ impl Ecs {
         let mut extra_primary = primary_live.len() as i64 - target;
         let mut stops: Vec<&Value> = Vec::new();
         for task in old_live.iter().chain(primary_live.iter().rev()) {
-            let is_primary = task["startedBy"] == primary_id.as_str();
+            let is_primary = current(task);
             if is_primary && extra_primary <= 0 {
                 continue;
             }
