@@ -6,11 +6,13 @@ and replaced on the others; invokes sent to every node keep working; IAM changes
 reach every node; images pushed through one node are pulled through another."""
 
 import base64
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -126,6 +128,41 @@ def test_an_image_pushed_through_one_node_is_pulled_through_another(deployment, 
     [described] = ecr.describe_images(repositoryName=repo.split(":")[0])["imageDetails"]
     index = json.loads((tmp_path / "pulled" / "index.json").read_text())
     assert index["manifests"][0]["digest"] == described["imageDigest"]
+
+
+def test_an_upload_started_on_one_node_is_continued_and_finished_on_others(deployment):
+    """A load balancer may send each request of one upload to another node: the node
+    holding it is handed the rest. Registry tokens, signed with the deployment's key,
+    are good on every node."""
+    nodes = deployment.nodes
+    repo = f"up-{uuid.uuid4().hex[:6]}"
+    nodes[0].client("ecr").create_repository(repositoryName=repo)
+    ecr = nodes[2].client("ecr")
+    login = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    auth = {"Authorization": f"Basic {login}"}
+
+    def call(node, method, path, data=None, headers=None):
+        request = urllib.request.Request(f"{node.endpoint}{path}", data=data, method=method,
+                                         headers={**auth, **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.headers
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers
+
+    first, second = os.urandom(300_000), os.urandom(200_000)
+    digest = "sha256:" + hashlib.sha256(first + second).hexdigest()
+    status, headers = call(nodes[0], "POST", f"/v2/{repo}/blobs/uploads/")
+    assert status == 202, status
+    location = headers["Location"]
+    status, headers = call(nodes[1], "PATCH", location, first,
+                           {"Content-Type": "application/octet-stream", "Content-Range": f"0-{len(first) - 1}"})
+    assert status == 202 and headers["Range"] == f"0-{len(first) - 1}", (status, headers)
+    status, _ = call(nodes[2], "PUT", f"{location}?digest={digest}", second,
+                     {"Content-Type": "application/octet-stream"})
+    assert status == 201, status
+    status, headers = call(nodes[1], "HEAD", f"/v2/{repo}/blobs/{digest}")
+    assert status == 200 and int(headers["Content-Length"]) == len(first) + len(second)
 
 
 def push_image(deployment, root):

@@ -7,7 +7,7 @@
 //! nodes that stopped heart-beating as stopped, so their services replace them on
 //! the nodes that remain.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,8 @@ pub(crate) const STOP: &[u8] = b"stop";
 const POLL: Duration = Duration::from_millis(200);
 /// How often a node checks its registrations and its tasks against the store.
 const RECHECK: Duration = Duration::from_secs(3);
+/// How often the tasks of nodes already found lost are looked at again.
+const RELOOK: Duration = Duration::from_secs(60);
 
 pub(crate) fn assignment_key(node: &str, cluster: &str, id: &str) -> String {
     format!("{node}/{cluster}/{id}")
@@ -186,11 +188,18 @@ impl Ecs {
     /// Records the live tasks of nodes that stopped heart-beating (or left) as
     /// stopped, as ECS does for the tasks of a terminated instance.
     pub(crate) fn stop_tasks_of_lost_nodes(&self) -> Result<(), AwsError> {
-        let gone: Vec<_> = self
-            .cluster
-            .nodes()
+        let mut handled = self.reconciler.lost_handled.lock().expect("lost nodes");
+        if handled.0.is_none_or(|since| since.elapsed() >= RELOOK) {
+            *handled = (Some(Instant::now()), HashSet::new());
+        }
+        let nodes = self.cluster.nodes();
+        // A node that came back may be lost again.
+        handled
+            .1
+            .retain(|name| nodes.iter().any(|n| n.name == *name && !n.active()));
+        let gone: Vec<_> = nodes
             .into_iter()
-            .filter(|n| !n.active())
+            .filter(|n| !n.active() && !handled.1.contains(&n.name))
             .collect();
         if gone.is_empty() {
             return Ok(());
@@ -213,6 +222,7 @@ impl Ecs {
             tracing::warn!(task = %id, node = %lost.name, "recording a lost node's task as stopped");
             self.stopped(cluster, id, "TerminationNotice", &reason, &HashMap::new());
         }
+        handled.1.extend(gone.into_iter().map(|n| n.name));
         Ok(())
     }
 }

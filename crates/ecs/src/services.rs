@@ -40,10 +40,14 @@ fn failure_threshold(desired: i64) -> i64 {
     (desired / 2).clamp(3, 200)
 }
 
-/// The reconciler's memory of stopped tasks it has already counted.
+/// The reconciler's memory of stopped tasks it has already counted, and of lost nodes
+/// whose tasks it has already stopped.
 #[derive(Default)]
 pub struct Reconciler {
     counted: Mutex<HashSet<String>>,
+    /// Lost nodes whose tasks were all recorded stopped, and since when the list
+    /// holds: looked at again once a minute, in case a task reached one late.
+    pub(crate) lost_handled: Mutex<(Option<std::time::Instant>, HashSet<String>)>,
 }
 
 fn event(service: &mut Value, message: String) {

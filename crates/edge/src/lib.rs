@@ -5,6 +5,7 @@
 
 pub mod authorization;
 pub mod body;
+pub mod forward;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -499,6 +499,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
         authorizer.clone(),
     )?;
+    registry.join(cluster.clone());
     registry.start_housekeeping(Housekeeping {
         interval: Duration::from_secs(args.registry_gc_interval.max(1)),
         grace: Duration::from_secs(args.registry_gc_grace),

@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use nimbus_auth::{CredentialStore, Principal};
+use nimbus_storage::{Expect, MetadataStore, Record, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -31,6 +32,9 @@ struct Claims {
 /// Issues and checks registry tokens: claims signed with a key kept in the data dir,
 /// so tokens survive restarts. A token names an access key, not a principal, so a
 /// deleted, deactivated or expired key takes its tokens with it.
+/// The table holding the key registry tokens are signed with.
+const TOKEN_KEY: &str = "registry.token-key";
+
 pub struct Tokens {
     key: [u8; 32],
     credentials: Arc<CredentialStore>,
@@ -49,22 +53,40 @@ pub struct Identity {
 pub struct Refused(pub &'static str);
 
 impl Tokens {
-    /// Loads the signing key from `path`, creating it (atomically, mode 0600) on
-    /// first use.
-    pub fn open(path: &Path, credentials: Arc<CredentialStore>) -> std::io::Result<Self> {
-        let key = match std::fs::read(path) {
+    /// Loads the signing key from the metadata store, so that every node of a
+    /// deployment checks the tokens any node issued, making it on first use (from the
+    /// key file an older nimbus kept at `legacy`, if any, so its tokens stay good).
+    pub fn open(
+        meta: &dyn MetadataStore,
+        legacy: &Path,
+        credentials: Arc<CredentialStore>,
+    ) -> Result<Self, StoreError> {
+        let stored = |record: Option<Record>| {
+            record
+                .and_then(|r| <[u8; 32]>::try_from(r.value.as_slice()).ok())
+                .map(|key| Self {
+                    key,
+                    credentials: credentials.clone(),
+                })
+        };
+        if let Some(tokens) = stored(meta.get(TOKEN_KEY, "key")?) {
+            return Ok(tokens);
+        }
+        let key = match std::fs::read(legacy) {
             Ok(bytes) if bytes.len() == 32 => bytes,
             _ => {
                 let mut key = vec![0u8; 32];
-                getrandom::fill(&mut key).map_err(|err| std::io::Error::other(err.to_string()))?;
-                nimbus_storage::write_atomic(path, &key, 0o600)?;
+                getrandom::fill(&mut key).map_err(|err| StoreError::Backend(err.to_string()))?;
                 key
             }
         };
-        Ok(Self {
-            key: key.try_into().expect("32 bytes"),
-            credentials,
-        })
+        match meta.commit(WriteBatch::new().put(TOKEN_KEY, "key", key, Expect::Absent)) {
+            // Another node made it first: its key is the deployment's.
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        stored(meta.get(TOKEN_KEY, "key")?)
+            .ok_or_else(|| StoreError::Backend("the registry's token key is unreadable".into()))
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -201,8 +223,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta =
             Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
-        let credentials = Arc::new(CredentialStore::load(meta, OffsetDateTime::now_utc()).unwrap());
-        let tokens = Tokens::open(&dir.path().join("key"), credentials).unwrap();
+        let credentials =
+            Arc::new(CredentialStore::load(meta.clone(), OffsetDateTime::now_utc()).unwrap());
+        let tokens = Tokens::open(meta.as_ref(), &dir.path().join("key"), credentials).unwrap();
         let now = OffsetDateTime::now_utc();
         let (anonymous, _) = tokens.issue("", 60, now);
         assert_eq!(tokens.check(&anonymous, now), Ok(None));
@@ -219,13 +242,30 @@ mod tests {
     }
 
     #[test]
+    fn every_node_signs_with_the_key_the_first_made_and_an_old_key_file_seeds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta =
+            Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let now = OffsetDateTime::now_utc();
+        let credentials = Arc::new(CredentialStore::load(meta.clone(), now).unwrap());
+        let legacy = dir.path().join("token-key");
+        std::fs::write(&legacy, [7u8; 32]).unwrap();
+        let first = Tokens::open(meta.as_ref(), &legacy, credentials.clone()).unwrap();
+        assert_eq!(first.key, [7u8; 32]);
+        let other = Tokens::open(meta.as_ref(), &dir.path().join("none"), credentials).unwrap();
+        let (token, _) = first.issue("", 60, now);
+        assert_eq!(other.check(&token, now), Ok(None));
+    }
+
+    #[test]
     fn an_inactive_key_is_refused_as_a_password_and_through_its_tokens() {
         let dir = tempfile::tempdir().unwrap();
         let meta =
             Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
         let now = OffsetDateTime::now_utc();
-        let credentials = Arc::new(CredentialStore::load(meta, now).unwrap());
-        let tokens = Tokens::open(&dir.path().join("key"), credentials.clone()).unwrap();
+        let credentials = Arc::new(CredentialStore::load(meta.clone(), now).unwrap());
+        let tokens =
+            Tokens::open(meta.as_ref(), &dir.path().join("key"), credentials.clone()).unwrap();
         let key = credentials
             .issue_access_key(Principal::root("000000000000"), now)
             .unwrap();

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use nimbus_auth::Principal;
 use nimbus_edge::body::stream_reader;
 use nimbus_edge::protocol::range::byte_range;
-use nimbus_edge::{Peer, SecureTransport};
+use nimbus_edge::{Peer, SecureTransport, forward};
 use time::OffsetDateTime;
 
 use crate::access::{BEARER_TOKEN_SECS, Identity, Refused};
@@ -236,7 +236,9 @@ impl Call {
         let mut challenge = format!(
             "Bearer realm=\"{}/v2/token\",service=\"{}\"",
             self.origin,
-            self.origin.trim_start_matches("http://")
+            self.origin
+                .split_once("://")
+                .map_or(self.origin.as_str(), |(_, host)| host)
         );
         if let Some(scope) = scope {
             challenge.push_str(&format!(",scope=\"{scope}\""));
@@ -337,6 +339,23 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
     };
     let route = route(&decoded)
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint"))?;
+    // An upload another node holds is continued there: that node checks the request's
+    // credentials itself.
+    if let Route::Upload(_, id) = &route
+        && !call.headers.contains_key(forward::FORWARDED)
+        && let Some(address) = registry.upload_elsewhere(id)
+    {
+        let mut request = http::Request::new(std::mem::replace(&mut call.body, Body::empty()));
+        *request.method_mut() = call.method.clone();
+        *request.uri_mut() = parts.uri.path_and_query().map_or_else(
+            || "/".parse().expect("a path"),
+            |p| p.as_str().parse().expect("a path"),
+        );
+        *request.headers_mut() = call.headers.clone();
+        return forward::forward(&address, request)
+            .await
+            .map_err(|why| Failure::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", why));
+    }
     match registry.tokens.caller(authorization, now) {
         Ok(caller) => call.caller = caller,
         Err(Refused(reason)) => {

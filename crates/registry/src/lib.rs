@@ -9,15 +9,15 @@ pub mod lifecycle;
 pub mod names;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Caller, CredentialStore, Principal};
-use nimbus_storage::{BlobStore, MetadataStore};
+use nimbus_storage::{BlobStore, Expect, MetadataStore, WriteBatch};
 
 pub use api::EcrApi;
 pub use store::{RegistryError, RepoRecord, Store};
@@ -29,6 +29,8 @@ use store::Upload;
 const UPLOADS_PER_CALLER: usize = 64;
 /// An upload nobody touched for this long is dropped, and its bytes with it.
 const UPLOAD_IDLE: Duration = Duration::from_secs(3600);
+/// Which node holds each open upload, in a deployment of several.
+const UPLOAD_NODES: &str = "registry.upload-nodes";
 
 /// When garbage collection and lifecycle rules run.
 #[derive(Clone)]
@@ -52,6 +54,10 @@ pub struct Registry {
     pub store: Store,
     pub tokens: Tokens,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
+    /// Open uploads recorded in `registry.upload-nodes`, for other nodes to find.
+    shared: Mutex<HashSet<String>>,
+    /// The deployment, when this registry is one node's of several.
+    cluster: OnceLock<Arc<nimbus_cluster::Cluster>>,
     pub account_id: String,
     pub region: String,
     authorizer: Arc<dyn Authorizer>,
@@ -72,9 +78,11 @@ impl Registry {
     ) -> Result<Arc<Self>, RegistryError> {
         std::fs::create_dir_all(dir)?;
         Ok(Arc::new(Self {
+            tokens: Tokens::open(meta.as_ref(), &dir.join("token-key"), credentials)?,
             store: Store::new(meta, blobs),
-            tokens: Tokens::open(&dir.join("token-key"), credentials)?,
             uploads: Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashSet::new()),
+            cluster: OnceLock::new(),
             account_id: account_id.to_owned(),
             region: region.to_owned(),
             authorizer,
@@ -137,15 +145,29 @@ impl Registry {
         )
     }
 
+    /// Serves this registry as one node of `cluster`: an upload is held by the node
+    /// that started it, and other nodes hand its requests over to that node.
+    pub fn join(&self, cluster: Arc<nimbus_cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
     /// Starts an upload into `repo` for `owner`, within the per-caller bound.
     pub fn start_upload(&self, repo: &str, owner: &str) -> Result<String, RegistryError> {
         let upload = self.store.start_upload(repo, owner)?;
         let mut uploads = self.uploads.lock().expect("uploads");
-        uploads.retain(|_, upload| {
-            upload
+        let mut idle = Vec::new();
+        uploads.retain(|id, upload| {
+            let keep = upload
                 .try_lock()
-                .map_or(true, |upload| upload.touched.elapsed() < UPLOAD_IDLE)
+                .map_or(true, |upload| upload.touched.elapsed() < UPLOAD_IDLE);
+            if !keep {
+                idle.push(id.clone());
+            }
+            keep
         });
+        for id in &idle {
+            self.unshare(id);
+        }
         let held = uploads
             .values()
             .filter(|upload| {
@@ -159,7 +181,45 @@ impl Registry {
         }
         let id = uuid::Uuid::new_v4().to_string();
         uploads.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(upload)));
+        drop(uploads);
+        // With other nodes about, the upload says where it lives; a deployment of one
+        // writes nothing.
+        if let Some(cluster) = self.cluster.get()
+            && cluster.nodes().iter().filter(|n| n.active()).count() > 1
+        {
+            self.store.meta().commit(WriteBatch::new().put(
+                UPLOAD_NODES,
+                &id,
+                cluster.me().advertise.clone().into_bytes(),
+                Expect::Anything,
+            ))?;
+            self.shared
+                .lock()
+                .expect("shared uploads")
+                .insert(id.clone());
+        }
         Ok(id)
+    }
+
+    /// The node holding upload `id`, when another node holds it.
+    pub fn upload_elsewhere(&self, id: &str) -> Option<String> {
+        let cluster = self.cluster.get()?;
+        if self.uploads.lock().expect("uploads").contains_key(id) {
+            return None;
+        }
+        let record = self.store.meta().get(UPLOAD_NODES, id).ok()??;
+        let address = String::from_utf8(record.value).ok()?;
+        (address != cluster.me().advertise).then_some(address)
+    }
+
+    fn unshare(&self, id: &str) {
+        if self.shared.lock().expect("shared uploads").remove(id) {
+            let _ = self.store.meta().commit(WriteBatch::new().delete(
+                UPLOAD_NODES,
+                id,
+                Expect::Anything,
+            ));
+        }
     }
 
     /// An open upload of `repo`.
@@ -184,6 +244,7 @@ impl Registry {
 
     /// Forgets an upload (finished or cancelled); unfinished bytes are discarded.
     pub fn end_upload(&self, id: &str) -> bool {
+        self.unshare(id);
         self.uploads.lock().expect("uploads").remove(id).is_some()
     }
 

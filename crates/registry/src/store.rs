@@ -348,6 +348,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// The metadata store the registry keeps its records in.
+    pub fn meta(&self) -> &dyn MetadataStore {
+        self.meta.as_ref()
+    }
+
     pub fn new(meta: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>) -> Self {
         Self {
             meta,
