@@ -127,6 +127,9 @@ class Deployment:
         self.relays = [pg_relay, s3_relay]
         backends.create_database(known["NIMBUS_TEST_POSTGRES"], self.database)
         url = backends.database_url(known["NIMBUS_TEST_POSTGRES"], self.database)
+        # An API node on this host reaches the backends on loopback, as they are.
+        self.local_metadata = url
+        self.local_blobs = urllib.parse.urlunsplit(s3._replace(path=f"{s3.path.rstrip('/')}/cluster-{self.tag}"))
         self.metadata = urllib.parse.urlunsplit(
             urllib.parse.urlsplit(url)._replace(netloc=f"{postgres.username}@{self.subnet}.1:{pg_relay.port}"))
         query = urllib.parse.parse_qs(s3.query)
@@ -140,24 +143,35 @@ class Deployment:
         }
 
     def start(self, i) -> Node:
-        data_dir = self.root / f"node-{i}"
+        command = ["nsenter", f"--net=/run/netns/{self.namespaces[i]}", self.binary, "server",
+                   "--listen", f"{self.address(i)}:{PORT}", "--zone", ZONES[i],
+                   "--metadata", self.metadata, "--blobs", self.blobs]
+        self.nodes[i] = self.launch(command, f"node-{i}", self.endpoint(i))
+        return self.nodes[i]
+
+    def start_api_node(self) -> Node:
+        """A node in this host's own namespace that answers calls and runs no code; the
+        caller stops it."""
+        command = [self.binary, "server", "--listen", "127.0.0.1:0", "--roles", "api",
+                   "--metadata", self.local_metadata, "--blobs", self.local_blobs]
+        return self.launch(command, "api", None)
+
+    def launch(self, command, name, endpoint) -> Node:
+        data_dir = self.root / name
         data_dir.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("NIMBUS_")}
         env.update(self.blob_env)
         env.update(self.extra_env)
-        command = ["nsenter", f"--net=/run/netns/{self.namespaces[i]}", self.binary, "server",
-                   "--data-dir", str(data_dir), "--listen", f"{self.address(i)}:{PORT}",
-                   "--node-name", f"node-{i}", "--zone", ZONES[i],
-                   "--metadata", self.metadata, "--blobs", self.blobs]
+        command = [*command, "--data-dir", str(data_dir), "--node-name", name]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         first_line = process.stdout.readline()
         if "listening on" not in first_line:
             process.wait(timeout=10)
-            raise RuntimeError(f"node {i} did not start: {first_line}{process.stderr.read()}")
-        node = Node(data_dir=data_dir, process=process, endpoint=self.endpoint(i))
+            raise RuntimeError(f"{name} did not start: {first_line}{process.stderr.read()}")
+        endpoint = endpoint or first_line.split("listening on ")[1].split()[0]
+        node = Node(data_dir=data_dir, process=process, endpoint=endpoint)
         for stream, sink in ((process.stdout, []), (process.stderr, node.stderr_lines)):
             threading.Thread(target=lambda s=stream, k=sink: [k.append(line) for line in s], daemon=True).start()
-        self.nodes[i] = node
         return node
 
     def remove(self):

@@ -130,6 +130,34 @@ def test_an_image_pushed_through_one_node_is_pulled_through_another(deployment, 
     assert index["manifests"][0]["digest"] == described["imageDigest"]
 
 
+def test_an_api_only_node_hands_invokes_to_the_workers(deployment):
+    """A node started with --roles api runs no code and is no container instance; the
+    invokes it receives run on the workers, with the client's own signature."""
+    api = deployment.cluster.start_api_node()
+    try:
+        node = Nimbus(data_dir=api.data_dir, process=api.process, endpoint=api.endpoint)
+        assert eventually(lambda: any(n["name"] == "api" and n["roles"] == ["api"] and n["state"] == "active"
+                                      for n in health(deployment.nodes[0])["nodes"]), timeout=5)
+        client = node.lambda_client()
+        name = f"fn-{uuid.uuid4().hex[:6]}"
+        create_function(client, name, zip_function("py_probe"))
+        environments = set()
+        for _ in range(NODES):
+            response = client.invoke(FunctionName=name, Payload=b"{}")
+            assert response["StatusCode"] == 200 and "FunctionError" not in response
+            environments.add(json.loads(response["Payload"].read())["environment"])
+        # The workers take the invokes in turn: one environment on each.
+        assert len(environments) == NODES
+        ecs = node.client("ecs")
+        cluster = f"c-{uuid.uuid4().hex[:6]}"
+        ecs.create_cluster(clusterName=cluster)
+        assert eventually(lambda: len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"])
+                          == NODES, timeout=15)
+        assert len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]) == NODES
+    finally:
+        api.kill(signal.SIGTERM)
+
+
 def test_an_upload_started_on_one_node_is_continued_and_finished_on_others(deployment):
     """A load balancer may send each request of one upload to another node: the node
     holding it is handed the rest. Registry tokens, signed with the deployment's key,

@@ -14,7 +14,7 @@ pub mod service;
 pub use authorization::{Authorization, Check};
 pub use body::{BODY_IDLE_TIMEOUT, BodyError, IdleBody, read_whole};
 pub use protocol::{AwsError, Protocol};
-pub use server::{Edge, EdgeBuilder, NodeList, Peer, SecureTransport, Tls, serve};
+pub use server::{Edge, EdgeBuilder, Forwarder, NodeList, Peer, SecureTransport, Tls, serve};
 pub use service::{
     NamedOperation, Operation, OperationDoc, RequestContext, Routed, Service, ServiceDescriptor,
     ServiceRequest, StreamBody, StreamingService, catalog, named,

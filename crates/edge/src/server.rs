@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::forward;
 use crate::metrics::Metrics;
 use crate::protocol::{AwsError, Protocol};
 use crate::service::{
@@ -78,7 +79,13 @@ pub struct Edge {
     started: Instant,
     /// The deployment's nodes, for `/_nimbus/health`.
     nodes: Option<NodeList>,
+    /// Where requests this node does not serve itself go.
+    forwarder: Option<Forwarder>,
 }
+
+/// The node (`host:port`) to hand a request to, for requests another node must serve
+/// (an invoke reaching a node that runs no code); none to serve it here.
+pub type Forwarder = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
 
 /// What `/_nimbus/health` lists as the deployment's nodes; cheap (no I/O).
 pub type NodeList = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -106,6 +113,13 @@ impl EdgeBuilder {
     /// The deployment's nodes, listed by `/_nimbus/health`.
     pub fn nodes(mut self, nodes: NodeList) -> Self {
         self.edge.nodes = Some(nodes);
+        self
+    }
+
+    /// Hands the AWS requests `forwarder` picks a node for to that node, as they came
+    /// (their clients' signatures stay good: the Host header is kept).
+    pub fn forwarder(mut self, forwarder: Forwarder) -> Self {
+        self.edge.forwarder = Some(forwarder);
         self
     }
 
@@ -168,6 +182,7 @@ impl Edge {
                 account_id: account_id.into(),
                 started: Instant::now(),
                 nodes: None,
+                forwarder: None,
             },
             internal: Router::new(),
         }
@@ -476,6 +491,29 @@ fn next_request_id() -> String {
 }
 
 async fn aws(State(edge): State<Arc<Edge>>, request: Request) -> Response {
+    let request = match &edge.forwarder {
+        Some(forwarder) if !request.headers().contains_key(forward::FORWARDED) => {
+            let (parts, body) = request.into_parts();
+            if let Some(address) = forwarder(&parts) {
+                return match forward::forward(&address, Request::from_parts(parts, body)).await {
+                    Ok(response) => response,
+                    Err(why) => {
+                        tracing::warn!(%why, "forwarding a request to another node failed");
+                        let failed = AwsError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "ServiceUnavailable",
+                            "No node that runs functions answered. Please try again.",
+                        );
+                        let response =
+                            Protocol::RestJson.error_response(&failed, &next_request_id(), None);
+                        response.map(Body::from)
+                    }
+                };
+            }
+            Request::from_parts(parts, body)
+        }
+        _ => request,
+    };
     let host = request
         .headers()
         .get(header::HOST)

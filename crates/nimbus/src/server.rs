@@ -371,6 +371,37 @@ fn edge_tls(args: &ServerArgs) -> Result<Option<nimbus_edge::Tls>, StartError> {
         .map_err(|err| StartError::Backend(format!("--tls-cert {}: {err}", cert.display())))
 }
 
+/// On a node that runs no code: invokes (and function URL requests) go to the active
+/// workers in turn, as they came.
+fn invoke_forwarder(cluster: Arc<Cluster>, region: &str) -> nimbus_edge::Forwarder {
+    let url_hosts = function_urls::host_suffix(region);
+    let turn = std::sync::atomic::AtomicUsize::new(0);
+    Arc::new(move |parts| {
+        let path = parts.uri.path();
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        let invoke = (path.contains("/functions/")
+            && (path.ends_with("/invocations")
+                || path.ends_with("/response-streaming-invocations")))
+            || name.ends_with(&url_hosts);
+        if !invoke {
+            return None;
+        }
+        let workers: Vec<String> = cluster
+            .nodes()
+            .into_iter()
+            .filter(|n| n.active() && n.worker())
+            .map(|n| n.advertise)
+            .collect();
+        let next = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (!workers.is_empty()).then(|| workers[next % workers.len()].clone())
+    })
+}
+
 /// Has `invalidate` called when any node writes to `tables`.
 fn watch(
     cluster: &Cluster,
@@ -689,6 +720,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         });
     if let Some(routes) = task_credentials {
         edge = edge.internal(routes);
+    }
+    if !cluster.me().roles.worker {
+        edge = edge.forwarder(invoke_forwarder(cluster.clone(), &args.region));
     }
     let edge = edge.build();
     console.connect(edge.clone());
