@@ -307,6 +307,29 @@ impl Invoker {
         state.idle.retain(|_, envs| !envs.is_empty());
     }
 
+    /// The functions with an idle environment here, by name, sorted.
+    pub fn idle_functions(&self) -> Vec<String> {
+        let state = self.state.lock().expect("invoker state");
+        let mut names: Vec<String> = state
+            .idle
+            .iter()
+            .filter(|(_, envs)| !envs.is_empty())
+            .map(|(key, _)| key.function.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Whether a function has an idle environment here.
+    pub fn has_idle(&self, function: &str) -> bool {
+        let state = self.state.lock().expect("invoker state");
+        state
+            .idle
+            .iter()
+            .any(|(key, envs)| key.function == function && !envs.is_empty())
+    }
+
     /// Shuts down every idle environment, at server shutdown.
     pub fn shutdown(&self) {
         let idle = std::mem::take(&mut self.state.lock().expect("invoker state").idle);

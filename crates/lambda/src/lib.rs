@@ -21,6 +21,7 @@ pub mod runtime_api;
 pub mod runtimes;
 pub mod schedule_targets;
 pub mod store;
+pub mod warm;
 
 pub use api::LambdaApi;
 pub use async_queue::AsyncQueue;

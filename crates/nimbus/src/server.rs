@@ -32,6 +32,7 @@ use nimbus_lambda::images::{FunctionImages, ImageRefused, UnpackedImage};
 use nimbus_lambda::invoke::ROLE_SESSION;
 use nimbus_lambda::schedule_targets::ScheduleTargets;
 use nimbus_lambda::store::FunctionStore;
+use nimbus_lambda::warm::WarmMap;
 use nimbus_lambda::{
     AsyncQueue, CodeLinks, Functions, Invoker, InvokerSettings, LambdaApi, LambdaSettings,
 };
@@ -371,34 +372,26 @@ fn edge_tls(args: &ServerArgs) -> Result<Option<nimbus_edge::Tls>, StartError> {
         .map_err(|err| StartError::Backend(format!("--tls-cert {}: {err}", cert.display())))
 }
 
-/// On a node that runs no code: invokes (and function URL requests) go to the active
-/// workers in turn, as they came.
-fn invoke_forwarder(cluster: Arc<Cluster>, region: &str) -> nimbus_edge::Forwarder {
+/// Where invokes go in a deployment of several nodes: to a node with an idle
+/// environment of the function when this one has none, and from a node that runs no
+/// code to the workers in turn (function URL requests too); as they came, so the
+/// client's signature is checked there.
+fn invoke_forwarder(warm: Arc<WarmMap>, region: &str) -> nimbus_edge::Forwarder {
     let url_hosts = function_urls::host_suffix(region);
-    let turn = std::sync::atomic::AtomicUsize::new(0);
     Arc::new(move |parts| {
-        let path = parts.uri.path();
+        if let Some(function) = nimbus_lambda::warm::invoked_function(parts.uri.path()) {
+            return warm.route(&function);
+        }
         let host = parts
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or_default();
         let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-        let invoke = (path.contains("/functions/")
-            && (path.ends_with("/invocations")
-                || path.ends_with("/response-streaming-invocations")))
-            || name.ends_with(&url_hosts);
-        if !invoke {
-            return None;
+        if name.ends_with(&url_hosts) {
+            return warm.route_any();
         }
-        let workers: Vec<String> = cluster
-            .nodes()
-            .into_iter()
-            .filter(|n| n.active() && n.worker())
-            .map(|n| n.advertise)
-            .collect();
-        let next = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        (!workers.is_empty()).then(|| workers[next % workers.len()].clone())
+        None
     })
 }
 
@@ -596,6 +589,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
     )
     .map_err(io_at(&data_dir))?;
+    let warm = WarmMap::start(
+        meta.clone(),
+        cluster.clone(),
+        cluster.me().roles.worker.then(|| invoker.clone()),
+    );
     let queue = AsyncQueue::start(
         meta.clone(),
         invoker.clone(),
@@ -721,9 +719,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     if let Some(routes) = task_credentials {
         edge = edge.internal(routes);
     }
-    if !cluster.me().roles.worker {
-        edge = edge.forwarder(invoke_forwarder(cluster.clone(), &args.region));
-    }
+    edge = edge.forwarder(invoke_forwarder(warm, &args.region));
     let edge = edge.build();
     console.connect(edge.clone());
     tracing::info!(
