@@ -2,8 +2,8 @@
 //! no idle environment on the node that received it goes to a node that has one
 //! before a cold start is made. Each worker publishes the functions it holds idle
 //! environments of (`lambda.warm/<node>`, written when that set changes) and reads
-//! the other nodes' twice a second. A deployment of one node writes nothing and
-//! reads nothing that changes its invokes.
+//! the other nodes' twice a second. A node alone in its deployment writes nothing and
+//! reads nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,6 +61,16 @@ impl WarmMap {
     /// published, for the next round.
     fn refresh(&self, published: Option<Vec<String>>) -> Option<Vec<String>> {
         let me = self.cluster.me().name.clone();
+        let alone = !self
+            .cluster
+            .nodes()
+            .iter()
+            .any(|n| n.active() && n.name != me);
+        if alone {
+            // Nobody to tell: published again as soon as another node is about.
+            self.others.write().expect("warm map").clear();
+            return None;
+        }
         let mut now = published.clone();
         if let Some(invoker) = &self.invoker {
             let warm = invoker.idle_functions();
