@@ -8,7 +8,8 @@ source scripts/setup.sh
 # (Debian's awscli; the venv's is v1, which has no `aws logs tail`), and a static
 # busybox the container tests build images from; docker-registry as a registry that
 # is not nimbus's; PostgreSQL, the external metadata store the tests also run on.
-ensure_packages curl python3-venv skopeo podman umoci awscli busybox-static docker-registry postgresql
+ensure_packages curl python3-venv skopeo podman umoci awscli busybox-static docker-registry postgresql \
+    iproute2 util-linux openssl
 # The node runtime's tests need an interpreter; any installed one will do. The
 # console's browser tests drive Debian's Chromium with Playwright.
 command -v node >/dev/null || ensure_packages nodejs
