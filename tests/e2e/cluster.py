@@ -86,11 +86,14 @@ class Deployment:
     """Three nodes on one database and one bucket prefix, each in its own network
     namespace; the test owns and removes the namespaces, bridge and relays."""
 
-    def __init__(self, root: Path, environment: dict, binary: str, extra_env=None):
+    def __init__(self, root: Path, environment: dict, binary: str, extra_env=None, tls=None):
         self.root = root
         self.environment = environment  # names the backends: NIMBUS_TEST_POSTGRES, NIMBUS_TEST_S3, keys
         self.binary = binary
         self.extra_env = extra_env or {}
+        # (certificate, key) PEM paths: the nodes serve HTTPS, and talk to each other
+        # over it.
+        self.tls = tls
         self.tag = secrets.token_hex(2)
         self.subnet = f"10.251.{secrets.randbelow(250) + 1}"
         self.bridge = f"ncl{self.tag}"
@@ -103,7 +106,7 @@ class Deployment:
         return f"{self.subnet}.{11 + i}"
 
     def endpoint(self, i):
-        return f"http://{self.address(i)}:{PORT}"
+        return f"{'https' if self.tls else 'http'}://{self.address(i)}:{PORT}"
 
     def create(self):
         sh("ip", "link", "add", self.bridge, "type", "bridge")
@@ -163,6 +166,8 @@ class Deployment:
         env.update(self.blob_env)
         env.update(self.extra_env)
         command = [*command, "--data-dir", str(data_dir), "--node-name", name]
+        if self.tls:
+            command += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         first_line = process.stdout.readline()
         if "listening on" not in first_line:

@@ -1,6 +1,6 @@
 """A deployment of three nodes: PostgreSQL and Garage shared, each nimbus server in a
 network namespace of its own (its own address on a bridge the test makes), as three
-machines would be. Any node answers any call; services spread their tasks over the
+machines would be, serving HTTPS and talking to each other over it. Any node answers any call; services spread their tasks over the
 nodes' instances by zone; a node killed with SIGKILL has its tasks recorded stopped
 and replaced on the others; invokes sent to every node keep working; IAM changes
 reach every node; images pushed through one node are pulled through another."""
@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -33,6 +34,18 @@ def deployment(tmp_path_factory):
     # reach only where the operator opened it.
     cluster = Deployment(root, EXTERNAL_BACKENDS.environment(), nimbus_binary(),
                          {"NIMBUS_EGRESS_ALLOW": f"{host_address()}/32"})
+    # One certificate for every node (an internal CA's would do as well), trusted by
+    # the clients as AWS_CA_BUNDLE.
+    cert, key = root / "nodes.pem", root / "nodes.key"
+    names = ",".join(f"IP:{cluster.address(i)}" for i in range(NODES))
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=nimbus",
+         "-addext", f"subjectAltName={names},IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    cluster.tls = (cert, key)
+    previous = os.environ.get("AWS_CA_BUNDLE")
+    os.environ["AWS_CA_BUNDLE"] = str(cert)
     try:
         cluster.create()
         for i in range(NODES):
@@ -40,6 +53,10 @@ def deployment(tmp_path_factory):
         yield Nodes(cluster)
     finally:
         cluster.remove()
+        if previous is None:
+            os.environ.pop("AWS_CA_BUNDLE", None)
+        else:
+            os.environ["AWS_CA_BUNDLE"] = previous
 
 
 class Nodes:
@@ -62,8 +79,12 @@ class Nodes:
         return self.cluster.start(i)
 
 
+def tls_context():
+    return ssl.create_default_context(cafile=os.environ["AWS_CA_BUNDLE"])
+
+
 def health(node):
-    with urllib.request.urlopen(f"{node.endpoint}/_nimbus/health", timeout=10) as response:
+    with urllib.request.urlopen(f"{node.endpoint}/_nimbus/health", timeout=10, context=tls_context()) as response:
         return json.loads(response.read())
 
 
@@ -73,7 +94,9 @@ def test_every_node_lists_the_deployment(deployment):
         # Each node reads the others' heartbeats every second.
         listed = lambda: sorted((n["name"], n["advertise"], n["zone"], n["state"]) for n in health(node)["nodes"])
         assert eventually(lambda: listed() == expected, timeout=5), listed()
-    status = subprocess.run([nimbus_binary(), "status", "--endpoint", deployment.nodes[2].endpoint,
+    # The CLI on the node's own machine, over the plain HTTP beside HTTPS.
+    plain = deployment.nodes[2].endpoint.replace("https://", "http://")
+    status = subprocess.run([nimbus_binary(), "status", "--endpoint", plain,
                              "--data-dir", str(deployment.nodes[2].data_dir)], capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
     assert "node-0" in status.stdout and "node-2" in status.stdout
@@ -180,7 +203,7 @@ def test_an_upload_started_on_one_node_is_continued_and_finished_on_others(deplo
         request = urllib.request.Request(f"{node.endpoint}{path}", data=data, method=method,
                                          headers={**auth, **(headers or {})})
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=tls_context()) as response:
                 return response.status, response.headers
         except urllib.error.HTTPError as err:
             return err.code, err.headers

@@ -79,8 +79,8 @@ pub struct Edge {
     started: Instant,
     /// The deployment's nodes, for `/_nimbus/health`.
     nodes: Option<NodeList>,
-    /// Where requests this node does not serve itself go.
-    forwarder: Option<Forwarder>,
+    /// Where requests this node does not serve itself go, and how.
+    forwarder: Option<(Forwarder, forward::Peers)>,
 }
 
 /// The node (`host:port`) to hand a request to, for requests another node must serve
@@ -118,8 +118,8 @@ impl EdgeBuilder {
 
     /// Hands the AWS requests `forwarder` picks a node for to that node, as they came
     /// (their clients' signatures stay good: the Host header is kept).
-    pub fn forwarder(mut self, forwarder: Forwarder) -> Self {
-        self.edge.forwarder = Some(forwarder);
+    pub fn forwarder(mut self, forwarder: Forwarder, peers: forward::Peers) -> Self {
+        self.edge.forwarder = Some((forwarder, peers));
         self
     }
 
@@ -492,10 +492,13 @@ fn next_request_id() -> String {
 
 async fn aws(State(edge): State<Arc<Edge>>, request: Request) -> Response {
     let request = match &edge.forwarder {
-        Some(forwarder) if !request.headers().contains_key(forward::FORWARDED) => {
+        Some((forwarder, peers)) if !request.headers().contains_key(forward::FORWARDED) => {
             let (parts, body) = request.into_parts();
             if let Some(address) = forwarder(&parts) {
-                return match forward::forward(&address, Request::from_parts(parts, body)).await {
+                return match peers
+                    .forward(&address, Request::from_parts(parts, body))
+                    .await
+                {
                     Ok(response) => response,
                     Err(why) => {
                         tracing::warn!(%why, "forwarding a request to another node failed");
@@ -693,7 +696,13 @@ pub async fn serve(
                         router,
                         move |mut request: http::Request<hyper::body::Incoming>| {
                             request.extensions_mut().insert(Peer(peer.ip()));
-                            if secure {
+                            // A request another node forwarded over TLS is as secure
+                            // as its client's own connection was.
+                            let first_hop_plain = request
+                                .headers()
+                                .get(forward::FORWARDED)
+                                .is_some_and(|hop| hop == "plain");
+                            if secure && !first_hop_plain {
                                 request.extensions_mut().insert(SecureTransport);
                             }
                             request

@@ -354,8 +354,11 @@ fn node_spec(
     })
 }
 
-/// The edge's TLS from `--tls-cert` and `--tls-key`, when given.
-fn edge_tls(args: &ServerArgs) -> Result<Option<nimbus_edge::Tls>, StartError> {
+/// The edge's TLS from `--tls-cert` and `--tls-key`, when given, and TLS to the
+/// other nodes, trusting the certificates of the same chain.
+fn edge_tls(
+    args: &ServerArgs,
+) -> Result<Option<(nimbus_edge::Tls, nimbus_edge::forward::Peers)>, StartError> {
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
         (None, None) => return Ok(None),
         (Some(cert), Some(key)) => (cert, key),
@@ -367,9 +370,11 @@ fn edge_tls(args: &ServerArgs) -> Result<Option<nimbus_edge::Tls>, StartError> {
     };
     let chain = fs::read(cert).map_err(io_at(cert))?;
     let key_pem = fs::read(key).map_err(io_at(key))?;
-    nimbus_edge::Tls::from_pem(&chain, &key_pem)
-        .map(Some)
-        .map_err(|err| StartError::Backend(format!("--tls-cert {}: {err}", cert.display())))
+    let refused =
+        |err: String| StartError::Backend(format!("--tls-cert {}: {err}", cert.display()));
+    let tls = nimbus_edge::Tls::from_pem(&chain, &key_pem).map_err(refused)?;
+    let peers = nimbus_edge::forward::Peers::tls(&chain).map_err(refused)?;
+    Ok(Some((tls, peers)))
 }
 
 /// Where invokes go in a deployment of several nodes: to a node with an idle
@@ -523,7 +528,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
         authorizer.clone(),
     )?;
-    registry.join(cluster.clone());
+    let tls = edge_tls(&args)?;
+    registry.join(
+        cluster.clone(),
+        tls.as_ref()
+            .map_or_else(Default::default, |(_, peers)| peers.clone()),
+    );
     registry.start_housekeeping(Housekeeping {
         interval: Duration::from_secs(args.registry_gc_interval.max(1)),
         grace: Duration::from_secs(args.registry_gc_grace),
@@ -719,7 +729,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     if let Some(routes) = task_credentials {
         edge = edge.internal(routes);
     }
-    edge = edge.forwarder(invoke_forwarder(warm, &args.region));
+    edge = edge.forwarder(
+        invoke_forwarder(warm, &args.region),
+        tls.as_ref()
+            .map_or_else(Default::default, |(_, peers)| peers.clone()),
+    );
     let edge = edge.build();
     console.connect(edge.clone());
     tracing::info!(
@@ -728,7 +742,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     );
 
     let shutdown = shutdown_signal();
-    let tls = edge_tls(&args)?;
+    let tls = tls.map(|(tls, _)| tls);
     let endpoint = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "nimbus listening");
     println!(

@@ -343,7 +343,7 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
     // credentials itself.
     if let Route::Upload(_, id) = &route
         && !call.headers.contains_key(forward::FORWARDED)
-        && let Some(address) = registry.upload_elsewhere(id)
+        && let Some((address, peers)) = registry.upload_elsewhere(id)
     {
         let mut request = http::Request::new(std::mem::replace(&mut call.body, Body::empty()));
         *request.method_mut() = call.method.clone();
@@ -352,7 +352,11 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
             |p| p.as_str().parse().expect("a path"),
         );
         *request.headers_mut() = call.headers.clone();
-        return forward::forward(&address, request)
+        if call.source.secure {
+            request.extensions_mut().insert(SecureTransport);
+        }
+        return peers
+            .forward(&address, request)
             .await
             .map_err(|why| Failure::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", why));
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_auth::{Caller, CredentialStore, Principal};
+use nimbus_edge::forward::Peers;
 use nimbus_storage::{BlobStore, Expect, MetadataStore, WriteBatch};
 
 pub use api::EcrApi;
@@ -56,8 +57,9 @@ pub struct Registry {
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
     /// Open uploads recorded in `registry.upload-nodes`, for other nodes to find.
     shared: Mutex<HashSet<String>>,
-    /// The deployment, when this registry is one node's of several.
-    cluster: OnceLock<Arc<nimbus_cluster::Cluster>>,
+    /// The deployment, when this registry is one node's of several, and how to reach
+    /// the other nodes.
+    cluster: OnceLock<(Arc<nimbus_cluster::Cluster>, Peers)>,
     pub account_id: String,
     pub region: String,
     authorizer: Arc<dyn Authorizer>,
@@ -147,8 +149,8 @@ impl Registry {
 
     /// Serves this registry as one node of `cluster`: an upload is held by the node
     /// that started it, and other nodes hand its requests over to that node.
-    pub fn join(&self, cluster: Arc<nimbus_cluster::Cluster>) {
-        let _ = self.cluster.set(cluster);
+    pub fn join(&self, cluster: Arc<nimbus_cluster::Cluster>, peers: Peers) {
+        let _ = self.cluster.set((cluster, peers));
     }
 
     /// Starts an upload into `repo` for `owner`, within the per-caller bound.
@@ -184,7 +186,7 @@ impl Registry {
         drop(uploads);
         // With other nodes about, the upload says where it lives; a deployment of one
         // writes nothing.
-        if let Some(cluster) = self.cluster.get()
+        if let Some((cluster, _)) = self.cluster.get()
             && cluster.nodes().iter().filter(|n| n.active()).count() > 1
         {
             self.store.meta().commit(WriteBatch::new().put(
@@ -201,15 +203,15 @@ impl Registry {
         Ok(id)
     }
 
-    /// The node holding upload `id`, when another node holds it.
-    pub fn upload_elsewhere(&self, id: &str) -> Option<String> {
-        let cluster = self.cluster.get()?;
+    /// The node holding upload `id`, when another node holds it, and how to reach it.
+    pub fn upload_elsewhere(&self, id: &str) -> Option<(String, Peers)> {
+        let (cluster, peers) = self.cluster.get()?;
         if self.uploads.lock().expect("uploads").contains_key(id) {
             return None;
         }
         let record = self.store.meta().get(UPLOAD_NODES, id).ok()??;
         let address = String::from_utf8(record.value).ok()?;
-        (address != cluster.me().advertise).then_some(address)
+        (address != cluster.me().advertise).then(|| (address, peers.clone()))
     }
 
     fn unshare(&self, id: &str) {
