@@ -9,7 +9,9 @@
 //! and `cluster.leases/<work>` (the holder and until when, by its clock).
 //!
 //! Everything here is blocking store calls on one thread of its own (`nimbus-cluster`),
-//! so neither heartbeats nor lease renewals wait behind request work.
+//! so neither heartbeats nor lease renewals wait behind request work. On a store only
+//! one server can use (embedded SQLite, locked with its data dir) the node is alone
+//! for good: it records itself once and holds every lease without writing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +37,8 @@ const CLOCK_SKEW: Duration = Duration::from_secs(1);
 /// How often change counters are read: a write on one node reaches every other node's
 /// caches within this (plus one store round trip).
 const CHANGE_POLL: Duration = Duration::from_millis(200);
+/// How long a node alone in its deployment holds a lease: for as long as it runs.
+const ALONE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// What a node does: answer API calls, run sandboxes and tasks, or both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +194,8 @@ pub struct Cluster {
     watchers: Mutex<Vec<(Vec<String>, Invalidate)>>,
     counters: Mutex<Option<HashMap<String, i64>>>,
     stopped: AtomicBool,
+    /// Whether other servers may share the store: else this node is alone for good.
+    shared: bool,
 }
 
 fn now_ms() -> u64 {
@@ -216,7 +222,6 @@ impl Cluster {
             ));
         }
         let cluster = Arc::new(Self {
-            meta,
             me,
             started_at: now_ms(),
             nodes: RwLock::new(Vec::new()),
@@ -224,11 +229,16 @@ impl Cluster {
             watchers: Mutex::new(Vec::new()),
             counters: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            shared: meta.shared(),
+            meta,
         });
         cluster
             .beat("active")
             .map_err(|err| format!("recording this node: {err}"))?;
         cluster.refresh_nodes();
+        if !cluster.shared {
+            return Ok(cluster);
+        }
         let looping = cluster.clone();
         std::thread::Builder::new()
             .name("nimbus-cluster".into())
@@ -243,7 +253,30 @@ impl Cluster {
 
     /// Every node of the deployment as of the last heartbeat, by name.
     pub fn nodes(&self) -> Vec<NodeView> {
-        self.nodes.read().expect("nodes").clone()
+        let mut nodes = self.nodes.read().expect("nodes").clone();
+        if !self.shared {
+            // Alone: this node is as fresh as this call.
+            for node in nodes.iter_mut().filter(|n| n.name == self.me.name) {
+                node.heartbeat_age_ms = 0;
+                node.state = if self.stopped.load(Ordering::Acquire) {
+                    "left"
+                } else {
+                    "active"
+                };
+            }
+        }
+        nodes
+    }
+
+    /// Whether no other node is active: nothing to share work or news with.
+    pub fn alone(&self) -> bool {
+        !self.shared
+            || !self
+                .nodes
+                .read()
+                .expect("nodes")
+                .iter()
+                .any(|n| n.name != self.me.name && n.active())
     }
 
     /// A lease on `work`, tried at once (so a single node holds its leases from the
@@ -369,6 +402,11 @@ impl Cluster {
 
     fn try_hold(&self, lease: &LeaseState) {
         let attempt = Instant::now();
+        if !self.shared {
+            // Nobody else can take it.
+            *lease.held_until.lock().expect("lease") = Some(attempt + ALONE);
+            return;
+        }
         let now = now_ms();
         let expect = match self.meta.get(LEASES, &lease.name) {
             Ok(None) => Expect::Absent,
@@ -452,10 +490,65 @@ mod tests {
         }
     }
 
+    /// SQLite standing in for a store several servers share.
+    struct Shared(SqliteStore);
+
+    impl MetadataStore for Shared {
+        fn get(
+            &self,
+            table: &str,
+            key: &str,
+        ) -> Result<Option<nimbus_storage::Record>, StoreError> {
+            self.0.get(table, key)
+        }
+        fn scan(
+            &self,
+            table: &str,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<nimbus_storage::Record>, StoreError> {
+            self.0.scan(table, prefix, after, limit)
+        }
+        fn scan_back(
+            &self,
+            table: &str,
+            prefix: &str,
+            before: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<nimbus_storage::Record>, StoreError> {
+            self.0.scan_back(table, prefix, before, limit)
+        }
+        fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+            self.0.commit(batch)
+        }
+        fn tables(&self) -> Result<Vec<String>, StoreError> {
+            self.0.tables()
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+    }
+
     fn store() -> (tempfile::TempDir, Arc<dyn MetadataStore>) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
-        (dir, Arc::new(store))
+        (dir, Arc::new(Shared(store)))
+    }
+
+    #[test]
+    fn a_node_alone_on_its_store_writes_no_heartbeats_and_holds_every_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let node = Cluster::join(meta.clone(), spec("a", "127.0.0.1:4566")).unwrap();
+        assert!(node.lease("work").held());
+        assert!(node.alone());
+        assert!(meta.get(LEASES, "work").unwrap().is_none());
+        let written = meta.get(NODES, "a").unwrap().unwrap().version;
+        std::thread::sleep(HEARTBEAT + CHANGE_POLL);
+        assert_eq!(meta.get(NODES, "a").unwrap().unwrap().version, written);
+        assert_eq!(node.nodes()[0].state, "active");
     }
 
     #[test]

@@ -49,7 +49,8 @@ impl Ecs {
             let (ecs, node) = (self.clone(), node.clone());
             let pass = tokio::task::spawn_blocking(move || {
                 ecs.take_assignments(&node)?;
-                if recheck {
+                // Alone, no other node hands this one work or stops its tasks.
+                if recheck && !ecs.cluster.alone() {
                     ecs.register_everywhere()?;
                     ecs.stop_stale(&node)?;
                 }

@@ -61,12 +61,7 @@ impl WarmMap {
     /// published, for the next round.
     fn refresh(&self, published: Option<Vec<String>>) -> Option<Vec<String>> {
         let me = self.cluster.me().name.clone();
-        let alone = !self
-            .cluster
-            .nodes()
-            .iter()
-            .any(|n| n.active() && n.name != me);
-        if alone {
+        if self.cluster.alone() {
             // Nobody to tell: published again as soon as another node is about.
             self.others.write().expect("warm map").clear();
             return None;

@@ -187,7 +187,7 @@ impl Registry {
         // With other nodes about, the upload says where it lives; a deployment of one
         // writes nothing.
         if let Some((cluster, _)) = self.cluster.get()
-            && cluster.nodes().iter().filter(|n| n.active()).count() > 1
+            && !cluster.alone()
         {
             self.store.meta().commit(WriteBatch::new().put(
                 UPLOAD_NODES,

@@ -138,6 +138,12 @@ pub trait MetadataStore: Send + Sync {
     /// precondition fails.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
 
+    /// Whether several servers may share this store (a database server), rather than
+    /// one server owning it (an embedded file, locked with its data dir).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Asks the store to count changes to `tables` from now on, for every server
     /// sharing it ([`MetadataStore::change_counters`]).
     fn watch_tables(&self, _tables: &[&str]) -> Result<(), StoreError> {

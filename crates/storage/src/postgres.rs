@@ -497,6 +497,10 @@ impl MetadataStore for PgStore {
         })
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn watch_tables(&self, tables: &[&str]) -> Result<(), StoreError> {
         let tables: Vec<Vec<u8>> = tables.iter().map(|t| t.as_bytes().to_vec()).collect();
         self.call(|client| async move {
