@@ -321,6 +321,12 @@ impl Invoker {
         names
     }
 
+    /// Invocations running here now.
+    pub fn running(&self) -> i64 {
+        let state = self.state.lock().expect("invoker state");
+        state.busy.values().sum()
+    }
+
     /// Whether a function has an idle environment here.
     pub fn has_idle(&self, function: &str) -> bool {
         let state = self.state.lock().expect("invoker state");

@@ -1,9 +1,10 @@
-//! Where functions are warm across the deployment's nodes, so that an invoke finding
-//! no idle environment on the node that received it goes to a node that has one
-//! before a cold start is made. Each worker publishes the functions it holds idle
-//! environments of (`lambda.warm/<node>`, written when that set changes) and reads
-//! the other nodes' twice a second. A node alone in its deployment writes nothing and
-//! reads nothing.
+//! Where functions are warm across the deployment's nodes, and how busy each worker
+//! is, so that an invoke finding no idle environment on the node that received it
+//! goes to a node that has one before a cold start is made, and a cold start goes to
+//! the least busy worker. Each worker publishes the functions it holds idle
+//! environments of and the invocations it runs (`lambda.warm/<node>`, written when
+//! either changes) and reads the other nodes' twice a second. A node alone in its
+//! deployment writes nothing and reads nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,13 +19,22 @@ use crate::Invoker;
 pub const WARM: &str = "lambda.warm";
 const REFRESH: Duration = Duration::from_millis(500);
 
+/// What a worker publishes.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Load {
+    /// The functions with an idle environment there, sorted.
+    pub warm: Vec<String>,
+    /// The invocations running there.
+    pub running: i64,
+}
+
 pub struct WarmMap {
     meta: Arc<dyn MetadataStore>,
     cluster: Arc<Cluster>,
     /// This node's invoker, when it runs functions.
     invoker: Option<Arc<Invoker>>,
-    /// The functions other nodes hold idle environments of, by node name.
-    others: RwLock<HashMap<String, HashSet<String>>>,
+    /// What other nodes published, by node name.
+    others: RwLock<HashMap<String, (HashSet<String>, i64)>>,
     turn: AtomicUsize,
 }
 
@@ -44,7 +54,7 @@ impl WarmMap {
         });
         let looping = map.clone();
         tokio::spawn(async move {
-            let mut published: Option<Vec<String>> = None;
+            let mut published: Option<Load> = None;
             loop {
                 let map = looping.clone();
                 let last = published.clone();
@@ -59,7 +69,7 @@ impl WarmMap {
 
     /// One round: this node's set written if it changed, the others' read. What was
     /// published, for the next round.
-    fn refresh(&self, published: Option<Vec<String>>) -> Option<Vec<String>> {
+    fn refresh(&self, published: Option<Load>) -> Option<Load> {
         let me = self.cluster.me().name.clone();
         if self.cluster.alone() {
             // Nobody to tell: published again as soon as another node is about.
@@ -68,16 +78,19 @@ impl WarmMap {
         }
         let mut now = published.clone();
         if let Some(invoker) = &self.invoker {
-            let warm = invoker.idle_functions();
-            if published.as_ref() != Some(&warm) {
+            let load = Load {
+                warm: invoker.idle_functions(),
+                running: invoker.running(),
+            };
+            if published.as_ref() != Some(&load) {
                 let written = self.meta.commit(WriteBatch::new().put(
                     WARM,
                     &me,
-                    serde_json::to_vec(&warm).expect("names serialize"),
+                    serde_json::to_vec(&load).expect("loads serialize"),
                     Expect::Anything,
                 ));
                 if written.is_ok() {
-                    now = Some(warm);
+                    now = Some(load);
                 }
             }
         }
@@ -85,7 +98,10 @@ impl WarmMap {
             let others = records
                 .into_iter()
                 .filter(|r| r.key != me)
-                .filter_map(|r| Some((r.key, serde_json::from_slice(&r.value).ok()?)))
+                .filter_map(|r| {
+                    let load: Load = serde_json::from_slice(&r.value).ok()?;
+                    Some((r.key, (load.warm.into_iter().collect(), load.running)))
+                })
                 .collect();
             *self.others.write().expect("warm map") = others;
         }
@@ -93,8 +109,8 @@ impl WarmMap {
     }
 
     /// The node (`host:port`) to hand an invoke of `function` to: none when this node
-    /// has an idle environment of it; else a node that has one; else, on a node that
-    /// runs no functions, any worker in turn (a worker cold-starts here).
+    /// has an idle environment of it; else a node that has one; else the least busy
+    /// worker for a cold start (this one when none is less busy).
     pub fn route(&self, function: &str) -> Option<String> {
         if let Some(invoker) = &self.invoker
             && (invoker.has_idle(function) || self.others.read().expect("warm map").is_empty())
@@ -111,15 +127,25 @@ impl WarmMap {
             .collect();
         let warm: Vec<&NodeView> = workers
             .iter()
-            .filter(|n| others.get(&n.name).is_some_and(|f| f.contains(function)))
+            .filter(|n| {
+                others
+                    .get(&n.name)
+                    .is_some_and(|(f, _)| f.contains(function))
+            })
             .collect();
         if !warm.is_empty() {
             return Some(self.pick(&warm));
         }
-        if self.invoker.is_some() || workers.is_empty() {
+        // A cold start: on the least busy worker, this one first among equals.
+        let running = |n: &NodeView| others.get(&n.name).map_or(0, |(_, running)| *running);
+        let least = workers.iter().map(running).min()?;
+        if let Some(invoker) = &self.invoker
+            && invoker.running() <= least
+        {
             return None;
         }
-        Some(self.pick(&workers.iter().collect::<Vec<_>>()))
+        let idlest: Vec<&NodeView> = workers.iter().filter(|n| running(n) == least).collect();
+        Some(self.pick(&idlest))
     }
 
     /// For requests naming no function (a function URL's id): a worker in turn, from
