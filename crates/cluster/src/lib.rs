@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 pub const NODES: &str = "cluster.nodes";
 pub const LEASES: &str = "cluster.leases";
+/// The deployment's secret, which nodes sign what they tell each other with.
+const SECRET: &str = "cluster.secret";
 
 /// How often a node writes its heartbeat and renews its leases.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -153,6 +155,19 @@ impl NodeView {
     pub fn worker(&self) -> bool {
         self.roles.iter().any(|r| r == "worker")
     }
+
+    /// Whether other nodes can reach it at its advertised address.
+    pub fn reachable(&self) -> bool {
+        reachable(&self.advertise)
+    }
+}
+
+/// Whether other nodes can reach an advertised address: not an unspecified one
+/// (`0.0.0.0`, `[::]`), which a default `--advertise` takes from `--listen`.
+pub fn reachable(advertise: &str) -> bool {
+    advertise
+        .parse::<std::net::SocketAddr>()
+        .map_or(true, |address| !address.ip().is_unspecified())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -196,6 +211,29 @@ pub struct Cluster {
     stopped: AtomicBool,
     /// Whether other servers may share the store: else this node is alone for good.
     shared: bool,
+    /// The deployment's secret, on a shared store.
+    secret: Option<[u8; 32]>,
+}
+
+/// The deployment's secret, made by the first node to need it.
+fn deployment_secret(meta: &dyn MetadataStore) -> Result<[u8; 32], String> {
+    let read = || -> Result<Option<[u8; 32]>, String> {
+        Ok(meta
+            .get(SECRET, "key")
+            .map_err(|err| format!("reading the deployment secret: {err}"))?
+            .and_then(|r| <[u8; 32]>::try_from(r.value.as_slice()).ok()))
+    };
+    if let Some(secret) = read()? {
+        return Ok(secret);
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|err| format!("making a secret: {err}"))?;
+    match meta.commit(WriteBatch::new().put(SECRET, "key", secret.to_vec(), Expect::Absent)) {
+        // Another node made it first: its secret is the deployment's.
+        Ok(()) | Err(StoreError::Conflict { .. }) => {}
+        Err(err) => return Err(format!("recording the deployment secret: {err}")),
+    }
+    read()?.ok_or_else(|| "the deployment secret is unreadable".into())
 }
 
 fn now_ms() -> u64 {
@@ -230,6 +268,11 @@ impl Cluster {
             counters: Mutex::new(None),
             stopped: AtomicBool::new(false),
             shared: meta.shared(),
+            secret: if meta.shared() {
+                Some(deployment_secret(meta.as_ref())?)
+            } else {
+                None
+            },
             meta,
         });
         cluster
@@ -249,6 +292,12 @@ impl Cluster {
 
     pub fn me(&self) -> &NodeSpec {
         &self.me
+    }
+
+    /// The secret every node of the deployment shares (none for a node alone on its
+    /// store): what nodes sign the requests they hand each other with.
+    pub fn secret(&self) -> Option<[u8; 32]> {
+        self.secret
     }
 
     /// Every node of the deployment as of the last heartbeat, by name.

@@ -651,6 +651,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Tls>,
+    peers: forward::Peers,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -681,7 +682,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let (router, builder, watcher) = (router.clone(), builder.clone(), graceful.watcher());
-                let tls = tls.clone();
+                let (tls, peers) = (tls.clone(), peers.clone());
                 tokio::spawn(async move {
                     let secure = match &tls {
                         Some(_) => match tls_first(&stream).await {
@@ -691,20 +692,16 @@ pub async fn serve(
                         None => false,
                     };
                     // Each request carries its connection's peer, for `aws:SourceIp`,
-                    // and whether it came over TLS, for `aws:SecureTransport`.
+                    // and whether it came over TLS, for `aws:SecureTransport`: its
+                    // client's, when another node forwarded it.
                     let service = TowerToHyperService::new(tower::ServiceExt::map_request(
                         router,
                         move |mut request: http::Request<hyper::body::Incoming>| {
                             request.extensions_mut().insert(Peer(peer.ip()));
-                            // A request another node forwarded over TLS is as secure
-                            // as its client's own connection was.
-                            let first_hop_plain = request
-                                .headers()
-                                .get(forward::FORWARDED)
-                                .is_some_and(|hop| hop == "plain");
-                            if secure && !first_hop_plain {
+                            if secure {
                                 request.extensions_mut().insert(SecureTransport);
                             }
+                            peers.admit(&mut request);
                             request
                         },
                     ));

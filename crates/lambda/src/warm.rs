@@ -123,7 +123,7 @@ impl WarmMap {
             .cluster
             .nodes()
             .into_iter()
-            .filter(|n| n.active() && n.worker() && n.name != me)
+            .filter(|n| n.active() && n.worker() && n.reachable() && n.name != me)
             .collect();
         let warm: Vec<&NodeView> = workers
             .iter()
@@ -158,7 +158,7 @@ impl WarmMap {
             .cluster
             .nodes()
             .into_iter()
-            .filter(|n| n.active() && n.worker())
+            .filter(|n| n.active() && n.worker() && n.reachable())
             .collect();
         (!workers.is_empty()).then(|| self.pick(&workers.iter().collect::<Vec<_>>()))
     }

@@ -22,6 +22,7 @@ use nimbus_ecs::network::Networks;
 use nimbus_ecs::runner::Runner;
 use nimbus_ecs::tasks::Node;
 use nimbus_edge::Edge;
+use nimbus_edge::forward::Peers;
 use nimbus_engine::{Egress, Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;
@@ -354,13 +355,15 @@ fn node_spec(
     })
 }
 
-/// The edge's TLS from `--tls-cert` and `--tls-key`, when given, and TLS to the
-/// other nodes, trusting the certificates of the same chain.
+/// The edge's TLS from `--tls-cert` and `--tls-key`, when given, and how this node
+/// reaches the others: signing with the deployment's secret (`peers`), over TLS when
+/// the edge has it, trusting the certificates of its own chain.
 fn edge_tls(
     args: &ServerArgs,
-) -> Result<Option<(nimbus_edge::Tls, nimbus_edge::forward::Peers)>, StartError> {
+    peers: Peers,
+) -> Result<(Option<nimbus_edge::Tls>, Peers), StartError> {
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
-        (None, None) => return Ok(None),
+        (None, None) => return Ok((None, peers)),
         (Some(cert), Some(key)) => (cert, key),
         _ => {
             return Err(StartError::Backend(
@@ -373,8 +376,7 @@ fn edge_tls(
     let refused =
         |err: String| StartError::Backend(format!("--tls-cert {}: {err}", cert.display()));
     let tls = nimbus_edge::Tls::from_pem(&chain, &key_pem).map_err(refused)?;
-    let peers = nimbus_edge::forward::Peers::tls(&chain).map_err(refused)?;
-    Ok(Some((tls, peers)))
+    Ok((Some(tls), peers.with_tls(&chain).map_err(refused)?))
 }
 
 /// Where invokes go in a deployment of several nodes: to a node with an idle
@@ -528,12 +530,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
         authorizer.clone(),
     )?;
-    let tls = edge_tls(&args)?;
-    registry.join(
-        cluster.clone(),
-        tls.as_ref()
-            .map_or_else(Default::default, |(_, peers)| peers.clone()),
-    );
+    let (tls, peers) = edge_tls(
+        &args,
+        cluster.secret().map_or_else(Peers::default, Peers::new),
+    )?;
+    registry.join(cluster.clone(), peers.clone());
     registry.start_housekeeping(Housekeeping {
         interval: Duration::from_secs(args.registry_gc_interval.max(1)),
         grace: Duration::from_secs(args.registry_gc_grace),
@@ -729,11 +730,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     if let Some(routes) = task_credentials {
         edge = edge.internal(routes);
     }
-    edge = edge.forwarder(
-        invoke_forwarder(warm, &args.region),
-        tls.as_ref()
-            .map_or_else(Default::default, |(_, peers)| peers.clone()),
-    );
+    edge = edge.forwarder(invoke_forwarder(warm, &args.region), peers.clone());
     let edge = edge.build();
     console.connect(edge.clone());
     tracing::info!(
@@ -742,7 +739,6 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     );
 
     let shutdown = shutdown_signal();
-    let tls = tls.map(|(tls, _)| tls);
     let endpoint = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "nimbus listening");
     println!(
@@ -770,6 +766,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         listener,
         edge,
         tls,
+        peers,
         shutdown,
         Duration::from_secs(args.shutdown_grace),
     )

@@ -352,6 +352,9 @@ async fn handle(registry: Arc<Registry>, request: Request) -> Result<Response, F
             |p| p.as_str().parse().expect("a path"),
         );
         *request.headers_mut() = call.headers.clone();
+        if let Some(ip) = call.source.ip {
+            request.extensions_mut().insert(Peer(ip));
+        }
         if call.source.secure {
             request.extensions_mut().insert(SecureTransport);
         }

@@ -188,6 +188,7 @@ impl Registry {
         // writes nothing.
         if let Some((cluster, _)) = self.cluster.get()
             && !cluster.alone()
+            && nimbus_cluster::reachable(&cluster.me().advertise)
         {
             self.store.meta().commit(WriteBatch::new().put(
                 UPLOAD_NODES,
