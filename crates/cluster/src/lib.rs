@@ -213,6 +213,10 @@ pub struct Cluster {
     shared: bool,
     /// The deployment's secret, on a shared store.
     secret: Option<[u8; 32]>,
+    /// Since when this node's heartbeats have been landing: until it has for
+    /// `LOST_AFTER`, no other node's old heartbeat says it is lost (after a store
+    /// outage nobody could write one).
+    beating_since: Mutex<Option<Instant>>,
 }
 
 /// The deployment's secret, made by the first node to need it.
@@ -268,6 +272,7 @@ impl Cluster {
             counters: Mutex::new(None),
             stopped: AtomicBool::new(false),
             shared: meta.shared(),
+            beating_since: Mutex::new(None),
             secret: if meta.shared() {
                 Some(deployment_secret(meta.as_ref())?)
             } else {
@@ -278,6 +283,7 @@ impl Cluster {
         cluster
             .beat("active")
             .map_err(|err| format!("recording this node: {err}"))?;
+        *cluster.beating_since.lock().expect("heartbeat") = Some(Instant::now());
         cluster.refresh_nodes();
         if !cluster.shared {
             return Ok(cluster);
@@ -384,9 +390,17 @@ impl Cluster {
             self.poll_changes();
             if last_beat.elapsed() >= HEARTBEAT {
                 last_beat = Instant::now();
-                if let Err(err) = self.beat("active") {
-                    tracing::warn!(error = %err, "writing this node's heartbeat failed");
+                let mut since = self.beating_since.lock().expect("heartbeat");
+                match self.beat("active") {
+                    Ok(()) => {
+                        since.get_or_insert_with(Instant::now);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "writing this node's heartbeat failed");
+                        *since = None;
+                    }
                 }
+                drop(since);
                 self.refresh_nodes();
                 let leases: Vec<Arc<LeaseState>> = self.leases.lock().expect("leases").clone();
                 for lease in &leases {
@@ -423,6 +437,11 @@ impl Cluster {
             return;
         };
         let now = now_ms();
+        let judging = self
+            .beating_since
+            .lock()
+            .expect("heartbeat")
+            .is_some_and(|since| since.elapsed() >= LOST_AFTER);
         let views = records
             .iter()
             .filter_map(|r| serde_json::from_slice::<NodeRecord>(&r.value).ok())
@@ -430,7 +449,7 @@ impl Cluster {
                 let age = now.saturating_sub(record.heartbeat);
                 let state = if record.state == "left" {
                     "left"
-                } else if age > LOST_AFTER.as_millis() as u64 {
+                } else if judging && age > LOST_AFTER.as_millis() as u64 {
                     "lost"
                 } else {
                     "active"
@@ -504,20 +523,16 @@ impl Cluster {
         };
         let counters: HashMap<String, i64> = counters.into_iter().collect();
         let mut last = self.counters.lock().expect("change counters");
-        let changed: Vec<&String> = match last.as_ref() {
-            // The first read is the baseline: caches start empty.
-            None => Vec::new(),
-            Some(last) => counters
-                .iter()
-                .filter(|(table, count)| last.get(*table) != Some(count))
-                .map(|(table, _)| table)
-                .collect(),
-        };
-        if !changed.is_empty() {
-            for (tables, invalidate) in self.watchers.lock().expect("watchers").iter() {
-                if tables.iter().any(|t| changed.contains(&t)) {
-                    invalidate();
-                }
+        for (tables, invalidate) in self.watchers.lock().expect("watchers").iter() {
+            // The first read is the baseline: what was cached before it may already
+            // be stale.
+            let changed = last.as_ref().is_none_or(|last| {
+                tables
+                    .iter()
+                    .any(|table| last.get(table) != counters.get(table))
+            });
+            if changed {
+                invalidate();
             }
         }
         *last = Some(counters);
@@ -638,6 +653,41 @@ mod tests {
         assert!(states.contains(&("b".into(), "active")));
         b.refresh_nodes();
         assert!(b.nodes().iter().any(|n| n.name == "a" && n.state == "left"));
+    }
+
+    #[test]
+    fn a_node_judges_others_lost_only_once_its_own_heartbeats_have_landed_for_long() {
+        let (_dir, meta) = store();
+        let ghost = NodeRecord {
+            name: "ghost".into(),
+            identity: "x".into(),
+            advertise: "10.0.0.9:4566".into(),
+            zone: "us-east-1a".into(),
+            roles: Roles::ALL.names(),
+            started_at: 0,
+            heartbeat: 0,
+            state: "active".into(),
+        };
+        meta.commit(WriteBatch::new().put(
+            NODES,
+            "ghost",
+            serde_json::to_vec(&ghost).unwrap(),
+            Expect::Anything,
+        ))
+        .unwrap();
+        let b = Cluster::join(meta, spec("b", "10.0.0.2:4566")).unwrap();
+        // Just started (or just back from a store outage): nobody could write.
+        let state = |b: &Cluster| {
+            b.nodes()
+                .into_iter()
+                .find(|n| n.name == "ghost")
+                .unwrap()
+                .state
+        };
+        assert_eq!(state(&b), "active");
+        *b.beating_since.lock().unwrap() = Some(Instant::now() - LOST_AFTER);
+        b.refresh_nodes();
+        assert_eq!(state(&b), "lost");
     }
 
     #[test]

@@ -64,8 +64,9 @@ impl Ecs {
         }
     }
 
-    /// Starts or stops the tasks other nodes handed to this one. Deleting the
-    /// assignment is taking it, so each is carried out once.
+    /// Starts or stops the tasks other nodes handed to this one. An assignment goes
+    /// only once carried out, so a failure part-way leaves it for the next pass; a
+    /// task this node already holds is not started twice.
     fn take_assignments(self: &Arc<Self>, node: &Arc<Node>) -> Result<(), AwsError> {
         let me = self.cluster.me().name.clone();
         let prefix = format!("{me}/");
@@ -73,19 +74,21 @@ impl Ecs {
             let Some((cluster, id)) = record.key[prefix.len()..].split_once('/') else {
                 continue;
             };
+            if record.value == STOP {
+                self.signal_task(node, id);
+            } else if !node.holds(id)
+                && let Err(err) = self.start_assigned(node, cluster, id)
+            {
+                tracing::warn!(task = %id, error = %err.message, "taking up a task failed; trying again");
+                continue;
+            }
             match self.meta.commit(WriteBatch::new().delete(
                 ASSIGNMENTS,
                 &record.key,
                 Expect::Version(record.version),
             )) {
-                Ok(()) => {}
-                Err(StoreError::Conflict { .. }) => continue,
+                Ok(()) | Err(StoreError::Conflict { .. }) => {}
                 Err(err) => return Err(internal(err)),
-            }
-            if record.value == STOP {
-                self.signal_task(node, id);
-            } else {
-                self.start_assigned(node, cluster, id)?;
             }
         }
         Ok(())

@@ -92,6 +92,11 @@ impl Node {
         Ok(ports)
     }
 
+    /// Whether this node took a task up (its host ports are held until it stops).
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        self.held.lock().expect("held ports").contains_key(id)
+    }
+
     pub(crate) fn is_running(&self, id: &str) -> bool {
         self.running.lock().expect("running tasks").contains_key(id)
     }

@@ -149,7 +149,20 @@ impl Registry {
 
     /// Serves this registry as one node of `cluster`: an upload is held by the node
     /// that started it, and other nodes hand its requests over to that node.
+    /// Uploads recorded as this node's by an earlier run are gone with its memory.
     pub fn join(&self, cluster: Arc<nimbus_cluster::Cluster>, peers: Peers) {
+        let mine = cluster.me().advertise.as_bytes().to_vec();
+        if let Ok(records) = self.store.meta().scan_all(UPLOAD_NODES, "") {
+            let stale = records
+                .iter()
+                .filter(|r| r.value == mine)
+                .fold(WriteBatch::new(), |batch, r| {
+                    batch.delete(UPLOAD_NODES, &r.key, Expect::Version(r.version))
+                });
+            if let Err(err) = self.store.meta().commit(stale) {
+                tracing::warn!(error = %err, "forgetting an earlier run's uploads failed");
+            }
+        }
         let _ = self.cluster.set((cluster, peers));
     }
 

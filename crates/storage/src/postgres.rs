@@ -28,8 +28,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE SEQUENCE record_versions;",
     // Change counters for the tables servers cache: a trigger counts every row written
-    // to a watched table in the writing transaction and wakes listeners at its commit,
-    // so every server's caches learn of every other's writes.
+    // to a watched table in the writing transaction, so every server's caches learn of
+    // every other's writes (servers read the counters several times a second).
     "CREATE TABLE nimbus_changes (
         tbl     BYTEA  PRIMARY KEY,
         changes BIGINT NOT NULL DEFAULT 0
@@ -39,9 +39,6 @@ const MIGRATIONS: &[&str] = &[
         changed BYTEA := CASE WHEN TG_OP = 'DELETE' THEN OLD.tbl ELSE NEW.tbl END;
     BEGIN
         UPDATE nimbus_changes SET changes = changes + 1 WHERE tbl = changed;
-        IF FOUND THEN
-            PERFORM pg_notify('nimbus_changes', encode(changed, 'hex'));
-        END IF;
         RETURN NULL;
     END $$ LANGUAGE plpgsql;
     CREATE TRIGGER nimbus_count_change AFTER INSERT OR UPDATE OR DELETE ON records
