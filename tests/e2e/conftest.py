@@ -235,6 +235,18 @@ def start_nimbus(data_dir: Path, *args: str, env=None) -> Nimbus:
     return nimbus
 
 
+def self_signed_certificate(directory: Path, addresses) -> tuple[Path, Path]:
+    """A certificate and key (PEM) for `addresses` (IPs), made with openssl."""
+    cert, key = directory / "edge.pem", directory / "edge.key"
+    names = ",".join(f"IP:{address}" for address in addresses)
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=nimbus",
+         "-addext", f"subjectAltName={names}", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    return cert, key
+
+
 LAMBDA_TRUST = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],

@@ -21,8 +21,8 @@ import pytest
 
 from cluster import NODES, PORT, ZONES, Deployment
 from conftest import (EXTERNAL_BACKENDS, Callbacks, Nimbus, create_function, ensure_lambda_role, eventually,
-                      host_address, nimbus_binary, zip_function)
-from test_ecs import build_web_layout, sleeper
+                      host_address, nimbus_binary, self_signed_certificate, zip_function)
+from test_ecs import push_web_image, sleeper
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +36,7 @@ def deployment(tmp_path_factory):
                          {"NIMBUS_EGRESS_ALLOW": f"{host_address()}/32"})
     # One certificate for every node (an internal CA's would do as well), trusted by
     # the clients as AWS_CA_BUNDLE.
-    cert, key = root / "nodes.pem", root / "nodes.key"
-    names = ",".join(f"IP:{cluster.address(i)}" for i in range(NODES))
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=nimbus",
-         "-addext", f"subjectAltName={names},IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
+    cert, key = self_signed_certificate(root, [*(cluster.address(i) for i in range(NODES)), "127.0.0.1"])
     cluster.tls = (cert, key)
     previous = os.environ.get("AWS_CA_BUNDLE")
     os.environ["AWS_CA_BUNDLE"] = str(cert)
@@ -226,19 +220,8 @@ def test_an_upload_started_on_one_node_is_continued_and_finished_on_others(deplo
 def push_image(deployment, root):
     """The busybox image of the ECS tests, pushed with skopeo through node 0; its URI
     by the ECR host name, which every node serves from the shared registry."""
-    layout = build_web_layout(root)
-    repo = f"web-{uuid.uuid4().hex[:8]}"
-    first = deployment.nodes[0]
-    ecr = first.client("ecr")
-    ecr.create_repository(repositoryName=repo)
-    token = base64.b64decode(
-        ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
-    env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root)}
-    pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
-                             f"oci:{layout}:v1", f"docker://{deployment.address(0)}:{PORT}/{repo}:v1"],
-                            capture_output=True, text=True, timeout=120, env=env)
-    assert pushed.returncode == 0, pushed.stderr
-    return f"000000000000.dkr.ecr.us-east-1.amazonaws.com/{repo}:v1"
+    pushed = push_web_image(deployment.nodes[0], root)
+    return f"000000000000.dkr.ecr.us-east-1.amazonaws.com/{pushed.split('/', 1)[1]}"
 
 
 def live_tasks(ecs, cluster, service):

@@ -140,7 +140,7 @@ def push_web_image(nimbus, root):
     ecr = nimbus.client("ecr")
     ecr.create_repository(repositoryName=repo)
     token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
-    host = nimbus.endpoint.removeprefix("http://")
+    host = nimbus.endpoint.split("://", 1)[1]
     env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root)}
     pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
                              f"oci:{layout}:v1", f"docker://{host}/{repo}:v1"],

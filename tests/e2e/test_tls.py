@@ -3,21 +3,16 @@ plain HTTP, and requests that came over TLS carry aws:SecureTransport true, whic
 bucket policies such as the CDK bootstrap's require."""
 
 import json
-import subprocess
 import uuid
 
 import pytest
 
+from conftest import self_signed_certificate
+
 
 @pytest.fixture
 def certificate(tmp_path):
-    cert, key = tmp_path / "edge.pem", tmp_path / "edge.key"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=nimbus",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    return cert, key
+    return self_signed_certificate(tmp_path, ["127.0.0.1"])
 
 
 DENY_INSECURE = {

@@ -250,6 +250,15 @@ impl Cluster {
     /// Records this node in the deployment and starts its heartbeat. Refuses a name
     /// another live node at another address goes by.
     pub fn join(meta: Arc<dyn MetadataStore>, me: NodeSpec) -> Result<Arc<Self>, String> {
+        Self::join_as(meta.shared(), meta, me)
+    }
+
+    /// [`Cluster::join`] on a store that others may share, or not.
+    fn join_as(
+        shared: bool,
+        meta: Arc<dyn MetadataStore>,
+        me: NodeSpec,
+    ) -> Result<Arc<Self>, String> {
         if let Some(existing) = meta
             .get(NODES, &me.name)
             .map_err(|err| format!("reading the deployment's nodes: {err}"))?
@@ -271,9 +280,9 @@ impl Cluster {
             watchers: Mutex::new(Vec::new()),
             counters: Mutex::new(None),
             stopped: AtomicBool::new(false),
-            shared: meta.shared(),
+            shared,
             beating_since: Mutex::new(None),
-            secret: if meta.shared() {
+            secret: if shared {
                 Some(deployment_secret(meta.as_ref())?)
             } else {
                 None
@@ -554,50 +563,11 @@ mod tests {
         }
     }
 
-    /// SQLite standing in for a store several servers share.
-    struct Shared(SqliteStore);
-
-    impl MetadataStore for Shared {
-        fn get(
-            &self,
-            table: &str,
-            key: &str,
-        ) -> Result<Option<nimbus_storage::Record>, StoreError> {
-            self.0.get(table, key)
-        }
-        fn scan(
-            &self,
-            table: &str,
-            prefix: &str,
-            after: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<nimbus_storage::Record>, StoreError> {
-            self.0.scan(table, prefix, after, limit)
-        }
-        fn scan_back(
-            &self,
-            table: &str,
-            prefix: &str,
-            before: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<nimbus_storage::Record>, StoreError> {
-            self.0.scan_back(table, prefix, before, limit)
-        }
-        fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
-            self.0.commit(batch)
-        }
-        fn tables(&self) -> Result<Vec<String>, StoreError> {
-            self.0.tables()
-        }
-        fn shared(&self) -> bool {
-            true
-        }
-    }
-
+    /// SQLite standing in for a store several servers share (`join_as(true, ...)`).
     fn store() -> (tempfile::TempDir, Arc<dyn MetadataStore>) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
-        (dir, Arc::new(Shared(store)))
+        (dir, Arc::new(store))
     }
 
     #[test]
@@ -638,8 +608,8 @@ mod tests {
     #[test]
     fn one_node_holds_a_lease_until_it_leaves() {
         let (_dir, meta) = store();
-        let a = Cluster::join(meta.clone(), spec("a", "10.0.0.1:4566")).unwrap();
-        let b = Cluster::join(meta.clone(), spec("b", "10.0.0.2:4566")).unwrap();
+        let a = Cluster::join_as(true, meta.clone(), spec("a", "10.0.0.1:4566")).unwrap();
+        let b = Cluster::join_as(true, meta.clone(), spec("b", "10.0.0.2:4566")).unwrap();
         let held_a = a.lease("work");
         let held_b = b.lease("work");
         assert!(held_a.held());
@@ -675,7 +645,7 @@ mod tests {
             Expect::Anything,
         ))
         .unwrap();
-        let b = Cluster::join(meta, spec("b", "10.0.0.2:4566")).unwrap();
+        let b = Cluster::join_as(true, meta, spec("b", "10.0.0.2:4566")).unwrap();
         // Just started (or just back from a store outage): nobody could write.
         let state = |b: &Cluster| {
             b.nodes()
@@ -693,12 +663,12 @@ mod tests {
     #[test]
     fn a_name_in_use_elsewhere_is_refused() {
         let (_dir, meta) = store();
-        let _a = Cluster::join(meta.clone(), spec("a", "10.0.0.1:4566")).unwrap();
-        let err = Cluster::join(meta.clone(), spec("a", "10.0.0.9:4566"))
+        let _a = Cluster::join_as(true, meta.clone(), spec("a", "10.0.0.1:4566")).unwrap();
+        let err = Cluster::join_as(true, meta.clone(), spec("a", "10.0.0.9:4566"))
             .err()
             .unwrap();
         assert!(err.contains("--node-name"), "{err}");
         // The same identity is the same node starting again (after a crash).
-        Cluster::join(meta, spec("a", "10.0.0.1:4566")).unwrap();
+        Cluster::join_as(true, meta, spec("a", "10.0.0.1:4566")).unwrap();
     }
 }

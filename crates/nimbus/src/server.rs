@@ -138,8 +138,8 @@ fn find_program(name: &Path) -> Option<PathBuf> {
 
 /// How this server isolates code; never fails the start, so that a machine without
 /// an OCI runtime still serves everything but function execution.
-async fn isolation(args: &ServerArgs, data_dir: &Path, egress: &Egress) -> Isolation {
-    if !args.roles.iter().any(|role| role.trim() == "worker") {
+async fn isolation(args: &ServerArgs, worker: bool, data_dir: &Path, egress: &Egress) -> Isolation {
+    if !worker {
         return Isolation::Unavailable(
             "This nimbus node runs no functions: its --roles do not include worker.".into(),
         );
@@ -402,15 +402,6 @@ fn invoke_forwarder(warm: Arc<WarmMap>, region: &str) -> nimbus_edge::Forwarder 
     })
 }
 
-/// Has `invalidate` called when any node writes to `tables`.
-fn watch(
-    cluster: &Cluster,
-    tables: &[&str],
-    invalidate: impl Fn() + Send + Sync + 'static,
-) -> Result<(), StartError> {
-    Ok(cluster.on_change(tables, invalidate)?)
-}
-
 fn write_credentials_file(path: &Path, root: &Credential) -> Result<(), StartError> {
     let text = format!(
         "[nimbus]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
@@ -511,11 +502,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let iam = Arc::new(IamStore::new(meta.clone(), &args.account_id));
     let sessions = Arc::new(RoleSessions::new(iam.clone(), credentials.clone()));
     let authorizer = Arc::new(IamAuthorizer::new(iam.clone()));
-    watch(&cluster, &[CREDENTIALS_TABLE], {
+    cluster.on_change(&[CREDENTIALS_TABLE], {
         let credentials = credentials.clone();
         move || credentials.invalidate()
     })?;
-    watch(&cluster, nimbus_iam::store::TABLES, {
+    cluster.on_change(nimbus_iam::store::TABLES, {
         let iam = iam.clone();
         move || iam.invalidate()
     })?;
@@ -564,7 +555,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         )
         .with_images(Arc::new(LambdaImages(images.clone()))),
     );
-    watch(&cluster, nimbus_lambda::store::CACHED, {
+    cluster.on_change(nimbus_lambda::store::CACHED, {
         let functions = functions.clone();
         move || functions.invalidate_cache()
     })?;
@@ -580,7 +571,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         allow: args.egress_allow.clone(),
     };
     let sandboxes = Pool::new(
-        isolation(&args, &data_dir, &egress).await,
+        isolation(&args, cluster.me().roles.worker, &data_dir, &egress).await,
         args.sandbox_pool,
     );
     let log_store = Arc::new(LogStore::new(meta.clone()));
@@ -647,7 +638,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let mut task_credentials = None;
     let mut task_networks = None;
     let node = match sandboxes.isolation() {
-        Isolation::Oci(_) if cluster.me().roles.worker => match find_program(&args.oci_runtime) {
+        Isolation::Oci(_) => match find_program(&args.oci_runtime) {
             Some(cli) => {
                 let monitor =
                     std::env::current_exe().map_err(io_at(Path::new("/proc/self/exe")))?;

@@ -218,13 +218,23 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_round_trip_expire_and_resist_tampering() {
+    /// A metadata store in a temporary directory, with its credential store.
+    fn stores() -> (
+        tempfile::TempDir,
+        Arc<nimbus_storage::SqliteStore>,
+        Arc<CredentialStore>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let meta =
             Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
         let credentials =
             Arc::new(CredentialStore::load(meta.clone(), OffsetDateTime::now_utc()).unwrap());
+        (dir, meta, credentials)
+    }
+
+    #[test]
+    fn tokens_round_trip_expire_and_resist_tampering() {
+        let (dir, meta, credentials) = stores();
         let tokens = Tokens::open(meta.as_ref(), &dir.path().join("key"), credentials).unwrap();
         let now = OffsetDateTime::now_utc();
         let (anonymous, _) = tokens.issue("", 60, now);
@@ -243,11 +253,8 @@ mod tests {
 
     #[test]
     fn every_node_signs_with_the_key_the_first_made_and_an_old_key_file_seeds_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta =
-            Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let (dir, meta, credentials) = stores();
         let now = OffsetDateTime::now_utc();
-        let credentials = Arc::new(CredentialStore::load(meta.clone(), now).unwrap());
         let legacy = dir.path().join("token-key");
         std::fs::write(&legacy, [7u8; 32]).unwrap();
         let first = Tokens::open(meta.as_ref(), &legacy, credentials.clone()).unwrap();
@@ -259,11 +266,8 @@ mod tests {
 
     #[test]
     fn an_inactive_key_is_refused_as_a_password_and_through_its_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta =
-            Arc::new(nimbus_storage::SqliteStore::open(&dir.path().join("meta.db")).unwrap());
+        let (dir, meta, credentials) = stores();
         let now = OffsetDateTime::now_utc();
-        let credentials = Arc::new(CredentialStore::load(meta.clone(), now).unwrap());
         let tokens =
             Tokens::open(meta.as_ref(), &dir.path().join("key"), credentials.clone()).unwrap();
         let key = credentials
