@@ -183,27 +183,31 @@ impl CredentialStore {
     }
 
     /// A key that may sign requests: known, and not set inactive.
-    pub fn active(&self, access_key_id: &str) -> Option<Arc<Credential>> {
-        self.get(access_key_id).filter(|c| !c.inactive)
+    /// A key that may sign requests: known, and not set inactive. An error when the
+    /// store, asked about a key this node has not cached, cannot answer.
+    pub fn active(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, CredentialError> {
+        Ok(self.get(access_key_id)?.filter(|c| !c.inactive))
     }
 
-    fn get(&self, access_key_id: &str) -> Option<Arc<Credential>> {
+    fn get(&self, access_key_id: &str) -> Result<Option<Arc<Credential>>, CredentialError> {
         let generation = {
             let cache = self.cache.read().expect("credential cache poisoned");
             if let Some(found) = cache.get(access_key_id) {
-                return Some(found.clone());
+                return Ok(Some(found.clone()));
             }
             self.generation.load(std::sync::atomic::Ordering::Acquire)
         };
         // Not here: issued by another node, or not at all. Only keys that exist are
         // kept, so unknown ids cannot grow the cache.
-        let record = self.meta.get(TABLE, access_key_id).ok()??;
-        let credential = Arc::new(decode(&record.key, &record.value).ok()?);
+        let Some(record) = self.meta.get(TABLE, access_key_id)? else {
+            return Ok(None);
+        };
+        let credential = Arc::new(decode(&record.key, &record.value)?);
         let mut cache = self.cache.write().expect("credential cache poisoned");
         if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
             cache.insert(access_key_id.to_owned(), credential.clone());
         }
-        Some(credential)
+        Ok(Some(credential))
     }
 
     fn insert(
@@ -242,7 +246,7 @@ impl CredentialStore {
                 });
             }
             let credential =
-                self.get(&root.access_key_id)
+                self.get(&root.access_key_id)?
                     .ok_or_else(|| CredentialError::Corrupt {
                         key: root.access_key_id.clone(),
                         reason: "the root access key record is missing".to_owned(),
@@ -358,7 +362,7 @@ impl CredentialStore {
         access_key_id: &str,
         inactive: bool,
     ) -> Result<bool, CredentialError> {
-        let Some(current) = self.get(access_key_id) else {
+        let Some(current) = self.get(access_key_id)? else {
             return Ok(false);
         };
         let mut updated = (*current).clone();
@@ -378,7 +382,7 @@ impl CredentialStore {
 
     /// Forgets a key; false when there was no such key.
     pub fn remove(&self, access_key_id: &str) -> Result<bool, CredentialError> {
-        if self.get(access_key_id).is_none() {
+        if self.get(access_key_id)?.is_none() {
             return Ok(false);
         }
         self.meta
@@ -440,6 +444,7 @@ mod tests {
             store
                 .get("AKIDEXAMPLE000000000")
                 .unwrap()
+                .unwrap()
                 .principal
                 .is_root()
         );
@@ -458,7 +463,7 @@ mod tests {
 
         let reloaded = CredentialStore::load(meta.clone(), now).unwrap();
         assert_eq!(
-            reloaded.get(&session.access_key_id).as_deref(),
+            reloaded.get(&session.access_key_id).unwrap().as_deref(),
             Some(&*session)
         );
         assert!(!session.is_expired(now));
@@ -466,14 +471,14 @@ mod tests {
 
         assert_eq!(reloaded.sweep(now).unwrap(), 0);
         assert_eq!(reloaded.sweep(now + Duration::hours(2)).unwrap(), 1);
-        assert!(reloaded.get(&session.access_key_id).is_none());
+        assert!(reloaded.get(&session.access_key_id).unwrap().is_none());
         assert!(meta.get(TABLE, &session.access_key_id).unwrap().is_none());
 
         let second = store
             .issue_session(Principal::root("000000000000"), Duration::hours(1), now)
             .unwrap();
         let later = CredentialStore::load(meta.clone(), now + Duration::hours(2)).unwrap();
-        assert!(later.get(&second.access_key_id).is_none());
+        assert!(later.get(&second.access_key_id).unwrap().is_none());
         assert!(meta.get(TABLE, &second.access_key_id).unwrap().is_none());
     }
 }

@@ -51,6 +51,9 @@ pub enum AuthError {
     ExpiredToken,
     #[error("{0}")]
     UnsupportedPayload(String),
+    /// The credential store cannot be asked about the key: retryable.
+    #[error("The credential store is unreachable. Please try again.")]
+    Unavailable,
 }
 
 /// How strictly signatures are checked.
@@ -292,6 +295,7 @@ impl Authenticator {
         let credential = self
             .credentials
             .active(&signature.access_key_id)
+            .map_err(|_| AuthError::Unavailable)?
             .ok_or(AuthError::UnknownAccessKey)?;
         check_session_token(&credential, signature.security_token.as_deref(), now)?;
         let key = self
@@ -323,6 +327,7 @@ impl Authenticator {
             let credential = self
                 .credentials
                 .active(&presigned.access_key_id)
+                .map_err(|_| AuthError::Unavailable)?
                 .ok_or(AuthError::UnknownAccessKey)?;
             // Version 2 URLs cannot carry a session token.
             if credential.session_token.is_some() {
@@ -341,7 +346,8 @@ impl Authenticator {
 
     fn permissive_caller(&self, signature: &SignatureV4) -> Caller {
         let key = &signature.access_key_id;
-        match self.credentials.active(key) {
+        // Permissive: a key nobody can look up is taken as any unknown one.
+        match self.credentials.active(key).ok().flatten() {
             Some(credential) => Caller {
                 principal: credential.principal.clone(),
                 access_key_id: key.clone(),

@@ -138,6 +138,7 @@ impl Tokens {
         let credential = self
             .credentials
             .active(&claims.k)
+            .map_err(|_| Refused("the credential store is unreachable: try again"))?
             .filter(|credential| !credential.is_expired(now))
             .ok_or(Refused(
                 "the credentials the token was issued to are inactive or gone",
@@ -193,7 +194,11 @@ impl Tokens {
         now: OffsetDateTime,
     ) -> Result<Identity, Refused> {
         let refused = Refused("invalid username or password");
-        let credential = self.credentials.active(access_key_id).ok_or(refused)?;
+        let credential = self
+            .credentials
+            .active(access_key_id)
+            .map_err(|_| Refused("the credential store is unreachable: try again"))?
+            .ok_or(refused)?;
         let matches: bool = credential
             .secret_access_key
             .as_bytes()

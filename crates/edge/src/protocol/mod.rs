@@ -172,6 +172,7 @@ impl AwsError {
             (ExpiredToken, Query | RestXml) => (403, "ExpiredToken"),
             (ExpiredToken, RestJson | Json11) => (403, "ExpiredTokenException"),
             (UnsupportedPayload(_), _) => (400, "InvalidRequest"),
+            (Unavailable, _) => (503, "ServiceUnavailable"),
         };
         let message = match (err, protocol) {
             (UnknownAccessKey, RestXml) => {
@@ -382,5 +383,12 @@ mod tests {
             request_time: "20150830T123600Z".into(),
         };
         assert_eq!(code(skew, Protocol::RestXml), "RequestTimeTooSkewed");
+        // A key nobody could look up is the store's outage, which SDKs retry, not the
+        // caller's mistake.
+        let unavailable = AwsError::from_auth(&AuthError::Unavailable, Protocol::Json11);
+        assert_eq!(
+            (unavailable.status.as_u16(), &*unavailable.code),
+            (503, "ServiceUnavailable")
+        );
     }
 }
