@@ -28,7 +28,8 @@ pub const FORWARDED: &str = "x-nimbus-forwarded";
 const FORWARDED_FOR: &str = "x-nimbus-forwarded-for";
 /// When it was forwarded, in Unix milliseconds.
 const FORWARDED_AT: &str = "x-nimbus-forwarded-at";
-/// The deployment secret's HMAC-SHA256 over the claims and the request line.
+/// The deployment secret's HMAC-SHA256 over the claims, the request line, the Host
+/// and the Authorization.
 const FORWARDED_MAC: &str = "x-nimbus-forwarded-mac";
 const CLAIMS: [&str; 4] = [FORWARDED, FORWARDED_FOR, FORWARDED_AT, FORWARDED_MAC];
 /// How old a forwarded request may be when it arrives.
@@ -83,17 +84,22 @@ impl Peers {
         let secret = self.secret.as_ref()?;
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_slice()).ok()?;
         let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let host = request
-            .headers()
-            .get(http::header::HOST)
-            .map_or(&b""[..], |h| h.as_bytes());
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .map_or(&b""[..], |value| value.as_bytes())
+        };
+        // The client's own credentials are covered too, so claims cannot be moved
+        // onto another caller's request.
         for part in [
             claims[0].as_bytes(),
             claims[1].as_bytes(),
             claims[2].as_bytes(),
             request.method().as_str().as_bytes(),
             target.as_bytes(),
-            host,
+            header(http::header::HOST),
+            header(http::header::AUTHORIZATION),
         ] {
             mac.update(part);
             mac.update(b"\n");
