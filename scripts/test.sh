@@ -17,6 +17,9 @@ ensure_packages chromium
 build_console
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+# One build per run gains nothing from incremental state, and it grew a kept build
+# cache by tens of gigabytes until the disk filled.
+export CARGO_INCREMENTAL=0
 venv="${NIMBUS_VENV:-$PWD/.venv}"
 
 # youki, the third OCI runtime the sandbox suite runs with: Debian has none, so it is
