@@ -6,17 +6,20 @@ and replaced on the others; invokes sent to every node keep working; IAM changes
 reach every node; images pushed through one node are pulled through another."""
 
 import base64
+import concurrent.futures
 import hashlib
 import json
 import os
 import signal
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 
+import botocore.exceptions
 import pytest
 
 from cluster import NODES, PORT, ZONES, Deployment
@@ -180,6 +183,44 @@ def test_invokes_find_warm_environments_on_any_node(deployment):
         assert len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]) == NODES
     finally:
         api.kill(signal.SIGTERM)
+
+
+def test_reserved_concurrency_holds_across_the_nodes(deployment):
+    """A function's reserved concurrency is the deployment's, not each node's: of six
+    invocations sent at once, two through each node, two run and the rest are
+    throttled as Lambda throttles; the slots are free again once they finish."""
+    nodes = deployment.nodes
+    clients = [node.lambda_client() for node in nodes]
+    name = f"fn-{uuid.uuid4().hex[:6]}"
+    create_function(clients[0], name, zip_function("py_probe"), Timeout=30)
+    clients[0].put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
+    barrier = threading.Barrier(6)
+
+    def one(i):
+        client = clients[i % NODES]
+        barrier.wait()
+        try:
+            return client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 3}))["StatusCode"]
+        except botocore.exceptions.ClientError as error:
+            return error.response
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(one, range(6)))
+    succeeded = [o for o in outcomes if o == 200]
+    throttled = [o for o in outcomes if o != 200]
+    assert 1 <= len(succeeded) <= 2 and len(throttled) >= 4, outcomes
+    for error in throttled:
+        assert error["Error"]["Code"] == "TooManyRequestsException", error
+        assert error["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded", error
+
+    def runs_through(client):
+        try:
+            return client.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
+        except botocore.exceptions.ClientError:
+            return False
+
+    for client in clients:
+        assert eventually(lambda: runs_through(client), timeout=10)
 
 
 def test_an_upload_started_on_one_node_is_continued_and_finished_on_others(deployment):

@@ -253,8 +253,9 @@ impl Cluster {
         Self::join_as(meta.shared(), meta, me)
     }
 
-    /// [`Cluster::join`] on a store that others may share, or not.
-    fn join_as(
+    /// [`Cluster::join`] on a store that others may share, or not (tests share an
+    /// SQLite file).
+    pub fn join_as(
         shared: bool,
         meta: Arc<dyn MetadataStore>,
         me: NodeSpec,
@@ -330,6 +331,15 @@ impl Cluster {
             }
         }
         nodes
+    }
+
+    /// The names of the other nodes that are active: whose claims on work stand.
+    pub fn others_active(&self) -> std::collections::HashSet<String> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.active() && n.name != self.me.name)
+            .map(|n| n.name)
+            .collect()
     }
 
     /// Whether no other node is active: nothing to share work or news with.

@@ -4,6 +4,12 @@
 //!
 //! Keys: `lambda.async/<due, unix ms, 13 digits>-<request id>`, so a scan from the
 //! start yields the events that are due, oldest first.
+//!
+//! Every worker of a deployment runs the queue. A worker claims an event before it
+//! runs it, by rewriting the event with its name on condition that nobody changed it
+//! since it was read (the store's equivalent of `FOR UPDATE SKIP LOCKED`); others skip
+//! an event claimed by a live node, and take over one whose claimant was lost, so an
+//! event a lost worker was running is retried elsewhere.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -12,7 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use nimbus_edge::AwsError;
-use nimbus_storage::{Expect, MetadataStore, WriteBatch};
+use nimbus_storage::{Expect, MetadataStore, Record, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -49,6 +55,9 @@ struct QueuedEvent {
     /// updated); these back off without using up retries.
     #[serde(default)]
     deferrals: u32,
+    /// The node running the event, on a shared store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claimed_by: Option<String>,
 }
 
 fn key(due_ms: i64, request_id: &str) -> String {
@@ -93,27 +102,29 @@ pub struct AsyncQueue {
     invoker: Arc<Invoker>,
     wake: Notify,
     running: Mutex<Running>,
-    /// Events run on the one node that holds this; a node lost mid-event leaves the
-    /// event queued for the next holder.
-    lease: nimbus_cluster::Lease,
+    cluster: Arc<nimbus_cluster::Cluster>,
 }
 
 impl AsyncQueue {
-    /// Starts the worker that runs queued events, including those a restart left.
+    /// The queue, whose events this node runs (including those a restart left) when
+    /// it is a worker; else it only accepts them.
     pub fn start(
         meta: Arc<dyn MetadataStore>,
         invoker: Arc<Invoker>,
-        lease: nimbus_cluster::Lease,
+        cluster: Arc<nimbus_cluster::Cluster>,
     ) -> Arc<Self> {
+        let worker = cluster.me().roles.worker;
         let queue = Arc::new(Self {
             meta,
             invoker,
             wake: Notify::new(),
             running: Mutex::new(Running::default()),
-            lease,
+            cluster,
         });
-        let worker = queue.clone();
-        tokio::spawn(async move { worker.work().await });
+        if worker {
+            let worker = queue.clone();
+            tokio::spawn(async move { worker.work().await });
+        }
         queue
     }
 
@@ -134,6 +145,7 @@ impl AsyncQueue {
             enqueued_ms: now,
             attempts: 0,
             deferrals: 0,
+            claimed_by: None,
         };
         (QUEUE.to_owned(), key(now, request_id), encode(&event))
     }
@@ -212,9 +224,7 @@ impl AsyncQueue {
 
     async fn work(self: Arc<Self>) {
         loop {
-            if self.lease.held() {
-                self.clone().start_due().await;
-            }
+            self.clone().start_due().await;
             let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
         }
     }
@@ -247,6 +257,8 @@ impl AsyncQueue {
             let full_page = records.len() == MAX_RUNNING * 2;
             after = records.last().map(|record| record.key.clone());
             let now = now_ms();
+            let me = self.cluster.me().name.clone();
+            let live = self.cluster.others_active();
             for record in records {
                 let due_ms: i64 = record
                     .key
@@ -257,21 +269,35 @@ impl AsyncQueue {
                 if due_ms > now {
                     return;
                 }
-                let Ok(event) = serde_json::from_slice::<QueuedEvent>(&record.value) else {
+                let Ok(mut event) = serde_json::from_slice::<QueuedEvent>(&record.value) else {
                     tracing::error!(key = %record.key, "dropping an unreadable queued event");
                     let meta = self.meta.clone();
                     let batch = WriteBatch::new().delete(QUEUE, &record.key, Expect::Anything);
                     let _ = tokio::task::spawn_blocking(move || meta.commit(batch)).await;
                     continue;
                 };
-                let mut running = self.running.lock().expect("queue state");
-                if running.keys.len() >= MAX_RUNNING {
-                    return;
-                }
-                if !running.start(&record.key, &event.function) {
+                if event.claimed_by.as_ref().is_some_and(|n| live.contains(n)) {
                     continue;
                 }
-                drop(running);
+                // An event this node claimed but is not running was left by its
+                // earlier run: it is this node's to run again.
+                let started = {
+                    let mut running = self.running.lock().expect("queue state");
+                    if running.keys.len() >= MAX_RUNNING {
+                        return;
+                    }
+                    running.start(&record.key, &event.function)
+                };
+                if !started {
+                    continue;
+                }
+                if !self.claim(&record, &mut event, &me).await {
+                    self.running
+                        .lock()
+                        .expect("queue state")
+                        .finish(&record.key, &event.function);
+                    continue;
+                }
                 let queue = self.clone();
                 tokio::spawn(async move { queue.run(record.key, event).await });
             }
@@ -279,6 +305,26 @@ impl AsyncQueue {
                 return;
             }
         }
+    }
+
+    /// Claims an event for this node, unless another node changed it since it was
+    /// read. A node alone on its store needs no claim.
+    async fn claim(&self, record: &Record, event: &mut QueuedEvent, me: &str) -> bool {
+        if !self.meta.shared() {
+            return true;
+        }
+        event.claimed_by = Some(me.to_owned());
+        let batch = WriteBatch::new().put(
+            QUEUE,
+            &record.key,
+            encode(event),
+            Expect::Version(record.version),
+        );
+        let meta = self.meta.clone();
+        matches!(
+            tokio::task::spawn_blocking(move || meta.commit(batch)).await,
+            Ok(Ok(()))
+        )
     }
 
     async fn run(self: Arc<Self>, key_now: String, mut event: QueuedEvent) {
@@ -364,6 +410,7 @@ impl AsyncQueue {
         }
         let mut batch = WriteBatch::new().delete(QUEUE, &key_now, Expect::Anything);
         if let Some(due) = next_due {
+            event.claimed_by = None;
             batch = batch.put(
                 QUEUE,
                 &key(due, &event.request_id),

@@ -327,6 +327,7 @@ impl Functions {
     /// Forgets cached function records: another node changed functions.
     pub fn invalidate_cache(&self) {
         self.store.invalidate();
+        *self.reservations.lock().expect("reservations") = None;
     }
 
     #[allow(clippy::too_many_arguments)] // each is a separate dependency

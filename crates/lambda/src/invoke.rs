@@ -15,6 +15,7 @@ use nimbus_edge::AwsError;
 use nimbus_engine::{Launch, OPT_DIR, Pool, Program, ReadOnly, SandboxError, TASK_DIR, Template};
 use nimbus_logs::{LogEvent, LogSink};
 
+use crate::concurrency::{self, Ledger};
 use crate::environment::{Environment, RunOutcome, exit_message};
 use crate::error::service;
 use crate::functions::{Functions, MIN_UNRESERVED};
@@ -165,6 +166,8 @@ pub struct Invoker {
     state: Mutex<State>,
     settings: InvokerSettings,
     region: String,
+    /// The limits' shares across the deployment, on a store other nodes may share.
+    ledger: std::sync::OnceLock<Arc<Ledger>>,
 }
 
 /// A concurrency slot, given back when dropped.
@@ -232,6 +235,7 @@ impl Invoker {
             state: Mutex::new(State::default()),
             settings,
             region: region.to_owned(),
+            ledger: std::sync::OnceLock::new(),
         });
         let reaper = Arc::downgrade(&invoker);
         tokio::spawn(async move {
@@ -350,7 +354,81 @@ impl Invoker {
         state.idle.retain(|key, _| key.function != function);
     }
 
-    fn acquire(&self, function: &str, reserved: Option<i64>) -> Result<Slot<'_>, AwsError> {
+    /// Holds the concurrency limits across the deployment with `ledger`, giving back
+    /// unused slots twice a second.
+    pub fn share_limits(self: &Arc<Self>, ledger: Arc<Ledger>) {
+        if self.ledger.set(ledger.clone()).is_err() {
+            return;
+        }
+        let invoker = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(invoker) = invoker.upgrade() else {
+                    return;
+                };
+                let ledger = ledger.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    ledger.give_back(|pool| invoker.busy_in(pool))
+                })
+                .await;
+            }
+        });
+    }
+
+    /// The invocations running here that count against a pool of the ledger.
+    fn busy_in(&self, pool: &str) -> i64 {
+        let state = self.state.lock().expect("invoker state");
+        if pool == concurrency::UNRESERVED {
+            state.busy_unreserved
+        } else {
+            state.busy.get(pool).copied().unwrap_or(0)
+        }
+    }
+
+    /// A slot within the function's reserved concurrency, or within the account's
+    /// unreserved pool; across the deployment when other nodes share it.
+    async fn acquire(&self, function: &str, reserved: Option<i64>) -> Result<Slot<'_>, AwsError> {
+        let slot = self.acquire_here(function, reserved)?;
+        let Some(ledger) = self.ledger.get().filter(|l| l.shared()) else {
+            return Ok(slot);
+        };
+        let (pool, limit, reason) = match reserved {
+            Some(limit) => (
+                function,
+                limit,
+                "ReservedFunctionConcurrentInvocationLimitExceeded",
+            ),
+            None => (
+                concurrency::UNRESERVED,
+                self.functions.account_concurrency() - self.functions.reserved_total()?,
+                "ConcurrentInvocationLimitExceeded",
+            ),
+        };
+        let busy = self.busy_in(pool);
+        if ledger.covers(pool, busy) {
+            return Ok(slot);
+        }
+        let (ledger, owned_pool) = (ledger.clone(), pool.to_owned());
+        let taken = tokio::task::spawn_blocking(move || ledger.take(&owned_pool, limit, busy))
+            .await
+            .map_err(|_| service("An internal error occurred."))?;
+        match taken {
+            Ok(true) => Ok(slot),
+            Ok(false) => Err(throttled(reason)),
+            Err(err) => {
+                tracing::error!(error = %err, "taking a concurrency slot failed");
+                Err(AwsError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceException",
+                    "The concurrency limits could not be read; try again.",
+                ))
+            }
+        }
+    }
+
+    /// A slot within the limits as this node alone counts them.
+    fn acquire_here(&self, function: &str, reserved: Option<i64>) -> Result<Slot<'_>, AwsError> {
         let mut state = self.state.lock().expect("invoker state");
         let busy = state.busy.get(function).copied().unwrap_or(0);
         match reserved {
@@ -735,7 +813,9 @@ impl Invoker {
         };
         let (record, config) = (resolved.record, resolved.config);
 
-        let _slot = self.acquire(&config.function_name, record.reserved_concurrency)?;
+        let _slot = self
+            .acquire(&config.function_name, record.reserved_concurrency)
+            .await?;
         let key = PoolKey {
             function: config.function_name.clone(),
             version: config.version.clone(),

@@ -5,6 +5,7 @@ pub mod async_queue;
 pub mod bucket_events;
 pub mod code;
 pub mod code_links;
+pub mod concurrency;
 pub mod environment;
 pub mod error;
 pub mod event_invoke;

@@ -27,6 +27,7 @@ use nimbus_engine::{Egress, Isolation, OciRuntime, Pool};
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
+use nimbus_lambda::concurrency::Ledger;
 use nimbus_lambda::function_urls::{self, UrlServer};
 use nimbus_lambda::functions::ExecutionRoles;
 use nimbus_lambda::images::{FunctionImages, ImageRefused, UnpackedImage};
@@ -596,11 +597,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         cluster.clone(),
         cluster.me().roles.worker.then(|| invoker.clone()),
     );
-    let queue = AsyncQueue::start(
-        meta.clone(),
-        invoker.clone(),
-        cluster.lease("lambda-events"),
-    );
+    if meta.shared() {
+        invoker.share_limits(Ledger::new(meta.clone(), cluster.clone()));
+    }
+    let queue = AsyncQueue::start(meta.clone(), invoker.clone(), cluster.clone());
     let bucket_events = Arc::new(BucketEvents::new(
         functions.clone(),
         queue.clone(),
