@@ -271,6 +271,55 @@ def live_tasks(ecs, cluster, service):
     return [t for t in tasks if t["lastStatus"] == "RUNNING"]
 
 
+def test_tasks_reach_tasks_on_other_nodes_by_their_own_address(deployment, tmp_path):
+    """awsvpc tasks get addresses from their node's subnet of the task range, and
+    every node routes the others' subnets, so a task on one node reaches a task on
+    another at the address DescribeTasks gives."""
+    nodes = deployment.nodes
+    image = push_image(deployment, tmp_path)
+    ecs = nodes[0].client("ecs")
+    cluster = f"c-{uuid.uuid4().hex[:6]}"
+    ecs.create_cluster(clusterName=cluster)
+    assert eventually(lambda: len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]) == NODES,
+                      timeout=15)
+    network = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"]}}
+    group = f"/ecs/vpc-{uuid.uuid4().hex[:6]}"
+
+    def run_on(zone, command):
+        family = f"vpc-{uuid.uuid4().hex[:6]}"
+        definition = ecs.register_task_definition(family=family, networkMode="awsvpc", containerDefinitions=[
+            {"name": "app", "image": image, "memory": 32, "command": command, "stopTimeout": 2,
+             "logConfiguration": {"logDriver": "awslogs", "options": {
+                 "awslogs-group": group, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "app",
+                 "awslogs-create-group": "true"}}}])[
+            "taskDefinition"]["taskDefinitionArn"]
+        [task] = ecs.run_task(cluster=cluster, taskDefinition=definition, networkConfiguration=network,
+                              placementConstraints=[{"type": "memberOf",
+                                                     "expression": f"attribute:ecs.availability-zone == {zone}"}])["tasks"]
+        return task["taskArn"]
+
+    def described(arn):
+        return ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+
+    server = run_on(ZONES[0], ["httpd", "-f", "-p", "8080", "-h", "/www"])
+    assert eventually(lambda: described(server)["lastStatus"] == "RUNNING", timeout=60), described(server)
+    address = {d["name"]: d["value"] for d in described(server)["attachments"][0]["details"]}["privateIPv4Address"]
+    # The client retries while the nodes' routes settle (each node looks every 3 s).
+    # The image has busybox alone, without its applets' links (and Debian's static
+    # busybox's wget crashes).
+    fetch = (f"for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+             f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {address} 8080 "
+             f"| /bin/busybox grep -q nimbus && exit 0; /bin/busybox sleep 1; done; exit 1")
+    client = run_on(ZONES[1], ["sh", "-c", fetch])
+    assert eventually(lambda: described(client)["lastStatus"] == "STOPPED", timeout=90), described(client)
+    client_task = described(client)
+    client_address = {d["name"]: d["value"] for d in client_task["attachments"][0]["details"]}["privateIPv4Address"]
+    assert client_address.split(".")[2] != address.split(".")[2], "each node has a subnet of its own"
+    logs = nodes[1].client("logs").filter_log_events(logGroupName=group)["events"]
+    assert client_task["containers"][0].get("exitCode") == 0, [e["message"] for e in logs]
+    ecs.stop_task(cluster=cluster, task=server)
+
+
 def test_a_lost_node_loses_no_work(deployment, tmp_path):
     """A service of six spread by zone, functions invoked through every node and
     events queued: then a node is SIGKILLed. Its tasks are recorded stopped and

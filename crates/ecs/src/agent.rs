@@ -16,6 +16,7 @@ use nimbus_storage::{Expect, StoreError, WriteBatch};
 use serde_json::Value;
 
 use crate::error::internal;
+use crate::network::{SUBNETS, numbered_subnet};
 use crate::tasks::{Node, TASKS};
 use crate::{CLUSTERS, Ecs, decode};
 
@@ -53,6 +54,7 @@ impl Ecs {
                 if recheck && !ecs.cluster.alone() {
                     ecs.register_everywhere()?;
                     ecs.stop_stale(&node)?;
+                    ecs.route_tasks(&node)?;
                 }
                 Ok::<_, AwsError>(())
             })
@@ -165,6 +167,39 @@ impl Ecs {
                 self.register_node(&record.key)?;
             }
         }
+        Ok(())
+    }
+
+    /// Routes the other nodes' task subnets through their addresses, so this node's
+    /// tasks reach theirs.
+    fn route_tasks(&self, node: &Arc<Node>) -> Result<(), AwsError> {
+        let Ok(networks) = &node.networks else {
+            return Ok(());
+        };
+        let me = self.cluster.me().name.as_str();
+        let addresses: HashMap<String, std::net::IpAddr> = self
+            .cluster
+            .nodes()
+            .into_iter()
+            .filter(|n| n.name != me && n.reachable())
+            .filter_map(|n| {
+                Some((
+                    n.name,
+                    n.advertise.parse::<std::net::SocketAddr>().ok()?.ip(),
+                ))
+            })
+            .collect();
+        let routes = self
+            .meta
+            .scan_all(SUBNETS, "")
+            .map_err(internal)?
+            .into_iter()
+            .filter_map(|r| {
+                let via = addresses.get(std::str::from_utf8(&r.value).ok()?)?;
+                Some((numbered_subnet(r.key.parse().ok()?), *via))
+            })
+            .collect();
+        networks.route(routes);
         Ok(())
     }
 

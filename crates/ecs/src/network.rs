@@ -1,20 +1,26 @@
 //! Task networking for the `bridge` and `awsvpc` network modes with the CNI plugins
 //! (Debian's containernetworking-plugins): a network namespace per container (bridge)
 //! or per task (awsvpc), held by a file under the data dir, set up by the `loopback`,
-//! `bridge` (host-local addresses in 10.214.0.0/16 on the `nimbus-ecs0` bridge) and
-//! `portmap` plugins in turn, with one masquerade rule for the whole subnet. nimbus
+//! `bridge` (host-local addresses in the node's task subnet on the `nimbus-ecs0`
+//! bridge) and `portmap` plugins in turn, with one masquerade rule for traffic that
+//! leaves the task range 10.214.0.0/16. A node alone on its store gives its tasks the
+//! whole range; in a deployment each node has a /24 of it (`ecs.subnets/<n>` = the
+//! node's name, `10.214.<n>.0/24`) and routes the others' through their addresses,
+//! so tasks reach tasks on other nodes by their own addresses. nimbus
 //! allocates host ports itself (portmap reserves nothing): a static port must be free,
 //! port 0 takes one from ECS's ephemeral range. Each attachment's record, kept beside
 //! its namespace, holds what tearing it down needs, so the next start removes what a
 //! crash left. What tasks may connect to is the engine's [`Egress`] policy, applied
 //! to the bridge: containers on it reach each other, as on Docker's bridge.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 
 use nimbus_engine::Egress;
+use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -22,7 +28,10 @@ use tokio::process::Command;
 
 const NETWORK: &str = "nimbus-tasks";
 const BRIDGE: &str = "nimbus-ecs0";
+/// Every task address on every node; what leaves it is masqueraded.
 const SUBNET: &str = "10.214.0.0/16";
+/// Which node has which /24 of `SUBNET`.
+pub const SUBNETS: &str = "ecs.subnets";
 const CNI_VERSION: &str = "1.0.0";
 /// ECS's ephemeral host ports on Linux.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49153..=65535;
@@ -47,6 +56,47 @@ pub struct Attachment {
 pub struct Networks {
     plugins: PathBuf,
     dir: PathBuf,
+    /// The addresses of this node's tasks.
+    subnet: String,
+    /// The routes to other nodes' task subnets this node has set, by subnet.
+    routes: Mutex<BTreeMap<String, IpAddr>>,
+}
+
+/// The task subnet of the /24 numbered `n`.
+pub fn numbered_subnet(n: u8) -> String {
+    format!("10.214.{n}.0/24")
+}
+
+/// The subnet of `node`'s tasks: all of the task range for a node alone on its store;
+/// else the /24 recorded for it, or the lowest one free, taken by a conditional write.
+pub fn task_subnet(meta: &dyn MetadataStore, node: &str) -> Result<String, StoreError> {
+    if !meta.shared() {
+        return Ok(SUBNET.to_owned());
+    }
+    loop {
+        let taken = meta.scan_all(SUBNETS, "")?;
+        if let Some(mine) = taken.iter().find(|r| r.value == node.as_bytes())
+            && let Ok(n) = mine.key.parse::<u8>()
+        {
+            return Ok(numbered_subnet(n));
+        }
+        let Some(free) = (1..=254u8).find(|n| !taken.iter().any(|r| r.key == n.to_string())) else {
+            return Err(StoreError::Conflict {
+                table: SUBNETS.into(),
+                key: "every task subnet is taken".into(),
+            });
+        };
+        match meta.commit(WriteBatch::new().put(
+            SUBNETS,
+            &free.to_string(),
+            node.as_bytes().to_vec(),
+            Expect::Absent,
+        )) {
+            Ok(()) => return Ok(numbered_subnet(free)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Host ports held by tasks on this node, with their protocol.
@@ -86,7 +136,7 @@ async fn run(command: &mut Command, input: Option<&str>) -> Result<Vec<u8>, Stri
 }
 
 /// The plugins' configurations, in the order they are added.
-fn configs(ports: &[PortMapping]) -> Vec<Value> {
+fn configs(subnet: &str, ports: &[PortMapping]) -> Vec<Value> {
     let mut chain = vec![
         json!({ "cniVersion": CNI_VERSION, "name": NETWORK, "type": "loopback" }),
         json!({
@@ -95,10 +145,13 @@ fn configs(ports: &[PortMapping]) -> Vec<Value> {
             "type": "bridge",
             "bridge": BRIDGE,
             "isGateway": true,
+            // The bridge takes its subnet's gateway address even if it had another
+            // (the node's subnet changed when it joined a deployment).
+            "forceAddress": true,
             "hairpinMode": true,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{ "subnet": SUBNET }]],
+                "ranges": [[{ "subnet": subnet }]],
                 "routes": [{ "dst": "0.0.0.0/0" }],
             },
         }),
@@ -179,9 +232,9 @@ impl HostPorts {
 }
 
 impl Networks {
-    /// Finds the CNI plugins and lets task traffic out where `egress` allows; why
-    /// tasks cannot have these network modes here otherwise.
-    pub async fn open(dir: &Path, egress: &Egress) -> Result<Self, String> {
+    /// Finds the CNI plugins and lets task traffic out where `egress` allows, and to
+    /// other nodes' tasks; why tasks cannot have these network modes here otherwise.
+    pub async fn open(dir: &Path, egress: &Egress, subnet: String) -> Result<Self, String> {
         let plugins = ["/usr/lib/cni", "/opt/cni/bin"]
             .into_iter()
             .map(PathBuf::from)
@@ -226,10 +279,57 @@ impl Networks {
             .enforce(BRIDGE, true)
             .await
             .map_err(|err| format!("cannot confine task traffic: {err}"))?;
+        // Tasks reach tasks on other nodes, as those on this bridge reach each other;
+        // ahead of the egress policy, which closes private ranges.
+        let between = ["FORWARD", "-i", BRIDGE, "-d", SUBNET, "-j", "ACCEPT"];
+        let present = run(Command::new("iptables").arg("-C").args(between), None).await;
+        if present.is_err() {
+            run(Command::new("iptables").args(["-I"]).args(between), None)
+                .await
+                .map_err(|err| format!("cannot let tasks reach other nodes' tasks: {err}"))?;
+        }
         Ok(Self {
             plugins,
             dir: dir.to_owned(),
+            subnet,
+            routes: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Routes each other node's task subnet through its address (`routes`: subnet →
+    /// address), replacing those an earlier call set. A route the kernel refuses (an
+    /// address not on a network this node is on) is logged and tried again next time.
+    pub fn route(&self, routes: BTreeMap<String, IpAddr>) {
+        let mut applied = self.routes.lock().expect("routes");
+        if *applied == routes {
+            return;
+        }
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|err| err.to_string())
+                .and_then(|out| {
+                    out.status
+                        .success()
+                        .then_some(())
+                        .ok_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_owned())
+                })
+        };
+        for subnet in applied.keys().filter(|s| !routes.contains_key(*s)) {
+            let _ = ip(&["route", "del", subnet]);
+        }
+        applied.clear();
+        for (subnet, via) in routes {
+            match ip(&["route", "replace", &subnet, "via", &via.to_string()]) {
+                Ok(()) => {
+                    applied.insert(subnet, via);
+                }
+                Err(err) => {
+                    tracing::warn!(%subnet, %via, error = %err, "cannot route to another node's tasks");
+                }
+            }
+        }
     }
 
     fn record(&self, id: &str) -> PathBuf {
@@ -262,7 +362,7 @@ impl Networks {
             .await
             .map_err(|err| format!("cannot make a network namespace: {err}"))?;
             let mut result = Value::Null;
-            for config in configs(&attachment.ports) {
+            for config in configs(&self.subnet, &attachment.ports) {
                 let mut config = config;
                 if !result.is_null() {
                     config["prevResult"] = result.clone();
@@ -344,7 +444,7 @@ impl Networks {
         // A namespace a previous run held is no longer mounted here: the plugins then
         // release what lives outside it.
         let netns = Some(attachment.netns.as_path()).filter(|path| is_mounted(path));
-        for config in configs(&attachment.ports).iter().rev() {
+        for config in configs(&self.subnet, &attachment.ports).iter().rev() {
             if let Err(err) = self.plugin("DEL", id, netns, config).await {
                 tracing::warn!(%id, error = %err, "tearing down a task network failed");
             }
@@ -403,14 +503,18 @@ mod tests {
 
     #[test]
     fn the_chain_forwards_ports_only_when_there_are_some() {
-        let plain: Vec<Value> = configs(&[]);
+        let plain: Vec<Value> = configs(SUBNET, &[]);
         assert_eq!(plain.len(), 2);
         assert_eq!(plain[1]["ipam"]["ranges"][0][0]["subnet"], SUBNET);
-        let mapped = configs(&[PortMapping {
-            host: 49200,
-            container: 80,
-            protocol: "tcp".into(),
-        }]);
+        let mapped = configs(
+            &numbered_subnet(3),
+            &[PortMapping {
+                host: 49200,
+                container: 80,
+                protocol: "tcp".into(),
+            }],
+        );
+        assert_eq!(mapped[1]["ipam"]["ranges"][0][0]["subnet"], "10.214.3.0/24");
         assert_eq!(mapped[2]["type"], "portmap");
         assert_eq!(
             mapped[2]["runtimeConfig"]["portMappings"][0]["hostPort"],

@@ -646,7 +646,8 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                     .map_err(io_at(&ecs_dir))?;
                 task_runner = Some(runner.clone());
                 let roles: Arc<dyn TaskRoles> = Arc::new(EcsRoles(sessions.clone()));
-                let networks = Networks::open(&ecs_dir.join("networks"), &egress)
+                let subnet = nimbus_ecs::network::task_subnet(meta.as_ref(), &cluster.me().name)?;
+                let networks = Networks::open(&ecs_dir.join("networks"), &egress, subnet)
                     .await
                     .map(Arc::new)
                     .inspect_err(|reason| {
