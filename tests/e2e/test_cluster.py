@@ -265,6 +265,15 @@ def push_image(deployment, root):
     return f"000000000000.dkr.ecr.us-east-1.amazonaws.com/{pushed.split('/', 1)[1]}"
 
 
+def new_cluster(ecs):
+    """A new ECS cluster, once every node has registered its instance in it."""
+    cluster = f"c-{uuid.uuid4().hex[:6]}"
+    ecs.create_cluster(clusterName=cluster)
+    assert eventually(lambda: len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]) == NODES,
+                      timeout=15)
+    return cluster
+
+
 def live_tasks(ecs, cluster, service):
     arns = ecs.list_tasks(cluster=cluster, serviceName=service)["taskArns"]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
@@ -278,10 +287,7 @@ def test_tasks_reach_tasks_on_other_nodes_by_their_own_address(deployment, tmp_p
     nodes = deployment.nodes
     image = push_image(deployment, tmp_path)
     ecs = nodes[0].client("ecs")
-    cluster = f"c-{uuid.uuid4().hex[:6]}"
-    ecs.create_cluster(clusterName=cluster)
-    assert eventually(lambda: len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]) == NODES,
-                      timeout=15)
+    cluster = new_cluster(ecs)
     network = {"awsvpcConfiguration": {"subnets": ["subnet-12345678"]}}
     group = f"/ecs/vpc-{uuid.uuid4().hex[:6]}"
 
@@ -327,10 +333,7 @@ def test_a_lost_node_loses_no_work(deployment, tmp_path):
     nodes = deployment.nodes
     image = push_image(deployment, tmp_path)
     ecs = nodes[1].client("ecs")
-    cluster = f"c-{uuid.uuid4().hex[:6]}"
-    ecs.create_cluster(clusterName=cluster)
-    assert eventually(lambda: len(ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]) == NODES,
-                      timeout=15)
+    cluster = new_cluster(ecs)
     instances = ecs.describe_container_instances(
         cluster=cluster, containerInstances=ecs.list_container_instances(cluster=cluster)["containerInstanceArns"])
     zones = {i["containerInstanceArn"]: next(a["value"] for a in i["attributes"] if a["name"] == "ecs.availability-zone")
