@@ -4,6 +4,8 @@
 #   - warm invoke p50 served on the node that received it vs handed to the node that
 #     holds the function's idle environment (the hop's cost as a ratio);
 #   - RunTask count 10 to all ten RUNNING, placed over three instances vs one;
+#   - an IAM change made through one node: the time until another node enforces it
+#     (PostgreSQL's notification wakes the nodes; the change counters are the check);
 #   - a node SIGKILLed: the time until its service tasks are recorded stopped and
 #     until the service is back at its count on the other two.
 #
@@ -88,6 +90,34 @@ try:
         figures[f"warm invoke p50, {label} (ms)"] = median(times)
     figures["the hop's cost (forwarded / local)"] = (figures["warm invoke p50, forwarded to the warm node (ms)"]
                                                      / figures["warm invoke p50, served on the receiving node (ms)"])
+
+    # A change made through node 0 in force on node 2: a user's Deny, then its removal.
+    iam = session.client("iam", endpoint_url=deployment.endpoint(0), config=config)
+    iam.create_user(UserName="bench")
+    iam.put_user_policy(UserName="bench", PolicyName="allow", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="bench")["AccessKey"]
+    user_s3 = boto3.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                            region_name="us-east-1").client("s3", endpoint_url=deployment.endpoint(2), config=config)
+
+    def allowed():
+        try:
+            user_s3.list_buckets()
+            return True
+        except user_s3.exceptions.ClientError:
+            return False
+
+    wait_until(allowed)
+    spans = []
+    for _ in range(rounds * 3):
+        started = time.perf_counter()
+        iam.put_user_policy(UserName="bench", PolicyName="deny", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}))
+        wait_until(lambda: not allowed())
+        spans.append((time.perf_counter() - started) * 1000)
+        iam.delete_user_policy(UserName="bench", PolicyName="deny")
+        wait_until(allowed)
+    figures["an IAM change through node 0 in force on node 2 (ms)"] = median(spans)
 
     # Placement: ten tasks to RUNNING over three instances, then pinned to one.
     ecr = session.client("ecr", endpoint_url=deployment.endpoint(0), config=config)

@@ -36,8 +36,9 @@ const LEASE_TTL: Duration = Duration::from_secs(5);
 /// lease ends by its own clock, so it is done before another node's clock lets that
 /// node take over.
 const CLOCK_SKEW: Duration = Duration::from_secs(1);
-/// How often change counters are read: a write on one node reaches every other node's
-/// caches within this (plus one store round trip).
+/// How often change counters are read when no notification came sooner: a write on
+/// one node reaches every other node's caches within this (plus one store round trip),
+/// and usually within a round trip of the store's notification.
 const CHANGE_POLL: Duration = Duration::from_millis(200);
 /// How long a node alone in its deployment holds a lease: for as long as it runs.
 const ALONE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -405,7 +406,7 @@ impl Cluster {
     fn run(self: Arc<Self>) {
         let mut last_beat = Instant::now();
         while !self.stopped.load(Ordering::Acquire) {
-            std::thread::sleep(CHANGE_POLL);
+            self.meta.wait_for_changes(CHANGE_POLL);
             self.poll_changes();
             if last_beat.elapsed() >= HEARTBEAT {
                 last_beat = Instant::now();

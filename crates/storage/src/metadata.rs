@@ -150,6 +150,12 @@ pub trait MetadataStore: Send + Sync {
         Ok(())
     }
 
+    /// Returns once another server may have written to a watched table, or after
+    /// `timeout`: a wake-up only, [`MetadataStore::change_counters`] says what moved.
+    fn wait_for_changes(&self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout);
+    }
+
     /// How many rows have been written to each watched table, by any server: a count
     /// that moved means a cache of that table may be stale. An embedded store serves
     /// one server, whose caches see its own writes, so it counts nothing.

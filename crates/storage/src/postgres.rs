@@ -8,11 +8,13 @@
 //! keep their meaning under concurrency at read committed. Versions come from a
 //! sequence, which never blocks concurrent writers the way a counter row would.
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, config::SslMode};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, NoTls, Socket, config::SslMode};
 
 use crate::metadata::{Expect, MetadataStore, Op, Record, StoreError, WriteBatch, prefix_end};
 use crate::remote::{self, METADATA, Unreachable};
@@ -43,6 +45,18 @@ const MIGRATIONS: &[&str] = &[
     END $$ LANGUAGE plpgsql;
     CREATE TRIGGER nimbus_count_change AFTER INSERT OR UPDATE OR DELETE ON records
         FOR EACH ROW EXECUTE FUNCTION nimbus_count_change();",
+    // A write to a watched table also wakes the servers listening on `nimbus_changes`
+    // (PostgreSQL folds a transaction's identical notifications into one).
+    "CREATE OR REPLACE FUNCTION nimbus_count_change() RETURNS trigger AS $$
+    DECLARE
+        changed BYTEA := CASE WHEN TG_OP = 'DELETE' THEN OLD.tbl ELSE NEW.tbl END;
+    BEGIN
+        UPDATE nimbus_changes SET changes = changes + 1 WHERE tbl = changed;
+        IF FOUND THEN
+            PERFORM pg_notify('nimbus_changes', '');
+        END IF;
+        RETURN NULL;
+    END $$ LANGUAGE plpgsql;",
 ];
 
 /// Taken while migrating, so two servers starting at once never migrate together.
@@ -59,6 +73,63 @@ const ATTEMPTS: usize = 5;
 
 pub struct PgStore {
     pool: Pool,
+    changes: Arc<ChangeSignal>,
+    /// Starts listening for changes, once a server watches tables.
+    listen: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// Notifications of changes to watched tables, counted for the waiters.
+#[derive(Default)]
+struct ChangeSignal {
+    seen: Mutex<u64>,
+    arrived: Condvar,
+}
+
+impl ChangeSignal {
+    fn wake(&self) {
+        *self.seen.lock().expect("change signal") += 1;
+        self.arrived.notify_all();
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let seen = self.seen.lock().expect("change signal");
+        let before = *seen;
+        let _ = self
+            .arrived
+            .wait_timeout_while(seen, timeout, |now| *now == before);
+    }
+}
+
+/// Holds a connection of its own listening on `nimbus_changes` and wakes `signal` for
+/// each notification, connecting again whenever the connection ends. A reconnection
+/// wakes it too, for what was missed meanwhile.
+async fn listen<T>(config: tokio_postgres::Config, tls: T, signal: Arc<ChangeSignal>)
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + 'static,
+    T::Stream: Send,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    loop {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
+            let driven = async {
+                while let Some(Ok(message)) =
+                    std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                {
+                    if let AsyncMessage::Notification(_) = message {
+                        signal.wake();
+                    }
+                }
+            };
+            let listening = async {
+                if client.batch_execute("LISTEN nimbus_changes").await.is_ok() {
+                    signal.wake();
+                }
+            };
+            tokio::join!(driven, listening);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 impl Unreachable for StoreError {
@@ -130,17 +201,28 @@ impl PgStore {
         // TLS when the URL asks for it (tokio-postgres's default, `prefer`, is
         // indistinguishable from an explicit one, hence the look at the text).
         let wants_tls = config.get_ssl_mode() == SslMode::Require || url.contains("sslmode=prefer");
-        let manager = if wants_tls {
+        let changes = Arc::new(ChangeSignal::default());
+        let signal = changes.clone();
+        let (manager, listen): (_, Box<dyn FnOnce() + Send>) = if wants_tls {
             let tls = native_tls::TlsConnector::new()
                 .map_err(|err| StoreError::Config(format!("TLS for PostgreSQL: {err}")))?;
-            Manager::from_config(
-                config,
-                postgres_native_tls::MakeTlsConnector::new(tls),
-                manager_config,
+            let tls = postgres_native_tls::MakeTlsConnector::new(tls);
+            let listener = (config.clone(), tls.clone());
+            (
+                Manager::from_config(config, tls, manager_config),
+                Box::new(move || {
+                    remote::spawn(listen(listener.0, listener.1, signal));
+                }),
             )
         } else {
             config.ssl_mode(SslMode::Disable);
-            Manager::from_config(config, NoTls, manager_config)
+            let listener = config.clone();
+            (
+                Manager::from_config(config, NoTls, manager_config),
+                Box::new(move || {
+                    remote::spawn(listen(listener, NoTls, signal));
+                }),
+            )
         };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
@@ -149,7 +231,11 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|err| StoreError::Config(format!("PostgreSQL pool: {err}")))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            changes,
+            listen: Mutex::new(Some(listen)),
+        };
         store.migrate().map_err(|err| match err {
             StoreError::Unavailable(why) => {
                 StoreError::Unavailable(format!("cannot reach PostgreSQL at {address}: {why}"))
@@ -158,6 +244,8 @@ impl PgStore {
         })?;
         let probe = Self {
             pool: store.pool.clone(),
+            changes: Arc::default(),
+            listen: Mutex::new(None),
         };
         METADATA.set_probe(move || {
             let _ = probe.ping();
@@ -499,6 +587,9 @@ impl MetadataStore for PgStore {
     }
 
     fn watch_tables(&self, tables: &[&str]) -> Result<(), StoreError> {
+        if let Some(listen) = self.listen.lock().expect("listener").take() {
+            listen();
+        }
         let tables: Vec<Vec<u8>> = tables.iter().map(|t| t.as_bytes().to_vec()).collect();
         self.call(|client| async move {
             client
@@ -511,6 +602,10 @@ impl MetadataStore for PgStore {
                 .map_err(classify)?;
             Ok(())
         })
+    }
+
+    fn wait_for_changes(&self, timeout: Duration) {
+        self.changes.wait(timeout);
     }
 
     fn change_counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -639,6 +734,23 @@ mod tests {
         let other = PgStore::connect(&url, 1).unwrap();
         other.watch_tables(&["seen"]).unwrap();
         assert_eq!(count(&other), [("seen".to_owned(), 3)]);
+
+        // A write to a watched table wakes the other server's waiter (once its
+        // listener is connected, which wakes it too); one to another table does not.
+        let seen = |store: &PgStore| *store.changes.seen.lock().unwrap();
+        while seen(&other) == 0 {
+            other.wait_for_changes(Duration::from_millis(100));
+        }
+        let before = seen(&other);
+        store.commit(put("unseen")).unwrap();
+        store.commit(put("seen")).unwrap();
+        for _ in 0..300 {
+            if seen(&other) > before {
+                break;
+            }
+            other.wait_for_changes(Duration::from_millis(100));
+        }
+        assert_eq!(seen(&other), before + 1);
     }
 
     #[test]
