@@ -398,6 +398,10 @@ def test_a_lost_node_loses_no_work(deployment, tmp_path):
         assert eventually(lambda: ecs.describe_container_instances(
             cluster=cluster, containerInstances=[lost_instance])["containerInstances"][0]["agentConnected"] is False,
             timeout=5)
+        # The operator takes the lost machine's instance out of the cluster (its tasks
+        # are recorded stopped already); it registers again when the node next starts.
+        ecs.deregister_container_instance(cluster=cluster, containerInstance=lost_instance)
+        assert lost_instance not in ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
 
         def delivered():
             events = {p["event"].get("event") for p in callbacks.posts if "event" in p["event"]}
@@ -418,3 +422,5 @@ def test_a_lost_node_loses_no_work(deployment, tmp_path):
         # The killed node starts again on its data dir, which sweeps what it left
         # (its tasks' containers, its sandboxes' cgroups); the fixture stops it.
         deployment.start(2)
+    assert eventually(lambda: lost_instance in ecs.list_container_instances(cluster=cluster)["containerInstanceArns"],
+                      timeout=15)

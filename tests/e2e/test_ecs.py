@@ -630,6 +630,35 @@ def test_this_node_is_a_container_instance_with_finite_capacity(ecs, web_image):
     assert started["failures"][0]["reason"] == "MISSING"
 
 
+def test_a_deregistered_instance_leaves_its_cluster(ecs, web_image):
+    """Deregistering refuses an instance with live tasks unless forced; forced, its
+    tasks stop and it is described INACTIVE but no longer listed, counted or placed on."""
+    cluster = f"dereg-{uuid.uuid4().hex[:6]}"
+    ecs.create_cluster(clusterName=cluster)
+    [arn] = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+    definition = sleeper(ecs, web_image, f"dereg-{uuid.uuid4().hex[:6]}")
+    [task] = ecs.run_task(cluster=cluster, taskDefinition=definition)["tasks"]
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.deregister_container_instance(cluster=cluster, containerInstance=arn)
+    assert error_code(excinfo) == "InvalidParameterException"
+    assert "running tasks" in excinfo.value.response["Error"]["Message"]
+
+    gone = ecs.deregister_container_instance(cluster=cluster, containerInstance=arn.rsplit("/", 1)[1], force=True)
+    assert gone["containerInstance"]["status"] == "INACTIVE"
+    ecs.get_waiter("tasks_stopped").wait(cluster=cluster, tasks=[task["taskArn"]], WaiterConfig={"Delay": 1})
+    [stopped] = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"]
+    assert stopped["stoppedReason"] == "Container instance deregistered"
+    assert ecs.list_container_instances(cluster=cluster)["containerInstanceArns"] == []
+    [described] = ecs.describe_container_instances(cluster=cluster, containerInstances=[arn])["containerInstances"]
+    assert described["status"] == "INACTIVE"
+    assert ecs.describe_clusters(clusters=[cluster])["clusters"][0]["registeredContainerInstancesCount"] == 0
+    placed = ecs.run_task(cluster=cluster, taskDefinition=definition)
+    assert placed["tasks"] == [] and placed["failures"]
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ecs.deregister_container_instance(cluster=cluster, containerInstance="nowhere")
+    assert error_code(excinfo) == "InvalidParameterException"
+
+
 def test_clusters_count_their_work_and_refuse_deletion_while_busy(ecs, web_image):
     name = f"busy-{uuid.uuid4().hex[:6]}"
     ecs.create_cluster(clusterName=name)

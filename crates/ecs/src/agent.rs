@@ -42,25 +42,33 @@ impl Ecs {
             return;
         };
         let mut checked = Instant::now() - RECHECK;
+        let mut started = false;
         loop {
             let recheck = checked.elapsed() >= RECHECK;
             if recheck {
                 checked = Instant::now();
             }
             let (ecs, node) = (self.clone(), node.clone());
+            let first = !started;
             let pass = tokio::task::spawn_blocking(move || {
+                if first {
+                    ecs.register_everywhere(true)?;
+                }
                 ecs.take_assignments(&node)?;
                 // Alone, no other node hands this one work or stops its tasks.
                 if recheck && !ecs.cluster.alone() {
-                    ecs.register_everywhere()?;
+                    ecs.register_everywhere(false)?;
                     ecs.stop_stale(&node)?;
                     ecs.route_tasks(&node)?;
                 }
                 Ok::<_, AwsError>(())
             })
             .await;
-            if let Ok(Err(err)) = pass {
-                tracing::warn!(error = %err.message, "the ECS agent's pass failed");
+            match pass {
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err.message, "the ECS agent's pass failed");
+                }
+                _ => started = true,
             }
             tokio::time::sleep(POLL).await;
         }
@@ -150,21 +158,11 @@ impl Ecs {
     }
 
     /// Registers this node as an instance of every cluster, those made through other
-    /// nodes included.
-    fn register_everywhere(&self) -> Result<(), AwsError> {
-        let me = self.cluster.me().instance_id();
+    /// nodes included; `again` where it was deregistered too, at the node's start.
+    fn register_everywhere(&self, again: bool) -> Result<(), AwsError> {
         for record in self.meta.scan_all(CLUSTERS, "").map_err(internal)? {
-            if decode(&record.value)?["status"] != "ACTIVE" {
-                continue;
-            }
-            let key = format!("{}/{me}", record.key);
-            if self
-                .meta
-                .get(crate::instances::INSTANCES, &key)
-                .map_err(internal)?
-                .is_none()
-            {
-                self.register_node(&record.key)?;
+            if decode(&record.value)?["status"] == "ACTIVE" {
+                self.register_node(&record.key, again)?;
             }
         }
         Ok(())

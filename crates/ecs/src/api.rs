@@ -112,6 +112,10 @@ const OPERATIONS: &[NamedOperation] = &[
         ecs("ecs:DescribeContainerInstances", CONTAINER_INSTANCE).keys(IN_CLUSTER),
     ),
     named(
+        "DeregisterContainerInstance",
+        ecs("ecs:DeregisterContainerInstance", CLUSTER),
+    ),
+    named(
         "UpdateContainerInstancesState",
         ecs("ecs:UpdateContainerInstancesState", CONTAINER_INSTANCE).keys(IN_CLUSTER),
     ),
@@ -321,6 +325,7 @@ impl Service for EcsApi {
                 "ListContainerInstances" => ecs.list_container_instances(input),
                 "DescribeContainerInstances" => ecs.describe_container_instances(input),
                 "UpdateContainerInstancesState" => ecs.update_container_instances_state(input),
+                "DeregisterContainerInstance" => ecs.deregister_container_instance(input),
                 "TagResource" => ecs.tag_resource(input),
                 "UntagResource" => ecs.untag_resource(input),
                 "ListTagsForResource" => ecs.list_tags_for_resource(input),

@@ -81,8 +81,9 @@ impl Ecs {
         self.arn(&format!("container-instance/{cluster}/{id}"))
     }
 
-    /// Registers this node in `cluster` (once) when it runs tasks.
-    pub(crate) fn register_node(&self, cluster: &str) -> Result<(), AwsError> {
+    /// Registers this node in `cluster` (once) when it runs tasks; `again` also
+    /// registers it where it was deregistered, as a node does when it starts.
+    pub(crate) fn register_node(&self, cluster: &str, again: bool) -> Result<(), AwsError> {
         if self.node.is_none() {
             return Ok(());
         }
@@ -96,11 +97,19 @@ impl Ecs {
             "node": me.name,
             "zone": me.zone,
         });
+        let key = format!("{cluster}/{}", me.instance_id());
+        let expect = match self.meta.get(INSTANCES, &key).map_err(internal)? {
+            Some(stored) if again && decode(&stored.value)?["status"] == "INACTIVE" => {
+                Expect::Version(stored.version)
+            }
+            Some(_) => return Ok(()),
+            None => Expect::Absent,
+        };
         match self.meta.commit(WriteBatch::new().put(
             INSTANCES,
-            &format!("{cluster}/{}", me.instance_id()),
+            &key,
             record.to_string().into_bytes(),
-            Expect::Absent,
+            expect,
         )) {
             Ok(()) | Err(nimbus_storage::StoreError::Conflict { .. }) => Ok(()),
             Err(err) => Err(internal(err)),
@@ -296,7 +305,12 @@ impl Ecs {
                 Some(query) => query.matches(&self.instance_json(&cluster, &id, &record)?),
                 None => true,
             };
-            if wanted && status.is_none_or(|s| record["status"] == s) {
+            // Deregistered instances are described but no longer listed.
+            let listed = match status {
+                Some(status) => record["status"] == status,
+                None => record["status"] != "INACTIVE",
+            };
+            if wanted && listed {
                 arns.push(self.instance_arn(&cluster, &id));
             }
         }
@@ -324,6 +338,72 @@ impl Ecs {
         Ok(json!({ "containerInstances": found, "failures": failures }))
     }
 
+    /// Records an instance's new status, unless it changed since read at `version`.
+    fn set_instance_status(
+        &self,
+        key: &str,
+        record: &mut Value,
+        status: &str,
+        version: u64,
+    ) -> Result<(), AwsError> {
+        record["status"] = status.into();
+        self.meta
+            .commit(WriteBatch::new().put(
+                INSTANCES,
+                key,
+                record.to_string().into_bytes(),
+                Expect::Version(version),
+            ))
+            .map_err(internal)
+    }
+
+    /// Takes an instance out of its cluster for good (its node registers it again only
+    /// when it next starts). With `force`, its tasks are stopped; without, an instance
+    /// with live tasks is refused, as on ECS.
+    pub fn deregister_container_instance(&self, input: &Value) -> Result<Value, AwsError> {
+        let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
+        self.cluster_exists(&cluster)?;
+        let wanted = input["containerInstance"]
+            .as_str()
+            .ok_or_else(|| invalid("containerInstance is required"))?;
+        let id = wanted.rsplit('/').next().unwrap_or(wanted).to_owned();
+        let key = format!("{cluster}/{id}");
+        let stored = self
+            .meta
+            .get(INSTANCES, &key)
+            .map_err(internal)?
+            .ok_or_else(|| invalid("The referenced container instance was not found."))?;
+        let mut record = decode(&stored.value)?;
+        let arn = self.instance_arn(&cluster, &id);
+        let live: Vec<String> = self
+            .meta
+            .scan_all(crate::tasks::TASKS, &format!("{cluster}/"))
+            .map_err(internal)?
+            .iter()
+            .map(|r| decode(&r.value))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|t| t["containerInstanceArn"] == arn.as_str() && t["lastStatus"] != "STOPPED")
+            .filter_map(|t| t["taskArn"].as_str().map(str::to_owned))
+            .collect();
+        if !live.is_empty() && input["force"] != true {
+            return Err(invalid(
+                "Found running tasks on the instance: stop them first, or deregister with force.",
+            ));
+        }
+        self.set_instance_status(&key, &mut record, "INACTIVE", stored.version)?;
+        for task in live {
+            let id = task.rsplit('/').next().unwrap_or(&task);
+            self.stop(
+                &cluster,
+                id,
+                "Container instance deregistered",
+                "TerminationNotice",
+            )?;
+        }
+        Ok(json!({ "containerInstance": self.instance_json(&cluster, &id, &record)? }))
+    }
+
     pub fn update_container_instances_state(&self, input: &Value) -> Result<Value, AwsError> {
         let cluster = self.cluster_name(input["cluster"].as_str()).to_owned();
         self.cluster_exists(&cluster)?;
@@ -343,20 +423,12 @@ impl Ecs {
             let id = wanted.rsplit('/').next().unwrap_or(wanted).to_owned();
             let key = format!("{cluster}/{id}");
             match self.meta.get(INSTANCES, &key).map_err(internal)? {
-                Some(stored) => {
+                Some(stored) if decode(&stored.value)?["status"] != "INACTIVE" => {
                     let mut record = decode(&stored.value)?;
-                    record["status"] = status.into();
-                    self.meta
-                        .commit(WriteBatch::new().put(
-                            INSTANCES,
-                            &key,
-                            record.to_string().into_bytes(),
-                            Expect::Version(stored.version),
-                        ))
-                        .map_err(internal)?;
+                    self.set_instance_status(&key, &mut record, status, stored.version)?;
                     updated.push(self.instance_json(&cluster, &id, &record)?);
                 }
-                None => failures
+                _ => failures
                     .push(json!({ "arn": self.instance_arn(&cluster, &id), "reason": "MISSING" })),
             }
         }

@@ -113,7 +113,10 @@ impl Ecs {
             .filter(|t| t["lastStatus"] == "RUNNING")
             .count();
         let pending = tasks.iter().filter(live).count() - running;
-        let instances = count(instances::INSTANCES)?.len();
+        let instances = count(instances::INSTANCES)?
+            .iter()
+            .filter(|i| i["status"] != "INACTIVE")
+            .count();
         let services = count(services::SERVICES)?
             .iter()
             .filter(|s| s["status"] == "ACTIVE")
@@ -164,7 +167,7 @@ impl Ecs {
                 record
             }
         };
-        self.register_node(name)?;
+        self.register_node(name, false)?;
         Ok(json!({ "cluster": self.cluster_json(name, &record)? }))
     }
 
