@@ -259,7 +259,11 @@ impl Edge {
                 return self.respond(protocol, "unknown", None, response, &request_id, started);
             }
         };
-        let protocol = descriptor.protocol;
+        let protocol = if descriptor.also_query && Protocol::guess(&parts) == Protocol::Query {
+            Protocol::Query
+        } else {
+            descriptor.protocol
+        };
         let checked = self
             .authenticator
             .check_headers(&request_parts(&parts), OffsetDateTime::now_utc());

@@ -28,6 +28,9 @@ pub struct ServiceDescriptor {
     pub xml_namespace: Option<&'static str>,
     /// Bodies larger than this are refused before they are read.
     pub max_body: usize,
+    /// Whether form-encoded query-protocol requests are served too (SQS, whose
+    /// older SDKs and CLIs still send them).
+    pub also_query: bool,
 }
 
 impl ServiceDescriptor {
@@ -53,6 +56,7 @@ pub mod catalog {
         protocol: Protocol::Query,
         target_prefix: None,
         xml_namespace: Some("https://sts.amazonaws.com/doc/2011-06-15/"),
+        also_query: false,
         max_body: MIB,
     };
     pub const IAM: ServiceDescriptor = ServiceDescriptor {
@@ -61,6 +65,7 @@ pub mod catalog {
         protocol: Protocol::Query,
         target_prefix: None,
         xml_namespace: Some("https://iam.amazonaws.com/doc/2010-05-08/"),
+        also_query: false,
         max_body: MIB,
     };
     pub const LAMBDA: ServiceDescriptor = ServiceDescriptor {
@@ -70,6 +75,7 @@ pub mod catalog {
         target_prefix: None,
         xml_namespace: None,
         // A 50 MB zip upload, base64-encoded inside JSON.
+        also_query: false,
         max_body: 70 * MIB,
     };
     pub const S3: ServiceDescriptor = ServiceDescriptor {
@@ -78,6 +84,7 @@ pub mod catalog {
         protocol: Protocol::RestXml,
         target_prefix: None,
         xml_namespace: None,
+        also_query: false,
         max_body: 5 * 1024 * MIB,
     };
     pub const ECR: ServiceDescriptor = ServiceDescriptor {
@@ -86,6 +93,7 @@ pub mod catalog {
         protocol: Protocol::Json11,
         target_prefix: Some("AmazonEC2ContainerRegistry_V20150921"),
         xml_namespace: None,
+        also_query: false,
         max_body: 10 * MIB,
     };
     pub const ECS: ServiceDescriptor = ServiceDescriptor {
@@ -94,6 +102,7 @@ pub mod catalog {
         protocol: Protocol::Json11,
         target_prefix: Some("AmazonEC2ContainerServiceV20141113"),
         xml_namespace: None,
+        also_query: false,
         max_body: 10 * MIB,
     };
     pub const LOGS: ServiceDescriptor = ServiceDescriptor {
@@ -103,6 +112,7 @@ pub mod catalog {
         target_prefix: Some("Logs_20140328"),
         xml_namespace: None,
         // PutLogEvents batches are at most 1 MiB.
+        also_query: false,
         max_body: 2 * MIB,
     };
     pub const SCHEDULER: ServiceDescriptor = ServiceDescriptor {
@@ -111,11 +121,24 @@ pub mod catalog {
         protocol: Protocol::RestJson,
         target_prefix: None,
         xml_namespace: None,
+        also_query: false,
         max_body: MIB,
     };
 
-    pub const ALL: &[&ServiceDescriptor] =
-        &[&STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER];
+    pub const SQS: ServiceDescriptor = ServiceDescriptor {
+        name: "sqs",
+        signing_name: "sqs",
+        protocol: Protocol::Json10,
+        target_prefix: Some("AmazonSQS"),
+        xml_namespace: Some("http://queue.amazonaws.com/doc/2012-11-05/"),
+        also_query: true,
+        // Ten entries of 256 KiB, encoded.
+        max_body: 4 * MIB,
+    };
+
+    pub const ALL: &[&ServiceDescriptor] = &[
+        &STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER, &SQS,
+    ];
 
     pub fn by_signing_name(name: &str) -> Option<&'static ServiceDescriptor> {
         ALL.iter().copied().find(|d| d.signing_name == name)
@@ -176,6 +199,8 @@ impl RequestContext {
                 let code = match self.protocol {
                     Protocol::RestXml | Protocol::Query => "AccessDenied",
                     Protocol::RestJson | Protocol::Json11 => "AccessDeniedException",
+                    // Query compatible: the query protocol's code.
+                    Protocol::Json10 => "AccessDenied",
                 };
                 AwsError::new(http::StatusCode::FORBIDDEN, code, message)
             })

@@ -15,6 +15,7 @@ use crate::async_queue::AsyncQueue;
 use crate::code::CodeRef;
 use crate::code_links::CodeLinks;
 use crate::error::{invalid_content, invalid_parameter, service, too_large, validation};
+use crate::event_sources::EventSources;
 use crate::functions::Functions;
 use crate::invoke::{InvokeRequest, Invoker};
 use crate::layers::layer_name;
@@ -57,6 +58,11 @@ enum Route {
     UpdateFunctionUrlConfig,
     DeleteFunctionUrlConfig,
     ListFunctionUrlConfigs,
+    CreateEventSourceMapping,
+    GetEventSourceMapping,
+    UpdateEventSourceMapping,
+    DeleteEventSourceMapping,
+    ListEventSourceMappings,
     Invoke,
     PublishLayerVersion,
     ListLayers,
@@ -70,6 +76,8 @@ const FUNCTION: &str = "arn:${Partition}:lambda:${Region}:${Account}:function:${
 const LAYER: &str = "arn:${Partition}:lambda:${Region}:${Account}:layer:${LayerName}";
 const LAYER_VERSION: &str =
     "arn:${Partition}:lambda:${Region}:${Account}:layer:${LayerName}:${LayerVersion}";
+
+const MAPPING: &str = "arn:${Partition}:lambda:${Region}:${Account}:event-source-mapping:${UUID}";
 
 const fn fun(action: &'static str) -> Authorization {
     Authorization::new(action, FUNCTION)
@@ -310,6 +318,38 @@ static ROUTES: LazyLock<RestRoutes<Route>> = LazyLock::new(|| {
         ),
         (
             Method::POST,
+            "/2015-03-31/event-source-mappings",
+            CreateEventSourceMapping,
+            // The function the mapping invokes is checked too.
+            any("lambda:CreateEventSourceMapping").keys(&["lambda:FunctionArn"]),
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/event-source-mappings",
+            ListEventSourceMappings,
+            any("lambda:ListEventSourceMappings"),
+        ),
+        (
+            Method::GET,
+            "/2015-03-31/event-source-mappings/{UUID}",
+            GetEventSourceMapping,
+            Authorization::new("lambda:GetEventSourceMapping", MAPPING),
+        ),
+        (
+            Method::PUT,
+            "/2015-03-31/event-source-mappings/{UUID}",
+            UpdateEventSourceMapping,
+            Authorization::new("lambda:UpdateEventSourceMapping", MAPPING)
+                .keys(&["lambda:FunctionArn"]),
+        ),
+        (
+            Method::DELETE,
+            "/2015-03-31/event-source-mappings/{UUID}",
+            DeleteEventSourceMapping,
+            Authorization::new("lambda:DeleteEventSourceMapping", MAPPING),
+        ),
+        (
+            Method::POST,
             "/2015-03-31/functions/{FunctionName}/invocations",
             Invoke,
             fun("lambda:InvokeFunction"),
@@ -393,6 +433,11 @@ pub enum LambdaOperation {
     UpdateUrl(FunctionRef, crate::function_urls::UrlRequest),
     DeleteUrl(FunctionRef),
     ListUrls(FunctionRef),
+    CreateMapping(serde_json::Value),
+    GetMapping(String),
+    UpdateMapping(String, serde_json::Value),
+    DeleteMapping(String),
+    ListMappings(Option<String>, Option<String>, Page),
     Invoke(Box<Invocation>),
     PublishLayerVersion(String, Box<PublishLayerVersionRequest>),
     ListLayers(Option<String>, Page),
@@ -463,6 +508,11 @@ impl LambdaOperation {
             UpdateUrl(..) => "UpdateFunctionUrlConfig",
             DeleteUrl(_) => "DeleteFunctionUrlConfig",
             ListUrls(_) => "ListFunctionUrlConfigs",
+            CreateMapping(_) => "CreateEventSourceMapping",
+            GetMapping(_) => "GetEventSourceMapping",
+            UpdateMapping(..) => "UpdateEventSourceMapping",
+            DeleteMapping(_) => "DeleteEventSourceMapping",
+            ListMappings(..) => "ListEventSourceMappings",
             Invoke(..) => "Invoke",
             PublishLayerVersion(..) => "PublishLayerVersion",
             ListLayers(..) => "ListLayers",
@@ -478,6 +528,7 @@ pub struct LambdaApi {
     invoker: Arc<Invoker>,
     queue: Arc<AsyncQueue>,
     links: Arc<CodeLinks>,
+    sources: Arc<EventSources>,
     region: String,
     account: String,
 }
@@ -488,6 +539,7 @@ impl LambdaApi {
         invoker: Arc<Invoker>,
         queue: Arc<AsyncQueue>,
         links: Arc<CodeLinks>,
+        sources: Arc<EventSources>,
         region: &str,
         account: &str,
     ) -> Self {
@@ -496,6 +548,7 @@ impl LambdaApi {
             invoker,
             queue,
             links,
+            sources,
             region: region.to_owned(),
             account: account.to_owned(),
         }
@@ -724,6 +777,15 @@ fn parse(route: Route, inputs: &Inputs) -> Result<LambdaOperation, AwsError> {
         Route::UpdateFunctionUrlConfig => Op::UpdateUrl(inputs.function()?, inputs.body()?),
         Route::DeleteFunctionUrlConfig => Op::DeleteUrl(inputs.function()?),
         Route::ListFunctionUrlConfigs => Op::ListUrls(inputs.function()?),
+        Route::CreateEventSourceMapping => Op::CreateMapping(inputs.body()?),
+        Route::GetEventSourceMapping => Op::GetMapping(inputs.path("UUID")),
+        Route::UpdateEventSourceMapping => Op::UpdateMapping(inputs.path("UUID"), inputs.body()?),
+        Route::DeleteEventSourceMapping => Op::DeleteMapping(inputs.path("UUID")),
+        Route::ListEventSourceMappings => Op::ListMappings(
+            inputs.query("FunctionName"),
+            inputs.query("EventSourceArn"),
+            inputs.page(100)?,
+        ),
         Route::Invoke => Op::Invoke(Box::new(inputs.invocation()?)),
         Route::PublishLayerVersion => {
             Op::PublishLayerVersion(inputs.layer()?, Box::new(inputs.body()?))
@@ -834,6 +896,9 @@ impl LambdaApi {
             (Op::GetLayerVersion(name, v) | Op::DeleteLayerVersion(name, v), _) => {
                 layer(name, Some(*v))
             }
+            (Op::GetMapping(uuid) | Op::UpdateMapping(uuid, _) | Op::DeleteMapping(uuid), _) => {
+                ctx.arn("lambda", &format!("event-source-mapping:{uuid}"))
+            }
             _ => "*".to_owned(),
         };
         let policy = match function {
@@ -843,7 +908,17 @@ impl LambdaApi {
             }
             None => None,
         };
-        let mut checks = vec![Check::on(resource).with_policy(policy)];
+        let mut check = Check::on(resource).with_policy(policy);
+        if let Op::CreateMapping(input) | Op::UpdateMapping(_, input) = operation
+            && let Some(name) = input["FunctionName"].as_str()
+        {
+            let target = FunctionRef::parse(name, &self.region, &self.account)?;
+            check = check.with_context(
+                "lambda:FunctionArn",
+                vec![f.arn(&target.name, target.qualifier.as_deref())],
+            );
+        }
+        let mut checks = vec![check];
         let passed = match operation {
             Op::CreateFunction(request, _) => request.settings.role.as_deref(),
             Op::UpdateFunctionConfiguration(_, request) => request.settings.role.as_deref(),
@@ -947,6 +1022,19 @@ impl LambdaApi {
 }
 
 impl LambdaApi {
+    /// An event source mapping call, on a blocking thread.
+    async fn mapping(
+        &self,
+        status: StatusCode,
+        call: impl FnOnce(&EventSources) -> Result<serde_json::Value, AwsError> + Send + 'static,
+    ) -> Result<Response<Bytes>, AwsError> {
+        let sources = self.sources.clone();
+        let value = tokio::task::spawn_blocking(move || call(&sources))
+            .await
+            .map_err(|_| service("An internal error occurred."))??;
+        Ok(json(status, &value))
+    }
+
     async fn invoke(
         &self,
         ctx: &RequestContext,
@@ -1237,6 +1325,30 @@ impl Service for LambdaApi {
                 ))
             }
             Op::Invoke(invocation) => self.invoke(ctx, *invocation).await,
+            Op::CreateMapping(input) => {
+                self.mapping(StatusCode::ACCEPTED, move |s| s.create(&input))
+                    .await
+            }
+            Op::GetMapping(uuid) => self.mapping(StatusCode::OK, move |s| s.get(&uuid)).await,
+            Op::UpdateMapping(uuid, input) => {
+                self.mapping(StatusCode::ACCEPTED, move |s| s.update(&uuid, &input))
+                    .await
+            }
+            Op::DeleteMapping(uuid) => {
+                self.mapping(StatusCode::ACCEPTED, move |s| s.delete(&uuid))
+                    .await
+            }
+            Op::ListMappings(function, source, page) => {
+                self.mapping(StatusCode::OK, move |s| {
+                    s.list(
+                        function.as_deref(),
+                        source.as_deref(),
+                        page.marker.as_deref(),
+                        page.max_items,
+                    )
+                })
+                .await
+            }
             Op::PublishLayerVersion(name, request) => {
                 let caller = ctx.caller.clone();
                 let (layer, code) =

@@ -484,11 +484,27 @@ impl Functions {
     ) -> Result<(), AwsError> {
         let resource = self.arn(&function.name, function.qualifier.as_deref());
         let policy = self.policy_document(&function.name);
+        self.authorize_as(
+            caller,
+            "lambda:InvokeFunction",
+            &resource,
+            policy.as_deref(),
+        )
+    }
+
+    /// Whether `caller` may do `action` on `resource` (whose own policy is `policy`).
+    pub fn authorize_as(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        policy: Option<&str>,
+    ) -> Result<(), AwsError> {
         self.authorizer
             .authorize(
                 caller,
                 None,
-                &Access::new("lambda:InvokeFunction", &resource).with_policy(policy.as_deref()),
+                &Access::new(action, resource).with_policy(policy),
             )
             .map_err(|message| {
                 AwsError::new(

@@ -28,6 +28,7 @@ use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
 use nimbus_lambda::concurrency::Ledger;
+use nimbus_lambda::event_sources::EventSources;
 use nimbus_lambda::function_urls::{self, UrlServer};
 use nimbus_lambda::functions::ExecutionRoles;
 use nimbus_lambda::images::{FunctionImages, ImageRefused, UnpackedImage};
@@ -44,6 +45,7 @@ use nimbus_registry::{EcrApi, Housekeeping, Registry, RegistryError};
 use nimbus_s3::S3Api;
 use nimbus_scheduler::Scheduler;
 use nimbus_scheduler::api::SchedulerApi;
+use nimbus_sqs::SqsApi;
 use nimbus_storage::OciDigest;
 use nimbus_storage::{BlobError, StoreError};
 
@@ -621,11 +623,20 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         authenticator.clone(),
         authorizer.clone(),
     );
+    let sqs = nimbus_sqs::Sqs::new(meta.clone(), &args.region, &args.account_id);
+    let sources = EventSources::start(
+        meta.clone(),
+        functions.clone(),
+        invoker.clone(),
+        sqs.clone(),
+        cluster.me().roles.worker,
+    );
     let lambda = LambdaApi::new(
         functions,
         invoker.clone(),
         queue,
         links.clone(),
+        sources,
         &args.region,
         &args.account_id,
     );
@@ -710,6 +721,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .service(EcrApi::new(registry.clone()))
         .streaming_service(S3Api::new(objects, Some(bucket_events)))
         .service(SchedulerApi::new(scheduler))
+        .service(SqsApi::new(sqs))
         .internal(links.routes())
         .internal(urls.routes())
         .host_route(function_urls::host_suffix(&args.region), urls.host_router())

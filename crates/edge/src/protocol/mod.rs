@@ -1,4 +1,4 @@
-//! The four AWS wire protocols nimbus speaks, and the one place errors are shaped for
+//! The AWS wire protocols nimbus speaks, and the one place errors are shaped for
 //! each of them.
 
 pub mod json11;
@@ -20,6 +20,9 @@ pub enum Protocol {
     RestJson,
     /// ECS, ECR, CloudWatch Logs: JSON bodies, operation in `X-Amz-Target`.
     Json11,
+    /// SQS: json-1.0, the same as json-1.1 but for its media type, and "query
+    /// compatible": errors also carry the query protocol's code in a header.
+    Json10,
     /// S3: XML bodies, operations chosen by method, path and query.
     RestXml,
     /// IAM, STS: form-encoded `Action=` requests, XML responses.
@@ -60,7 +63,7 @@ impl AwsError {
         let code = match protocol {
             Protocol::RestXml => "InternalError",
             Protocol::Query => "InternalFailure",
-            Protocol::RestJson | Protocol::Json11 => "ServiceException",
+            Protocol::RestJson | Protocol::Json11 | Protocol::Json10 => "ServiceException",
         };
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,7 +93,7 @@ impl AwsError {
                 "NotImplemented",
                 format!("The operation {operation} is not implemented"),
             ),
-            Protocol::RestJson | Protocol::Json11 => Self::new(
+            Protocol::RestJson | Protocol::Json11 | Protocol::Json10 => Self::new(
                 StatusCode::BAD_REQUEST,
                 "UnknownOperationException",
                 format!("Unknown operation {operation}"),
@@ -120,7 +123,9 @@ impl AwsError {
 
     pub fn too_large(protocol: Protocol, limit: usize) -> Self {
         let code = match protocol {
-            Protocol::RestJson | Protocol::Json11 => "RequestEntityTooLargeException",
+            Protocol::RestJson | Protocol::Json11 | Protocol::Json10 => {
+                "RequestEntityTooLargeException"
+            }
             Protocol::RestXml | Protocol::Query => "RequestEntityTooLarge",
         };
         Self::new(
@@ -132,7 +137,7 @@ impl AwsError {
 
     pub fn bad_request(protocol: Protocol, message: impl Into<String>) -> Self {
         let code = match protocol {
-            Protocol::RestJson | Protocol::Json11 => "SerializationException",
+            Protocol::RestJson | Protocol::Json11 | Protocol::Json10 => "SerializationException",
             Protocol::RestXml | Protocol::Query => "MalformedInput",
         };
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -144,33 +149,35 @@ impl AwsError {
         use Protocol::*;
         let (status, code) = match (err, protocol) {
             (Missing, Query) => (403, "MissingAuthenticationToken"),
-            (Missing, RestJson | Json11) => (403, "MissingAuthenticationTokenException"),
+            (Missing, RestJson | Json11 | Json10) => (403, "MissingAuthenticationTokenException"),
             (Missing, RestXml) => (403, "AccessDenied"),
             (Incomplete(_), Query) => (400, "IncompleteSignature"),
-            (Incomplete(_), RestJson | Json11) => (400, "IncompleteSignatureException"),
+            (Incomplete(_), RestJson | Json11 | Json10) => (400, "IncompleteSignatureException"),
             (Incomplete(_) | WrongRegion(_), RestXml) => (400, "AuthorizationHeaderMalformed"),
             (UnknownAccessKey | InvalidToken, Query) => (403, "InvalidClientTokenId"),
-            (UnknownAccessKey | InvalidToken, RestJson | Json11) => {
+            (UnknownAccessKey | InvalidToken, RestJson | Json11 | Json10) => {
                 (403, "UnrecognizedClientException")
             }
             (UnknownAccessKey, RestXml) => (403, "InvalidAccessKeyId"),
             (InvalidToken, RestXml) => (400, "InvalidToken"),
             (SignatureMismatch | WrongRegion(_), Query) => (403, "SignatureDoesNotMatch"),
-            (SignatureMismatch | WrongRegion(_), RestJson | Json11) => {
+            (SignatureMismatch | WrongRegion(_), RestJson | Json11 | Json10) => {
                 (403, "InvalidSignatureException")
             }
             (SignatureMismatch, RestXml) => (403, "SignatureDoesNotMatch"),
             (ContentSha256Mismatch, RestXml) => (400, "XAmzContentSHA256Mismatch"),
             (ContentSha256Mismatch, Query) => (400, "SignatureDoesNotMatch"),
-            (ContentSha256Mismatch, RestJson | Json11) => (400, "InvalidSignatureException"),
+            (ContentSha256Mismatch, RestJson | Json11 | Json10) => {
+                (400, "InvalidSignatureException")
+            }
             (TimeTooSkewed { .. }, RestXml) => (403, "RequestTimeTooSkewed"),
             (TimeTooSkewed { .. } | PresignExpired, Query) => (403, "RequestExpired"),
-            (TimeTooSkewed { .. } | PresignExpired, RestJson | Json11) => {
+            (TimeTooSkewed { .. } | PresignExpired, RestJson | Json11 | Json10) => {
                 (403, "InvalidSignatureException")
             }
             (PresignExpired, RestXml) => (403, "AccessDenied"),
             (ExpiredToken, Query | RestXml) => (403, "ExpiredToken"),
-            (ExpiredToken, RestJson | Json11) => (403, "ExpiredTokenException"),
+            (ExpiredToken, RestJson | Json11 | Json10) => (403, "ExpiredTokenException"),
             (UnsupportedPayload(_), _) => (400, "InvalidRequest"),
             (Unavailable, _) => (503, "ServiceUnavailable"),
         };
@@ -193,7 +200,7 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::RestJson => "rest-json",
-            Protocol::Json11 => "json",
+            Protocol::Json11 | Protocol::Json10 => "json",
             Protocol::RestXml => "rest-xml",
             Protocol::Query => "query",
         }
@@ -227,12 +234,17 @@ impl Protocol {
         };
         let sender_fault = err.status.is_client_error();
         let (content_type, body) = match self {
-            Protocol::Json11 => {
+            Protocol::Json11 | Protocol::Json10 => {
                 let mut body = serde_json::json!({ "__type": err.code, "message": err.message });
                 for (name, value) in &err.fields {
                     body[*name] = value.as_str().into();
                 }
-                ("application/x-amz-json-1.1", body.to_string())
+                let media = if self == Protocol::Json10 {
+                    "application/x-amz-json-1.0"
+                } else {
+                    "application/x-amz-json-1.1"
+                };
+                (media, body.to_string())
             }
             Protocol::RestJson => {
                 let mut body = serde_json::json!({
@@ -274,6 +286,17 @@ impl Protocol {
             && let Ok(code) = HeaderValue::from_str(&err.code)
         {
             headers.insert("x-amzn-errortype", code);
+        }
+        // The code a query-protocol client would have got, which query-compatible
+        // SDKs report.
+        if self == Protocol::Json10
+            && let Ok(code) = HeaderValue::from_str(&format!(
+                "{};{}",
+                err.code,
+                if sender_fault { "Sender" } else { "Receiver" }
+            ))
+        {
+            headers.insert("x-amzn-query-error", code);
         }
         response
     }

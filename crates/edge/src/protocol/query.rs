@@ -54,6 +54,11 @@ impl QueryRequest {
         Ok(Self { action, params })
     }
 
+    /// Every parameter, as sent.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
