@@ -16,6 +16,6 @@ pub use body::{BODY_IDLE_TIMEOUT, BodyError, IdleBody, read_whole};
 pub use protocol::{AwsError, Protocol};
 pub use server::{Edge, EdgeBuilder, Forwarder, NodeList, Peer, SecureTransport, Tls, serve};
 pub use service::{
-    NamedOperation, Operation, OperationDoc, RequestContext, Routed, Service, ServiceDescriptor,
-    ServiceRequest, StreamBody, StreamingService, catalog, named,
+    NamedCall, NamedOperation, Operation, OperationDoc, RequestContext, Routed, Service,
+    ServiceDescriptor, ServiceRequest, StreamBody, StreamingService, catalog, named,
 };

@@ -136,8 +136,18 @@ pub mod catalog {
         max_body: 4 * MIB,
     };
 
+    pub const SNS: ServiceDescriptor = ServiceDescriptor {
+        name: "sns",
+        signing_name: "sns",
+        protocol: Protocol::Query,
+        target_prefix: None,
+        xml_namespace: Some("http://sns.amazonaws.com/doc/2010-03-31/"),
+        also_query: false,
+        max_body: 4 * MIB,
+    };
+
     pub const ALL: &[&ServiceDescriptor] = &[
-        &STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER, &SQS,
+        &STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER, &SQS, &SNS,
     ];
 
     pub fn by_signing_name(name: &str) -> Option<&'static ServiceDescriptor> {
@@ -240,6 +250,24 @@ pub struct Routed<Op> {
 }
 
 impl<Op: Send + Sync> Operation for Routed<Op> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn authorization(&self) -> Authorization {
+        self.authorization
+    }
+}
+
+/// An operation of a service that routes by name and works on its JSON input.
+#[derive(Debug)]
+pub struct NamedCall {
+    pub name: &'static str,
+    pub authorization: Authorization,
+    pub input: serde_json::Value,
+}
+
+impl Operation for NamedCall {
     fn name(&self) -> &'static str {
         self.name
     }

@@ -136,6 +136,20 @@ fn resolvers(resolv_conf: &str) -> Vec<IpAddr> {
 }
 
 impl Egress {
+    /// Whether traffic leaving for `ip` is allowed: opened by the operator, or outside
+    /// the ranges closed by default (private, loopback, link-local, ...). For
+    /// connections nimbus makes on someone's behalf (SNS's HTTP deliveries).
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.allow.iter().any(|net| net.contains(&ip)) {
+            return true;
+        }
+        let closed = if ip.is_ipv4() { CLOSED_V4 } else { CLOSED_V6 };
+        !closed
+            .iter()
+            .filter_map(|net| net.parse::<IpNet>().ok())
+            .any(|net| net.contains(&ip))
+    }
+
     /// The `iptables-restore` input that (re)writes both chains for one address
     /// family; `resolvers` are the host's name servers.
     fn rules(&self, v6: bool, resolvers: &[IpAddr]) -> String {

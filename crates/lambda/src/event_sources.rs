@@ -24,10 +24,10 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::error::{invalid_parameter, service};
-use crate::filters;
 use crate::functions::Functions;
 use crate::invoke::{InvokeRequest, Invoker};
 use crate::names::FunctionRef;
+use nimbus_patterns as filters;
 
 pub const MAPPINGS: &str = "lambda.event-sources";
 /// Pollers per mapping on each node, unless `ScalingConfig` asks for fewer.

@@ -515,7 +515,7 @@ impl Functions {
             })
     }
 
-    pub(crate) fn arn(&self, name: &str, qualifier: Option<&str>) -> String {
+    pub fn arn(&self, name: &str, qualifier: Option<&str>) -> String {
         function_arn(&self.region, &self.account, name, qualifier)
     }
 

@@ -10,7 +10,6 @@ pub mod environment;
 pub mod error;
 pub mod event_invoke;
 pub mod event_sources;
-pub mod filters;
 pub mod function_urls;
 pub mod functions;
 pub mod images;

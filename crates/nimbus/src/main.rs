@@ -5,6 +5,7 @@ mod backends;
 mod cli;
 mod migrate;
 mod server;
+mod targets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -45,6 +45,7 @@ use nimbus_registry::{EcrApi, Housekeeping, Registry, RegistryError};
 use nimbus_s3::S3Api;
 use nimbus_scheduler::Scheduler;
 use nimbus_scheduler::api::SchedulerApi;
+use nimbus_sns::SnsApi;
 use nimbus_sqs::SqsApi;
 use nimbus_storage::OciDigest;
 use nimbus_storage::{BlobError, StoreError};
@@ -631,6 +632,22 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         sqs.clone(),
         cluster.me().roles.worker,
     );
+    let sns = nimbus_sns::Sns::new(
+        meta.clone(),
+        &args.region,
+        &args.account_id,
+        Arc::new(crate::targets::SnsTargets {
+            meta: meta.clone(),
+            sqs: sqs.clone(),
+            functions: functions.clone(),
+            queue: queue.clone(),
+            authorizer: authorizer.clone(),
+        }),
+        {
+            let egress = egress.clone();
+            Arc::new(move |ip| egress.permits(ip))
+        },
+    );
     let lambda = LambdaApi::new(
         functions,
         invoker.clone(),
@@ -722,6 +739,8 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .streaming_service(S3Api::new(objects, Some(bucket_events)))
         .service(SchedulerApi::new(scheduler))
         .service(SqsApi::new(sqs))
+        .service(SnsApi::new(sns.clone()))
+        .internal(nimbus_sns::api::routes(sns))
         .internal(links.routes())
         .internal(urls.routes())
         .host_route(function_urls::host_suffix(&args.region), urls.host_router())

@@ -14,8 +14,8 @@ use http::{HeaderValue, Response, header};
 use nimbus_edge::protocol::query::{self, QueryRequest};
 use nimbus_edge::protocol::xml::XmlWriter;
 use nimbus_edge::{
-    Authorization, AwsError, Check, NamedOperation, OperationDoc, Protocol, RequestContext,
-    Service, ServiceDescriptor, ServiceRequest, catalog, named,
+    Authorization, AwsError, Check, NamedCall, NamedOperation, OperationDoc, Protocol,
+    RequestContext, Service, ServiceDescriptor, ServiceRequest, catalog, named,
 };
 use serde_json::{Map, Value, json};
 
@@ -68,23 +68,6 @@ static OPERATIONS: &[NamedOperation] = &[
     named("ListMessageMoveTasks", sqs("sqs:ListMessageMoveTasks")),
     named("CancelMessageMoveTask", sqs("sqs:CancelMessageMoveTask")),
 ];
-
-#[derive(Debug)]
-pub struct SqsCall {
-    name: &'static str,
-    authorization: Authorization,
-    input: Value,
-}
-
-impl nimbus_edge::Operation for SqsCall {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn authorization(&self) -> Authorization {
-        self.authorization
-    }
-}
 
 pub struct SqsApi {
     sqs: Arc<Sqs>,
@@ -182,7 +165,7 @@ impl SqsApi {
     }
 
     /// The queue an operation acts on, for its authorization; `None` for ListQueues.
-    fn target(&self, call: &SqsCall) -> Result<Option<String>, AwsError> {
+    fn target(&self, call: &NamedCall) -> Result<Option<String>, AwsError> {
         let input = &call.input;
         Ok(match call.name {
             "ListQueues" => None,
@@ -517,27 +500,10 @@ impl SqsApi {
 
 /// A query request in the JSON request's shape.
 fn query_input(request: &QueryRequest, path: &str) -> Value {
-    let mut tree = Map::new();
-    for (key, value) in request.params() {
-        if matches!(key.as_str(), "Action" | "Version") {
-            continue;
-        }
-        let mut node = &mut tree;
-        let parts: Vec<&str> = key.split('.').collect();
-        for (i, part) in parts.iter().enumerate() {
-            if i + 1 == parts.len() {
-                node.insert((*part).to_owned(), Value::String(value.clone()));
-            } else {
-                let child = node
-                    .entry((*part).to_owned())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !child.is_object() {
-                    *child = Value::Object(Map::new());
-                }
-                node = child.as_object_mut().expect("an object");
-            }
-        }
-    }
+    let tree = match request.tree() {
+        Value::Object(tree) => tree,
+        _ => Map::new(),
+    };
     let mut input = reshape(tree);
     // Older SDKs send queue operations to the queue's URL instead of naming it.
     if input.get("QueueUrl").is_none() && path.trim_matches('/').contains('/') {
@@ -680,7 +646,7 @@ fn json_response(output: &Value) -> Response<Bytes> {
 }
 
 impl Service for SqsApi {
-    type Operation = SqsCall;
+    type Operation = NamedCall;
 
     fn descriptor(&self) -> &'static ServiceDescriptor {
         &catalog::SQS
@@ -690,7 +656,7 @@ impl Service for SqsApi {
         OperationDoc::named(OPERATIONS)
     }
 
-    fn parse(&self, req: &ServiceRequest) -> Result<SqsCall, AwsError> {
+    fn parse(&self, req: &ServiceRequest) -> Result<NamedCall, AwsError> {
         let is_query = Protocol::guess(&req.parts) == Protocol::Query;
         let (name, input) = if is_query {
             let request = QueryRequest::parse(req)?;
@@ -709,14 +675,14 @@ impl Service for SqsApi {
             .iter()
             .find(|entry| entry.name == name)
             .ok_or_else(|| AwsError::unknown_operation(protocol, &name))?;
-        Ok(SqsCall {
+        Ok(NamedCall {
             name: entry.name,
             authorization: entry.authorization,
             input,
         })
     }
 
-    async fn access(&self, ctx: &RequestContext, call: &SqsCall) -> Result<Vec<Check>, AwsError> {
+    async fn access(&self, ctx: &RequestContext, call: &NamedCall) -> Result<Vec<Check>, AwsError> {
         let Some(name) = self.target(call)? else {
             return Ok(vec![Check::on("*")]);
         };
@@ -735,7 +701,7 @@ impl Service for SqsApi {
     async fn handle(
         &self,
         ctx: &RequestContext,
-        call: SqsCall,
+        call: NamedCall,
     ) -> Result<Response<Bytes>, AwsError> {
         let output = match call.name {
             "ReceiveMessage" => self.receive(&call.input).await?,

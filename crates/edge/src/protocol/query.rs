@@ -59,6 +59,35 @@ impl QueryRequest {
         &self.params
     }
 
+    /// The parameters as nested objects, by the dots in their names
+    /// (`Attribute.1.Name` = x as `{"Attribute": {"1": {"Name": "x"}}}`), without
+    /// `Action` and `Version`: for a service to read into its JSON shapes.
+    pub fn tree(&self) -> serde_json::Value {
+        use serde_json::{Map, Value};
+        let mut tree = Map::new();
+        for (key, value) in &self.params {
+            if matches!(key.as_str(), "Action" | "Version") {
+                continue;
+            }
+            let parts: Vec<&str> = key.split('.').collect();
+            let mut node = &mut tree;
+            for (i, part) in parts.iter().enumerate() {
+                if i + 1 == parts.len() {
+                    node.insert((*part).to_owned(), Value::String(value.clone()));
+                } else {
+                    let child = node
+                        .entry((*part).to_owned())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if !child.is_object() {
+                        *child = Value::Object(Map::new());
+                    }
+                    node = child.as_object_mut().expect("an object");
+                }
+            }
+        }
+        Value::Object(tree)
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()

@@ -1,5 +1,5 @@
-//! Event filter patterns, as event source mappings' `FilterCriteria` (and EventBridge)
-//! write them: an object whose keys name fields of the event and whose values are
+//! Event patterns, as event source mappings' `FilterCriteria`, SNS filter policies and
+//! EventBridge rules write them: an object whose keys name fields of the event and whose values are
 //! either nested patterns or lists of matchers, any of which may match: literals,
 //! `prefix`, `suffix`, `anything-but`, `numeric`, `exists`, `equals-ignore-case` and
 //! `wildcard`.

@@ -1,0 +1,87 @@
+//! Deliveries from one service to another, each made as the delivering service's
+//! principal (`sns.amazonaws.com`): the target's own policy must allow it for the
+//! source, as on AWS (a queue policy allowing SNS to send for the topic, a function
+//! permission for it to invoke).
+
+use std::sync::Arc;
+
+use nimbus_auth::authz::{Access, Authorizer};
+use nimbus_lambda::AsyncQueue;
+use nimbus_lambda::Functions;
+use nimbus_lambda::names::FunctionRef;
+use nimbus_sqs::Sqs;
+use nimbus_sqs::messages::Outgoing;
+use nimbus_storage::{Expect, MetadataStore, WriteBatch};
+use serde_json::Value;
+
+const SNS: &str = "sns.amazonaws.com";
+
+pub struct SnsTargets {
+    pub meta: Arc<dyn MetadataStore>,
+    pub sqs: Arc<Sqs>,
+    pub functions: Arc<Functions>,
+    pub queue: Arc<AsyncQueue>,
+    pub authorizer: Arc<dyn Authorizer>,
+}
+
+impl SnsTargets {
+    fn allowed(&self, access: Access<'_>, source: &str) -> Result<(), String> {
+        let access = access
+            .with_context("aws:SourceArn", vec![source.to_owned()])
+            .with_context("aws:SourceAccount", vec![self.sqs.account.clone()]);
+        self.authorizer.authorize_service(SNS, &access)
+    }
+}
+
+impl nimbus_sns::Targets for SnsTargets {
+    fn send_to_queue(
+        &self,
+        queue_arn: &str,
+        topic_arn: &str,
+        body: &str,
+        attributes: &Value,
+        fifo: Option<(&str, &str)>,
+    ) -> Result<(), String> {
+        let queue = self
+            .sqs
+            .queue_by_arn(queue_arn)
+            .map_err(|err| err.message)?;
+        let policy = queue.attributes.get("Policy").cloned();
+        self.allowed(
+            Access::new("sqs:SendMessage", queue_arn).with_policy(policy.as_deref()),
+            topic_arn,
+        )?;
+        let outgoing = Outgoing {
+            body: body.to_owned(),
+            delay: None,
+            attributes: nimbus_sqs::attributes::parse(attributes).map_err(|err| err.message)?,
+            system: Default::default(),
+            group: fifo.map(|(group, _)| group.to_owned()),
+            dedup: fifo.map(|(_, dedup)| dedup.to_owned()),
+        };
+        self.sqs
+            .send(&queue, outgoing, SNS)
+            .map(drop)
+            .map_err(|err| err.message)
+    }
+
+    fn invoke(&self, function_arn: &str, topic_arn: &str, event: &[u8]) -> Result<(), String> {
+        let function = FunctionRef::parse(function_arn, &self.sqs.region, &self.sqs.account)
+            .map_err(|err| err.message)?;
+        let arn = self
+            .functions
+            .arn(&function.name, function.qualifier.as_deref());
+        let policy = self.functions.policy_document(&function.name);
+        self.allowed(
+            Access::new("lambda:InvokeFunction", &arn).with_policy(policy.as_deref()),
+            topic_arn,
+        )?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (table, key, value) = self.queue.stage(function, &request_id, event);
+        self.meta
+            .commit(WriteBatch::new().put(&table, &key, value, Expect::Absent))
+            .map_err(|err| err.to_string())?;
+        self.queue.wake();
+        Ok(())
+    }
+}
