@@ -308,3 +308,34 @@ def test_messages_survive_a_sigkill_and_unfinished_ones_come_back(fresh_nimbus):
     # visibility timeout ran out.
     assert sorted(bodies) == [f"kept-{i}" for i in range(5)]
     assert taken["Body"] in bodies
+
+
+def test_a_bucket_notifies_a_queue_of_its_uploads(nimbus, sqs):
+    s3 = nimbus.client("s3")
+    bucket = unique("uploads")
+    s3.create_bucket(Bucket=bucket)
+    url = sqs.create_queue(QueueName=unique("uploads"))["QueueUrl"]
+    queue_arn = attributes(sqs, url, "QueueArn")["QueueArn"]
+    configuration = {"QueueConfigurations": [{
+        "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"}]}}}]}
+    # Until the queue's policy lets S3 send for this bucket, the destination is refused.
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    assert code(excinfo) == "InvalidArgument"
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": queue_arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}}}]})})
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    assert s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"][0]["QueueArn"] == queue_arn
+
+    s3.put_object(Bucket=bucket, Key="in/photo one.jpg", Body=b"jpeg")
+    s3.put_object(Bucket=bucket, Key="elsewhere.txt", Body=b"not wanted")
+    [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"]
+    [record] = json.loads(message["Body"])["Records"]
+    assert record["eventSource"] == "aws:s3" and record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == bucket and record["s3"]["object"]["key"] == "in/photo+one.jpg"
+    assert record["s3"]["object"]["size"] == 4
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)

@@ -40,6 +40,13 @@ impl<'a> Access<'a> {
         self.context.push((key.to_owned(), values));
         self
     }
+
+    /// What a service acting as its principal acts for (`aws:SourceArn`,
+    /// `aws:SourceAccount`), which the statements granting it condition on.
+    pub fn for_source(self, arn: &str, account: &str) -> Self {
+        self.with_context("aws:SourceArn", vec![arn.to_owned()])
+            .with_context("aws:SourceAccount", vec![account.to_owned()])
+    }
 }
 
 pub trait Authorizer: Send + Sync {

@@ -46,8 +46,7 @@ impl nimbus_s3::EventTarget for BucketEvents {
         let policy = self.functions.policy_document(&function.name);
         let access = Access::new("lambda:InvokeFunction", &arn)
             .with_policy(policy.as_deref())
-            .with_context("aws:SourceArn", vec![source])
-            .with_context("aws:SourceAccount", vec![account.to_owned()]);
+            .for_source(&source, account);
         self.authorizer
             .authorize_service("s3.amazonaws.com", &access)
             .err()
@@ -57,11 +56,11 @@ impl nimbus_s3::EventTarget for BucketEvents {
         &self,
         function_arn: &str,
         event: Vec<u8>,
-    ) -> Result<nimbus_s3::notifications::Staged, String> {
+    ) -> Result<Vec<nimbus_s3::notifications::Staged>, String> {
         let function = self.function(function_arn)?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let (table, key, value) = self.queue.stage(function, &request_id, &event);
-        Ok(nimbus_s3::notifications::Staged { table, key, value })
+        Ok(vec![nimbus_s3::notifications::Staged { table, key, value }])
     }
 
     fn wake(&self) {

@@ -604,11 +604,16 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         invoker.share_limits(Ledger::new(meta.clone(), cluster.clone()));
     }
     let queue = AsyncQueue::start(meta.clone(), invoker.clone(), cluster.clone());
-    let bucket_events = Arc::new(BucketEvents::new(
-        functions.clone(),
-        queue.clone(),
-        authorizer.clone(),
-    ));
+    let sqs = nimbus_sqs::Sqs::new(meta.clone(), &args.region, &args.account_id);
+    let bucket_events = Arc::new(crate::targets::BucketTargets {
+        functions: Arc::new(BucketEvents::new(
+            functions.clone(),
+            queue.clone(),
+            authorizer.clone(),
+        )),
+        sqs: sqs.clone(),
+        authorizer: authorizer.clone(),
+    });
     let scheduler = Scheduler::new(
         meta.clone(),
         Arc::new(ScheduleTargets::new(functions.clone(), queue.clone())),
@@ -624,7 +629,6 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         authenticator.clone(),
         authorizer.clone(),
     );
-    let sqs = nimbus_sqs::Sqs::new(meta.clone(), &args.region, &args.account_id);
     let sources = EventSources::start(
         meta.clone(),
         functions.clone(),

@@ -26,10 +26,8 @@ pub struct SnsTargets {
 
 impl SnsTargets {
     fn allowed(&self, access: Access<'_>, source: &str) -> Result<(), String> {
-        let access = access
-            .with_context("aws:SourceArn", vec![source.to_owned()])
-            .with_context("aws:SourceAccount", vec![self.sqs.account.clone()]);
-        self.authorizer.authorize_service(SNS, &access)
+        self.authorizer
+            .authorize_service(SNS, &access.for_source(source, &self.sqs.account))
     }
 }
 
@@ -83,5 +81,65 @@ impl nimbus_sns::Targets for SnsTargets {
             .map_err(|err| err.to_string())?;
         self.queue.wake();
         Ok(())
+    }
+}
+
+/// Where bucket events go: functions (through Lambda's event queue) and standard SQS
+/// queues, each as `s3.amazonaws.com`, written in the commit of the object change.
+pub struct BucketTargets {
+    pub functions: Arc<nimbus_lambda::bucket_events::BucketEvents>,
+    pub sqs: Arc<Sqs>,
+    pub authorizer: Arc<dyn Authorizer>,
+}
+
+impl BucketTargets {
+    fn queue(&self, arn: &str) -> Result<nimbus_sqs::queues::Queue, String> {
+        let queue = self.sqs.queue_by_arn(arn).map_err(|err| err.message)?;
+        if queue.fifo() {
+            return Err("FIFO queues cannot receive bucket events".into());
+        }
+        Ok(queue)
+    }
+}
+
+impl nimbus_s3::EventTarget for BucketTargets {
+    fn refuses(&self, target: &str, bucket: &str, account: &str) -> Option<String> {
+        if !target.starts_with("arn:aws:sqs:") {
+            return self.functions.refuses(target, bucket, account);
+        }
+        let queue = match self.queue(target) {
+            Ok(queue) => queue,
+            Err(reason) => return Some(reason),
+        };
+        let policy = queue.attributes.get("Policy").cloned();
+        let access = Access::new("sqs:SendMessage", target)
+            .with_policy(policy.as_deref())
+            .for_source(&format!("arn:aws:s3:::{bucket}"), account);
+        self.authorizer
+            .authorize_service("s3.amazonaws.com", &access)
+            .err()
+    }
+
+    fn stage(
+        &self,
+        target: &str,
+        event: Vec<u8>,
+    ) -> Result<Vec<nimbus_s3::notifications::Staged>, String> {
+        if !target.starts_with("arn:aws:sqs:") {
+            return self.functions.stage(target, event);
+        }
+        let queue = self.queue(target)?;
+        let body = String::from_utf8(event).map_err(|err| err.to_string())?;
+        Ok(self
+            .sqs
+            .staged(&queue, &body, "s3.amazonaws.com")
+            .into_iter()
+            .map(|(table, key, value)| nimbus_s3::notifications::Staged { table, key, value })
+            .collect())
+    }
+
+    fn wake(&self) {
+        self.functions.wake();
+        self.sqs.wake_all();
     }
 }

@@ -186,13 +186,13 @@ impl Core {
                 .ok_or_else(|| not_implemented("delivering bucket events"))?;
             // As on S3, every destination is checked now, not when an event comes.
             for rule in &rules {
-                if let Some(reason) = target.refuses(&rule.function_arn, bucket, &ctx.account_id) {
+                if let Some(reason) = target.refuses(&rule.target, bucket, &ctx.account_id) {
                     return Err(error(
                         StatusCode::BAD_REQUEST,
                         "InvalidArgument",
-                        format!("Unable to validate the following destination configurations: {}: {reason}", rule.function_arn),
+                        format!("Unable to validate the following destination configurations: {}: {reason}", rule.target),
                     )
-                    .with_field("ArgumentName", rule.function_arn.clone()));
+                    .with_field("ArgumentName", rule.target.clone()));
                 }
             }
         }
@@ -201,8 +201,8 @@ impl Core {
         Ok(empty(StatusCode::OK))
     }
 
-    /// The queue writes delivering `event` on `key` to every function the bucket's
-    /// rules name, to commit with the change itself.
+    /// The writes delivering `event` on `key` to every function and queue the
+    /// bucket's rules name, to commit with the change itself.
     fn stage(
         &self,
         ctx: &RequestContext,
@@ -231,14 +231,15 @@ impl Core {
                     principal: &principal,
                 };
                 let payload = notifications::record(&change, rule, OffsetDateTime::now_utc());
-                target.stage(&rule.function_arn, payload).map_err(|reason| {
+                target.stage(&rule.target, payload).map_err(|reason| {
                     S3Error::Internal(format!(
                         "a bucket event for {} cannot be queued: {reason}",
-                        rule.function_arn
+                        rule.target
                     ))
                 })
             })
-            .collect()
+            .collect::<Result<Vec<Vec<Staged>>, S3Error>>()
+            .map(|staged| staged.into_iter().flatten().collect())
     }
 
     /// Makes an object visible, if its bucket is still there, with the events its

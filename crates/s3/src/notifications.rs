@@ -9,14 +9,15 @@ use nimbus_edge::protocol::xml::XmlWriter;
 
 /// Where bucket events are delivered.
 pub trait EventTarget: Send + Sync {
-    /// Why `function_arn` may not receive `bucket`'s events, if it may not: it does
-    /// not exist, or its policy does not let S3 invoke it for this bucket.
-    fn refuses(&self, function_arn: &str, bucket: &str, account: &str) -> Option<String>;
+    /// Why `target` (a function or queue ARN) may not receive `bucket`'s events, if it
+    /// may not: it does not exist, or its policy does not let S3 deliver to it for
+    /// this bucket.
+    fn refuses(&self, target: &str, bucket: &str, account: &str) -> Option<String>;
 
-    /// The queue write that delivers one event to `function_arn`, for S3 to commit
-    /// together with the object change itself: an event is queued if and only if
-    /// its change happened.
-    fn stage(&self, function_arn: &str, event: Vec<u8>) -> Result<Staged, String>;
+    /// The writes that deliver one event to `target`, for S3 to commit together with
+    /// the object change itself: an event is queued if and only if its change
+    /// happened.
+    fn stage(&self, target: &str, event: Vec<u8>) -> Result<Vec<Staged>, String>;
 
     /// Tells the queue that staged events were committed.
     fn wake(&self);
@@ -30,17 +31,19 @@ pub struct Staged {
     pub value: Vec<u8>,
 }
 
-/// One `LambdaFunctionConfiguration`.
+/// One `LambdaFunctionConfiguration` or `QueueConfiguration`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub id: String,
-    pub function_arn: String,
+    /// The function's or queue's ARN.
+    #[serde(alias = "function_arn")]
+    pub target: String,
     pub events: Vec<String>,
     pub prefix: Option<String>,
     pub suffix: Option<String>,
 }
 
-/// The event names S3 sends to functions.
+/// The event names S3 sends to functions and queues.
 const EVENTS: &[&str] = &[
     "s3:ObjectCreated:*",
     "s3:ObjectCreated:Put",
@@ -85,18 +88,20 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
             Event::Start(start) => {
                 let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
                 match name.as_str() {
-                    "CloudFunctionConfiguration" | "LambdaFunctionConfiguration" => {
+                    "CloudFunctionConfiguration"
+                    | "LambdaFunctionConfiguration"
+                    | "QueueConfiguration" => {
                         rule = Some(Rule {
                             id: String::new(),
-                            function_arn: String::new(),
+                            target: String::new(),
                             events: Vec::new(),
                             prefix: None,
                             suffix: None,
                         });
                     }
-                    "QueueConfiguration" | "TopicConfiguration" | "EventBridgeConfiguration" => {
+                    "TopicConfiguration" | "EventBridgeConfiguration" => {
                         return Err(format!(
-                            "{name} is not supported: only functions receive events here"
+                            "{name} is not supported: functions and queues receive events here"
                         ));
                     }
                     _ => {}
@@ -108,10 +113,10 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
                 let name = empty.local_name();
                 if matches!(
                     name.as_ref(),
-                    b"QueueConfiguration" | b"TopicConfiguration" | b"EventBridgeConfiguration"
+                    b"TopicConfiguration" | b"EventBridgeConfiguration"
                 ) {
                     return Err(format!(
-                        "{} is not supported: only functions receive events here",
+                        "{} is not supported: functions and queues receive events here",
                         String::from_utf8_lossy(name.as_ref())
                     ));
                 }
@@ -123,11 +128,14 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
                 let name = path.pop().unwrap_or_default();
                 let value = std::mem::take(&mut text).trim().to_owned();
                 match (name.as_str(), rule.as_mut()) {
-                    ("CloudFunctionConfiguration" | "LambdaFunctionConfiguration", Some(_)) => {
-                        rules.extend(rule.take())
-                    }
+                    (
+                        "CloudFunctionConfiguration"
+                        | "LambdaFunctionConfiguration"
+                        | "QueueConfiguration",
+                        Some(_),
+                    ) => rules.extend(rule.take()),
                     ("Id", Some(rule)) => rule.id = value,
-                    ("CloudFunction" | "Function", Some(rule)) => rule.function_arn = value,
+                    ("CloudFunction" | "Function" | "Queue", Some(rule)) => rule.target = value,
                     ("Event", Some(rule)) => rule.events.push(value),
                     ("Name", Some(_)) => filter_name = value.to_ascii_lowercase(),
                     ("Value", Some(rule)) => match filter_name.as_str() {
@@ -147,9 +155,9 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
         }
     }
     for (n, rule) in rules.iter_mut().enumerate() {
-        if rule.function_arn.is_empty() || rule.events.is_empty() {
+        if rule.target.is_empty() || rule.events.is_empty() {
             return Err(
-                "each function configuration needs a function ARN and at least one event".into(),
+                "each configuration needs a function or queue ARN and at least one event".into(),
             );
         }
         if let Some(event) = rule
@@ -173,9 +181,14 @@ pub fn render(rules: &[Rule], namespace: &str) -> XmlWriter {
     let mut xml = XmlWriter::new();
     xml.open_with_namespace("NotificationConfiguration", Some(namespace));
     for rule in rules {
-        xml.open("CloudFunctionConfiguration");
+        let (element, target) = if rule.target.starts_with("arn:aws:sqs:") {
+            ("QueueConfiguration", "Queue")
+        } else {
+            ("CloudFunctionConfiguration", "CloudFunction")
+        };
+        xml.open(element);
         xml.leaf("Id", &rule.id);
-        xml.leaf("CloudFunction", &rule.function_arn);
+        xml.leaf(target, &rule.target);
         for event in &rule.events {
             xml.leaf("Event", event);
         }
@@ -193,7 +206,7 @@ pub fn render(rules: &[Rule], namespace: &str) -> XmlWriter {
             xml.close("S3Key");
             xml.close("Filter");
         }
-        xml.close("CloudFunctionConfiguration");
+        xml.close(element);
     }
     xml.close("NotificationConfiguration");
     xml
@@ -279,7 +292,7 @@ mod tests {
         assert!(!rule.wants("ObjectCreated:Put", "in/cat.png"));
         assert!(!rule.wants("ObjectRemoved:Delete", "in/cat.jpg"));
         assert!(
-            parse(b"<NotificationConfiguration><QueueConfiguration/></NotificationConfiguration>")
+            parse(b"<NotificationConfiguration><TopicConfiguration/></NotificationConfiguration>")
                 .is_err()
         );
         assert_eq!(parse(b"<NotificationConfiguration/>").unwrap(), vec![]);
@@ -289,7 +302,7 @@ mod tests {
     fn records_url_encode_keys_as_s3_does() {
         let rule = Rule {
             id: "r".into(),
-            function_arn: "f".into(),
+            target: "f".into(),
             events: vec![],
             prefix: None,
             suffix: None,

@@ -67,7 +67,15 @@ impl Sqs {
             .clone()
     }
 
-    fn wake(&self, queue: &str) {
+    /// Wakes every long poll: after writes another service committed.
+    pub fn wake_all(&self) {
+        for waker in self.wakers.lock().expect("wakers").values() {
+            waker.notify_waiters();
+        }
+    }
+
+    /// Wakes the long polls of a queue: after writes committed by another service.
+    pub fn wake(&self, queue: &str) {
         if let Some(waker) = self.wakers.lock().expect("wakers").get(queue) {
             waker.notify_waiters();
         }

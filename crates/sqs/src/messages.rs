@@ -102,7 +102,41 @@ pub struct Counts {
     pub delayed: usize,
 }
 
+impl Message {
+    /// A message as sent now, visible at once.
+    fn new(outgoing: Outgoing, sender: &str, now: i64) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            body: outgoing.body,
+            sent_ms: now,
+            receives: 0,
+            first_receive_ms: None,
+            attributes: outgoing.attributes,
+            system: outgoing.system,
+            sender: sender.to_owned(),
+            group: outgoing.group,
+            dedup: None,
+            sequence: None,
+            receipt: None,
+            visible_ms: now,
+            source: None,
+        }
+    }
+}
+
 impl Outgoing {
+    /// A plain message: a body and nothing else.
+    pub fn body(body: impl Into<String>) -> Self {
+        Self {
+            body: body.into(),
+            delay: None,
+            attributes: Attributes::new(),
+            system: Attributes::new(),
+            group: None,
+            dedup: None,
+        }
+    }
+
     /// An entry of `SendMessage`'s shape (`MessageBody`, `DelaySeconds`, ...).
     pub fn parse(input: &Value) -> Result<Self, AwsError> {
         let body = input["MessageBody"]
@@ -265,23 +299,9 @@ impl Sqs {
         let md5_body = attributes::md5_hex(outgoing.body.as_bytes());
         let md5_attributes = attributes::md5_of(&outgoing.attributes);
         let md5_system = attributes::md5_of(&outgoing.system);
-        let id = uuid::Uuid::new_v4().to_string();
-        let mut message = Message {
-            id: id.clone(),
-            body: outgoing.body,
-            sent_ms: now,
-            receives: 0,
-            first_receive_ms: None,
-            attributes: outgoing.attributes,
-            system: outgoing.system,
-            sender: sender.to_owned(),
-            group: outgoing.group,
-            dedup: None,
-            sequence: None,
-            receipt: None,
-            visible_ms: now,
-            source: None,
-        };
+        let dedup = outgoing.dedup.clone();
+        let delay = outgoing.delay;
+        let mut message = Message::new(outgoing, sender, now);
         let sent = |message: &Message| Sent {
             id: message.id.clone(),
             md5_body: md5_body.clone(),
@@ -290,14 +310,12 @@ impl Sqs {
             sequence: message.sequence.clone(),
         };
         if !queue.fifo() {
-            if outgoing.dedup.is_some() {
+            if dedup.is_some() {
                 return Err(invalid_parameter(
                     "The request include parameter MessageDeduplicationId that is not valid for this queue type",
                 ));
             }
-            let delay = outgoing
-                .delay
-                .unwrap_or_else(|| queue.number("DelaySeconds"));
+            let delay = delay.unwrap_or_else(|| queue.number("DelaySeconds"));
             if !(0..=900).contains(&delay) {
                 return Err(invalid_parameter(format!(
                     "Value {delay} for parameter DelaySeconds is invalid. Reason: must be between 0 and 900, if provided."
@@ -313,7 +331,7 @@ impl Sqs {
             }
             return Ok(sent(&message));
         }
-        if outgoing.delay.is_some_and(|d| d != 0) {
+        if delay.is_some_and(|d| d != 0) {
             return Err(invalid_parameter(
                 "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type.",
             ));
@@ -321,7 +339,7 @@ impl Sqs {
         let Some(group) = message.group.clone() else {
             return Err(missing_parameter("MessageGroupId"));
         };
-        let dedup = match outgoing.dedup {
+        let dedup = match dedup {
             Some(dedup) => dedup,
             None if queue.flag("ContentBasedDeduplication") => {
                 let digest = Sha256::digest(message.body.as_bytes());
@@ -374,6 +392,26 @@ impl Sqs {
         }
         self.wake(&queue.name);
         Ok(sent(&message))
+    }
+
+    /// The writes that send `body` to a standard queue, for another service to commit
+    /// with its own change (S3's bucket events): (table, key, value).
+    pub fn staged(
+        &self,
+        queue: &Queue,
+        body: &str,
+        sender: &str,
+    ) -> Vec<(String, String, Vec<u8>)> {
+        let mut message = Message::new(Outgoing::body(body), sender, now_ms());
+        let key = self.key_in(queue, &mut message);
+        vec![
+            (MESSAGES.to_owned(), key, encode(&message)),
+            (
+                VISIBILITY.to_owned(),
+                index_key(&queue.name, message.visible_ms, &message.id),
+                index_value(&message),
+            ),
+        ]
     }
 
     /// Takes up to `max` messages that are visible now, hiding each for `visibility`
