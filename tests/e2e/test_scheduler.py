@@ -154,10 +154,10 @@ def test_groups_hold_schedules_and_tags_and_take_them_when_deleted(scheduler):
         ({"ScheduleExpression": "at(next tuesday)"}, "at(yyyy-mm-ddThh:mm:ss)"),
         ({"ScheduleExpressionTimezone": "Mars/Olympus"}, "time zone"),
         ({"FlexibleTimeWindow": {"Mode": "FLEXIBLE"}}, "MaximumWindowInMinutes"),
-        ({"Target": {"Arn": "arn:aws:sqs:us-east-1:000000000000:q", "RoleArn": ROLE}}, "Lambda"),
+        ({"Target": {"Arn": "arn:aws:sns:us-east-1:000000000000:t", "RoleArn": ROLE}}, "Lambda function or SQS queue"),
         ({"Target": {"Arn": function_arn("f"), "RoleArn": "admin"}}, "RoleArn"),
         ({"Target": {"Arn": function_arn("f"), "RoleArn": ROLE, "RetryPolicy": {"MaximumRetryAttempts": 186}}}, "MaximumRetryAttempts"),
-        ({"Target": {"Arn": function_arn("f"), "RoleArn": ROLE, "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:000000000000:dlq"}}}, "SQS"),
+        ({"Target": {"Arn": function_arn("f"), "RoleArn": ROLE, "DeadLetterConfig": {"Arn": "arn:aws:sns:us-east-1:000000000000:t"}}}, "SQS queue"),
         ({"EndDate": datetime(2001, 1, 1, tzinfo=timezone.utc)}, "EndDate"),
     ],
 )
@@ -361,3 +361,21 @@ def test_creating_a_schedule_needs_leave_to_pass_its_role(nimbus):
     allow(may_schedule, {"Effect": "Allow", "Action": "iam:PassRole", "Resource": SCHEDULER_ROLE,
                          "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}})
     assert planner.create_schedule(Name=f"{user}-2", **request)["ScheduleArn"].endswith(f"/{user}-2")
+
+
+def test_a_schedule_sends_to_a_queue_as_its_role(nimbus, scheduler):
+    """A standard queue is a target: the firing's input becomes a message, sent as
+    the schedule's role, which must be allowed sqs:SendMessage."""
+    sqs = nimbus.client("sqs")
+    url = sqs.create_queue(QueueName=f"ticks-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    role = schedule_role(nimbus, f"to-queue-{uuid.uuid4().hex[:6]}", SCHEDULER_TRUST,
+                         {"Action": "sqs:SendMessage", "Resource": arn})
+    when = (datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    scheduler.create_schedule(Name=f"tick-{uuid.uuid4().hex[:6]}", ScheduleExpression=f"at({when})",
+                              FlexibleTimeWindow={"Mode": "OFF"},
+                              Target={"Arn": arn, "RoleArn": role, "Input": json.dumps({"tick": "<aws.scheduler.attempt-number>"})})
+    got = []
+    assert eventually(lambda: got.extend(sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])) or got,
+                      timeout=30)
+    assert json.loads(got[0]["Body"]) == {"tick": "1"}

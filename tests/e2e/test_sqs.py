@@ -339,3 +339,24 @@ def test_a_bucket_notifies_a_queue_of_its_uploads(nimbus, sqs):
     assert record["s3"]["object"]["size"] == 4
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+
+
+def test_async_invocation_records_go_to_a_queue(nimbus, sqs, lambda_client, unique_name):
+    """A queue as an asynchronous invoke's destination gets the invocation record,
+    sent as the function's role, which must be allowed sqs:SendMessage."""
+    from conftest import LAMBDA_TRUST, create_function, zip_function
+    url = sqs.create_queue(QueueName=unique("records"))["QueueUrl"]
+    arn = attributes(sqs, url, "QueueArn")["QueueArn"]
+    iam = nimbus.client("iam")
+    role = iam.create_role(RoleName=unique("dest-role"), AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="send", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}]}))
+    create_function(lambda_client, unique_name, zip_function("py_probe"), role=role["Arn"])
+    lambda_client.put_function_event_invoke_config(FunctionName=unique_name, DestinationConfig={
+        "OnSuccess": {"Destination": arn}})
+    lambda_client.invoke(FunctionName=unique_name, InvocationType="Event", Payload=json.dumps({"hello": "queue"}))
+    [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=20)["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["condition"] == "Success"
+    assert record["requestPayload"] == {"hello": "queue"}
+    assert record["responsePayload"]["event"] == {"hello": "queue"}

@@ -103,6 +103,7 @@ pub struct AsyncQueue {
     wake: Notify,
     running: Mutex<Running>,
     cluster: Arc<nimbus_cluster::Cluster>,
+    sqs: Arc<nimbus_sqs::Sqs>,
 }
 
 impl AsyncQueue {
@@ -112,6 +113,7 @@ impl AsyncQueue {
         meta: Arc<dyn MetadataStore>,
         invoker: Arc<Invoker>,
         cluster: Arc<nimbus_cluster::Cluster>,
+        sqs: Arc<nimbus_sqs::Sqs>,
     ) -> Arc<Self> {
         let worker = cluster.me().roles.worker;
         let queue = Arc::new(Self {
@@ -120,6 +122,7 @@ impl AsyncQueue {
             wake: Notify::new(),
             running: Mutex::new(Running::default()),
             cluster,
+            sqs,
         });
         if worker {
             let worker = queue.clone();
@@ -177,9 +180,10 @@ impl AsyncQueue {
     }
 
     /// Sends `function`'s invocation record to a destination: a function (as an
-    /// event of its own) or a bucket (as an object). Lambda sends it as the
-    /// function's execution role, as on AWS: the role must be allowed `s3:PutObject`
-    /// on the object or `lambda:InvokeFunction` on the function.
+    /// event of its own), a bucket (as an object) or a queue (as a message). Lambda
+    /// sends it as the function's execution role, as on AWS: the role must be allowed
+    /// `s3:PutObject` on the object, `lambda:InvokeFunction` on the function or
+    /// `sqs:SendMessage` on the queue.
     async fn deliver(
         &self,
         function: &FunctionRef,
@@ -188,6 +192,7 @@ impl AsyncQueue {
         record: Vec<u8>,
     ) -> Result<(), String> {
         let functions = self.invoker.functions.clone();
+        let sqs = self.sqs.clone();
         let (function, destination) = (function.clone(), destination.to_owned());
         let key = format!("aws/lambda/async/{}/{}", event.function, event.request_id);
         let to_function = tokio::task::spawn_blocking(move || {
@@ -197,6 +202,11 @@ impl AsyncQueue {
                 .config
                 .role;
             let caller = functions.as_role(&role)?;
+            if destination.starts_with("arn:aws:sqs:") {
+                let record = String::from_utf8(record).map_err(|err| err.to_string())?;
+                send_to_queue(&functions, &sqs, &caller, &destination, &record)?;
+                return Ok(None);
+            }
             if let Some(bucket) = destination.strip_prefix("arn:aws:s3:::") {
                 functions
                     .objects()
@@ -430,6 +440,33 @@ impl AsyncQueue {
             .finish(&key_now, &event.function);
         self.wake.notify_one();
     }
+}
+
+/// Sends `body` to a queue as `caller`, who must be allowed `sqs:SendMessage` on it
+/// (with the queue's policy): for destinations and dead letters of other services.
+pub fn send_to_queue(
+    functions: &crate::functions::Functions,
+    sqs: &nimbus_sqs::Sqs,
+    caller: &nimbus_auth::Caller,
+    queue_arn: &str,
+    body: &str,
+) -> Result<(), String> {
+    let queue = sqs.queue_by_arn(queue_arn).map_err(|err| err.message)?;
+    functions
+        .authorize_as(
+            caller,
+            "sqs:SendMessage",
+            queue_arn,
+            queue.attributes.get("Policy").map(String::as_str),
+        )
+        .map_err(|err| err.message)?;
+    sqs.send(
+        &queue,
+        nimbus_sqs::messages::Outgoing::body(body),
+        &caller.principal.user_id(),
+    )
+    .map(drop)
+    .map_err(|err| err.message)
 }
 
 fn encode(event: &QueuedEvent) -> Vec<u8> {

@@ -1,8 +1,9 @@
-//! Schedules' way into Lambda: a firing becomes an asynchronous invoke (durable,
-//! retried by the function's own event-invoke config), its queue entry committed with
-//! the firing; a firing no function takes can end as a dead letter in a bucket or in
-//! another function. Each is written as the schedule's role, which must be allowed
-//! `lambda:InvokeFunction` on the function (`s3:PutObject` for a dead letter's bucket).
+//! Schedules' way into Lambda and SQS: a firing becomes an asynchronous invoke
+//! (durable, retried by the function's own event-invoke config) or a message of a
+//! standard queue, committed with the firing; a firing no target takes can end as a
+//! dead letter in a queue, a bucket or another function. Each is written as the
+//! schedule's role, which must be allowed `lambda:InvokeFunction` on the function,
+//! `sqs:SendMessage` on the queue (with its policy) or `s3:PutObject` on the bucket.
 
 use std::sync::Arc;
 
@@ -13,21 +14,60 @@ use nimbus_storage::{Expect, WriteBatch};
 use crate::async_queue::AsyncQueue;
 use crate::functions::Functions;
 use crate::names::FunctionRef;
+use nimbus_sqs::Sqs;
 
 pub struct ScheduleTargets {
     functions: Arc<Functions>,
     queue: Arc<AsyncQueue>,
+    sqs: Arc<Sqs>,
 }
 
 impl ScheduleTargets {
-    pub fn new(functions: Arc<Functions>, queue: Arc<AsyncQueue>) -> Self {
-        Self { functions, queue }
+    pub fn new(functions: Arc<Functions>, queue: Arc<AsyncQueue>, sqs: Arc<Sqs>) -> Self {
+        Self {
+            functions,
+            queue,
+            sqs,
+        }
+    }
+
+    /// The writes that send `payload` to a standard queue as `role`.
+    fn to_queue(&self, role: &Caller, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
+        let refused = |message: String| Failure {
+            code: "AccessDeniedException".to_owned(),
+            message,
+        };
+        let queue = self
+            .sqs
+            .queue_by_arn(arn)
+            .map_err(|err| refused(err.message))?;
+        if queue.fifo() {
+            return Err(refused(format!(
+                "{arn} is a FIFO queue: schedules send to standard queues"
+            )));
+        }
+        self.functions
+            .authorize_as(
+                role,
+                "sqs:SendMessage",
+                arn,
+                queue.attributes.get("Policy").map(String::as_str),
+            )
+            .map_err(|err| refused(err.message))?;
+        let body = String::from_utf8_lossy(payload);
+        Ok(self
+            .sqs
+            .staged(&queue, &body, &role.principal.user_id())
+            .into_iter()
+            .fold(WriteBatch::new(), |batch, (table, key, value)| {
+                batch.put(&table, &key, value, Expect::Absent)
+            }))
     }
 
     fn function(&self, arn: &str) -> Result<FunctionRef, String> {
         if !arn.starts_with("arn:aws:lambda:") {
             return Err(format!(
-                "{arn} is not a Lambda function ARN: nimbus's Scheduler delivers to Lambda functions"
+                "{arn} is not a Lambda function or SQS queue ARN: nimbus's Scheduler delivers to those"
             ));
         }
         FunctionRef::parse(arn, &self.functions.region, &self.functions.account)
@@ -37,14 +77,15 @@ impl ScheduleTargets {
 
 impl ArnCheck for ScheduleTargets {
     fn check_target(&self, arn: &str) -> Result<(), String> {
+        if arn.starts_with("arn:aws:sqs:") {
+            return Ok(());
+        }
         self.function(arn).map(|_| ())
     }
 
     fn check_dead_letter(&self, arn: &str) -> Result<(), String> {
         if arn.starts_with("arn:aws:sqs:") {
-            return Err(format!(
-                "DeadLetterConfig.Arn {arn}: nimbus has no SQS; name a bucket (arn:aws:s3:::NAME) or a Lambda function instead"
-            ));
+            return Ok(());
         }
         match arn.strip_prefix("arn:aws:s3:::") {
             Some(bucket) if !bucket.is_empty() && !bucket.contains('/') => Ok(()),
@@ -56,6 +97,9 @@ impl ArnCheck for ScheduleTargets {
 
 impl Targets for ScheduleTargets {
     fn stage(&self, role: &Caller, arn: &str, payload: &[u8]) -> Result<WriteBatch, Failure> {
+        if arn.starts_with("arn:aws:sqs:") {
+            return self.to_queue(role, arn, payload);
+        }
         let function = self.function(arn).map_err(|message| Failure {
             code: "ValidationException".to_owned(),
             message,
@@ -97,5 +141,6 @@ impl Targets for ScheduleTargets {
 
     fn wake(&self) {
         self.queue.wake();
+        self.sqs.wake_all();
     }
 }

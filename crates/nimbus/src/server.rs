@@ -603,8 +603,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     if meta.shared() {
         invoker.share_limits(Ledger::new(meta.clone(), cluster.clone()));
     }
-    let queue = AsyncQueue::start(meta.clone(), invoker.clone(), cluster.clone());
     let sqs = nimbus_sqs::Sqs::new(meta.clone(), &args.region, &args.account_id);
+    sqs.start_housekeeping(cluster.lease("sqs-housekeeping"));
+    let queue = AsyncQueue::start(meta.clone(), invoker.clone(), cluster.clone(), sqs.clone());
     let bucket_events = Arc::new(crate::targets::BucketTargets {
         functions: Arc::new(BucketEvents::new(
             functions.clone(),
@@ -616,7 +617,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     });
     let scheduler = Scheduler::new(
         meta.clone(),
-        Arc::new(ScheduleTargets::new(functions.clone(), queue.clone())),
+        Arc::new(ScheduleTargets::new(
+            functions.clone(),
+            queue.clone(),
+            sqs.clone(),
+        )),
         sessions.clone(),
         &args.region,
         &args.account_id,

@@ -29,6 +29,8 @@ const REUSE_AFTER_MS: i64 = 60_000;
 /// How often a long poll looks at its queue when no send on this node woke it: sends
 /// through other nodes, and delayed messages coming due.
 const POLL: Duration = Duration::from_millis(250);
+/// How often expired messages are looked for.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -52,6 +54,39 @@ impl Sqs {
             account: account.to_owned(),
             wakers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Expires old messages and deduplication ids every minute, on the one node that
+    /// holds `lease`.
+    pub fn start_housekeeping(self: &Arc<Self>, lease: nimbus_cluster::Lease) {
+        let sqs = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HOUSEKEEPING).await;
+                if !lease.held() {
+                    continue;
+                }
+                let sqs = sqs.clone();
+                let swept = tokio::task::spawn_blocking(move || -> Result<usize, AwsError> {
+                    let mut expired = 0;
+                    for queue in sqs.all_queues()? {
+                        expired += sqs.expire(&queue)?;
+                    }
+                    Ok(expired)
+                })
+                .await;
+                match swept {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(expired)) => {
+                        tracing::info!(expired, "dropped messages past their retention")
+                    }
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err.message, "expiring messages failed")
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
     }
 
     pub fn arn(&self, name: &str) -> String {
