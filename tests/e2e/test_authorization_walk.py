@@ -14,6 +14,7 @@ declared so explicitly; the walk checks that list, and that an unguarded operati
 answers a user with no policy. The walk fails if any routed operation is left out.
 """
 
+import base64
 import contextlib
 import json
 import re
@@ -40,6 +41,8 @@ CLIENTS = {
     "ecs": "ecs",
     "logs": "logs",
     "scheduler": "scheduler",
+    "sqs": "sqs",
+    "sns": "sns",
 }
 
 # Request values by input member name, shared by every service, and the values of
@@ -91,6 +94,14 @@ VALUES = {
     "retentionInDays": 1,
     # Scheduler
     "ScheduleExpression": "rate(1 hour)",
+    # Lambda's event source mappings
+    "UUID": "walk-uuid",
+    # SQS (the host of a queue URL is not read)
+    "QueueUrl": f"http://localhost/{ACCOUNT}/walk-queue",
+    "QueueName": "walk-queue",
+    # SNS
+    "TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:walk-topic",
+    "SubscriptionArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:walk-topic:walk-subscription",
     # IAM
     "UserName": "walk-target",
     "RoleName": "walk-role",
@@ -128,9 +139,15 @@ PLACEHOLDERS = {
     "UserNameWithPath": "walk-target",
     "RoleNameWithPath": "walk-role",
     "PolicyNameWithPath": "walk-policy",
+    "UUID": "walk-uuid",
+    "QueueName": "walk-queue",
+    "TopicName": "walk-topic",
 }
 
 GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/walk-sgroup"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:walk-queue"
+# A move task's handle names its source queue, which the task's cancel acts on.
+TASK_HANDLE = base64.b64encode(json.dumps({"taskId": "walk", "sourceArn": QUEUE_ARN, "key": "walk"}).encode()).decode()
 # Per-operation request values and placeholders, where the shared ones do not fit.
 OVERRIDES = {
     ("s3", "DeleteObjects"): {"Delete": {"Objects": [{"Key": "walk-key"}]}},
@@ -147,6 +164,13 @@ OVERRIDES = {
     ("scheduler", "TagResource"): {"ResourceArn": GROUP_ARN},
     ("scheduler", "UntagResource"): {"ResourceArn": GROUP_ARN},
     ("scheduler", "ListTagsForResource"): {"ResourceArn": GROUP_ARN},
+    ("sqs", "StartMessageMoveTask"): {"SourceArn": QUEUE_ARN},
+    ("sqs", "ListMessageMoveTasks"): {"SourceArn": QUEUE_ARN},
+    ("sqs", "CancelMessageMoveTask"): {"TaskHandle": TASK_HANDLE},
+    ("sns", "CreateTopic"): {"Name": "walk-topic"},
+    ("sns", "TagResource"): {"ResourceArn": VALUES["TopicArn"]},
+    ("sns", "UntagResource"): {"ResourceArn": VALUES["TopicArn"]},
+    ("sns", "ListTagsForResource"): {"ResourceArn": VALUES["TopicArn"]},
 }
 SCHEDULE_GROUP_OPERATIONS = {
     "CreateScheduleGroup", "GetScheduleGroup", "DeleteScheduleGroup",
