@@ -108,9 +108,13 @@ start_bare() {
 
 # start_nimbus ARGS...: nimbus on a free port with a fresh data dir (and fresh
 # external backends, see external_backends); sets nimbus_url, nimbus_pid and
-# credentials (the root keys' file).
+# credentials (the root keys' file). Functions may reach this host's address, where
+# the benchmarks' callback servers listen (the egress policy closes it otherwise).
 start_nimbus() {
     local port
+    local host
+    host=$("$python" -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect(("192.0.2.1", 9)); print(s.getsockname()[0])')
+    export NIMBUS_EGRESS_ALLOW=${NIMBUS_EGRESS_ALLOW:-$host/32}
     port=$(free_port)
     nimbus_url=http://127.0.0.1:$port/
     credentials=$tmp/data/credentials
