@@ -358,13 +358,9 @@ impl EventSources {
     /// One poller: receive a batch, invoke, delete what was handled, again.
     async fn poll(self: Arc<Self>, mapping: Mapping) {
         loop {
-            match self.clone().poll_once(&mapping).await {
-                Ok(true) => {}
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(uuid = %mapping.uuid, error = %err.message, "an event source poller failed");
-                    tokio::time::sleep(BACK_OFF).await;
-                }
+            if let Err(err) = self.clone().poll_once(&mapping).await {
+                tracing::warn!(uuid = %mapping.uuid, error = %err.message, "an event source poller failed");
+                tokio::time::sleep(BACK_OFF).await;
             }
         }
     }
@@ -392,8 +388,8 @@ impl EventSources {
         Ok(queue)
     }
 
-    /// Receives, invokes and deletes once; false when the queue had nothing.
-    async fn poll_once(self: Arc<Self>, mapping: &Mapping) -> Result<bool, AwsError> {
+    /// Receives, invokes and deletes once.
+    async fn poll_once(self: Arc<Self>, mapping: &Mapping) -> Result<(), AwsError> {
         let sources = self.clone();
         let owned = mapping.clone();
         let queue = tokio::task::spawn_blocking(move || sources.readable_queue(&owned))
@@ -423,7 +419,7 @@ impl EventSources {
             }
         }
         if batch.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
         let region = self.sqs.region.clone();
         let records: Vec<(Value, String)> = batch
@@ -490,7 +486,7 @@ impl EventSources {
         })
         .await
         .map_err(|_| service("An internal error occurred."))?;
-        Ok(true)
+        Ok(())
     }
 
     // --- The API ---------------------------------------------------------------

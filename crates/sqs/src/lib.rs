@@ -198,13 +198,15 @@ impl Sqs {
                 None => Ok(existing),
             };
         }
-        if let Some(deleted) = self.meta.get(DELETED, name).map_err(internal)?
-            && std::str::from_utf8(&deleted.value)
+        if let Some(deleted) = self.meta.get(DELETED, name).map_err(internal)? {
+            let at = std::str::from_utf8(&deleted.value)
                 .ok()
                 .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|at| now - at < REUSE_AFTER_MS)
-        {
-            return Err(deleted_recently());
+                .unwrap_or(0);
+            if now - at < REUSE_AFTER_MS {
+                return Err(deleted_recently());
+            }
+            self.forget_deleted(name)?;
         }
         match self.save(&queue, Expect::Absent) {
             Ok(()) => Ok(queue),
@@ -318,8 +320,12 @@ impl Sqs {
     }
 
     /// Deletes a queue with its messages; its name is free again after a minute.
+    /// Deletes a queue's messages, then the queue. A crash part-way leaves the queue,
+    /// so the delete can be tried again; a message a racing send left behind is
+    /// swept when the name is taken again (`forget_deleted`).
     pub fn delete_queue(&self, name: &str) -> Result<(), AwsError> {
         self.queue(name)?;
+        self.forget_messages(name)?;
         self.meta
             .commit(
                 WriteBatch::new()
@@ -332,11 +338,24 @@ impl Sqs {
                     ),
             )
             .map_err(internal)?;
+        self.wake(name);
+        Ok(())
+    }
+
+    fn forget_messages(&self, name: &str) -> Result<(), AwsError> {
         for table in [messages::MESSAGES, messages::VISIBILITY, messages::DEDUP] {
             self.remove_all(table, &format!("{name}/"))?;
         }
-        self.wake(name);
         Ok(())
+    }
+
+    /// Before a deleted queue's name is taken again: what its old queue left is
+    /// removed, so no message of it shows up in the new one.
+    fn forget_deleted(&self, name: &str) -> Result<(), AwsError> {
+        self.forget_messages(name)?;
+        self.meta
+            .commit(WriteBatch::new().delete(DELETED, name, Expect::Anything))
+            .map_err(internal)
     }
 
     /// Deletes every record of `table` under `prefix`, a page at a time.
@@ -576,6 +595,29 @@ mod tests {
             Some(sqs.arn("src").as_str())
         );
         assert_eq!(sqs.dead_letter_sources("dlq").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_queue_made_again_has_none_of_the_old_ones_messages() {
+        let (_dir, sqs) = sqs();
+        let queue = sqs
+            .create_queue("q", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        sqs.delete_queue("q").unwrap();
+        // A send racing the delete left a message behind; the minute has passed.
+        let batch = sqs
+            .staged(&queue, "stray", "me")
+            .into_iter()
+            .fold(WriteBatch::new(), |b, (t, k, v)| {
+                b.put(&t, &k, v, Expect::Absent)
+            })
+            .put(DELETED, "q", b"0".to_vec(), Expect::Anything);
+        sqs.meta.commit(batch).unwrap();
+        let again = sqs
+            .create_queue("q", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        assert!(sqs.receive_now(&again, 10, 30).unwrap().is_empty());
+        assert_eq!(sqs.counts(&again).unwrap().visible, 0);
     }
 
     #[test]

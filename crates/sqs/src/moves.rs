@@ -195,13 +195,26 @@ impl Sqs {
         }
     }
 
+    /// Changes a task's record unless it is gone, conditional on the version read, so
+    /// a cancel and the task's own progress never overwrite each other.
     fn update_move(&self, key: &str, change: impl Fn(&mut MoveTask)) -> Result<(), AwsError> {
-        let Some(record) = self.meta.get(MOVES, key).map_err(internal)? else {
-            return Ok(());
-        };
-        let mut task: MoveTask = serde_json::from_slice(&record.value).map_err(internal)?;
-        change(&mut task);
-        self.record_move(key, &task)
+        loop {
+            let Some(record) = self.meta.get(MOVES, key).map_err(internal)? else {
+                return Ok(());
+            };
+            let mut task: MoveTask = serde_json::from_slice(&record.value).map_err(internal)?;
+            change(&mut task);
+            match self.meta.commit(WriteBatch::new().put(
+                MOVES,
+                key,
+                serde_json::to_vec(&task).expect("tasks serialize"),
+                Expect::Version(record.version),
+            )) {
+                Ok(()) => return Ok(()),
+                Err(nimbus_storage::StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(internal(err)),
+            }
+        }
     }
 
     /// Moves the source queue's next visible message; `None` when there is none left
