@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::io::{Read, Take};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -106,6 +108,53 @@ impl Body for IdleBody {
             Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Idle(idle)))),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that records whether it was read to its end. An HTTP/1.1 response
+/// sent before then must close its connection: a client that asked for `100
+/// Continue` and got a final answer instead may skip the body (botocore does) and
+/// send its next request on the same connection, whose first bytes the server would
+/// otherwise take for the rest of this body.
+pub struct TrackedBody<B> {
+    inner: B,
+    ended: Arc<AtomicBool>,
+}
+
+impl<B: Body> TrackedBody<B> {
+    /// `body` and the flag that turns true once it has been read to its end.
+    pub fn new(body: B) -> (Self, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(body.is_end_stream()));
+        let tracked = Self {
+            inner: body,
+            ended: ended.clone(),
+        };
+        (tracked, ended)
+    }
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.ended.store(true, Ordering::Release);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::body::TrackedBody;
 use crate::forward;
 use crate::metrics::Metrics;
 use crate::protocol::{AwsError, Protocol};
@@ -698,15 +699,28 @@ pub async fn serve(
                     // Each request carries its connection's peer, for `aws:SourceIp`,
                     // and whether it came over TLS, for `aws:SecureTransport`: its
                     // client's, when another node forwarded it.
-                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-                        router,
+                    let service = TowerToHyperService::new(tower::service_fn(
                         move |mut request: http::Request<hyper::body::Incoming>| {
                             request.extensions_mut().insert(Peer(peer.ip()));
                             if secure {
                                 request.extensions_mut().insert(SecureTransport);
                             }
                             peers.admit(&mut request);
-                            request
+                            let http1 = request.version() < http::Version::HTTP_2;
+                            let (parts, (body, ended)) = request.map(TrackedBody::new).into_parts();
+                            let call = tower::ServiceExt::oneshot(
+                                router.clone(),
+                                http::Request::from_parts(parts, body),
+                            );
+                            async move {
+                                let mut response = call.await?;
+                                if http1 && !ended.load(std::sync::atomic::Ordering::Acquire) {
+                                    response
+                                        .headers_mut()
+                                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                                }
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
                         },
                     ));
                     let ended = match (tls, secure) {
