@@ -360,3 +360,60 @@ def test_async_invocation_records_go_to_a_queue(nimbus, sqs, lambda_client, uniq
     assert record["requestContext"]["condition"] == "Success"
     assert record["requestPayload"] == {"hello": "queue"}
     assert record["responsePayload"]["event"] == {"hello": "queue"}
+
+
+def test_failed_events_reach_a_dead_letter_queue_and_records_a_topic(nimbus, sqs, lambda_client, unique_name):
+    """A function's DeadLetterConfig queue gets an event that failed all its attempts,
+    with Lambda's RequestID, ErrorCode and ErrorMessage attributes; an OnFailure
+    destination topic gets the invocation record, which its queue subscription
+    carries. Both are sent as the function's role, checked when the DLQ is set."""
+    from conftest import LAMBDA_TRUST, create_function, zip_function
+    sns = nimbus.client("sns")
+    dlq = sqs.create_queue(QueueName=unique("dlq"))["QueueUrl"]
+    dlq_arn = attributes(sqs, dlq, "QueueArn")["QueueArn"]
+    topic = sns.create_topic(Name=unique("failures"))["TopicArn"]
+    records = sqs.create_queue(QueueName=unique("failures"))["QueueUrl"]
+    records_arn = attributes(sqs, records, "QueueArn")["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=records, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": records_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]})})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=records_arn)
+    iam = nimbus.client("iam")
+    role = iam.create_role(RoleName=unique("dlq-role"), AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]
+
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as refused:
+        create_function(lambda_client, unique_name, zip_function("py_errors"), role=role["Arn"],
+                        DeadLetterConfig={"TargetArn": dlq_arn})
+    assert "SendMessage on SQS" in str(refused.value)
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="send", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dlq_arn},
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": topic}]}))
+    create_function(lambda_client, unique_name, zip_function("py_errors"), role=role["Arn"],
+                    DeadLetterConfig={"TargetArn": dlq_arn})
+    config = lambda_client.get_function_configuration(FunctionName=unique_name)
+    assert config["DeadLetterConfig"] == {"TargetArn": dlq_arn}
+    lambda_client.put_function_event_invoke_config(FunctionName=unique_name, MaximumRetryAttempts=0,
+                                                   DestinationConfig={"OnFailure": {"Destination": topic}})
+
+    event = {"mode": "raise", "order": 7}
+    request_id = lambda_client.invoke(FunctionName=unique_name, InvocationType="Event",
+                                      Payload=json.dumps(event))["ResponseMetadata"]["RequestId"]
+    [letter] = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=20, MessageAttributeNames=["All"])["Messages"]
+    assert json.loads(letter["Body"]) == event
+    fields = {name: value["StringValue"] for name, value in letter["MessageAttributes"].items()}
+    assert fields["RequestID"] == request_id
+    assert fields["ErrorCode"] == "200"
+    assert "something broke" in fields["ErrorMessage"]
+    [delivered] = sqs.receive_message(QueueUrl=records, WaitTimeSeconds=20)["Messages"]
+    envelope = json.loads(delivered["Body"])
+    assert envelope["TopicArn"] == topic
+    record = json.loads(envelope["Message"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestPayload"] == event
+
+    # An empty target removes the dead-letter queue.
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=unique_name)
+    lambda_client.update_function_configuration(FunctionName=unique_name, DeadLetterConfig={"TargetArn": ""})
+    assert "DeadLetterConfig" not in lambda_client.get_function_configuration(FunctionName=unique_name)

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use nimbus_edge::AwsError;
 use nimbus_storage::{Expect, MetadataStore, Record, WriteBatch};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::error::service;
@@ -104,6 +105,7 @@ pub struct AsyncQueue {
     running: Mutex<Running>,
     cluster: Arc<nimbus_cluster::Cluster>,
     sqs: Arc<nimbus_sqs::Sqs>,
+    sns: Arc<nimbus_sns::Sns>,
 }
 
 impl AsyncQueue {
@@ -114,6 +116,7 @@ impl AsyncQueue {
         invoker: Arc<Invoker>,
         cluster: Arc<nimbus_cluster::Cluster>,
         sqs: Arc<nimbus_sqs::Sqs>,
+        sns: Arc<nimbus_sns::Sns>,
     ) -> Arc<Self> {
         let worker = cluster.me().roles.worker;
         let queue = Arc::new(Self {
@@ -123,6 +126,7 @@ impl AsyncQueue {
             running: Mutex::new(Running::default()),
             cluster,
             sqs,
+            sns,
         });
         if worker {
             let worker = queue.clone();
@@ -180,10 +184,10 @@ impl AsyncQueue {
     }
 
     /// Sends `function`'s invocation record to a destination: a function (as an
-    /// event of its own), a bucket (as an object) or a queue (as a message). Lambda
-    /// sends it as the function's execution role, as on AWS: the role must be allowed
-    /// `s3:PutObject` on the object, `lambda:InvokeFunction` on the function or
-    /// `sqs:SendMessage` on the queue.
+    /// event of its own), a bucket (as an object), a queue or a topic (as a message).
+    /// Lambda sends it as the function's execution role, as on AWS: the role must be
+    /// allowed `s3:PutObject` on the object, `lambda:InvokeFunction` on the function,
+    /// `sqs:SendMessage` on the queue or `sns:Publish` on the topic.
     async fn deliver(
         &self,
         function: &FunctionRef,
@@ -192,7 +196,7 @@ impl AsyncQueue {
         record: Vec<u8>,
     ) -> Result<(), String> {
         let functions = self.invoker.functions.clone();
-        let sqs = self.sqs.clone();
+        let (sqs, sns) = (self.sqs.clone(), self.sns.clone());
         let (function, destination) = (function.clone(), destination.to_owned());
         let key = format!("aws/lambda/async/{}/{}", event.function, event.request_id);
         let to_function = tokio::task::spawn_blocking(move || {
@@ -202,9 +206,10 @@ impl AsyncQueue {
                 .config
                 .role;
             let caller = functions.as_role(&role)?;
-            if destination.starts_with("arn:aws:sqs:") {
+            if is_message_target(&destination) {
                 let record = String::from_utf8(record).map_err(|err| err.to_string())?;
-                send_to_queue(&functions, &sqs, &caller, &destination, &record)?;
+                let sender = (functions.as_ref(), sqs.as_ref(), &sns, &caller);
+                send_message_as(sender, &destination, &record, &json!({}))?;
                 return Ok(None);
             }
             if let Some(bucket) = destination.strip_prefix("arn:aws:s3:::") {
@@ -230,6 +235,49 @@ impl AsyncQueue {
         self.enqueue(target, &request_id, Bytes::from(record))
             .await
             .map_err(|err| err.message)
+    }
+
+    /// Sends a failed event to the function's dead-letter queue or topic, if it has
+    /// one, as its execution role: the event as the message, with Lambda's
+    /// `RequestID`, `ErrorCode` and `ErrorMessage` attributes.
+    async fn dead_letter(
+        &self,
+        function: &FunctionRef,
+        event: &QueuedEvent,
+        payload: &Bytes,
+        result: &Result<crate::invoke::InvokeResult, AwsError>,
+    ) -> Result<(), String> {
+        let (code, error) = match result {
+            Ok(outcome) => (200, String::from_utf8_lossy(&outcome.payload).into_owned()),
+            Err(err) => (err.status.as_u16(), err.message.clone()),
+        };
+        // The first kilobyte of the error, as Lambda sends.
+        let mut end = error.len().min(1024);
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        let attributes = json!({
+            "RequestID": {"DataType": "String", "StringValue": event.request_id},
+            "ErrorCode": {"DataType": "Number", "StringValue": code.to_string()},
+            "ErrorMessage": {"DataType": "String", "StringValue": if end == 0 { "unknown" } else { &error[..end] }},
+        });
+        let body = String::from_utf8_lossy(payload).into_owned();
+        let functions = self.invoker.functions.clone();
+        let (sqs, sns, function) = (self.sqs.clone(), self.sns.clone(), function.clone());
+        tokio::task::spawn_blocking(move || {
+            let config = functions
+                .resolve(&function)
+                .map_err(|err| err.message)?
+                .config;
+            let Some(target) = config.dead_letter_config.and_then(|c| c.target_arn) else {
+                return Ok(());
+            };
+            let caller = functions.as_role(&config.role)?;
+            let sender = (functions.as_ref(), sqs.as_ref(), &sns, &caller);
+            send_message_as(sender, &target, &body, &attributes)
+        })
+        .await
+        .map_err(|err| err.to_string())?
     }
 
     async fn work(self: Arc<Self>) {
@@ -402,6 +450,11 @@ impl AsyncQueue {
             if condition == Some("RetriesExhausted") {
                 tracing::warn!(request_id = %event.request_id, attempts = event.attempts, "event failed after its retries");
             }
+            if matches!(condition, Some("RetriesExhausted" | "EventAgeExceeded"))
+                && let Err(err) = self.dead_letter(&function, &event, &payload, &result).await
+            {
+                tracing::error!(request_id = %event.request_id, error = %err, "sending a dead letter failed");
+            }
             if let Some(condition) = condition
                 && let Some(destination) = config.destination(condition == "Success")
             {
@@ -442,31 +495,59 @@ impl AsyncQueue {
     }
 }
 
-/// Sends `body` to a queue as `caller`, who must be allowed `sqs:SendMessage` on it
-/// (with the queue's policy): for destinations and dead letters of other services.
-pub fn send_to_queue(
-    functions: &crate::functions::Functions,
-    sqs: &nimbus_sqs::Sqs,
-    caller: &nimbus_auth::Caller,
-    queue_arn: &str,
+/// Whether an ARN names a queue or a topic, which take messages.
+fn is_message_target(arn: &str) -> bool {
+    arn.starts_with("arn:aws:sqs:") || arn.starts_with("arn:aws:sns:")
+}
+
+/// Who sends a message, and through which services.
+type Sender<'a> = (
+    &'a crate::functions::Functions,
+    &'a nimbus_sqs::Sqs,
+    &'a Arc<nimbus_sns::Sns>,
+    &'a nimbus_auth::Caller,
+);
+
+/// Sends `body` with message `attributes` (`{name: {DataType, StringValue}}`) to a
+/// queue or a topic as the caller, who must be allowed `sqs:SendMessage` or
+/// `sns:Publish` on it (with the queue's or topic's policy): for destinations and
+/// dead letters.
+fn send_message_as(
+    (functions, sqs, sns, caller): Sender<'_>,
+    arn: &str,
     body: &str,
+    attributes: &Value,
 ) -> Result<(), String> {
-    let queue = sqs.queue_by_arn(queue_arn).map_err(|err| err.message)?;
+    if arn.starts_with("arn:aws:sns:") {
+        let name = sns.topic_name(arn).map_err(|err| err.message)?;
+        let (topic, _) = sns.topic(name).map_err(|err| err.message)?;
+        let policy = topic.attributes.get("Policy").map(String::as_str);
+        functions
+            .authorize_as(caller, "sns:Publish", arn, policy)
+            .map_err(|err| err.message)?;
+        let outgoing = nimbus_sns::Outgoing {
+            message: body.to_owned(),
+            attributes: attributes
+                .as_object()
+                .map(|map| map.clone().into_iter().collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        return sns
+            .publish(name, outgoing, &sns.endpoint)
+            .map(drop)
+            .map_err(|err| err.message);
+    }
+    let queue = sqs.queue_by_arn(arn).map_err(|err| err.message)?;
+    let policy = queue.attributes.get("Policy").map(String::as_str);
     functions
-        .authorize_as(
-            caller,
-            "sqs:SendMessage",
-            queue_arn,
-            queue.attributes.get("Policy").map(String::as_str),
-        )
+        .authorize_as(caller, "sqs:SendMessage", arn, policy)
         .map_err(|err| err.message)?;
-    sqs.send(
-        &queue,
-        nimbus_sqs::messages::Outgoing::body(body),
-        &caller.principal.user_id(),
-    )
-    .map(drop)
-    .map_err(|err| err.message)
+    let mut outgoing = nimbus_sqs::messages::Outgoing::body(body);
+    outgoing.attributes = nimbus_sqs::attributes::parse(attributes).map_err(|err| err.message)?;
+    sqs.send(&queue, outgoing, &caller.principal.user_id())
+        .map(drop)
+        .map_err(|err| err.message)
 }
 
 fn encode(event: &QueuedEvent) -> Vec<u8> {

@@ -88,12 +88,17 @@ fn check(config: &EventInvokeConfig) -> Result<(), AwsError> {
     }
     for success in [true, false] {
         if let Some(arn) = config.destination(success)
-            && !["arn:aws:lambda:", "arn:aws:s3:::", "arn:aws:sqs:"]
-                .iter()
-                .any(|kind| arn.starts_with(kind))
+            && ![
+                "arn:aws:lambda:",
+                "arn:aws:s3:::",
+                "arn:aws:sqs:",
+                "arn:aws:sns:",
+            ]
+            .iter()
+            .any(|kind| arn.starts_with(kind))
         {
             return Err(invalid_parameter(format!(
-                "The destination ARN {arn} is not a function, a bucket or a queue: this nimbus delivers invocation records to those"
+                "The destination ARN {arn} is not a function, a bucket, a queue or a topic: this nimbus delivers invocation records to those"
             )));
         }
     }

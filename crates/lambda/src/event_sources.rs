@@ -9,6 +9,7 @@
 //! function's execution role, which must be allowed to read and delete messages.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use nimbus_sqs::queues::Queue;
 use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use crate::error::{invalid_parameter, service};
 use crate::functions::Functions;
@@ -30,8 +31,12 @@ use crate::names::FunctionRef;
 use nimbus_patterns as filters;
 
 pub const MAPPINGS: &str = "lambda.event-sources";
-/// Pollers per mapping on each node, unless `ScalingConfig` asks for fewer.
-const POLLERS: i64 = 3;
+/// Pollers per mapping on each node while its queue is quiet, unless
+/// `ScalingConfig` asks for fewer.
+const MIN_POLLERS: usize = 2;
+/// Pollers per mapping on each node at most, however long its backlog; each one
+/// holds at most one invoke in flight.
+const MAX_POLLERS: usize = 32;
 /// How long a receive waits for messages.
 const LONG_POLL: Duration = Duration::from_secs(20);
 /// How often nodes look for new, changed and deleted mappings.
@@ -219,9 +224,73 @@ impl Mapping {
     }
 }
 
-/// A mapping's pollers on this node, with the mapping's `modified` they were started
-/// for.
-type Pollers = (f64, Vec<JoinHandle<()>>);
+/// A mapping's pollers on this node, for the mapping's `modified` they were started
+/// for. They scale with the backlog as Lambda's do: a poller that got a full batch
+/// starts another, up to the limit; one whose long poll came back empty, or whose
+/// invoke was throttled (the function is at its concurrency), stops while more than
+/// the minimum remain.
+struct Pollers {
+    modified: f64,
+    tasks: Mutex<JoinSet<()>>,
+    running: AtomicUsize,
+    min: usize,
+    max: usize,
+}
+
+impl Pollers {
+    fn new(mapping: &Mapping) -> Arc<Self> {
+        let max = mapping
+            .max_concurrency
+            .map_or(MAX_POLLERS, |max| (max as usize).min(MAX_POLLERS));
+        Arc::new(Self {
+            modified: mapping.modified,
+            tasks: Mutex::new(JoinSet::new()),
+            running: AtomicUsize::new(0),
+            min: MIN_POLLERS.min(max),
+            max,
+        })
+    }
+
+    /// Starts one more poller unless the limit is reached.
+    fn grow(self: &Arc<Self>, sources: &Arc<EventSources>, mapping: &Arc<Mapping>) {
+        let grown = self
+            .running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            });
+        if grown.is_err() {
+            return;
+        }
+        let (group, sources, mapping) = (self.clone(), sources.clone(), mapping.clone());
+        let mut tasks = self.tasks.lock().expect("pollers");
+        // Stopped pollers leave their results behind.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move { sources.poll(mapping, group).await });
+    }
+
+    /// Whether the calling poller may stop: more than the minimum are running.
+    fn shrink(&self) -> bool {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > self.min).then_some(n - 1)
+            })
+            .is_ok()
+    }
+
+    fn stop(&self) {
+        self.tasks.lock().expect("pollers").abort_all();
+    }
+}
+
+/// What one poll came to.
+enum Polled {
+    /// The queue had nothing for the whole long poll.
+    Empty,
+    /// A batch was taken; `full` when the queue had at least as many as asked for.
+    Batch { full: bool },
+    /// The function was at its concurrency; the batch goes back to the queue.
+    Throttled,
+}
 
 pub struct EventSources {
     meta: Arc<dyn MetadataStore>,
@@ -229,7 +298,7 @@ pub struct EventSources {
     invoker: Arc<Invoker>,
     sqs: Arc<Sqs>,
     /// The pollers this node runs, by mapping.
-    pollers: Mutex<HashMap<String, Pollers>>,
+    pollers: Mutex<HashMap<String, Arc<Pollers>>>,
 }
 
 impl EventSources {
@@ -331,12 +400,12 @@ impl EventSources {
             .filter(|m| m.state == "Enabled")
             .map(|m| (m.uuid.as_str(), m))
             .collect();
-        pollers.retain(|uuid, (modified, tasks)| {
+        pollers.retain(|uuid, group| {
             let keep = enabled
                 .get(uuid.as_str())
-                .is_some_and(|m| m.modified == *modified);
+                .is_some_and(|m| m.modified == group.modified);
             if !keep {
-                tasks.iter().for_each(JoinHandle::abort);
+                group.stop();
             }
             keep
         });
@@ -344,23 +413,36 @@ impl EventSources {
             if pollers.contains_key(uuid) {
                 continue;
             }
-            let count = mapping.max_concurrency.unwrap_or(POLLERS).min(POLLERS);
-            let tasks = (0..count)
-                .map(|_| {
-                    let (sources, mapping) = (self.clone(), mapping.clone());
-                    tokio::spawn(async move { sources.poll(mapping).await })
-                })
-                .collect();
-            pollers.insert(uuid.to_owned(), (mapping.modified, tasks));
+            let (group, mapping) = (Pollers::new(mapping), Arc::new(mapping.clone()));
+            for _ in 0..group.min {
+                group.grow(self, &mapping);
+            }
+            pollers.insert(uuid.to_owned(), group);
         }
     }
 
-    /// One poller: receive a batch, invoke, delete what was handled, again.
-    async fn poll(self: Arc<Self>, mapping: Mapping) {
+    /// One poller: receive a batch, invoke, delete what was handled, again; starting
+    /// another poller or stopping as the backlog asks.
+    async fn poll(self: Arc<Self>, mapping: Arc<Mapping>, group: Arc<Pollers>) {
         loop {
-            if let Err(err) = self.clone().poll_once(&mapping).await {
-                tracing::warn!(uuid = %mapping.uuid, error = %err.message, "an event source poller failed");
-                tokio::time::sleep(BACK_OFF).await;
+            match self.clone().poll_once(&mapping).await {
+                Ok(Polled::Batch { full: true }) => group.grow(&self, &mapping),
+                Ok(Polled::Batch { full: false }) => {}
+                Ok(Polled::Empty) => {
+                    if group.shrink() {
+                        return;
+                    }
+                }
+                Ok(Polled::Throttled) => {
+                    if group.shrink() {
+                        return;
+                    }
+                    tokio::time::sleep(BACK_OFF).await;
+                }
+                Err(err) => {
+                    tracing::warn!(uuid = %mapping.uuid, error = %err.message, "an event source poller failed");
+                    tokio::time::sleep(BACK_OFF).await;
+                }
             }
         }
     }
@@ -389,7 +471,7 @@ impl EventSources {
     }
 
     /// Receives, invokes and deletes once.
-    async fn poll_once(self: Arc<Self>, mapping: &Mapping) -> Result<(), AwsError> {
+    async fn poll_once(self: Arc<Self>, mapping: &Mapping) -> Result<Polled, AwsError> {
         let sources = self.clone();
         let owned = mapping.clone();
         let queue = tokio::task::spawn_blocking(move || sources.readable_queue(&owned))
@@ -398,6 +480,7 @@ impl EventSources {
         let visibility = queue.number("VisibilityTimeout");
         let window = Duration::from_secs(mapping.window as u64);
         let mut batch: Vec<Received> = Vec::new();
+        let mut full = false;
         let started = Instant::now();
         while (batch.len() as i64) < mapping.batch_size {
             let wait = if batch.is_empty() {
@@ -413,14 +496,16 @@ impl EventSources {
             if got.is_empty() {
                 break;
             }
+            full = got.len() == want;
             batch.extend(got);
             if started.elapsed() >= window {
                 break;
             }
         }
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Polled::Empty);
         }
+        let mut polled = Polled::Batch { full };
         let region = self.sqs.region.clone();
         let records: Vec<(Value, String)> = batch
             .iter()
@@ -470,6 +555,7 @@ impl EventSources {
                     }
                 }
                 Ok(_) => {}
+                Err(err) if err.code == "TooManyRequestsException" => polled = Polled::Throttled,
                 Err(err) => {
                     tracing::info!(uuid = %mapping.uuid, error = %err.message, "an event source batch was not taken");
                     tokio::time::sleep(BACK_OFF).await;
@@ -486,7 +572,7 @@ impl EventSources {
         })
         .await
         .map_err(|_| service("An internal error occurred."))?;
-        Ok(())
+        Ok(polled)
     }
 
     // --- The API ---------------------------------------------------------------

@@ -243,7 +243,24 @@ impl FunctionSettings {
         if let Some(env) = &self.environment {
             check_environment(env)?;
         }
+        if let Some(target) = self.dead_letter_target()
+            && !target.starts_with("arn:aws:sqs:")
+            && !target.starts_with("arn:aws:sns:")
+        {
+            return Err(invalid_parameter(format!(
+                "The dead-letter target {target} is not an SQS queue or an SNS topic ARN"
+            )));
+        }
         Ok(())
+    }
+
+    /// The dead-letter target being set; an empty `TargetArn` removes it.
+    fn dead_letter_target(&self) -> Option<&str> {
+        self.dead_letter_config
+            .as_ref()?
+            .target_arn
+            .as_deref()
+            .filter(|arn| !arn.is_empty())
     }
 
     fn apply(&self, config: &mut FunctionConfiguration) {
@@ -274,6 +291,11 @@ impl FunctionSettings {
         if let Some(image_config) = &self.image_config {
             config.image_config_response = Some(ImageConfigResponse {
                 image_config: image_config.clone(),
+            });
+        }
+        if self.dead_letter_config.is_some() {
+            config.dead_letter_config = self.dead_letter_target().map(|arn| DeadLetterConfig {
+                target_arn: Some(arn.to_owned()),
             });
         }
     }
@@ -400,6 +422,27 @@ impl Functions {
             tracing::debug!(%role, %reason, "refusing an execution role");
             invalid_parameter("The role defined for the function cannot be assumed by Lambda.")
         })
+    }
+
+    /// Refuses a dead-letter target the execution role may not send to, as Lambda
+    /// does when the configuration is set (its own policies; the target's are
+    /// applied when a dead letter is sent).
+    fn check_dead_letter(&self, role: &str, settings: &FunctionSettings) -> Result<(), AwsError> {
+        let Some(target) = settings.dead_letter_target() else {
+            return Ok(());
+        };
+        let (action, call) = if target.starts_with("arn:aws:sqs:") {
+            ("sqs:SendMessage", "SendMessage on SQS")
+        } else {
+            ("sns:Publish", "Publish on SNS")
+        };
+        let caller = self.as_role(role).map_err(invalid_parameter)?;
+        self.authorize_as(&caller, action, target, None)
+            .map_err(|_| {
+                invalid_parameter(format!(
+                    "The provided execution role does not have permissions to call {call}"
+                ))
+            })
     }
 
     /// A zip from the request (inline, or an object in one of nimbus's buckets, read
@@ -581,6 +624,7 @@ impl Functions {
             .as_deref()
             .ok_or_else(|| invalid_parameter("The role parameter is required."))?;
         self.assumable(role)?;
+        self.check_dead_letter(role, &request.settings)?;
         let settings = &request.settings;
         if is_image {
             if settings.runtime.is_some() || settings.handler.is_some() {
@@ -648,6 +692,7 @@ impl Functions {
             version: "$LATEST".to_owned(),
             environment: None,
             layers: Some(layers.layers).filter(|l| !l.is_empty()),
+            dead_letter_config: None,
             tracing_config: TracingConfig {
                 mode: "PassThrough".to_owned(),
             },
@@ -932,6 +977,12 @@ impl Functions {
         if let Some(role) = request.settings.role.as_deref() {
             self.assumable(role)?;
         }
+        let role = request
+            .settings
+            .role
+            .as_deref()
+            .unwrap_or(&record.config.role);
+        self.check_dead_letter(role, &request.settings)?;
         if record.image.is_none() {
             check_not_image_config(&request.settings)?;
         } else if request.settings.runtime.is_some() || request.settings.handler.is_some() {
@@ -1427,6 +1478,7 @@ fn same_content(a: &FunctionConfiguration, b: &FunctionConfiguration) -> bool {
         && a.environment == b.environment
         && a.layers == b.layers
         && a.ephemeral_storage == b.ephemeral_storage
+        && a.dead_letter_config == b.dead_letter_config
         && a.description == b.description
 }
 

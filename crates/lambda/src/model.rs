@@ -17,6 +17,15 @@ pub struct EphemeralStorage {
     pub size: i64,
 }
 
+/// Where Lambda sends an asynchronous event that failed all its attempts: an SQS
+/// queue or an SNS topic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_arn: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct FunctionCode {
@@ -54,6 +63,7 @@ pub struct FunctionSettings {
     pub environment: Option<EnvironmentVariables>,
     pub ephemeral_storage: Option<EphemeralStorage>,
     pub image_config: Option<ImageConfig>,
+    pub dead_letter_config: Option<DeadLetterConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -207,6 +217,8 @@ pub struct FunctionConfiguration {
     pub environment: Option<EnvironmentVariables>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub layers: Option<Vec<Layer>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dead_letter_config: Option<DeadLetterConfig>,
     pub tracing_config: TracingConfig,
     pub revision_id: String,
     pub state: String,

@@ -605,7 +605,37 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     }
     let sqs = nimbus_sqs::Sqs::new(meta.clone(), &args.region, &args.account_id);
     sqs.start_housekeeping(cluster.lease("sqs-housekeeping"));
-    let queue = AsyncQueue::start(meta.clone(), invoker.clone(), cluster.clone(), sqs.clone());
+    let sns_targets = Arc::new(crate::targets::SnsTargets {
+        meta: meta.clone(),
+        sqs: sqs.clone(),
+        functions: functions.clone(),
+        queue: std::sync::OnceLock::new(),
+        authorizer: authorizer.clone(),
+    });
+    let sns = nimbus_sns::Sns::new(
+        meta.clone(),
+        &args.region,
+        &args.account_id,
+        &format!(
+            "{}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            cluster.me().advertise
+        ),
+        sns_targets.clone(),
+        {
+            let egress = egress.clone();
+            Arc::new(move |ip| egress.permits(ip))
+        },
+    );
+    let queue = AsyncQueue::start(
+        meta.clone(),
+        invoker.clone(),
+        cluster.clone(),
+        sqs.clone(),
+        sns.clone(),
+    );
+    // SNS delivers to functions through Lambda's event queue, which sends to topics.
+    let _ = sns_targets.queue.set(queue.clone());
     let bucket_events = Arc::new(crate::targets::BucketTargets {
         functions: Arc::new(BucketEvents::new(
             functions.clone(),
@@ -640,22 +670,6 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         invoker.clone(),
         sqs.clone(),
         cluster.me().roles.worker,
-    );
-    let sns = nimbus_sns::Sns::new(
-        meta.clone(),
-        &args.region,
-        &args.account_id,
-        Arc::new(crate::targets::SnsTargets {
-            meta: meta.clone(),
-            sqs: sqs.clone(),
-            functions: functions.clone(),
-            queue: queue.clone(),
-            authorizer: authorizer.clone(),
-        }),
-        {
-            let egress = egress.clone();
-            Arc::new(move |ip| egress.permits(ip))
-        },
     );
     let lambda = LambdaApi::new(
         functions,

@@ -20,7 +20,8 @@ pub struct SnsTargets {
     pub meta: Arc<dyn MetadataStore>,
     pub sqs: Arc<Sqs>,
     pub functions: Arc<Functions>,
-    pub queue: Arc<AsyncQueue>,
+    /// Set once Lambda's event queue, which itself publishes to topics, exists.
+    pub queue: std::sync::OnceLock<Arc<AsyncQueue>>,
     pub authorizer: Arc<dyn Authorizer>,
 }
 
@@ -74,12 +75,13 @@ impl nimbus_sns::Targets for SnsTargets {
             Access::new("lambda:InvokeFunction", &arn).with_policy(policy.as_deref()),
             topic_arn,
         )?;
+        let queue = self.queue.get().ok_or("Lambda is not started yet")?;
         let request_id = uuid::Uuid::new_v4().to_string();
-        let (table, key, value) = self.queue.stage(function, &request_id, event);
+        let (table, key, value) = queue.stage(function, &request_id, event);
         self.meta
             .commit(WriteBatch::new().put(&table, &key, value, Expect::Absent))
             .map_err(|err| err.to_string())?;
-        self.queue.wake();
+        queue.wake();
         Ok(())
     }
 }

@@ -115,6 +115,9 @@ pub struct Sns {
     meta: Arc<dyn MetadataStore>,
     pub region: String,
     pub account: String,
+    /// This node's edge, for the URLs in messages another service publishes (those
+    /// published through the API name the endpoint the client called).
+    pub endpoint: String,
     targets: Arc<dyn Targets>,
     /// Whether HTTP deliveries may connect to an address (the egress policy).
     permits: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
@@ -127,6 +130,7 @@ impl Sns {
         meta: Arc<dyn MetadataStore>,
         region: &str,
         account: &str,
+        endpoint: &str,
         targets: Arc<dyn Targets>,
         permits: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
     ) -> Arc<Self> {
@@ -134,6 +138,7 @@ impl Sns {
             meta,
             region: region.to_owned(),
             account: account.to_owned(),
+            endpoint: endpoint.to_owned(),
             targets,
             permits,
             http: reqwest::Client::builder()
