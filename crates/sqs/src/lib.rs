@@ -31,6 +31,16 @@ const REUSE_AFTER_MS: i64 = 60_000;
 const POLL: Duration = Duration::from_millis(250);
 /// How often expired messages are looked for.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// The most messages a standard and a FIFO queue may have in flight.
+const IN_FLIGHT_LIMITS: InFlightLimits = InFlightLimits {
+    standard: 120_000,
+    fifo: 20_000,
+};
+
+struct InFlightLimits {
+    standard: usize,
+    fifo: usize,
+}
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -44,6 +54,9 @@ pub struct Sqs {
     pub account: String,
     /// Long polls waiting on each queue, woken by sends through this node.
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Each queue's messages in flight when last counted, and when.
+    in_flight: Mutex<HashMap<String, (std::time::Instant, usize)>>,
+    in_flight_limits: InFlightLimits,
 }
 
 impl Sqs {
@@ -53,7 +66,17 @@ impl Sqs {
             region: region.to_owned(),
             account: account.to_owned(),
             wakers: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            in_flight_limits: IN_FLIGHT_LIMITS,
         })
+    }
+
+    fn in_flight_limit(&self, queue: &Queue) -> usize {
+        if queue.fifo() {
+            self.in_flight_limits.fifo
+        } else {
+            self.in_flight_limits.standard
+        }
     }
 
     /// Expires old messages and deduplication ids every minute, on the one node that
@@ -532,6 +555,42 @@ mod tests {
         assert_eq!(sqs.counts(&queue).unwrap().in_flight, 1);
         sqs.delete(&queue, &again.handle).unwrap();
         assert_eq!(sqs.counts(&queue).unwrap().in_flight, 0);
+    }
+
+    #[test]
+    fn a_queue_at_its_in_flight_limit_gives_no_more() {
+        let (_dir, mut sqs) = sqs();
+        Arc::get_mut(&mut sqs).unwrap().in_flight_limits = InFlightLimits {
+            standard: 2,
+            fifo: 1,
+        };
+        let queue = sqs
+            .create_queue("q", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        for body in ["1", "2", "3"] {
+            sqs.send(&queue, message(body, None), "me").unwrap();
+        }
+        assert_eq!(sqs.receive_now(&queue, 2, 30).unwrap().len(), 2);
+        sqs.in_flight.lock().unwrap().clear();
+        let refused = sqs.receive_now(&queue, 1, 30).unwrap_err();
+        assert_eq!(
+            (refused.status.as_u16(), &*refused.code),
+            (403, "OverLimit")
+        );
+
+        let fifo = [
+            ("FifoQueue".to_owned(), "true".to_owned()),
+            ("ContentBasedDeduplication".to_owned(), "true".to_owned()),
+        ];
+        let queue = sqs
+            .create_queue("f.fifo", fifo.into(), BTreeMap::new())
+            .unwrap();
+        sqs.send(&queue, message("a", Some("a")), "me").unwrap();
+        sqs.send(&queue, message("b", Some("b")), "me").unwrap();
+        assert_eq!(sqs.receive_now(&queue, 1, 30).unwrap().len(), 1);
+        sqs.in_flight.lock().unwrap().clear();
+        // A FIFO queue at its limit returns nothing rather than an error.
+        assert!(sqs.receive_now(&queue, 1, 30).unwrap().is_empty());
     }
 
     #[test]

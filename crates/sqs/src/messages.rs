@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 
 use crate::attributes::{self, Attributes};
 use crate::error::{
-    internal, invalid_contents, invalid_parameter, invalid_receipt, missing_parameter, not_inflight,
+    internal, invalid_contents, invalid_parameter, invalid_receipt, missing_parameter,
+    not_inflight, over_limit,
 };
 use crate::queues::Queue;
 use crate::{POLL, Sqs, now_ms};
@@ -35,6 +36,8 @@ pub const DEDUP: &str = "sqs.dedup";
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 const PAGE: usize = 200;
 pub const MAX_VISIBILITY: i64 = 43_200;
+/// How often a node recounts a queue's messages in flight.
+const IN_FLIGHT_RECOUNT: Duration = Duration::from_secs(1);
 
 /// A message as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -446,18 +449,67 @@ impl Sqs {
         }
     }
 
-    /// One look at the queue: the messages visible now, taken.
+    /// One look at the queue: the messages visible now, taken. A queue at its
+    /// in-flight limit gives none: a standard queue says so with `OverLimit`, a FIFO
+    /// queue returns nothing, as SQS does.
     pub fn receive_now(
         &self,
         queue: &Queue,
         max: usize,
         visibility: i64,
     ) -> Result<Vec<Received>, AwsError> {
+        let limit = self.in_flight_limit(queue);
+        if self.in_flight(queue, limit)? >= limit {
+            if queue.fifo() {
+                return Ok(Vec::new());
+            }
+            return Err(over_limit(format!(
+                "The queue {} has {limit} messages in flight, the most a standard queue may have: delete or let some become visible first",
+                queue.name
+            )));
+        }
         if queue.fifo() {
             self.receive_fifo(queue, max, visibility)
         } else {
             self.receive_standard(queue, max, visibility)
         }
+    }
+
+    /// How many of a queue's messages are in flight, counted up to `limit` at most
+    /// once a second per queue on this node: a receive near the limit may take a
+    /// few more, as on SQS, where the count is approximate too.
+    fn in_flight(&self, queue: &Queue, limit: usize) -> Result<usize, AwsError> {
+        if let Some((at, count)) = self.in_flight.lock().expect("in flight").get(&queue.name)
+            && at.elapsed() < IN_FLIGHT_RECOUNT
+        {
+            return Ok(*count);
+        }
+        let now = now_ms();
+        let prefix = format!("{}/", queue.name);
+        let mut count = 0;
+        if queue.fifo() {
+            self.walk(MESSAGES, &prefix, |record| {
+                let message = decode(&record)?;
+                if message.receipt.is_some() && message.visible_ms > now {
+                    count += 1;
+                }
+                Ok(count < limit)
+            })?;
+        } else {
+            // Entries visible later than now: received (`r`) or delayed (`d`).
+            let after = format!("{prefix}{now:013}~");
+            self.walk_after(VISIBILITY, &prefix, Some(after), |entry| {
+                if entry.value == b"r" {
+                    count += 1;
+                }
+                Ok(count < limit)
+            })?;
+        }
+        self.in_flight
+            .lock()
+            .expect("in flight")
+            .insert(queue.name.clone(), (Instant::now(), count));
+        Ok(count)
     }
 
     fn receive_standard(
@@ -578,9 +630,20 @@ impl Sqs {
         &self,
         table: &str,
         prefix: &str,
+        visit: impl FnMut(Record) -> Result<bool, AwsError>,
+    ) -> Result<(), AwsError> {
+        self.walk_after(table, prefix, None, visit)
+    }
+
+    /// Visits the records under `prefix` after the key `after` (from the first
+    /// without), in key order, while `visit` says go on.
+    fn walk_after(
+        &self,
+        table: &str,
+        prefix: &str,
+        mut after: Option<String>,
         mut visit: impl FnMut(Record) -> Result<bool, AwsError>,
     ) -> Result<(), AwsError> {
-        let mut after: Option<String> = None;
         loop {
             let page = self
                 .meta
