@@ -154,7 +154,7 @@ def test_groups_hold_schedules_and_tags_and_take_them_when_deleted(scheduler):
         ({"ScheduleExpression": "at(next tuesday)"}, "at(yyyy-mm-ddThh:mm:ss)"),
         ({"ScheduleExpressionTimezone": "Mars/Olympus"}, "time zone"),
         ({"FlexibleTimeWindow": {"Mode": "FLEXIBLE"}}, "MaximumWindowInMinutes"),
-        ({"Target": {"Arn": "arn:aws:sns:us-east-1:000000000000:t", "RoleArn": ROLE}}, "Lambda function or SQS queue"),
+        ({"Target": {"Arn": "arn:aws:kinesis:us-east-1:000000000000:stream/s", "RoleArn": ROLE}}, "Lambda function, SQS queue or SNS topic"),
         ({"Target": {"Arn": function_arn("f"), "RoleArn": "admin"}}, "RoleArn"),
         ({"Target": {"Arn": function_arn("f"), "RoleArn": ROLE, "RetryPolicy": {"MaximumRetryAttempts": 186}}}, "MaximumRetryAttempts"),
         ({"Target": {"Arn": function_arn("f"), "RoleArn": ROLE, "DeadLetterConfig": {"Arn": "arn:aws:sns:us-east-1:000000000000:t"}}}, "SQS queue"),
@@ -379,3 +379,27 @@ def test_a_schedule_sends_to_a_queue_as_its_role(nimbus, scheduler):
     assert eventually(lambda: got.extend(sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])) or got,
                       timeout=30)
     assert json.loads(got[0]["Body"]) == {"tick": "1"}
+
+
+def test_a_schedule_publishes_to_a_topic_as_its_role(nimbus, scheduler):
+    """A topic is a target: the firing's input is published, as the schedule's role
+    (allowed sns:Publish), to the topic's queue subscription."""
+    sns, sqs = nimbus.client("sns"), nimbus.client("sqs")
+    topic = sns.create_topic(Name=f"ticks-{uuid.uuid4().hex[:6]}")["TopicArn"]
+    url = sqs.create_queue(QueueName=f"ticks-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]})})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    role = schedule_role(nimbus, f"to-topic-{uuid.uuid4().hex[:6]}", SCHEDULER_TRUST,
+                         {"Action": "sns:Publish", "Resource": topic})
+    when = (datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    scheduler.create_schedule(Name=f"tick-{uuid.uuid4().hex[:6]}", ScheduleExpression=f"at({when})",
+                              FlexibleTimeWindow={"Mode": "OFF"},
+                              Target={"Arn": topic, "RoleArn": role, "Input": json.dumps({"tick": "published"})})
+    got = []
+    assert eventually(lambda: got.extend(sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])) or got,
+                      timeout=30)
+    assert json.loads(got[0]["Body"]) == {"tick": "published"}

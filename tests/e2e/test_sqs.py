@@ -341,6 +341,41 @@ def test_a_bucket_notifies_a_queue_of_its_uploads(nimbus, sqs):
     assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
 
 
+def test_a_bucket_notifies_a_topic_that_fans_out_to_a_queue(nimbus, sqs):
+    """S3 -> SNS -> SQS: the topic's policy must let S3 publish for the bucket; each
+    event is published with S3's subject and reaches the topic's queue."""
+    s3, sns = nimbus.client("s3"), nimbus.client("sns")
+    bucket = unique("fanout")
+    s3.create_bucket(Bucket=bucket)
+    topic = sns.create_topic(Name=unique("uploads"))["TopicArn"]
+    url = sqs.create_queue(QueueName=unique("fanout"))["QueueUrl"]
+    queue_arn = attributes(sqs, url, "QueueArn")["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]})})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    configuration = {"TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectRemoved:*"]}]}
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    assert code(excinfo) == "InvalidArgument"
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sns:Publish",
+            "Resource": topic, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}}}]}))
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    [rule] = s3.get_bucket_notification_configuration(Bucket=bucket)["TopicConfigurations"]
+    assert (rule["TopicArn"], rule["Events"]) == (topic, ["s3:ObjectRemoved:*"])
+
+    s3.put_object(Bucket=bucket, Key="doomed", Body=b"x")
+    s3.delete_object(Bucket=bucket, Key="doomed")
+    [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10)["Messages"]
+    envelope = json.loads(message["Body"])
+    assert (envelope["TopicArn"], envelope["Subject"]) == (topic, "Amazon S3 Notification")
+    [record] = json.loads(envelope["Message"])["Records"]
+    assert (record["eventName"], record["s3"]["object"]["key"]) == ("ObjectRemoved:Delete", "doomed")
+
+
 def test_async_invocation_records_go_to_a_queue(nimbus, sqs, lambda_client, unique_name):
     """A queue as an asynchronous invoke's destination gets the invocation record,
     sent as the function's role, which must be allowed sqs:SendMessage."""

@@ -636,6 +636,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     );
     // SNS delivers to functions through Lambda's event queue, which sends to topics.
     let _ = sns_targets.queue.set(queue.clone());
+    sns.start_outbox(cluster.lease("sns-outbox"));
     let bucket_events = Arc::new(crate::targets::BucketTargets {
         functions: Arc::new(BucketEvents::new(
             functions.clone(),
@@ -643,6 +644,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             authorizer.clone(),
         )),
         sqs: sqs.clone(),
+        sns: sns.clone(),
         authorizer: authorizer.clone(),
     });
     let scheduler = Scheduler::new(
@@ -651,6 +653,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             functions.clone(),
             queue.clone(),
             sqs.clone(),
+            sns.clone(),
         )),
         sessions.clone(),
         &args.region,

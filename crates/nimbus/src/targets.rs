@@ -86,15 +86,22 @@ impl nimbus_sns::Targets for SnsTargets {
     }
 }
 
-/// Where bucket events go: functions (through Lambda's event queue) and standard SQS
-/// queues, each as `s3.amazonaws.com`, written in the commit of the object change.
+/// Where bucket events go: functions (through Lambda's event queue), standard SQS
+/// queues and SNS topics (through its outbox), each as `s3.amazonaws.com`, written in
+/// the commit of the object change.
 pub struct BucketTargets {
     pub functions: Arc<nimbus_lambda::bucket_events::BucketEvents>,
     pub sqs: Arc<Sqs>,
+    pub sns: Arc<nimbus_sns::Sns>,
     pub authorizer: Arc<dyn Authorizer>,
 }
 
 impl BucketTargets {
+    fn topic(&self, arn: &str) -> Result<nimbus_sns::Topic, String> {
+        let name = self.sns.topic_name(arn).map_err(|err| err.message)?;
+        Ok(self.sns.topic(name).map_err(|err| err.message)?.0)
+    }
+
     fn queue(&self, arn: &str) -> Result<nimbus_sqs::queues::Queue, String> {
         let queue = self.sqs.queue_by_arn(arn).map_err(|err| err.message)?;
         if queue.fifo() {
@@ -106,15 +113,20 @@ impl BucketTargets {
 
 impl nimbus_s3::EventTarget for BucketTargets {
     fn refuses(&self, target: &str, bucket: &str, account: &str) -> Option<String> {
-        if !target.starts_with("arn:aws:sqs:") {
+        let (action, policy) = if target.starts_with("arn:aws:sqs:") {
+            match self.queue(target) {
+                Ok(queue) => ("sqs:SendMessage", queue.attributes.get("Policy").cloned()),
+                Err(reason) => return Some(reason),
+            }
+        } else if target.starts_with("arn:aws:sns:") {
+            match self.topic(target) {
+                Ok(topic) => ("sns:Publish", topic.attributes.get("Policy").cloned()),
+                Err(reason) => return Some(reason),
+            }
+        } else {
             return self.functions.refuses(target, bucket, account);
-        }
-        let queue = match self.queue(target) {
-            Ok(queue) => queue,
-            Err(reason) => return Some(reason),
         };
-        let policy = queue.attributes.get("Policy").cloned();
-        let access = Access::new("sqs:SendMessage", target)
+        let access = Access::new(action, target)
             .with_policy(policy.as_deref())
             .for_source(&format!("arn:aws:s3:::{bucket}"), account);
         self.authorizer
@@ -127,14 +139,21 @@ impl nimbus_s3::EventTarget for BucketTargets {
         target: &str,
         event: Vec<u8>,
     ) -> Result<Vec<nimbus_s3::notifications::Staged>, String> {
-        if !target.starts_with("arn:aws:sqs:") {
+        let staged = if target.starts_with("arn:aws:sqs:") {
+            let queue = self.queue(target)?;
+            let body = String::from_utf8(event).map_err(|err| err.to_string())?;
+            self.sqs.staged(&queue, &body, "s3.amazonaws.com")
+        } else if target.starts_with("arn:aws:sns:") {
+            let body = String::from_utf8(event).map_err(|err| err.to_string())?;
+            vec![
+                self.sns
+                    .staged(target, &body, Some("Amazon S3 Notification"))
+                    .map_err(|err| err.message)?,
+            ]
+        } else {
             return self.functions.stage(target, event);
-        }
-        let queue = self.queue(target)?;
-        let body = String::from_utf8(event).map_err(|err| err.to_string())?;
-        Ok(self
-            .sqs
-            .staged(&queue, &body, "s3.amazonaws.com")
+        };
+        Ok(staged
             .into_iter()
             .map(|(table, key, value)| nimbus_s3::notifications::Staged { table, key, value })
             .collect())
@@ -143,5 +162,6 @@ impl nimbus_s3::EventTarget for BucketTargets {
     fn wake(&self) {
         self.functions.wake();
         self.sqs.wake_all();
+        self.sns.wake_outbox();
     }
 }

@@ -1,7 +1,7 @@
-//! Bucket notifications: which object events go to which function, and the S3
-//! event records delivered to it. Delivery itself belongs to the Lambda service,
-//! behind [`EventTarget`], which checks the function's resource policy and stages
-//! each event as a durable queue entry committed with the object change.
+//! Bucket notifications: which object events go to which function, queue or topic,
+//! and the S3 event records delivered to them. Delivery itself belongs to those
+//! services, behind [`EventTarget`], which checks the target's resource policy and
+//! stages each event as a durable entry committed with the object change.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +9,7 @@ use nimbus_edge::protocol::xml::XmlWriter;
 
 /// Where bucket events are delivered.
 pub trait EventTarget: Send + Sync {
-    /// Why `target` (a function or queue ARN) may not receive `bucket`'s events, if it
+    /// Why `target` (a function, queue or topic ARN) may not receive `bucket`'s events, if it
     /// may not: it does not exist, or its policy does not let S3 deliver to it for
     /// this bucket.
     fn refuses(&self, target: &str, bucket: &str, account: &str) -> Option<String>;
@@ -31,11 +31,11 @@ pub struct Staged {
     pub value: Vec<u8>,
 }
 
-/// One `LambdaFunctionConfiguration` or `QueueConfiguration`.
+/// One `LambdaFunctionConfiguration`, `QueueConfiguration` or `TopicConfiguration`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub id: String,
-    /// The function's or queue's ARN.
+    /// The function's, queue's or topic's ARN.
     #[serde(alias = "function_arn")]
     pub target: String,
     pub events: Vec<String>,
@@ -43,7 +43,7 @@ pub struct Rule {
     pub suffix: Option<String>,
 }
 
-/// The event names S3 sends to functions and queues.
+/// The event names S3 sends to functions, queues and topics.
 const EVENTS: &[&str] = &[
     "s3:ObjectCreated:*",
     "s3:ObjectCreated:Put",
@@ -90,7 +90,8 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
                 match name.as_str() {
                     "CloudFunctionConfiguration"
                     | "LambdaFunctionConfiguration"
-                    | "QueueConfiguration" => {
+                    | "QueueConfiguration"
+                    | "TopicConfiguration" => {
                         rule = Some(Rule {
                             id: String::new(),
                             target: String::new(),
@@ -99,9 +100,9 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
                             suffix: None,
                         });
                     }
-                    "TopicConfiguration" | "EventBridgeConfiguration" => {
+                    "EventBridgeConfiguration" => {
                         return Err(format!(
-                            "{name} is not supported: functions and queues receive events here"
+                            "{name} is not supported: functions, queues and topics receive events here"
                         ));
                     }
                     _ => {}
@@ -111,14 +112,11 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
             }
             Event::Empty(empty) => {
                 let name = empty.local_name();
-                if matches!(
-                    name.as_ref(),
-                    b"TopicConfiguration" | b"EventBridgeConfiguration"
-                ) {
-                    return Err(format!(
-                        "{} is not supported: functions and queues receive events here",
-                        String::from_utf8_lossy(name.as_ref())
-                    ));
+                if name.as_ref() == b"EventBridgeConfiguration" {
+                    return Err(
+                        "EventBridgeConfiguration is not supported: functions, queues and topics receive events here"
+                            .into(),
+                    );
                 }
             }
             Event::Text(content) => {
@@ -131,11 +129,14 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
                     (
                         "CloudFunctionConfiguration"
                         | "LambdaFunctionConfiguration"
-                        | "QueueConfiguration",
+                        | "QueueConfiguration"
+                        | "TopicConfiguration",
                         Some(_),
                     ) => rules.extend(rule.take()),
                     ("Id", Some(rule)) => rule.id = value,
-                    ("CloudFunction" | "Function" | "Queue", Some(rule)) => rule.target = value,
+                    ("CloudFunction" | "Function" | "Queue" | "Topic", Some(rule)) => {
+                        rule.target = value
+                    }
                     ("Event", Some(rule)) => rule.events.push(value),
                     ("Name", Some(_)) => filter_name = value.to_ascii_lowercase(),
                     ("Value", Some(rule)) => match filter_name.as_str() {
@@ -157,7 +158,8 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
     for (n, rule) in rules.iter_mut().enumerate() {
         if rule.target.is_empty() || rule.events.is_empty() {
             return Err(
-                "each configuration needs a function or queue ARN and at least one event".into(),
+                "each configuration needs a function, queue or topic ARN and at least one event"
+                    .into(),
             );
         }
         if let Some(event) = rule
@@ -183,6 +185,8 @@ pub fn render(rules: &[Rule], namespace: &str) -> XmlWriter {
     for rule in rules {
         let (element, target) = if rule.target.starts_with("arn:aws:sqs:") {
             ("QueueConfiguration", "Queue")
+        } else if rule.target.starts_with("arn:aws:sns:") {
+            ("TopicConfiguration", "Topic")
         } else {
             ("CloudFunctionConfiguration", "CloudFunction")
         };
@@ -292,7 +296,7 @@ mod tests {
         assert!(!rule.wants("ObjectCreated:Put", "in/cat.png"));
         assert!(!rule.wants("ObjectRemoved:Delete", "in/cat.jpg"));
         assert!(
-            parse(b"<NotificationConfiguration><TopicConfiguration/></NotificationConfiguration>")
+            parse(b"<NotificationConfiguration><EventBridgeConfiguration/></NotificationConfiguration>")
                 .is_err()
         );
         assert_eq!(parse(b"<NotificationConfiguration/>").unwrap(), vec![]);

@@ -6,9 +6,11 @@
 //!
 //! Records: `sns.topics/<name>` and `sns.subscriptions/<topic>/<id>`, the
 //! subscription's ARN being the topic's with `:<id>`. `api.rs` is the query protocol;
-//! `signing.rs` the deployment's signing key and certificate.
+//! `signing.rs` the deployment's signing key and certificate; `outbox.rs` messages
+//! other services publish in their own commits.
 
 pub mod api;
+pub mod outbox;
 pub mod signing;
 
 use std::collections::BTreeMap;
@@ -123,6 +125,8 @@ pub struct Sns {
     permits: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
     http: reqwest::Client,
     key: std::sync::OnceLock<signing::SigningKey>,
+    /// Wakes the outbox's publisher.
+    outbox: tokio::sync::Notify,
 }
 
 impl Sns {
@@ -147,6 +151,7 @@ impl Sns {
                 .build()
                 .expect("an HTTP client"),
             key: std::sync::OnceLock::new(),
+            outbox: tokio::sync::Notify::new(),
         })
     }
 
