@@ -1,6 +1,6 @@
-"""The `nimbus` command line against a running server: `fn deploy/ls/invoke`, `ps`
-and `status`, with tables for people, `--output json` for scripts, exit status 1 and
-a hint on stderr when something is wrong."""
+"""The `nimbus` command line against a running server: `fn deploy/ls/invoke`,
+`queue ls/send/tail`, `ps` and `status`, with tables for people, `--output json` for
+scripts, exit status 1 and a hint on stderr when something is wrong."""
 
 import json
 import os
@@ -78,6 +78,39 @@ def test_functions_are_deployed_listed_and_invoked(nimbus, tmp_path):
     assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr
     bad = cli(nimbus, "fn", "invoke", name, "--payload", "{not json")
     assert bad.returncode == 1 and "--payload is not JSON" in bad.stderr
+
+
+def test_queues_are_listed_sent_to_and_tailed(nimbus):
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    nimbus.client("sqs").create_queue(QueueName=name)
+    assert cli(nimbus, "queue", "send", name, "first").returncode == 0
+    piped = subprocess.run([nimbus_binary(), "queue", "send", name, "-"], input='{"n": 2}', capture_output=True,
+                           text=True, timeout=60, env=cli_env(nimbus))
+    assert piped.returncode == 0, piped.stderr
+    header, *rows = cli(nimbus, "queue", "ls").stdout.splitlines()
+    assert header.split() == ["NAME", "TYPE", "VISIBLE", "IN", "FLIGHT", "DELAYED"]
+    assert [name, "standard", "2", "0", "0"] in [row.split() for row in rows]
+
+    # A peek leaves the messages in the queue, visible at once.
+    peeked = cli(nimbus, "queue", "tail", name, "--no-follow", "--output", "json")
+    assert sorted(json.loads(line)["Body"] for line in peeked.stdout.splitlines()) == ["first", '{"n": 2}']
+    assert [name, "standard", "2", "0", "0"] in [row.split() for row in cli(nimbus, "queue", "ls").stdout.splitlines()]
+
+    # --follow --delete consumes what is there and what arrives later.
+    follower = subprocess.Popen([nimbus_binary(), "queue", "tail", name, "--delete"],
+                                stdout=subprocess.PIPE, text=True, env=cli_env(nimbus))
+    lines = []
+    threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True).start()
+    try:
+        assert eventually(lambda: len(lines) == 2, timeout=20), lines
+        assert cli(nimbus, "queue", "send", name, "later").returncode == 0
+        assert eventually(lambda: any(line.rstrip().endswith(" later") for line in lines), timeout=20), lines
+    finally:
+        follower.kill()
+        follower.wait()
+    assert [name, "standard", "0", "0", "0"] in [row.split() for row in cli(nimbus, "queue", "ls").stdout.splitlines()]
+    missing = cli(nimbus, "queue", "tail", f"{name}-none")
+    assert missing.returncode == 1 and "QueueDoesNotExist" in missing.stderr
 
 
 def test_ps_lists_running_tasks_and_status_the_services(nimbus, tmp_path):

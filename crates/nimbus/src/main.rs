@@ -42,6 +42,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::LogsCommand,
     },
+    /// SQS queues: `queue ls`, `queue send`, `queue tail NAME`.
+    Queue {
+        #[command(flatten)]
+        connection: cli::Connection,
+        #[command(subcommand)]
+        command: cli::QueueCommand,
+    },
     /// Images in the registry: `image ls`.
     Image {
         #[command(flatten)]
@@ -252,6 +259,12 @@ fn main() -> ExitCode {
             command,
         } => cli::run(connection, async |client, output| {
             cli::logs(client, output, command).await
+        }),
+        Command::Queue {
+            connection,
+            command,
+        } => cli::run(connection, async |client, output| {
+            cli::queues(client, output, command).await
         }),
         Command::Image {
             connection,

@@ -309,14 +309,24 @@ impl Client {
         target: &str,
         body: &Value,
     ) -> Result<Value, CallError> {
+        self.json_target(service, target, "1.1", body).await
+    }
+
+    /// A call of the JSON protocol `version` (1.0 for SQS, 1.1 for ECS and Logs):
+    /// `target` is `Prefix.Operation`.
+    pub async fn json_target(
+        &self,
+        service: &str,
+        target: &str,
+        version: &str,
+        body: &Value,
+    ) -> Result<Value, CallError> {
+        let content_type = format!("application/x-amz-json-{version}");
         self.json(
             service,
             Method::POST,
             "/",
-            &[
-                ("x-amz-target", target),
-                ("content-type", "application/x-amz-json-1.1"),
-            ],
+            &[("x-amz-target", target), ("content-type", &content_type)],
             Some(body),
         )
         .await

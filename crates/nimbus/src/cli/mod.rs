@@ -1,9 +1,10 @@
-//! The everyday command line: `nimbus fn ...`, `nimbus ps`, `nimbus status`, talking to
-//! a running server through its AWS APIs, signed like any SDK. Tables for people,
-//! `--output json` for scripts; exit status 0 on success, 1 when the server or the
-//! function reports an error, 2 on a usage error (clap's).
+//! The everyday command line: `nimbus fn ...`, `nimbus queue ...`, `nimbus ps`,
+//! `nimbus status`, talking to a running server through its AWS APIs, signed like
+//! any SDK. Tables for people, `--output json` for scripts; exit status 0 on success,
+//! 1 when the server or the function reports an error, 2 on a usage error (clap's).
 
 mod client;
+mod queue;
 mod term;
 
 use std::io::Write;
@@ -18,6 +19,7 @@ use nimbus_edge::protocol::xml;
 use serde_json::{Value, json};
 
 use client::{CallError, Client, Upload};
+pub use queue::{QueueCommand, queues};
 use term::{Style, paint, status_style};
 
 #[derive(Args, Debug, Clone)]
