@@ -21,7 +21,12 @@ const TARGETS = {
   logs: 'Logs_20140328',
   ecr: 'AmazonEC2ContainerRegistry_V20150921',
   ecs: 'AmazonEC2ContainerServiceV20141113',
+  sqs: 'AmazonSQS',
 };
+// SQS speaks json-1.0, the other json services 1.1.
+const JSON_10 = new Set(['sqs']);
+
+const QUERY_VERSIONS = { iam: '2010-05-08', sts: '2011-06-15', sns: '2010-03-31' };
 
 /** An ApiError from an AWS (or console) error response of any protocol. */
 export async function errorOf(res) {
@@ -157,12 +162,12 @@ export const fnPath = (name, rest = '') => `/2015-03-31/functions/${encodeURICom
 export const lambda = (method, path, body, opts) => restJson('lambda', method, path, body, opts);
 export const scheduler = (method, path, body, opts) => restJson('scheduler', method, path, body, opts);
 
-/** json-1.1 (Logs, ECR, ECS): `call('logs', 'DescribeLogGroups', {...})`. */
+/** json-1.0/1.1 (SQS; Logs, ECR, ECS): `call('logs', 'DescribeLogGroups', {...})`. */
 export async function call(service, operation, body = {}, { signal } = {}) {
   const res = await aws(service, 'POST', '/', {
     signal,
     headers: {
-      'content-type': 'application/x-amz-json-1.1',
+      'content-type': `application/x-amz-json-${JSON_10.has(service) ? '1.0' : '1.1'}`,
       'x-amz-target': `${TARGETS[service]}.${operation}`,
     },
     body: JSON.stringify(body),
@@ -170,16 +175,23 @@ export async function call(service, operation, body = {}, { signal } = {}) {
   return jsonOf(res);
 }
 
-/** query protocol (IAM, STS): resolves to the XML document. */
+/** query protocol (IAM, STS, SNS): resolves to the XML document. */
 export async function query(service, action, params = {}) {
-  const version = service === 'sts' ? '2011-06-15' : '2010-05-08';
-  const form = new URLSearchParams({ Action: action, Version: version });
+  const form = new URLSearchParams({ Action: action, Version: QUERY_VERSIONS[service] });
   for (const [key, value] of Object.entries(params)) if (value != null) form.append(key, String(value));
   const res = await aws(service, 'POST', '/', {
     headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
     body: form.toString(),
   });
   return parseXml(await res.text());
+}
+
+/**
+ * A query-protocol map: `entries('Attributes', [{ key: 'a', value: 'b' }])` is
+ * `{ 'Attributes.entry.1.key': 'a', 'Attributes.entry.1.value': 'b' }`.
+ */
+export function entries(name, list) {
+  return Object.fromEntries(list.flatMap((fields, i) => Object.entries(fields).map(([k, v]) => [`${name}.entry.${i + 1}.${k}`, v])));
 }
 
 /** rest-xml S3 with a path-style path; resolves to the Response. */
@@ -290,6 +302,30 @@ export async function listRoles() {
     marker = text(result, 'Marker');
   }
   return roles;
+}
+
+/** SQS queues, by name, with every attribute (`{ url, name, arn, attributes }`). */
+export async function listQueues() {
+  const urls = await callAll('sqs', 'ListQueues', { MaxResults: 1000 }, 'QueueUrls', 'NextToken');
+  const queues = await Promise.all(urls.map(async (url) => {
+    try {
+      const { Attributes: attributes = {} } = await call('sqs', 'GetQueueAttributes', { QueueUrl: url, AttributeNames: ['All'] });
+      return { url, name: url.split('/').pop(), arn: attributes.QueueArn, attributes };
+    } catch (err) {
+      if (err.code === 'QueueDoesNotExist') return null; // deleted since the listing
+      throw err;
+    }
+  }));
+  return queues.filter(Boolean).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Adds a statement to a function's resource policy (one already there is fine). */
+export async function addPermission(name, body) {
+  try {
+    await lambda('POST', fnPath(name, '/policy'), body);
+  } catch (err) {
+    if (err.code !== 'ResourceConflictException') throw err;
+  }
 }
 
 export const BASIC_ROLE = 'nimbus-console-lambda-role';

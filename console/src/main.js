@@ -14,6 +14,8 @@ const createFunction = () => import('./pages/function-create.js');
 const fnPage = () => import('./pages/function.js');
 const logs = () => import('./pages/logs.js');
 const buckets = () => import('./pages/buckets.js');
+const queues = () => import('./pages/queues.js');
+const topics = () => import('./pages/topics.js');
 const registry = () => import('./pages/registry.js');
 const containers = () => import('./pages/containers.js');
 
@@ -26,6 +28,10 @@ const ROUTES = [
   [/^logs\/(.+)$/, lazy(logs, 'logGroupPage'), 'logs'],
   [/^buckets$/, lazy(buckets, 'bucketsPage'), 'buckets'],
   [/^buckets\/([^/]+)$/, lazy(buckets, 'bucketPage'), 'buckets'],
+  [/^queues$/, lazy(queues, 'queuesPage'), 'queues'],
+  [/^queues\/([^/]+)$/, lazy(queues, 'queuePage'), 'queues'],
+  [/^topics$/, lazy(topics, 'topicsPage'), 'topics'],
+  [/^topics\/([^/]+)$/, lazy(topics, 'topicPage'), 'topics'],
   [/^registry$/, lazy(registry, 'registryPage'), 'registry'],
   [/^registry\/(.+)$/, lazy(registry, 'repositoryPage'), 'registry'],
   [/^containers$/, lazy(containers, 'clustersPage'), 'containers'],
@@ -39,6 +45,8 @@ const NAV = [
   ['#/functions', 'Functions', 'functions', 'M4 16 9 4h2l-5 12zM12 6h5M12 10h4M12 14h5'],
   ['#/logs', 'Logs', 'logs', 'M4 4h12v12H4zM7 8h6M7 11h6M7 14h3'],
   ['#/buckets', 'Buckets', 'buckets', 'M3 6c0-2 14-2 14 0l-2 10c0 1.5-10 1.5-10 0zM3 6c0 2 14 2 14 0'],
+  ['#/queues', 'Queues', 'queues', 'M2 7h4v6H2zM8 7h4v6H8zM14 7h4v6h-4z'],
+  ['#/topics', 'Topics', 'topics', 'M8 10a2 2 0 1 0 4 0a2 2 0 1 0-4 0M6 6a6 6 0 0 0 0 8M14 6a6 6 0 0 1 0 8M3.5 3.5a9 9 0 0 0 0 13M16.5 3.5a9 9 0 0 1 0 13'],
   ['#/registry', 'Registry', 'registry', 'M3 7l7-4 7 4v7l-7 4-7-4zM3 7l7 4 7-4M10 11v7'],
   ['#/containers', 'Containers', 'containers', 'M3 5h14v4H3zM3 11h14v4H3zM6 7h1M6 13h1'],
 ];

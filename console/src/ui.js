@@ -3,7 +3,7 @@
 import { h, mount } from './dom.js';
 
 const GOOD = ['running', 'active', 'successful', 'available', 'enabled', 'complete', 'succeeded', 'primary', 'healthy', 'steady', 'completed'];
-const BUSY = ['pending', 'provisioning', 'inprogress', 'in_progress', 'activating', 'deprovisioning', 'stopping', 'draining', 'creating', 'updating'];
+const BUSY = ['pending', 'provisioning', 'inprogress', 'in_progress', 'activating', 'deprovisioning', 'stopping', 'draining', 'creating', 'updating', 'enabling', 'disabling', 'deleting'];
 const BAD = ['failed', 'unavailable', 'error', 'inactive_error', 'unhealthy'];
 
 export function badge(label, kind) {

@@ -19,6 +19,18 @@ const SERVICES = {
     href: '#/buckets',
     count: async () => [plural(all(await s3Xml('GET', '/'), 'Buckets/Bucket').length, 'bucket')],
   },
+  sqs: {
+    label: 'SQS',
+    what: 'Queues',
+    href: '#/queues',
+    count: async () => [plural((await callAll('sqs', 'ListQueues', { MaxResults: 1000 }, 'QueueUrls', 'NextToken')).length, 'queue')],
+  },
+  sns: {
+    label: 'SNS',
+    what: 'Topics and subscriptions',
+    href: '#/topics',
+    count: async () => [plural(all(await query('sns', 'ListTopics'), 'ListTopicsResult/Topics/member').length, 'topic')],
+  },
   ecr: {
     label: 'ECR',
     what: 'Container registry',

@@ -1,7 +1,8 @@
 import { h, mount, toast, busy, confirmDialog } from '../dom.js';
-import { lambda, fnPath, s3Do, s3Xml, all, kids, text, scheduler, session, listRoles } from '../api.js';
+import { lambda, lambdaAll, fnPath, s3Do, s3Xml, all, kids, text, query, scheduler, session, listRoles, listQueues, addPermission } from '../api.js';
 import { panel, table, fillRows, field, select, errorBox, loading, copyButton, badge, note } from '../ui.js';
-import { randomId, prettyJson } from '../util.js';
+import { randomId, prettyJson, arnTail, fmtAgo, fmtDate } from '../util.js';
+import { queueHref } from './queues.js';
 
 const urlPath = (name) => `/2021-10-31/functions/${encodeURIComponent(name)}/url`;
 
@@ -13,14 +14,6 @@ async function policyStatements(name) {
   } catch (err) {
     if (err.status === 404) return [];
     throw err;
-  }
-}
-
-async function addPermission(name, body) {
-  try {
-    await lambda('POST', fnPath(name, '/policy'), body);
-  } catch (err) {
-    if (err.code !== 'ResourceConflictException') throw err;
   }
 }
 
@@ -216,6 +209,108 @@ function s3Section(fn) {
     current), { id: 's3-trigger-panel' });
 }
 
+// ---------------------------------------------------------------- SQS queues
+
+const MAPPINGS = '/2015-03-31/event-source-mappings';
+/** What the execution role needs on a queue for Lambda to poll it. */
+const QUEUE_ACTIONS = ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes'];
+const settling = (state) => /ing$/.test(state || '');
+
+function sqsSection(fn) {
+  const queueSelect = h('select', { id: 'sqs-trigger-queue' }, h('option', { value: '' }, 'Loading queues…'));
+  const batch = h('input', { id: 'sqs-trigger-batch', type: 'number', min: 1, max: 10, value: 10, class: 'input-narrow' });
+  const enabled = h('input', { type: 'checkbox', id: 'sqs-trigger-enabled', checked: true });
+  const add = h('button', { id: 'sqs-trigger-add', class: 'btn btn-primary', type: 'button' }, 'Add SQS trigger');
+  const cols = ['Queue', 'Batch size', 'State', 'Last result', 'Last modified', ''];
+  const current = table('sqs-triggers-table', cols, []);
+  const status = h('div');
+  const problem = h('div', { id: 'sqs-trigger-problem' });
+  let timer;
+
+  async function load() {
+    clearTimeout(timer);
+    try {
+      const [mappings, queues] = await Promise.all([
+        lambdaAll(MAPPINGS, 'EventSourceMappings', { FunctionName: fn.name }),
+        listQueues(),
+      ]);
+      const chosen = queueSelect.value;
+      mount(queueSelect, queues.length
+        ? queues.map((q) => h('option', { value: q.arn, selected: q.arn === chosen }, q.name))
+        : h('option', { value: '' }, 'No queues: create one first'));
+      fillRows(current.querySelector('tbody'), cols.length, mappings.map((m) => {
+        const off = m.State === 'Disabled' || m.State === 'Disabling';
+        const toggle = h('button', { class: 'btn btn-ghost btn-small', type: 'button', hidden: m.State === 'Deleting' }, off ? 'Enable' : 'Disable');
+        toggle.addEventListener('click', () => busy(toggle, async () => {
+          await lambda('PUT', `${MAPPINGS}/${m.UUID}`, { Enabled: off });
+          await load();
+        }));
+        const del = h('button', { class: 'btn btn-ghost btn-small', type: 'button', hidden: m.State === 'Deleting' }, 'Delete');
+        del.addEventListener('click', () => busy(del, async () => {
+          if (!(await confirmDialog(`Stop feeding ${fn.name} from ${arnTail(m.EventSourceArn)}? The messages stay in the queue.`, { title: 'Delete SQS trigger' }))) return;
+          await lambda('DELETE', `${MAPPINGS}/${m.UUID}`);
+          toast(`Deleted the trigger from ${arnTail(m.EventSourceArn)}`, 'success');
+          await load();
+        }));
+        return h('tr', { dataset: { uuid: m.UUID } },
+          h('td', null, h('a', { href: queueHref(arnTail(m.EventSourceArn)), title: m.EventSourceArn }, arnTail(m.EventSourceArn))),
+          h('td', { class: 'num' }, String(m.BatchSize)),
+          h('td', { class: 'mapping-state' }, badge(m.State)),
+          h('td', null, m.LastProcessingResult || '—'),
+          h('td', { title: fmtDate(m.LastModified) }, fmtAgo(m.LastModified)),
+          h('td', { class: 'cell-actions' }, toggle, del));
+      }), 'No queue feeds this function.');
+      mount(status);
+      // Creating, Enabling, Disabling, Updating, Deleting: look again shortly.
+      if (mappings.some((m) => settling(m.State))) timer = setTimeout(() => fn.ctx.alive && load(), 1500);
+    } catch (err) {
+      mount(status, errorBox(err, load));
+    }
+  }
+
+  /** The fix for a role that may not read the queue: allow it, and add the trigger again. */
+  function roleFix(queueArn) {
+    const role = arnTail(fn.config.Role);
+    const grant = h('button', { id: 'sqs-trigger-grant', class: 'btn btn-primary btn-small', type: 'button' }, 'Allow the role and add the trigger');
+    grant.addEventListener('click', () => busy(grant, async () => {
+      await query('iam', 'PutRolePolicy', {
+        RoleName: role,
+        PolicyName: `sqs-${arnTail(queueArn)}`.slice(0, 128),
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: QUEUE_ACTIONS, Resource: queueArn }] }),
+      });
+      await create();
+    }));
+    return note(['Lambda polls the queue as the function\u2019s execution role, ', h('code', null, role),
+      ', which needs ', QUEUE_ACTIONS.map((a, i) => [i ? ', ' : '', h('code', null, a)]), ' on it. ',
+      'Add an inline policy to the role that allows them: ', grant], 'warn');
+  }
+
+  async function create() {
+    const queueArn = queueSelect.value;
+    if (!queueArn) throw new Error('Choose a queue.');
+    mount(problem);
+    try {
+      await lambda('POST', MAPPINGS, { FunctionName: fn.name, EventSourceArn: queueArn, BatchSize: Number(batch.value) || 10, Enabled: enabled.checked });
+    } catch (err) {
+      mount(problem, errorBox(err), /role does not have permissions/.test(err.message) ? roleFix(queueArn) : null);
+      return;
+    }
+    toast(`${arnTail(queueArn)} now feeds ${fn.name}`, 'success');
+    await load();
+  }
+  add.addEventListener('click', () => busy(add, create));
+
+  load();
+  return panel('SQS queues', h('div', null,
+    h('div', { class: 'inline-form' },
+      field('Queue', queueSelect), field('Batch size', batch),
+      h('label', { class: 'inline-label' }, enabled, ' Enabled'), add),
+    h('div', { class: 'help' }, 'Lambda polls the queue and invokes the function with batches of messages, deleting them when it succeeds; a failed batch comes back after the queue\u2019s visibility timeout.'),
+    problem,
+    status,
+    current), { id: 'sqs-trigger-panel' });
+}
+
 // ---------------------------------------------------------------- schedules
 
 function scheduleSection(fn) {
@@ -317,5 +412,5 @@ function policySection(fn) {
 }
 
 export function triggersTab(pane, fn) {
-  mount(pane, urlSection(fn), s3Section(fn), scheduleSection(fn), policySection(fn));
+  mount(pane, urlSection(fn), s3Section(fn), sqsSection(fn), scheduleSection(fn), policySection(fn));
 }
