@@ -49,6 +49,7 @@ def test_a_function_consumes_a_queue_and_only_failed_records_come_back(nimbus, l
     assert mapping["State"] == "Creating" and mapping["FunctionArn"].endswith(f":function:{unique_name}")
     uuid_ = mapping["UUID"]
     assert eventually(lambda: lambda_client.get_event_source_mapping(UUID=uuid_)["State"] == "Enabled", timeout=10)
+    assert lambda_client.get_event_source_mapping(UUID=uuid_)["LastProcessingResult"] == "No records processed"
     with pytest.raises(lambda_client.exceptions.ResourceConflictException):
         lambda_client.create_event_source_mapping(EventSourceArn=arn, FunctionName=unique_name)
 
@@ -62,6 +63,7 @@ def test_a_function_consumes_a_queue_and_only_failed_records_come_back(nimbus, l
     assert record["messageAttributes"]["k"] == {"stringValue": "v", "stringListValues": [], "binaryListValues": [],
                                                 "dataType": "String"}
     assert record["md5OfBody"] and record["receiptHandle"] and record["attributes"]["ApproximateReceiveCount"] == "1"
+    assert eventually(lambda: lambda_client.get_event_source_mapping(UUID=uuid_)["LastProcessingResult"] == "OK")
 
     # The failed records come back after the visibility timeout, twice, then go to
     # the dead-letter queue; the others were deleted once handled.

@@ -68,6 +68,9 @@ pub struct Mapping {
     /// `Creating`, `Enabling`, `Enabled`, `Disabling`, `Disabled`, `Updating` or
     /// `Deleting`.
     pub state: String,
+    /// `LastProcessingResult`: `OK` or `PROBLEM: ...`, once a batch was tried.
+    #[serde(default)]
+    pub last_result: Option<String>,
     /// Seconds since the epoch, with milliseconds.
     pub modified: f64,
 }
@@ -106,6 +109,7 @@ impl Mapping {
             enabled: true,
             state: "Creating".into(),
             modified: now_seconds(),
+            last_result: None,
         }
     }
 
@@ -120,6 +124,7 @@ impl Mapping {
             "LastModified": self.modified,
             "State": self.state,
             "StateTransitionReason": "USER_INITIATED",
+            "LastProcessingResult": self.last_result.as_deref().unwrap_or("No records processed"),
             "EventSourceMappingArn": format!("arn:aws:lambda:{region}:{account}:event-source-mapping:{}", self.uuid),
         });
         if let Some(max) = self.max_concurrency {
@@ -231,6 +236,8 @@ impl Mapping {
 /// the minimum remain.
 struct Pollers {
     modified: f64,
+    /// The `LastProcessingResult` these pollers last wrote.
+    last_result: Mutex<Option<String>>,
     tasks: Mutex<JoinSet<()>>,
     running: AtomicUsize,
     min: usize,
@@ -244,6 +251,7 @@ impl Pollers {
             .map_or(MAX_POLLERS, |max| (max as usize).min(MAX_POLLERS));
         Arc::new(Self {
             modified: mapping.modified,
+            last_result: Mutex::new(mapping.last_result.clone()),
             tasks: Mutex::new(JoinSet::new()),
             running: AtomicUsize::new(0),
             min: MIN_POLLERS.min(max),
@@ -286,8 +294,9 @@ impl Pollers {
 enum Polled {
     /// The queue had nothing for the whole long poll.
     Empty,
-    /// A batch was taken; `full` when the queue had at least as many as asked for.
-    Batch { full: bool },
+    /// A batch was taken; `full` when the queue had at least as many as asked for,
+    /// with what became of it (`OK` or `PROBLEM: ...`).
+    Batch { full: bool, result: &'static str },
     /// The function was at its concurrency; the batch goes back to the queue.
     Throttled,
 }
@@ -426,8 +435,12 @@ impl EventSources {
     async fn poll(self: Arc<Self>, mapping: Arc<Mapping>, group: Arc<Pollers>) {
         loop {
             match self.clone().poll_once(&mapping).await {
-                Ok(Polled::Batch { full: true }) => group.grow(&self, &mapping),
-                Ok(Polled::Batch { full: false }) => {}
+                Ok(Polled::Batch { full, result }) => {
+                    self.record_result(&mapping, &group, result).await;
+                    if full {
+                        group.grow(&self, &mapping);
+                    }
+                }
                 Ok(Polled::Empty) => {
                     if group.shrink() {
                         return;
@@ -441,10 +454,42 @@ impl EventSources {
                 }
                 Err(err) => {
                     tracing::warn!(uuid = %mapping.uuid, error = %err.message, "an event source poller failed");
+                    let problem = format!("PROBLEM: {}", err.message);
+                    self.record_result(&mapping, &group, &problem).await;
                     tokio::time::sleep(BACK_OFF).await;
                 }
             }
         }
+    }
+
+    /// Writes a mapping's `LastProcessingResult` when it changed from what this
+    /// node's pollers last wrote: a write per change, not per batch.
+    async fn record_result(&self, mapping: &Mapping, group: &Pollers, result: &str) {
+        {
+            let mut last = group.last_result.lock().expect("pollers");
+            if last.as_deref() == Some(result) {
+                return;
+            }
+            *last = Some(result.to_owned());
+        }
+        let (meta, uuid, result) = (self.meta.clone(), mapping.uuid.clone(), result.to_owned());
+        let _ = tokio::task::spawn_blocking(move || {
+            let Some(record) = meta.get(MAPPINGS, &uuid).ok().flatten() else {
+                return;
+            };
+            let Ok(mut stored) = serde_json::from_slice::<Mapping>(&record.value) else {
+                return;
+            };
+            stored.last_result = Some(result);
+            // Lost to a concurrent change of the mapping, which restarts the pollers.
+            let _ = meta.commit(WriteBatch::new().put(
+                MAPPINGS,
+                &uuid,
+                serde_json::to_vec(&stored).expect("mappings serialize"),
+                Expect::Version(record.version),
+            ));
+        })
+        .await;
     }
 
     /// The queue of a mapping, checked to be readable as the function's role.
@@ -505,7 +550,7 @@ impl EventSources {
         if batch.is_empty() {
             return Ok(Polled::Empty);
         }
-        let mut polled = Polled::Batch { full };
+        let mut polled = Polled::Batch { full, result: "OK" };
         let region = self.sqs.region.clone();
         let records: Vec<(Value, String)> = batch
             .iter()
@@ -554,10 +599,19 @@ impl EventSources {
                         );
                     }
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    polled = Polled::Batch {
+                        full,
+                        result: "PROBLEM: Function call failed",
+                    }
+                }
                 Err(err) if err.code == "TooManyRequestsException" => polled = Polled::Throttled,
                 Err(err) => {
                     tracing::info!(uuid = %mapping.uuid, error = %err.message, "an event source batch was not taken");
+                    polled = Polled::Batch {
+                        full,
+                        result: "PROBLEM: Function call failed",
+                    };
                     tokio::time::sleep(BACK_OFF).await;
                 }
             }
