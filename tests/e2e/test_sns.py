@@ -99,6 +99,29 @@ def test_a_topic_fans_out_by_filter_policy_to_queues_and_a_function(nimbus, lamb
     assert topic not in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
 
 
+def test_undeliverable_messages_go_to_the_subscription_dead_letter_queue(nimbus):
+    """A queue that does not let the topic in, and a function deleted since it was
+    subscribed, refuse their deliveries: each message goes to the subscription's
+    dead-letter queue (RedrivePolicy) at once, as SNS sends it."""
+    sns, sqs = nimbus.client("sns"), nimbus.client("sqs")
+    topic = sns.create_topic(Name=f"dlq-{uuid.uuid4().hex[:6]}")["TopicArn"]
+    dlq_url, dlq_arn = queue_for(sqs, topic)
+    _, closed_arn = queue_for(sqs, topic, allow=False)
+    with pytest.raises(sns.exceptions.InvalidParameterException):
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=closed_arn,
+                      Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": topic})})
+    redrive = {"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn})}
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=closed_arn, Attributes=redrive)
+    gone = f"arn:aws:lambda:us-east-1:000000000000:function:gone-{uuid.uuid4().hex[:6]}"
+    sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=gone, Attributes=redrive)
+
+    message_id = sns.publish(TopicArn=topic, Message="nobody takes this", Subject="lost")["MessageId"]
+    letters = [json.loads(m["Body"]) for m in received(sqs, dlq_url, 2)]
+    assert [(letter["MessageId"], letter["Message"], letter["Subject"]) for letter in letters] == \
+        [(message_id, "nobody takes this", "lost")] * 2
+    assert all(letter["TopicArn"] == topic for letter in letters)
+
+
 def test_an_http_endpoint_confirms_and_gets_signed_messages(nimbus, tmp_path):
     sns = nimbus.client("sns")
     topic = sns.create_topic(Name=f"hooks-{uuid.uuid4().hex[:6]}")["TopicArn"]

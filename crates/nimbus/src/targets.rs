@@ -9,6 +9,7 @@ use nimbus_auth::authz::{Access, Authorizer};
 use nimbus_lambda::AsyncQueue;
 use nimbus_lambda::Functions;
 use nimbus_lambda::names::FunctionRef;
+use nimbus_sns::Undelivered;
 use nimbus_sqs::Sqs;
 use nimbus_sqs::messages::Outgoing;
 use nimbus_storage::{Expect, MetadataStore, WriteBatch};
@@ -26,9 +27,19 @@ pub struct SnsTargets {
 }
 
 impl SnsTargets {
-    fn allowed(&self, access: Access<'_>, source: &str) -> Result<(), String> {
+    fn allowed(&self, access: Access<'_>, source: &str) -> Result<(), Undelivered> {
         self.authorizer
             .authorize_service(SNS, &access.for_source(source, &self.sqs.account))
+            .map_err(Undelivered::Refused)
+    }
+}
+
+/// A target's own error: a client error refuses the delivery, a server error fails it.
+fn undelivered(err: nimbus_edge::AwsError) -> Undelivered {
+    if err.status.is_server_error() {
+        Undelivered::Failed(err.message)
+    } else {
+        Undelivered::Refused(err.message)
     }
 }
 
@@ -40,11 +51,8 @@ impl nimbus_sns::Targets for SnsTargets {
         body: &str,
         attributes: &Value,
         fifo: Option<(&str, &str)>,
-    ) -> Result<(), String> {
-        let queue = self
-            .sqs
-            .queue_by_arn(queue_arn)
-            .map_err(|err| err.message)?;
+    ) -> Result<(), Undelivered> {
+        let queue = self.sqs.queue_by_arn(queue_arn).map_err(undelivered)?;
         let policy = queue.attributes.get("Policy").cloned();
         self.allowed(
             Access::new("sqs:SendMessage", queue_arn).with_policy(policy.as_deref()),
@@ -53,7 +61,7 @@ impl nimbus_sns::Targets for SnsTargets {
         let outgoing = Outgoing {
             body: body.to_owned(),
             delay: None,
-            attributes: nimbus_sqs::attributes::parse(attributes).map_err(|err| err.message)?,
+            attributes: nimbus_sqs::attributes::parse(attributes).map_err(undelivered)?,
             system: Default::default(),
             group: fifo.map(|(group, _)| group.to_owned()),
             dedup: fifo.map(|(_, dedup)| dedup.to_owned()),
@@ -61,12 +69,13 @@ impl nimbus_sns::Targets for SnsTargets {
         self.sqs
             .send(&queue, outgoing, SNS)
             .map(drop)
-            .map_err(|err| err.message)
+            .map_err(undelivered)
     }
 
-    fn invoke(&self, function_arn: &str, topic_arn: &str, event: &[u8]) -> Result<(), String> {
+    fn invoke(&self, function_arn: &str, topic_arn: &str, event: &[u8]) -> Result<(), Undelivered> {
         let function = FunctionRef::parse(function_arn, &self.sqs.region, &self.sqs.account)
-            .map_err(|err| err.message)?;
+            .map_err(undelivered)?;
+        self.functions.resolve(&function).map_err(undelivered)?;
         let arn = self
             .functions
             .arn(&function.name, function.qualifier.as_deref());
@@ -75,12 +84,15 @@ impl nimbus_sns::Targets for SnsTargets {
             Access::new("lambda:InvokeFunction", &arn).with_policy(policy.as_deref()),
             topic_arn,
         )?;
-        let queue = self.queue.get().ok_or("Lambda is not started yet")?;
+        let queue = self
+            .queue
+            .get()
+            .ok_or_else(|| Undelivered::Failed("Lambda is not started yet".into()))?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let (table, key, value) = queue.stage(function, &request_id, event);
         self.meta
             .commit(WriteBatch::new().put(&table, &key, value, Expect::Absent))
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| Undelivered::Failed(err.to_string()))?;
         queue.wake();
         Ok(())
     }

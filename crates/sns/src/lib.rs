@@ -1,13 +1,14 @@
 //! SNS: topics and their subscriptions, and the fan-out of each published message to
 //! the subscriptions whose filter policy wants it: SQS queues and Lambda functions
 //! (reached as the SNS service principal, so the queue's or function's policy must
-//! allow `sns.amazonaws.com` for the topic), and HTTP/HTTPS endpoints (which confirm
+//! allow `sns.amazonaws.com` for the topic; a failed delivery is retried, then goes
+//! to the subscription's dead-letter queue), and HTTP/HTTPS endpoints (which confirm
 //! their subscription first, and get signed messages with delivery retries).
 //!
 //! Records: `sns.topics/<name>` and `sns.subscriptions/<topic>/<id>`, the
 //! subscription's ARN being the topic's with `:<id>`. `api.rs` is the query protocol;
 //! `signing.rs` the deployment's signing key and certificate; `outbox.rs` messages
-//! other services publish in their own commits.
+//! other services publish in their own commits and deliveries waiting for a retry.
 
 pub mod api;
 pub mod outbox;
@@ -23,6 +24,8 @@ use nimbus_edge::AwsError;
 use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::outbox::Delivery;
 
 pub use api::SnsApi;
 
@@ -46,10 +49,28 @@ pub trait Targets: Send + Sync {
         body: &str,
         attributes: &Value,
         fifo: Option<(&str, &str)>,
-    ) -> Result<(), String>;
+    ) -> Result<(), Undelivered>;
 
     /// Queues an asynchronous invoke of a function with `event`.
-    fn invoke(&self, function_arn: &str, topic_arn: &str, event: &[u8]) -> Result<(), String>;
+    fn invoke(&self, function_arn: &str, topic_arn: &str, event: &[u8]) -> Result<(), Undelivered>;
+}
+
+/// Why a queue or a function did not take a delivery.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// The target is gone or its policy does not let the topic deliver: no retry
+    /// helps, so the message goes to the subscription's dead-letter queue at once.
+    Refused(String),
+    /// Something failed on the way (the store): the delivery is retried.
+    Failed(String),
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undelivered::Refused(reason) | Undelivered::Failed(reason) => f.write_str(reason),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -623,21 +644,24 @@ impl Sns {
                 .attributes
                 .get("RawMessageDelivery")
                 .is_some_and(|v| v == "true");
-            let delivered = match subscription.protocol.as_str() {
-                "sqs" => {
-                    let (body, attributes) = if raw {
-                        (message.clone(), json!(outgoing.attributes))
-                    } else {
-                        (envelope.to_string(), json!({}))
-                    };
-                    self.targets.send_to_queue(
-                        &subscription.endpoint,
-                        &topic_arn,
-                        &body,
-                        &attributes,
-                        group.as_deref().zip(dedup.as_deref()),
-                    )
-                }
+            let (body, attributes) = if raw {
+                (message.clone(), json!(outgoing.attributes))
+            } else {
+                (envelope.to_string(), json!({}))
+            };
+            let mut delivery = Delivery {
+                subscription: self.subscription_arn(&subscription),
+                protocol: subscription.protocol.clone(),
+                endpoint: subscription.endpoint.clone(),
+                topic_arn: topic_arn.clone(),
+                body: body.clone(),
+                dead_letter: body,
+                attributes,
+                fifo: group.clone().zip(dedup.clone()),
+                attempts: 0,
+            };
+            match subscription.protocol.as_str() {
+                "sqs" => self.deliver(delivery),
                 "lambda" => {
                     let mut sns = envelope.clone();
                     // The Lambda event spells these two differently.
@@ -659,11 +683,8 @@ impl Sns {
                         "EventSubscriptionArn": self.subscription_arn(&subscription),
                         "Sns": sns,
                     }]});
-                    self.targets.invoke(
-                        &subscription.endpoint,
-                        &topic_arn,
-                        event.to_string().as_bytes(),
-                    )
+                    delivery.body = event.to_string();
+                    self.deliver(delivery);
                 }
                 _ => {
                     let sns = self.clone();
@@ -674,11 +695,7 @@ impl Sns {
                     };
                     let target = subscription.endpoint.clone();
                     tokio::spawn(async move { sns.post(&target, &body).await });
-                    Ok(())
                 }
-            };
-            if let Err(reason) = delivered {
-                tracing::warn!(subscription = %self.subscription_arn(&subscription), %reason, "an SNS delivery failed");
             }
         }
         Ok((message_id, sequence))
@@ -841,7 +858,17 @@ fn check_subscription_attribute(name: &str, value: &str) -> Result<(), AwsError>
                 Err(invalid(format!("Invalid parameter: FilterPolicy: {value}")))
             }
         }
-        "DeliveryPolicy" | "RedrivePolicy" | "SubscriptionRoleArn" => Ok(()),
+        "RedrivePolicy" => {
+            let policy: Value = serde_json::from_str(value).unwrap_or(Value::Null);
+            match policy["deadLetterTargetArn"].as_str() {
+                Some(arn) if arn.starts_with("arn:aws:sqs:") => Ok(()),
+                _ if value.is_empty() => Ok(()),
+                _ => Err(invalid(format!(
+                    "Invalid parameter: RedrivePolicy: deadLetterTargetArn is not an SQS queue ARN in {value}"
+                ))),
+            }
+        }
+        "DeliveryPolicy" | "SubscriptionRoleArn" => Ok(()),
         _ => Err(invalid(format!(
             "Invalid parameter: Attributes Reason: Invalid attribute name: {name}"
         ))),
