@@ -552,7 +552,7 @@ async fn unsubscribe(State(sns): State<Arc<Sns>>, Query(link): Query<Link>) -> A
     let done = tokio::task::spawn_blocking(move || {
         let arn = link.subscription_arn.unwrap_or_default();
         let (subscription, _) = sns.subscription(&arn)?;
-        if subscription.token != link.token {
+        if !subscription.token_is(&link.token) {
             return Err(not_found("Subscription does not exist"));
         }
         sns.unsubscribe(&arn)

@@ -92,6 +92,15 @@ pub struct Subscription {
     pub token: String,
 }
 
+impl Subscription {
+    /// Whether `token` is this subscription's secret, compared in constant time: it
+    /// is the only credential of the confirm and unsubscribe links.
+    pub fn token_is(&self, token: &str) -> bool {
+        self.token.len() == token.len()
+            && openssl::memcmp::eq(self.token.as_bytes(), token.as_bytes())
+    }
+}
+
 /// A message to publish, as `Publish` or a batch entry gives it.
 #[derive(Debug, Clone, Default)]
 pub struct Outgoing {
@@ -472,7 +481,7 @@ impl Sns {
         let mut found = self
             .subscriptions_of(topic)?
             .into_iter()
-            .find(|s| s.token == token)
+            .find(|s| s.token_is(token))
             .ok_or_else(|| invalid("Invalid token"))?;
         if !found.confirmed {
             found.confirmed = true;
