@@ -13,6 +13,8 @@
 //! one server can use (embedded SQLite, locked with its data dir) the node is alone
 //! for good: it records itself once and holds every lease without writing.
 
+pub mod outbox;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

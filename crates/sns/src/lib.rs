@@ -155,8 +155,8 @@ pub struct Sns {
     permits: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
     http: reqwest::Client,
     key: std::sync::OnceLock<signing::SigningKey>,
-    /// Wakes the outbox's publisher.
-    outbox: tokio::sync::Notify,
+    /// Messages and deliveries waiting for later.
+    outbox: Arc<nimbus_cluster::outbox::Outbox>,
 }
 
 impl Sns {
@@ -169,7 +169,7 @@ impl Sns {
         permits: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            meta,
+            meta: meta.clone(),
             region: region.to_owned(),
             account: account.to_owned(),
             endpoint: endpoint.to_owned(),
@@ -181,7 +181,7 @@ impl Sns {
                 .build()
                 .expect("an HTTP client"),
             key: std::sync::OnceLock::new(),
-            outbox: tokio::sync::Notify::new(),
+            outbox: nimbus_cluster::outbox::Outbox::new(meta.clone(), outbox::OUTBOX),
         })
     }
 

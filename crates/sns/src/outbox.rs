@@ -1,10 +1,8 @@
-//! Messages on their way later: those other services publish as part of their own
-//! commits (a bucket event with its object change), and deliveries to queues and
-//! functions that failed on the way and wait for a retry. Each is a record of
-//! `sns.outbox/<due, unix ms, 13 digits>-<id>`, committed with the change that caused
-//! it, taken up when due by the node holding the `sns-outbox` lease and removed once
-//! done. So a staged message goes out at least once if and only if its change
-//! happened, whatever crashes in between.
+//! Messages on their way later, in a [`nimbus_cluster::outbox::Outbox`]
+//! (`sns.outbox`): those other services publish as part of their own commits (a
+//! bucket event with its object change), and deliveries to queues and functions that
+//! failed on the way and wait for a retry. The holder of the `sns-outbox` lease takes
+//! each up when due.
 //!
 //! A delivery a queue or function refuses (it is gone, or its policy does not let
 //! the topic deliver), or that still fails after its retries, goes to the
@@ -13,18 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use nimbus_cluster::outbox::{Handled, now_ms};
 use nimbus_edge::AwsError;
-use nimbus_storage::{Expect, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Outgoing, Sns, Undelivered, internal};
+use crate::{Outgoing, Sns, Undelivered};
 
 pub const OUTBOX: &str = "sns.outbox";
-/// How often the lease holder looks at the outbox when nothing on its own node woke
-/// it: messages staged through other nodes, and retries coming due.
-const POLL: Duration = Duration::from_millis(500);
-const PAGE: usize = 100;
 /// Retries of a delivery that failed on the way, the first after one second, each
 /// wait twice the last up to `MAX_BACKOFF`.
 const RETRIES: u32 = 8;
@@ -63,15 +57,8 @@ enum Pending {
     Retry(Delivery),
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// The outbox record of `pending`, due at `due_ms`.
-fn record(due_ms: i64, pending: &Pending) -> (String, String, Vec<u8>) {
-    let key = format!("{due_ms:013}-{}", uuid::Uuid::new_v4());
-    let value = serde_json::to_vec(pending).expect("outbox records serialize");
-    (OUTBOX.to_owned(), key, value)
+fn encode(pending: &Pending) -> Vec<u8> {
+    serde_json::to_vec(pending).expect("outbox records serialize")
 }
 
 impl Sns {
@@ -85,19 +72,19 @@ impl Sns {
     ) -> Result<(String, String, Vec<u8>), AwsError> {
         let topic = self.topic_name(topic_arn)?;
         self.topic(topic)?;
-        Ok(record(
+        Ok(self.outbox.record(
             now_ms(),
-            &Pending::Publish {
+            encode(&Pending::Publish {
                 topic: topic.to_owned(),
                 message: message.to_owned(),
                 subject: subject.map(str::to_owned),
-            },
+            }),
         ))
     }
 
     /// Looks at the outbox now: staged messages were committed.
     pub fn wake_outbox(&self) {
-        self.outbox.notify_one();
+        self.outbox.wake();
     }
 
     /// Hands a delivery to its queue or function; one that did not arrive is retried
@@ -135,13 +122,10 @@ impl Sns {
     fn retry_later(&self, mut delivery: Delivery) {
         let backoff = (Duration::from_secs(1) * 2u32.pow(delivery.attempts)).min(MAX_BACKOFF);
         delivery.attempts += 1;
-        let (table, key, value) = record(
-            now_ms() + backoff.as_millis() as i64,
-            &Pending::Retry(delivery.clone()),
-        );
-        if let Err(err) =
-            self.meta
-                .commit(WriteBatch::new().put(&table, &key, value, Expect::Absent))
+        let due = now_ms() + backoff.as_millis() as i64;
+        if let Err(err) = self
+            .outbox
+            .put(due, encode(&Pending::Retry(delivery.clone())))
         {
             self.dead_letter(&delivery, &err.to_string());
         }
@@ -190,70 +174,36 @@ impl Sns {
     /// Takes up the outbox on the one node that holds `lease`.
     pub fn start_outbox(self: &Arc<Self>, lease: nimbus_cluster::Lease) {
         let sns = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let _ = tokio::time::timeout(POLL, sns.outbox.notified()).await;
-                if !lease.held() {
-                    continue;
-                }
-                let drained = sns.clone();
-                match tokio::task::spawn_blocking(move || drained.drain()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        tracing::warn!(error = %err.message, "taking up the SNS outbox failed")
-                    }
-                    Err(err) => tracing::error!(error = %err, "the SNS outbox drain failed"),
-                }
-            }
-        });
+        self.outbox.start(lease, move |value| sns.take_up(value));
     }
 
-    /// Publishes and delivers what is due, oldest first, removing each record once
-    /// done. A message the topic refuses (it is gone, say) is dropped; one that
-    /// failed on the server side stays for the next round.
-    fn drain(self: &Arc<Self>) -> Result<(), AwsError> {
-        let due = format!("{:013}~", now_ms());
-        loop {
-            let page = self.meta.scan(OUTBOX, "", None, PAGE).map_err(internal)?;
-            let ready: Vec<_> = page.iter().take_while(|r| r.key < due).collect();
-            for record in &ready {
-                match serde_json::from_slice::<Pending>(&record.value) {
-                    Ok(Pending::Publish {
-                        topic,
-                        message,
-                        subject,
-                    }) => {
-                        let outgoing = Outgoing {
-                            message,
-                            subject,
-                            ..Outgoing::default()
-                        };
-                        match self.publish(&topic, outgoing, &self.endpoint) {
-                            Ok(_) => {}
-                            Err(err) if err.status.is_server_error() => return Err(err),
-                            Err(err) => {
-                                tracing::warn!(%topic, error = %err.message, "dropping a staged message")
-                            }
-                        }
-                    }
-                    // A failure stages a record of its own; this one goes below.
-                    Ok(Pending::Retry(delivery)) => self.deliver(delivery),
+    /// Publishes or retries one outbox record. A message the topic refuses (it is
+    /// gone, say) is dropped; one that failed on the server side stays.
+    fn take_up(self: &Arc<Self>, value: &[u8]) -> Handled {
+        match serde_json::from_slice::<Pending>(value) {
+            Ok(Pending::Publish {
+                topic,
+                message,
+                subject,
+            }) => {
+                let outgoing = Outgoing {
+                    message,
+                    subject,
+                    ..Outgoing::default()
+                };
+                match self.publish(&topic, outgoing, &self.endpoint) {
+                    Ok(_) => {}
+                    Err(err) if err.status.is_server_error() => return Handled::Again(err.message),
                     Err(err) => {
-                        tracing::error!(key = %record.key, error = %err, "dropping an unreadable outbox record")
+                        tracing::warn!(%topic, error = %err.message, "dropping a staged message")
                     }
                 }
-                self.meta
-                    .commit(WriteBatch::new().delete(
-                        OUTBOX,
-                        &record.key,
-                        Expect::Version(record.version),
-                    ))
-                    .map_err(internal)?;
             }
-            if ready.len() < PAGE {
-                return Ok(());
-            }
+            // A failure stages a record of its own; this one goes.
+            Ok(Pending::Retry(delivery)) => self.deliver(delivery),
+            Err(err) => tracing::error!(error = %err, "dropping an unreadable outbox record"),
         }
+        Handled::Done
     }
 }
 
@@ -333,10 +283,11 @@ mod tests {
         // One of the two deliveries failed: it waits, due in a second.
         assert_eq!(targets.taken.lock().unwrap().len(), 1);
         assert_eq!(meta.scan_all(OUTBOX, "").unwrap().len(), 1);
-        sns.drain().unwrap();
+        let drain = || sns.outbox.drain(&|value| sns.take_up(value)).unwrap();
+        drain();
         assert_eq!(targets.taken.lock().unwrap().len(), 1, "not due yet");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        sns.drain().unwrap();
+        drain();
         assert_eq!(targets.taken.lock().unwrap().len(), 2);
         assert!(meta.scan_all(OUTBOX, "").unwrap().is_empty());
     }
