@@ -43,6 +43,7 @@ CLIENTS = {
     "scheduler": "scheduler",
     "sqs": "sqs",
     "sns": "sns",
+    "events": "events",
 }
 
 # Request values by input member name, shared by every service, and the values of
@@ -102,6 +103,8 @@ VALUES = {
     # SNS
     "TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:walk-topic",
     "SubscriptionArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:walk-topic:walk-subscription",
+    # EventBridge
+    "Rule": "walk-rule",
     # IAM
     "UserName": "walk-target",
     "RoleName": "walk-role",
@@ -142,6 +145,8 @@ PLACEHOLDERS = {
     "UUID": "walk-uuid",
     "QueueName": "walk-queue",
     "TopicName": "walk-topic",
+    "EventBusName": "default",
+    "RuleName": "walk-rule",
 }
 
 GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/walk-sgroup"
@@ -171,6 +176,10 @@ OVERRIDES = {
     ("sns", "TagResource"): {"ResourceArn": VALUES["TopicArn"]},
     ("sns", "UntagResource"): {"ResourceArn": VALUES["TopicArn"]},
     ("sns", "ListTagsForResource"): {"ResourceArn": VALUES["TopicArn"]},
+    ("events", "CreateEventBus"): {"Name": "default"},
+    ("events", "DeleteEventBus"): {"Name": "default"},
+    **{("events", operation): {"Name": "walk-rule"} for operation in (
+        "PutRule", "DescribeRule", "DeleteRule", "EnableRule", "DisableRule")},
 }
 SCHEDULE_GROUP_OPERATIONS = {
     "CreateScheduleGroup", "GetScheduleGroup", "DeleteScheduleGroup",
@@ -232,6 +241,9 @@ def resource_for(service, operation, template):
     placeholders = dict(PLACEHOLDERS)
     if service == "scheduler" and operation in SCHEDULE_GROUP_OPERATIONS:
         placeholders["GroupName"] = "walk-sgroup"
+    # An optional part (`rule/[${EventBusName}/]${RuleName}`) is left out: the walk
+    # uses the default bus.
+    template = re.sub(r"\[[^\]]*\]", "", template)
     arn = re.sub(r"\$\{(\w+)\}", lambda m: placeholders[m.group(1)], template)
     assert "${" not in arn, arn
     return arn

@@ -32,6 +32,15 @@ pub(crate) const CLUSTERS: &str = "ecs.clusters";
 pub(crate) const TASKDEFS: &str = "ecs.taskdefs";
 const DEFAULT_CLUSTER: &str = "default";
 
+/// Where tasks' state changes go: EventBridge's `ECS Task State Change`.
+pub trait TaskEvents: Send + Sync {
+    /// The writes that deliver a task's new state, committed with the state itself.
+    fn staged(&self, task: &Value) -> Vec<(String, String, Vec<u8>)>;
+
+    /// Takes up committed writes now.
+    fn wake(&self);
+}
+
 pub struct Ecs {
     meta: Arc<dyn MetadataStore>,
     region: String,
@@ -46,6 +55,7 @@ pub struct Ecs {
     /// Wakes the service reconciler after a change.
     wake: tokio::sync::Notify,
     reconciler: services::Reconciler,
+    events: Option<Arc<dyn TaskEvents>>,
 }
 
 pub(crate) fn now() -> f64 {
@@ -70,6 +80,7 @@ impl Ecs {
         account: &str,
         node: Option<Arc<tasks::Node>>,
         cluster: Arc<nimbus_cluster::Cluster>,
+        events: Option<Arc<dyn TaskEvents>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             meta,
@@ -80,6 +91,7 @@ impl Ecs {
             cluster,
             wake: tokio::sync::Notify::new(),
             reconciler: services::Reconciler::default(),
+            events,
         })
     }
 

@@ -389,22 +389,8 @@ impl Ecs {
         Ok(())
     }
 
-    fn save_task(
-        &self,
-        cluster: &str,
-        id: &str,
-        task: &Value,
-        expect: Expect,
-    ) -> Result<(), StoreError> {
-        self.meta.commit(WriteBatch::new().put(
-            TASKS,
-            &task_key(cluster, id),
-            task.to_string().into_bytes(),
-            expect,
-        ))
-    }
-
-    /// Applies `edit` to a stored task, retrying when another change lands first.
+    /// Applies `edit` to a stored task, retrying when another change lands first. A
+    /// change of its `lastStatus` is committed with the event that reports it.
     fn update_task(
         &self,
         cluster: &str,
@@ -416,10 +402,29 @@ impl Ecs {
                 return Ok(Value::Null);
             };
             let mut task: Value = serde_json::from_slice(&record.value).unwrap_or(Value::Null);
+            let before = task["lastStatus"].clone();
             edit(&mut task);
             task["version"] = (task["version"].as_i64().unwrap_or(0) + 1).into();
-            match self.save_task(cluster, id, &task, Expect::Version(record.version)) {
-                Ok(()) => return Ok(task),
+            let mut batch = WriteBatch::new().put(
+                TASKS,
+                &task_key(cluster, id),
+                task.to_string().into_bytes(),
+                Expect::Version(record.version),
+            );
+            let events = self
+                .events
+                .as_ref()
+                .filter(|_| task["lastStatus"] != before);
+            for (table, key, value) in events.map(|e| e.staged(&task)).unwrap_or_default() {
+                batch = batch.put(&table, &key, value, Expect::Absent);
+            }
+            match self.meta.commit(batch) {
+                Ok(()) => {
+                    if let Some(events) = events {
+                        events.wake();
+                    }
+                    return Ok(task);
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(err) => return Err(err),
             }

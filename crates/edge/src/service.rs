@@ -146,8 +146,19 @@ pub mod catalog {
         max_body: 4 * MIB,
     };
 
+    pub const EVENTS: ServiceDescriptor = ServiceDescriptor {
+        name: "events",
+        signing_name: "events",
+        protocol: Protocol::Json11,
+        target_prefix: Some("AWSEvents"),
+        xml_namespace: None,
+        also_query: false,
+        // PutEvents' entries are at most 256 KiB together.
+        max_body: MIB,
+    };
+
     pub const ALL: &[&ServiceDescriptor] = &[
-        &STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER, &SQS, &SNS,
+        &STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER, &SQS, &SNS, &EVENTS,
     ];
 
     pub fn by_signing_name(name: &str) -> Option<&'static ServiceDescriptor> {

@@ -24,6 +24,7 @@ use nimbus_ecs::tasks::Node;
 use nimbus_edge::Edge;
 use nimbus_edge::forward::Peers;
 use nimbus_engine::{Egress, Isolation, OciRuntime, Pool};
+use nimbus_events::EventsApi;
 use nimbus_iam::{IamApi, IamAuthorizer, IamStore, RoleSessions, Sts};
 use nimbus_lambda::bucket_events::BucketEvents;
 use nimbus_lambda::code::{CodeCache, CodeError};
@@ -605,7 +606,8 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     }
     let sqs = nimbus_sqs::Sqs::new(meta.clone(), &args.region, &args.account_id);
     sqs.start_housekeeping(cluster.lease("sqs-housekeeping"));
-    let sns_targets = Arc::new(crate::targets::SnsTargets {
+    let sns_targets = Arc::new(crate::targets::ServiceTargets {
+        principal: "sns.amazonaws.com",
         meta: meta.clone(),
         sqs: sqs.clone(),
         functions: functions.clone(),
@@ -637,6 +639,23 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     // SNS delivers to functions through Lambda's event queue, which sends to topics.
     let _ = sns_targets.queue.set(queue.clone());
     sns.start_outbox(cluster.lease("sns-outbox"));
+    let events = nimbus_events::Events::new(
+        meta.clone(),
+        &args.region,
+        &args.account_id,
+        Arc::new(crate::targets::EventTargets {
+            service: Arc::new(crate::targets::ServiceTargets {
+                principal: "events.amazonaws.com",
+                meta: meta.clone(),
+                sqs: sqs.clone(),
+                functions: functions.clone(),
+                queue: queue.clone().into(),
+                authorizer: authorizer.clone(),
+            }),
+            sns: sns.clone(),
+        }),
+    );
+    events.start(cluster.lease("events-delivery"));
     let bucket_events = Arc::new(crate::targets::BucketTargets {
         functions: Arc::new(BucketEvents::new(
             functions.clone(),
@@ -645,6 +664,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         )),
         sqs: sqs.clone(),
         sns: sns.clone(),
+        events: events.clone(),
         authorizer: authorizer.clone(),
     });
     let scheduler = Scheduler::new(
@@ -734,6 +754,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.account_id,
         node,
         cluster.clone(),
+        Some(Arc::new(crate::targets::TaskStateEvents(events.clone()))),
     );
     let adopted = ecs
         .resume_after_restart()
@@ -766,6 +787,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .service(SchedulerApi::new(scheduler))
         .service(SqsApi::new(sqs))
         .service(SnsApi::new(sns.clone()))
+        .service(EventsApi::new(events.clone()))
         .internal(nimbus_sns::api::routes(sns))
         .internal(links.routes())
         .internal(urls.routes())

@@ -1,7 +1,7 @@
 //! Deliveries from one service to another, each made as the delivering service's
-//! principal (`sns.amazonaws.com`): the target's own policy must allow it for the
-//! source, as on AWS (a queue policy allowing SNS to send for the topic, a function
-//! permission for it to invoke).
+//! principal (`sns.amazonaws.com`, `events.amazonaws.com`, `s3.amazonaws.com`): the
+//! target's own policy must allow it for the source, as on AWS (a queue policy
+//! allowing SNS to send for the topic, a function permission for a rule to invoke).
 
 use std::sync::Arc;
 
@@ -13,11 +13,12 @@ use nimbus_sns::Undelivered;
 use nimbus_sqs::Sqs;
 use nimbus_sqs::messages::Outgoing;
 use nimbus_storage::{Expect, MetadataStore, WriteBatch};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-const SNS: &str = "sns.amazonaws.com";
-
-pub struct SnsTargets {
+/// Queues and functions as a service principal reaches them for a source (a topic,
+/// a rule).
+pub struct ServiceTargets {
+    pub principal: &'static str,
     pub meta: Arc<dyn MetadataStore>,
     pub sqs: Arc<Sqs>,
     pub functions: Arc<Functions>,
@@ -26,10 +27,13 @@ pub struct SnsTargets {
     pub authorizer: Arc<dyn Authorizer>,
 }
 
-impl SnsTargets {
+impl ServiceTargets {
     fn allowed(&self, access: Access<'_>, source: &str) -> Result<(), Undelivered> {
         self.authorizer
-            .authorize_service(SNS, &access.for_source(source, &self.sqs.account))
+            .authorize_service(
+                self.principal,
+                &access.for_source(source, &self.sqs.account),
+            )
             .map_err(Undelivered::Refused)
     }
 }
@@ -43,7 +47,7 @@ fn undelivered(err: nimbus_edge::AwsError) -> Undelivered {
     }
 }
 
-impl nimbus_sns::Targets for SnsTargets {
+impl nimbus_sns::Targets for ServiceTargets {
     fn send_to_queue(
         &self,
         queue_arn: &str,
@@ -67,7 +71,7 @@ impl nimbus_sns::Targets for SnsTargets {
             dedup: fifo.map(|(_, dedup)| dedup.to_owned()),
         };
         self.sqs
-            .send(&queue, outgoing, SNS)
+            .send(&queue, outgoing, self.principal)
             .map(drop)
             .map_err(undelivered)
     }
@@ -98,6 +102,68 @@ impl nimbus_sns::Targets for SnsTargets {
     }
 }
 
+/// Where EventBridge delivers: queues and functions as `events.amazonaws.com`, and
+/// topics by publishing as it, the topic's policy allowing it for the rule.
+pub struct EventTargets {
+    pub service: Arc<ServiceTargets>,
+    pub sns: Arc<nimbus_sns::Sns>,
+}
+
+impl nimbus_events::Targets for EventTargets {
+    fn deliver(
+        &self,
+        target_arn: &str,
+        rule_arn: &str,
+        input: &str,
+        attributes: &Value,
+    ) -> Result<(), Undelivered> {
+        use nimbus_sns::Targets as _;
+        if target_arn.starts_with("arn:aws:sqs:") {
+            return self
+                .service
+                .send_to_queue(target_arn, rule_arn, input, attributes, None);
+        }
+        if target_arn.starts_with("arn:aws:lambda:") {
+            return self.service.invoke(target_arn, rule_arn, input.as_bytes());
+        }
+        let name = self.sns.topic_name(target_arn).map_err(undelivered)?;
+        let (topic, _) = self.sns.topic(name).map_err(undelivered)?;
+        let policy = topic.attributes.get("Policy").map(String::as_str);
+        self.service.allowed(
+            Access::new("sns:Publish", target_arn).with_policy(policy),
+            rule_arn,
+        )?;
+        let message = nimbus_sns::Outgoing {
+            message: input.to_owned(),
+            ..Default::default()
+        };
+        self.sns
+            .publish(name, message, &self.sns.endpoint)
+            .map(drop)
+            .map_err(undelivered)
+    }
+}
+
+/// Tasks' state changes as EventBridge's `ECS Task State Change` events on the
+/// default bus.
+pub struct TaskStateEvents(pub Arc<nimbus_events::Events>);
+
+impl nimbus_ecs::TaskEvents for TaskStateEvents {
+    fn staged(&self, task: &Value) -> Vec<(String, String, Vec<u8>)> {
+        let resources = vec![task["taskArn"].as_str().unwrap_or_default().to_owned()];
+        self.0
+            .staged("aws.ecs", "ECS Task State Change", resources, task.clone())
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err.message, "a task state change event was not sent");
+                Vec::new()
+            })
+    }
+
+    fn wake(&self) {
+        self.0.wake();
+    }
+}
+
 /// Where bucket events go: functions (through Lambda's event queue), standard SQS
 /// queues and SNS topics (through its outbox), each as `s3.amazonaws.com`, written in
 /// the commit of the object change.
@@ -105,7 +171,47 @@ pub struct BucketTargets {
     pub functions: Arc<nimbus_lambda::bucket_events::BucketEvents>,
     pub sqs: Arc<Sqs>,
     pub sns: Arc<nimbus_sns::Sns>,
+    pub events: Arc<nimbus_events::Events>,
     pub authorizer: Arc<dyn Authorizer>,
+}
+
+/// S3's event record as EventBridge carries it: `Object Created` or `Object
+/// Deleted` from `aws.s3`, the object's facts in `detail`.
+fn bucket_event(record: &[u8]) -> Result<(String, Value), String> {
+    let records: Value = serde_json::from_slice(record).map_err(|err| err.to_string())?;
+    let record = &records["Records"][0];
+    let name = record["eventName"].as_str().unwrap_or_default();
+    let (detail_type, reason) = match name.split_once(':') {
+        Some(("ObjectCreated", "Put")) => ("Object Created", "PutObject"),
+        Some(("ObjectCreated", "Copy")) => ("Object Created", "CopyObject"),
+        Some(("ObjectCreated", "Post")) => ("Object Created", "PostObject"),
+        Some(("ObjectCreated", _)) => ("Object Created", "CompleteMultipartUpload"),
+        _ => ("Object Deleted", "DeleteObject"),
+    };
+    let s3 = &record["s3"];
+    // S3's notification URL-encodes the key; EventBridge's event does not.
+    let encoded = s3["object"]["key"].as_str().unwrap_or_default();
+    let key = form_urlencoded::parse(format!("k={encoded}").as_bytes())
+        .next()
+        .map(|(_, key)| key.into_owned())
+        .unwrap_or_default();
+    let mut object = json!({ "key": key, "sequencer": s3["object"]["sequencer"] });
+    if !s3["object"]["size"].is_null() {
+        object["size"] = s3["object"]["size"].clone();
+        object["etag"] = s3["object"]["eTag"].clone();
+    }
+    Ok((
+        detail_type.to_owned(),
+        json!({
+            "version": "0",
+            "bucket": { "name": s3["bucket"]["name"] },
+            "object": object,
+            "request-id": record["responseElements"]["x-amz-request-id"],
+            "requester": s3["bucket"]["ownerIdentity"]["principalId"],
+            "source-ip-address": record["requestParameters"]["sourceIPAddress"],
+            "reason": reason,
+        }),
+    ))
 }
 
 impl BucketTargets {
@@ -125,6 +231,10 @@ impl BucketTargets {
 
 impl nimbus_s3::EventTarget for BucketTargets {
     fn refuses(&self, target: &str, bucket: &str, account: &str) -> Option<String> {
+        // S3 sends to its account's default bus with no policy to pass.
+        if target == nimbus_s3::notifications::EVENTBRIDGE {
+            return None;
+        }
         let (action, policy) = if target.starts_with("arn:aws:sqs:") {
             match self.queue(target) {
                 Ok(queue) => ("sqs:SendMessage", queue.attributes.get("Policy").cloned()),
@@ -155,6 +265,13 @@ impl nimbus_s3::EventTarget for BucketTargets {
             let queue = self.queue(target)?;
             let body = String::from_utf8(event).map_err(|err| err.to_string())?;
             self.sqs.staged(&queue, &body, "s3.amazonaws.com")
+        } else if target == nimbus_s3::notifications::EVENTBRIDGE {
+            let (detail_type, detail) = bucket_event(&event)?;
+            let bucket = detail["bucket"]["name"].as_str().unwrap_or_default();
+            let resources = vec![format!("arn:aws:s3:::{bucket}")];
+            self.events
+                .staged("aws.s3", &detail_type, resources, detail)
+                .map_err(|err| err.message)?
         } else if target.starts_with("arn:aws:sns:") {
             let body = String::from_utf8(event).map_err(|err| err.to_string())?;
             vec![
@@ -175,5 +292,6 @@ impl nimbus_s3::EventTarget for BucketTargets {
         self.functions.wake();
         self.sqs.wake_all();
         self.sns.wake_outbox();
+        self.events.wake();
     }
 }

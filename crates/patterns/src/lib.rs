@@ -2,14 +2,18 @@
 //! EventBridge rules write them: an object whose keys name fields of the event and whose values are
 //! either nested patterns or lists of matchers, any of which may match: literals,
 //! `prefix`, `suffix`, `anything-but`, `numeric`, `exists`, `equals-ignore-case` and
-//! `wildcard`.
+//! `wildcard`. A `$or` key holds a list of patterns, any of which may match at its
+//! level.
 
 use serde_json::Value;
 
 /// Whether a pattern is well-formed: an object of nested objects and matcher lists.
 pub fn valid(pattern: &Value) -> bool {
     pattern.as_object().is_some_and(|fields| {
-        fields.values().all(|value| match value {
+        fields.iter().all(|(key, value)| match value {
+            Value::Array(alternatives) if key == "$or" => {
+                !alternatives.is_empty() && alternatives.iter().all(valid)
+            }
             Value::Object(_) => valid(value),
             Value::Array(matchers) => !matchers.is_empty() && matchers.iter().all(valid_matcher),
             _ => false,
@@ -43,6 +47,11 @@ pub fn matches(pattern: &Value, event: &Value) -> bool {
         return false;
     };
     fields.iter().all(|(key, wanted)| {
+        if key == "$or" {
+            return wanted
+                .as_array()
+                .is_some_and(|alternatives| alternatives.iter().any(|p| matches(p, event)));
+        }
         let found = event.get(key);
         match wanted {
             Value::Object(_) => found.is_some_and(|value| matches(wanted, value)),
@@ -173,6 +182,14 @@ mod tests {
                 json!({"attributes": {"ApproximateReceiveCount": ["1"]}}),
                 true,
             ),
+            (
+                json!({"body": {"$or": [{"kind": ["refund"]}, {"total": [{"numeric": [">", 100]}]}]}}),
+                true,
+            ),
+            (
+                json!({"body": {"$or": [{"kind": ["refund"]}, {"total": [{"numeric": ["<", 100]}]}]}}),
+                false,
+            ),
         ] {
             assert!(valid(&pattern), "{pattern}");
             assert_eq!(matches(&pattern, &event), expected, "{pattern}");
@@ -180,5 +197,6 @@ mod tests {
         assert!(!valid(&json!({"body": "order"})));
         assert!(!valid(&json!({"body": {"total": [{"numeric": [">"]}]}})));
         assert!(!valid(&json!(["x"])));
+        assert!(!valid(&json!({"$or": []})));
     }
 }

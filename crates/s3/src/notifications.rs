@@ -43,6 +43,10 @@ pub struct Rule {
     pub suffix: Option<String>,
 }
 
+/// The target of the rule `EventBridgeConfiguration` makes: the default event bus,
+/// which gets every event.
+pub const EVENTBRIDGE: &str = "eventbridge:default";
+
 /// The event names S3 sends to functions, queues and topics.
 const EVENTS: &[&str] = &[
     "s3:ObjectCreated:*",
@@ -74,6 +78,16 @@ impl Rule {
     }
 }
 
+fn eventbridge() -> Rule {
+    Rule {
+        id: "eventbridge".to_owned(),
+        target: EVENTBRIDGE.to_owned(),
+        events: vec!["s3:ObjectCreated:*".into(), "s3:ObjectRemoved:*".into()],
+        prefix: None,
+        suffix: None,
+    }
+}
+
 /// Reads a `NotificationConfiguration` document; `Err` names what is wrong.
 pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
     use quick_xml::events::Event;
@@ -100,11 +114,7 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
                             suffix: None,
                         });
                     }
-                    "EventBridgeConfiguration" => {
-                        return Err(format!(
-                            "{name} is not supported: functions, queues and topics receive events here"
-                        ));
-                    }
+                    "EventBridgeConfiguration" => rules.push(eventbridge()),
                     _ => {}
                 }
                 path.push(name);
@@ -113,10 +123,7 @@ pub fn parse(document: &[u8]) -> Result<Vec<Rule>, String> {
             Event::Empty(empty) => {
                 let name = empty.local_name();
                 if name.as_ref() == b"EventBridgeConfiguration" {
-                    return Err(
-                        "EventBridgeConfiguration is not supported: functions, queues and topics receive events here"
-                            .into(),
-                    );
+                    rules.push(eventbridge());
                 }
             }
             Event::Text(content) => {
@@ -183,6 +190,11 @@ pub fn render(rules: &[Rule], namespace: &str) -> XmlWriter {
     let mut xml = XmlWriter::new();
     xml.open_with_namespace("NotificationConfiguration", Some(namespace));
     for rule in rules {
+        if rule.target == EVENTBRIDGE {
+            xml.open("EventBridgeConfiguration");
+            xml.close("EventBridgeConfiguration");
+            continue;
+        }
         let (element, target) = if rule.target.starts_with("arn:aws:sqs:") {
             ("QueueConfiguration", "Queue")
         } else if rule.target.starts_with("arn:aws:sns:") {
@@ -295,9 +307,10 @@ mod tests {
         assert!(rule.wants("ObjectCreated:Put", "in/cat.jpg"));
         assert!(!rule.wants("ObjectCreated:Put", "in/cat.png"));
         assert!(!rule.wants("ObjectRemoved:Delete", "in/cat.jpg"));
-        assert!(
+        assert_eq!(
             parse(b"<NotificationConfiguration><EventBridgeConfiguration/></NotificationConfiguration>")
-                .is_err()
+                .unwrap(),
+            vec![eventbridge()]
         );
         assert_eq!(parse(b"<NotificationConfiguration/>").unwrap(), vec![]);
     }

@@ -1,0 +1,365 @@
+//! EventBridge's API (json-1.1, `AWSEvents.*`): buses, rules, targets, `PutEvents`
+//! and `TestEventPattern`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use nimbus_edge::protocol::json11;
+use nimbus_edge::{
+    Authorization, AwsError, Check, NamedCall, NamedOperation, OperationDoc, RequestContext,
+    Service, ServiceDescriptor, ServiceRequest, catalog, named,
+};
+use serde_json::{Value, json};
+
+use crate::{DEFAULT_BUS, Events, Rule, bus_name, check_pattern, internal, invalid};
+
+/// The ARNs the operations act on, as AWS's authorization reference writes them.
+const BUS: &str = "arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}";
+const RULE: &str =
+    "arn:${Partition}:events:${Region}:${Account}:rule/[${EventBusName}/]${RuleName}";
+const ANY: &str = "*";
+
+const OPERATIONS: &[NamedOperation] = &[
+    named(
+        "CreateEventBus",
+        Authorization::new("events:CreateEventBus", BUS),
+    ),
+    named(
+        "DeleteEventBus",
+        Authorization::new("events:DeleteEventBus", BUS),
+    ),
+    named(
+        "DescribeEventBus",
+        Authorization::new("events:DescribeEventBus", BUS),
+    ),
+    named(
+        "ListEventBuses",
+        Authorization::new("events:ListEventBuses", ANY),
+    ),
+    named("PutRule", Authorization::new("events:PutRule", RULE)),
+    named(
+        "DescribeRule",
+        Authorization::new("events:DescribeRule", RULE),
+    ),
+    named("ListRules", Authorization::new("events:ListRules", ANY)),
+    named("DeleteRule", Authorization::new("events:DeleteRule", RULE)),
+    named("EnableRule", Authorization::new("events:EnableRule", RULE)),
+    named(
+        "DisableRule",
+        Authorization::new("events:DisableRule", RULE),
+    ),
+    named("PutTargets", Authorization::new("events:PutTargets", RULE)),
+    named(
+        "RemoveTargets",
+        Authorization::new("events:RemoveTargets", RULE),
+    ),
+    named(
+        "ListTargetsByRule",
+        Authorization::new("events:ListTargetsByRule", RULE),
+    ),
+    named("PutEvents", Authorization::new("events:PutEvents", BUS)),
+    named(
+        "TestEventPattern",
+        Authorization::new("events:TestEventPattern", ANY),
+    ),
+];
+
+/// Entries per `PutEvents`, and their total size.
+const MAX_ENTRIES: usize = 10;
+const MAX_ENTRIES_BYTES: usize = 256 * 1024;
+
+pub struct EventsApi {
+    events: Arc<Events>,
+}
+
+impl EventsApi {
+    pub fn new(events: Arc<Events>) -> Self {
+        Self { events }
+    }
+}
+
+fn text<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
+    input[name].as_str()
+}
+
+fn required<'a>(input: &'a Value, name: &str) -> Result<&'a str, AwsError> {
+    text(input, name).ok_or_else(|| {
+        invalid(format!(
+            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+            name[..1].to_ascii_lowercase() + &name[1..]
+        ))
+    })
+}
+
+/// The bus a request names (`EventBusName`, a name or ARN), `default` unless named.
+fn bus_of(input: &Value) -> &str {
+    bus_name(text(input, "EventBusName").unwrap_or(DEFAULT_BUS))
+}
+
+/// The rule a request names: `Name` for the rule's own operations, `Rule` for its
+/// targets'.
+fn rule_of(input: &Value) -> Result<&str, AwsError> {
+    text(input, "Name")
+        .or_else(|| text(input, "Rule"))
+        .map_or_else(|| required(input, "Name"), Ok)
+}
+
+fn rule_json(events: &Events, rule: &Rule) -> Value {
+    let mut out = json!({
+        "Name": rule.name,
+        "Arn": events.rule_arn(&rule.bus, &rule.name),
+        "State": rule.state,
+        "EventBusName": rule.bus,
+    });
+    for (field, value) in [
+        ("EventPattern", &rule.pattern),
+        ("Description", &rule.description),
+        ("RoleArn", &rule.role_arn),
+    ] {
+        if let Some(value) = value {
+            out[field] = value.as_str().into();
+        }
+    }
+    out
+}
+
+fn set_state(events: &Events, input: &Value, state: &str) -> Result<Value, AwsError> {
+    events.update_rule(bus_of(input), rule_of(input)?, |rule| {
+        rule.state = state.to_owned();
+        Ok(())
+    })?;
+    Ok(json!({}))
+}
+
+impl EventsApi {
+    fn call(&self, ctx: &RequestContext, name: &str, input: &Value) -> Result<Value, AwsError> {
+        let events = &self.events;
+        Ok(match name {
+            "CreateEventBus" => {
+                let bus =
+                    events.create_bus(required(input, "Name")?, text(input, "Description"))?;
+                json!({ "EventBusArn": events.bus_arn(&bus.name) })
+            }
+            "DeleteEventBus" => {
+                events.delete_bus(required(input, "Name")?)?;
+                json!({})
+            }
+            "DescribeEventBus" => {
+                let bus = events.bus(bus_name(text(input, "Name").unwrap_or(DEFAULT_BUS)))?;
+                let mut out = json!({ "Name": bus.name, "Arn": events.bus_arn(&bus.name) });
+                if let Some(description) = &bus.description {
+                    out["Description"] = description.as_str().into();
+                }
+                if bus.created > 0.0 {
+                    out["CreationTime"] = bus.created.into();
+                }
+                out
+            }
+            "ListEventBuses" => {
+                let prefix = text(input, "NamePrefix").unwrap_or_default();
+                let buses: Vec<Value> = events
+                    .buses()?
+                    .into_iter()
+                    .filter(|bus| bus.name.starts_with(prefix))
+                    .map(|bus| json!({ "Name": bus.name, "Arn": events.bus_arn(&bus.name) }))
+                    .collect();
+                json!({ "EventBuses": buses })
+            }
+            "PutRule" => {
+                let arn = events.put_rule(Rule {
+                    name: required(input, "Name")?.to_owned(),
+                    bus: bus_of(input).to_owned(),
+                    pattern: text(input, "EventPattern").map(str::to_owned),
+                    schedule: text(input, "ScheduleExpression").map(str::to_owned),
+                    state: text(input, "State").unwrap_or("ENABLED").to_owned(),
+                    description: text(input, "Description").map(str::to_owned),
+                    role_arn: text(input, "RoleArn").map(str::to_owned),
+                    targets: Vec::new(),
+                })?;
+                json!({ "RuleArn": arn })
+            }
+            "DescribeRule" => {
+                let (rule, _) = events.rule(bus_of(input), rule_of(input)?)?;
+                let mut out = rule_json(events, &rule);
+                out["CreatedBy"] = ctx.account_id.as_ref().into();
+                out
+            }
+            "ListRules" => {
+                let prefix = text(input, "NamePrefix").unwrap_or_default();
+                let rules: Vec<Value> = events
+                    .rules(bus_of(input))?
+                    .iter()
+                    .filter(|rule| rule.name.starts_with(prefix))
+                    .map(|rule| rule_json(events, rule))
+                    .collect();
+                json!({ "Rules": rules })
+            }
+            "DeleteRule" => {
+                let force = input["Force"].as_bool().unwrap_or(false);
+                events.delete_rule(bus_of(input), rule_of(input)?, force)?;
+                json!({})
+            }
+            "EnableRule" => set_state(events, input, "ENABLED")?,
+            "DisableRule" => set_state(events, input, "DISABLED")?,
+            "PutTargets" => {
+                let targets = input["Targets"].as_array().cloned().unwrap_or_default();
+                if targets.is_empty() || targets.len() > 10 {
+                    return Err(invalid(
+                        "1 validation error detected: Value at 'targets' failed to satisfy constraint: Member must have length between 1 and 10",
+                    ));
+                }
+                let failed = events.put_targets(bus_of(input), rule_of(input)?, &targets)?;
+                json!({ "FailedEntryCount": failed.len(), "FailedEntries": failed })
+            }
+            "RemoveTargets" => {
+                let ids: Vec<&str> = input["Ids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                events.remove_targets(bus_of(input), rule_of(input)?, &ids)?;
+                json!({ "FailedEntryCount": 0, "FailedEntries": [] })
+            }
+            "ListTargetsByRule" => {
+                let (rule, _) = events.rule(bus_of(input), rule_of(input)?)?;
+                json!({ "Targets": rule.targets })
+            }
+            "PutEvents" => {
+                let entries = input["Entries"].as_array().cloned().unwrap_or_default();
+                if entries.is_empty() || entries.len() > MAX_ENTRIES {
+                    return Err(invalid(format!(
+                        "1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and {MAX_ENTRIES}"
+                    )));
+                }
+                let size: usize = entries.iter().map(entry_size).sum();
+                if size > MAX_ENTRIES_BYTES {
+                    return Err(invalid(
+                        "Total size of the entries in the request is over the limit.",
+                    ));
+                }
+                let results = events.put_events(&entries)?;
+                let failed = results
+                    .iter()
+                    .filter(|r| r["ErrorCode"].is_string())
+                    .count();
+                json!({ "FailedEntryCount": failed, "Entries": results })
+            }
+            "TestEventPattern" => {
+                let pattern = required(input, "EventPattern")?;
+                check_pattern(pattern)?;
+                let event: Value = serde_json::from_str(required(input, "Event")?)
+                    .ok()
+                    .filter(Value::is_object)
+                    .ok_or_else(|| invalid("Parameter Event is not valid."))?;
+                let pattern: Value = serde_json::from_str(pattern).map_err(internal)?;
+                json!({ "Result": nimbus_patterns::matches(&pattern, &event) })
+            }
+            other => {
+                return Err(AwsError::unknown_operation(
+                    nimbus_edge::Protocol::Json11,
+                    other,
+                ));
+            }
+        })
+    }
+}
+
+/// An entry's size as EventBridge counts it: its strings' bytes.
+fn entry_size(entry: &Value) -> usize {
+    ["Source", "DetailType", "Detail"]
+        .iter()
+        .filter_map(|field| entry[*field].as_str())
+        .map(str::len)
+        .sum::<usize>()
+        + entry["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::len)
+            .sum::<usize>()
+        + if entry["Time"].is_null() { 0 } else { 14 }
+}
+
+/// The buses or rule a call acts on, as ARNs (`PutEvents` on each entry's bus).
+fn resources(ctx: &RequestContext, call: &NamedCall) -> Result<Vec<String>, AwsError> {
+    let input = &call.input;
+    Ok(match call.authorization.resource {
+        ANY => vec![ANY.to_owned()],
+        BUS if call.name == "PutEvents" => {
+            let mut buses: Vec<String> = input["Entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|entry| bus_of(entry).to_owned())
+                .collect();
+            buses.sort();
+            buses.dedup();
+            buses
+                .iter()
+                .map(|bus| ctx.arn("events", &format!("event-bus/{bus}")))
+                .collect()
+        }
+        BUS => {
+            let bus = bus_name(text(input, "Name").unwrap_or(DEFAULT_BUS));
+            vec![ctx.arn("events", &format!("event-bus/{bus}"))]
+        }
+        _ => {
+            let (bus, rule) = (bus_of(input), rule_of(input)?);
+            let path = if bus == DEFAULT_BUS {
+                rule.to_owned()
+            } else {
+                format!("{bus}/{rule}")
+            };
+            vec![ctx.arn("events", &format!("rule/{path}"))]
+        }
+    })
+}
+
+impl Service for EventsApi {
+    type Operation = NamedCall;
+
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        &catalog::EVENTS
+    }
+
+    fn operations(&self) -> Vec<OperationDoc> {
+        OperationDoc::named(OPERATIONS)
+    }
+
+    fn parse(&self, req: &ServiceRequest) -> Result<NamedCall, AwsError> {
+        let (entry, input) = json11::call(req, OPERATIONS)?;
+        Ok(NamedCall {
+            name: entry.name,
+            authorization: entry.authorization,
+            input,
+        })
+    }
+
+    async fn access(&self, ctx: &RequestContext, call: &NamedCall) -> Result<Vec<Check>, AwsError> {
+        Ok(resources(ctx, call)?.into_iter().map(Check::on).collect())
+    }
+
+    async fn handle(
+        &self,
+        ctx: &RequestContext,
+        call: NamedCall,
+    ) -> Result<Response<Bytes>, AwsError> {
+        let api = EventsApi {
+            events: self.events.clone(),
+        };
+        let ctx = ctx.clone();
+        let output = tokio::task::spawn_blocking(move || api.call(&ctx, call.name, &call.input))
+            .await
+            .map_err(|_| {
+                AwsError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalException",
+                    "An internal error occurred.",
+                )
+            })??;
+        Ok(json11::response(&output))
+    }
+}

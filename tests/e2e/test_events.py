@@ -1,0 +1,212 @@
+"""EventBridge through boto3 and Debian's aws CLI v2: buses, rules whose content
+filters pick events for a function, a queue (through an input transformer) and a
+topic, each reached as events.amazonaws.com where its policy lets the rule in, a
+target's dead-letter queue for what its target refuses, and the events S3 uploads and
+stopping ECS tasks send."""
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from conftest import REGION, create_function, eventually, zip_function
+from test_ecs import task_definition, web_image  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+def events(nimbus):
+    return nimbus.client("events")
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def queue_open_to(sqs, source_arn, principal="events.amazonaws.com"):
+    """A queue whose policy lets `principal` send for `source_arn` (none: closed)."""
+    url = sqs.create_queue(QueueName=unique("ev"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    if source_arn:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": principal}, "Action": "sqs:SendMessage",
+                "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}}]})})
+    return url, arn
+
+
+def messages(sqs, url, count, timeout=20):
+    got = []
+    eventually(lambda: got.extend(sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]).get("Messages", []))
+        or len(got) >= count, timeout=timeout)
+    return got
+
+
+def test_buses_are_created_listed_and_deleted(events):
+    name = unique("bus")
+    arn = events.create_event_bus(Name=name)["EventBusArn"]
+    assert arn == f"arn:aws:events:{REGION}:000000000000:event-bus/{name}"
+    assert {"default", name} <= {b["Name"] for b in events.list_event_buses()["EventBuses"]}
+    assert events.describe_event_bus(Name=name)["Arn"] == arn
+    with pytest.raises(events.exceptions.ResourceAlreadyExistsException):
+        events.create_event_bus(Name=name)
+    events.put_rule(Name="on-bus", EventBusName=name, EventPattern=json.dumps({"source": ["x"]}))
+    assert [r["Name"] for r in events.list_rules(EventBusName=name)["Rules"]] == ["on-bus"]
+    events.delete_event_bus(Name=name)
+    with pytest.raises(events.exceptions.ResourceNotFoundException):
+        events.describe_event_bus(Name=name)
+    with pytest.raises(events.exceptions.ResourceNotFoundException):
+        events.list_rules(EventBusName=name)
+
+
+def test_patterns_are_tested_and_bad_ones_refused(events):
+    pattern = json.dumps({"source": ["shop"], "detail": {"$or": [{"total": [{"numeric": [">", 100]}]},
+                                                                 {"vip": [True]}]}})
+    event = {"id": "1", "account": "000000000000", "source": "shop", "time": "2026-12-07T00:00:00Z",
+             "region": REGION, "resources": [], "detail-type": "Order", "detail": {"total": 30, "vip": True}}
+    assert events.test_event_pattern(EventPattern=pattern, Event=json.dumps(event))["Result"] is True
+    event["detail"]["vip"] = False
+    assert events.test_event_pattern(EventPattern=pattern, Event=json.dumps(event))["Result"] is False
+    with pytest.raises(events.exceptions.InvalidEventPatternException):
+        events.test_event_pattern(EventPattern='{"source": "shop"}', Event=json.dumps(event))
+    with pytest.raises(events.exceptions.InvalidEventPatternException):
+        events.put_rule(Name=unique("bad"), EventPattern="{not json")
+
+
+def test_a_rule_routes_matching_events_to_a_function_a_queue_and_a_topic(nimbus, events, lambda_client,
+                                                                          unique_name, callbacks):
+    sqs, sns = nimbus.client("sqs"), nimbus.client("sns")
+    rule = unique("big-orders")
+    rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps({
+        "source": ["shop.orders"], "detail-type": ["Order Placed"],
+        "detail": {"total": [{"numeric": [">=", 100]}], "country": [{"anything-but": "XX"}]}}))["RuleArn"]
+    assert rule_arn == f"arn:aws:events:{REGION}:000000000000:rule/{rule}"
+
+    create_function(lambda_client, unique_name, zip_function("py_callback"),
+                    Environment={"Variables": {"CALLBACK_URL": callbacks.url}})
+    function_arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["FunctionArn"]
+    lambda_client.add_permission(FunctionName=unique_name, StatementId="events", Action="lambda:InvokeFunction",
+                                 Principal="events.amazonaws.com", SourceArn=rule_arn)
+    queue_url, queue_arn = queue_open_to(sqs, rule_arn)
+    topic = sns.create_topic(Name=unique("orders"))["TopicArn"]
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sns:Publish",
+            "Resource": topic, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}))
+    fanned_url, fanned_arn = queue_open_to(sqs, topic, principal="sns.amazonaws.com")
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=fanned_arn, Attributes={"RawMessageDelivery": "true"})
+    # A queue closed to the rule refuses; its events go to the target's dead-letter queue.
+    _, closed_arn = queue_open_to(sqs, None)
+    dlq_url, dlq_arn = queue_open_to(sqs, rule_arn)
+
+    put = events.put_targets(Rule=rule, Targets=[
+        {"Id": "fn", "Arn": function_arn},
+        {"Id": "queue", "Arn": queue_arn, "InputTransformer": {
+            "InputPathsMap": {"id": "$.detail.id", "total": "$.detail.total"},
+            "InputTemplate": '{"order": <id>, "summary": "order <id> totals <total>"}'}},
+        {"Id": "topic", "Arn": topic, "InputPath": "$.detail"},
+        {"Id": "closed", "Arn": closed_arn, "DeadLetterConfig": {"Arn": dlq_arn}},
+        {"Id": "bad", "Arn": "arn:aws:kinesis:us-east-1:000000000000:stream/s"},
+    ])
+    assert put["FailedEntryCount"] == 1 and put["FailedEntries"][0]["TargetId"] == "bad"
+    assert [t["Id"] for t in events.list_targets_by_rule(Rule=rule)["Targets"]] == ["fn", "queue", "topic", "closed"]
+
+    def order(id_, total, country="DE"):
+        return {"Source": "shop.orders", "DetailType": "Order Placed",
+                "Detail": json.dumps({"id": id_, "total": total, "country": country})}
+    result = events.put_events(Entries=[
+        order("a-1", 250), order("a-2", 20), order("a-3", 500, country="XX"),
+        {"Source": "shop.orders", "DetailType": "Order Placed", "Detail": "not json"},
+    ])
+    assert result["FailedEntryCount"] == 1
+    assert result["Entries"][3]["ErrorCode"] == "MalformedDetail"
+    assert all("EventId" in entry for entry in result["Entries"][:3])
+
+    [posted] = callbacks.wait_for(1, timeout=30)
+    event = posted["event"]
+    assert (event["source"], event["detail-type"], event["detail"]["id"]) == ("shop.orders", "Order Placed", "a-1")
+    assert event["id"] == result["Entries"][0]["EventId"] and event["account"] == "000000000000"
+    [transformed] = messages(sqs, queue_url, 1)
+    assert json.loads(transformed["Body"]) == {"order": "a-1", "summary": "order a-1 totals 250"}
+    [published] = messages(sqs, fanned_url, 1)
+    assert json.loads(published["Body"]) == {"id": "a-1", "total": 250, "country": "DE"}
+    [dead] = messages(sqs, dlq_url, 1)
+    assert json.loads(dead["Body"])["detail"]["id"] == "a-1"
+    assert dead["MessageAttributes"]["RULE_ARN"]["StringValue"] == rule_arn
+    assert dead["MessageAttributes"]["TARGET_ARN"]["StringValue"] == closed_arn
+
+    # Disabled, the rule routes nothing; a rule with targets needs them removed first.
+    events.disable_rule(Name=rule)
+    assert events.describe_rule(Name=rule)["State"] == "DISABLED"
+    events.put_events(Entries=[order("a-4", 900)])
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        events.delete_rule(Name=rule)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    events.remove_targets(Rule=rule, Ids=["fn", "queue", "topic", "closed"])
+    events.delete_rule(Name=rule)
+    assert len(callbacks.posts) == 1, callbacks.posts
+
+
+def test_the_aws_cli_v2_puts_events(nimbus, events):
+    if not shutil.which("/usr/bin/aws"):
+        pytest.skip("the aws CLI v2 is installed by the test command")
+    sqs = nimbus.client("sqs")
+    rule_arn = events.put_rule(Name=unique("cli"), EventPattern=json.dumps({"source": ["cli.test"]}))["RuleArn"]
+    url, arn = queue_open_to(sqs, rule_arn)
+    events.put_targets(Rule=rule_arn.rsplit("/", 1)[1], Targets=[{"Id": "q", "Arn": arn}])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(nimbus.credentials_file), AWS_CONFIG_FILE=os.devnull,
+               AWS_MAX_ATTEMPTS="1", AWS_PROFILE="nimbus")
+    put = subprocess.run(["/usr/bin/aws", "--endpoint-url", nimbus.endpoint, "--region", REGION, "--output", "json",
+                          "events", "put-events", "--entries",
+                          json.dumps([{"Source": "cli.test", "DetailType": "Ping", "Detail": '{"n": 1}'}])],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["FailedEntryCount"] == 0
+    [message] = messages(sqs, url, 1)
+    assert json.loads(message["Body"])["detail"] == {"n": 1}
+
+
+def test_a_bucket_with_eventbridge_notifications_sends_object_events(nimbus, events):
+    s3, sqs = nimbus.client("s3"), nimbus.client("sqs")
+    bucket = unique("ev-bucket")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    assert s3.get_bucket_notification_configuration(Bucket=bucket)["EventBridgeConfiguration"] == {}
+    rule_arn = events.put_rule(Name=unique("uploads"), EventPattern=json.dumps({
+        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": "in/"}]}}}))["RuleArn"]
+    url, arn = queue_open_to(sqs, rule_arn)
+    events.put_targets(Rule=rule_arn.rsplit("/", 1)[1], Targets=[{"Id": "q", "Arn": arn}])
+
+    s3.put_object(Bucket=bucket, Key="in/photo one.jpg", Body=b"jpeg")
+    s3.put_object(Bucket=bucket, Key="elsewhere.txt", Body=b"not wanted")
+    [message] = messages(sqs, url, 1)
+    event = json.loads(message["Body"])
+    assert (event["source"], event["detail-type"]) == ("aws.s3", "Object Created")
+    assert event["resources"] == [f"arn:aws:s3:::{bucket}"]
+    assert event["detail"]["object"]["key"] == "in/photo one.jpg" and event["detail"]["object"]["size"] == 4
+    assert event["detail"]["reason"] == "PutObject"
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)
+
+
+def test_a_stopping_task_sends_its_state_change(nimbus, events, web_image):
+    ecs, sqs = nimbus.client("ecs"), nimbus.client("sqs")
+    ecs.create_cluster(clusterName="default")
+    definition = task_definition(ecs, web_image, ["false"])
+    rule_arn = events.put_rule(Name=unique("stops"), EventPattern=json.dumps({
+        "source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+        "detail": {"lastStatus": ["STOPPED"], "taskDefinitionArn": [definition]}}))["RuleArn"]
+    url, arn = queue_open_to(sqs, rule_arn)
+    events.put_targets(Rule=rule_arn.rsplit("/", 1)[1], Targets=[{"Id": "q", "Arn": arn}])
+
+    [task] = ecs.run_task(taskDefinition=definition)["tasks"]
+    [message] = messages(sqs, url, 1, timeout=60)
+    event = json.loads(message["Body"])
+    assert event["resources"] == [task["taskArn"]]
+    assert (event["detail"]["lastStatus"], event["detail"]["stopCode"]) == ("STOPPED", "EssentialContainerExited")
+    assert event["detail"]["containers"][0]["exitCode"] == 1
