@@ -75,6 +75,24 @@ build() {
     cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p nimbus -p nimbus-bench
 }
 
+# start_moto: moto's server (PyPI, installed once) on a free port, the peer of the
+# SQS and EventBridge benchmarks; sets moto_url and moto_pid.
+start_moto() {
+    local venv=$HOME/.cache/nimbus/moto-venv
+    if [[ ! -x $venv/bin/moto_server ]]; then
+        echo "installing moto's server (once)..." >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet "moto[server]" || die "cannot install moto from PyPI"
+    fi
+    local port
+    port=$(free_port)
+    moto_url=http://127.0.0.1:$port/
+    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$tmp/moto.log" 2>&1 &
+    moto_pid=$!
+    pids+=("$moto_pid")
+    wait_ready "${moto_url}moto-api/"
+}
+
 # build_rust_function: the e2e suite's `lambda_runtime` function, built to
 # $target_dir/e2e-functions/release/rust_hello.
 build_rust_function() {

@@ -19,22 +19,10 @@ bench=sqs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${BENCH_ROUNDS:-3}
 
-moto_venv=$HOME/.cache/nimbus/moto-venv
-if [[ ! -x $moto_venv/bin/moto_server ]]; then
-    echo "installing moto's server (once)..." >&2
-    python3 -m venv "$moto_venv"
-    "$moto_venv/bin/pip" install --quiet "moto[server]" || die "cannot install moto from PyPI"
-fi
-
 build
 start_bare
 start_nimbus
-moto_port=$(free_port)
-moto_url=http://127.0.0.1:$moto_port/
-"$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$tmp/moto.log" 2>&1 &
-moto_pid=$!
-pids+=("$moto_pid")
-wait_ready "${moto_url}moto-api/"
+start_moto
 
 # The queue each server's SendMessage replays go to.
 "$python" - "$credentials" "$nimbus_url" "$moto_url" <<'PY'
