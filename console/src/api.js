@@ -22,6 +22,7 @@ const TARGETS = {
   ecr: 'AmazonEC2ContainerRegistry_V20150921',
   ecs: 'AmazonEC2ContainerServiceV20141113',
   sqs: 'AmazonSQS',
+  events: 'AWSEvents',
 };
 // SQS speaks json-1.0, the other json services 1.1.
 const JSON_10 = new Set(['sqs']);
@@ -162,7 +163,7 @@ export const fnPath = (name, rest = '') => `/2015-03-31/functions/${encodeURICom
 export const lambda = (method, path, body, opts) => restJson('lambda', method, path, body, opts);
 export const scheduler = (method, path, body, opts) => restJson('scheduler', method, path, body, opts);
 
-/** json-1.0/1.1 (SQS; Logs, ECR, ECS): `call('logs', 'DescribeLogGroups', {...})`. */
+/** json-1.0/1.1 (SQS; Logs, ECR, ECS, EventBridge): `call('logs', 'DescribeLogGroups', {...})`. */
 export async function call(service, operation, body = {}, { signal } = {}) {
   const res = await aws(service, 'POST', '/', {
     signal,
@@ -326,6 +327,73 @@ export async function addPermission(name, body) {
   } catch (err) {
     if (err.code !== 'ResourceConflictException') throw err;
   }
+}
+
+/** Every member of a paged SNS list (`NextToken`). */
+export async function snsAll(action, params, list) {
+  const members = [];
+  let token;
+  for (let page = 0; page < 50; page++) {
+    const doc = await query('sns', action, { ...params, NextToken: token });
+    members.push(...all(doc, `${action}Result/${list}/member`));
+    token = text(doc, `${action}Result/NextToken`);
+    if (!token) break;
+  }
+  return members;
+}
+
+/** An SNS Get*Attributes answer's attributes as an object. */
+export async function snsAttributes(action, params) {
+  const doc = await query('sns', action, params);
+  return Object.fromEntries(all(doc, `${action}Result/Attributes/entry`).map((e) => [text(e, 'key'), text(e, 'value')]));
+}
+
+/** The ARNs of the SNS topics, in order of name. */
+export async function listTopicArns() {
+  return (await snsAll('ListTopics', {}, 'Topics')).map((m) => text(m, 'TopicArn')).sort((a, b) => a.localeCompare(b));
+}
+
+// Grants to a service principal (SNS for a topic, EventBridge for a rule) that sends
+// on behalf of `source`, the topic's or rule's ARN. Each statement's id names the
+// source, so granting twice adds nothing.
+const grantSid = (service, source) => `${service}-${source.split(':').pop().replaceAll('/', '-')}`;
+
+function grant(service, source, action, resource) {
+  return {
+    Sid: grantSid(service, source),
+    Effect: 'Allow',
+    Principal: { Service: `${service}.amazonaws.com` },
+    Action: action,
+    Resource: resource,
+    Condition: { ArnEquals: { 'aws:SourceArn': source } },
+  };
+}
+
+/** A policy (JSON text, or none yet) with `statement` added; null when it is there. */
+function withStatement(policy, statement) {
+  const doc = policy ? JSON.parse(policy) : { Version: '2012-10-17' };
+  const statements = [].concat(doc.Statement || []);
+  if (statements.some((s) => s.Sid === statement.Sid)) return null;
+  return JSON.stringify({ ...doc, Statement: [...statements, statement] });
+}
+
+/** Lets `service` send to a queue (`{ url, arn }`): a statement in its access policy. */
+export async function allowQueueSend(queue, service, source) {
+  const { Attributes: a = {} } = await call('sqs', 'GetQueueAttributes', { QueueUrl: queue.url, AttributeNames: ['Policy'] });
+  const policy = withStatement(a.Policy, grant(service, source, 'sqs:SendMessage', queue.arn));
+  if (policy) await call('sqs', 'SetQueueAttributes', { QueueUrl: queue.url, Attributes: { Policy: policy } });
+}
+
+/** Lets `service` publish to a topic: a statement in its access policy. */
+export async function allowTopicPublish(topic, service, source) {
+  const { Policy: current } = await snsAttributes('GetTopicAttributes', { TopicArn: topic });
+  const policy = withStatement(current, grant(service, source, 'sns:Publish', topic));
+  if (policy) await query('sns', 'SetTopicAttributes', { TopicArn: topic, AttributeName: 'Policy', AttributeValue: policy });
+}
+
+/** Lets `service` invoke a function: a statement in its resource policy. */
+export function allowInvoke(fn, service, source) {
+  return addPermission(fn, { StatementId: grantSid(service, source), Action: 'lambda:InvokeFunction', Principal: `${service}.amazonaws.com`, SourceArn: source });
 }
 
 export const BASIC_ROLE = 'nimbus-console-lambda-role';

@@ -16,6 +16,7 @@ const logs = () => import('./pages/logs.js');
 const buckets = () => import('./pages/buckets.js');
 const queues = () => import('./pages/queues.js');
 const topics = () => import('./pages/topics.js');
+const rules = () => import('./pages/rules.js');
 const registry = () => import('./pages/registry.js');
 const containers = () => import('./pages/containers.js');
 
@@ -32,6 +33,9 @@ const ROUTES = [
   [/^queues\/([^/]+)$/, lazy(queues, 'queuePage'), 'queues'],
   [/^topics$/, lazy(topics, 'topicsPage'), 'topics'],
   [/^topics\/([^/]+)$/, lazy(topics, 'topicPage'), 'topics'],
+  [/^rules$/, lazy(rules, 'rulesPage'), 'rules'],
+  [/^rules\/new$/, lazy(rules, 'createRulePage'), 'rules'],
+  [/^rules\/([^/]+)\/([^/]+)$/, lazy(rules, 'rulePage'), 'rules'],
   [/^registry$/, lazy(registry, 'registryPage'), 'registry'],
   [/^registry\/(.+)$/, lazy(registry, 'repositoryPage'), 'registry'],
   [/^containers$/, lazy(containers, 'clustersPage'), 'containers'],
@@ -47,6 +51,7 @@ const NAV = [
   ['#/buckets', 'Buckets', 'buckets', 'M3 6c0-2 14-2 14 0l-2 10c0 1.5-10 1.5-10 0zM3 6c0 2 14 2 14 0'],
   ['#/queues', 'Queues', 'queues', 'M2 7h4v6H2zM8 7h4v6H8zM14 7h4v6h-4z'],
   ['#/topics', 'Topics', 'topics', 'M8 10a2 2 0 1 0 4 0a2 2 0 1 0-4 0M6 6a6 6 0 0 0 0 8M14 6a6 6 0 0 1 0 8M3.5 3.5a9 9 0 0 0 0 13M16.5 3.5a9 9 0 0 1 0 13'],
+  ['#/rules', 'Rules', 'rules', 'M3 4h14l-5.5 6.5V16l-3 1.5v-7z'],
   ['#/registry', 'Registry', 'registry', 'M3 7l7-4 7 4v7l-7 4-7-4zM3 7l7 4 7-4M10 11v7'],
   ['#/containers', 'Containers', 'containers', 'M3 5h14v4H3zM3 11h14v4H3zM6 7h1M6 13h1'],
 ];

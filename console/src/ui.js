@@ -148,6 +148,14 @@ export function copyButton(getText, label = 'Copy') {
   return button;
 }
 
+/** The console page of a queue's, topic's or function's ARN; null for anything else. */
+export function resourceHref(arn = '') {
+  const [, , service, , , resource, name] = arn.split(':');
+  const page = { sqs: 'queues', sns: 'topics', lambda: 'functions' }[service];
+  const id = service === 'lambda' ? name : resource;
+  return page && id ? `#/${page}/${encodeURIComponent(id)}` : null;
+}
+
 export function mono(textValue, props = {}) {
   return h('span', { class: 'mono', ...props }, textValue);
 }

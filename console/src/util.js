@@ -46,6 +46,9 @@ export function fmtAgo(value) {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
+/** `3 rules`, `1 rule`. */
+export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 export function fmtDuration(seconds) {
   seconds = Math.floor(seconds);
   const d = Math.floor(seconds / 86400);

@@ -3,7 +3,8 @@ against the real server. One test signs in, writes a python function in the edit
 tests it, reads its output and log lines, adds a function URL and calls it; another
 browses an image podman pushed and the task running it; a third sends, polls and
 deletes messages of a queue, publishes to a topic the queue subscribes to, and makes
-the queue a function's trigger. Screenshots of the main pages go to
+the queue a function's trigger; a fourth writes and tests a rule's pattern and sends a
+test event through the rule to a queue. Screenshots of the main pages go to
 NIMBUS_SCREENSHOTS (default target/console-screenshots)."""
 
 import json
@@ -270,3 +271,95 @@ def test_a_queue_a_topic_feeding_it_and_the_queue_as_a_trigger(page, nimbus, lam
     page.click("#confirm-ok")
     page.wait_for_selector("#sqs-triggers-table .empty-row")
     assert lambda_client.list_event_source_mappings(FunctionName=unique_name)["EventSourceMappings"] == []
+
+
+def test_a_rule_its_pattern_and_a_queue_target(page, nimbus):
+    sqs, events = nimbus.client("sqs"), nimbus.client("events")
+    queue = f"console-rule-q-{uuid.uuid4().hex[:6]}"
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule = f"console-rule-{uuid.uuid4().hex[:6]}"
+    source = f"com.example.{uuid.uuid4().hex[:6]}"
+
+    visit(page, nimbus, "/rules", "#rule-create")
+    page.click("#rule-create")
+    page.wait_for_selector("#rule-pattern .cm-content")
+    page.fill("#rule-name", rule)
+    page.click("#rule-pattern .cm-content")
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(json.dumps({"source": [source], "detail": {"amount": [{"numeric": [">", 10]}]}}))
+
+    # The prefilled sample event is a whole EventBridge event: made to match, then not.
+    sample = json.loads(page.input_value("#pattern-event"))
+    assert {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"} <= set(sample)
+    sample.update(source=source, detail={"amount": 42})
+    page.fill("#pattern-event", json.dumps(sample))
+    page.click("#pattern-test")
+    page.wait_for_selector("#pattern-result:has-text('Matches')")
+    sample["detail"]["amount"] = 5
+    page.fill("#pattern-event", json.dumps(sample))
+    page.click("#pattern-test")
+    page.wait_for_selector("#pattern-result:has-text('No match')")
+    page.fill("#pattern-event", "{not json")
+    page.click("#pattern-test")
+    page.wait_for_selector("#pattern-result:has-text('not valid JSON')")
+    shot(page, "rule-create")
+    page.click("#rule-create-submit")
+    page.wait_for_url(f"**/console/#/rules/default/{rule}")
+    assert json.loads(events.describe_rule(Name=rule)["EventPattern"])["source"] == [source]
+
+    # A queue target, with the statement that lets the rule send to it.
+    page.wait_for_selector(f"#target-arn option[value='{queue_arn}']", state="attached")
+    page.select_option("#target-arn", queue_arn)
+    page.select_option("#target-input", "path")
+    page.fill("#target-input-path", "$.detail")
+    page.click("#target-add")
+    page.wait_for_selector(f"#targets-table a[href='#/queues/{queue}']")
+    assert "InputPath" in page.inner_text("#targets-table")
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    [statement] = policy["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"].endswith(f":rule/{rule}")
+
+    assert page.input_value("#event-source") == source
+    page.fill("#event-detail", json.dumps({"amount": 5}))
+    page.click("#event-send")
+    page.wait_for_selector("#event-status:has-text('Sent event')")
+    page.fill("#event-detail", json.dumps({"amount": 99, "from": "the console"}))
+    page.click("#event-send")
+    page.wait_for_selector("#event-status:has-text('Sent event')")
+    page.fill("#event-detail", "{broken")
+    page.click("#event-send")
+    page.wait_for_selector("#event-status:has-text('not valid JSON')")
+    page.fill("#event-detail", "{}")
+    page.fill("#event-source", "")
+    page.click("#event-send")
+    page.wait_for_selector("#event-status:has-text('InvalidArgument')")
+
+    bodies = []
+
+    def received():
+        bodies.extend(json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2).get("Messages", []))
+        return bodies
+    assert eventually(received, timeout=20)
+    # Only the event that matched arrived, as its detail (the InputPath).
+    assert bodies == [{"amount": 99, "from": "the console"}]
+    shot(page, "rule")
+    phone_shot(page, "rule-phone")
+
+    visit(page, nimbus, "/rules", f"#rules-table a[href='#/rules/default/{rule}']")
+    assert source in page.inner_text(f"#rules-table tr[data-rule='{rule}']")
+    shot(page, "rules")
+    phone_shot(page, "rules-phone")
+
+    page.click(f"#rules-table a[href='#/rules/default/{rule}']")
+    page.click("#targets-table button:has-text('Remove')")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#targets-table .empty-row")
+    assert events.list_targets_by_rule(Rule=rule)["Targets"] == []
+    page.click("#rule-delete")
+    page.click("#confirm-ok")
+    page.wait_for_url("**/console/#/rules")
+    page.wait_for_selector("#rules-table")
+    assert rule not in [r["Name"] for r in events.list_rules()["Rules"]]

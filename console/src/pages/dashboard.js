@@ -1,9 +1,7 @@
 import { h, mount } from '../dom.js';
 import { health, lambdaAll, s3Xml, all, call, callAll, query, scheduler, session } from '../api.js';
 import { pageHeader, badge, errorBox, loading, facts, panel } from '../ui.js';
-import { fmtDuration } from '../util.js';
-
-const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+import { fmtDuration, plural } from '../util.js';
 
 /** What each service's card says and counts. */
 const SERVICES = {
@@ -30,6 +28,16 @@ const SERVICES = {
     what: 'Topics and subscriptions',
     href: '#/topics',
     count: async () => [plural(all(await query('sns', 'ListTopics'), 'ListTopicsResult/Topics/member').length, 'topic')],
+  },
+  events: {
+    label: 'EventBridge',
+    what: 'Event buses and rules',
+    href: '#/rules',
+    count: async () => {
+      const buses = await callAll('events', 'ListEventBuses', {}, 'EventBuses', 'NextToken');
+      const rules = await Promise.all(buses.map((b) => callAll('events', 'ListRules', { EventBusName: b.Name }, 'Rules', 'NextToken')));
+      return [plural(buses.length, 'bus', 'buses'), plural(rules.flat().length, 'rule')];
+    },
   },
   ecr: {
     label: 'ECR',

@@ -1,31 +1,14 @@
 import { h, mount, toast, busy, confirmDialog, modal } from '../dom.js';
-import { query, call, entries, all, text, session, listQueues, lambdaAll, addPermission } from '../api.js';
-import { pageHeader, table, fillRows, errorBox, loading, field, panel, facts, badge, select, copyButton } from '../ui.js';
+import {
+  query, entries, text, session, listQueues, lambdaAll, snsAll, snsAttributes, listTopicArns, allowQueueSend, allowInvoke,
+} from '../api.js';
+import { pageHeader, table, fillRows, errorBox, loading, field, panel, facts, badge, select, copyButton, resourceHref } from '../ui.js';
 import { arnTail } from '../util.js';
-import { NAME_RE, fifoName, queueHref } from './queues.js';
+import { NAME_RE, fifoName } from './queues.js';
 
 const topicHref = (name) => `#/topics/${encodeURIComponent(name)}`;
 const topicArn = (name) => `arn:aws:sns:${session.current.region}:${session.current.account}:${name}`;
 const typeBadge = (name) => badge(name.endsWith('.fifo') ? 'FIFO' : 'Standard', 'muted');
-
-/** Every member of a paged SNS list (`NextToken`). */
-async function listAll(action, params, list) {
-  const members = [];
-  let token;
-  for (let page = 0; page < 50; page++) {
-    const doc = await query('sns', action, { ...params, NextToken: token });
-    members.push(...all(doc, `${action}Result/${list}/member`));
-    token = text(doc, `${action}Result/NextToken`);
-    if (!token) break;
-  }
-  return members;
-}
-
-/** A Get*Attributes answer's attributes as an object. */
-async function attributesOf(action, params) {
-  const doc = await query('sns', action, params);
-  return Object.fromEntries(all(doc, `${action}Result/Attributes/entry`).map((e) => [text(e, 'key'), text(e, 'value')]));
-}
 
 /** Asks, then deletes; resolves to whether it did. */
 async function deleteTopic(name) {
@@ -43,13 +26,11 @@ export async function topicsPage(ctx) {
 
   async function load() {
     try {
-      const arns = (await listAll('ListTopics', {}, 'Topics')).map((m) => text(m, 'TopicArn'));
-      const topics = await Promise.all(arns.map(async (arn) => ({
+      const topics = await Promise.all((await listTopicArns()).map(async (arn) => ({
         arn,
         name: arnTail(arn),
-        attributes: await attributesOf('GetTopicAttributes', { TopicArn: arn }).catch(() => ({})),
+        attributes: await snsAttributes('GetTopicAttributes', { TopicArn: arn }).catch(() => ({})),
       })));
-      topics.sort((a, b) => a.name.localeCompare(b.name));
       mount(status);
       fillRows(tableEl.querySelector('tbody'), cols.length, topics.map((t) => {
         const del = h('button', { class: 'btn btn-ghost btn-small', type: 'button', title: `Delete ${t.name}` }, 'Delete');
@@ -124,7 +105,7 @@ export async function topicPage(ctx) {
 
   async function loadInfo() {
     try {
-      const a = await attributesOf('GetTopicAttributes', { TopicArn: arn });
+      const a = await snsAttributes('GetTopicAttributes', { TopicArn: arn });
       mount(info, facts([
         ['Type', typeBadge(name)],
         ['Confirmed subscriptions', a.SubscriptionsConfirmed],
@@ -194,24 +175,6 @@ function publishPanel(arn, fifo) {
     h('div', { class: 'inline-group' }, submit, published)), { id: 'publish-panel' });
 }
 
-/** Lets the topic send to the queue: a statement in the queue's policy, unless there. */
-async function allowTopicToSend(queue, topic) {
-  const { Attributes: a = {} } = await call('sqs', 'GetQueueAttributes', { QueueUrl: queue.url, AttributeNames: ['Policy'] });
-  const policy = a.Policy ? JSON.parse(a.Policy) : { Version: '2012-10-17' };
-  const statements = [].concat(policy.Statement || []);
-  const sid = `sns-${arnTail(topic)}`;
-  if (statements.some((s) => s.Sid === sid)) return;
-  statements.push({
-    Sid: sid,
-    Effect: 'Allow',
-    Principal: { Service: 'sns.amazonaws.com' },
-    Action: 'sqs:SendMessage',
-    Resource: queue.arn,
-    Condition: { ArnEquals: { 'aws:SourceArn': topic } },
-  });
-  await call('sqs', 'SetQueueAttributes', { QueueUrl: queue.url, Attributes: { Policy: JSON.stringify({ ...policy, Statement: statements }) } });
-}
-
 const PROTOCOLS = [['sqs', 'Amazon SQS'], ['lambda', 'AWS Lambda'], ['http', 'HTTP'], ['https', 'HTTPS']];
 
 function subscriptionsPanel(name, arn, changed) {
@@ -268,12 +231,12 @@ function subscriptionsPanel(name, arn, changed) {
 
   async function load() {
     try {
-      const members = await listAll('ListSubscriptionsByTopic', { TopicArn: arn }, 'Subscriptions');
+      const members = await snsAll('ListSubscriptionsByTopic', { TopicArn: arn }, 'Subscriptions');
       const rows = await Promise.all(members.map(async (m) => {
         const sub = { arn: text(m, 'SubscriptionArn'), protocol: text(m, 'Protocol'), endpoint: text(m, 'Endpoint') };
         // A pending subscription has no ARN yet, so no attributes to read or way to remove it.
         const pending = !sub.arn.startsWith('arn:');
-        const a = pending ? {} : await attributesOf('GetSubscriptionAttributes', { SubscriptionArn: sub.arn }).catch(() => ({}));
+        const a = pending ? {} : await snsAttributes('GetSubscriptionAttributes', { SubscriptionArn: sub.arn }).catch(() => ({}));
         const unsubscribe = h('button', { class: 'btn btn-ghost btn-small', type: 'button', hidden: pending }, 'Unsubscribe');
         unsubscribe.addEventListener('click', () => busy(unsubscribe, async () => {
           if (!(await confirmDialog(`Stop sending ${name}'s messages to ${sub.endpoint}?`, { title: 'Unsubscribe', action: 'Unsubscribe' }))) return;
@@ -281,8 +244,7 @@ function subscriptionsPanel(name, arn, changed) {
           toast('Unsubscribed', 'success');
           await Promise.all([load(), changed()]);
         }));
-        const target = sub.protocol === 'sqs' ? queueHref(arnTail(sub.endpoint))
-          : sub.protocol === 'lambda' ? `#/functions/${encodeURIComponent(sub.endpoint.split(':')[6] || '')}` : null;
+        const target = resourceHref(sub.endpoint);
         return h('tr', { dataset: { protocol: sub.protocol } },
           h('td', null, badge(sub.protocol, 'muted')),
           h('td', { class: 'endpoint' }, target ? h('a', { href: target, title: sub.endpoint }, arnTail(sub.endpoint)) : h('code', { class: 'small' }, sub.endpoint)),
@@ -311,10 +273,8 @@ function subscriptionsPanel(name, arn, changed) {
       }
     }
     if (raw.checked && p !== 'lambda') attributes.push({ key: 'RawMessageDelivery', value: 'true' });
-    if (grant.checked && p === 'sqs') await allowTopicToSend(queues.find((q) => q.arn === target), arn);
-    if (grant.checked && p === 'lambda') {
-      await addPermission(target, { StatementId: `sns-${name}`, Action: 'lambda:InvokeFunction', Principal: 'sns.amazonaws.com', SourceArn: arn });
-    }
+    if (grant.checked && p === 'sqs') await allowQueueSend(queues.find((q) => q.arn === target), 'sns', arn);
+    if (grant.checked && p === 'lambda') await allowInvoke(target, 'sns', arn);
     await query('sns', 'Subscribe', { TopicArn: arn, Protocol: p, Endpoint: target, ReturnSubscriptionArn: true, ...entries('Attributes', attributes) });
     filter.value = '';
     toast(p.startsWith('http') ? 'Subscribed: the endpoint must confirm the subscription' : `Subscribed ${arnTail(target)}`, 'success');
