@@ -44,6 +44,7 @@ CLIENTS = {
     "sqs": "sqs",
     "sns": "sns",
     "events": "events",
+    "apigateway": "apigatewayv2",
 }
 
 # Request values by input member name, shared by every service, and the values of
@@ -105,6 +106,11 @@ VALUES = {
     "SubscriptionArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:walk-topic:walk-subscription",
     # EventBridge
     "Rule": "walk-rule",
+    # API Gateway
+    "ApiId": "walk-api",
+    "RouteId": "walk-route",
+    "IntegrationId": "walk-integration",
+    "StageName": "walk-stage",
     # IAM
     "UserName": "walk-target",
     "RoleName": "walk-role",
@@ -147,6 +153,10 @@ PLACEHOLDERS = {
     "TopicName": "walk-topic",
     "EventBusName": "default",
     "RuleName": "walk-rule",
+    "ApiId": "walk-api",
+    "RouteId": "walk-route",
+    "IntegrationId": "walk-integration",
+    "StageName": "walk-stage",
 }
 
 GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/walk-sgroup"

@@ -146,14 +146,39 @@ impl EdgeBuilder {
     /// Every route of the edge port: internal endpoints under `/_nimbus/`, AWS APIs
     /// everywhere else.
     pub fn build(self) -> Router {
+        let edge = Arc::new(self.edge);
         Router::new()
             .route("/_nimbus/health", get(health))
             .route("/_nimbus/metrics", get(metrics))
             .route("/_nimbus/operations", get(operations))
             .route("/_nimbus/{*rest}", any(internal_not_found))
             .fallback(aws)
-            .with_state(Arc::new(self.edge))
+            .with_state(edge.clone())
             .merge(self.internal)
+            .layer(axum::middleware::from_fn_with_state(edge, signed_first))
+    }
+}
+
+/// API Gateway's REST paths begin with `/v2/`, as the registry's do: a request signed
+/// for an AWS service (the registry's clients never sign) goes to that service.
+async fn signed_first(
+    State(edge): State<Arc<Edge>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let signed = (path == "/v2" || path.starts_with("/v2/"))
+        && nimbus_auth::sigv4::scope_service(&RequestParts {
+            method: request.method().as_str(),
+            path,
+            query: request.uri().query().unwrap_or_default(),
+            headers: request.headers(),
+        })
+        .is_some_and(|name| catalog::by_signing_name(&name).is_some());
+    if signed {
+        aws(State(edge), request).await
+    } else {
+        next.run(request).await
     }
 }
 

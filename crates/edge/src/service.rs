@@ -157,8 +157,29 @@ pub mod catalog {
         max_body: MIB,
     };
 
+    pub const APIGATEWAY: ServiceDescriptor = ServiceDescriptor {
+        name: "apigateway",
+        signing_name: "apigateway",
+        protocol: Protocol::RestJson,
+        target_prefix: None,
+        xml_namespace: None,
+        also_query: false,
+        max_body: MIB,
+    };
+
     pub const ALL: &[&ServiceDescriptor] = &[
-        &STS, &IAM, &LAMBDA, &S3, &ECR, &ECS, &LOGS, &SCHEDULER, &SQS, &SNS, &EVENTS,
+        &STS,
+        &IAM,
+        &LAMBDA,
+        &S3,
+        &ECR,
+        &ECS,
+        &LOGS,
+        &SCHEDULER,
+        &SQS,
+        &SNS,
+        &EVENTS,
+        &APIGATEWAY,
     ];
 
     pub fn by_signing_name(name: &str) -> Option<&'static ServiceDescriptor> {

@@ -265,28 +265,7 @@ fn plain(status: StatusCode, message: &str) -> Response {
 
 pub async fn serve(State(server): State<Arc<UrlServer>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let suffix = host_suffix(&server.functions.region);
-    let host_name = host
-        .rsplit_once(':')
-        .map_or(host.as_str(), |(name, _)| name);
-    let (id, path) = match host_name.strip_suffix(&suffix) {
-        Some(id) => (id.to_owned(), parts.uri.path().to_owned()),
-        None => {
-            let rest = parts
-                .uri
-                .path()
-                .strip_prefix(PATH_PREFIX)
-                .unwrap_or_default();
-            let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
-            (id.to_owned(), format!("/{path}"))
-        }
-    };
+    let (id, path) = addressed(&parts, &host_suffix(&server.functions.region), PATH_PREFIX);
     let Some((function, config)) = server.functions.url_target(&id) else {
         return plain(StatusCode::NOT_FOUND, "No function URL here");
     };
@@ -341,7 +320,13 @@ pub async fn serve(State(server): State<Arc<UrlServer>>, request: Request) -> Re
             return plain(StatusCode::FORBIDDEN, "Forbidden");
         }
     }
-    let event = event(&parts, &path, &id, &body);
+    let route = EventRoute {
+        api_id: &id,
+        route_key: "$default",
+        stage: "$default",
+        path_parameters: None,
+    };
+    let event = event(&parts, &path, &route, &body);
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = server
         .invoker
@@ -369,8 +354,45 @@ pub async fn serve(State(server): State<Arc<UrlServer>>, request: Request) -> Re
     response
 }
 
+/// The id a request names and the path under it: by its host
+/// (`<id><host_suffix>`), or else by its path (`<path_prefix><id>/...`).
+pub fn addressed(
+    parts: &http::request::Parts,
+    host_suffix: &str,
+    path_prefix: &str,
+) -> (String, String) {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    match name.strip_suffix(host_suffix) {
+        Some(id) => (id.to_owned(), parts.uri.path().to_owned()),
+        None => {
+            let rest = parts
+                .uri
+                .path()
+                .strip_prefix(path_prefix)
+                .unwrap_or_default();
+            let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
+            (id.to_owned(), format!("/{path}"))
+        }
+    }
+}
+
+/// Where a request came in, as its payload format 2.0 event tells the function: a
+/// function URL's id (its routes and stage are `$default`), or an HTTP API's route.
+pub struct EventRoute<'a> {
+    pub api_id: &'a str,
+    pub route_key: &'a str,
+    pub stage: &'a str,
+    pub path_parameters: Option<&'a BTreeMap<String, String>>,
+}
+
 /// The payload format 2.0 event of a request.
-fn event(parts: &http::request::Parts, path: &str, id: &str, body: &[u8]) -> Value {
+pub fn event(parts: &http::request::Parts, path: &str, route: &EventRoute, body: &[u8]) -> Value {
+    let id = route.api_id;
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies = Vec::new();
     for (name, value) in &parts.headers {
@@ -414,7 +436,7 @@ fn event(parts: &http::request::Parts, path: &str, id: &str, body: &[u8]) -> Val
     let now = OffsetDateTime::now_utc();
     let mut event = json!({
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": route.route_key,
         "rawPath": path,
         "rawQueryString": query,
         "headers": headers,
@@ -431,8 +453,8 @@ fn event(parts: &http::request::Parts, path: &str, id: &str, body: &[u8]) -> Val
                 "userAgent": headers.get("user-agent").cloned().unwrap_or_default(),
             },
             "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": "$default",
-            "stage": "$default",
+            "routeKey": route.route_key,
+            "stage": route.stage,
             "time": now.format(&time::format_description::well_known::Rfc2822).unwrap_or_default(),
             "timeEpoch": (now.unix_timestamp_nanos() / 1_000_000) as i64,
         },
@@ -440,6 +462,9 @@ fn event(parts: &http::request::Parts, path: &str, id: &str, body: &[u8]) -> Val
     });
     if !cookies.is_empty() {
         event["cookies"] = json!(cookies);
+    }
+    if let Some(parameters) = route.path_parameters.filter(|p| !p.is_empty()) {
+        event["pathParameters"] = json!(parameters);
     }
     if !parameters.is_empty() {
         event["queryStringParameters"] = json!(parameters);
@@ -455,7 +480,7 @@ fn event(parts: &http::request::Parts, path: &str, id: &str, body: &[u8]) -> Val
 
 /// The HTTP response a function's answer stands for: a `statusCode` object is read
 /// as status, headers, cookies and body; anything else is a 200 JSON body.
-fn answer(payload: &[u8]) -> Response {
+pub fn answer(payload: &[u8]) -> Response {
     let parsed: Option<Value> = serde_json::from_slice(payload).ok();
     let Some(shaped) = parsed.filter(|value| value.get("statusCode").is_some()) else {
         let mut response = Response::new(Body::from(payload.to_vec()));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nimbus_apigateway::ApiGatewayApi;
 use nimbus_auth::authz::{Access, Authorizer, ServiceRoles};
 use nimbus_auth::credentials::CREDENTIALS_TABLE;
 use nimbus_auth::{
@@ -687,6 +688,13 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         authenticator.clone(),
         authorizer.clone(),
     );
+    let apis = nimbus_apigateway::Apis::new(meta.clone(), &args.region, &args.account_id);
+    let http_apis = nimbus_apigateway::invoke::InvokeServer::new(
+        apis.clone(),
+        functions.clone(),
+        invoker.clone(),
+        authorizer.clone(),
+    );
     let sources = EventSources::start(
         meta.clone(),
         functions.clone(),
@@ -792,6 +800,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         .internal(links.routes())
         .internal(urls.routes())
         .host_route(function_urls::host_suffix(&args.region), urls.host_router())
+        .service(ApiGatewayApi::new(apis))
+        .internal(http_apis.routes())
+        .host_route(
+            nimbus_apigateway::invoke::host_suffix(&args.region),
+            http_apis.host_router(),
+        )
         .internal(nimbus_registry::distribution::routes(registry))
         .internal(console.routes())
         .nodes({

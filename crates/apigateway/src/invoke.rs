@@ -1,0 +1,410 @@
+//! The invoke URLs: a request matched to a route of an API's stage and handed to the
+//! route's integration, a Lambda function invoked with API Gateway's proxy event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use nimbus_auth::authz::{Access, Authorizer};
+use nimbus_lambda::Functions;
+use nimbus_lambda::function_urls::{EventRoute, addressed, answer, event};
+use nimbus_lambda::invoke::{InvokeRequest, Invoker};
+use nimbus_lambda::names::FunctionRef;
+use serde_json::{Value, json};
+
+use crate::{Api, Apis};
+
+const PATH_PREFIX: &str = "/_nimbus/execute-api/";
+/// API Gateway's payload limit.
+const MAX_BODY: usize = 10 << 20;
+const PRINCIPAL: &str = "apigateway.amazonaws.com";
+
+/// The host name suffix of invoke URLs: `<api>.execute-api.<region>.localhost`.
+pub fn host_suffix(region: &str) -> String {
+    format!(".execute-api.{region}.localhost")
+}
+
+/// The function an integration URI names: a function ARN, or API Gateway's
+/// `arn:aws:apigateway:<region>:lambda:path/2015-03-31/functions/<arn>/invocations`.
+pub fn function_of(uri: &str) -> Option<&str> {
+    let arn = match uri.split_once(":lambda:path/2015-03-31/functions/") {
+        Some((_, rest)) => rest.strip_suffix("/invocations")?,
+        None => uri,
+    };
+    arn.starts_with("arn:aws:lambda:").then_some(arn)
+}
+
+pub struct InvokeServer {
+    apis: Arc<Apis>,
+    functions: Arc<Functions>,
+    invoker: Arc<Invoker>,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+impl InvokeServer {
+    pub fn new(
+        apis: Arc<Apis>,
+        functions: Arc<Functions>,
+        invoker: Arc<Invoker>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            apis,
+            functions,
+            invoker,
+            authorizer,
+        })
+    }
+
+    /// The path form: `/_nimbus/execute-api/<api>/<stage>/...`.
+    pub fn routes(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/_nimbus/execute-api/{api}", any(serve))
+            .route("/_nimbus/execute-api/{api}/{*path}", any(serve))
+            .with_state(self.clone())
+    }
+
+    /// The host form, for the edge's host routing.
+    pub fn host_router(self: &Arc<Self>) -> Router {
+        Router::new().fallback(serve).with_state(self.clone())
+    }
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    let mut response = Response::new(Body::from(json!({ "message": text }).to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A route and the path parameters a request gives it.
+type Matched<'a> = (&'a Value, BTreeMap<String, String>);
+
+/// The route a request takes and its path parameters: of the routes whose method
+/// (or `ANY`) and path match, the one with the most literal segments, then without
+/// a greedy `{name+}`, then of the request's own method; else `$default`.
+fn route_for<'a>(routes: &'a [Value], method: &str, path: &str) -> Option<Matched<'a>> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut best: Option<((usize, bool, bool), Matched<'a>)> = None;
+    for route in routes {
+        let key = route["routeKey"].as_str().unwrap_or_default();
+        let Some((route_method, template)) = key.split_once(' ') else {
+            continue;
+        };
+        if route_method != "ANY" && route_method != method {
+            continue;
+        }
+        let pattern: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+        let mut parameters = BTreeMap::new();
+        let mut literals = 0;
+        let mut greedy = false;
+        let mut matched = true;
+        for (n, part) in pattern.iter().enumerate() {
+            if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix("+}")) {
+                let rest = segments.get(n..).map(|s| s.join("/")).unwrap_or_default();
+                matched &= !rest.is_empty();
+                parameters.insert(name.to_owned(), rest);
+                greedy = true;
+                break;
+            }
+            let Some(segment) = segments.get(n) else {
+                matched = false;
+                break;
+            };
+            match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) => {
+                    matched &= !segment.is_empty();
+                    parameters.insert(name.to_owned(), (*segment).to_owned());
+                }
+                None if part == segment => literals += 1,
+                None => matched = false,
+            }
+        }
+        if !greedy && pattern.len() != segments.len() {
+            matched = false;
+        }
+        let rank = (literals, !greedy, route_method != "ANY");
+        if matched && best.as_ref().is_none_or(|(r, _)| rank > *r) {
+            best = Some((rank, (route, parameters)));
+        }
+    }
+    best.map(|(_, matched)| matched).or_else(|| {
+        routes
+            .iter()
+            .find(|r| r["routeKey"] == "$default")
+            .map(|r| (r, BTreeMap::new()))
+    })
+}
+
+/// The payload format 1.0 event of a request.
+fn event_v1(
+    parts: &http::request::Parts,
+    path: &str,
+    resource: &str,
+    stage: &str,
+    parameters: &BTreeMap<String, String>,
+    body: &[u8],
+    api_id: &str,
+) -> Value {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let mut multi_headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        let value = value.to_str().unwrap_or_default().to_owned();
+        multi_headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(value.clone());
+        headers.insert(name.as_str().to_owned(), value);
+    }
+    let mut query: BTreeMap<String, String> = BTreeMap::new();
+    let mut multi_query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, value) in form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        multi_query
+            .entry(key.to_string())
+            .or_default()
+            .push(value.to_string());
+        query.insert(key.into_owned(), value.into_owned());
+    }
+    let text = std::str::from_utf8(body).ok();
+    let null_if_empty = |value: Value| {
+        if value.as_object().is_some_and(|o| o.is_empty()) {
+            Value::Null
+        } else {
+            value
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    json!({
+        "version": "1.0",
+        "resource": resource,
+        "path": path,
+        "httpMethod": parts.method.as_str(),
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": null_if_empty(json!(query)),
+        "multiValueQueryStringParameters": null_if_empty(json!(multi_query)),
+        "pathParameters": null_if_empty(json!(parameters)),
+        "stageVariables": Value::Null,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": api_id,
+            "domainName": headers.get("host").cloned().unwrap_or_default(),
+            "httpMethod": parts.method.as_str(),
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "resourcePath": resource,
+            "stage": stage,
+            "identity": { "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent").cloned().unwrap_or_default() },
+            "requestTimeEpoch": (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        },
+        "body": if body.is_empty() { Value::Null } else { text.map_or_else(|| STANDARD.encode(body).into(), Value::from) },
+        "isBase64Encoded": text.is_none() && !body.is_empty(),
+    })
+}
+
+/// The stage a path goes to and the path within it: the `$default` stage takes every
+/// path; otherwise the path's first segment names the stage.
+fn staged<'a>(api: &'a Api, path: &str) -> Option<(&'a Value, String)> {
+    if let Some(stage) = api.stages.iter().find(|s| s["stageName"] == "$default") {
+        return Some((stage, path.to_owned()));
+    }
+    let rest = path.trim_start_matches('/');
+    let (name, within) = rest.split_once('/').unwrap_or((rest, ""));
+    let stage = api.stages.iter().find(|s| s["stageName"] == name)?;
+    Some((stage, format!("/{within}")))
+}
+
+pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (api_id, path) = addressed(&parts, &host_suffix(&server.apis.region), PATH_PREFIX);
+    let apis = server.apis.clone();
+    let loaded = {
+        let api_id = api_id.clone();
+        tokio::task::spawn_blocking(move || apis.load(&api_id)).await
+    };
+    let Ok(Ok((api, _))) = loaded else {
+        return message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let Some((stage, path)) = staged(&api, &path) else {
+        return message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let stage_name = stage["stageName"].as_str().unwrap_or_default().to_owned();
+    let Some((route, parameters)) = route_for(&api.routes, parts.method.as_str(), &path) else {
+        return message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let route_key = route["routeKey"].as_str().unwrap_or_default().to_owned();
+    let integration_id = route["target"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("integrations/"))
+        .unwrap_or_default();
+    let Some(integration) = api
+        .integrations
+        .iter()
+        .find(|i| i["integrationId"] == integration_id)
+    else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
+    let uri = integration["integrationUri"].as_str().unwrap_or_default();
+    let Some(function) = function_of(uri)
+        .and_then(|arn| FunctionRef::parse(arn, &server.apis.region, &server.apis.account).ok())
+    else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
+    // API Gateway invokes as itself for the route's execute-api ARN, which the
+    // function's policy must allow.
+    let (method_part, path_part) = match route_key.split_once(' ') {
+        Some((method, template)) => (method.replace("ANY", "*"), template.to_owned()),
+        None => ("*".to_owned(), "/*".to_owned()),
+    };
+    let source = format!(
+        "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{method_part}{path_part}",
+        server.apis.region, server.apis.account
+    );
+    let arn = server
+        .functions
+        .arn(&function.name, function.qualifier.as_deref());
+    let policy = server.functions.policy_document(&function.name);
+    let access = Access::new("lambda:InvokeFunction", &arn)
+        .with_policy(policy.as_deref())
+        .for_source(&source, &server.apis.account);
+    if let Err(reason) = server.authorizer.authorize_service(PRINCIPAL, &access) {
+        tracing::info!(api = %api_id, %reason, "an API may not invoke its function");
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    }
+    let body = match nimbus_edge::read_whole(Body::new(body), MAX_BODY).await {
+        Ok(body) => body,
+        Err(nimbus_edge::BodyError::Idle(_)) => {
+            return message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+        }
+        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    };
+    let v1 = integration["payloadFormatVersion"] == "1.0";
+    let payload = if v1 {
+        let resource = path_part.clone();
+        event_v1(
+            &parts,
+            &path,
+            &resource,
+            &stage_name,
+            &parameters,
+            &body,
+            &api_id,
+        )
+    } else {
+        let mut payload = event(
+            &parts,
+            &path,
+            &EventRoute {
+                api_id: &api_id,
+                route_key: &route_key,
+                stage: &stage_name,
+                path_parameters: Some(&parameters),
+            },
+            &body,
+        );
+        if let Some(variables) = stage["stageVariables"]
+            .as_object()
+            .filter(|v| !v.is_empty())
+        {
+            payload["stageVariables"] = Value::Object(variables.clone());
+        }
+        payload
+    };
+    let timeout = Duration::from_millis(integration["timeoutInMillis"].as_u64().unwrap_or(30_000));
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let invoked = tokio::time::timeout(
+        timeout,
+        server.invoker.invoke(InvokeRequest {
+            function,
+            request_id: request_id.clone(),
+            payload: Bytes::from(payload.to_string()),
+            client_context: None,
+            tail: false,
+        }),
+    )
+    .await;
+    let mut response = match invoked {
+        Err(_) => message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        Ok(Ok(outcome)) if outcome.function_error.is_none() => {
+            let shaped = serde_json::from_slice::<Value>(&outcome.payload)
+                .is_ok_and(|v| v.get("statusCode").is_some());
+            // Format 1.0 needs the proxy response's shape; 2.0 takes any JSON.
+            if v1 && !shaped {
+                message(StatusCode::BAD_GATEWAY, "Internal Server Error")
+            } else {
+                answer(&outcome.payload)
+            }
+        }
+        Ok(Ok(outcome)) => {
+            tracing::info!(api = %api_id, error = %String::from_utf8_lossy(&outcome.payload), "an API's function failed");
+            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        Ok(Err(err)) => {
+            tracing::info!(api = %api_id, error = %err.message, "an API's function was not invoked");
+            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("apigw-requestid", value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_route_wins() {
+        let routes: Vec<Value> = [
+            "GET /items/{id}",
+            "GET /items/special",
+            "ANY /{proxy+}",
+            "$default",
+            "POST /items/{id}",
+        ]
+        .iter()
+        .map(|key| json!({ "routeKey": key }))
+        .collect();
+        let key = |method: &str, path: &str| {
+            route_for(&routes, method, path).map(|(route, parameters)| {
+                (route["routeKey"].as_str().unwrap().to_owned(), parameters)
+            })
+        };
+        let (route, parameters) = key("GET", "/items/7").unwrap();
+        assert_eq!(
+            (route.as_str(), parameters["id"].as_str()),
+            ("GET /items/{id}", "7")
+        );
+        assert_eq!(
+            key("GET", "/items/special").unwrap().0,
+            "GET /items/special"
+        );
+        assert_eq!(key("POST", "/items/7").unwrap().0, "POST /items/{id}");
+        let (route, parameters) = key("DELETE", "/a/b/c").unwrap();
+        assert_eq!(
+            (route.as_str(), parameters["proxy"].as_str()),
+            ("ANY /{proxy+}", "a/b/c")
+        );
+        assert_eq!(key("GET", "/").unwrap().0, "$default");
+        assert_eq!(
+            function_of(
+                "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:f/invocations"
+            ),
+            Some("arn:aws:lambda:us-east-1:000000000000:function:f")
+        );
+    }
+}

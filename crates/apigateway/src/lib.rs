@@ -1,0 +1,284 @@
+//! API Gateway HTTP APIs (v2): APIs with their routes, integrations and stages, and
+//! the invoke URLs that serve them, at `/_nimbus/execute-api/<api>/<stage>/...` and
+//! `<api>.execute-api.<region>.localhost`. A request is matched to a route (`GET
+//! /items/{id}`, `ANY /{proxy+}`, `$default`), and its `AWS_PROXY` integration
+//! invokes a function with the payload format 1.0 or 2.0 event, as
+//! `apigateway.amazonaws.com` for the route's execute-api ARN: the function's policy
+//! must allow it, as on AWS.
+//!
+//! Records: `apigateway.apis/<id>`, each API whole, its routes, integrations and
+//! stages kept as the API returns them. `api.rs` is the rest-json management API;
+//! `invoke.rs` the invoke URLs.
+
+pub mod api;
+pub mod invoke;
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use nimbus_edge::AwsError;
+use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use api::ApiGatewayApi;
+
+pub const APIS: &str = "apigateway.apis";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Api {
+    /// The API as `GetApi` returns it (without `apiEndpoint`, which names the host
+    /// the caller used).
+    pub api: Value,
+    pub routes: Vec<Value>,
+    pub integrations: Vec<Value>,
+    pub stages: Vec<Value>,
+}
+
+pub fn bad_request(message: impl Into<String>) -> AwsError {
+    AwsError::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
+}
+
+pub fn not_found(message: impl Into<String>) -> AwsError {
+    AwsError::new(StatusCode::NOT_FOUND, "NotFoundException", message)
+}
+
+fn internal(err: impl std::fmt::Display) -> AwsError {
+    tracing::error!(error = %err, "api gateway failed");
+    AwsError::internal(nimbus_edge::Protocol::RestJson)
+}
+
+/// A random id of `len` lowercase letters and digits, as API Gateway's.
+fn id(len: usize) -> String {
+    uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .take(len)
+        .collect()
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks a route key: `$default`, or a method (or `ANY`) and a path of literal,
+/// `{name}` and, last, `{name+}` segments.
+pub fn check_route_key(key: &str) -> Result<(), AwsError> {
+    if key == "$default" {
+        return Ok(());
+    }
+    let bad = || bad_request(format!("Invalid route key: {key}"));
+    let (method, path) = key.split_once(' ').ok_or_else(bad)?;
+    let methods = [
+        "ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
+    ];
+    if !methods.contains(&method) || !path.starts_with('/') {
+        return Err(bad());
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    for (n, segment) in segments.iter().enumerate() {
+        let greedy = segment.starts_with('{') && segment.ends_with("+}");
+        if greedy && n + 1 != segments.len() {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+pub struct Apis {
+    meta: Arc<dyn MetadataStore>,
+    pub region: String,
+    pub account: String,
+}
+
+impl Apis {
+    pub fn new(meta: Arc<dyn MetadataStore>, region: &str, account: &str) -> Arc<Self> {
+        Arc::new(Self {
+            meta,
+            region: region.to_owned(),
+            account: account.to_owned(),
+        })
+    }
+
+    pub fn load(&self, api_id: &str) -> Result<(Api, u64), AwsError> {
+        let record = self
+            .meta
+            .get(APIS, api_id)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                not_found(format!(
+                    "Invalid API identifier specified {}:{api_id}",
+                    self.account
+                ))
+            })?;
+        Ok((
+            serde_json::from_slice(&record.value).map_err(internal)?,
+            record.version,
+        ))
+    }
+
+    pub fn all(&self) -> Result<Vec<Api>, AwsError> {
+        self.meta
+            .scan_all(APIS, "")
+            .map_err(internal)?
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).map_err(internal))
+            .collect()
+    }
+
+    fn save(&self, api: &Api, expect: Expect) -> Result<(), StoreError> {
+        let id = api.api["apiId"].as_str().unwrap_or_default();
+        self.meta.commit(WriteBatch::new().put(
+            APIS,
+            id,
+            serde_json::to_vec(api).expect("apis serialize"),
+            expect,
+        ))
+    }
+
+    /// Creates an API; with `target` (quick create) also its integration, a route
+    /// (`routeKey`, `$default` unless given) and the `$default` stage, auto-deployed.
+    pub fn create(&self, input: &Value) -> Result<Api, AwsError> {
+        let name = input["name"]
+            .as_str()
+            .filter(|n| !n.is_empty() && n.len() <= 128)
+            .ok_or_else(|| bad_request("Invalid API name specified"))?;
+        let protocol = input["protocolType"].as_str().unwrap_or_default();
+        if protocol != "HTTP" {
+            return Err(bad_request(format!(
+                "Invalid protocol type {protocol}: this nimbus serves HTTP APIs"
+            )));
+        }
+        let api_id = id(10);
+        let mut api = json!({
+            "apiId": api_id,
+            "name": name,
+            "protocolType": protocol,
+            "routeSelectionExpression": "${request.method} ${request.path}",
+            "apiKeySelectionExpression": "$request.header.x-api-key",
+            "createdDate": now(),
+            "disableExecuteApiEndpoint": false,
+            "tags": input["tags"].as_object().cloned().unwrap_or_default(),
+        });
+        for field in ["description", "corsConfiguration", "version"] {
+            if !input[field].is_null() {
+                api[field] = input[field].clone();
+            }
+        }
+        let mut record = Api {
+            api,
+            routes: Vec::new(),
+            integrations: Vec::new(),
+            stages: Vec::new(),
+        };
+        if let Some(target) = input["target"].as_str() {
+            let key = input["routeKey"].as_str().unwrap_or("$default");
+            check_route_key(key)?;
+            let integration = integration(&json!({
+                "integrationType": "AWS_PROXY", "integrationUri": target, "payloadFormatVersion": "2.0",
+            }))?;
+            record.routes.push(json!({
+                "routeId": id(7), "routeKey": key, "authorizationType": "NONE",
+                "apiKeyRequired": false,
+                "target": format!("integrations/{}", integration["integrationId"].as_str().unwrap_or_default()),
+            }));
+            record.integrations.push(integration);
+            record.stages.push(stage(
+                &json!({ "stageName": "$default", "autoDeploy": true }),
+            )?);
+        }
+        self.save(&record, Expect::Absent).map_err(internal)?;
+        Ok(record)
+    }
+
+    /// Changes an API by `change`, retried on a concurrent write.
+    pub fn update(
+        &self,
+        api_id: &str,
+        change: impl Fn(&mut Api) -> Result<Value, AwsError>,
+    ) -> Result<Value, AwsError> {
+        loop {
+            let (mut api, version) = self.load(api_id)?;
+            let out = change(&mut api)?;
+            match self.save(&api, Expect::Version(version)) {
+                Ok(()) => return Ok(out),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(internal(err)),
+            }
+        }
+    }
+
+    pub fn delete(&self, api_id: &str) -> Result<(), AwsError> {
+        let (_, version) = self.load(api_id)?;
+        self.meta
+            .commit(WriteBatch::new().delete(APIS, api_id, Expect::Version(version)))
+            .map_err(internal)
+    }
+}
+
+/// An integration as `CreateIntegration` makes it from `input`.
+pub fn integration(input: &Value) -> Result<Value, AwsError> {
+    let kind = input["integrationType"].as_str().unwrap_or_default();
+    if kind != "AWS_PROXY" {
+        return Err(bad_request(format!(
+            "Invalid integration type {kind}: this nimbus serves AWS_PROXY integrations to Lambda functions"
+        )));
+    }
+    let uri = input["integrationUri"].as_str().unwrap_or_default();
+    if invoke::function_of(uri).is_none() {
+        return Err(bad_request(format!(
+            "Invalid integration URI specified: {uri} is not a Lambda function ARN"
+        )));
+    }
+    let format = input["payloadFormatVersion"].as_str().unwrap_or("1.0");
+    if format != "1.0" && format != "2.0" {
+        return Err(bad_request(format!(
+            "Invalid payload format version {format}"
+        )));
+    }
+    let timeout = input["timeoutInMillis"].as_i64().unwrap_or(30_000);
+    if !(50..=30_000).contains(&timeout) {
+        return Err(bad_request("TimeoutInMillis must be between 50 and 30000"));
+    }
+    Ok(json!({
+        "integrationId": id(7),
+        "integrationType": kind,
+        "integrationUri": uri,
+        "integrationMethod": input["integrationMethod"].as_str().unwrap_or("POST"),
+        "payloadFormatVersion": format,
+        "timeoutInMillis": timeout,
+        "connectionType": "INTERNET",
+    }))
+}
+
+/// A stage as `CreateStage` makes it from `input`.
+pub fn stage(input: &Value) -> Result<Value, AwsError> {
+    let name = input["stageName"]
+        .as_str()
+        .filter(|n| {
+            *n == "$default"
+                || (!n.is_empty()
+                    && n.len() <= 128
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)))
+        })
+        .ok_or_else(|| bad_request("Invalid stage name specified"))?;
+    let at = now();
+    Ok(json!({
+        "stageName": name,
+        "autoDeploy": input["autoDeploy"].as_bool().unwrap_or(false),
+        "stageVariables": input["stageVariables"].as_object().cloned().unwrap_or_default(),
+        "createdDate": at,
+        "lastUpdatedDate": at,
+        "description": input["description"].as_str().unwrap_or_default(),
+        "tags": input["tags"].as_object().cloned().unwrap_or_default(),
+    }))
+}

@@ -1,0 +1,137 @@
+"""API Gateway HTTP APIs through boto3, Debian's aws CLI v2 and plain HTTP: a
+quick-created API in front of a function, which answers only once the function's
+policy lets API Gateway in; routes with path parameters and a greedy proxy to
+functions with payload formats 2.0 and 1.0 on a named stage; the host form of the
+invoke URL."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import uuid
+import zipfile
+
+import pytest
+import requests
+
+from conftest import REGION, create_function
+
+# Answers with the event it got, shaped as an API Gateway proxy response.
+ECHO = b"""import json
+
+def handler(event, context):
+    return {"statusCode": 201, "headers": {"x-echo": "yes"}, "body": json.dumps(event)}
+"""
+# Answers with a bare object, which payload format 2.0 turns into a 200 JSON body.
+BARE = b"""def handler(event, context):
+    return {"routeKey": event["routeKey"], "path": event["rawPath"], "params": event.get("pathParameters"),
+            "query": event.get("queryStringParameters"), "stage": event["requestContext"]["stage"]}
+"""
+
+
+def zipped(source):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        entry = zipfile.ZipInfo("app.py")
+        entry.external_attr = 0o644 << 16
+        archive.writestr(entry, source)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def apigw(nimbus):
+    return nimbus.client("apigatewayv2")
+
+
+def function(lambda_client, source):
+    name = f"api-{uuid.uuid4().hex[:8]}"
+    create_function(lambda_client, name, zipped(source))
+    return name, lambda_client.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+
+
+def allow(lambda_client, name, api_id):
+    lambda_client.add_permission(FunctionName=name, StatementId="apigw", Action="lambda:InvokeFunction",
+                                 Principal="apigateway.amazonaws.com",
+                                 SourceArn=f"arn:aws:execute-api:{REGION}:000000000000:{api_id}/*")
+
+
+def test_a_quick_created_api_invokes_its_function_once_allowed(nimbus, apigw, lambda_client):
+    name, arn = function(lambda_client, BARE)
+    api = apigw.create_api(Name=f"quick-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP", Target=arn)
+    assert api["ApiEndpoint"] == f"{nimbus.endpoint}/_nimbus/execute-api/{api['ApiId']}"
+    [route] = apigw.get_routes(ApiId=api["ApiId"])["Items"]
+    assert route["RouteKey"] == "$default"
+    assert [s["StageName"] for s in apigw.get_stages(ApiId=api["ApiId"])["Items"]] == ["$default"]
+
+    url = f"{api['ApiEndpoint']}/any/path?color=blue"
+    refused = requests.get(url, timeout=30)
+    assert refused.status_code == 500 and refused.json() == {"message": "Internal Server Error"}
+    allow(lambda_client, name, api["ApiId"])
+    answered = requests.get(url, timeout=30)
+    assert answered.status_code == 200, answered.text
+    assert answered.json() == {"routeKey": "$default", "path": "/any/path", "params": None,
+                               "query": {"color": "blue"}, "stage": "$default"}
+    assert answered.headers["apigw-requestid"]
+
+    # The host form needs no path prefix.
+    port = nimbus.endpoint.rsplit(":", 1)[1]
+    by_host = requests.get(f"http://127.0.0.1:{port}/by/host",
+                           headers={"Host": f"{api['ApiId']}.execute-api.{REGION}.localhost:{port}"}, timeout=30)
+    assert by_host.status_code == 200 and by_host.json()["path"] == "/by/host"
+
+
+def test_routes_reach_functions_by_path_with_either_payload_format(nimbus, apigw, lambda_client):
+    bare_name, bare_arn = function(lambda_client, BARE)
+    echo_name, echo_arn = function(lambda_client, ECHO)
+    api_id = apigw.create_api(Name=f"routes-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP")["ApiId"]
+    v2 = apigw.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=bare_arn,
+                                  PayloadFormatVersion="2.0")["IntegrationId"]
+    v1 = apigw.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY", PayloadFormatVersion="1.0",
+                                  IntegrationUri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/"
+                                                 f"{echo_arn}/invocations")["IntegrationId"]
+    for key, integration in (("GET /items/{id}", v2), ("POST /items", v1), ("ANY /{proxy+}", v2)):
+        apigw.create_route(ApiId=api_id, RouteKey=key, Target=f"integrations/{integration}")
+    with pytest.raises(apigw.exceptions.ConflictException):
+        apigw.create_route(ApiId=api_id, RouteKey="POST /items", Target=f"integrations/{v1}")
+    with pytest.raises(apigw.exceptions.BadRequestException):
+        apigw.create_route(ApiId=api_id, RouteKey="GET /x", Target="integrations/nope")
+    apigw.create_stage(ApiId=api_id, StageName="prod", AutoDeploy=True)
+    allow(lambda_client, bare_name, api_id)
+    allow(lambda_client, echo_name, api_id)
+    base = f"{nimbus.endpoint}/_nimbus/execute-api/{api_id}/prod"
+
+    item = requests.get(f"{base}/items/42?expand=1", timeout=30).json()
+    assert item == {"routeKey": "GET /items/{id}", "path": "/items/42", "params": {"id": "42"},
+                    "query": {"expand": "1"}, "stage": "prod"}
+    proxied = requests.delete(f"{base}/a/b/c", timeout=30).json()
+    assert (proxied["routeKey"], proxied["params"]) == ("ANY /{proxy+}", {"proxy": "a/b/c"})
+
+    posted = requests.post(f"{base}/items", json={"name": "thing"}, timeout=30)
+    assert (posted.status_code, posted.headers["x-echo"]) == (201, "yes")
+    event = posted.json()
+    assert (event["version"], event["httpMethod"], event["resource"], event["path"]) == ("1.0", "POST", "/items", "/items")
+    assert json.loads(event["body"]) == {"name": "thing"} and event["requestContext"]["stage"] == "prod"
+
+    assert requests.get(f"{nimbus.endpoint}/_nimbus/execute-api/{api_id}/staging/items/1", timeout=30).status_code == 404
+    apigw.delete_api(ApiId=api_id)
+    assert requests.get(f"{base}/items/42", timeout=30).status_code == 404
+
+
+def test_the_aws_cli_v2_manages_http_apis(nimbus):
+    if not shutil.which("/usr/bin/aws"):
+        pytest.skip("the aws CLI v2 is installed by the test command")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(nimbus.credentials_file), AWS_CONFIG_FILE=os.devnull,
+               AWS_MAX_ATTEMPTS="1", AWS_PROFILE="nimbus")
+
+    def aws(*args):
+        done = subprocess.run(["/usr/bin/aws", "--endpoint-url", nimbus.endpoint, "--region", REGION,
+                               "--output", "json", "apigatewayv2", *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if done.stdout.strip() else None
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    api_id = aws("create-api", "--name", name, "--protocol-type", "HTTP")["ApiId"]
+    assert name in [api["Name"] for api in aws("get-apis")["Items"]]
+    aws("delete-api", "--api-id", api_id)
