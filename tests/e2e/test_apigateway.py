@@ -135,3 +135,25 @@ def test_the_aws_cli_v2_manages_http_apis(nimbus):
     api_id = aws("create-api", "--name", name, "--protocol-type", "HTTP")["ApiId"]
     assert name in [api["Name"] for api in aws("get-apis")["Items"]]
     aws("delete-api", "--api-id", api_id)
+
+
+def test_cors_preflights_are_answered_and_responses_carry_the_headers(nimbus, apigw, lambda_client):
+    name, arn = function(lambda_client, BARE)
+    api = apigw.create_api(Name=f"cors-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP", Target=arn, CorsConfiguration={
+        "AllowOrigins": ["https://app.example"], "AllowMethods": ["GET", "POST"], "AllowHeaders": ["content-type"],
+        "ExposeHeaders": ["x-total"], "MaxAge": 300})
+    assert api["CorsConfiguration"]["AllowOrigins"] == ["https://app.example"]
+    allow(lambda_client, name, api["ApiId"])
+    url = f"{api['ApiEndpoint']}/items"
+    preflight = requests.options(url, timeout=30, headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert preflight.headers["access-control-allow-methods"] == "GET,POST"
+    assert preflight.headers["access-control-max-age"] == "300"
+    answered = requests.get(url, headers={"Origin": "https://app.example"}, timeout=30)
+    assert answered.status_code == 200
+    assert answered.headers["access-control-allow-origin"] == "https://app.example"
+    assert answered.headers["access-control-expose-headers"] == "x-total"
+    stranger = requests.get(url, headers={"Origin": "https://evil.example"}, timeout=30)
+    assert "access-control-allow-origin" not in stranger.headers

@@ -241,6 +241,29 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
     let Some((stage, path)) = staged(&api, &path) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
+    // The API's CORS configuration (camelCase) in Lambda's `Cors` shape.
+    let cors = api.api["corsConfiguration"].as_object().map(|config| {
+        config
+            .iter()
+            .map(|(key, value)| (key[..1].to_ascii_uppercase() + &key[1..], value.clone()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    });
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned);
+    // Preflights are answered here when the API has a CORS configuration.
+    if cors.is_some()
+        && parts.method == http::Method::OPTIONS
+        && parts.headers.contains_key("access-control-request-method")
+    {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), true);
+        return response;
+    }
     let stage_name = stage["stageName"].as_str().unwrap_or_default().to_owned();
     let Some((route, parameters)) = route_for(&api.routes, parts.method.as_str(), &path) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
@@ -360,6 +383,7 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("apigw-requestid", value);
     }
+    nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), false);
     response
 }
 

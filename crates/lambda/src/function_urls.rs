@@ -531,8 +531,14 @@ pub fn answer(payload: &[u8]) -> Response {
     response
 }
 
-/// Adds a URL's CORS headers for a request from `origin`.
-fn cors(response: &mut Response, config: Option<&Value>, origin: Option<&str>, preflight: bool) {
+/// Adds CORS headers for a request from `origin`, as a configuration of Lambda's
+/// `Cors` shape (`AllowOrigins`, ...) asks.
+pub fn cors(
+    response: &mut Response,
+    config: Option<&Value>,
+    origin: Option<&str>,
+    preflight: bool,
+) {
     let (Some(config), Some(origin)) = (config, origin) else {
         return;
     };
