@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use bundle::ReadOnly;
 pub use init::Program;
 pub use mounts::{overlay, overlay_lower_dirs, private_namespace};
-pub use network::Egress;
+pub use network::{Egress, pinned_client};
 pub use oci::OciRuntime;
 pub use pool::Pool;
 

@@ -389,6 +389,39 @@ impl Network {
     }
 }
 
+/// A client for one connection nimbus makes on someone's behalf (an SNS delivery, an
+/// API's JWKS): the URL's host is resolved once, to the first address `permits`
+/// allows, and the client connects to that address only, so a second lookup cannot
+/// lead it elsewhere. Redirects are not followed.
+pub async fn pinned_client(
+    url: &str,
+    permits: &(dyn Fn(IpAddr) -> bool + Send + Sync),
+    timeout: std::time::Duration,
+) -> Result<(reqwest::Client, reqwest::Url), String> {
+    let url = reqwest::Url::parse(url).map_err(|err| format!("{url} is not a URL: {err}"))?;
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addresses: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(found) => found.collect(),
+        Err(_) => Vec::new(),
+    };
+    let address = addresses
+        .into_iter()
+        .find(|a| permits(a.ip()))
+        .ok_or_else(|| format!("{host} is not reachable under the egress policy"))?;
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(&host, address)
+        .build()
+        .map_err(|err| err.to_string())?;
+    Ok((client, url))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,6 @@ pub struct Sns {
     targets: Arc<dyn Targets>,
     /// Whether HTTP deliveries may connect to an address (the egress policy).
     permits: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
-    http: reqwest::Client,
     key: std::sync::OnceLock<signing::SigningKey>,
     /// Messages and deliveries waiting for later.
     outbox: Arc<nimbus_cluster::outbox::Outbox>,
@@ -175,11 +174,6 @@ impl Sns {
             endpoint: endpoint.to_owned(),
             targets,
             permits,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("an HTTP client"),
             key: std::sync::OnceLock::new(),
             outbox: nimbus_cluster::outbox::Outbox::new(meta.clone(), outbox::OUTBOX),
         })
@@ -713,34 +707,15 @@ impl Sns {
     /// POSTs a message to an HTTP endpoint with SNS's headers, retried with backoff.
     /// The endpoint's addresses must be allowed by the egress policy.
     async fn post(&self, target: &str, message: &Value) {
-        let Ok(url) = reqwest::Url::parse(target) else {
-            return;
-        };
-        let host = url
-            .host_str()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let addresses: Vec<std::net::SocketAddr> =
-            match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(found) => found.collect(),
-                Err(_) => Vec::new(),
+        let timeout = Duration::from_secs(15);
+        let (client, url) =
+            match nimbus_engine::pinned_client(target, self.permits.as_ref(), timeout).await {
+                Ok(pinned) => pinned,
+                Err(reason) => {
+                    tracing::warn!(%target, %reason, "an SNS delivery's endpoint is not reachable");
+                    return;
+                }
             };
-        let Some(address) = addresses.into_iter().find(|a| (self.permits)(a.ip())) else {
-            tracing::warn!(%target, "an SNS delivery's endpoint is not reachable under the egress policy");
-            return;
-        };
-        // Connect to the address that was checked, not a second lookup's.
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .resolve(&host, address)
-            .build()
-        {
-            Ok(client) => client,
-            Err(_) => self.http.clone(),
-        };
         let kind = message["Type"].as_str().unwrap_or("Notification");
         let body = match message {
             Value::String(raw) => raw.clone(),
