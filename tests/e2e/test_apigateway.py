@@ -2,20 +2,24 @@
 quick-created API in front of a function, which answers only once the function's
 policy lets API Gateway in; routes with path parameters and a greedy proxy to
 functions with payload formats 2.0 and 1.0 on a named stage; the host form of the
-invoke URL."""
+invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS."""
 
+import base64
+import http.server
 import io
 import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 import uuid
 import zipfile
 
 import pytest
 import requests
 
-from conftest import REGION, create_function
+from conftest import REGION, create_function, host_address
 
 # Answers with the event it got, shaped as an API Gateway proxy response.
 ECHO = b"""import json
@@ -157,3 +161,82 @@ def test_cors_preflights_are_answered_and_responses_carry_the_headers(nimbus, ap
     assert answered.headers["access-control-expose-headers"] == "x-total"
     stranger = requests.get(url, headers={"Origin": "https://evil.example"}, timeout=30)
     assert "access-control-allow-origin" not in stranger.headers
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Issuer:
+    """An OpenID issuer on this host: an RSA key made with openssl, its discovery
+    document and JWKS served over HTTP, and tokens it signs."""
+
+    def __init__(self, directory):
+        self.key = directory / "issuer.pem"
+        subprocess.run(["openssl", "genrsa", "-out", str(self.key), "2048"], check=True, capture_output=True)
+        modulus = subprocess.run(["openssl", "rsa", "-in", str(self.key), "-noout", "-modulus"], check=True,
+                                 capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+        jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+                          "n": b64url(bytes.fromhex(modulus)), "e": "AQAB"}]}
+        documents = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps(documents.get(self.path, {})).encode()
+                self.send_response(200 if self.path in documents else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host_address(), 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://{host_address()}:{self.server.server_address[1]}"
+        documents["/.well-known/openid-configuration"] = {"issuer": self.url, "jwks_uri": f"{self.url}/jwks"}
+        documents["/jwks"] = jwks
+
+    def token(self, **claims):
+        header = b64url(json.dumps({"alg": "RS256", "kid": "k1", "typ": "JWT"}).encode())
+        body = b64url(json.dumps({"iss": self.url, "aud": "orders-api", "exp": int(time.time()) + 300,
+                                  "sub": "user-1", **claims}).encode())
+        signed = f"{header}.{body}".encode()
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signed,
+                                   check=True, capture_output=True).stdout
+        return f"{header}.{body}.{b64url(signature)}"
+
+
+def test_a_jwt_authorizer_admits_only_valid_tokens_with_the_route_scopes(nimbus, apigw, lambda_client, tmp_path):
+    issuer = Issuer(tmp_path)
+    name, arn = function(lambda_client, ECHO)
+    api_id = apigw.create_api(Name=f"jwt-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP")["ApiId"]
+    integration = apigw.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=arn,
+                                           PayloadFormatVersion="2.0")["IntegrationId"]
+    authorizer = apigw.create_authorizer(ApiId=api_id, AuthorizerType="JWT", Name="issuer",
+                                         IdentitySource=["$request.header.Authorization"],
+                                         JwtConfiguration={"Issuer": issuer.url, "Audience": ["orders-api"]})
+    for key, scopes in (("GET /orders", ["orders:read"]), ("POST /orders", ["orders:write"])):
+        apigw.create_route(ApiId=api_id, RouteKey=key, Target=f"integrations/{integration}",
+                           AuthorizationType="JWT", AuthorizerId=authorizer["AuthorizerId"],
+                           AuthorizationScopes=scopes)
+    apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+    allow(lambda_client, name, api_id)
+    url = f"{nimbus.endpoint}/_nimbus/execute-api/{api_id}/orders"
+
+    def get(token=None, method="GET"):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.request(method, url, headers=headers, timeout=30)
+
+    assert get().status_code == 401
+    good = issuer.token(scope="orders:read profile")
+    tampered = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    assert get(tampered).status_code == 401
+    assert get(issuer.token(aud="someone-else", scope="orders:read")).status_code == 401
+    assert get(issuer.token(exp=int(time.time()) - 10, scope="orders:read")).status_code == 401
+    assert get(good, method="POST").status_code == 403, "the token lacks orders:write"
+    answered = get(good)
+    assert answered.status_code == 201, answered.text
+    context = answered.json()["requestContext"]["authorizer"]["jwt"]
+    assert context["claims"]["sub"] == "user-1" and context["claims"]["iss"] == issuer.url
+    assert context["scopes"] == ["orders:read", "profile"]

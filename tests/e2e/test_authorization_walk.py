@@ -111,6 +111,7 @@ VALUES = {
     "RouteId": "walk-route",
     "IntegrationId": "walk-integration",
     "StageName": "walk-stage",
+    "AuthorizerId": "walk-authorizer",
     # IAM
     "UserName": "walk-target",
     "RoleName": "walk-role",
@@ -157,6 +158,7 @@ PLACEHOLDERS = {
     "RouteId": "walk-route",
     "IntegrationId": "walk-integration",
     "StageName": "walk-stage",
+    "AuthorizerId": "walk-authorizer",
 }
 
 GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/walk-sgroup"

@@ -12,7 +12,9 @@ use nimbus_edge::{
 };
 use serde_json::{Value, json};
 
-use crate::{Api, Apis, bad_request, check_route_key, integration, internal, not_found, stage};
+use crate::{
+    Api, Apis, authorizer, bad_request, check_route_key, integration, internal, not_found, stage,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -36,6 +38,11 @@ enum Op {
     GetStage,
     UpdateStage,
     DeleteStage,
+    CreateAuthorizer,
+    GetAuthorizers,
+    GetAuthorizer,
+    UpdateAuthorizer,
+    DeleteAuthorizer,
 }
 
 /// The resources API Gateway's actions (its HTTP verbs) act on.
@@ -48,6 +55,9 @@ const INTEGRATION: &str =
     "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/integrations/${IntegrationId}";
 const STAGES: &str = "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/stages";
 const STAGE: &str = "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/stages/${StageName}";
+const AUTHORIZERS: &str = "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/authorizers";
+const AUTHORIZER: &str =
+    "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/authorizers/${AuthorizerId}";
 
 static TABLE: LazyLock<RestRoutes<Op>> = LazyLock::new(|| {
     use Op::*;
@@ -133,6 +143,36 @@ static TABLE: LazyLock<RestRoutes<Op>> = LazyLock::new(|| {
             DeleteStage,
             STAGE,
         ),
+        (
+            Method::POST,
+            "/v2/apis/{apiId}/authorizers",
+            CreateAuthorizer,
+            AUTHORIZERS,
+        ),
+        (
+            Method::GET,
+            "/v2/apis/{apiId}/authorizers",
+            GetAuthorizers,
+            AUTHORIZERS,
+        ),
+        (
+            Method::GET,
+            "/v2/apis/{apiId}/authorizers/{authorizerId}",
+            GetAuthorizer,
+            AUTHORIZER,
+        ),
+        (
+            Method::PATCH,
+            "/v2/apis/{apiId}/authorizers/{authorizerId}",
+            UpdateAuthorizer,
+            AUTHORIZER,
+        ),
+        (
+            Method::DELETE,
+            "/v2/apis/{apiId}/authorizers/{authorizerId}",
+            DeleteAuthorizer,
+            AUTHORIZER,
+        ),
     ];
     let table: Vec<_> = routes
         .into_iter()
@@ -195,7 +235,14 @@ fn patch(item: &mut Value, input: &Value, fields: &[&str]) {
     }
 }
 
-const ROUTE_FIELDS: &[&str] = &["routeKey", "target", "authorizationType", "operationName"];
+const ROUTE_FIELDS: &[&str] = &[
+    "routeKey",
+    "target",
+    "authorizationType",
+    "authorizerId",
+    "authorizationScopes",
+    "operationName",
+];
 const INTEGRATION_FIELDS: &[&str] = &[
     "integrationUri",
     "payloadFormatVersion",
@@ -246,7 +293,7 @@ impl ApiGatewayApi {
                 let mut route = json!({
                     "routeId": crate::id(7), "routeKey": key, "authorizationType": "NONE", "apiKeyRequired": false,
                 });
-                patch(&mut route, input, &["target", "authorizationType", "operationName"]);
+                patch(&mut route, input, ROUTE_FIELDS);
                 check_target(api, &route)?;
                 api.routes.push(route.clone());
                 Ok(route)
@@ -335,6 +382,44 @@ impl ApiGatewayApi {
                 stage["lastUpdatedDate"] = crate::now().into();
                 Ok(stage.clone())
             })?),
+            CreateAuthorizer => created(apis.update(&api_id, |api| {
+                let made = authorizer(input)?;
+                api.authorizers.push(made.clone());
+                Ok(made)
+            })?),
+            GetAuthorizers => ok(json!({ "items": apis.load(&api_id)?.0.authorizers })),
+            GetAuthorizer => {
+                let (mut api, _) = apis.load(&api_id)?;
+                let id = param("authorizerId");
+                ok(find(&mut api.authorizers, "authorizerId", &id, "Authorizer")?.clone())
+            }
+            UpdateAuthorizer => ok(apis.update(&api_id, |api| {
+                let id = param("authorizerId");
+                let current = find(&mut api.authorizers, "authorizerId", &id, "Authorizer")?;
+                let mut merged = current.clone();
+                patch(&mut merged, input, &["name", "identitySource", "jwtConfiguration"]);
+                // Checked as a new one would be, keeping its id.
+                let mut checked = authorizer(&merged)?;
+                checked["authorizerId"] = id.into();
+                *current = checked.clone();
+                Ok(checked)
+            })?),
+            DeleteAuthorizer => {
+                apis.update(&api_id, |api| {
+                    let id = param("authorizerId");
+                    find(&mut api.authorizers, "authorizerId", &id, "Authorizer")?;
+                    if api.routes.iter().any(|r| r["authorizerId"] == id.as_str()) {
+                        return Err(AwsError::new(
+                            StatusCode::CONFLICT,
+                            "ConflictException",
+                            "Cannot delete an authorizer that a route uses",
+                        ));
+                    }
+                    api.authorizers.retain(|a| a["authorizerId"] != id.as_str());
+                    Ok(Value::Null)
+                })?;
+                gone()
+            }
             DeleteStage => {
                 apis.update(&api_id, |api| {
                     find(&mut api.stages, "stageName", &param("stageName"), "Stage")?;
@@ -347,8 +432,23 @@ impl ApiGatewayApi {
     }
 }
 
-/// Refuses a route whose `target` names no integration of the API.
+/// Refuses a route whose `target` names no integration of the API, or whose JWT
+/// authorization names no authorizer of it.
 fn check_target(api: &Api, route: &Value) -> Result<(), AwsError> {
+    match route["authorizationType"].as_str() {
+        Some("NONE") | None => {}
+        Some("JWT") => {
+            let id = route["authorizerId"].as_str().unwrap_or_default();
+            if !api.authorizers.iter().any(|a| a["authorizerId"] == id) {
+                return Err(bad_request(format!("Invalid authorizer id {id}")));
+            }
+        }
+        Some(other) => {
+            return Err(bad_request(format!(
+                "Invalid authorization type {other}: this nimbus checks NONE and JWT"
+            )));
+        }
+    }
     let Some(target) = route["target"].as_str() else {
         return Ok(());
     };
@@ -371,6 +471,7 @@ fn resource(ctx: &RequestContext, call: &Routed<Call>) -> String {
         ("${RouteId}", "routeId"),
         ("${IntegrationId}", "integrationId"),
         ("${StageName}", "stageName"),
+        ("${AuthorizerId}", "authorizerId"),
     ] {
         arn = arn.replace(
             placeholder,
@@ -460,4 +561,9 @@ const OPERATION_NAMES: &[&str] = &[
     "GetStage",
     "UpdateStage",
     "DeleteStage",
+    "CreateAuthorizer",
+    "GetAuthorizers",
+    "GetAuthorizer",
+    "UpdateAuthorizer",
+    "DeleteAuthorizer",
 ];

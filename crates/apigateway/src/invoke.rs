@@ -21,6 +21,7 @@ use nimbus_lambda::invoke::{InvokeRequest, Invoker};
 use nimbus_lambda::names::FunctionRef;
 use serde_json::{Value, json};
 
+use crate::jwt::Refusal;
 use crate::{Api, Apis};
 
 const PATH_PREFIX: &str = "/_nimbus/execute-api/";
@@ -48,6 +49,7 @@ pub struct InvokeServer {
     functions: Arc<Functions>,
     invoker: Arc<Invoker>,
     authorizer: Arc<dyn Authorizer>,
+    tokens: crate::jwt::Verifier,
 }
 
 impl InvokeServer {
@@ -56,12 +58,14 @@ impl InvokeServer {
         functions: Arc<Functions>,
         invoker: Arc<Invoker>,
         authorizer: Arc<dyn Authorizer>,
+        permits: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>,
     ) -> Arc<Self> {
         Arc::new(Self {
             apis,
             functions,
             invoker,
             authorizer,
+            tokens: crate::jwt::Verifier::new(permits),
         })
     }
 
@@ -227,6 +231,44 @@ fn staged<'a>(api: &'a Api, path: &str) -> Option<(&'a Value, String)> {
     Some((stage, format!("/{within}")))
 }
 
+/// What a route's authorization makes of a request: nothing to check (`NONE`), or
+/// the verified token's claims and scopes (`JWT`) for the event.
+async fn authorize(
+    server: &InvokeServer,
+    api: &Api,
+    route: &Value,
+    parts: &http::request::Parts,
+) -> Result<Option<Value>, Refusal> {
+    if route["authorizationType"] != "JWT" {
+        return Ok(None);
+    }
+    let authorizer = api
+        .authorizers
+        .iter()
+        .find(|a| a["authorizerId"] == route["authorizerId"])
+        .ok_or_else(|| Refusal::Unauthorized("the route's authorizer is gone".into()))?;
+    let header = authorizer["identitySource"][0]
+        .as_str()
+        .and_then(|source| source.strip_prefix("$request.header."))
+        .unwrap_or("Authorization");
+    let token = parts
+        .headers
+        .get(header)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| Refusal::Unauthorized(format!("no {header} header")))?;
+    let scopes: Vec<String> = route["authorizationScopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    server
+        .tokens
+        .verify(token, &authorizer["jwtConfiguration"], &scopes)
+        .await
+        .map(Some)
+}
+
 pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let (api_id, path) = addressed(&parts, &host_suffix(&server.apis.region), PATH_PREFIX);
@@ -269,6 +311,14 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
     let route_key = route["routeKey"].as_str().unwrap_or_default().to_owned();
+    let identity = match authorize(&server, &api, route, &parts).await {
+        Ok(identity) => identity,
+        Err(Refusal::Forbidden) => return message(StatusCode::FORBIDDEN, "Forbidden"),
+        Err(Refusal::Unauthorized(reason)) => {
+            tracing::debug!(api = %api_id, %reason, "a token was refused");
+            return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+    };
     let integration_id = route["target"]
         .as_str()
         .and_then(|t| t.strip_prefix("integrations/"))
@@ -315,7 +365,7 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
     let v1 = integration["payloadFormatVersion"] == "1.0";
-    let payload = if v1 {
+    let mut payload = if v1 {
         let resource = path_part.clone();
         event_v1(
             &parts,
@@ -346,6 +396,14 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
         }
         payload
     };
+    if let Some(identity) = identity {
+        // Format 1.0 carries the claims and scopes themselves.
+        payload["requestContext"]["authorizer"] = if v1 {
+            identity["jwt"].clone()
+        } else {
+            identity
+        };
+    }
     let timeout = Duration::from_millis(integration["timeoutInMillis"].as_u64().unwrap_or(30_000));
     let request_id = uuid::Uuid::new_v4().to_string();
     let invoked = tokio::time::timeout(

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod invoke;
+pub mod jwt;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct Api {
     pub routes: Vec<Value>,
     pub integrations: Vec<Value>,
     pub stages: Vec<Value>,
+    #[serde(default)]
+    pub authorizers: Vec<Value>,
 }
 
 pub fn bad_request(message: impl Into<String>) -> AwsError {
@@ -178,6 +181,7 @@ impl Apis {
             routes: Vec::new(),
             integrations: Vec::new(),
             stages: Vec::new(),
+            authorizers: Vec::new(),
         };
         if let Some(target) = input["target"].as_str() {
             let key = input["routeKey"].as_str().unwrap_or("$default");
@@ -280,5 +284,53 @@ pub fn stage(input: &Value) -> Result<Value, AwsError> {
         "lastUpdatedDate": at,
         "description": input["description"].as_str().unwrap_or_default(),
         "tags": input["tags"].as_object().cloned().unwrap_or_default(),
+    }))
+}
+
+/// An authorizer as `CreateAuthorizer` makes it from `input`: JWT, with an issuer and
+/// audiences, reading its token from a request header.
+pub fn authorizer(input: &Value) -> Result<Value, AwsError> {
+    let kind = input["authorizerType"].as_str().unwrap_or_default();
+    if kind != "JWT" {
+        return Err(bad_request(format!(
+            "Invalid authorizer type {kind}: this nimbus checks JWT authorizers"
+        )));
+    }
+    let name = input["name"]
+        .as_str()
+        .filter(|n| !n.is_empty() && n.len() <= 128)
+        .ok_or_else(|| bad_request("Invalid authorizer name specified"))?;
+    let configuration = &input["jwtConfiguration"];
+    let issuer = configuration["issuer"].as_str().unwrap_or_default();
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(bad_request("JwtConfiguration.Issuer must be an https URL"));
+    }
+    if configuration["audience"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        return Err(bad_request(
+            "JwtConfiguration.Audience must name at least one audience",
+        ));
+    }
+    let sources = match &input["identitySource"] {
+        Value::Array(sources) if !sources.is_empty() => sources.clone(),
+        _ => vec![json!("$request.header.Authorization")],
+    };
+    if sources.len() != 1
+        || !sources[0]
+            .as_str()
+            .is_some_and(|s| s.starts_with("$request.header."))
+    {
+        return Err(bad_request(
+            "IdentitySource of a JWT authorizer must be one $request.header.<name>",
+        ));
+    }
+    Ok(json!({
+        "authorizerId": id(6),
+        "authorizerType": kind,
+        "name": name,
+        "identitySource": sources,
+        "jwtConfiguration": configuration,
     }))
 }

@@ -694,6 +694,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         functions.clone(),
         invoker.clone(),
         authorizer.clone(),
+        {
+            let egress = egress.clone();
+            Arc::new(move |ip| egress.permits(ip))
+        },
     );
     let sources = EventSources::start(
         meta.clone(),
