@@ -2,7 +2,8 @@
 quick-created API in front of a function, which answers only once the function's
 policy lets API Gateway in; routes with path parameters and a greedy proxy to
 functions with payload formats 2.0 and 1.0 on a named stage; the host form of the
-invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS."""
+invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS; a
+stage's access log lines in CloudWatch Logs."""
 
 import base64
 import http.server
@@ -19,7 +20,7 @@ import zipfile
 import pytest
 import requests
 
-from conftest import REGION, create_function, host_address
+from conftest import REGION, create_function, eventually, host_address
 
 # Answers with the event it got, shaped as an API Gateway proxy response.
 ECHO = b"""import json
@@ -240,3 +241,25 @@ def test_a_jwt_authorizer_admits_only_valid_tokens_with_the_route_scopes(nimbus,
     context = answered.json()["requestContext"]["authorizer"]["jwt"]
     assert context["claims"]["sub"] == "user-1" and context["claims"]["iss"] == issuer.url
     assert context["scopes"] == ["orders:read", "profile"]
+
+
+def test_a_stage_writes_access_log_lines_in_its_format(nimbus, apigw, lambda_client):
+    logs = nimbus.client("logs")
+    name, arn = function(lambda_client, BARE)
+    api = apigw.create_api(Name=f"logged-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP", Target=arn)
+    allow(lambda_client, name, api["ApiId"])
+    group = f"/apigw/{api['ApiId']}"
+    logs.create_log_group(logGroupName=group)
+    apigw.update_stage(ApiId=api["ApiId"], StageName="$default", AccessLogSettings={
+        "DestinationArn": f"arn:aws:logs:{REGION}:000000000000:log-group:{group}",
+        "Format": '{"requestId":"$context.requestId","method":"$context.httpMethod","path":"$context.path",'
+                  '"route":"$context.routeKey","status":"$context.status"}'})
+    answered = requests.get(f"{api['ApiEndpoint']}/logged?x=1", timeout=30)
+    assert answered.status_code == 200
+
+    def lines():
+        return [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName=group).get("events", [])]
+    assert eventually(lambda: lines(), timeout=20)
+    [line] = lines()
+    assert line == {"requestId": answered.headers["apigw-requestid"], "method": "GET", "path": "/logged",
+                    "route": "$default", "status": "200"}

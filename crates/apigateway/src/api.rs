@@ -249,7 +249,12 @@ const INTEGRATION_FIELDS: &[&str] = &[
     "timeoutInMillis",
     "description",
 ];
-const STAGE_FIELDS: &[&str] = &["autoDeploy", "stageVariables", "description"];
+const STAGE_FIELDS: &[&str] = &[
+    "autoDeploy",
+    "stageVariables",
+    "description",
+    "accessLogSettings",
+];
 
 impl ApiGatewayApi {
     fn call(&self, ctx: &RequestContext, call: Call) -> Result<(StatusCode, Value), AwsError> {

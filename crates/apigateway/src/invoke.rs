@@ -19,6 +19,7 @@ use nimbus_lambda::Functions;
 use nimbus_lambda::function_urls::{EventRoute, addressed, answer, event};
 use nimbus_lambda::invoke::{InvokeRequest, Invoker};
 use nimbus_lambda::names::FunctionRef;
+use nimbus_logs::{LogEvent, LogSink};
 use serde_json::{Value, json};
 
 use crate::jwt::Refusal;
@@ -50,6 +51,7 @@ pub struct InvokeServer {
     invoker: Arc<Invoker>,
     authorizer: Arc<dyn Authorizer>,
     tokens: crate::jwt::Verifier,
+    logs: LogSink,
 }
 
 impl InvokeServer {
@@ -59,6 +61,7 @@ impl InvokeServer {
         invoker: Arc<Invoker>,
         authorizer: Arc<dyn Authorizer>,
         permits: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>,
+        logs: LogSink,
     ) -> Arc<Self> {
         Arc::new(Self {
             apis,
@@ -66,6 +69,7 @@ impl InvokeServer {
             invoker,
             authorizer,
             tokens: crate::jwt::Verifier::new(permits),
+            logs,
         })
     }
 
@@ -270,6 +274,7 @@ async fn authorize(
 }
 
 pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let (api_id, path) = addressed(&parts, &host_suffix(&server.apis.region), PATH_PREFIX);
     let apis = server.apis.clone();
@@ -283,166 +288,301 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
     let Some((stage, path)) = staged(&api, &path) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
-    // The API's CORS configuration (camelCase) in Lambda's `Cors` shape.
-    let cors = api.api["corsConfiguration"].as_object().map(|config| {
-        config
-            .iter()
-            .map(|(key, value)| (key[..1].to_ascii_uppercase() + &key[1..], value.clone()))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    });
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .map(str::to_owned);
-    // Preflights are answered here when the API has a CORS configuration.
-    if cors.is_some()
-        && parts.method == http::Method::OPTIONS
-        && parts.headers.contains_key("access-control-request-method")
-    {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), true);
-        return response;
-    }
-    let stage_name = stage["stageName"].as_str().unwrap_or_default().to_owned();
-    let Some((route, parameters)) = route_for(&api.routes, parts.method.as_str(), &path) else {
-        return message(StatusCode::NOT_FOUND, "Not Found");
+    let mut trace = Trace {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        route_key: "-".to_owned(),
     };
-    let route_key = route["routeKey"].as_str().unwrap_or_default().to_owned();
-    let identity = match authorize(&server, &api, route, &parts).await {
-        Ok(identity) => identity,
-        Err(Refusal::Forbidden) => return message(StatusCode::FORBIDDEN, "Forbidden"),
-        Err(Refusal::Unauthorized(reason)) => {
-            tracing::debug!(api = %api_id, %reason, "a token was refused");
-            return message(StatusCode::UNAUTHORIZED, "Unauthorized");
-        }
-    };
-    let integration_id = route["target"]
-        .as_str()
-        .and_then(|t| t.strip_prefix("integrations/"))
-        .unwrap_or_default();
-    let Some(integration) = api
-        .integrations
-        .iter()
-        .find(|i| i["integrationId"] == integration_id)
-    else {
-        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-    };
-    let uri = integration["integrationUri"].as_str().unwrap_or_default();
-    let Some(function) = function_of(uri)
-        .and_then(|arn| FunctionRef::parse(arn, &server.apis.region, &server.apis.account).ok())
-    else {
-        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-    };
-    // API Gateway invokes as itself for the route's execute-api ARN, which the
-    // function's policy must allow.
-    let (method_part, path_part) = match route_key.split_once(' ') {
-        Some((method, template)) => (method.replace("ANY", "*"), template.to_owned()),
-        None => ("*".to_owned(), "/*".to_owned()),
-    };
-    let source = format!(
-        "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{method_part}{path_part}",
-        server.apis.region, server.apis.account
-    );
-    let arn = server
-        .functions
-        .arn(&function.name, function.qualifier.as_deref());
-    let policy = server.functions.policy_document(&function.name);
-    let access = Access::new("lambda:InvokeFunction", &arn)
-        .with_policy(policy.as_deref())
-        .for_source(&source, &server.apis.account);
-    if let Err(reason) = server.authorizer.authorize_service(PRINCIPAL, &access) {
-        tracing::info!(api = %api_id, %reason, "an API may not invoke its function");
-        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-    }
-    let body = match nimbus_edge::read_whole(Body::new(body), MAX_BODY).await {
-        Ok(body) => body,
-        Err(nimbus_edge::BodyError::Idle(_)) => {
-            return message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
-        }
-        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
-    };
-    let v1 = integration["payloadFormatVersion"] == "1.0";
-    let mut payload = if v1 {
-        let resource = path_part.clone();
-        event_v1(
-            &parts,
-            &path,
-            &resource,
-            &stage_name,
-            &parameters,
-            &body,
-            &api_id,
-        )
-    } else {
-        let mut payload = event(
-            &parts,
-            &path,
-            &EventRoute {
-                api_id: &api_id,
-                route_key: &route_key,
-                stage: &stage_name,
-                path_parameters: Some(&parameters),
-            },
-            &body,
-        );
-        if let Some(variables) = stage["stageVariables"]
-            .as_object()
-            .filter(|v| !v.is_empty())
-        {
-            payload["stageVariables"] = Value::Object(variables.clone());
-        }
-        payload
-    };
-    if let Some(identity) = identity {
-        // Format 1.0 carries the claims and scopes themselves.
-        payload["requestContext"]["authorizer"] = if v1 {
-            identity["jwt"].clone()
-        } else {
-            identity
-        };
-    }
-    let timeout = Duration::from_millis(integration["timeoutInMillis"].as_u64().unwrap_or(30_000));
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let invoked = tokio::time::timeout(
-        timeout,
-        server.invoker.invoke(InvokeRequest {
-            function,
-            request_id: request_id.clone(),
-            payload: Bytes::from(payload.to_string()),
-            client_context: None,
-            tail: false,
-        }),
-    )
-    .await;
-    let mut response = match invoked {
-        Err(_) => message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
-        Ok(Ok(outcome)) if outcome.function_error.is_none() => {
-            let shaped = serde_json::from_slice::<Value>(&outcome.payload)
-                .is_ok_and(|v| v.get("statusCode").is_some());
-            // Format 1.0 needs the proxy response's shape; 2.0 takes any JSON.
-            if v1 && !shaped {
-                message(StatusCode::BAD_GATEWAY, "Internal Server Error")
-            } else {
-                answer(&outcome.payload)
-            }
-        }
-        Ok(Ok(outcome)) => {
-            tracing::info!(api = %api_id, error = %String::from_utf8_lossy(&outcome.payload), "an API's function failed");
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }
-        Ok(Err(err)) => {
-            tracing::info!(api = %api_id, error = %err.message, "an API's function was not invoked");
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }
-    };
+    let mut response = server
+        .respond(&api, stage, &parts, &path, body, &mut trace)
+        .await;
+    let (request_id, route_key) = (trace.request_id, trace.route_key);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("apigw-requestid", value);
     }
-    nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), false);
+    let facts = Facts {
+        api_id: &api_id,
+        stage: stage["stageName"].as_str().unwrap_or_default(),
+        parts: &parts,
+        path: &path,
+        route_key: &route_key,
+        request_id: &request_id,
+        status: response.status().as_u16(),
+        length: response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        started,
+    };
+    access_log(&server.logs, &stage["accessLogSettings"], &facts).await;
     response
+}
+
+/// What an access log line may say of a request.
+struct Facts<'a> {
+    api_id: &'a str,
+    stage: &'a str,
+    parts: &'a http::request::Parts,
+    path: &'a str,
+    route_key: &'a str,
+    request_id: &'a str,
+    status: u16,
+    length: &'a str,
+    started: std::time::Instant,
+}
+
+/// Writes a stage's access log line, in its `format`, to its `destinationArn` log
+/// group (stream `<api>_<stage>`), if the stage keeps one.
+async fn access_log(logs: &LogSink, settings: &Value, facts: &Facts<'_>) {
+    let (Some(destination), Some(format)) = (
+        settings["destinationArn"].as_str(),
+        settings["format"].as_str(),
+    ) else {
+        return;
+    };
+    let Some(group) = destination
+        .split_once(":log-group:")
+        .map(|(_, group)| group.trim_end_matches(":*"))
+    else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let header = |name: header::HeaderName| {
+        facts
+            .parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    // Longest names first, so `$context.requestTimeEpoch` is not read as
+    // `$context.requestTime` and more.
+    let variables = [
+        (
+            "$context.requestTimeEpoch",
+            (now.unix_timestamp_nanos() / 1_000_000).to_string(),
+        ),
+        ("$context.identity.userAgent", header(header::USER_AGENT)),
+        ("$context.identity.sourceIp", "127.0.0.1".to_owned()),
+        (
+            "$context.responseLatency",
+            facts.started.elapsed().as_millis().to_string(),
+        ),
+        ("$context.responseLength", facts.length.to_owned()),
+        (
+            "$context.requestTime",
+            now.format(&time::format_description::well_known::Rfc2822)
+                .unwrap_or_default(),
+        ),
+        (
+            "$context.httpMethod",
+            facts.parts.method.as_str().to_owned(),
+        ),
+        ("$context.requestId", facts.request_id.to_owned()),
+        ("$context.routeKey", facts.route_key.to_owned()),
+        ("$context.protocol", "HTTP/1.1".to_owned()),
+        ("$context.status", facts.status.to_string()),
+        ("$context.apiId", facts.api_id.to_owned()),
+        ("$context.stage", facts.stage.to_owned()),
+        ("$context.path", facts.path.to_owned()),
+    ];
+    let line = variables
+        .iter()
+        .fold(format.to_owned(), |line, (name, value)| {
+            line.replace(name, value)
+        });
+    let stream = format!("{}_{}", facts.api_id, facts.stage.trim_start_matches('$'));
+    let event = LogEvent {
+        timestamp: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+        message: line,
+    };
+    logs.append(group, &stream, vec![event]).await;
+}
+
+/// A request's id, and the key of the route that took it, for its access log line.
+struct Trace {
+    request_id: String,
+    route_key: String,
+}
+
+impl InvokeServer {
+    /// Answers a request to one of an API's stages: a CORS preflight, else its route's
+    /// authorization and integration.
+    async fn respond(
+        &self,
+        api: &Api,
+        stage: &Value,
+        parts: &http::request::Parts,
+        path: &str,
+        body: Body,
+        trace: &mut Trace,
+    ) -> Response {
+        let api_id = api.api["apiId"].as_str().unwrap_or_default();
+        // The API's CORS configuration (camelCase) in Lambda's `Cors` shape.
+        let cors = api.api["corsConfiguration"].as_object().map(|config| {
+            config
+                .iter()
+                .map(|(key, value)| (key[..1].to_ascii_uppercase() + &key[1..], value.clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        });
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_owned);
+        // Preflights are answered here when the API has a CORS configuration.
+        if cors.is_some()
+            && parts.method == http::Method::OPTIONS
+            && parts.headers.contains_key("access-control-request-method")
+        {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            nimbus_lambda::function_urls::cors(
+                &mut response,
+                cors.as_ref(),
+                origin.as_deref(),
+                true,
+            );
+            return response;
+        }
+        let stage_name = stage["stageName"].as_str().unwrap_or_default().to_owned();
+        let Some((route, parameters)) = route_for(&api.routes, parts.method.as_str(), path) else {
+            return message(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let route_key = route["routeKey"].as_str().unwrap_or_default().to_owned();
+        trace.route_key = route_key.clone();
+        let identity = match authorize(self, api, route, parts).await {
+            Ok(identity) => identity,
+            Err(Refusal::Forbidden) => return message(StatusCode::FORBIDDEN, "Forbidden"),
+            Err(Refusal::Unauthorized(reason)) => {
+                tracing::debug!(api = %api_id, %reason, "a token was refused");
+                return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+            }
+        };
+        let integration_id = route["target"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("integrations/"))
+            .unwrap_or_default();
+        let Some(integration) = api
+            .integrations
+            .iter()
+            .find(|i| i["integrationId"] == integration_id)
+        else {
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        };
+        let uri = integration["integrationUri"].as_str().unwrap_or_default();
+        let Some(function) = function_of(uri)
+            .and_then(|arn| FunctionRef::parse(arn, &self.apis.region, &self.apis.account).ok())
+        else {
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        };
+        // API Gateway invokes as itself for the route's execute-api ARN, which the
+        // function's policy must allow.
+        let (method_part, path_part) = match route_key.split_once(' ') {
+            Some((method, template)) => (method.replace("ANY", "*"), template.to_owned()),
+            None => ("*".to_owned(), "/*".to_owned()),
+        };
+        let source = format!(
+            "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{method_part}{path_part}",
+            self.apis.region, self.apis.account
+        );
+        let arn = self
+            .functions
+            .arn(&function.name, function.qualifier.as_deref());
+        let policy = self.functions.policy_document(&function.name);
+        let access = Access::new("lambda:InvokeFunction", &arn)
+            .with_policy(policy.as_deref())
+            .for_source(&source, &self.apis.account);
+        if let Err(reason) = self.authorizer.authorize_service(PRINCIPAL, &access) {
+            tracing::info!(api = %api_id, %reason, "an API may not invoke its function");
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+        let body = match nimbus_edge::read_whole(Body::new(body), MAX_BODY).await {
+            Ok(body) => body,
+            Err(nimbus_edge::BodyError::Idle(_)) => {
+                return message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+            }
+            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        };
+        let v1 = integration["payloadFormatVersion"] == "1.0";
+        let mut payload = if v1 {
+            let resource = path_part.clone();
+            event_v1(
+                parts,
+                path,
+                &resource,
+                &stage_name,
+                &parameters,
+                &body,
+                api_id,
+            )
+        } else {
+            let mut payload = event(
+                parts,
+                path,
+                &EventRoute {
+                    api_id,
+                    route_key: &route_key,
+                    stage: &stage_name,
+                    path_parameters: Some(&parameters),
+                },
+                &body,
+            );
+            if let Some(variables) = stage["stageVariables"]
+                .as_object()
+                .filter(|v| !v.is_empty())
+            {
+                payload["stageVariables"] = Value::Object(variables.clone());
+            }
+            payload
+        };
+        if let Some(identity) = identity {
+            // Format 1.0 carries the claims and scopes themselves.
+            payload["requestContext"]["authorizer"] = if v1 {
+                identity["jwt"].clone()
+            } else {
+                identity
+            };
+        }
+        let timeout =
+            Duration::from_millis(integration["timeoutInMillis"].as_u64().unwrap_or(30_000));
+        let invoked = tokio::time::timeout(
+            timeout,
+            self.invoker.invoke(InvokeRequest {
+                function,
+                request_id: trace.request_id.clone(),
+                payload: Bytes::from(payload.to_string()),
+                client_context: None,
+                tail: false,
+            }),
+        )
+        .await;
+        let mut response = match invoked {
+            Err(_) => message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            Ok(Ok(outcome)) if outcome.function_error.is_none() => {
+                let shaped = serde_json::from_slice::<Value>(&outcome.payload)
+                    .is_ok_and(|v| v.get("statusCode").is_some());
+                // Format 1.0 needs the proxy response's shape; 2.0 takes any JSON.
+                if v1 && !shaped {
+                    message(StatusCode::BAD_GATEWAY, "Internal Server Error")
+                } else {
+                    answer(&outcome.payload)
+                }
+            }
+            Ok(Ok(outcome)) => {
+                tracing::info!(api = %api_id, error = %String::from_utf8_lossy(&outcome.payload), "an API's function failed");
+                message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+            Ok(Err(err)) => {
+                tracing::info!(api = %api_id, error = %err.message, "an API's function was not invoked");
+                message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        };
+        nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), false);
+        response
+    }
 }
 
 #[cfg(test)]

@@ -283,6 +283,7 @@ pub fn stage(input: &Value) -> Result<Value, AwsError> {
         "createdDate": at,
         "lastUpdatedDate": at,
         "description": input["description"].as_str().unwrap_or_default(),
+        "accessLogSettings": input["accessLogSettings"].as_object().cloned().unwrap_or_default(),
         "tags": input["tags"].as_object().cloned().unwrap_or_default(),
     }))
 }

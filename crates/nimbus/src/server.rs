@@ -698,6 +698,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             let egress = egress.clone();
             Arc::new(move |ip| egress.permits(ip))
         },
+        logs_sink.clone(),
     );
     let sources = EventSources::start(
         meta.clone(),
