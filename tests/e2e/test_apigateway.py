@@ -3,7 +3,8 @@ quick-created API in front of a function, which answers only once the function's
 policy lets API Gateway in; routes with path parameters and a greedy proxy to
 functions with payload formats 2.0 and 1.0 on a named stage; the host form of the
 invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS; a
-stage's access log lines in CloudWatch Logs."""
+stage's access log lines in CloudWatch Logs; an HTTP_PROXY route in front of a
+service."""
 
 import base64
 import http.server
@@ -263,3 +264,47 @@ def test_a_stage_writes_access_log_lines_in_its_format(nimbus, apigw, lambda_cli
     [line] = lines()
     assert line == {"requestId": answered.headers["apigw-requestid"], "method": "GET", "path": "/logged",
                     "route": "$default", "status": "200"}
+
+
+def test_an_http_proxy_route_passes_requests_to_a_url(nimbus, apigw):
+    """A container's or any service's front: the request goes on to the integration's
+    URL with its path, query, headers and body, and the answer comes back as it was."""
+    seen = []
+
+    class Backend(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            seen.append((self.command, self.path, self.headers.get("x-trace"), self.rfile.read(length)))
+            self.send_response(202)
+            self.send_header("x-backend", "yes")
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"from the backend")
+
+        do_GET = do_PUT = answer
+
+        def log_message(self, *args):
+            pass
+
+    backend = http.server.ThreadingHTTPServer((host_address(), 0), Backend)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    base = f"http://{host_address()}:{backend.server_address[1]}"
+    try:
+        api_id = apigw.create_api(Name=f"proxy-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP")["ApiId"]
+        mapped = apigw.create_integration(ApiId=api_id, IntegrationType="HTTP_PROXY", IntegrationMethod="ANY",
+                                          IntegrationUri=f"{base}/svc/{{proxy}}",
+                                          PayloadFormatVersion="1.0")["IntegrationId"]
+        appended = apigw.create_integration(ApiId=api_id, IntegrationType="HTTP_PROXY", IntegrationMethod="GET",
+                                            IntegrationUri=base, PayloadFormatVersion="1.0")["IntegrationId"]
+        apigw.create_route(ApiId=api_id, RouteKey="ANY /api/{proxy+}", Target=f"integrations/{mapped}")
+        apigw.create_route(ApiId=api_id, RouteKey="$default", Target=f"integrations/{appended}")
+        apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+        url = f"{nimbus.endpoint}/_nimbus/execute-api/{api_id}"
+
+        put = requests.put(f"{url}/api/items/7?q=1", data=b"payload", headers={"x-trace": "t1"}, timeout=30)
+        assert (put.status_code, put.text, put.headers["x-backend"]) == (202, "from the backend", "yes")
+        got = requests.get(f"{url}/health", timeout=30)
+        assert got.status_code == 202
+        assert seen == [("PUT", "/svc/items/7?q=1", "t1", b"payload"), ("GET", "/health", None, b"")]
+    finally:
+        backend.shutdown()

@@ -29,6 +29,20 @@ const PATH_PREFIX: &str = "/_nimbus/execute-api/";
 /// API Gateway's payload limit.
 const MAX_BODY: usize = 10 << 20;
 const PRINCIPAL: &str = "apigateway.amazonaws.com";
+/// How long an `HTTP_PROXY` integration may take, as API Gateway's limit.
+const PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Headers of one connection, not passed on by a proxy.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
 
 /// The host name suffix of invoke URLs: `<api>.execute-api.<region>.localhost`.
 pub fn host_suffix(region: &str) -> String {
@@ -52,6 +66,8 @@ pub struct InvokeServer {
     authorizer: Arc<dyn Authorizer>,
     tokens: crate::jwt::Verifier,
     logs: LogSink,
+    /// The egress policy, for `HTTP_PROXY` integrations.
+    permits: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>,
 }
 
 impl InvokeServer {
@@ -68,8 +84,9 @@ impl InvokeServer {
             functions,
             invoker,
             authorizer,
-            tokens: crate::jwt::Verifier::new(permits),
+            tokens: crate::jwt::Verifier::new(permits.clone()),
             logs,
+            permits,
         })
     }
 
@@ -473,6 +490,12 @@ impl InvokeServer {
             return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         };
         let uri = integration["integrationUri"].as_str().unwrap_or_default();
+        if integration["integrationType"] == "HTTP_PROXY" {
+            let method = integration["integrationMethod"].as_str().unwrap_or("ANY");
+            return self
+                .forward(uri, method, parts, path, &parameters, body)
+                .await;
+        }
         let Some(function) = function_of(uri)
             .and_then(|arn| FunctionRef::parse(arn, &self.apis.region, &self.apis.account).ok())
         else {
@@ -581,6 +604,84 @@ impl InvokeServer {
             }
         };
         nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), false);
+        response
+    }
+
+    /// Passes a request on to an `HTTP_PROXY` integration's URL (its `{name}`
+    /// placeholders filled from the path parameters, else the request's path added to
+    /// it) with its query, headers and body, and its answer back, as nimbus connects
+    /// on someone's behalf: under the egress policy.
+    async fn forward(
+        &self,
+        uri: &str,
+        method: &str,
+        parts: &http::request::Parts,
+        path: &str,
+        parameters: &BTreeMap<String, String>,
+        body: Body,
+    ) -> Response {
+        let mut target = parameters
+            .iter()
+            .fold(uri.to_owned(), |target, (name, value)| {
+                target.replace(&format!("{{{name}}}"), value)
+            });
+        if target == uri {
+            target = format!("{}{path}", uri.trim_end_matches('/'));
+        }
+        if let Some(query) = parts.uri.query() {
+            target.push(if target.contains('?') { '&' } else { '?' });
+            target.push_str(query);
+        }
+        let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
+            Ok(body) => body,
+            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        };
+        let (client, url) =
+            match nimbus_engine::pinned_client(&target, self.permits.as_ref(), PROXY_TIMEOUT).await
+            {
+                Ok(pinned) => pinned,
+                Err(reason) => {
+                    tracing::info!(%target, %reason, "an HTTP integration is not reachable");
+                    return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+                }
+            };
+        let method = if method == "ANY" {
+            parts.method.clone()
+        } else {
+            http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::POST)
+        };
+        let mut request = client.request(method, url).body(body.to_vec());
+        for (name, value) in &parts.headers {
+            if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST {
+                request = request.header(name.as_str(), value.as_bytes());
+            }
+        }
+        let answered = match request.send().await {
+            Ok(answered) => answered,
+            Err(err) => {
+                tracing::info!(%target, error = %err, "an HTTP integration failed");
+                return message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+            }
+        };
+        let status =
+            StatusCode::from_u16(answered.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers: Vec<(String, Vec<u8>)> = answered
+            .headers()
+            .iter()
+            .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect();
+        let bytes = answered.bytes().await.unwrap_or_default();
+        let mut response = Response::new(Body::from(bytes));
+        *response.status_mut() = status;
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(name),
+                HeaderValue::from_bytes(&value),
+            ) {
+                response.headers_mut().append(name, value);
+            }
+        }
         response
     }
 }

@@ -231,18 +231,32 @@ impl Apis {
 /// An integration as `CreateIntegration` makes it from `input`.
 pub fn integration(input: &Value) -> Result<Value, AwsError> {
     let kind = input["integrationType"].as_str().unwrap_or_default();
-    if kind != "AWS_PROXY" {
-        return Err(bad_request(format!(
-            "Invalid integration type {kind}: this nimbus serves AWS_PROXY integrations to Lambda functions"
-        )));
-    }
     let uri = input["integrationUri"].as_str().unwrap_or_default();
-    if invoke::function_of(uri).is_none() {
-        return Err(bad_request(format!(
-            "Invalid integration URI specified: {uri} is not a Lambda function ARN"
-        )));
+    let method = input["integrationMethod"].as_str().unwrap_or("POST");
+    match kind {
+        "AWS_PROXY" if invoke::function_of(uri).is_none() => {
+            return Err(bad_request(format!(
+                "Invalid integration URI specified: {uri} is not a Lambda function ARN"
+            )));
+        }
+        "HTTP_PROXY" if !(uri.starts_with("http://") || uri.starts_with("https://")) => {
+            return Err(bad_request(format!(
+                "Invalid integration URI specified: {uri} is not an http or https URL"
+            )));
+        }
+        "AWS_PROXY" | "HTTP_PROXY" => {}
+        _ => {
+            return Err(bad_request(format!(
+                "Invalid integration type {kind}: this nimbus serves AWS_PROXY (Lambda) and HTTP_PROXY integrations"
+            )));
+        }
     }
     let format = input["payloadFormatVersion"].as_str().unwrap_or("1.0");
+    if kind == "HTTP_PROXY" && format != "1.0" {
+        return Err(bad_request(
+            "HTTP_PROXY integrations take payload format version 1.0",
+        ));
+    }
     if format != "1.0" && format != "2.0" {
         return Err(bad_request(format!(
             "Invalid payload format version {format}"
@@ -256,7 +270,7 @@ pub fn integration(input: &Value) -> Result<Value, AwsError> {
         "integrationId": id(7),
         "integrationType": kind,
         "integrationUri": uri,
-        "integrationMethod": input["integrationMethod"].as_str().unwrap_or("POST"),
+        "integrationMethod": method,
         "payloadFormatVersion": format,
         "timeoutInMillis": timeout,
         "connectionType": "INTERNET",
