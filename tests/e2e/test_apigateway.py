@@ -4,7 +4,7 @@ policy lets API Gateway in; routes with path parameters and a greedy proxy to
 functions with payload formats 2.0 and 1.0 on a named stage; the host form of the
 invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS; a
 stage's access log lines in CloudWatch Logs; an HTTP_PROXY route in front of a
-service."""
+service; an AWS_IAM route taking only signed callers allowed execute-api:Invoke."""
 
 import base64
 import http.server
@@ -18,6 +18,9 @@ import time
 import uuid
 import zipfile
 
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
 import pytest
 import requests
 
@@ -308,3 +311,31 @@ def test_an_http_proxy_route_passes_requests_to_a_url(nimbus, apigw):
         assert seen == [("PUT", "/svc/items/7?q=1", "t1", b"payload"), ("GET", "/health", None, b"")]
     finally:
         backend.shutdown()
+
+
+def test_an_aws_iam_route_takes_only_signed_callers_allowed_to_invoke_it(nimbus, apigw, lambda_client):
+    name, arn = function(lambda_client, BARE)
+    api = apigw.create_api(Name=f"iam-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP", Target=arn)
+    [route] = apigw.get_routes(ApiId=api["ApiId"])["Items"]
+    apigw.update_route(ApiId=api["ApiId"], RouteId=route["RouteId"], AuthorizationType="AWS_IAM")
+    allow(lambda_client, name, api["ApiId"])
+    url = f"{api['ApiEndpoint']}/reports"
+    iam = nimbus.client("iam")
+    user = f"caller-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=user)
+    keys = iam.create_access_key(UserName=user)["AccessKey"]
+
+    def signed_get():
+        request = botocore.awsrequest.AWSRequest(method="GET", url=url)
+        credentials = botocore.credentials.Credentials(keys["AccessKeyId"], keys["SecretAccessKey"])
+        botocore.auth.SigV4Auth(credentials, "execute-api", REGION).add_auth(request)
+        return requests.get(url, headers=dict(request.headers.items()), timeout=30)
+
+    assert requests.get(url, timeout=30).status_code == 403
+    assert signed_get().status_code == 403, "the user may not invoke the API yet"
+    iam.put_user_policy(UserName=user, PolicyName="invoke", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke",
+                                                "Resource": f"arn:aws:execute-api:{REGION}:000000000000:{api['ApiId']}/*"}]}))
+    answered = signed_get()
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["path"] == "/reports"

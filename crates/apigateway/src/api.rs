@@ -441,7 +441,7 @@ impl ApiGatewayApi {
 /// authorization names no authorizer of it.
 fn check_target(api: &Api, route: &Value) -> Result<(), AwsError> {
     match route["authorizationType"].as_str() {
-        Some("NONE") | None => {}
+        Some("NONE" | "AWS_IAM") | None => {}
         Some("JWT") => {
             let id = route["authorizerId"].as_str().unwrap_or_default();
             if !api.authorizers.iter().any(|a| a["authorizerId"] == id) {
@@ -450,7 +450,7 @@ fn check_target(api: &Api, route: &Value) -> Result<(), AwsError> {
         }
         Some(other) => {
             return Err(bad_request(format!(
-                "Invalid authorization type {other}: this nimbus checks NONE and JWT"
+                "Invalid authorization type {other}: this nimbus checks NONE, AWS_IAM and JWT"
             )));
         }
     }

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use nimbus_auth::authz::{Access, Authorizer};
+use nimbus_auth::{Authenticator, PathStyle, RequestParts};
 use nimbus_lambda::Functions;
 use nimbus_lambda::function_urls::{EventRoute, addressed, answer, event};
 use nimbus_lambda::invoke::{InvokeRequest, Invoker};
@@ -64,6 +65,7 @@ pub struct InvokeServer {
     functions: Arc<Functions>,
     invoker: Arc<Invoker>,
     authorizer: Arc<dyn Authorizer>,
+    authenticator: Arc<Authenticator>,
     tokens: crate::jwt::Verifier,
     logs: LogSink,
     /// The egress policy, for `HTTP_PROXY` integrations.
@@ -75,7 +77,7 @@ impl InvokeServer {
         apis: Arc<Apis>,
         functions: Arc<Functions>,
         invoker: Arc<Invoker>,
-        authorizer: Arc<dyn Authorizer>,
+        (authenticator, authorizer): (Arc<Authenticator>, Arc<dyn Authorizer>),
         permits: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>,
         logs: LogSink,
     ) -> Arc<Self> {
@@ -84,6 +86,7 @@ impl InvokeServer {
             functions,
             invoker,
             authorizer,
+            authenticator,
             tokens: crate::jwt::Verifier::new(permits.clone()),
             logs,
             permits,
@@ -252,16 +255,40 @@ fn staged<'a>(api: &'a Api, path: &str) -> Option<(&'a Value, String)> {
     Some((stage, format!("/{within}")))
 }
 
-/// What a route's authorization makes of a request: nothing to check (`NONE`), or
-/// the verified token's claims and scopes (`JWT`) for the event.
+/// What a route's authorization makes of a request: nothing to check (`NONE`), a
+/// caller whose SigV4 signature verifies and who may `execute-api:Invoke` the
+/// request's ARN (`AWS_IAM`), or the verified token's claims and scopes (`JWT`) for
+/// the event.
 async fn authorize(
     server: &InvokeServer,
     api: &Api,
     route: &Value,
-    parts: &http::request::Parts,
+    request: (&http::request::Parts, &[u8]),
+    invoked: &str,
 ) -> Result<Option<Value>, Refusal> {
-    if route["authorizationType"] != "JWT" {
-        return Ok(None);
+    let (parts, body) = request;
+    match route["authorizationType"].as_str() {
+        Some("JWT") => {}
+        Some("AWS_IAM") => {
+            let signed = RequestParts {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or_default(),
+                headers: &parts.headers,
+            };
+            let (caller, _) = server
+                .authenticator
+                .check_headers(&signed, time::OffsetDateTime::now_utc())
+                .and_then(|checked| checked.finish(&signed, body, PathStyle::Normalized))
+                .map_err(|_| Refusal::Forbidden)?;
+            let access = Access::new("execute-api:Invoke", invoked);
+            server
+                .authorizer
+                .authorize(&caller, None, &access)
+                .map_err(|_| Refusal::Forbidden)?;
+            return Ok(None);
+        }
+        _ => return Ok(None),
     }
     let authorizer = api
         .authorizers
@@ -470,7 +497,18 @@ impl InvokeServer {
         };
         let route_key = route["routeKey"].as_str().unwrap_or_default().to_owned();
         trace.route_key = route_key.clone();
-        let identity = match authorize(self, api, route, parts).await {
+        let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
+            Ok(body) => body,
+            Err(nimbus_edge::BodyError::Idle(_)) => {
+                return message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+            }
+            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        };
+        let invoked = format!(
+            "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{}{path}",
+            self.apis.region, self.apis.account, parts.method
+        );
+        let identity = match authorize(self, api, route, (parts, &body), &invoked).await {
             Ok(identity) => identity,
             Err(Refusal::Forbidden) => return message(StatusCode::FORBIDDEN, "Forbidden"),
             Err(Refusal::Unauthorized(reason)) => {
@@ -522,13 +560,6 @@ impl InvokeServer {
             tracing::info!(api = %api_id, %reason, "an API may not invoke its function");
             return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
-        let body = match nimbus_edge::read_whole(Body::new(body), MAX_BODY).await {
-            Ok(body) => body,
-            Err(nimbus_edge::BodyError::Idle(_)) => {
-                return message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
-            }
-            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
-        };
         let v1 = integration["payloadFormatVersion"] == "1.0";
         let mut payload = if v1 {
             let resource = path_part.clone();
@@ -618,7 +649,7 @@ impl InvokeServer {
         parts: &http::request::Parts,
         path: &str,
         parameters: &BTreeMap<String, String>,
-        body: Body,
+        body: Bytes,
     ) -> Response {
         let mut target = parameters
             .iter()
@@ -632,10 +663,6 @@ impl InvokeServer {
             target.push(if target.contains('?') { '&' } else { '?' });
             target.push_str(query);
         }
-        let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
-            Ok(body) => body,
-            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
-        };
         let (client, url) =
             match nimbus_engine::pinned_client(&target, self.permits.as_ref(), PROXY_TIMEOUT).await
             {

@@ -693,7 +693,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         apis.clone(),
         functions.clone(),
         invoker.clone(),
-        authorizer.clone(),
+        (authenticator.clone(), authorizer.clone()),
         {
             let egress = egress.clone();
             Arc::new(move |ip| egress.permits(ip))
