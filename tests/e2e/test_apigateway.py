@@ -4,7 +4,8 @@ policy lets API Gateway in; routes with path parameters and a greedy proxy to
 functions with payload formats 2.0 and 1.0 on a named stage; the host form of the
 invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS; a
 stage's access log lines in CloudWatch Logs; an HTTP_PROXY route in front of a
-service; an AWS_IAM route taking only signed callers allowed execute-api:Invoke."""
+service; an AWS_IAM route taking only signed callers allowed execute-api:Invoke; a
+Lambda authorizer deciding with a simple response."""
 
 import base64
 import http.server
@@ -339,3 +340,35 @@ def test_an_aws_iam_route_takes_only_signed_callers_allowed_to_invoke_it(nimbus,
     answered = signed_get()
     assert answered.status_code == 200, answered.text
     assert answered.json()["path"] == "/reports"
+
+
+# Lets in the requests carrying the right key, with what it knows of the caller.
+GATEKEEPER = b"""def handler(event, context):
+    key = event["headers"].get("x-key")
+    return {"isAuthorized": key == "open-sesame", "context": {"who": "tester", "route": event["routeArn"]}}
+"""
+
+
+def test_a_lambda_authorizer_decides_with_a_simple_response(nimbus, apigw, lambda_client):
+    name, arn = function(lambda_client, ECHO)
+    gate_name, gate_arn = function(lambda_client, GATEKEEPER)
+    api = apigw.create_api(Name=f"gated-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP", Target=arn)
+    gate = apigw.create_authorizer(ApiId=api["ApiId"], AuthorizerType="REQUEST", Name="gate",
+                                   AuthorizerUri=gate_arn, AuthorizerPayloadFormatVersion="2.0",
+                                   EnableSimpleResponses=True, IdentitySource=["$request.header.x-key"],
+                                   AuthorizerResultTtlInSeconds=300)
+    [route] = apigw.get_routes(ApiId=api["ApiId"])["Items"]
+    apigw.update_route(ApiId=api["ApiId"], RouteId=route["RouteId"], AuthorizationType="CUSTOM",
+                       AuthorizerId=gate["AuthorizerId"])
+    allow(lambda_client, name, api["ApiId"])
+    url = f"{api['ApiEndpoint']}/vault"
+    # The authorizer's own function needs leave to be invoked too.
+    assert requests.get(url, headers={"x-key": "open-sesame"}, timeout=30).status_code == 500
+    allow(lambda_client, gate_name, api["ApiId"])
+
+    assert requests.get(url, timeout=30).status_code == 401
+    assert requests.get(url, headers={"x-key": "wrong"}, timeout=30).status_code == 403
+    answered = requests.get(url, headers={"x-key": "open-sesame"}, timeout=30)
+    assert answered.status_code == 201, answered.text
+    context = answered.json()["requestContext"]["authorizer"]["lambda"]
+    assert context["who"] == "tester" and context["route"].endswith(f"{api['ApiId']}/$default/GET/vault")

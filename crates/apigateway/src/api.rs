@@ -402,7 +402,19 @@ impl ApiGatewayApi {
                 let id = param("authorizerId");
                 let current = find(&mut api.authorizers, "authorizerId", &id, "Authorizer")?;
                 let mut merged = current.clone();
-                patch(&mut merged, input, &["name", "identitySource", "jwtConfiguration"]);
+                patch(
+                    &mut merged,
+                    input,
+                    &[
+                        "name",
+                        "identitySource",
+                        "jwtConfiguration",
+                        "authorizerUri",
+                        "authorizerPayloadFormatVersion",
+                        "authorizerResultTtlInSeconds",
+                        "enableSimpleResponses",
+                    ],
+                );
                 // Checked as a new one would be, keeping its id.
                 let mut checked = authorizer(&merged)?;
                 checked["authorizerId"] = id.into();
@@ -442,7 +454,7 @@ impl ApiGatewayApi {
 fn check_target(api: &Api, route: &Value) -> Result<(), AwsError> {
     match route["authorizationType"].as_str() {
         Some("NONE" | "AWS_IAM") | None => {}
-        Some("JWT") => {
+        Some("JWT" | "CUSTOM") => {
             let id = route["authorizerId"].as_str().unwrap_or_default();
             if !api.authorizers.iter().any(|a| a["authorizerId"] == id) {
                 return Err(bad_request(format!("Invalid authorizer id {id}")));
@@ -450,7 +462,7 @@ fn check_target(api: &Api, route: &Value) -> Result<(), AwsError> {
         }
         Some(other) => {
             return Err(bad_request(format!(
-                "Invalid authorization type {other}: this nimbus checks NONE, AWS_IAM and JWT"
+                "Invalid authorization type {other}: this nimbus checks NONE, AWS_IAM, JWT and CUSTOM"
             )));
         }
     }

@@ -1,7 +1,7 @@
 //! The invoke URLs: a request matched to a route of an API's stage and handed to the
 //! route's integration, a Lambda function invoked with API Gateway's proxy event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +67,9 @@ pub struct InvokeServer {
     authorizer: Arc<dyn Authorizer>,
     authenticator: Arc<Authenticator>,
     tokens: crate::jwt::Verifier,
+    /// Lambda authorizers' cached verdicts by authorizer and identity: the context of
+    /// a request let in, or none for one refused.
+    verdicts: std::sync::Mutex<HashMap<String, (std::time::Instant, Option<Value>)>>,
     logs: LogSink,
     /// The egress policy, for `HTTP_PROXY` integrations.
     permits: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>,
@@ -88,6 +91,7 @@ impl InvokeServer {
             authorizer,
             authenticator,
             tokens: crate::jwt::Verifier::new(permits.clone()),
+            verdicts: std::sync::Mutex::new(HashMap::new()),
             logs,
             permits,
         })
@@ -264,11 +268,19 @@ async fn authorize(
     api: &Api,
     route: &Value,
     request: (&http::request::Parts, &[u8]),
-    invoked: &str,
+    at: &At<'_>,
 ) -> Result<Option<Value>, Refusal> {
     let (parts, body) = request;
     match route["authorizationType"].as_str() {
         Some("JWT") => {}
+        Some("CUSTOM") => {
+            let authorizer = api
+                .authorizers
+                .iter()
+                .find(|a| a["authorizerId"] == route["authorizerId"])
+                .ok_or_else(|| Refusal::Broken("the route's authorizer is gone".into()))?;
+            return server.ask(api, authorizer, request, at).await.map(Some);
+        }
         Some("AWS_IAM") => {
             let signed = RequestParts {
                 method: parts.method.as_str(),
@@ -281,7 +293,7 @@ async fn authorize(
                 .check_headers(&signed, time::OffsetDateTime::now_utc())
                 .and_then(|checked| checked.finish(&signed, body, PathStyle::Normalized))
                 .map_err(|_| Refusal::Forbidden)?;
-            let access = Access::new("execute-api:Invoke", invoked);
+            let access = Access::new("execute-api:Invoke", at.arn);
             server
                 .authorizer
                 .authorize(&caller, None, &access)
@@ -444,6 +456,49 @@ async fn access_log(logs: &LogSink, settings: &Value, facts: &Facts<'_>) {
     logs.append(group, &stream, vec![event]).await;
 }
 
+/// Whether an authorizer's IAM policy allows `execute-api:Invoke` on `arn`: an Allow
+/// statement naming it, and no Deny.
+fn policy_allows(policy: &Value, arn: &str) -> bool {
+    let names = |value: &Value| -> Vec<String> {
+        match value {
+            Value::String(one) => vec![one.clone()],
+            Value::Array(many) => many
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut allowed = false;
+    for statement in policy["Statement"].as_array().into_iter().flatten() {
+        let acts = names(&statement["Action"])
+            .iter()
+            .any(|a| nimbus_patterns::wildcard(a, "execute-api:Invoke"));
+        let on = names(&statement["Resource"])
+            .iter()
+            .any(|r| nimbus_patterns::wildcard(r, arn));
+        match statement["Effect"].as_str() {
+            Some("Deny") if acts && on => return false,
+            Some("Allow") if acts && on => allowed = true,
+            _ => {}
+        }
+    }
+    allowed
+}
+
+/// Where a request is going, for its authorizer.
+struct At<'a> {
+    /// Its execute-api ARN: `<api>/<stage>/<METHOD>/<path>`.
+    arn: &'a str,
+    stage: &'a str,
+    path: &'a str,
+    route_key: &'a str,
+    parameters: &'a BTreeMap<String, String>,
+}
+
+/// How long a Lambda authorizer may take, as API Gateway allows.
+const AUTHORIZER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A request's id, and the key of the route that took it, for its access log line.
 struct Trace {
     request_id: String,
@@ -508,9 +563,20 @@ impl InvokeServer {
             "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{}{path}",
             self.apis.region, self.apis.account, parts.method
         );
-        let identity = match authorize(self, api, route, (parts, &body), &invoked).await {
+        let at = At {
+            arn: &invoked,
+            stage: &stage_name,
+            path,
+            route_key: &route_key,
+            parameters: &parameters,
+        };
+        let identity = match authorize(self, api, route, (parts, &body), &at).await {
             Ok(identity) => identity,
             Err(Refusal::Forbidden) => return message(StatusCode::FORBIDDEN, "Forbidden"),
+            Err(Refusal::Broken(reason)) => {
+                tracing::info!(api = %api_id, %reason, "an authorizer could not decide");
+                return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
             Err(Refusal::Unauthorized(reason)) => {
                 tracing::debug!(api = %api_id, %reason, "a token was refused");
                 return message(StatusCode::UNAUTHORIZED, "Unauthorized");
@@ -534,32 +600,20 @@ impl InvokeServer {
                 .forward(uri, method, parts, path, &parameters, body)
                 .await;
         }
-        let Some(function) = function_of(uri)
-            .and_then(|arn| FunctionRef::parse(arn, &self.apis.region, &self.apis.account).ok())
-        else {
-            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-        };
         // API Gateway invokes as itself for the route's execute-api ARN, which the
         // function's policy must allow.
         let (method_part, path_part) = match route_key.split_once(' ') {
             Some((method, template)) => (method.replace("ANY", "*"), template.to_owned()),
             None => ("*".to_owned(), "/*".to_owned()),
         };
-        let source = format!(
-            "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{method_part}{path_part}",
-            self.apis.region, self.apis.account
-        );
-        let arn = self
-            .functions
-            .arn(&function.name, function.qualifier.as_deref());
-        let policy = self.functions.policy_document(&function.name);
-        let access = Access::new("lambda:InvokeFunction", &arn)
-            .with_policy(policy.as_deref())
-            .for_source(&source, &self.apis.account);
-        if let Err(reason) = self.authorizer.authorize_service(PRINCIPAL, &access) {
-            tracing::info!(api = %api_id, %reason, "an API may not invoke its function");
-            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-        }
+        let source = format!("{api_id}/{stage_name}/{method_part}{path_part}");
+        let function = match self.invokable(uri, &source) {
+            Ok(function) => function,
+            Err(reason) => {
+                tracing::info!(api = %api_id, %reason, "an API may not invoke its function");
+                return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
         let v1 = integration["payloadFormatVersion"] == "1.0";
         let mut payload = if v1 {
             let resource = path_part.clone();
@@ -636,6 +690,124 @@ impl InvokeServer {
         };
         nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), false);
         response
+    }
+
+    /// The function an integration or authorizer URI names, if the function's policy
+    /// lets API Gateway invoke it for `source` (`<api>/<stage>/<METHOD>/<path>`,
+    /// `<api>/authorizers/<id>`).
+    fn invokable(&self, uri: &str, source: &str) -> Result<FunctionRef, String> {
+        let function = function_of(uri)
+            .and_then(|arn| FunctionRef::parse(arn, &self.apis.region, &self.apis.account).ok())
+            .ok_or_else(|| format!("{uri} is not a function"))?;
+        let source = format!(
+            "arn:aws:execute-api:{}:{}:{source}",
+            self.apis.region, self.apis.account
+        );
+        let arn = self
+            .functions
+            .arn(&function.name, function.qualifier.as_deref());
+        let policy = self.functions.policy_document(&function.name);
+        let access = Access::new("lambda:InvokeFunction", &arn)
+            .with_policy(policy.as_deref())
+            .for_source(&source, &self.apis.account);
+        self.authorizer.authorize_service(PRINCIPAL, &access)?;
+        Ok(function)
+    }
+
+    /// A Lambda authorizer's verdict on a request, from its cache (by the identity
+    /// sources' values, for `authorizerResultTtlInSeconds`) or from invoking its
+    /// function as API Gateway for the authorizer's ARN: the answer's `context` when
+    /// it lets the request in, by a simple `isAuthorized` or an IAM policy allowing
+    /// `execute-api:Invoke` on the request's ARN.
+    async fn ask(
+        &self,
+        api: &Api,
+        authorizer: &Value,
+        (parts, body): (&http::request::Parts, &[u8]),
+        at: &At<'_>,
+    ) -> Result<Value, Refusal> {
+        let api_id = api.api["apiId"].as_str().unwrap_or_default();
+        let authorizer_id = authorizer["authorizerId"].as_str().unwrap_or_default();
+        let mut identity = Vec::new();
+        for source in authorizer["identitySource"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = source
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("$request.header.");
+            let value = parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Refusal::Unauthorized(format!("no {name} header")))?;
+            identity.push(value.to_owned());
+        }
+        let ttl = Duration::from_secs(
+            authorizer["authorizerResultTtlInSeconds"]
+                .as_u64()
+                .unwrap_or(0),
+        );
+        let key = format!("{api_id}/{authorizer_id}/{}", identity.join("\n"));
+        let verdict = |context: Option<Value>| {
+            context
+                .map(|c| json!({ "lambda": c }))
+                .ok_or(Refusal::Forbidden)
+        };
+        if let Some((at, context)) = self.verdicts.lock().expect("verdicts").get(&key)
+            && at.elapsed() < ttl
+        {
+            return verdict(context.clone());
+        }
+        let uri = authorizer["authorizerUri"].as_str().unwrap_or_default();
+        let function = self
+            .invokable(uri, &format!("{api_id}/authorizers/{authorizer_id}"))
+            .map_err(Refusal::Broken)?;
+        let route = EventRoute {
+            api_id,
+            route_key: at.route_key,
+            stage: at.stage,
+            path_parameters: Some(at.parameters),
+        };
+        let mut question = event(parts, at.path, &route, body);
+        question["type"] = "REQUEST".into();
+        question["routeArn"] = at.arn.into();
+        question["identitySource"] = json!(identity);
+        let answered = tokio::time::timeout(
+            AUTHORIZER_TIMEOUT,
+            self.invoker.invoke(InvokeRequest {
+                function,
+                request_id: uuid::Uuid::new_v4().to_string(),
+                payload: Bytes::from(question.to_string()),
+                client_context: None,
+                tail: false,
+            }),
+        )
+        .await
+        .map_err(|_| Refusal::Broken("the authorizer timed out".into()))?
+        .map_err(|err| Refusal::Broken(err.message))?;
+        if answered.function_error.is_some() {
+            return Err(Refusal::Broken("the authorizer failed".into()));
+        }
+        let answer: Value = serde_json::from_slice(&answered.payload)
+            .map_err(|_| Refusal::Broken("the authorizer's answer is not JSON".into()))?;
+        let allowed = if authorizer["enableSimpleResponses"] == true {
+            answer["isAuthorized"] == true
+        } else {
+            policy_allows(&answer["policyDocument"], at.arn)
+        };
+        let context = allowed
+            .then(|| answer["context"].clone())
+            .map(|c| if c.is_null() { json!({}) } else { c });
+        if !ttl.is_zero() {
+            self.verdicts
+                .lock()
+                .expect("verdicts")
+                .insert(key, (std::time::Instant::now(), context.clone()));
+        }
+        verdict(context)
     }
 
     /// Passes a request on to an `HTTP_PROXY` integration's URL (its `{name}`

@@ -19,12 +19,13 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest discovery document or JWKS read.
 const MAX_DOCUMENT: usize = 1 << 20;
 
-/// Why a request was refused: no valid token (401), or a token without the route's
-/// scopes (403).
+/// Why a request was refused: no valid credential (401), a credential not good for
+/// the route (403), or an authorizer that could not decide (500).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     Unauthorized(String),
     Forbidden,
+    Broken(String),
 }
 
 pub struct Verifier {

@@ -306,15 +306,19 @@ pub fn stage(input: &Value) -> Result<Value, AwsError> {
 /// audiences, reading its token from a request header.
 pub fn authorizer(input: &Value) -> Result<Value, AwsError> {
     let kind = input["authorizerType"].as_str().unwrap_or_default();
-    if kind != "JWT" {
-        return Err(bad_request(format!(
-            "Invalid authorizer type {kind}: this nimbus checks JWT authorizers"
-        )));
-    }
     let name = input["name"]
         .as_str()
         .filter(|n| !n.is_empty() && n.len() <= 128)
         .ok_or_else(|| bad_request("Invalid authorizer name specified"))?;
+    match kind {
+        "JWT" => {}
+        "REQUEST" => return lambda_authorizer(input, name),
+        _ => {
+            return Err(bad_request(format!(
+                "Invalid authorizer type {kind}: this nimbus checks JWT and REQUEST authorizers"
+            )));
+        }
+    }
     let configuration = &input["jwtConfiguration"];
     let issuer = configuration["issuer"].as_str().unwrap_or_default();
     if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
@@ -347,5 +351,58 @@ pub fn authorizer(input: &Value) -> Result<Value, AwsError> {
         "name": name,
         "identitySource": sources,
         "jwtConfiguration": configuration,
+    }))
+}
+
+/// A Lambda (`REQUEST`) authorizer as `CreateAuthorizer` makes it: the function that
+/// decides, the sources its answers are cached by and for how long, and the answer's
+/// shape (simple, or an IAM policy).
+fn lambda_authorizer(input: &Value, name: &str) -> Result<Value, AwsError> {
+    let uri = input["authorizerUri"].as_str().unwrap_or_default();
+    if invoke::function_of(uri).is_none() {
+        return Err(bad_request(format!(
+            "Invalid authorizer URI specified: {uri} is not a Lambda function"
+        )));
+    }
+    let format = input["authorizerPayloadFormatVersion"]
+        .as_str()
+        .unwrap_or_default();
+    if format != "2.0" {
+        return Err(bad_request(
+            "AuthorizerPayloadFormatVersion must be 2.0: this nimbus sends the 2.0 authorizer event",
+        ));
+    }
+    let ttl = input["authorizerResultTtlInSeconds"].as_i64().unwrap_or(0);
+    if !(0..=3600).contains(&ttl) {
+        return Err(bad_request(
+            "AuthorizerResultTtlInSeconds must be between 0 and 3600",
+        ));
+    }
+    let sources = input["identitySource"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if ttl > 0 && sources.is_empty() {
+        return Err(bad_request(
+            "Caching an authorizer's results needs an IdentitySource",
+        ));
+    }
+    if !sources.iter().all(|s| {
+        s.as_str()
+            .is_some_and(|s| s.starts_with("$request.header."))
+    }) {
+        return Err(bad_request(
+            "IdentitySource entries must be $request.header.<name>",
+        ));
+    }
+    Ok(json!({
+        "authorizerId": id(6),
+        "authorizerType": "REQUEST",
+        "name": name,
+        "authorizerUri": uri,
+        "authorizerPayloadFormatVersion": format,
+        "authorizerResultTtlInSeconds": ttl,
+        "enableSimpleResponses": input["enableSimpleResponses"].as_bool().unwrap_or(false),
+        "identitySource": sources,
     }))
 }

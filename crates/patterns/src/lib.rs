@@ -122,7 +122,7 @@ fn single(matcher: &Value, value: &Value) -> bool {
 }
 
 /// `*` matches any run of characters.
-fn wildcard(pattern: &str, text: &str) -> bool {
+pub fn wildcard(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
     if parts.len() == 1 {
