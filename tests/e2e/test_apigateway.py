@@ -5,7 +5,7 @@ functions with payload formats 2.0 and 1.0 on a named stage; the host form of th
 invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS; a
 stage's access log lines in CloudWatch Logs; an HTTP_PROXY route in front of a
 service; an AWS_IAM route taking only signed callers allowed execute-api:Invoke; a
-Lambda authorizer deciding with a simple response."""
+Lambda authorizer deciding with a simple response; an ECS service behind a route."""
 
 import base64
 import http.server
@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from conftest import REGION, create_function, eventually, host_address
+from test_ecs import web_image  # noqa: F401 (a fixture)
 
 # Answers with the event it got, shaped as an API Gateway proxy response.
 ECHO = b"""import json
@@ -372,3 +373,36 @@ def test_a_lambda_authorizer_decides_with_a_simple_response(nimbus, apigw, lambd
     assert answered.status_code == 201, answered.text
     context = answered.json()["requestContext"]["authorizer"]["lambda"]
     assert context["who"] == "tester" and context["route"].endswith(f"{api['ApiId']}/$default/GET/vault")
+
+
+def test_an_http_api_fronts_an_ecs_service(nimbus, apigw, web_image):
+    """A container's public front: an HTTP_PROXY route to the host port an ECS
+    service's task publishes (the host's address, which the egress policy opens here)."""
+    ecs = nimbus.client("ecs")
+    ecs.create_cluster(clusterName="default")
+    definition = ecs.register_task_definition(family=f"front-{uuid.uuid4().hex[:6]}", networkMode="bridge",
+                                              containerDefinitions=[{
+                                                  "name": "web", "image": web_image, "memory": 32, "stopTimeout": 2,
+                                                  "command": ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"],
+                                                  "portMappings": [{"containerPort": 8080, "hostPort": 0}]}])[
+        "taskDefinition"]["taskDefinitionArn"]
+    service = f"front-{uuid.uuid4().hex[:6]}"
+    ecs.create_service(serviceName=service, taskDefinition=definition, desiredCount=1)
+    try:
+        def bound():
+            tasks = ecs.list_tasks(serviceName=service)["taskArns"]
+            described = ecs.describe_tasks(tasks=tasks)["tasks"] if tasks else []
+            return [t["containers"][0]["networkBindings"][0]["hostPort"] for t in described
+                    if t["lastStatus"] == "RUNNING" and t["containers"][0].get("networkBindings")]
+        assert eventually(bound, timeout=60)
+        [port] = bound()
+        api_id = apigw.create_api(Name=f"front-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP")["ApiId"]
+        integration = apigw.create_integration(ApiId=api_id, IntegrationType="HTTP_PROXY", IntegrationMethod="ANY",
+                                               IntegrationUri=f"http://{host_address()}:{port}",
+                                               PayloadFormatVersion="1.0")["IntegrationId"]
+        apigw.create_route(ApiId=api_id, RouteKey="GET /{proxy+}", Target=f"integrations/{integration}")
+        apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+        url = f"{nimbus.endpoint}/_nimbus/execute-api/{api_id}/index.html"
+        assert eventually(lambda: requests.get(url, timeout=10).text == "hello from a nimbus task\n", timeout=20)
+    finally:
+        ecs.delete_service(service=service, force=True)
