@@ -5,7 +5,8 @@ functions with payload formats 2.0 and 1.0 on a named stage; the host form of th
 invoke URL; CORS; a JWT authorizer checking tokens against an issuer's JWKS; a
 stage's access log lines in CloudWatch Logs; an HTTP_PROXY route in front of a
 service; an AWS_IAM route taking only signed callers allowed execute-api:Invoke; a
-Lambda authorizer deciding with a simple response; an ECS service behind a route."""
+Lambda authorizer deciding with a simple response; an ECS service behind a route;
+stage throttling."""
 
 import base64
 import http.server
@@ -406,3 +407,15 @@ def test_an_http_api_fronts_an_ecs_service(nimbus, apigw, web_image):
         assert eventually(lambda: requests.get(url, timeout=10).text == "hello from a nimbus task\n", timeout=20)
     finally:
         ecs.delete_service(service=service, force=True)
+
+
+def test_a_stage_throttles_its_routes(nimbus, apigw, lambda_client):
+    name, arn = function(lambda_client, BARE)
+    api = apigw.create_api(Name=f"throttled-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP", Target=arn)
+    allow(lambda_client, name, api["ApiId"])
+    apigw.update_stage(ApiId=api["ApiId"], StageName="$default",
+                       DefaultRouteSettings={"ThrottlingBurstLimit": 2, "ThrottlingRateLimit": 0.01})
+    codes = [requests.get(f"{api['ApiEndpoint']}/x", timeout=30).status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]
+    refused = requests.get(f"{api['ApiEndpoint']}/x", timeout=30)
+    assert refused.json() == {"message": "Too Many Requests"}

@@ -254,6 +254,8 @@ const STAGE_FIELDS: &[&str] = &[
     "stageVariables",
     "description",
     "accessLogSettings",
+    "defaultRouteSettings",
+    "routeSettings",
 ];
 
 impl ApiGatewayApi {

@@ -70,6 +70,8 @@ pub struct InvokeServer {
     /// Lambda authorizers' cached verdicts by authorizer and identity: the context of
     /// a request let in, or none for one refused.
     verdicts: std::sync::Mutex<HashMap<String, (std::time::Instant, Option<Value>)>>,
+    /// Each throttled route's token bucket: tokens left, and when it was last filled.
+    buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
     logs: LogSink,
     /// The egress policy, for `HTTP_PROXY` integrations.
     permits: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>,
@@ -92,6 +94,7 @@ impl InvokeServer {
             authenticator,
             tokens: crate::jwt::Verifier::new(permits.clone()),
             verdicts: std::sync::Mutex::new(HashMap::new()),
+            buckets: std::sync::Mutex::new(HashMap::new()),
             logs,
             permits,
         })
@@ -552,6 +555,9 @@ impl InvokeServer {
         };
         let route_key = route["routeKey"].as_str().unwrap_or_default().to_owned();
         trace.route_key = route_key.clone();
+        if !self.admits(api_id, stage, &route_key) {
+            return message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+        }
         let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
             Ok(body) => body,
             Err(nimbus_edge::BodyError::Idle(_)) => {
@@ -690,6 +696,37 @@ impl InvokeServer {
         };
         nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), false);
         response
+    }
+
+    /// Whether a stage's throttling (the route's `routeSettings`, else its
+    /// `defaultRouteSettings`) admits one more request to a route now: a token bucket
+    /// of `throttlingBurstLimit` tokens refilled at `throttlingRateLimit` a second.
+    fn admits(&self, api_id: &str, stage: &Value, route_key: &str) -> bool {
+        let settings = match &stage["routeSettings"][route_key] {
+            Value::Object(_) => &stage["routeSettings"][route_key],
+            _ => &stage["defaultRouteSettings"],
+        };
+        let Some(rate) = settings["throttlingRateLimit"].as_f64() else {
+            return true;
+        };
+        let burst = settings["throttlingBurstLimit"]
+            .as_f64()
+            .unwrap_or(rate)
+            .max(1.0);
+        let key = format!(
+            "{api_id}/{}/{route_key}",
+            stage["stageName"].as_str().unwrap_or_default()
+        );
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().expect("buckets");
+        let (tokens, last) = buckets.entry(key).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
     }
 
     /// The function an integration or authorizer URI names, if the function's policy

@@ -298,6 +298,8 @@ pub fn stage(input: &Value) -> Result<Value, AwsError> {
         "lastUpdatedDate": at,
         "description": input["description"].as_str().unwrap_or_default(),
         "accessLogSettings": input["accessLogSettings"].as_object().cloned().unwrap_or_default(),
+        "defaultRouteSettings": input["defaultRouteSettings"].as_object().cloned().unwrap_or_default(),
+        "routeSettings": input["routeSettings"].as_object().cloned().unwrap_or_default(),
         "tags": input["tags"].as_object().cloned().unwrap_or_default(),
     }))
 }
