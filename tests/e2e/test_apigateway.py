@@ -126,6 +126,9 @@ def test_routes_reach_functions_by_path_with_either_payload_format(nimbus, apigw
     assert json.loads(event["body"]) == {"name": "thing"} and event["requestContext"]["stage"] == "prod"
 
     assert requests.get(f"{nimbus.endpoint}/_nimbus/execute-api/{api_id}/staging/items/1", timeout=30).status_code == 404
+    deployment = apigw.create_deployment(ApiId=api_id, StageName="prod", Description="first")
+    assert apigw.get_stage(ApiId=api_id, StageName="prod")["DeploymentId"] == deployment["DeploymentId"]
+    assert [d["Description"] for d in apigw.get_deployments(ApiId=api_id)["Items"]] == ["first"]
     apigw.delete_api(ApiId=api_id)
     assert requests.get(f"{base}/items/42", timeout=30).status_code == 404
 

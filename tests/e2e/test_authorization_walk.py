@@ -112,6 +112,7 @@ VALUES = {
     "IntegrationId": "walk-integration",
     "StageName": "walk-stage",
     "AuthorizerId": "walk-authorizer",
+    "DeploymentId": "walk-deployment",
     # IAM
     "UserName": "walk-target",
     "RoleName": "walk-role",
@@ -159,6 +160,7 @@ PLACEHOLDERS = {
     "IntegrationId": "walk-integration",
     "StageName": "walk-stage",
     "AuthorizerId": "walk-authorizer",
+    "DeploymentId": "walk-deployment",
 }
 
 GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/walk-sgroup"

@@ -43,6 +43,11 @@ enum Op {
     GetAuthorizer,
     UpdateAuthorizer,
     DeleteAuthorizer,
+    CreateDeployment,
+    GetDeployments,
+    GetDeployment,
+    UpdateDeployment,
+    DeleteDeployment,
 }
 
 /// The resources API Gateway's actions (its HTTP verbs) act on.
@@ -58,6 +63,9 @@ const STAGE: &str = "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/stage
 const AUTHORIZERS: &str = "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/authorizers";
 const AUTHORIZER: &str =
     "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/authorizers/${AuthorizerId}";
+const DEPLOYMENTS: &str = "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/deployments";
+const DEPLOYMENT: &str =
+    "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/deployments/${DeploymentId}";
 
 static TABLE: LazyLock<RestRoutes<Op>> = LazyLock::new(|| {
     use Op::*;
@@ -172,6 +180,36 @@ static TABLE: LazyLock<RestRoutes<Op>> = LazyLock::new(|| {
             "/v2/apis/{apiId}/authorizers/{authorizerId}",
             DeleteAuthorizer,
             AUTHORIZER,
+        ),
+        (
+            Method::POST,
+            "/v2/apis/{apiId}/deployments",
+            CreateDeployment,
+            DEPLOYMENTS,
+        ),
+        (
+            Method::GET,
+            "/v2/apis/{apiId}/deployments",
+            GetDeployments,
+            DEPLOYMENTS,
+        ),
+        (
+            Method::GET,
+            "/v2/apis/{apiId}/deployments/{deploymentId}",
+            GetDeployment,
+            DEPLOYMENT,
+        ),
+        (
+            Method::PATCH,
+            "/v2/apis/{apiId}/deployments/{deploymentId}",
+            UpdateDeployment,
+            DEPLOYMENT,
+        ),
+        (
+            Method::DELETE,
+            "/v2/apis/{apiId}/deployments/{deploymentId}",
+            DeleteDeployment,
+            DEPLOYMENT,
         ),
     ];
     let table: Vec<_> = routes
@@ -439,6 +477,43 @@ impl ApiGatewayApi {
                 })?;
                 gone()
             }
+            CreateDeployment => created(apis.update(&api_id, |api| {
+                let deployment = json!({
+                    "deploymentId": crate::id(6),
+                    "deploymentStatus": "DEPLOYED",
+                    "createdDate": crate::now(),
+                    "description": input["description"].as_str().unwrap_or_default(),
+                    "autoDeployed": false,
+                });
+                if let Some(name) = input["stageName"].as_str() {
+                    let stage = find(&mut api.stages, "stageName", name, "Stage")?;
+                    stage["deploymentId"] = deployment["deploymentId"].clone();
+                    stage["lastUpdatedDate"] = crate::now().into();
+                }
+                api.deployments.push(deployment.clone());
+                Ok(deployment)
+            })?),
+            GetDeployments => ok(json!({ "items": apis.load(&api_id)?.0.deployments })),
+            GetDeployment => {
+                let (mut api, _) = apis.load(&api_id)?;
+                let id = param("deploymentId");
+                ok(find(&mut api.deployments, "deploymentId", &id, "Deployment")?.clone())
+            }
+            UpdateDeployment => ok(apis.update(&api_id, |api| {
+                let id = param("deploymentId");
+                let deployment = find(&mut api.deployments, "deploymentId", &id, "Deployment")?;
+                patch(deployment, input, &["description"]);
+                Ok(deployment.clone())
+            })?),
+            DeleteDeployment => {
+                apis.update(&api_id, |api| {
+                    let id = param("deploymentId");
+                    find(&mut api.deployments, "deploymentId", &id, "Deployment")?;
+                    api.deployments.retain(|d| d["deploymentId"] != id.as_str());
+                    Ok(Value::Null)
+                })?;
+                gone()
+            }
             DeleteStage => {
                 apis.update(&api_id, |api| {
                     find(&mut api.stages, "stageName", &param("stageName"), "Stage")?;
@@ -491,6 +566,7 @@ fn resource(ctx: &RequestContext, call: &Routed<Call>) -> String {
         ("${IntegrationId}", "integrationId"),
         ("${StageName}", "stageName"),
         ("${AuthorizerId}", "authorizerId"),
+        ("${DeploymentId}", "deploymentId"),
     ] {
         arn = arn.replace(
             placeholder,
@@ -585,4 +661,9 @@ const OPERATION_NAMES: &[&str] = &[
     "GetAuthorizer",
     "UpdateAuthorizer",
     "DeleteAuthorizer",
+    "CreateDeployment",
+    "GetDeployments",
+    "GetDeployment",
+    "UpdateDeployment",
+    "DeleteDeployment",
 ];

@@ -36,6 +36,9 @@ pub struct Api {
     pub stages: Vec<Value>,
     #[serde(default)]
     pub authorizers: Vec<Value>,
+    /// Deployments, as records: routes and integrations are served as they are now.
+    #[serde(default)]
+    pub deployments: Vec<Value>,
 }
 
 pub fn bad_request(message: impl Into<String>) -> AwsError {
@@ -182,6 +185,7 @@ impl Apis {
             integrations: Vec::new(),
             stages: Vec::new(),
             authorizers: Vec::new(),
+            deployments: Vec::new(),
         };
         if let Some(target) = input["target"].as_str() {
             let key = input["routeKey"].as_str().unwrap_or("$default");

@@ -528,6 +528,11 @@ pub fn answer(payload: &[u8]) -> Response {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
     }
+    // A response that names no type is JSON, as AWS answers it.
+    response
+        .headers_mut()
+        .entry(header::CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
     response
 }
 
