@@ -146,7 +146,7 @@ async function jsonOf(res) {
   return text ? JSON.parse(text) : {};
 }
 
-/** rest-json (Lambda, Scheduler). */
+/** rest-json (Lambda, Scheduler, API Gateway). */
 export async function restJson(service, method, path, body, { query, headers, signal } = {}) {
   const res = await aws(service, method, path, {
     query,
@@ -162,6 +162,13 @@ export const fnPath = (name, rest = '') => `/2015-03-31/functions/${encodeURICom
 
 export const lambda = (method, path, body, opts) => restJson('lambda', method, path, body, opts);
 export const scheduler = (method, path, body, opts) => restJson('scheduler', method, path, body, opts);
+export const apigateway = (method, path, body, opts) => restJson('apigateway', method, path, body, opts);
+
+/** An HTTP API's path (`/v2/apis/{id}/routes`). */
+export const apiPath = (id, rest = '') => `/v2/apis/${encodeURIComponent(id)}${rest}`;
+
+/** An API Gateway list's `items` (HTTP APIs and their parts come in one page). */
+export const apiItems = async (path) => (await apigateway('GET', path)).items || [];
 
 /** json-1.0/1.1 (SQS; Logs, ECR, ECS, EventBridge): `call('logs', 'DescribeLogGroups', {...})`. */
 export async function call(service, operation, body = {}, { signal } = {}) {
@@ -263,6 +270,9 @@ export async function lambdaAll(path, field, query = {}) {
   return items;
 }
 
+/** Every Lambda function. */
+export const listFunctions = () => lambdaAll('/2015-03-31/functions/', 'Functions');
+
 /** All pages of a json-1.1 list (`nextToken`). */
 export async function callAll(service, operation, body, field, tokenField = 'nextToken', limit = 40) {
   const items = [];
@@ -353,10 +363,11 @@ export async function listTopicArns() {
   return (await snsAll('ListTopics', {}, 'Topics')).map((m) => text(m, 'TopicArn')).sort((a, b) => a.localeCompare(b));
 }
 
-// Grants to a service principal (SNS for a topic, EventBridge for a rule) that sends
-// on behalf of `source`, the topic's or rule's ARN. Each statement's id names the
-// source, so granting twice adds nothing.
-const grantSid = (service, source) => `${service}-${source.split(':').pop().replaceAll('/', '-')}`;
+// Grants to a service principal (SNS for a topic, EventBridge for a rule, API Gateway
+// for an API) that sends on behalf of `source`, the topic's, rule's or API's ARN. Each
+// statement's id names the source (in the letters Lambda allows in one), so granting
+// twice adds nothing.
+const grantSid = (service, source) => `${service}-${source.split(':').pop().replace(/[^A-Za-z0-9_-]/g, '-')}`;
 
 function grant(service, source, action, resource) {
   return {

@@ -17,6 +17,7 @@ const buckets = () => import('./pages/buckets.js');
 const queues = () => import('./pages/queues.js');
 const topics = () => import('./pages/topics.js');
 const rules = () => import('./pages/rules.js');
+const apis = () => import('./pages/apis.js');
 const registry = () => import('./pages/registry.js');
 const containers = () => import('./pages/containers.js');
 
@@ -36,6 +37,8 @@ const ROUTES = [
   [/^rules$/, lazy(rules, 'rulesPage'), 'rules'],
   [/^rules\/new$/, lazy(rules, 'createRulePage'), 'rules'],
   [/^rules\/([^/]+)\/([^/]+)$/, lazy(rules, 'rulePage'), 'rules'],
+  [/^apis$/, lazy(apis, 'apisPage'), 'apis'],
+  [/^apis\/([^/]+)$/, lazy(apis, 'apiPage'), 'apis'],
   [/^registry$/, lazy(registry, 'registryPage'), 'registry'],
   [/^registry\/(.+)$/, lazy(registry, 'repositoryPage'), 'registry'],
   [/^containers$/, lazy(containers, 'clustersPage'), 'containers'],
@@ -52,6 +55,7 @@ const NAV = [
   ['#/queues', 'Queues', 'queues', 'M2 7h4v6H2zM8 7h4v6H8zM14 7h4v6h-4z'],
   ['#/topics', 'Topics', 'topics', 'M8 10a2 2 0 1 0 4 0a2 2 0 1 0-4 0M6 6a6 6 0 0 0 0 8M14 6a6 6 0 0 1 0 8M3.5 3.5a9 9 0 0 0 0 13M16.5 3.5a9 9 0 0 1 0 13'],
   ['#/rules', 'Rules', 'rules', 'M3 4h14l-5.5 6.5V16l-3 1.5v-7z'],
+  ['#/apis', 'APIs', 'apis', 'M7 5 3 10l4 5M13 5l4 5-4 5M11 4 9 16'],
   ['#/registry', 'Registry', 'registry', 'M3 7l7-4 7 4v7l-7 4-7-4zM3 7l7 4 7-4M10 11v7'],
   ['#/containers', 'Containers', 'containers', 'M3 5h14v4H3zM3 11h14v4H3zM6 7h1M6 13h1'],
 ];

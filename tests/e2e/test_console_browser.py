@@ -4,14 +4,17 @@ tests it, reads its output and log lines, adds a function URL and calls it; anot
 browses an image podman pushed and the task running it; a third sends, polls and
 deletes messages of a queue, publishes to a topic the queue subscribes to, and makes
 the queue a function's trigger; a fourth writes and tests a rule's pattern and sends a
-test event through the rule to a queue. Screenshots of the main pages go to
+test event through the rule to a queue; a fifth quick-creates an HTTP API in front of a
+function, adds a route and sends it a request from the page. Screenshots of the main pages go to
 NIMBUS_SCREENSHOTS (default target/console-screenshots)."""
 
+import io
 import json
 import os
 import time
 import urllib.request
 import uuid
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -363,3 +366,60 @@ def test_a_rule_its_pattern_and_a_queue_target(page, nimbus):
     page.wait_for_url("**/console/#/rules")
     page.wait_for_selector("#rules-table")
     assert rule not in [r["Name"] for r in events.list_rules()["Rules"]]
+
+
+def test_an_http_api_in_front_of_a_function_and_its_request_tester(page, nimbus, lambda_client, unique_name):
+    code = io.BytesIO()
+    source = zipfile.ZipInfo("app.py")
+    source.external_attr = 0o644 << 16  # readable by the function's user
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(source, "import json\n\n"
+                         "def handler(event, context):\n"
+                         "    return {'statusCode': 200, 'body': json.dumps({'route': event['routeKey'], "
+                         "'item': (event.get('pathParameters') or {}).get('id')})}\n")
+    create_function(lambda_client, unique_name, code.getvalue())
+    fn_arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["FunctionArn"]
+    name = f"console-api-{uuid.uuid4().hex[:6]}"
+
+    visit(page, nimbus, "/apis", "#api-create")
+    page.click("#api-create")
+    page.fill("#api-name", name)
+    page.wait_for_selector(f"#api-function option[value='{fn_arn}']", state="attached")
+    page.select_option("#api-function", fn_arn)
+    assert page.is_checked("#api-grant")
+    page.click("#api-create-submit")
+    page.wait_for_url("**/console/#/apis/*")
+    api_id = page.url.rsplit("/", 1)[1]
+    # The quick create's integration, route and stage, and the grant that lets it invoke.
+    [integration] = nimbus.client("apigatewayv2").get_integrations(ApiId=api_id)["Items"]
+    page.wait_for_selector("#routes-table tr[data-route='$default']")
+    page.wait_for_selector("#stages-table tr[data-stage='$default']")
+    policy = json.loads(lambda_client.get_policy(FunctionName=unique_name)["Policy"])
+    [statement] = policy["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"].endswith(f":{api_id}/*")
+
+    page.fill("#route-key", "GET /items/{id}")
+    page.select_option("#route-integration", integration["IntegrationId"])
+    page.click("#route-add")
+    page.wait_for_selector("#routes-table tr[data-route='GET /items/{id}']")
+    assert unique_name in page.inner_text("#routes-table tr[data-route='GET /items/{id}']")
+
+    page.select_option("#tester-method", "GET")
+    page.fill("#tester-path", "/items/42")
+    page.fill("#tester-headers", "X-Test: console")
+    page.click("#tester-send")
+    page.wait_for_selector("#tester-status:has-text('200')")
+    assert json.loads(page.inner_text("#tester-response-body")) == {"route": "GET /items/{id}", "item": "42"}
+    assert "apigw-requestid" in page.inner_text("#tester-response-headers")
+    shot(page, "api")
+    phone_shot(page, "api-phone")
+
+    visit(page, nimbus, "/apis", f"#apis-table a[href='#/apis/{api_id}']")
+    assert "/_nimbus/execute-api/" in page.inner_text(f"#apis-table tr[data-api='{api_id}']")
+    shot(page, "apis")
+    phone_shot(page, "apis-phone")
+    page.click(f"#apis-table tr[data-api='{api_id}'] button:has-text('Delete')")
+    page.click("#confirm-ok")
+    # Other tests' APIs may share the server: this one's row goes.
+    page.wait_for_selector(f"#apis-table tr[data-api='{api_id}']", state="detached")

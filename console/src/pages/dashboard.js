@@ -1,5 +1,5 @@
 import { h, mount } from '../dom.js';
-import { health, lambdaAll, s3Xml, all, call, callAll, query, scheduler, session } from '../api.js';
+import { health, listFunctions, s3Xml, all, call, callAll, query, scheduler, apiItems, session } from '../api.js';
 import { pageHeader, badge, errorBox, loading, facts, panel } from '../ui.js';
 import { fmtDuration, plural } from '../util.js';
 
@@ -9,7 +9,7 @@ const SERVICES = {
     label: 'Lambda',
     what: 'Functions',
     href: '#/functions',
-    count: async () => [plural((await lambdaAll('/2015-03-31/functions/', 'Functions')).length, 'function')],
+    count: async () => [plural((await listFunctions()).length, 'function')],
   },
   s3: {
     label: 'S3',
@@ -62,6 +62,12 @@ const SERVICES = {
       }
       return [plural(arns.length, 'cluster'), plural(services, 'service'), plural(running, 'running task')];
     },
+  },
+  apigateway: {
+    label: 'API Gateway',
+    what: 'HTTP APIs',
+    href: '#/apis',
+    count: async () => [plural((await apiItems('/v2/apis')).length, 'API')],
   },
   logs: {
     label: 'CloudWatch Logs',

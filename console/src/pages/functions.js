@@ -1,5 +1,5 @@
 import { h, mount } from '../dom.js';
-import { lambdaAll } from '../api.js';
+import { listFunctions } from '../api.js';
 import { pageHeader, table, fillRows, errorBox, loading, badge } from '../ui.js';
 import { fmtBytes, fmtAgo, fmtDate } from '../util.js';
 
@@ -41,7 +41,7 @@ export async function functionsPage(ctx) {
 
   async function load() {
     try {
-      functions = await lambdaAll('/2015-03-31/functions/', 'Functions');
+      functions = await listFunctions();
       functions.sort((a, b) => a.FunctionName.localeCompare(b.FunctionName));
       if (!ctx.alive) return;
       render();

@@ -1,6 +1,6 @@
 import { h, mount, toast, busy, confirmDialog, modal } from '../dom.js';
 import {
-  call, callAll, session, listQueues, lambdaAll, listTopicArns, allowQueueSend, allowTopicPublish, allowInvoke,
+  call, callAll, session, listQueues, listFunctions, listTopicArns, allowQueueSend, allowTopicPublish, allowInvoke,
 } from '../api.js';
 import { pageHeader, table, fillRows, errorBox, loading, field, panel, facts, badge, select, copyButton, resourceHref } from '../ui.js';
 import { arnTail, plural, prettyJson } from '../util.js';
@@ -329,7 +329,7 @@ const TARGET_KINDS = {
   lambda: {
     label: 'Lambda function',
     noun: 'function',
-    list: async () => (await lambdaAll('/2015-03-31/functions/', 'Functions')).map((f) => [f.FunctionArn, f.FunctionName]),
+    list: async () => (await listFunctions()).map((f) => [f.FunctionArn, f.FunctionName]),
     grantText: 'Allow the rule to invoke the function (a statement in its resource policy)',
     grant: (choice, rule) => allowInvoke(choice[0], 'events', rule),
   },

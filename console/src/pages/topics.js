@@ -1,6 +1,6 @@
 import { h, mount, toast, busy, confirmDialog, modal } from '../dom.js';
 import {
-  query, entries, text, session, listQueues, lambdaAll, snsAll, snsAttributes, listTopicArns, allowQueueSend, allowInvoke,
+  query, entries, text, session, listQueues, listFunctions, snsAll, snsAttributes, listTopicArns, allowQueueSend, allowInvoke,
 } from '../api.js';
 import { pageHeader, table, fillRows, errorBox, loading, field, panel, facts, badge, select, copyButton, resourceHref } from '../ui.js';
 import { arnTail } from '../util.js';
@@ -197,7 +197,7 @@ function subscriptionsPanel(name, arn, changed) {
   let queues = [];
   const choices = {
     sqs: async () => (queues = await listQueues()).map((q) => [q.arn, q.name]),
-    lambda: async () => (await lambdaAll('/2015-03-31/functions/', 'Functions')).map((f) => [f.FunctionArn, f.FunctionName]),
+    lambda: async () => (await listFunctions()).map((f) => [f.FunctionArn, f.FunctionName]),
   };
 
   async function showEndpoint() {
