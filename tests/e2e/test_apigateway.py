@@ -422,3 +422,31 @@ def test_a_stage_throttles_its_routes(nimbus, apigw, lambda_client):
     assert codes == [200, 200, 429, 429]
     refused = requests.get(f"{api['ApiEndpoint']}/x", timeout=30)
     assert refused.json() == {"message": "Too Many Requests"}
+
+
+# Answers with an IAM policy allowing GET /public only.
+POLICY_GATE = b"""def handler(event, context):
+    arn = event["routeArn"].rsplit("/", 2)[0]
+    return {"principalId": "caller", "policyDocument": {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": arn + "/GET/public"}]}}
+"""
+
+
+def test_a_cached_authorizer_policy_is_judged_for_each_route(nimbus, apigw, lambda_client):
+    name, arn = function(lambda_client, BARE)
+    gate_name, gate_arn = function(lambda_client, POLICY_GATE)
+    api = apigw.create_api(Name=f"policy-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP", Target=arn)
+    gate = apigw.create_authorizer(ApiId=api["ApiId"], AuthorizerType="REQUEST", Name="policy",
+                                   AuthorizerUri=gate_arn, AuthorizerPayloadFormatVersion="2.0",
+                                   IdentitySource=["$request.header.Authorization"], AuthorizerResultTtlInSeconds=300)
+    [route] = apigw.get_routes(ApiId=api["ApiId"])["Items"]
+    apigw.update_route(ApiId=api["ApiId"], RouteId=route["RouteId"], AuthorizationType="CUSTOM",
+                       AuthorizerId=gate["AuthorizerId"])
+    allow(lambda_client, name, api["ApiId"])
+    allow(lambda_client, gate_name, api["ApiId"])
+    headers = {"Authorization": "token-1"}
+    assert requests.get(f"{api['ApiEndpoint']}/public", headers=headers, timeout=30).status_code == 200
+    # The same identity, answered from the cache, is still refused elsewhere.
+    assert requests.get(f"{api['ApiEndpoint']}/admin", headers=headers, timeout=30).status_code == 403
+    # A path stepping out with `..` goes nowhere.
+    assert requests.get(f"{api['ApiEndpoint']}/public/%2e%2e/admin", headers=headers, timeout=30).status_code == 404

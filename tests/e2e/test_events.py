@@ -121,9 +121,11 @@ def test_a_rule_routes_matching_events_to_a_function_a_queue_and_a_topic(nimbus,
     result = events.put_events(Entries=[
         order("a-1", 250), order("a-2", 20), order("a-3", 500, country="XX"),
         {"Source": "shop.orders", "DetailType": "Order Placed", "Detail": "not json"},
+        {"Source": "aws.s3", "DetailType": "Object Created", "Detail": "{}"},
     ])
-    assert result["FailedEntryCount"] == 1
+    assert result["FailedEntryCount"] == 2
     assert result["Entries"][3]["ErrorCode"] == "MalformedDetail"
+    assert result["Entries"][4]["ErrorCode"] == "NotAuthorizedForSourceException"
     assert all("EventId" in entry for entry in result["Entries"][:3])
 
     [posted] = callbacks.wait_for(1, timeout=30)

@@ -67,9 +67,8 @@ pub struct InvokeServer {
     authorizer: Arc<dyn Authorizer>,
     authenticator: Arc<Authenticator>,
     tokens: crate::jwt::Verifier,
-    /// Lambda authorizers' cached verdicts by authorizer and identity: the context of
-    /// a request let in, or none for one refused.
-    verdicts: std::sync::Mutex<HashMap<String, (std::time::Instant, Option<Value>)>>,
+    /// Lambda authorizers' cached answers by authorizer and identity.
+    verdicts: std::sync::Mutex<HashMap<String, (std::time::Instant, Value)>>,
     /// Each throttled route's token bucket: tokens left, and when it was last filled.
     buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
     logs: LogSink,
@@ -128,11 +127,11 @@ fn message(status: StatusCode, text: &str) -> Response {
 type Matched<'a> = (&'a Value, BTreeMap<String, String>);
 
 /// The route a request takes and its path parameters: of the routes whose method
-/// (or `ANY`) and path match, the one with the most literal segments, then without
-/// a greedy `{name+}`, then of the request's own method; else `$default`.
+/// (or `ANY`) and path match, one without a greedy `{name+}`, then with the most
+/// literal segments, then of the request's own method; else `$default`.
 fn route_for<'a>(routes: &'a [Value], method: &str, path: &str) -> Option<Matched<'a>> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let mut best: Option<((usize, bool, bool), Matched<'a>)> = None;
+    let mut best: Option<((bool, usize, bool), Matched<'a>)> = None;
     for route in routes {
         let key = route["routeKey"].as_str().unwrap_or_default();
         let Some((route_method, template)) = key.split_once(' ') else {
@@ -170,7 +169,9 @@ fn route_for<'a>(routes: &'a [Value], method: &str, path: &str) -> Option<Matche
         if !greedy && pattern.len() != segments.len() {
             matched = false;
         }
-        let rank = (literals, !greedy, route_method != "ANY");
+        // A full match beats a greedy one, then more literal segments, then the
+        // request's own method over `ANY`.
+        let rank = (!greedy, literals, route_method != "ANY");
         if matched && best.as_ref().is_none_or(|(r, _)| rank > *r) {
             best = Some((rank, (route, parameters)));
         }
@@ -336,6 +337,14 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let (api_id, path) = addressed(&parts, &host_suffix(&server.apis.region), PATH_PREFIX);
+    // A `.` or `..` segment could step out of an integration's base path.
+    let dotted = path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    });
+    if dotted {
+        return message(StatusCode::NOT_FOUND, "Not Found");
+    }
     let apis = server.apis.clone();
     let loaded = {
         let api_id = api_id.clone();
@@ -489,6 +498,24 @@ fn policy_allows(policy: &Value, arn: &str) -> bool {
     allowed
 }
 
+/// A response's body, refused beyond `limit` bytes before it is all read.
+pub(crate) async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(format!("the answer is over {limit} bytes"));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|err| err.to_string())? {
+        if bytes.len() + chunk.len() > limit {
+            return Err(format!("the answer is over {limit} bytes"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// Where a request is going, for its authorizer.
 struct At<'a> {
     /// Its execute-api ARN: `<api>/<stage>/<METHOD>/<path>`.
@@ -501,6 +528,9 @@ struct At<'a> {
 
 /// How long a Lambda authorizer may take, as API Gateway allows.
 const AUTHORIZER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Cached authorizer answers kept at most, and the longest any is good for.
+const MAX_VERDICTS: usize = 10_000;
+const MAX_VERDICT_AGE: Duration = Duration::from_secs(3600);
 
 /// A request's id, and the key of the route that took it, for its access log line.
 struct Trace {
@@ -525,7 +555,14 @@ impl InvokeServer {
         let cors = api.api["corsConfiguration"].as_object().map(|config| {
             config
                 .iter()
-                .map(|(key, value)| (key[..1].to_ascii_uppercase() + &key[1..], value.clone()))
+                .map(|(key, value)| {
+                    let mut chars = key.chars();
+                    let first = chars.next().map(|c| c.to_ascii_uppercase());
+                    (
+                        first.into_iter().chain(chars).collect::<String>(),
+                        value.clone(),
+                    )
+                })
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         });
@@ -612,7 +649,12 @@ impl InvokeServer {
             Some((method, template)) => (method.replace("ANY", "*"), template.to_owned()),
             None => ("*".to_owned(), "/*".to_owned()),
         };
-        let source = format!("{api_id}/{stage_name}/{method_part}{path_part}");
+        // The `$default` route's ARN ends in `$default`, as AWS writes it.
+        let source = if route_key == "$default" {
+            format!("{api_id}/{stage_name}/$default")
+        } else {
+            format!("{api_id}/{stage_name}/{method_part}{path_part}")
+        };
         let function = match self.invokable(uri, &source) {
             Ok(function) => function,
             Err(reason) => {
@@ -655,7 +697,10 @@ impl InvokeServer {
         if let Some(identity) = identity {
             // Format 1.0 carries the claims and scopes themselves.
             payload["requestContext"]["authorizer"] = if v1 {
-                identity["jwt"].clone()
+                match identity.get("jwt") {
+                    Some(jwt) => jwt.clone(),
+                    None => identity["lambda"].clone(),
+                }
             } else {
                 identity
             };
@@ -709,10 +754,10 @@ impl InvokeServer {
         let Some(rate) = settings["throttlingRateLimit"].as_f64() else {
             return true;
         };
-        let burst = settings["throttlingBurstLimit"]
-            .as_f64()
-            .unwrap_or(rate)
-            .max(1.0);
+        let burst = settings["throttlingBurstLimit"].as_f64().unwrap_or(rate);
+        if burst < 1.0 {
+            return false;
+        }
         let key = format!(
             "{api_id}/{}/{route_key}",
             stage["stageName"].as_str().unwrap_or_default()
@@ -788,15 +833,23 @@ impl InvokeServer {
                 .unwrap_or(0),
         );
         let key = format!("{api_id}/{authorizer_id}/{}", identity.join("\n"));
-        let verdict = |context: Option<Value>| {
-            context
-                .map(|c| json!({ "lambda": c }))
-                .ok_or(Refusal::Forbidden)
+        // An answer is judged for each request: its policy may allow some routes only.
+        let verdict = |answer: &Value| {
+            let allowed = if authorizer["enableSimpleResponses"] == true {
+                answer["isAuthorized"] == true
+            } else {
+                policy_allows(&answer["policyDocument"], at.arn)
+            };
+            match &answer["context"] {
+                _ if !allowed => Err(Refusal::Forbidden),
+                Value::Null => Ok(json!({ "lambda": {} })),
+                context => Ok(json!({ "lambda": context })),
+            }
         };
-        if let Some((at, context)) = self.verdicts.lock().expect("verdicts").get(&key)
+        if let Some((at, answer)) = self.verdicts.lock().expect("verdicts").get(&key)
             && at.elapsed() < ttl
         {
-            return verdict(context.clone());
+            return verdict(answer);
         }
         let uri = authorizer["authorizerUri"].as_str().unwrap_or_default();
         let function = self
@@ -830,21 +883,18 @@ impl InvokeServer {
         }
         let answer: Value = serde_json::from_slice(&answered.payload)
             .map_err(|_| Refusal::Broken("the authorizer's answer is not JSON".into()))?;
-        let allowed = if authorizer["enableSimpleResponses"] == true {
-            answer["isAuthorized"] == true
-        } else {
-            policy_allows(&answer["policyDocument"], at.arn)
-        };
-        let context = allowed
-            .then(|| answer["context"].clone())
-            .map(|c| if c.is_null() { json!({}) } else { c });
         if !ttl.is_zero() {
-            self.verdicts
-                .lock()
-                .expect("verdicts")
-                .insert(key, (std::time::Instant::now(), context.clone()));
+            let mut verdicts = self.verdicts.lock().expect("verdicts");
+            // Identities are the caller's to choose: the cache must not grow with them.
+            if verdicts.len() >= MAX_VERDICTS {
+                verdicts.retain(|_, (at, _)| at.elapsed() < MAX_VERDICT_AGE);
+                if verdicts.len() >= MAX_VERDICTS {
+                    verdicts.clear();
+                }
+            }
+            verdicts.insert(key, (std::time::Instant::now(), answer.clone()));
         }
-        verdict(context)
+        verdict(&answer)
     }
 
     /// Passes a request on to an `HTTP_PROXY` integration's URL (its `{name}`
@@ -907,7 +957,13 @@ impl InvokeServer {
             .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect();
-        let bytes = answered.bytes().await.unwrap_or_default();
+        let bytes = match read_bounded(answered, MAX_BODY).await {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                tracing::info!(%target, %reason, "an HTTP integration's answer was not read");
+                return message(StatusCode::BAD_GATEWAY, "Bad Gateway");
+            }
+        };
         let mut response = Response::new(Body::from(bytes));
         *response.status_mut() = status;
         for (name, value) in headers {
@@ -959,6 +1015,15 @@ mod tests {
             ("ANY /{proxy+}", "a/b/c")
         );
         assert_eq!(key("GET", "/").unwrap().0, "$default");
+        // A full match beats a greedy route with more literal segments.
+        let routes: Vec<Value> = ["GET /{a}/{b}/{c}", "GET /x/{proxy+}"]
+            .iter()
+            .map(|key| json!({ "routeKey": key }))
+            .collect();
+        assert_eq!(
+            route_for(&routes, "GET", "/x/y/z").unwrap().0["routeKey"],
+            "GET /{a}/{b}/{c}"
+        );
         assert_eq!(
             function_of(
                 "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:f/invocations"

@@ -15,6 +15,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 const JWKS_TTL: Duration = Duration::from_secs(300);
+/// The least time between fetches for a key the cached set lacks, so tokens naming
+/// unknown keys cannot make nimbus fetch on every request.
+const MIN_REFETCH: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest discovery document or JWKS read.
 const MAX_DOCUMENT: usize = 1 << 20;
@@ -62,17 +65,16 @@ impl Verifier {
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        let bytes = response.bytes().await.map_err(|err| err.to_string())?;
-        if bytes.len() > MAX_DOCUMENT {
-            return Err("the document is too large".into());
-        }
+        let bytes = crate::invoke::read_bounded(response, MAX_DOCUMENT).await?;
         serde_json::from_slice(&bytes).map_err(|err| err.to_string())
     }
 
-    /// The issuer's JWKS, from the cache or its discovery document.
-    async fn jwks(&self, issuer: &str) -> Result<Value, String> {
+    /// The issuer's JWKS, from the cache (unless `fresh`, after the issuer rotated
+    /// its keys) or its discovery document.
+    async fn jwks(&self, issuer: &str, fresh: bool) -> Result<Value, String> {
+        let good_for = if fresh { MIN_REFETCH } else { JWKS_TTL };
         if let Some((at, keys)) = self.keys.lock().expect("jwks").get(issuer)
-            && at.elapsed() < JWKS_TTL
+            && at.elapsed() < good_for
         {
             return Ok(keys.clone());
         }
@@ -121,15 +123,23 @@ impl Verifier {
         if claims["iss"] != issuer {
             return Err(unauthorized("the token's issuer is not the authorizer's"));
         }
-        let keys = self.jwks(issuer).await.map_err(unauthorized)?;
-        let key = keys["keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|k| k["kid"] == header["kid"] && k["kty"] == "RSA")
-            .ok_or_else(|| unauthorized("no key of the issuer signed the token"))?;
+        let find = |keys: &Value| {
+            keys["keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["kid"] == header["kid"] && k["kty"] == "RSA")
+                .cloned()
+        };
+        let cached = self.jwks(issuer, false).await.map_err(unauthorized)?;
+        // A key the cached set lacks may be newer than it.
+        let key = match find(&cached) {
+            Some(key) => key,
+            None => find(&self.jwks(issuer, true).await.map_err(unauthorized)?)
+                .ok_or_else(|| unauthorized("no key of the issuer signed the token"))?,
+        };
         let signed = format!("{head}.{body}");
-        if !rsa_verifies(key, signed.as_bytes(), &part(signature)?) {
+        if !rsa_verifies(&key, signed.as_bytes(), &part(signature)?) {
             return Err(unauthorized("the token's signature does not verify"));
         }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -328,7 +328,10 @@ pub fn authorizer(input: &Value) -> Result<Value, AwsError> {
     let configuration = &input["jwtConfiguration"];
     let issuer = configuration["issuer"].as_str().unwrap_or_default();
     if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-        return Err(bad_request("JwtConfiguration.Issuer must be an https URL"));
+        // http is accepted too, for issuers on a local network.
+        return Err(bad_request(
+            "JwtConfiguration.Issuer must be an https (or http) URL",
+        ));
     }
     if configuration["audience"]
         .as_array()

@@ -79,8 +79,11 @@ impl Outbox {
                 if !lease.held() {
                     continue;
                 }
-                let (drained, handle) = (outbox.clone(), handle.clone());
-                match tokio::task::spawn_blocking(move || drained.drain(handle.as_ref())).await {
+                let (drained, handle, lease) = (outbox.clone(), handle.clone(), lease.clone());
+                let held = move || lease.held();
+                match tokio::task::spawn_blocking(move || drained.drain(handle.as_ref(), &held))
+                    .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(reason)) => {
                         tracing::warn!(table = outbox.table, %reason, "work left for the next round")
@@ -93,8 +96,13 @@ impl Outbox {
         });
     }
 
-    /// Handles every due record, oldest first, removing each one handled.
-    pub fn drain(&self, handle: &dyn Fn(&[u8]) -> Handled) -> Result<(), String> {
+    /// Handles every due record, oldest first, removing each one handled, while
+    /// `held` (the lease) says this node may.
+    pub fn drain(
+        &self,
+        handle: &dyn Fn(&[u8]) -> Handled,
+        held: &dyn Fn() -> bool,
+    ) -> Result<(), String> {
         let due = format!("{:013}~", now_ms());
         loop {
             let page = self
@@ -103,6 +111,9 @@ impl Outbox {
                 .map_err(|err| err.to_string())?;
             let ready: Vec<_> = page.iter().take_while(|r| r.key < due).collect();
             for record in &ready {
+                if !held() {
+                    return Ok(());
+                }
                 if let Handled::Again(reason) = handle(&record.value) {
                     return Err(reason);
                 }

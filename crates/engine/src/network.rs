@@ -413,8 +413,10 @@ pub async fn pinned_client(
         .into_iter()
         .find(|a| permits(a.ip()))
         .ok_or_else(|| format!("{host} is not reachable under the egress policy"))?;
+    // No proxy: one would look the name up again, past the check.
     let client = reqwest::Client::builder()
         .timeout(timeout)
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .resolve(&host, address)
         .build()

@@ -47,14 +47,21 @@ pub(crate) struct Delivery {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Pending {
-    /// A message to publish to a topic.
+    /// A message to publish to a topic, and how often that failed on the way.
     Publish {
         topic: String,
         message: String,
         subject: Option<String>,
+        #[serde(default)]
+        attempts: u32,
     },
     /// A delivery to retry.
     Retry(Delivery),
+}
+
+/// The wait before retry `attempts + 1`: a second, doubling up to `MAX_BACKOFF`.
+fn backoff(attempts: u32) -> Duration {
+    (Duration::from_secs(1) * 2u32.saturating_pow(attempts)).min(MAX_BACKOFF)
 }
 
 fn encode(pending: &Pending) -> Vec<u8> {
@@ -78,6 +85,7 @@ impl Sns {
                 topic: topic.to_owned(),
                 message: message.to_owned(),
                 subject: subject.map(str::to_owned),
+                attempts: 0,
             }),
         ))
     }
@@ -120,9 +128,8 @@ impl Sns {
     }
 
     fn retry_later(&self, mut delivery: Delivery) {
-        let backoff = (Duration::from_secs(1) * 2u32.pow(delivery.attempts)).min(MAX_BACKOFF);
+        let due = now_ms() + backoff(delivery.attempts).as_millis() as i64;
         delivery.attempts += 1;
-        let due = now_ms() + backoff.as_millis() as i64;
         if let Err(err) = self
             .outbox
             .put(due, encode(&Pending::Retry(delivery.clone())))
@@ -185,15 +192,29 @@ impl Sns {
                 topic,
                 message,
                 subject,
+                attempts,
             }) => {
                 let outgoing = Outgoing {
-                    message,
-                    subject,
+                    message: message.clone(),
+                    subject: subject.clone(),
                     ..Outgoing::default()
                 };
                 match self.publish(&topic, outgoing, &self.endpoint) {
                     Ok(_) => {}
-                    Err(err) if err.status.is_server_error() => return Handled::Again(err.message),
+                    // Tried again later, by a record of its own, so it holds up nothing
+                    // behind it; given up after the deliveries' retries.
+                    Err(err) if err.status.is_server_error() && attempts < RETRIES => {
+                        let due = now_ms() + backoff(attempts).as_millis() as i64;
+                        let again = Pending::Publish {
+                            topic,
+                            message,
+                            subject,
+                            attempts: attempts + 1,
+                        };
+                        if let Err(err) = self.outbox.put(due, encode(&again)) {
+                            return Handled::Again(err.to_string());
+                        }
+                    }
                     Err(err) => {
                         tracing::warn!(%topic, error = %err.message, "dropping a staged message")
                     }
@@ -283,7 +304,11 @@ mod tests {
         // One of the two deliveries failed: it waits, due in a second.
         assert_eq!(targets.taken.lock().unwrap().len(), 1);
         assert_eq!(meta.scan_all(OUTBOX, "").unwrap().len(), 1);
-        let drain = || sns.outbox.drain(&|value| sns.take_up(value)).unwrap();
+        let drain = || {
+            sns.outbox
+                .drain(&|value| sns.take_up(value), &|| true)
+                .unwrap()
+        };
         drain();
         assert_eq!(targets.taken.lock().unwrap().len(), 1, "not due yet");
         tokio::time::sleep(Duration::from_millis(1100)).await;
