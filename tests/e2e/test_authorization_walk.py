@@ -113,6 +113,17 @@ VALUES = {
     "StageName": "walk-stage",
     "AuthorizerId": "walk-authorizer",
     "DeploymentId": "walk-deployment",
+    # API Gateway's REST APIs (v1)
+    "restApiId": "walk-rest",
+    "resourceId": "walk-resource",
+    "parentId": "walk-resource",
+    "httpMethod": "GET",
+    "statusCode": "200",
+    "deploymentId": "walk-deployment",
+    "stageName": "walk-stage",
+    "apiKey": "walk-apikey",
+    "usagePlanId": "walk-plan",
+    "keyId": "walk-apikey",
     # IAM
     "UserName": "walk-target",
     "RoleName": "walk-role",
@@ -161,6 +172,13 @@ PLACEHOLDERS = {
     "StageName": "walk-stage",
     "AuthorizerId": "walk-authorizer",
     "DeploymentId": "walk-deployment",
+    "RestApiId": "walk-rest",
+    "ResourceId": "walk-resource",
+    "HttpMethod": "GET",
+    "StatusCode": "200",
+    "ApiKey": "walk-apikey",
+    "UsagePlanId": "walk-plan",
+    "KeyId": "walk-apikey",
 }
 
 GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/walk-sgroup"
@@ -336,6 +354,14 @@ class ResourcePolicies:
             self.ecr.delete_repository_policy(repositoryName="walk-repo")
 
 
+def client_name(service, op):
+    """The boto3 client of an operation: API Gateway's REST APIs (v1) share v2's
+    signing name, and their paths are not under `/v2/`."""
+    if service == "apigateway" and not op["route"].split(" ", 1)[1].startswith("/v2/"):
+        return "apigateway"
+    return CLIENTS[service]
+
+
 def client_as(nimbus, service, keys):
     config = botocore.config.Config(retries={"max_attempts": 1}, signature_version="s3v4" if service == "s3" else None)
     return boto3.client(service, endpoint_url=nimbus.endpoint, region_name=REGION, aws_access_key_id=keys[1],
@@ -350,10 +376,10 @@ def test_every_routed_operation_is_denied_allowed_and_denied_again(nimbus, opera
     declared_unguarded, declared_in_operation = set(), set()
     for service in operations:
         name = service["name"]
-        nobody = client_as(nimbus, CLIENTS[name], keys["nobody"])
-        allowed = client_as(nimbus, CLIENTS[name], keys["allowed"])
         for op in service["operations"]:
             operation, authorization = op["name"], op["authorization"]
+            nobody = client_as(nimbus, client_name(name, op), keys["nobody"])
+            allowed = client_as(nimbus, client_name(name, op), keys["allowed"])
             walked.add((name, operation))
             params = params_for(nobody, name, operation)
             method = botocore.xform_name(operation)

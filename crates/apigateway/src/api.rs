@@ -12,12 +12,13 @@ use nimbus_edge::{
 };
 use serde_json::{Value, json};
 
+use crate::rest_api::{RestCall, TABLE as REST_TABLE};
 use crate::{
-    Api, Apis, authorizer, bad_request, check_route_key, integration, internal, not_found, stage,
+    Api, Apis, authorizer, bad_request, check_route_key, conflict, integration, internal,
+    not_found, stage,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+crate::operations!(Op {
     CreateApi,
     GetApis,
     GetApi,
@@ -48,7 +49,7 @@ enum Op {
     GetDeployment,
     UpdateDeployment,
     DeleteDeployment,
-}
+});
 
 /// The resources API Gateway's actions (its HTTP verbs) act on.
 const APIS: &str = "arn:${Partition}:apigateway:${Region}::/apis";
@@ -67,14 +68,19 @@ const DEPLOYMENTS: &str = "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}
 const DEPLOYMENT: &str =
     "arn:${Partition}:apigateway:${Region}::/apis/${ApiId}/deployments/${DeploymentId}";
 
-static TABLE: LazyLock<RestRoutes<Op>> = LazyLock::new(|| {
-    use Op::*;
-    let verb = |method: &Method| match *method {
+/// The IAM action of an API Gateway request: its HTTP verb.
+pub(crate) fn verb(method: &Method) -> &'static str {
+    match *method {
         Method::POST => "apigateway:POST",
         Method::GET => "apigateway:GET",
         Method::PATCH => "apigateway:PATCH",
+        Method::PUT => "apigateway:PUT",
         _ => "apigateway:DELETE",
-    };
+    }
+}
+
+static TABLE: LazyLock<RestRoutes<Op>> = LazyLock::new(|| {
+    use Op::*;
     let routes = [
         (Method::POST, "/v2/apis", CreateApi, APIS),
         (Method::GET, "/v2/apis", GetApis, APIS),
@@ -222,11 +228,14 @@ static TABLE: LazyLock<RestRoutes<Op>> = LazyLock::new(|| {
     RestRoutes::new(&table)
 });
 
-#[derive(Debug)]
-pub struct Call {
-    route: Op,
-    params: PathParams,
-    input: Value,
+/// A parsed request: an HTTP API's (v2) or a REST API's (v1).
+pub enum Call {
+    Http {
+        route: Op,
+        params: PathParams,
+        input: Value,
+    },
+    Rest(RestCall),
 }
 
 pub struct ApiGatewayApi {
@@ -300,13 +309,21 @@ impl ApiGatewayApi {
     fn call(&self, ctx: &RequestContext, call: Call) -> Result<(StatusCode, Value), AwsError> {
         use Op::*;
         let apis = &self.apis;
-        let input = &call.input;
-        let param = |name: &str| call.params.get(name).unwrap_or_default().to_owned();
+        let (route, params, input) = match call {
+            Call::Http {
+                route,
+                params,
+                input,
+            } => (route, params, input),
+            Call::Rest(call) => return crate::rest_api::call(apis, call),
+        };
+        let input = &input;
+        let param = |name: &str| params.get(name).unwrap_or_default().to_owned();
         let api_id = param("apiId");
         let created = |value: Value| Ok((StatusCode::CREATED, value));
         let ok = |value: Value| Ok((StatusCode::OK, value));
         let gone = || Ok((StatusCode::NO_CONTENT, Value::Null));
-        match call.route {
+        match route {
             CreateApi => created(api_json(&apis.create(input)?, ctx)),
             GetApis => ok(json!({
                 "items": apis.all()?.iter().map(|api| api_json(api, ctx)).collect::<Vec<_>>(),
@@ -329,11 +346,7 @@ impl ApiGatewayApi {
                     .ok_or_else(|| bad_request("RouteKey is required"))?;
                 check_route_key(key)?;
                 if api.routes.iter().any(|r| r["routeKey"] == key) {
-                    return Err(AwsError::new(
-                        StatusCode::CONFLICT,
-                        "ConflictException",
-                        format!("Route with key {key} already exists for this API"),
-                    ));
+                    return Err(conflict(format!("Route with key {key} already exists for this API")));
                 }
                 let mut route = json!({
                     "routeId": crate::id(7), "routeKey": key, "authorizationType": "NONE", "apiKeyRequired": false,
@@ -556,22 +569,20 @@ fn check_target(api: &Api, route: &Value) -> Result<(), AwsError> {
     }
 }
 
-/// The resource a call acts on: its template filled from the path.
+/// The resource a call acts on: its template's `${Name}` placeholders filled from
+/// the path's `{name}` parameters.
 fn resource(ctx: &RequestContext, call: &Routed<Call>) -> String {
     let mut arn = call.authorization.resource.replace("${Partition}", "aws");
     arn = arn.replace("${Region}", &ctx.region);
-    for (placeholder, param) in [
-        ("${ApiId}", "apiId"),
-        ("${RouteId}", "routeId"),
-        ("${IntegrationId}", "integrationId"),
-        ("${StageName}", "stageName"),
-        ("${AuthorizerId}", "authorizerId"),
-        ("${DeploymentId}", "deploymentId"),
-    ] {
-        arn = arn.replace(
-            placeholder,
-            call.operation.params.get(param).unwrap_or_default(),
-        );
+    let params = match &call.operation {
+        Call::Http { params, .. } => params,
+        Call::Rest(call) => &call.params,
+    };
+    for (name, value) in params.iter() {
+        let mut chars = name.chars();
+        let first = chars.next().map(|c| c.to_ascii_uppercase());
+        let placeholder: String = first.into_iter().chain(chars).collect();
+        arn = arn.replace(&format!("${{{placeholder}}}"), value);
     }
     arn
 }
@@ -584,20 +595,36 @@ impl Service for ApiGatewayApi {
     }
 
     fn operations(&self) -> Vec<OperationDoc> {
-        TABLE.operations()
+        let mut operations = TABLE.operations();
+        operations.extend(REST_TABLE.operations());
+        operations
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<Routed<Call>, AwsError> {
-        let (route, authorization, params) = TABLE.find(&req.parts.method, req.parts.uri.path())?;
         let input = if req.body.is_empty() {
             json!({})
         } else {
             serde_json::from_slice(&req.body)
                 .map_err(|err| bad_request(format!("Invalid request body: {err}")))?
         };
+        let path = req.parts.uri.path();
+        if crate::rest_api::claims(path) {
+            let (op, authorization, params) = REST_TABLE.find(&req.parts.method, path)?;
+            return Ok(Routed {
+                name: op.name(),
+                operation: Call::Rest(RestCall {
+                    op,
+                    params,
+                    query: rest_json::query_params(req),
+                    input,
+                }),
+                authorization,
+            });
+        }
+        let (route, authorization, params) = TABLE.find(&req.parts.method, path)?;
         Ok(Routed {
-            name: OPERATION_NAMES[route as usize],
-            operation: Call {
+            name: route.name(),
+            operation: Call::Http {
                 route,
                 params,
                 input,
@@ -633,37 +660,3 @@ impl Service for ApiGatewayApi {
         })
     }
 }
-
-/// The operations' names, by `Op` discriminant.
-const OPERATION_NAMES: &[&str] = &[
-    "CreateApi",
-    "GetApis",
-    "GetApi",
-    "UpdateApi",
-    "DeleteApi",
-    "CreateRoute",
-    "GetRoutes",
-    "GetRoute",
-    "UpdateRoute",
-    "DeleteRoute",
-    "CreateIntegration",
-    "GetIntegrations",
-    "GetIntegration",
-    "UpdateIntegration",
-    "DeleteIntegration",
-    "CreateStage",
-    "GetStages",
-    "GetStage",
-    "UpdateStage",
-    "DeleteStage",
-    "CreateAuthorizer",
-    "GetAuthorizers",
-    "GetAuthorizer",
-    "UpdateAuthorizer",
-    "DeleteAuthorizer",
-    "CreateDeployment",
-    "GetDeployments",
-    "GetDeployment",
-    "UpdateDeployment",
-    "DeleteDeployment",
-];

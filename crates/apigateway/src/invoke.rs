@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 use crate::jwt::Refusal;
 use crate::{Api, Apis};
 
+mod rest;
+
 const PATH_PREFIX: &str = "/_nimbus/execute-api/";
 /// API Gateway's payload limit.
 const MAX_BODY: usize = 10 << 20;
@@ -285,25 +287,7 @@ async fn authorize(
                 .ok_or_else(|| Refusal::Broken("the route's authorizer is gone".into()))?;
             return server.ask(api, authorizer, request, at).await.map(Some);
         }
-        Some("AWS_IAM") => {
-            let signed = RequestParts {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or_default(),
-                headers: &parts.headers,
-            };
-            let (caller, _) = server
-                .authenticator
-                .check_headers(&signed, time::OffsetDateTime::now_utc())
-                .and_then(|checked| checked.finish(&signed, body, PathStyle::Normalized))
-                .map_err(|_| Refusal::Forbidden)?;
-            let access = Access::new("execute-api:Invoke", at.arn);
-            server
-                .authorizer
-                .authorize(&caller, None, &access)
-                .map_err(|_| Refusal::Forbidden)?;
-            return Ok(None);
-        }
+        Some("AWS_IAM") => return iam_allows(server, parts, body, at.arn).map(|()| None),
         _ => return Ok(None),
     }
     let authorizer = api
@@ -333,6 +317,58 @@ async fn authorize(
         .map(Some)
 }
 
+/// Whether a request's SigV4 signature verifies and its caller may
+/// `execute-api:Invoke` `arn`.
+fn iam_allows(
+    server: &InvokeServer,
+    parts: &http::request::Parts,
+    body: &[u8],
+    arn: &str,
+) -> Result<(), Refusal> {
+    let signed = RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        headers: &parts.headers,
+    };
+    let (caller, _) = server
+        .authenticator
+        .check_headers(&signed, time::OffsetDateTime::now_utc())
+        .and_then(|checked| checked.finish(&signed, body, PathStyle::Normalized))
+        .map_err(|_| Refusal::Forbidden)?;
+    let access = Access::new("execute-api:Invoke", arn);
+    server
+        .authorizer
+        .authorize(&caller, None, &access)
+        .map_err(|_| Refusal::Forbidden)?;
+    Ok(())
+}
+
+/// A proxy answer's `multiValueHeaders` (format 1.0) added to its response.
+fn with_multi_value_headers(mut response: Response, payload: &[u8]) -> Response {
+    let Ok(shaped) = serde_json::from_slice::<Value>(payload) else {
+        return response;
+    };
+    for (name, values) in shaped["multiValueHeaders"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        let Ok(name) = http::HeaderName::try_from(name.as_str()) else {
+            continue;
+        };
+        for value in values.as_array().into_iter().flatten() {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                response.headers_mut().append(name.clone(), value);
+            }
+        }
+    }
+    response
+}
+
 pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
@@ -348,10 +384,17 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
     let apis = server.apis.clone();
     let loaded = {
         let api_id = api_id.clone();
-        tokio::task::spawn_blocking(move || apis.load(&api_id)).await
+        tokio::task::spawn_blocking(move || match apis.load(&api_id) {
+            Ok((api, _)) => Some(Ok(api)),
+            // Not an HTTP API: perhaps a REST API.
+            Err(_) => apis.rest_api(&api_id).ok().map(Err),
+        })
+        .await
     };
-    let Ok(Ok((api, _))) = loaded else {
-        return message(StatusCode::NOT_FOUND, "Not Found");
+    let api = match loaded {
+        Ok(Some(Ok(api))) => api,
+        Ok(Some(Err(rest))) => return server.serve_rest(rest, parts, &path, body).await,
+        _ => return message(StatusCode::NOT_FOUND, "Not Found"),
     };
     let Some((stage, path)) = staged(&api, &path) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
@@ -592,7 +635,16 @@ impl InvokeServer {
         };
         let route_key = route["routeKey"].as_str().unwrap_or_default().to_owned();
         trace.route_key = route_key.clone();
-        if !self.admits(api_id, stage, &route_key) {
+        let settings = match &stage["routeSettings"][&route_key] {
+            Value::Object(_) => &stage["routeSettings"][&route_key],
+            _ => &stage["defaultRouteSettings"],
+        };
+        let bucket = format!("{api_id}/{stage_name}/{route_key}");
+        if !self.admits(
+            bucket,
+            settings["throttlingRateLimit"].as_f64(),
+            settings["throttlingBurstLimit"].as_f64(),
+        ) {
             return message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
         }
         let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
@@ -726,6 +778,8 @@ impl InvokeServer {
                 // Format 1.0 needs the proxy response's shape; 2.0 takes any JSON.
                 if v1 && !shaped {
                     message(StatusCode::BAD_GATEWAY, "Internal Server Error")
+                } else if v1 {
+                    with_multi_value_headers(answer(&outcome.payload), &outcome.payload)
                 } else {
                     answer(&outcome.payload)
                 }
@@ -743,28 +797,20 @@ impl InvokeServer {
         response
     }
 
-    /// Whether a stage's throttling (the route's `routeSettings`, else its
-    /// `defaultRouteSettings`) admits one more request to a route now: a token bucket
-    /// of `throttlingBurstLimit` tokens refilled at `throttlingRateLimit` a second.
-    fn admits(&self, api_id: &str, stage: &Value, route_key: &str) -> bool {
-        let settings = match &stage["routeSettings"][route_key] {
-            Value::Object(_) => &stage["routeSettings"][route_key],
-            _ => &stage["defaultRouteSettings"],
-        };
-        let Some(rate) = settings["throttlingRateLimit"].as_f64() else {
+    /// Whether a token bucket (a route's, a method's, a usage plan key's) admits one
+    /// more request now: `burst` tokens (`rate` if not given) refilled at `rate` a
+    /// second; no rate, no throttling.
+    fn admits(&self, bucket: String, rate: Option<f64>, burst: Option<f64>) -> bool {
+        let Some(rate) = rate else {
             return true;
         };
-        let burst = settings["throttlingBurstLimit"].as_f64().unwrap_or(rate);
+        let burst = burst.unwrap_or(rate);
         if burst < 1.0 {
             return false;
         }
-        let key = format!(
-            "{api_id}/{}/{route_key}",
-            stage["stageName"].as_str().unwrap_or_default()
-        );
         let now = std::time::Instant::now();
         let mut buckets = self.buckets.lock().expect("buckets");
-        let (tokens, last) = buckets.entry(key).or_insert((burst, now));
+        let (tokens, last) = buckets.entry(bucket).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
         *last = now;
         if *tokens < 1.0 {

@@ -10,15 +10,37 @@
 //! stages kept as the API returns them. `api.rs` is the rest-json management API;
 //! `invoke.rs` the invoke URLs.
 
+/// An enum of a service's operations, each named as its variant.
+macro_rules! operations {
+    ($name:ident { $($op:ident),* $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($op),*
+        }
+
+        impl $name {
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$op => stringify!($op)),*
+                }
+            }
+        }
+    };
+}
+pub(crate) use operations;
+
 pub mod api;
 pub mod invoke;
 pub mod jwt;
+pub mod rest;
+pub mod rest_api;
 
 use std::sync::Arc;
 
 use http::StatusCode;
 use nimbus_edge::AwsError;
 use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -43,6 +65,10 @@ pub struct Api {
 
 pub fn bad_request(message: impl Into<String>) -> AwsError {
     AwsError::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
+}
+
+pub fn conflict(message: impl Into<String>) -> AwsError {
+    AwsError::new(StatusCode::CONFLICT, "ConflictException", message)
 }
 
 pub fn not_found(message: impl Into<String>) -> AwsError {
@@ -114,40 +140,75 @@ impl Apis {
         })
     }
 
+    fn missing(&self, api_id: &str) -> AwsError {
+        not_found(format!(
+            "Invalid API identifier specified {}:{api_id}",
+            self.account
+        ))
+    }
+
     pub fn load(&self, api_id: &str) -> Result<(Api, u64), AwsError> {
+        self.record(APIS, api_id, || self.missing(api_id))
+    }
+
+    pub fn all(&self) -> Result<Vec<Api>, AwsError> {
+        self.records(APIS, "")
+    }
+
+    /// The record `key` of `table` and its version, or `missing()`.
+    fn record<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        missing: impl FnOnce() -> AwsError,
+    ) -> Result<(T, u64), AwsError> {
         let record = self
             .meta
-            .get(APIS, api_id)
+            .get(table, key)
             .map_err(internal)?
-            .ok_or_else(|| {
-                not_found(format!(
-                    "Invalid API identifier specified {}:{api_id}",
-                    self.account
-                ))
-            })?;
+            .ok_or_else(missing)?;
         Ok((
             serde_json::from_slice(&record.value).map_err(internal)?,
             record.version,
         ))
     }
 
-    pub fn all(&self) -> Result<Vec<Api>, AwsError> {
+    fn records<T: DeserializeOwned>(&self, table: &str, prefix: &str) -> Result<Vec<T>, AwsError> {
         self.meta
-            .scan_all(APIS, "")
+            .scan_all(table, prefix)
             .map_err(internal)?
             .iter()
             .map(|r| serde_json::from_slice(&r.value).map_err(internal))
             .collect()
     }
 
-    fn save(&self, api: &Api, expect: Expect) -> Result<(), StoreError> {
-        let id = api.api["apiId"].as_str().unwrap_or_default();
-        self.meta.commit(WriteBatch::new().put(
-            APIS,
-            id,
-            serde_json::to_vec(api).expect("apis serialize"),
-            expect,
-        ))
+    fn commit_raw(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.meta.commit(batch)
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<(), AwsError> {
+        self.meta.commit(batch).map_err(internal)
+    }
+
+    /// Changes the record `key` of `table` by `change`, which may add writes of its
+    /// own to the batch; retried on a concurrent write.
+    fn change<T: Serialize + DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        missing: impl Fn() -> AwsError,
+        change: impl Fn(&mut T, WriteBatch) -> Result<(Value, WriteBatch), AwsError>,
+    ) -> Result<Value, AwsError> {
+        loop {
+            let (mut record, version) = self.record::<T>(table, key, &missing)?;
+            let (out, batch) = change(&mut record, WriteBatch::new())?;
+            let value = serde_json::to_vec(&record).expect("records serialize");
+            match self.commit_raw(batch.put(table, key, value, Expect::Version(version))) {
+                Ok(()) => return Ok(out),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(internal(err)),
+            }
+        }
     }
 
     /// Creates an API; with `target` (quick create) also its integration, a route
@@ -203,7 +264,14 @@ impl Apis {
                 &json!({ "stageName": "$default", "autoDeploy": true }),
             )?);
         }
-        self.save(&record, Expect::Absent).map_err(internal)?;
+        if self.meta.scan_all(APIS, "").map_err(internal)?.len() >= MAX_HTTP_APIS {
+            return Err(bad_request(format!(
+                "An account has at most {MAX_HTTP_APIS} HTTP APIs: delete some first"
+            )));
+        }
+        let id = api_id.clone();
+        let value = serde_json::to_vec(&record).expect("records serialize");
+        self.commit(WriteBatch::new().put(APIS, &id, value, Expect::Absent))?;
         Ok(record)
     }
 
@@ -213,22 +281,52 @@ impl Apis {
         api_id: &str,
         change: impl Fn(&mut Api) -> Result<Value, AwsError>,
     ) -> Result<Value, AwsError> {
-        loop {
-            let (mut api, version) = self.load(api_id)?;
-            let out = change(&mut api)?;
-            match self.save(&api, Expect::Version(version)) {
-                Ok(()) => return Ok(out),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(err) => return Err(internal(err)),
-            }
-        }
+        self.change(
+            APIS,
+            api_id,
+            || self.missing(api_id),
+            |api: &mut Api, batch| {
+                let out = change(api)?;
+                api.within_quotas()?;
+                Ok((out, batch))
+            },
+        )
     }
 
     pub fn delete(&self, api_id: &str) -> Result<(), AwsError> {
         let (_, version) = self.load(api_id)?;
-        self.meta
-            .commit(WriteBatch::new().delete(APIS, api_id, Expect::Version(version)))
-            .map_err(internal)
+        self.commit(WriteBatch::new().delete(APIS, api_id, Expect::Version(version)))
+    }
+}
+
+/// API Gateway's default quotas for HTTP APIs.
+const MAX_HTTP_APIS: usize = 600;
+const HTTP_API_QUOTAS: &[(&str, usize)] = &[
+    ("routes", 300),
+    ("integrations", 300),
+    ("stages", 10),
+    ("authorizers", 10),
+    ("deployments", 100),
+];
+
+impl Api {
+    /// Refuses an API beyond a quota, naming it.
+    fn within_quotas(&self) -> Result<(), AwsError> {
+        let counts = [
+            self.routes.len(),
+            self.integrations.len(),
+            self.stages.len(),
+            self.authorizers.len(),
+            self.deployments.len(),
+        ];
+        for ((kind, most), count) in HTTP_API_QUOTAS.iter().zip(counts) {
+            if count > *most {
+                return Err(bad_request(format!(
+                    "An HTTP API has at most {most} {kind}: delete some first"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

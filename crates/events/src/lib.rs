@@ -20,6 +20,7 @@ use std::time::Duration;
 use http::StatusCode;
 use nimbus_cluster::outbox::{Handled, Outbox, now_ms};
 use nimbus_edge::AwsError;
+use nimbus_scheduler::expression::{Expression, time_zone};
 use nimbus_sns::Undelivered;
 use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,10 @@ pub use api::EventsApi;
 pub const BUSES: &str = "events.buses";
 pub const RULES: &str = "events.rules";
 pub const OUTBOX: &str = "events.outbox";
+/// Each scheduled rule's next firing: `events.fires/<bus>/<name>`.
+pub const FIRES: &str = "events.fires";
+/// How often the lease holder looks for scheduled rules that are due.
+const TICK: Duration = Duration::from_secs(1);
 pub const DEFAULT_BUS: &str = "default";
 /// A target's retry policy unless it sets one: 185 attempts within a day.
 const RETRIES: u32 = 185;
@@ -90,6 +95,34 @@ pub struct Rule {
     pub targets: Vec<Value>,
 }
 
+/// A scheduled rule's firings: counted from `anchor_ms` for `expression`, the next
+/// at `next_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Fire {
+    expression: String,
+    anchor_ms: i64,
+    next_ms: Option<i64>,
+}
+
+impl Fire {
+    fn first(expression: &str, now: i64) -> Self {
+        Self {
+            expression: expression.to_owned(),
+            anchor_ms: now,
+            next_ms: None,
+        }
+    }
+}
+
+/// A rule's schedule: `rate(...)` or `cron(...)`, read in UTC (`at(...)` is
+/// Scheduler's alone).
+fn schedule_of(text: &str) -> Result<Expression, AwsError> {
+    match Expression::parse(text) {
+        Ok(expression) if !expression.is_one_time() => Ok(expression),
+        _ => Err(invalid("Parameter ScheduleExpression is not valid.")),
+    }
+}
+
 /// One event on its way to one target.
 #[derive(Debug, Serialize, Deserialize)]
 struct Delivery {
@@ -144,10 +177,110 @@ impl Events {
         })
     }
 
-    /// Delivers events on the one node that holds `lease`.
+    /// Delivers events, and fires scheduled rules, on the one node that holds `lease`.
     pub fn start(self: &Arc<Self>, lease: nimbus_cluster::Lease) {
         let events = self.clone();
-        self.outbox.start(lease, move |value| events.take_up(value));
+        self.outbox
+            .start(lease.clone(), move |value| events.take_up(value));
+        let events = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TICK).await;
+                if !lease.held() {
+                    continue;
+                }
+                let events = events.clone();
+                match tokio::task::spawn_blocking(move || events.fire_due(now_ms())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err.message, "scheduled rules wait for the next round")
+                    }
+                    Err(err) => tracing::error!(error = %err, "a scheduled rules round failed"),
+                }
+            }
+        });
+    }
+
+    /// Fires every enabled scheduled rule that is due at `now`: one `Scheduled Event`
+    /// to each target, committed with the rule's next firing, so a firing is staged
+    /// once whatever node does it. A rule's first firing is one period after it is
+    /// first seen (for `rate`) or its cron's next time; firings missed while no node
+    /// held the lease collapse into one.
+    pub fn fire_due(&self, now: i64) -> Result<(), AwsError> {
+        let rules = self.rules(DEFAULT_BUS)?;
+        let mut fired = false;
+        for record in self.meta.scan_all(FIRES, "").map_err(internal)? {
+            let gone = !rules
+                .iter()
+                .any(|r| r.schedule.is_some() && rule_key(&r.bus, &r.name) == record.key);
+            if gone {
+                let batch =
+                    WriteBatch::new().delete(FIRES, &record.key, Expect::Version(record.version));
+                let _ = self.meta.commit(batch);
+            }
+        }
+        for rule in rules.iter().filter(|r| r.schedule.is_some()) {
+            let text = rule.schedule.as_deref().unwrap_or_default();
+            let Ok(expression) = schedule_of(text) else {
+                continue;
+            };
+            let key = rule_key(&rule.bus, &rule.name);
+            let current = self.meta.get(FIRES, &key).map_err(internal)?;
+            let state: Option<(Fire, u64)> = current.and_then(|record| {
+                let fire: Fire = serde_json::from_slice(&record.value).ok()?;
+                Some((fire, record.version))
+            });
+            // A new rule, or a changed expression: counted from now.
+            let (fire, expect) = match state {
+                Some((fire, version)) if fire.expression == text => {
+                    (fire, Expect::Version(version))
+                }
+                Some((_, version)) => (Fire::first(text, now), Expect::Version(version)),
+                None => (Fire::first(text, now), Expect::Absent),
+            };
+            let Ok(zone) = time_zone(None) else {
+                continue;
+            };
+            let Some(next_ms) = fire
+                .next_ms
+                .or_else(|| expression.next(now, false, fire.anchor_ms, &zone))
+            else {
+                continue;
+            };
+            let mut batch = WriteBatch::new();
+            let mut next = Fire {
+                next_ms: Some(next_ms),
+                ..fire.clone()
+            };
+            if next_ms <= now {
+                if rule.state == "ENABLED" {
+                    let event = self.event(
+                        "aws.events",
+                        "Scheduled Event",
+                        json!([self.rule_arn(&rule.bus, &rule.name)]),
+                        json!({}),
+                        timestamp(next_ms),
+                    );
+                    for (table, key, value) in self.deliveries_to(rule, &event) {
+                        batch = batch.put(&table, &key, value, Expect::Absent);
+                    }
+                    fired = true;
+                }
+                next.next_ms = expression.next(now, false, fire.anchor_ms, &zone);
+            } else if fire.next_ms.is_some() && !matches!(expect, Expect::Absent) {
+                continue;
+            }
+            let value = serde_json::to_vec(&next).expect("fires serialize");
+            batch = batch.put(FIRES, &key, value, expect);
+            match self.meta.commit(batch) {
+                Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                Err(err) => return Err(internal(err)),
+            }
+        }
+        if fired {
+            self.outbox.wake();
+        }
+        Ok(())
     }
 
     pub fn bus_arn(&self, bus: &str) -> String {
@@ -285,11 +418,14 @@ impl Events {
             check_pattern(pattern)?;
         }
         if let Some(schedule) = &rule.schedule {
-            return Err(invalid(format!(
-                "ScheduleExpression {schedule} is not supported by this nimbus: use EventBridge Scheduler (CreateSchedule)"
-            )));
+            if rule.bus != DEFAULT_BUS {
+                return Err(invalid(
+                    "ScheduleExpression is supported only on the default event bus.",
+                ));
+            }
+            schedule_of(schedule)?;
         }
-        if rule.pattern.is_none() {
+        if rule.pattern.is_none() && rule.schedule.is_none() {
             return Err(invalid(
                 "Parameter(s) EventPattern or ScheduleExpression must be specified.",
             ));
@@ -430,12 +566,18 @@ impl Events {
     /// The outbox records delivering `event` to the targets of the enabled `rules` it
     /// matches.
     fn deliveries(&self, rules: &[Rule], event: &Value) -> Vec<(String, String, Vec<u8>)> {
-        let mut records = Vec::new();
-        for rule in rules {
-            if rule.state != "ENABLED" || !rule_matches(rule, event) {
-                continue;
-            }
-            for target in &rule.targets {
+        rules
+            .iter()
+            .filter(|rule| rule.state == "ENABLED" && rule_matches(rule, event))
+            .flat_map(|rule| self.deliveries_to(rule, event))
+            .collect()
+    }
+
+    /// The outbox records delivering `event` to each of `rule`'s targets.
+    fn deliveries_to(&self, rule: &Rule, event: &Value) -> Vec<(String, String, Vec<u8>)> {
+        rule.targets
+            .iter()
+            .map(|target| {
                 let delivery = Delivery {
                     rule_arn: self.rule_arn(&rule.bus, &rule.name),
                     target: target.clone(),
@@ -443,13 +585,12 @@ impl Events {
                     attempts: 0,
                     first_ms: now_ms(),
                 };
-                records.push(self.outbox.record(
+                self.outbox.record(
                     now_ms(),
                     serde_json::to_vec(&delivery).expect("deliveries serialize"),
-                ));
-            }
-        }
-        records
+                )
+            })
+            .collect()
     }
 
     /// The writes that deliver an event a service emits (S3's `Object Created`) to
@@ -726,4 +867,98 @@ fn check_target(target: &Value) -> Result<(), String> {
         return Err(format!("DeadLetterConfig {dlq} is not an SQS queue."));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_storage::SqliteStore;
+
+    struct Nowhere;
+
+    impl Targets for Nowhere {
+        fn deliver(&self, _: &str, _: &str, _: &str, _: &Value) -> Result<(), Undelivered> {
+            Ok(())
+        }
+    }
+
+    /// The events staged in the outbox.
+    fn staged(meta: &dyn MetadataStore) -> Vec<Value> {
+        meta.scan_all(OUTBOX, "")
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.value).unwrap()["event"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_scheduled_rule_fires_once_per_period_to_each_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let events = Events::new(meta.clone(), "us-east-1", "000000000000", Arc::new(Nowhere));
+        let rule = |schedule: &str, bus: &str| Rule {
+            name: "tick".into(),
+            bus: bus.into(),
+            pattern: None,
+            schedule: Some(schedule.into()),
+            state: "ENABLED".into(),
+            description: None,
+            role_arn: None,
+            targets: Vec::new(),
+        };
+        for refused in ["at(2030-01-01T00:00:00)", "rate(0 minutes)", "every minute"] {
+            assert!(events.put_rule(rule(refused, DEFAULT_BUS)).is_err());
+        }
+        events.create_bus("custom", None).unwrap();
+        assert!(events.put_rule(rule("rate(5 minutes)", "custom")).is_err());
+        events
+            .put_rule(rule("rate(5 minutes)", DEFAULT_BUS))
+            .unwrap();
+        let targets = [json!({ "Id": "a", "Arn": "arn:aws:sqs:us-east-1:000000000000:q" })];
+        assert!(
+            events
+                .put_targets(DEFAULT_BUS, "tick", &targets)
+                .unwrap()
+                .is_empty()
+        );
+
+        let start = 1_800_000_000_000;
+        events.fire_due(start).unwrap();
+        events.fire_due(start + 299_000).unwrap();
+        assert!(staged(meta.as_ref()).is_empty());
+        events.fire_due(start + 300_000).unwrap();
+        // Missed periods collapse into one firing.
+        events.fire_due(start + 301_000).unwrap();
+        let fired = staged(meta.as_ref());
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            (
+                &fired[0]["source"],
+                &fired[0]["detail-type"],
+                &fired[0]["detail"]
+            ),
+            (&json!("aws.events"), &json!("Scheduled Event"), &json!({}))
+        );
+        assert_eq!(
+            fired[0]["resources"],
+            json!(["arn:aws:events:us-east-1:000000000000:rule/tick"])
+        );
+        assert_eq!(fired[0]["time"], timestamp(start + 300_000));
+        events.fire_due(start + 1_000_000).unwrap();
+        assert_eq!(staged(meta.as_ref()).len(), 2);
+
+        // A disabled rule keeps its pace without firing; a deleted one is forgotten.
+        events
+            .update_rule(DEFAULT_BUS, "tick", |r| {
+                r.state = "DISABLED".into();
+                Ok(())
+            })
+            .unwrap();
+        events.fire_due(start + 2_000_000).unwrap();
+        assert_eq!(staged(meta.as_ref()).len(), 2);
+        events.delete_rule(DEFAULT_BUS, "tick", true).unwrap();
+        events.fire_due(start + 3_000_000).unwrap();
+        assert!(meta.scan_all(FIRES, "").unwrap().is_empty());
+    }
 }

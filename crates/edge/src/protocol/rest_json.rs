@@ -29,6 +29,12 @@ pub struct RestRoutes<Op: Copy> {
 pub struct PathParams(Vec<(String, String)>);
 
 impl PathParams {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
