@@ -212,3 +212,49 @@ def test_a_stopping_task_sends_its_state_change(nimbus, events, web_image):
     assert event["resources"] == [task["taskArn"]]
     assert (event["detail"]["lastStatus"], event["detail"]["stopCode"]) == ("STOPPED", "EssentialContainerExited")
     assert event["detail"]["containers"][0]["exitCode"] == 1
+
+
+def test_a_rule_runs_an_ecs_task_as_its_role(nimbus, events, web_image):
+    """An ECS target runs its task definition as the target's role, which must trust
+    EventBridge and be allowed ecs:RunTask; the target's input is the tasks'
+    overrides. A role without the permission sends the event to the dead-letter
+    queue instead."""
+    ecs, sqs, iam = nimbus.client("ecs"), nimbus.client("sqs"), nimbus.client("iam")
+    ecs.create_cluster(clusterName="default")
+    cluster = ecs.describe_clusters(clusters=["default"])["clusters"][0]["clusterArn"]
+    definition = task_definition(ecs, web_image, ["true"])
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    allowed, bare = unique("runner"), unique("bare")
+    for name in (allowed, bare):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+    iam.put_role_policy(RoleName=allowed, PolicyName="run", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecs:RunTask", "Resource": definition}]}))
+    rule = unique("jobs")
+    rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["shop.jobs"]}))["RuleArn"]
+    dead_url, dead_arn = queue_open_to(sqs, rule_arn)
+    overrides = {"containerOverrides": [{"name": "web", "environment": [{"name": "FROM", "value": "rule"}]}]}
+    failed = events.put_targets(Rule=rule, Targets=[
+        {"Id": "run", "Arn": cluster, "RoleArn": f"arn:aws:iam::000000000000:role/{allowed}",
+         "Input": json.dumps(overrides), "EcsParameters": {"TaskDefinitionArn": definition, "TaskCount": 1,
+                                                           "LaunchType": "EC2"}},
+        {"Id": "refused", "Arn": cluster, "RoleArn": f"arn:aws:iam::000000000000:role/{bare}",
+         "EcsParameters": {"TaskDefinitionArn": definition}, "DeadLetterConfig": {"Arn": dead_arn}},
+    ])
+    assert failed["FailedEntryCount"] == 0, failed
+    bad = events.put_targets(Rule=rule, Targets=[{"Id": "norole", "Arn": cluster,
+                                                  "EcsParameters": {"TaskDefinitionArn": definition}}])
+    assert bad["FailedEntryCount"] == 1 and "RoleArn" in bad["FailedEntries"][0]["ErrorMessage"]
+
+    events.put_events(Entries=[{"Source": "shop.jobs", "DetailType": "Job", "Detail": "{}"}])
+    started_by = f"events-rule/{rule}"
+    tasks = []
+    eventually(lambda: tasks.extend(ecs.list_tasks(cluster="default", startedBy=started_by, desiredStatus="STOPPED")
+                                    ["taskArns"] + ecs.list_tasks(cluster="default", startedBy=started_by)["taskArns"])
+               or tasks, timeout=60)
+    [task] = ecs.describe_tasks(cluster="default", tasks=tasks[:1])["tasks"]
+    assert (task["taskDefinitionArn"], task["startedBy"]) == (definition, started_by)
+    assert task["overrides"]["containerOverrides"] == overrides["containerOverrides"]
+    [dead] = messages(sqs, dead_url, 1, timeout=30)
+    assert dead["MessageAttributes"]["ERROR_CODE"]["StringValue"]
+    assert json.loads(dead["Body"])["source"] == "shop.jobs"

@@ -144,24 +144,6 @@ impl Operation for EcsCall {
     }
 }
 
-/// The ARN of the revision a `taskDefinition` parameter names: as given with its
-/// revision (whether or not it exists, so that a caller learns that only once
-/// allowed), else the family's latest.
-fn taskdef_arn(ecs: &Ecs, reference: &str) -> Result<String, AwsError> {
-    let given = reference
-        .rsplit_once(":task-definition/")
-        .map_or(reference, |(_, rest)| rest);
-    match given.rsplit_once(':') {
-        Some((family, revision)) if revision.parse::<u64>().is_ok() => {
-            Ok(ecs.arn(&format!("task-definition/{family}:{revision}")))
-        }
-        _ => {
-            let (family, revision, _, _) = ecs.find_taskdef(reference)?;
-            Ok(ecs.arn(&format!("task-definition/{family}:{revision}")))
-        }
-    }
-}
-
 /// The resources a call names, as its declaration's template asks, each with the
 /// cluster it is in as `ecs:cluster` (and the other keys the declaration lists).
 fn checks(ecs: &Ecs, call: &EcsCall) -> Result<Vec<Check>, AwsError> {
@@ -201,7 +183,7 @@ fn checks(ecs: &Ecs, call: &EcsCall) -> Result<Vec<Check>, AwsError> {
                 .map(|name| ecs.arn(&format!("cluster/{}", ecs.cluster_name(Some(name)))))
                 .collect()
         }
-        TASK_DEFINITION => vec![taskdef_arn(ecs, required("taskDefinition")?)?],
+        TASK_DEFINITION => vec![ecs.taskdef_arn(required("taskDefinition")?)?],
         TASK => list(if call.name == "StopTask" {
             "task"
         } else {
@@ -241,7 +223,7 @@ fn checks(ecs: &Ecs, call: &EcsCall) -> Result<Vec<Check>, AwsError> {
                 })
                 .collect(),
             _ => match input["taskDefinition"].as_str() {
-                Some(taskdef) => vec![taskdef_arn(ecs, taskdef)?],
+                Some(taskdef) => vec![ecs.taskdef_arn(taskdef)?],
                 None => continue,
             },
         };

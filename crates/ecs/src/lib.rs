@@ -303,6 +303,24 @@ impl Ecs {
         }
     }
 
+    /// The ARN of the revision a `taskDefinition` parameter names: as given with its
+    /// revision (whether or not it exists, so that a caller learns that only once
+    /// allowed), else the family's latest.
+    pub fn taskdef_arn(&self, reference: &str) -> Result<String, AwsError> {
+        let given = reference
+            .rsplit_once(":task-definition/")
+            .map_or(reference, |(_, rest)| rest);
+        match given.rsplit_once(':') {
+            Some((family, revision)) if revision.parse::<u64>().is_ok() => {
+                Ok(self.arn(&format!("task-definition/{family}:{revision}")))
+            }
+            _ => {
+                let (family, revision, _, _) = self.find_taskdef(reference)?;
+                Ok(self.arn(&format!("task-definition/{family}:{revision}")))
+            }
+        }
+    }
+
     /// The revision a `taskDefinition` parameter names: `family`, `family:revision`
     /// or an ARN; a bare family is its latest ACTIVE revision.
     pub(crate) fn find_taskdef(

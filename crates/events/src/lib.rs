@@ -43,7 +43,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Targets per rule, as EventBridge allows.
 const MAX_TARGETS: usize = 5;
 
-/// Where events go: functions, queues and topics, reached as `events.amazonaws.com`
+/// Where events go: functions, queues, topics and ECS clusters, reached as `events.amazonaws.com`
 /// for the rule (their policies must allow it, as on AWS).
 pub trait Targets: Send + Sync {
     /// Delivers `input` (with SQS message attributes, for a queue) to `target_arn`.
@@ -54,6 +54,10 @@ pub trait Targets: Send + Sync {
         input: &str,
         attributes: &Value,
     ) -> Result<(), Undelivered>;
+
+    /// Runs the tasks an ECS target (`Arn` a cluster, `EcsParameters`) names, as its
+    /// `RoleArn`, with `input` as the tasks' overrides.
+    fn run_task(&self, target: &Value, rule_arn: &str, input: &str) -> Result<(), Undelivered>;
 }
 
 pub fn invalid(message: impl Into<String>) -> AwsError {
@@ -686,10 +690,14 @@ impl Events {
             .unwrap_or_default()
             .to_owned();
         let input = target_input(&delivery.target, &delivery.event, &delivery.rule_arn);
-        let reason = match self
-            .targets
-            .deliver(&arn, &delivery.rule_arn, &input, &Value::Null)
-        {
+        let delivered = if is_cluster(&arn) {
+            self.targets
+                .run_task(&delivery.target, &delivery.rule_arn, &input)
+        } else {
+            self.targets
+                .deliver(&arn, &delivery.rule_arn, &input, &Value::Null)
+        };
+        let reason = match delivered {
             Ok(()) => return Handled::Done,
             Err(Undelivered::Failed(reason)) => {
                 let policy = &delivery.target["RetryPolicy"];
@@ -816,18 +824,35 @@ fn check_name(field: &str, name: &str, max: usize) -> Result<(), AwsError> {
 }
 
 /// Why a target cannot be put, if it cannot.
+/// Whether a target ARN names an ECS cluster, whose target runs tasks.
+fn is_cluster(arn: &str) -> bool {
+    arn.starts_with("arn:aws:ecs:") && arn.contains(":cluster/")
+}
+
 fn check_target(target: &Value) -> Result<(), String> {
     let id = target["Id"].as_str().unwrap_or_default();
     if !(1..=64).contains(&id.len()) {
         return Err("Target Id must be 1 to 64 characters.".into());
     }
     let arn = target["Arn"].as_str().unwrap_or_default();
-    if !["arn:aws:lambda:", "arn:aws:sqs:", "arn:aws:sns:"]
+    if is_cluster(arn) {
+        if target["RoleArn"].as_str().is_none() {
+            return Err(
+                "RoleArn is required for target arn: ECS targets run tasks as a role.".into(),
+            );
+        }
+        if target["EcsParameters"]["TaskDefinitionArn"]
+            .as_str()
+            .is_none()
+        {
+            return Err("EcsParameters.TaskDefinitionArn is required for an ECS target.".into());
+        }
+    } else if !["arn:aws:lambda:", "arn:aws:sqs:", "arn:aws:sns:"]
         .iter()
         .any(|kind| arn.starts_with(kind))
     {
         return Err(format!(
-            "Target {arn} is not a Lambda function, SQS queue or SNS topic: this nimbus delivers events to those"
+            "Target {arn} is not a Lambda function, SQS queue, SNS topic or ECS cluster: this nimbus delivers events to those"
         ));
     }
     let kinds = ["Input", "InputPath", "InputTransformer"]
@@ -878,6 +903,10 @@ mod tests {
 
     impl Targets for Nowhere {
         fn deliver(&self, _: &str, _: &str, _: &str, _: &Value) -> Result<(), Undelivered> {
+            Ok(())
+        }
+
+        fn run_task(&self, _: &Value, _: &str, _: &str) -> Result<(), Undelivered> {
             Ok(())
         }
     }

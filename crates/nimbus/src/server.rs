@@ -640,21 +640,24 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     // SNS delivers to functions through Lambda's event queue, which sends to topics.
     let _ = sns_targets.queue.set(queue.clone());
     sns.start_outbox(cluster.lease("sns-outbox"));
+    let event_targets = Arc::new(crate::targets::EventTargets {
+        service: Arc::new(crate::targets::ServiceTargets {
+            principal: "events.amazonaws.com",
+            meta: meta.clone(),
+            sqs: sqs.clone(),
+            functions: functions.clone(),
+            queue: queue.clone().into(),
+            authorizer: authorizer.clone(),
+        }),
+        sns: sns.clone(),
+        roles: sessions.clone(),
+        ecs: std::sync::OnceLock::new(),
+    });
     let events = nimbus_events::Events::new(
         meta.clone(),
         &args.region,
         &args.account_id,
-        Arc::new(crate::targets::EventTargets {
-            service: Arc::new(crate::targets::ServiceTargets {
-                principal: "events.amazonaws.com",
-                meta: meta.clone(),
-                sqs: sqs.clone(),
-                functions: functions.clone(),
-                queue: queue.clone().into(),
-                authorizer: authorizer.clone(),
-            }),
-            sns: sns.clone(),
-        }),
+        event_targets.clone(),
     );
     events.start(cluster.lease("events-delivery"));
     let bucket_events = Arc::new(crate::targets::BucketTargets {
@@ -769,6 +772,8 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         cluster.clone(),
         Some(Arc::new(crate::targets::TaskStateEvents(events.clone()))),
     );
+    // EventBridge runs tasks, and ECS sends task events to buses.
+    let _ = event_targets.ecs.set(ecs.clone());
     let adopted = ecs
         .resume_after_restart()
         .await

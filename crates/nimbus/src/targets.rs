@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use nimbus_auth::authz::{Access, Authorizer};
+use nimbus_auth::authz::{Access, Authorizer, ServiceRoles};
 use nimbus_lambda::AsyncQueue;
 use nimbus_lambda::Functions;
 use nimbus_lambda::names::FunctionRef;
@@ -102,14 +102,90 @@ impl nimbus_sns::Targets for ServiceTargets {
     }
 }
 
-/// Where EventBridge delivers: queues and functions as `events.amazonaws.com`, and
-/// topics by publishing as it, the topic's policy allowing it for the rule.
+/// Where EventBridge delivers: queues and functions as `events.amazonaws.com`,
+/// topics by publishing as it, the topic's policy allowing it for the rule, and ECS
+/// clusters by running tasks as the target's role.
 pub struct EventTargets {
     pub service: Arc<ServiceTargets>,
     pub sns: Arc<nimbus_sns::Sns>,
+    pub roles: Arc<dyn ServiceRoles>,
+    /// Set once ECS, which itself sends task events to buses, exists.
+    pub ecs: std::sync::OnceLock<Arc<nimbus_ecs::Ecs>>,
+}
+
+/// EventBridge's network configuration (`awsvpcConfiguration` of `Subnets`, ...) as
+/// RunTask takes it (`subnets`, ...).
+fn run_task_network(configuration: &Value) -> Value {
+    let vpc = &configuration["awsvpcConfiguration"];
+    let Some(fields) = vpc.as_object() else {
+        return Value::Null;
+    };
+    let camel: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(key, value)| {
+            let mut chars = key.chars();
+            let first = chars.next().map(|c| c.to_ascii_lowercase());
+            (first.into_iter().chain(chars).collect(), value.clone())
+        })
+        .collect();
+    json!({ "awsvpcConfiguration": camel })
 }
 
 impl nimbus_events::Targets for EventTargets {
+    fn run_task(&self, target: &Value, rule_arn: &str, input: &str) -> Result<(), Undelivered> {
+        let ecs = self
+            .ecs
+            .get()
+            .ok_or_else(|| Undelivered::Failed("ECS is not started yet".into()))?;
+        let role = target["RoleArn"].as_str().unwrap_or_default();
+        let session = format!("events-{}", uuid::Uuid::new_v4().simple());
+        let caller = self
+            .roles
+            .assume(role, "events.amazonaws.com", &session)
+            .map_err(Undelivered::Refused)?;
+        let parameters = &target["EcsParameters"];
+        let rule = rule_arn.rsplit('/').next().unwrap_or_default();
+        let mut run = json!({
+            "cluster": target["Arn"],
+            "taskDefinition": parameters["TaskDefinitionArn"],
+            "count": parameters["TaskCount"].as_i64().unwrap_or(1),
+            "launchType": parameters["LaunchType"],
+            "networkConfiguration": run_task_network(&parameters["NetworkConfiguration"]),
+            "startedBy": format!("events-rule/{rule}"),
+        });
+        if let Some(group) = parameters["Group"].as_str() {
+            run["group"] = group.into();
+        }
+        // The target's input, when it is one, is the tasks' overrides.
+        if let Ok(overrides) = serde_json::from_str::<Value>(input)
+            && overrides.get("containerOverrides").is_some()
+        {
+            run["overrides"] = overrides;
+        }
+        // The role must be allowed to run the task definition and to hand its roles
+        // to the tasks, as AWS requires of it.
+        let definition = ecs
+            .taskdef_arn(run["taskDefinition"].as_str().unwrap_or_default())
+            .map_err(undelivered)?;
+        let authorizer = &self.service.authorizer;
+        authorizer
+            .authorize(&caller, None, &Access::new("ecs:RunTask", &definition))
+            .map_err(Undelivered::Refused)?;
+        for passed in nimbus_ecs::credentials::passed_roles(ecs, "RunTask", &run) {
+            authorizer
+                .authorize(&caller, None, &Access::new("iam:PassRole", &passed))
+                .map_err(Undelivered::Refused)?;
+        }
+        let started = ecs.run_task(&run).map_err(undelivered)?;
+        match started["failures"].as_array().and_then(|f| f.first()) {
+            Some(failure) => Err(Undelivered::Failed(format!(
+                "RunTask failed: {}",
+                failure["reason"].as_str().unwrap_or("unknown")
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn deliver(
         &self,
         target_arn: &str,
