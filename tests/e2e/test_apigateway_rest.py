@@ -251,3 +251,56 @@ def test_the_aws_cli_v2_manages_rest_apis(nimbus):
     child = aws("create-resource", "--rest-api-id", api["id"], "--parent-id", root["id"], "--path-part", "items")
     assert child["path"] == "/items"
     aws("delete-rest-api", "--rest-api-id", api["id"])
+
+
+def test_an_openapi_definition_is_imported_and_put(nimbus, apigw, lambda_client):
+    """The Swagger definition SAM writes for an implicit API: a Lambda proxy method
+    and one guarded by an API key, imported, merged into and overwritten."""
+    name, arn = function(lambda_client, ECHO)
+    integration = {"type": "aws_proxy", "httpMethod": "POST", "uri": lambda_uri(arn)}
+    definition = {
+        "swagger": "2.0",
+        "info": {"version": "1.0", "title": f"sam-app-{uuid.uuid4().hex[:6]}"},
+        "paths": {
+            "/hello": {"get": {"x-amazon-apigateway-integration": integration, "responses": {}}},
+            "/items/{id}": {"x-amazon-apigateway-any-method": {
+                "x-amazon-apigateway-integration": integration, "security": [{"api_key": []}], "responses": {}}},
+        },
+        "securityDefinitions": {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}},
+    }
+    api = apigw.import_rest_api(body=json.dumps(definition).encode())
+    api_id = api["id"]
+    assert api["name"] == definition["info"]["title"]
+    paths = {r["path"]: r for r in apigw.get_resources(restApiId=api_id, embed=["methods"])["items"]}
+    assert set(paths) == {"/", "/hello", "/items", "/items/{id}"}
+    assert paths["/items/{id}"]["resourceMethods"]["ANY"]["apiKeyRequired"] is True
+    assert paths["/hello"]["resourceMethods"]["GET"]["methodIntegration"]["type"] == "AWS_PROXY"
+    lambda_client.add_permission(FunctionName=name, StatementId="apigw", Action="lambda:InvokeFunction",
+                                 Principal="apigateway.amazonaws.com",
+                                 SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*")
+    apigw.create_deployment(restApiId=api_id, stageName="Prod")
+    base = f"{nimbus.endpoint}/_nimbus/execute-api/{api_id}/Prod"
+    assert requests.get(f"{base}/hello", timeout=30).json()["resource"] == "/hello"
+    assert requests.get(f"{base}/items/7", timeout=30).status_code == 403
+
+    # Merged: a mock beside what is there.
+    extra = {"swagger": "2.0", "info": {"title": "extra"}, "paths": {"/ping": {"get": {
+        "x-amazon-apigateway-integration": {"type": "mock", "requestTemplates": {"application/json": '{"statusCode": 200}'},
+                                            "responses": {"default": {"statusCode": "200",
+                                                                      "responseTemplates": {"application/json": '"pong"'}}}}}}}}
+    apigw.put_rest_api(restApiId=api_id, mode="merge", body=json.dumps(extra).encode())
+    assert {r["path"] for r in apigw.get_resources(restApiId=api_id)["items"]} >= {"/hello", "/ping"}
+    # Overwritten: only what the definition declares, under the same root.
+    overwritten = apigw.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(extra).encode())
+    assert overwritten["name"] == "extra" and overwritten["rootResourceId"] == api["rootResourceId"]
+    assert {r["path"] for r in apigw.get_resources(restApiId=api_id)["items"]} == {"/", "/ping"}
+    apigw.create_deployment(restApiId=api_id, stageName="Prod")
+    assert requests.get(f"{base}/ping", timeout=30).json() == "pong"
+
+    with pytest.raises(apigw.exceptions.BadRequestException) as refused:
+        apigw.import_rest_api(body=b"openapi: 3.0.0\ninfo:\n  title: yaml\n")
+    assert "JSON" in refused.value.response["Error"]["Message"]
+    with pytest.raises(apigw.exceptions.BadRequestException):
+        apigw.import_rest_api(body=json.dumps({"swagger": "2.0", "info": {"title": "t"}, "paths": {
+            "/x": {"get": {"x-amazon-apigateway-integration": {"type": "aws", "uri": "arn:aws:apigateway:x"}}}}}).encode())
+    apigw.delete_rest_api(restApiId=api_id)

@@ -12,7 +12,7 @@ use nimbus_edge::{
 };
 use serde_json::{Value, json};
 
-use crate::rest_api::{RestCall, TABLE as REST_TABLE};
+use crate::rest_api::{RestCall, RestOp, TABLE as REST_TABLE};
 use crate::{
     Api, Apis, authorizer, bad_request, check_route_key, conflict, integration, internal,
     not_found, stage,
@@ -569,6 +569,14 @@ fn check_target(api: &Api, route: &Value) -> Result<(), AwsError> {
     }
 }
 
+/// A JSON request body; an empty one reads as `{}`.
+fn json_input(body: &[u8]) -> Result<Value, AwsError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|err| bad_request(format!("Invalid request body: {err}")))
+}
+
 /// The resource a call acts on: its template's `${Name}` placeholders filled from
 /// the path's `{name}` parameters.
 fn resource(ctx: &RequestContext, call: &Routed<Call>) -> String {
@@ -597,30 +605,34 @@ impl Service for ApiGatewayApi {
     fn operations(&self) -> Vec<OperationDoc> {
         let mut operations = TABLE.operations();
         operations.extend(REST_TABLE.operations());
+        operations.push(crate::rest_api::import_doc());
         operations
     }
 
     fn parse(&self, req: &ServiceRequest) -> Result<Routed<Call>, AwsError> {
-        let input = if req.body.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(&req.body)
-                .map_err(|err| bad_request(format!("Invalid request body: {err}")))?
-        };
         let path = req.parts.uri.path();
         if crate::rest_api::claims(path) {
             let (op, authorization, params) = REST_TABLE.find(&req.parts.method, path)?;
+            let query = rest_json::query_params(req);
+            let op = crate::rest_api::import_mode(op, &query);
+            // A definition is read once allowed: it may be anything.
+            let input = match op {
+                RestOp::ImportRestApi | RestOp::PutRestApi => Value::Null,
+                _ => json_input(&req.body)?,
+            };
             return Ok(Routed {
                 name: op.name(),
                 operation: Call::Rest(RestCall {
                     op,
                     params,
-                    query: rest_json::query_params(req),
+                    query,
                     input,
+                    body: req.body.clone(),
                 }),
                 authorization,
             });
         }
+        let input = json_input(&req.body)?;
         let (route, authorization, params) = TABLE.find(&req.parts.method, path)?;
         Ok(Routed {
             name: route.name(),

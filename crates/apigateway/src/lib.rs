@@ -32,6 +32,7 @@ pub(crate) use operations;
 pub mod api;
 pub mod invoke;
 pub mod jwt;
+pub mod openapi;
 pub mod rest;
 pub mod rest_api;
 

@@ -95,7 +95,13 @@ impl Apis {
             .0)
     }
 
-    pub fn create_rest_api(&self, input: &Value) -> Result<Value, AwsError> {
+    /// Creates a REST API from `input` (`CreateRestApi`'s), with the resources a
+    /// definition declares when it is imported.
+    pub fn create_rest_api(
+        &self,
+        input: &Value,
+        definition: Option<&crate::openapi::Definition>,
+    ) -> Result<Value, AwsError> {
         let name = input["name"]
             .as_str()
             .filter(|n| !n.is_empty() && n.len() <= 1024)
@@ -132,12 +138,15 @@ impl Apis {
                 api[field] = input[field].clone();
             }
         }
-        let record = RestApi {
+        let mut record = RestApi {
             api: api.clone(),
             resources: vec![json!({ "id": root, "path": "/" })],
             stages: Vec::new(),
             deployments: Vec::new(),
         };
+        if let Some(definition) = definition {
+            record.apply(definition, true)?;
+        }
         self.commit(WriteBatch::new().put(REST_APIS, &id, to_vec(&record), Expect::Absent))?;
         Ok(api)
     }
