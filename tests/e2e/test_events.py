@@ -258,3 +258,43 @@ def test_a_rule_runs_an_ecs_task_as_its_role(nimbus, events, web_image):
     [dead] = messages(sqs, dead_url, 1, timeout=30)
     assert dead["MessageAttributes"]["ERROR_CODE"]["StringValue"]
     assert json.loads(dead["Body"])["source"] == "shop.jobs"
+
+
+def test_a_bus_policy_grants_and_denies_putting_events(nimbus, events):
+    """PutPermission writes the bus's policy (DescribeEventBus returns it), which
+    PutEvents is judged by beside the caller's own policies: a Deny in it refuses a
+    caller its own policy allows."""
+    bus = unique("shared")
+    bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
+    events.put_permission(EventBusName=bus, Action="events:PutEvents", Principal="111122223333",
+                          StatementId="partner")
+    [statement] = json.loads(events.describe_event_bus(Name=bus)["Policy"])["Statement"]
+    assert (statement["Sid"], statement["Principal"], statement["Resource"]) == (
+        "partner", {"AWS": "arn:aws:iam::111122223333:root"}, bus_arn)
+    events.remove_permission(EventBusName=bus, StatementId="partner")
+    assert "Policy" not in events.describe_event_bus(Name=bus)
+    with pytest.raises(events.exceptions.ResourceNotFoundException):
+        events.remove_permission(EventBusName=bus, StatementId="partner")
+    with pytest.raises(botocore.exceptions.ClientError):
+        events.put_permission(EventBusName=bus, Action="events:PutEvents", Principal="bob", StatementId="x")
+
+    iam = nimbus.client("iam")
+    user = unique("sender")
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="put", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    sender = nimbus.session().client("events", endpoint_url=nimbus.endpoint, region_name=REGION,
+                                     aws_access_key_id=key["AccessKeyId"],
+                                     aws_secret_access_key=key["SecretAccessKey"])
+    entry = {"Source": "shop.x", "DetailType": "X", "Detail": "{}", "EventBusName": bus}
+    assert sender.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    events.put_permission(EventBusName=bus, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "no-sender", "Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::000000000000:user/{user}"},
+        "Action": "events:PutEvents", "Resource": bus_arn}]}))
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        sender.put_events(Entries=[entry])
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    events.remove_permission(EventBusName=bus, RemoveAllPermissions=True)
+    assert sender.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    events.delete_event_bus(Name=bus)

@@ -1,5 +1,5 @@
-//! EventBridge's API (json-1.1, `AWSEvents.*`): buses, rules, targets, `PutEvents`
-//! and `TestEventPattern`.
+//! EventBridge's API (json-1.1, `AWSEvents.*`): buses and their policies, rules,
+//! targets, `PutEvents` and `TestEventPattern`.
 
 use std::sync::Arc;
 
@@ -36,6 +36,14 @@ const OPERATIONS: &[NamedOperation] = &[
     named(
         "ListEventBuses",
         Authorization::new("events:ListEventBuses", ANY),
+    ),
+    named(
+        "PutPermission",
+        Authorization::new("events:PutPermission", BUS),
+    ),
+    named(
+        "RemovePermission",
+        Authorization::new("events:RemovePermission", BUS),
     ),
     named("PutRule", Authorization::new("events:PutRule", RULE)),
     named(
@@ -124,6 +132,56 @@ fn rule_json(events: &Events, rule: &Rule) -> Value {
     out
 }
 
+/// What `PutPermission` asks: a whole policy, or one statement letting an account
+/// (or anyone, `*`) put events on the bus, perhaps on a condition.
+enum Permission {
+    Whole(Vec<Value>),
+    Statement(Value),
+}
+
+fn permission(events: &Events, bus: &str, input: &Value) -> Result<Permission, AwsError> {
+    if let Some(policy) = text(input, "Policy") {
+        let statements = serde_json::from_str::<Value>(policy)
+            .ok()
+            .and_then(|p| p["Statement"].as_array().cloned())
+            .ok_or_else(|| invalid("Policy is not a valid policy document."))?;
+        return Ok(Permission::Whole(statements));
+    }
+    let id = required(input, "StatementId")?;
+    if id.is_empty() || id.len() > 64 {
+        return Err(invalid("StatementId must be 1 to 64 characters."));
+    }
+    if text(input, "Action").unwrap_or("events:PutEvents") != "events:PutEvents" {
+        return Err(invalid(
+            "Provided value in parameter 'action' is not supported.",
+        ));
+    }
+    let principal = match required(input, "Principal")? {
+        "*" => json!("*"),
+        account if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) => {
+            json!({ "AWS": format!("arn:aws:iam::{account}:root") })
+        }
+        other => {
+            return Err(invalid(format!(
+                "Principal {other} is not an account id or *."
+            )));
+        }
+    };
+    let mut statement = json!({
+        "Sid": id, "Effect": "Allow", "Principal": principal, "Action": "events:PutEvents",
+        "Resource": events.bus_arn(bus),
+    });
+    let condition = &input["Condition"];
+    if let (Some(kind), Some(key), Some(value)) = (
+        condition["Type"].as_str(),
+        condition["Key"].as_str(),
+        condition["Value"].as_str(),
+    ) {
+        statement["Condition"] = json!({ kind: { key: value } });
+    }
+    Ok(Permission::Statement(statement))
+}
+
 fn set_state(events: &Events, input: &Value, state: &str) -> Result<Value, AwsError> {
     events.update_rule(bus_of(input), rule_of(input)?, |rule| {
         rule.state = state.to_owned();
@@ -154,7 +212,44 @@ impl EventsApi {
                 if bus.created > 0.0 {
                     out["CreationTime"] = bus.created.into();
                 }
+                if let Some(policy) = &bus.policy {
+                    out["Policy"] = policy.as_str().into();
+                }
                 out
+            }
+            "PutPermission" => {
+                let bus = bus_of(input);
+                let statement = permission(events, bus, input)?;
+                events.change_policy(bus, |statements| {
+                    match &statement {
+                        Permission::Whole(policy) => *statements = policy.clone(),
+                        Permission::Statement(statement) => {
+                            statements.retain(|s| s["Sid"] != statement["Sid"]);
+                            statements.push(statement.clone());
+                        }
+                    }
+                    Ok(())
+                })?;
+                json!({})
+            }
+            "RemovePermission" => {
+                let all = input["RemoveAllPermissions"].as_bool().unwrap_or(false);
+                let id = text(input, "StatementId");
+                events.change_policy(bus_of(input), |statements| {
+                    if all {
+                        statements.clear();
+                        return Ok(());
+                    }
+                    let before = statements.len();
+                    statements.retain(|s| s["Sid"].as_str() != id);
+                    if statements.len() == before {
+                        return Err(crate::not_found(
+                            "Statement with the provided id does not exist.",
+                        ));
+                    }
+                    Ok(())
+                })?;
+                json!({})
             }
             "ListEventBuses" => {
                 let prefix = text(input, "NamePrefix").unwrap_or_default();
@@ -303,7 +398,8 @@ fn resources(ctx: &RequestContext, call: &NamedCall) -> Result<Vec<String>, AwsE
                 .collect()
         }
         BUS => {
-            let bus = bus_name(text(input, "Name").unwrap_or(DEFAULT_BUS));
+            let named = text(input, "Name").or_else(|| text(input, "EventBusName"));
+            let bus = bus_name(named.unwrap_or(DEFAULT_BUS));
             vec![ctx.arn("events", &format!("event-bus/{bus}"))]
         }
         _ => {
@@ -339,7 +435,23 @@ impl Service for EventsApi {
     }
 
     async fn access(&self, ctx: &RequestContext, call: &NamedCall) -> Result<Vec<Check>, AwsError> {
-        Ok(resources(ctx, call)?.into_iter().map(Check::on).collect())
+        let resources = resources(ctx, call)?;
+        if call.name != "PutEvents" {
+            return Ok(resources.into_iter().map(Check::on).collect());
+        }
+        // Putting events is also what a bus's own policy may allow, or deny.
+        let events = self.events.clone();
+        tokio::task::spawn_blocking(move || {
+            resources
+                .into_iter()
+                .map(|arn| {
+                    let policy = events.bus(bus_name(&arn)).ok().and_then(|bus| bus.policy);
+                    Check::on(arn).with_policy(policy)
+                })
+                .collect()
+        })
+        .await
+        .map_err(internal)
     }
 
     async fn handle(

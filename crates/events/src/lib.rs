@@ -83,6 +83,9 @@ pub struct Bus {
     #[serde(default)]
     pub description: Option<String>,
     pub created: f64,
+    /// Its resource policy (`PutPermission`'s statements), a JSON document.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -309,20 +312,59 @@ impl Events {
 
     // --- Buses ----------------------------------------------------------------------
 
-    pub fn bus(&self, name: &str) -> Result<Bus, AwsError> {
-        if name == DEFAULT_BUS {
-            return Ok(Bus {
-                name: DEFAULT_BUS.to_owned(),
-                description: None,
-                created: 0.0,
-            });
+    /// A bus and its record's version; the default bus, always there, has a record
+    /// only once it has a policy.
+    fn bus_record(&self, name: &str) -> Result<(Bus, Option<u64>), AwsError> {
+        match self.meta.get(BUSES, name).map_err(internal)? {
+            Some(record) => Ok((
+                serde_json::from_slice(&record.value).map_err(internal)?,
+                Some(record.version),
+            )),
+            None if name == DEFAULT_BUS => Ok((
+                Bus {
+                    name: DEFAULT_BUS.to_owned(),
+                    description: None,
+                    created: 0.0,
+                    policy: None,
+                },
+                None,
+            )),
+            None => Err(not_found(format!("Event bus {name} does not exist."))),
         }
-        let record = self
-            .meta
-            .get(BUSES, name)
-            .map_err(internal)?
-            .ok_or_else(|| not_found(format!("Event bus {name} does not exist.")))?;
-        serde_json::from_slice(&record.value).map_err(internal)
+    }
+
+    pub fn bus(&self, name: &str) -> Result<Bus, AwsError> {
+        self.bus_record(name).map(|(bus, _)| bus)
+    }
+
+    /// Changes a bus's policy by `change`, retried on a concurrent write.
+    pub fn change_policy(
+        &self,
+        name: &str,
+        change: impl Fn(&mut Vec<Value>) -> Result<(), AwsError>,
+    ) -> Result<(), AwsError> {
+        loop {
+            let (mut bus, version) = self.bus_record(name)?;
+            let mut statements = bus
+                .policy
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<Value>(p).ok())
+                .and_then(|p| p["Statement"].as_array().cloned())
+                .unwrap_or_default();
+            change(&mut statements)?;
+            bus.policy = (!statements.is_empty())
+                .then(|| json!({ "Version": "2012-10-17", "Statement": statements }).to_string());
+            let expect = version.map_or(Expect::Absent, Expect::Version);
+            let value = serde_json::to_vec(&bus).expect("buses serialize");
+            match self
+                .meta
+                .commit(WriteBatch::new().put(BUSES, name, value, expect))
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(internal(err)),
+            }
+        }
     }
 
     pub fn create_bus(&self, name: &str, description: Option<&str>) -> Result<Bus, AwsError> {
@@ -340,6 +382,7 @@ impl Events {
             name: name.to_owned(),
             description: description.map(str::to_owned),
             created: now_seconds(),
+            policy: None,
         };
         match self.meta.commit(WriteBatch::new().put(
             BUSES,
@@ -376,7 +419,9 @@ impl Events {
     pub fn buses(&self) -> Result<Vec<Bus>, AwsError> {
         let mut buses = vec![self.bus(DEFAULT_BUS)?];
         for record in self.meta.scan_all(BUSES, "").map_err(internal)? {
-            buses.push(serde_json::from_slice(&record.value).map_err(internal)?);
+            if record.key != DEFAULT_BUS {
+                buses.push(serde_json::from_slice(&record.value).map_err(internal)?);
+            }
         }
         Ok(buses)
     }
