@@ -106,6 +106,8 @@ VALUES = {
     "SubscriptionArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:walk-topic:walk-subscription",
     # EventBridge
     "Rule": "walk-rule",
+    "ArchiveName": "walk-archive",
+    "ReplayName": "walk-replay",
     # API Gateway
     "ApiId": "walk-api",
     "RouteId": "walk-route",
@@ -166,6 +168,8 @@ PLACEHOLDERS = {
     "TopicName": "walk-topic",
     "EventBusName": "default",
     "RuleName": "walk-rule",
+    "ArchiveName": "walk-archive",
+    "ReplayName": "walk-replay",
     "ApiId": "walk-api",
     "RouteId": "walk-route",
     "IntegrationId": "walk-integration",

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import botocore.exceptions
@@ -298,3 +299,52 @@ def test_a_bus_policy_grants_and_denies_putting_events(nimbus, events):
     events.remove_permission(EventBusName=bus, RemoveAllPermissions=True)
     assert sender.put_events(Entries=[entry])["FailedEntryCount"] == 0
     events.delete_event_bus(Name=bus)
+
+
+def test_an_archive_keeps_matching_events_and_a_replay_sends_them_again(nimbus, events):
+    sqs = nimbus.client("sqs")
+    bus = unique("orders")
+    bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
+    rule = unique("all")
+    rule_arn = events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": ["shop"]}))["RuleArn"]
+    url, arn = queue_open_to(sqs, rule_arn)
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    archive = unique("kept")
+    created = events.create_archive(ArchiveName=archive, EventSourceArn=bus_arn, RetentionDays=1,
+                                    EventPattern=json.dumps({"detail-type": ["Order Placed"]}))
+    assert created["State"] == "ENABLED"
+    with pytest.raises(events.exceptions.ResourceAlreadyExistsException):
+        events.create_archive(ArchiveName=archive, EventSourceArn=bus_arn)
+
+    start = time.time() - 1
+    entries = [{"Source": "shop", "DetailType": kind, "Detail": json.dumps({"n": n}), "EventBusName": bus}
+               for n, kind in enumerate(["Order Placed", "Order Shipped", "Order Placed"])]
+    assert events.put_events(Entries=entries)["FailedEntryCount"] == 0
+    described = events.describe_archive(ArchiveName=archive)
+    assert (described["EventCount"], described["EventSourceArn"], described["RetentionDays"]) == (2, bus_arn, 1)
+    assert [a["ArchiveName"] for a in events.list_archives(EventSourceArn=bus_arn)["Archives"]] == [archive]
+    assert len(messages(sqs, url, 3)) == 3
+
+    replay = unique("again")
+    # Timestamps travel in whole seconds: the window ends a second after the events.
+    time.sleep(1.5)
+    with pytest.raises(botocore.exceptions.ClientError):
+        events.start_replay(ReplayName=replay, EventSourceArn=created["ArchiveArn"], EventStartTime=start,
+                            EventEndTime=time.time(), Destination={"Arn": events.describe_event_bus()["Arn"]})
+    started = events.start_replay(ReplayName=replay, EventSourceArn=created["ArchiveArn"], EventStartTime=start,
+                                  EventEndTime=time.time(), Destination={"Arn": bus_arn, "FilterArns": [rule_arn]})
+    assert started["State"] == "STARTING"
+    eventually(lambda: events.describe_replay(ReplayName=replay)["State"] == "COMPLETED", timeout=30)
+    replayed = [json.loads(m["Body"]) for m in messages(sqs, url, 2)]
+    assert sorted(e["detail"]["n"] for e in replayed) == [0, 2]
+    assert {e["replay-name"] for e in replayed} == {replay}
+    # Replayed events are not archived again.
+    assert events.describe_archive(ArchiveName=archive)["EventCount"] == 2
+    assert events.describe_replay(ReplayName=replay)["EventLastReplayedTime"]
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        events.cancel_replay(ReplayName=replay)
+    assert refused.value.response["Error"]["Code"] == "IllegalStatusException"
+    assert replay in [r["ReplayName"] for r in events.list_replays(State="COMPLETED")["Replays"]]
+    events.delete_archive(ArchiveName=archive)
+    with pytest.raises(events.exceptions.ResourceNotFoundException):
+        events.describe_archive(ArchiveName=archive)

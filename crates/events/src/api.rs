@@ -1,5 +1,5 @@
 //! EventBridge's API (json-1.1, `AWSEvents.*`): buses and their policies, rules,
-//! targets, `PutEvents` and `TestEventPattern`.
+//! targets, `PutEvents`, `TestEventPattern`, archives and replays.
 
 use std::sync::Arc;
 
@@ -12,12 +12,15 @@ use nimbus_edge::{
 };
 use serde_json::{Value, json};
 
+use crate::archives::{Archive, Replay};
 use crate::{DEFAULT_BUS, Events, Rule, bus_name, check_pattern, internal, invalid};
 
 /// The ARNs the operations act on, as AWS's authorization reference writes them.
 const BUS: &str = "arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}";
 const RULE: &str =
     "arn:${Partition}:events:${Region}:${Account}:rule/[${EventBusName}/]${RuleName}";
+const ARCHIVE: &str = "arn:${Partition}:events:${Region}:${Account}:archive/${ArchiveName}";
+const REPLAY: &str = "arn:${Partition}:events:${Region}:${Account}:replay/${ReplayName}";
 const ANY: &str = "*";
 
 const OPERATIONS: &[NamedOperation] = &[
@@ -71,6 +74,39 @@ const OPERATIONS: &[NamedOperation] = &[
         "TestEventPattern",
         Authorization::new("events:TestEventPattern", ANY),
     ),
+    named(
+        "CreateArchive",
+        Authorization::new("events:CreateArchive", ARCHIVE),
+    ),
+    named(
+        "DescribeArchive",
+        Authorization::new("events:DescribeArchive", ARCHIVE),
+    ),
+    named(
+        "UpdateArchive",
+        Authorization::new("events:UpdateArchive", ARCHIVE),
+    ),
+    named(
+        "DeleteArchive",
+        Authorization::new("events:DeleteArchive", ARCHIVE),
+    ),
+    named(
+        "ListArchives",
+        Authorization::new("events:ListArchives", ANY),
+    ),
+    named(
+        "StartReplay",
+        Authorization::new("events:StartReplay", REPLAY),
+    ),
+    named(
+        "DescribeReplay",
+        Authorization::new("events:DescribeReplay", REPLAY),
+    ),
+    named(
+        "CancelReplay",
+        Authorization::new("events:CancelReplay", REPLAY),
+    ),
+    named("ListReplays", Authorization::new("events:ListReplays", ANY)),
 ];
 
 /// Entries per `PutEvents`, and their total size.
@@ -351,6 +387,107 @@ impl EventsApi {
                 let pattern: Value = serde_json::from_str(pattern).map_err(internal)?;
                 json!({ "Result": nimbus_patterns::matches(&pattern, &event) })
             }
+            "CreateArchive" => {
+                let archive = events.create_archive(Archive {
+                    name: required(input, "ArchiveName")?.to_owned(),
+                    bus: bus_name(required(input, "EventSourceArn")?).to_owned(),
+                    description: text(input, "Description").map(str::to_owned),
+                    pattern: text(input, "EventPattern").map(str::to_owned),
+                    retention_days: input["RetentionDays"].as_i64().unwrap_or(0),
+                    created: crate::now_seconds(),
+                })?;
+                json!({
+                    "ArchiveArn": events.archive_arn(&archive.name), "State": "ENABLED",
+                    "CreationTime": archive.created,
+                })
+            }
+            "DescribeArchive" => {
+                events.archive_json(&events.archive(required(input, "ArchiveName")?)?.0)?
+            }
+            "UpdateArchive" => {
+                let archive =
+                    events.update_archive(required(input, "ArchiveName")?, |archive| {
+                        if let Some(description) = text(input, "Description") {
+                            archive.description = Some(description.to_owned());
+                        }
+                        if let Some(pattern) = text(input, "EventPattern") {
+                            archive.pattern = Some(pattern.to_owned());
+                        }
+                        if let Some(days) = input["RetentionDays"].as_i64() {
+                            archive.retention_days = days;
+                        }
+                        Ok(())
+                    })?;
+                json!({
+                    "ArchiveArn": events.archive_arn(&archive.name), "State": "ENABLED",
+                    "CreationTime": archive.created,
+                })
+            }
+            "DeleteArchive" => {
+                events.delete_archive(required(input, "ArchiveName")?)?;
+                json!({})
+            }
+            "ListArchives" => {
+                let prefix = text(input, "NamePrefix").unwrap_or_default();
+                let source = text(input, "EventSourceArn").map(bus_name);
+                let mut archives = Vec::new();
+                for archive in events.archives()? {
+                    if archive.name.starts_with(prefix)
+                        && source.is_none_or(|bus| bus == archive.bus)
+                    {
+                        archives.push(events.archive_json(&archive)?);
+                    }
+                }
+                json!({ "Archives": archives })
+            }
+            "StartReplay" => {
+                let source = required(input, "EventSourceArn")?;
+                let archive = source
+                    .rsplit_once(":archive/")
+                    .map_or(source, |(_, name)| name);
+                let time = |name: &str| -> Result<i64, AwsError> {
+                    input[name]
+                        .as_f64()
+                        .map(|seconds| (seconds * 1000.0) as i64)
+                        .ok_or_else(|| invalid(format!("Parameter {name} is not valid.")))
+                };
+                let replay = events.start_replay(Replay {
+                    name: required(input, "ReplayName")?.to_owned(),
+                    archive: archive.to_owned(),
+                    description: text(input, "Description").map(str::to_owned),
+                    start_ms: time("EventStartTime")?,
+                    end_ms: time("EventEndTime")?,
+                    destination: input["Destination"].clone(),
+                    state: "STARTING".to_owned(),
+                    reason: None,
+                    started: crate::now_seconds(),
+                    ended: None,
+                    after: None,
+                    last_ms: None,
+                })?;
+                json!({
+                    "ReplayArn": events.replay_arn(&replay.name), "State": replay.state,
+                    "ReplayStartTime": replay.started,
+                })
+            }
+            "DescribeReplay" => {
+                events.replay_json(&events.replay(required(input, "ReplayName")?)?.0)
+            }
+            "CancelReplay" => {
+                let replay = events.cancel_replay(required(input, "ReplayName")?)?;
+                json!({ "ReplayArn": events.replay_arn(&replay.name), "State": replay.state })
+            }
+            "ListReplays" => {
+                let prefix = text(input, "NamePrefix").unwrap_or_default();
+                let state = text(input, "State");
+                let replays: Vec<Value> = events
+                    .replays()?
+                    .iter()
+                    .filter(|r| r.name.starts_with(prefix) && state.is_none_or(|s| s == r.state))
+                    .map(|r| events.replay_json(r))
+                    .collect();
+                json!({ "Replays": replays })
+            }
             other => {
                 return Err(AwsError::unknown_operation(
                     nimbus_edge::Protocol::Json11,
@@ -402,6 +539,14 @@ fn resources(ctx: &RequestContext, call: &NamedCall) -> Result<Vec<String>, AwsE
             let bus = bus_name(named.unwrap_or(DEFAULT_BUS));
             vec![ctx.arn("events", &format!("event-bus/{bus}"))]
         }
+        ARCHIVE => vec![ctx.arn(
+            "events",
+            &format!("archive/{}", required(input, "ArchiveName")?),
+        )],
+        REPLAY => vec![ctx.arn(
+            "events",
+            &format!("replay/{}", required(input, "ReplayName")?),
+        )],
         _ => {
             let (bus, rule) = (bus_of(input), rule_of(input)?);
             let path = if bus == DEFAULT_BUS {

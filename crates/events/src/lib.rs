@@ -8,9 +8,10 @@
 //!
 //! Records: `events.buses/<name>` (the `default` bus always exists) and
 //! `events.rules/<bus>/<name>` (pattern, state and targets). `api.rs` is the json-1.1
-//! API; `transform.rs` what a target receives.
+//! API; `transform.rs` what a target receives; `archives.rs` archives and replays.
 
 pub mod api;
+pub mod archives;
 pub mod transform;
 
 use std::collections::BTreeMap;
@@ -148,7 +149,7 @@ pub struct Events {
     outbox: Arc<Outbox>,
 }
 
-fn now_seconds() -> f64 {
+pub(crate) fn now_seconds() -> f64 {
     now_ms() as f64 / 1000.0
 }
 
@@ -184,20 +185,31 @@ impl Events {
         })
     }
 
-    /// Delivers events, and fires scheduled rules, on the one node that holds `lease`.
+    /// Delivers events, fires scheduled rules, replays archives and expires archived
+    /// events, on the one node that holds `lease`.
     pub fn start(self: &Arc<Self>, lease: nimbus_cluster::Lease) {
         let events = self.clone();
         self.outbox
             .start(lease.clone(), move |value| events.take_up(value));
         let events = self.clone();
         tokio::spawn(async move {
-            loop {
+            for tick in 0u64.. {
                 tokio::time::sleep(TICK).await;
                 if !lease.held() {
                     continue;
                 }
                 let events = events.clone();
-                match tokio::task::spawn_blocking(move || events.fire_due(now_ms())).await {
+                let round = move || {
+                    events.fire_due(now_ms())?;
+                    if events.replay_step()? {
+                        events.outbox.wake();
+                    }
+                    if tick % 60 == 0 {
+                        events.expire_archived(now_ms())?;
+                    }
+                    Ok::<(), AwsError>(())
+                };
+                match tokio::task::spawn_blocking(round).await {
                     Ok(Ok(())) => {}
                     Ok(Err(err)) => {
                         tracing::warn!(error = %err.message, "scheduled rules wait for the next round")
@@ -584,6 +596,7 @@ impl Events {
         let mut results = Vec::new();
         let mut batch = WriteBatch::new();
         let mut rules: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+        let archives = self.archives()?;
         for entry in entries {
             let event = match self.event_of(entry) {
                 Ok(event) => event,
@@ -602,7 +615,12 @@ impl Events {
                     }
                 };
             }
-            for (table, key, value) in self.deliveries(&rules[bus], &event) {
+            let archived = self.archived(&archives, bus, &event);
+            for (table, key, value) in self
+                .deliveries(&rules[bus], &event)
+                .into_iter()
+                .chain(archived)
+            {
                 batch = batch.put(&table, &key, value, Expect::Absent);
             }
             results.push(json!({ "EventId": event["id"] }));
@@ -659,7 +677,9 @@ impl Events {
             detail,
             timestamp(now_ms()),
         );
-        Ok(self.deliveries(&self.rules(DEFAULT_BUS)?, &event))
+        let mut records = self.deliveries(&self.rules(DEFAULT_BUS)?, &event);
+        records.extend(self.archived(&self.archives()?, DEFAULT_BUS, &event));
+        Ok(records)
     }
 
     /// Takes up staged deliveries now.
