@@ -24,7 +24,7 @@ use nimbus_logs::{LogEvent, LogSink};
 use serde_json::{Value, json};
 
 use crate::jwt::Refusal;
-use crate::{Api, Apis};
+use crate::{Api, Apis, Served};
 
 mod rest;
 
@@ -381,20 +381,21 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
     if dotted {
         return message(StatusCode::NOT_FOUND, "Not Found");
     }
-    let apis = server.apis.clone();
-    let loaded = {
-        let api_id = api_id.clone();
-        tokio::task::spawn_blocking(move || match apis.load(&api_id) {
-            Ok((api, _)) => Some(Ok(api)),
-            // Not an HTTP API: perhaps a REST API.
-            Err(_) => apis.rest_api(&api_id).ok().map(Err),
-        })
-        .await
+    let served = match server.apis.cached(&api_id) {
+        Some(served) => Some(served),
+        None => {
+            let (apis, api_id) = (server.apis.clone(), api_id.clone());
+            tokio::task::spawn_blocking(move || apis.served(&api_id))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        }
     };
-    let api = match loaded {
-        Ok(Some(Ok(api))) => api,
-        Ok(Some(Err(rest))) => return server.serve_rest(rest, parts, &path, body).await,
-        _ => return message(StatusCode::NOT_FOUND, "Not Found"),
+    let api = match served {
+        Some(Served::Http(api)) => api,
+        Some(Served::Rest(rest)) => return server.serve_rest(&rest, parts, &path, body).await,
+        None => return message(StatusCode::NOT_FOUND, "Not Found"),
     };
     let Some((stage, path)) = staged(&api, &path) else {
         return message(StatusCode::NOT_FOUND, "Not Found");

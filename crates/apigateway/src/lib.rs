@@ -36,7 +36,8 @@ pub mod openapi;
 pub mod rest;
 pub mod rest_api;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
 use nimbus_edge::AwsError;
@@ -130,7 +131,31 @@ pub struct Apis {
     meta: Arc<dyn MetadataStore>,
     pub region: String,
     pub account: String,
+    /// APIs and deployment snapshots as the invoke URLs serve them, kept until this
+    /// node writes any API Gateway record or another node does (`forget`).
+    cache: Mutex<Cache>,
 }
+
+#[derive(Default)]
+struct Cache {
+    /// Moves on with every `forget`: a load that began before one is not kept.
+    generation: u64,
+    apis: HashMap<String, Served>,
+    snapshots: HashMap<String, Arc<rest::Snapshot>>,
+}
+
+/// Entries kept at most before the cache starts over.
+const MAX_CACHED: usize = 10_000;
+
+/// An API an invoke URL names: an HTTP API or a REST API.
+#[derive(Clone)]
+pub enum Served {
+    Http(Arc<Api>),
+    Rest(Arc<rest::RestApi>),
+}
+
+/// The tables whose writes make cached APIs stale.
+pub const CACHED: &[&str] = &[APIS, rest::REST_APIS, rest::SNAPSHOTS];
 
 impl Apis {
     pub fn new(meta: Arc<dyn MetadataStore>, region: &str, account: &str) -> Arc<Self> {
@@ -138,7 +163,81 @@ impl Apis {
             meta,
             region: region.to_owned(),
             account: account.to_owned(),
+            cache: Mutex::new(Cache::default()),
         })
+    }
+
+    /// Drops what is cached: a record changed.
+    pub fn forget(&self) {
+        let mut cache = self.cache.lock().expect("api cache");
+        cache.generation += 1;
+        cache.apis.clear();
+        cache.snapshots.clear();
+    }
+
+    /// The API `id` names, if cached.
+    pub fn cached(&self, id: &str) -> Option<Served> {
+        self.cache.lock().expect("api cache").apis.get(id).cloned()
+    }
+
+    /// The API `id` names, from the cache or the store (then kept); none if there is
+    /// no such HTTP or REST API.
+    pub fn served(&self, id: &str) -> Result<Option<Served>, AwsError> {
+        if let Some(served) = self.cached(id) {
+            return Ok(Some(served));
+        }
+        let generation = self.cache.lock().expect("api cache").generation;
+        let served = match self.load(id) {
+            Ok((api, _)) => Served::Http(Arc::new(api)),
+            Err(err) if err.status == StatusCode::NOT_FOUND => match self.rest_api(id) {
+                Ok(api) => Served::Rest(Arc::new(api)),
+                Err(err) if err.status == StatusCode::NOT_FOUND => return Ok(None),
+                Err(err) => return Err(err),
+            },
+            Err(err) => return Err(err),
+        };
+        let mut cache = self.cache.lock().expect("api cache");
+        if cache.generation == generation {
+            if cache.apis.len() >= MAX_CACHED {
+                cache.apis.clear();
+            }
+            cache.apis.insert(id.to_owned(), served.clone());
+        }
+        Ok(Some(served))
+    }
+
+    /// The resources a REST API's deployment serves, if cached.
+    pub fn cached_snapshot(&self, api_id: &str, deployment: &str) -> Option<Arc<rest::Snapshot>> {
+        let cache = self.cache.lock().expect("api cache");
+        cache
+            .snapshots
+            .get(&format!("{api_id}/{deployment}"))
+            .cloned()
+    }
+
+    /// The resources a REST API's deployment serves, from the cache or the store.
+    pub fn served_snapshot(
+        &self,
+        api_id: &str,
+        deployment: &str,
+    ) -> Result<Arc<rest::Snapshot>, AwsError> {
+        let key = format!("{api_id}/{deployment}");
+        let generation = {
+            let cache = self.cache.lock().expect("api cache");
+            if let Some(snapshot) = cache.snapshots.get(&key) {
+                return Ok(snapshot.clone());
+            }
+            cache.generation
+        };
+        let snapshot = Arc::new(self.snapshot(api_id, deployment)?);
+        let mut cache = self.cache.lock().expect("api cache");
+        if cache.generation == generation {
+            if cache.snapshots.len() >= MAX_CACHED {
+                cache.snapshots.clear();
+            }
+            cache.snapshots.insert(key, snapshot.clone());
+        }
+        Ok(snapshot)
     }
 
     fn missing(&self, api_id: &str) -> AwsError {
@@ -183,12 +282,15 @@ impl Apis {
             .collect()
     }
 
+    /// Every API Gateway write goes through here: what is cached may be stale after.
     fn commit_raw(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.meta.commit(batch)
+        let done = self.meta.commit(batch);
+        self.forget();
+        done
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), AwsError> {
-        self.meta.commit(batch).map_err(internal)
+        self.commit_raw(batch).map_err(internal)
     }
 
     /// Changes the record `key` of `table` by `change`, which may add writes of its

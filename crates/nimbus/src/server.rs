@@ -692,6 +692,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         authorizer.clone(),
     );
     let apis = nimbus_apigateway::Apis::new(meta.clone(), &args.region, &args.account_id);
+    // APIs another node changes are served as changed within a poll.
+    cluster.on_change(nimbus_apigateway::CACHED, {
+        let apis = apis.clone();
+        move || apis.forget()
+    })?;
     let http_apis = nimbus_apigateway::invoke::InvokeServer::new(
         apis.clone(),
         functions.clone(),

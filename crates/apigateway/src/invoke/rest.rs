@@ -104,7 +104,7 @@ impl InvokeServer {
     /// Serves a request to one of a REST API's stages: `/<stage>/<path>`.
     pub(super) async fn serve_rest(
         self: &Arc<Self>,
-        api: RestApi,
+        api: &RestApi,
         parts: http::request::Parts,
         path: &str,
         body: Body,
@@ -116,24 +116,26 @@ impl InvokeServer {
         let Some(stage) = api.stages.iter().find(|s| s["stageName"] == stage_name) else {
             return message(StatusCode::FORBIDDEN, "Forbidden");
         };
-        let apis = self.apis.clone();
-        let (api_id, deployment) = (
-            api.id().to_owned(),
-            stage["deploymentId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        );
-        let snapshot =
-            tokio::task::spawn_blocking(move || apis.snapshot(&api_id, &deployment)).await;
-        let Ok(Ok(snapshot)) = snapshot else {
+        let deployment = stage["deploymentId"].as_str().unwrap_or_default();
+        let snapshot = match self.apis.cached_snapshot(api.id(), deployment) {
+            Some(snapshot) => Ok(snapshot),
+            None => {
+                let apis = self.apis.clone();
+                let (api_id, deployment) = (api.id().to_owned(), deployment.to_owned());
+                tokio::task::spawn_blocking(move || apis.served_snapshot(&api_id, &deployment))
+                    .await
+                    .map_err(|_| ())
+                    .and_then(|loaded| loaded.map_err(drop))
+            }
+        };
+        let Ok(snapshot) = snapshot else {
             return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
         };
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut route_key = "-".to_owned();
         let mut response = self
             .respond_rest(
-                (&api, stage, &snapshot),
+                (api, stage, &snapshot),
                 &parts,
                 &within,
                 body,
