@@ -164,6 +164,10 @@ export const lambda = (method, path, body, opts) => restJson('lambda', method, p
 export const scheduler = (method, path, body, opts) => restJson('scheduler', method, path, body, opts);
 export const apigateway = (method, path, body, opts) => restJson('apigateway', method, path, body, opts);
 
+/** A REST API's path (`/restapis/{id}/resources`); v1 lists its items as `item`. */
+export const restApiPath = (id, rest = '') => `/restapis/${encodeURIComponent(id)}${rest}`;
+export const restItems = async (path, query) => (await apigateway('GET', path, undefined, { query })).item || [];
+
 /** An HTTP API's path (`/v2/apis/{id}/routes`). */
 export const apiPath = (id, rest = '') => `/v2/apis/${encodeURIComponent(id)}${rest}`;
 

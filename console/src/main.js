@@ -39,6 +39,7 @@ const ROUTES = [
   [/^rules\/([^/]+)\/([^/]+)$/, lazy(rules, 'rulePage'), 'rules'],
   [/^apis$/, lazy(apis, 'apisPage'), 'apis'],
   [/^apis\/([^/]+)$/, lazy(apis, 'apiPage'), 'apis'],
+  [/^restapis\/([^/]+)$/, lazy(apis, 'restApiPage'), 'apis'],
   [/^registry$/, lazy(registry, 'registryPage'), 'registry'],
   [/^registry\/(.+)$/, lazy(registry, 'repositoryPage'), 'registry'],
   [/^containers$/, lazy(containers, 'clustersPage'), 'containers'],

@@ -423,3 +423,45 @@ def test_an_http_api_in_front_of_a_function_and_its_request_tester(page, nimbus,
     page.click("#confirm-ok")
     # Other tests' APIs may share the server: this one's row goes.
     page.wait_for_selector(f"#apis-table tr[data-api='{api_id}']", state="detached")
+
+
+def test_a_rest_api_its_methods_stages_and_request_tester(page, nimbus, lambda_client, unique_name):
+    code = io.BytesIO()
+    source = zipfile.ZipInfo("app.py")
+    source.external_attr = 0o644 << 16
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(source, "import json\n\n"
+                         "def handler(event, context):\n"
+                         "    return {'statusCode': 200, 'body': json.dumps({'resource': event['resource'], "
+                         "'path': event['path']})}\n")
+    create_function(lambda_client, unique_name, code.getvalue())
+    fn_arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["FunctionArn"]
+    rest = nimbus.client("apigateway")
+    api = rest.create_rest_api(name=f"console-rest-{uuid.uuid4().hex[:6]}")
+    proxy = rest.create_resource(restApiId=api["id"], parentId=api["rootResourceId"], pathPart="{proxy+}")["id"]
+    rest.put_method(restApiId=api["id"], resourceId=proxy, httpMethod="ANY", authorizationType="NONE",
+                    apiKeyRequired=False)
+    rest.put_integration(restApiId=api["id"], resourceId=proxy, httpMethod="ANY", type="AWS_PROXY",
+                         integrationHttpMethod="POST",
+                         uri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{fn_arn}/invocations")
+    rest.create_deployment(restApiId=api["id"], stageName="Prod")
+    lambda_client.add_permission(FunctionName=unique_name, StatementId="rest", Action="lambda:InvokeFunction",
+                                 Principal="apigateway.amazonaws.com",
+                                 SourceArn=f"arn:aws:execute-api:us-east-1:000000000000:{api['id']}/*")
+
+    visit(page, nimbus, "/apis", f"#restapis-table tr[data-restapi='{api['id']}']")
+    assert "Prod" in page.inner_text(f"#restapis-table tr[data-restapi='{api['id']}']")
+    page.click(f"#restapis-table a[href='#/restapis/{api['id']}']")
+    page.wait_for_selector("#rest-methods-table tr[data-method='ANY /{proxy+}']")
+    assert unique_name in page.inner_text("#rest-methods-table tr[data-method='ANY /{proxy+}']")
+    assert "/_nimbus/execute-api/" in page.inner_text("#rest-stages-table tr[data-stage='Prod']")
+    page.select_option("#tester-method", "GET")
+    page.fill("#tester-path", "/hello/console")
+    page.click("#tester-send")
+    page.wait_for_selector("#tester-status:has-text('200')")
+    assert json.loads(page.inner_text("#tester-response-body")) == {"resource": "/{proxy+}", "path": "/hello/console"}
+
+    visit(page, nimbus, "/apis", f"#restapis-table tr[data-restapi='{api['id']}']")
+    page.click(f"#restapis-table tr[data-restapi='{api['id']}'] button:has-text('Delete')")
+    page.click("#confirm-ok")
+    page.wait_for_selector(f"#restapis-table tr[data-restapi='{api['id']}']", state="detached")

@@ -1,9 +1,12 @@
 import { h, mount, toast, busy, confirmDialog, modal } from '../dom.js';
-import { apigateway, apiPath, apiItems, listFunctions, allowInvoke, session } from '../api.js';
+import { apigateway, apiPath, apiItems, restApiPath, restItems, listFunctions, allowInvoke, session } from '../api.js';
 import { pageHeader, table, fillRows, errorBox, loading, field, panel, facts, badge, select, copyButton, resourceHref } from '../ui.js';
 import { arnTail, fmtDate, prettyJson } from '../util.js';
 
 const apiHref = (id) => `#/apis/${encodeURIComponent(id)}`;
+const restApiHref = (id) => `#/restapis/${encodeURIComponent(id)}`;
+/** Where a REST API's stages answer: `<endpoint>/<stage>/...`, on this origin. */
+const restEndpoint = (id) => `${location.origin}/_nimbus/execute-api/${encodeURIComponent(id)}`;
 // What API Gateway invokes a function as: the function's policy must name this ARN.
 const executeArn = (id) => `arn:aws:execute-api:${session.current.region}:${session.current.account}:${id}/*`;
 const grantText = 'Allow the API to invoke the function (a statement in its resource policy)';
@@ -101,13 +104,137 @@ export async function apisPage(ctx) {
     fnField.querySelector('.loading').replaceWith(fn, h('div', { class: 'help' }, 'The function answers every route and method, on a stage that deploys itself.'));
   });
 
+  const rest = restApisPanel();
+  const refresh = () => Promise.all([load(), rest.load()]);
   mount(ctx.el,
     pageHeader('APIs', {
       sub: 'API Gateway HTTP APIs: routes send requests to a function or an HTTP endpoint.',
-      actions: [h('button', { class: 'btn', type: 'button', onClick: (e) => busy(e.currentTarget, load) }, 'Refresh'), create],
+      actions: [h('button', { class: 'btn', type: 'button', onClick: (e) => busy(e.currentTarget, refresh) }, 'Refresh'), create],
     }),
-    status, tableEl);
-  await load();
+    status, tableEl, rest.el);
+  await refresh();
+}
+
+/** The REST APIs (v1, as SAM and the Serverless Framework make them) and their stages. */
+function restApisPanel() {
+  const cols = ['Name', 'Id', 'Stages', 'Created', ''];
+  const tableEl = table('restapis-table', cols, []);
+  const status = h('div', null, loading());
+
+  async function load() {
+    try {
+      const apis = await restItems('/restapis');
+      const stages = await Promise.all(apis.map((a) => restItems(restApiPath(a.id, '/stages')).catch(() => [])));
+      mount(status);
+      fillRows(tableEl.querySelector('tbody'), cols.length, apis.map((a, i) => {
+        const del = h('button', { class: 'btn btn-ghost btn-small', type: 'button', title: `Delete ${a.name}` }, 'Delete');
+        del.addEventListener('click', () => busy(del, async () => {
+          if (!(await confirmDialog(`Delete REST API ${a.name} with its resources, deployments and stages?`, { title: 'Delete REST API' }))) return;
+          await apigateway('DELETE', restApiPath(a.id));
+          toast(`Deleted REST API ${a.name}`, 'success');
+          await load();
+        }));
+        return h('tr', { dataset: { restapi: a.id } },
+          h('td', null, h('a', { href: restApiHref(a.id), class: 'strong' }, a.name)),
+          h('td', null, h('code', { class: 'small nowrap' }, a.id)),
+          h('td', null, stages[i].length ? stages[i].map((s) => h('div', null,
+            h('a', { href: `${restEndpoint(a.id)}/${encodeURIComponent(s.stageName)}/`, target: '_blank', rel: 'noopener' }, s.stageName))) : h('span', { class: 'muted' }, 'Not deployed')),
+          h('td', null, fmtDate(a.createdDate)),
+          h('td', { class: 'cell-actions' }, del));
+      }), 'No REST APIs yet: SAM, the Serverless Framework or the apigateway API create them.');
+    } catch (err) {
+      mount(status, errorBox(err, load));
+    }
+  }
+  return { el: panel('REST APIs', h('div', null, status, tableEl), { id: 'restapis-panel' }), load };
+}
+
+/** A method's integration in a few words. */
+function restIntegration(integration) {
+  if (!integration) return h('span', { class: 'muted' }, 'No integration');
+  if (integration.type === 'AWS_PROXY') {
+    const arn = (integration.uri || '').replace(/^.*:lambda:path\/2015-03-31\/functions\//, '').replace(/\/invocations$/, '');
+    const href = resourceHref(arn);
+    return href ? h('a', { href, title: arn }, arnTail(arn)) : h('code', { class: 'small' }, integration.uri);
+  }
+  if (integration.type === 'MOCK') return badge('MOCK', 'muted');
+  return h('code', { class: 'small' }, `${integration.httpMethod || 'ANY'} ${integration.uri}`);
+}
+
+export async function restApiPage(ctx) {
+  const id = ctx.params[0];
+  const head = h('div');
+  const info = h('div', null, loading());
+  mount(ctx.el, head, info);
+  let api;
+  try {
+    api = await apigateway('GET', restApiPath(id));
+  } catch (err) {
+    mount(head, pageHeader(id, { crumbs: [['APIs', '#/apis'], [id]] }));
+    mount(info, errorBox(err, () => restApiPage(ctx)));
+    return;
+  }
+  if (!ctx.alive) return;
+  const endpoint = restEndpoint(id);
+  mount(head, pageHeader(api.name, {
+    crumbs: [['APIs', '#/apis'], [api.name]],
+    sub: api.description || 'A REST API: each stage serves the resources as they were when it was deployed.',
+    actions: [h('button', { class: 'btn', type: 'button', onClick: (e) => busy(e.currentTarget, refresh) }, 'Refresh')],
+  }));
+  mount(info, facts([
+    ['Id', h('code', null, api.id)],
+    ['Created', fmtDate(api.createdDate)],
+    ['Endpoint', h('span', { class: 'arn' }, h('code', { class: 'small' }, `${endpoint}/<stage>`), copyButton(endpoint)), true],
+  ]));
+
+  const stageCols = ['Stage', 'Invoke URL', 'Deployment', 'Last updated'];
+  const stagesTable = table('rest-stages-table', stageCols, []);
+  const methodCols = ['Path', 'Method', 'Integration', 'Authorization'];
+  const methodsTable = table('rest-methods-table', methodCols, []);
+  const status = h('div');
+  // The tester sends to `<endpoint>/<stage>`, as it does for an HTTP API's stage.
+  const parts = { stages: [] };
+  const tester = testerPanel({ apiEndpoint: endpoint }, parts);
+
+  async function refresh() {
+    try {
+      const [stages, resources] = await Promise.all([
+        restItems(restApiPath(id, '/stages')),
+        restItems(restApiPath(id, '/resources'), { embed: 'methods', limit: '500' }),
+      ]);
+      parts.stages = stages;
+      tester.show();
+      fillRows(stagesTable.querySelector('tbody'), stageCols.length, stages.map((s) => {
+        const url = `${endpoint}/${encodeURIComponent(s.stageName)}`;
+        return h('tr', { dataset: { stage: s.stageName } },
+          h('td', { class: 'strong' }, s.stageName),
+          h('td', { class: 'endpoint' }, h('code', { class: 'small' }, url), copyButton(url)),
+          h('td', null, h('code', { class: 'small' }, s.deploymentId)),
+          h('td', null, fmtDate(s.lastUpdatedDate)));
+      }), 'Not deployed: create a deployment to a stage.');
+      const rows = [];
+      for (const r of resources.sort((a, b) => a.path.localeCompare(b.path))) {
+        for (const [method, m] of Object.entries(r.resourceMethods || {})) {
+          rows.push(h('tr', { dataset: { method: `${method} ${r.path}` } },
+            h('td', null, h('code', null, r.path)),
+            h('td', null, badge(method, 'muted')),
+            h('td', null, restIntegration(m.methodIntegration)),
+            h('td', null, m.authorizationType, m.apiKeyRequired ? [' ', badge('API key', 'muted')] : null)));
+        }
+      }
+      fillRows(methodsTable.querySelector('tbody'), methodCols.length, rows, 'No methods yet.');
+      mount(status);
+    } catch (err) {
+      mount(status, errorBox(err, refresh));
+    }
+  }
+
+  mount(ctx.el, head, info, status,
+    panel('Stages', stagesTable, { id: 'rest-stages-panel' }),
+    panel('Resources and methods', methodsTable, { id: 'rest-methods-panel' }),
+    tester.el);
+  ctx.every(10000, refresh);
+  await refresh();
 }
 
 /** An integration in a few words: the function (linked) or the method and URL. */
