@@ -133,7 +133,8 @@ def test_routes_reach_functions_by_path_with_either_payload_format(nimbus, apigw
     assert requests.get(f"{base}/items/42", timeout=30).status_code == 404
 
 
-def test_the_aws_cli_v2_manages_http_apis(nimbus):
+def aws_cli(nimbus, service):
+    """Debian's aws CLI v2 for `service`, as the root user: a call's JSON output."""
     if not shutil.which("/usr/bin/aws"):
         pytest.skip("the aws CLI v2 is installed by the test command")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -142,10 +143,15 @@ def test_the_aws_cli_v2_manages_http_apis(nimbus):
 
     def aws(*args):
         done = subprocess.run(["/usr/bin/aws", "--endpoint-url", nimbus.endpoint, "--region", REGION,
-                               "--output", "json", "apigatewayv2", *args], capture_output=True, text=True,
+                               "--output", "json", service, *args], capture_output=True, text=True,
                               env=env, timeout=60)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout) if done.stdout.strip() else None
+    return aws
+
+
+def test_the_aws_cli_v2_manages_http_apis(nimbus):
+    aws = aws_cli(nimbus, "apigatewayv2")
     name = f"cli-{uuid.uuid4().hex[:6]}"
     api_id = aws("create-api", "--name", name, "--protocol-type", "HTTP")["ApiId"]
     assert name in [api["Name"] for api in aws("get-apis")["Items"]]

@@ -6,16 +6,13 @@ OPTIONS method answering CORS preflights; API keys and usage plans guarding a me
 stage variables and method throttling set by patch operations; the errors AWS gives."""
 
 import json
-import os
-import shutil
-import subprocess
 import uuid
 
 import pytest
 import requests
 
 from conftest import REGION
-from test_apigateway import function
+from test_apigateway import aws_cli, function
 
 ACCOUNT = "000000000000"
 # Answers with the event it got, shaped as a proxy response with a repeated header.
@@ -231,18 +228,7 @@ def test_mock_cors_stage_settings_and_errors(nimbus, apigw, lambda_client):
 
 
 def test_the_aws_cli_v2_manages_rest_apis(nimbus):
-    if not shutil.which("/usr/bin/aws"):
-        pytest.skip("the aws CLI v2 is installed by the test command")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_SHARED_CREDENTIALS_FILE=str(nimbus.credentials_file), AWS_CONFIG_FILE=os.devnull,
-               AWS_MAX_ATTEMPTS="1", AWS_PROFILE="nimbus")
-
-    def aws(*args):
-        done = subprocess.run(["/usr/bin/aws", "--endpoint-url", nimbus.endpoint, "--region", REGION,
-                               "--output", "json", "apigateway", *args], capture_output=True, text=True,
-                              env=env, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout) if done.stdout.strip() else None
+    aws = aws_cli(nimbus, "apigateway")
     name = f"cli-{uuid.uuid4().hex[:6]}"
     api = aws("create-rest-api", "--name", name)
     assert name in [a["name"] for a in aws("get-rest-apis")["items"]]

@@ -161,20 +161,27 @@ function restIntegration(integration) {
   return h('code', { class: 'small' }, `${integration.httpMethod || 'ANY'} ${integration.uri}`);
 }
 
-export async function restApiPage(ctx) {
+/** A detail page's header and facts, its API loaded from `path`; null (the error
+ * shown, with `again` to retry) when it cannot be. */
+async function loadApi(ctx, path, again) {
   const id = ctx.params[0];
   const head = h('div');
   const info = h('div', null, loading());
   mount(ctx.el, head, info);
-  let api;
   try {
-    api = await apigateway('GET', restApiPath(id));
+    const api = await apigateway('GET', path);
+    return ctx.alive ? { id, head, info, api } : null;
   } catch (err) {
     mount(head, pageHeader(id, { crumbs: [['APIs', '#/apis'], [id]] }));
-    mount(info, errorBox(err, () => restApiPage(ctx)));
-    return;
+    mount(info, errorBox(err, again));
+    return null;
   }
-  if (!ctx.alive) return;
+}
+
+export async function restApiPage(ctx) {
+  const loaded = await loadApi(ctx, restApiPath(ctx.params[0]), () => restApiPage(ctx));
+  if (!loaded) return;
+  const { id, head, info, api } = loaded;
   const endpoint = restEndpoint(id);
   mount(head, pageHeader(api.name, {
     crumbs: [['APIs', '#/apis'], [api.name]],
@@ -249,20 +256,9 @@ function integrationSummary(integration) {
 }
 
 export async function apiPage(ctx) {
-  const id = ctx.params[0];
-  const head = h('div');
-  const info = h('div', null, loading());
-  mount(ctx.el, head, info);
-
-  let api;
-  try {
-    api = await apigateway('GET', apiPath(id));
-  } catch (err) {
-    mount(head, pageHeader(id, { crumbs: [['APIs', '#/apis'], [id]] }));
-    mount(info, errorBox(err, () => apiPage(ctx)));
-    return;
-  }
-  if (!ctx.alive) return;
+  const loaded = await loadApi(ctx, apiPath(ctx.params[0]), () => apiPage(ctx));
+  if (!loaded) return;
+  const { id, head, info, api } = loaded;
 
   const remove = h('button', { id: 'api-delete', class: 'btn btn-danger-outline', type: 'button' }, 'Delete API');
   remove.addEventListener('click', () => busy(remove, async () => {

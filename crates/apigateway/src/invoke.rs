@@ -404,29 +404,40 @@ pub async fn serve(State(server): State<Arc<InvokeServer>>, request: Request) ->
         request_id: uuid::Uuid::new_v4().to_string(),
         route_key: "-".to_owned(),
     };
-    let mut response = server
+    let response = server
         .respond(&api, stage, &parts, &path, body, &mut trace)
         .await;
-    let (request_id, route_key) = (trace.request_id, trace.route_key);
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("apigw-requestid", value);
-    }
     let facts = Facts {
         api_id: &api_id,
         stage: stage["stageName"].as_str().unwrap_or_default(),
         parts: &parts,
         path: &path,
-        route_key: &route_key,
-        request_id: &request_id,
-        status: response.status().as_u16(),
-        length: response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-"),
+        route_key: &trace.route_key,
+        request_id: &trace.request_id,
         started,
     };
-    access_log(&server.logs, &stage["accessLogSettings"], &facts).await;
+    logged(&server.logs, stage, response, "apigw-requestid", &facts).await
+}
+
+/// `response`, carrying its request's id in `id_header`, once the stage's access
+/// log line is written.
+async fn logged(
+    logs: &LogSink,
+    stage: &Value,
+    mut response: Response,
+    id_header: &'static str,
+    facts: &Facts<'_>,
+) -> Response {
+    if let Ok(value) = HeaderValue::from_str(facts.request_id) {
+        response.headers_mut().insert(id_header, value);
+    }
+    let length = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let answered = (response.status().as_u16(), length);
+    access_log(logs, &stage["accessLogSettings"], facts, answered).await;
     response
 }
 
@@ -438,14 +449,18 @@ struct Facts<'a> {
     path: &'a str,
     route_key: &'a str,
     request_id: &'a str,
-    status: u16,
-    length: &'a str,
     started: std::time::Instant,
 }
 
 /// Writes a stage's access log line, in its `format`, to its `destinationArn` log
-/// group (stream `<api>_<stage>`), if the stage keeps one.
-async fn access_log(logs: &LogSink, settings: &Value, facts: &Facts<'_>) {
+/// group (stream `<api>_<stage>`), if the stage keeps one; `answered` is the
+/// response's status and length.
+async fn access_log(
+    logs: &LogSink,
+    settings: &Value,
+    facts: &Facts<'_>,
+    (status, length): (u16, &str),
+) {
     let (Some(destination), Some(format)) = (
         settings["destinationArn"].as_str(),
         settings["format"].as_str(),
@@ -481,7 +496,7 @@ async fn access_log(logs: &LogSink, settings: &Value, facts: &Facts<'_>) {
             "$context.responseLatency",
             facts.started.elapsed().as_millis().to_string(),
         ),
-        ("$context.responseLength", facts.length.to_owned()),
+        ("$context.responseLength", length.to_owned()),
         (
             "$context.requestTime",
             now.format(&time::format_description::well_known::Rfc2822)
@@ -494,7 +509,7 @@ async fn access_log(logs: &LogSink, settings: &Value, facts: &Facts<'_>) {
         ("$context.requestId", facts.request_id.to_owned()),
         ("$context.routeKey", facts.route_key.to_owned()),
         ("$context.protocol", "HTTP/1.1".to_owned()),
-        ("$context.status", facts.status.to_string()),
+        ("$context.status", status.to_string()),
         ("$context.apiId", facts.api_id.to_owned()),
         ("$context.stage", facts.stage.to_owned()),
         ("$context.path", facts.path.to_owned()),
@@ -641,24 +656,11 @@ impl InvokeServer {
             _ => &stage["defaultRouteSettings"],
         };
         let bucket = format!("{api_id}/{stage_name}/{route_key}");
-        if !self.admits(
-            bucket,
-            settings["throttlingRateLimit"].as_f64(),
-            settings["throttlingBurstLimit"].as_f64(),
-        ) {
-            return message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        }
-        let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
+        let body = match self.admitted(bucket, settings, body).await {
             Ok(body) => body,
-            Err(nimbus_edge::BodyError::Idle(_)) => {
-                return message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
-            }
-            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            Err(refused) => return refused,
         };
-        let invoked = format!(
-            "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{}{path}",
-            self.apis.region, self.apis.account, parts.method
-        );
+        let invoked = self.execute_arn(api_id, &stage_name, parts.method.as_str(), path);
         let at = At {
             arn: &invoked,
             stage: &stage_name,
@@ -796,6 +798,39 @@ impl InvokeServer {
         };
         nimbus_lambda::function_urls::cors(&mut response, cors.as_ref(), origin.as_deref(), false);
         response
+    }
+
+    /// A request's body, once its stage's throttle (`settings`' rate and burst, in
+    /// `bucket`) admits it and it is read within API Gateway's limit; else the answer.
+    async fn admitted(
+        &self,
+        bucket: String,
+        settings: &Value,
+        body: Body,
+    ) -> Result<Bytes, Response> {
+        if !self.admits(
+            bucket,
+            settings["throttlingRateLimit"].as_f64(),
+            settings["throttlingBurstLimit"].as_f64(),
+        ) {
+            return Err(message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"));
+        }
+        nimbus_edge::read_whole(body, MAX_BODY)
+            .await
+            .map_err(|err| match err {
+                nimbus_edge::BodyError::Idle(_) => {
+                    message(StatusCode::REQUEST_TIMEOUT, "Request Timeout")
+                }
+                _ => message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            })
+    }
+
+    /// The execute-api ARN of a request: `<api>/<stage>/<METHOD><path>`.
+    fn execute_arn(&self, api_id: &str, stage: &str, method: &str, path: &str) -> String {
+        format!(
+            "arn:aws:execute-api:{}:{}:{api_id}/{stage}/{method}{path}",
+            self.apis.region, self.apis.account
+        )
     }
 
     /// Whether a token bucket (a route's, a method's, a usage plan key's) admits one

@@ -473,29 +473,21 @@ pub fn call(apis: &Apis, call: RestCall) -> Result<(StatusCode, Value), AwsError
                 "responseParameters": input["responseParameters"].as_object().cloned().unwrap_or_default(),
                 "responseModels": input["responseModels"].as_object().cloned().unwrap_or_default(),
             });
-            let current = api.method(&resource, &method)?;
-            if !current["methodResponses"].is_object() {
-                current["methodResponses"] = json!({});
-            }
-            current["methodResponses"][&status] = made.clone();
-            Ok(made)
+            put_response(
+                api.method(&resource, &method)?,
+                METHOD_RESPONSES,
+                &status,
+                made,
+            )
         })?),
-        GetMethodResponse => {
-            let mut api = load()?;
-            let found = &api.method(&resource, &method)?["methodResponses"][&status];
-            if found.is_null() {
-                return Err(not_found("Invalid Response status code specified"));
-            }
-            ok(found.clone())
-        }
+        GetMethodResponse => ok(response(
+            load()?.method(&resource, &method)?,
+            METHOD_RESPONSES,
+            &status,
+        )?),
         DeleteMethodResponse => {
             change(&|api| {
-                let current = api.method(&resource, &method)?;
-                current["methodResponses"]
-                    .as_object_mut()
-                    .and_then(|responses| responses.remove(&status))
-                    .ok_or_else(|| not_found("Invalid Response status code specified"))?;
-                Ok(Value::Null)
+                delete_response(api.method(&resource, &method)?, METHOD_RESPONSES, &status)
             })?;
             gone()
         }
@@ -546,28 +538,18 @@ pub fn call(apis: &Apis, call: RestCall) -> Result<(StatusCode, Value), AwsError
                     made[field] = input[field].clone();
                 }
             }
-            let current = api.integration(&resource, &method)?;
-            if !current["integrationResponses"].is_object() {
-                current["integrationResponses"] = json!({});
-            }
-            current["integrationResponses"][&status] = made.clone();
-            Ok(made)
+            let integration = api.integration(&resource, &method)?;
+            put_response(integration, INTEGRATION_RESPONSES, &status, made)
         })?),
-        GetIntegrationResponse => {
-            let mut api = load()?;
-            let found = &api.integration(&resource, &method)?["integrationResponses"][&status];
-            if found.is_null() {
-                return Err(not_found("Invalid Response status code specified"));
-            }
-            ok(found.clone())
-        }
+        GetIntegrationResponse => ok(response(
+            load()?.integration(&resource, &method)?,
+            INTEGRATION_RESPONSES,
+            &status,
+        )?),
         DeleteIntegrationResponse => {
             change(&|api| {
-                api.integration(&resource, &method)?["integrationResponses"]
-                    .as_object_mut()
-                    .and_then(|responses| responses.remove(&status))
-                    .ok_or_else(|| not_found("Invalid Response status code specified"))?;
-                Ok(Value::Null)
+                let integration = api.integration(&resource, &method)?;
+                delete_response(integration, INTEGRATION_RESPONSES, &status)
             })?;
             gone()
         }
@@ -752,6 +734,40 @@ pub fn call(apis: &Apis, call: RestCall) -> Result<(StatusCode, Value), AwsError
             accepted()
         }
     }
+}
+
+/// Where a method keeps its responses, and an integration its.
+const METHOD_RESPONSES: &str = "methodResponses";
+const INTEGRATION_RESPONSES: &str = "integrationResponses";
+
+/// Sets `item`'s response for `status` (in its `field` map) to `made`.
+fn put_response(
+    item: &mut Value,
+    field: &str,
+    status: &str,
+    made: Value,
+) -> Result<Value, AwsError> {
+    if !item[field].is_object() {
+        item[field] = json!({});
+    }
+    item[field][status] = made.clone();
+    Ok(made)
+}
+
+/// `item`'s response for `status`.
+fn response(item: &Value, field: &str, status: &str) -> Result<Value, AwsError> {
+    match &item[field][status] {
+        Value::Null => Err(not_found("Invalid Response status code specified")),
+        found => Ok(found.clone()),
+    }
+}
+
+fn delete_response(item: &mut Value, field: &str, status: &str) -> Result<Value, AwsError> {
+    item[field]
+        .as_object_mut()
+        .and_then(|responses| responses.remove(status))
+        .ok_or_else(|| not_found("Invalid Response status code specified"))?;
+    Ok(Value::Null)
 }
 
 /// A usage plan's key as the API returns it.

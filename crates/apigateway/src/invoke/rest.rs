@@ -15,7 +15,7 @@ use nimbus_lambda::function_urls::answer;
 use nimbus_lambda::invoke::InvokeRequest;
 use serde_json::Value;
 
-use super::{Facts, InvokeServer, MAX_BODY, access_log, event_v1, iam_allows, message};
+use super::{Facts, InvokeServer, event_v1, iam_allows, logged, message};
 use crate::jwt::Refusal;
 use crate::rest::{RestApi, Snapshot};
 
@@ -133,7 +133,7 @@ impl InvokeServer {
         };
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut route_key = "-".to_owned();
-        let mut response = self
+        let response = self
             .respond_rest(
                 (api, stage, &snapshot),
                 &parts,
@@ -142,9 +142,6 @@ impl InvokeServer {
                 (&request_id, &mut route_key),
             )
             .await;
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-amzn-requestid", value);
-        }
         let facts = Facts {
             api_id: api.id(),
             stage: stage_name,
@@ -152,16 +149,9 @@ impl InvokeServer {
             path: &within,
             route_key: &route_key,
             request_id: &request_id,
-            status: response.status().as_u16(),
-            length: response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-"),
             started,
         };
-        access_log(&self.logs, &stage["accessLogSettings"], &facts).await;
-        response
+        logged(&self.logs, stage, response, "x-amzn-requestid", &facts).await
     }
 
     async fn respond_rest(
@@ -191,24 +181,11 @@ impl InvokeServer {
             .filter(|s| s.is_object())
             .unwrap_or(&settings["*/*"]);
         let bucket = format!("{api_id}/{stage_name}/{own}");
-        if !self.admits(
-            bucket,
-            settings["throttlingRateLimit"].as_f64(),
-            settings["throttlingBurstLimit"].as_f64(),
-        ) {
-            return message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        }
-        let body = match nimbus_edge::read_whole(body, MAX_BODY).await {
+        let body = match self.admitted(bucket, settings, body).await {
             Ok(body) => body,
-            Err(nimbus_edge::BodyError::Idle(_)) => {
-                return message(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
-            }
-            Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            Err(refused) => return refused,
         };
-        let invoked = format!(
-            "arn:aws:execute-api:{}:{}:{api_id}/{stage_name}/{method_name}{path}",
-            self.apis.region, self.apis.account
-        );
+        let invoked = self.execute_arn(api_id, stage_name, method_name, path);
         if method["authorizationType"] == "AWS_IAM"
             && let Err(refusal) = iam_allows(self, parts, &body, &invoked)
         {
