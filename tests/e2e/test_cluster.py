@@ -150,6 +150,28 @@ def test_an_image_pushed_through_one_node_is_pulled_through_another(deployment, 
     assert index["manifests"][0]["digest"] == described["imageDigest"]
 
 
+def test_an_api_changed_on_one_node_is_served_so_by_another(deployment):
+    """The invoke URLs serve APIs from each node's cache: a change made through one
+    node is what the others serve within their change poll."""
+    import requests
+
+    first, third = deployment.nodes[0], deployment.nodes[2]
+    client = first.lambda_client()
+    name = f"fn-{uuid.uuid4().hex[:6]}"
+    create_function(client, name, zip_function("py_probe"))
+    arn = client.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    apis = first.client("apigatewayv2")
+    api_id = apis.create_api(Name=name, ProtocolType="HTTP", Target=arn)["ApiId"]
+    client.add_permission(FunctionName=name, StatementId="api", Action="lambda:InvokeFunction",
+                          Principal="apigateway.amazonaws.com",
+                          SourceArn=f"arn:aws:execute-api:us-east-1:000000000000:{api_id}/*")
+    url = f"{third.endpoint}/_nimbus/execute-api/{api_id}/any"
+    status = lambda: requests.get(url, timeout=30, verify=os.environ["AWS_CA_BUNDLE"]).status_code  # noqa: E731
+    assert status() == 200
+    apis.delete_api(ApiId=api_id)
+    assert eventually(lambda: status() == 404, timeout=5)
+
+
 def test_invokes_find_warm_environments_on_any_node(deployment):
     """A node started with --roles api runs no code and is no container instance; the
     invokes it receives run on the workers, with the client's own signature. An invoke
