@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nimbus_engine::Egress;
 use nimbus_storage::{Expect, MetadataStore, StoreError, WriteBatch};
@@ -56,6 +56,11 @@ pub struct Attachment {
 pub struct Networks {
     plugins: PathBuf,
     dir: PathBuf,
+    /// The host's rules for task traffic, set up once in the background from the
+    /// start (they take a few hundred milliseconds of iptables runs): a task attached
+    /// sooner waits for them, and none is attached without them.
+    host: Arc<tokio::sync::OnceCell<Result<(), String>>>,
+    egress: Egress,
     /// The addresses of this node's tasks.
     subnet: String,
     /// The routes to other nodes' task subnets this node has set, by subnet.
@@ -231,6 +236,49 @@ impl HostPorts {
     }
 }
 
+/// iptables, waiting for its lock: the sandboxes' rules may be written at the same
+/// time.
+fn iptables() -> Command {
+    let mut command = Command::new("iptables");
+    command.arg("-w");
+    command
+}
+
+/// Lets task traffic out of the host where `egress` allows, and to other nodes' tasks.
+async fn host_rules(egress: Egress) -> Result<(), String> {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|err| err.to_string())?;
+    let rule = [
+        "POSTROUTING",
+        "-s",
+        SUBNET,
+        "!",
+        "-d",
+        SUBNET,
+        "-j",
+        "MASQUERADE",
+    ];
+    let check = run(iptables().args(["-t", "nat", "-C"]).args(rule), None).await;
+    if check.is_err() {
+        run(iptables().args(["-t", "nat", "-A"]).args(rule), None)
+            .await
+            .map_err(|err| format!("cannot let task traffic out: {err}"))?;
+    }
+    egress
+        .enforce(BRIDGE, true)
+        .await
+        .map_err(|err| format!("cannot confine task traffic: {err}"))?;
+    // Tasks reach tasks on other nodes, as those on this bridge reach each other;
+    // ahead of the egress policy, which closes private ranges.
+    let between = ["FORWARD", "-i", BRIDGE, "-d", SUBNET, "-j", "ACCEPT"];
+    let present = run(iptables().arg("-C").args(between), None).await;
+    if present.is_err() {
+        run(iptables().args(["-I"]).args(between), None)
+            .await
+            .map_err(|err| format!("cannot let tasks reach other nodes' tasks: {err}"))?;
+    }
+    Ok(())
+}
+
 impl Networks {
     /// Finds the CNI plugins and lets task traffic out where `egress` allows, and to
     /// other nodes' tasks; why tasks cannot have these network modes here otherwise.
@@ -247,55 +295,30 @@ impl Networks {
                 "the CNI plugins are not installed (apt-get install containernetworking-plugins)",
             )?;
         std::fs::create_dir_all(dir).map_err(|err| err.to_string())?;
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|err| err.to_string())?;
-        let rule = [
-            "POSTROUTING",
-            "-s",
-            SUBNET,
-            "!",
-            "-d",
-            SUBNET,
-            "-j",
-            "MASQUERADE",
-        ];
-        let check = run(
-            Command::new("iptables")
-                .args(["-t", "nat", "-C"])
-                .args(rule),
-            None,
-        )
-        .await;
-        if check.is_err() {
-            run(
-                Command::new("iptables")
-                    .args(["-t", "nat", "-A"])
-                    .args(rule),
-                None,
-            )
-            .await
-            .map_err(|err| format!("cannot let task traffic out: {err}"))?;
-        }
-        egress
-            .enforce(BRIDGE, true)
-            .await
-            .map_err(|err| format!("cannot confine task traffic: {err}"))?;
-        // Tasks reach tasks on other nodes, as those on this bridge reach each other;
-        // ahead of the egress policy, which closes private ranges.
-        let between = ["FORWARD", "-i", BRIDGE, "-d", SUBNET, "-j", "ACCEPT"];
-        let present = run(Command::new("iptables").arg("-C").args(between), None).await;
-        if present.is_err() {
-            run(Command::new("iptables").args(["-I"]).args(between), None)
-                .await
-                .map_err(|err| format!("cannot let tasks reach other nodes' tasks: {err}"))?;
-        }
-        Ok(Self {
+        let networks = Self {
             plugins,
             dir: dir.to_owned(),
+            host: Arc::new(tokio::sync::OnceCell::new()),
+            egress: egress.clone(),
             subnet,
             routes: Mutex::new(BTreeMap::new()),
-        })
+        };
+        let (host, egress) = (networks.host.clone(), egress.clone());
+        tokio::spawn(async move {
+            if let Err(reason) = host.get_or_init(|| host_rules(egress)).await {
+                tracing::warn!(%reason, "tasks get host and none network modes only");
+            }
+        });
+        Ok(networks)
     }
 
+    /// The host's rules for task traffic, once set up.
+    async fn host_ready(&self) -> Result<(), String> {
+        self.host
+            .get_or_init(|| host_rules(self.egress.clone()))
+            .await
+            .clone()
+    }
     /// Routes each other node's task subnet through its address (`routes`: subnet →
     /// address), replacing those an earlier call set. A route the kernel refuses (an
     /// address not on a network this node is on) is logged and tried again next time.
@@ -338,6 +361,7 @@ impl Networks {
 
     /// A network namespace for `id` on the task network with `ports` forwarded to it.
     pub async fn attach(&self, id: &str, ports: Vec<PortMapping>) -> Result<Attachment, String> {
+        self.host_ready().await?;
         let netns = self.dir.join(format!("{id}.ns"));
         let attachment = Attachment {
             netns: netns.clone(),

@@ -66,12 +66,21 @@ async fn run(program: &Path, args: &[&str], input: Option<String>) -> io::Result
 
 /// Adds an iptables rule unless it is there already.
 async fn ensure_rule(iptables: &Path, table: &str, insert: bool, rule: &[&str]) -> io::Result<()> {
-    let check: Vec<&str> = ["-t", table, "-C"].iter().chain(rule).copied().collect();
+    // `-w`: the sandboxes' and the tasks' rules are written at the same time.
+    let check: Vec<&str> = ["-w", "-t", table, "-C"]
+        .iter()
+        .chain(rule)
+        .copied()
+        .collect();
     if run(iptables, &check, None).await.is_ok() {
         return Ok(());
     }
     let verb = if insert { "-I" } else { "-A" };
-    let add: Vec<&str> = ["-t", table, verb].iter().chain(rule).copied().collect();
+    let add: Vec<&str> = ["-w", "-t", table, verb]
+        .iter()
+        .chain(rule)
+        .copied()
+        .collect();
     run(iptables, &add, None).await
 }
 
@@ -210,6 +219,10 @@ impl Egress {
     /// them talk) is left to the rules that were there. Both address families, IPv6
     /// where ip6tables exists (sandbox links have IPv6 link-local addresses).
     pub async fn enforce(&self, interface: &str, between_allowed: bool) -> io::Result<()> {
+        // The sandboxes' and the tasks' policies are set up at the same time: one at
+        // a time, so that a rule checked absent is added once.
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = ONE_AT_A_TIME.lock().await;
         let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolvers = resolvers(&resolv_conf);
         for (tool, v6) in [("iptables", false), ("ip6tables", true)] {
@@ -223,7 +236,7 @@ impl Egress {
                 .ok_or_else(|| io::Error::other(format!("{tool}-restore is not installed")))?;
             // The edges' chain is made here (it exists already when another server
             // made it) and never declared to iptables-restore, which would empty it.
-            let _ = run(&iptables, &["-t", "filter", "-N", EDGES_CHAIN], None).await;
+            let _ = run(&iptables, &["-w", "-t", "filter", "-N", EDGES_CHAIN], None).await;
             let port = self.edge.port().to_string();
             let edge = self.edge.ip();
             let mut rule = vec![EDGES_CHAIN];
@@ -235,7 +248,12 @@ impl Egress {
             ensure_rule(&iptables, "filter", false, &rule).await?;
             // Declaring a chain of its own with --noflush empties just that chain:
             // the whole policy changes at once.
-            run(&restore, &["--noflush"], Some(self.rules(v6, &resolvers))).await?;
+            run(
+                &restore,
+                &["-w", "--noflush"],
+                Some(self.rules(v6, &resolvers)),
+            )
+            .await?;
             ensure_rule(
                 &iptables,
                 "filter",

@@ -44,8 +44,21 @@ pub struct OciRuntime {
     /// One reference per runtime process still running, so shutdown can wait until
     /// every one has removed its container and exited.
     running: Arc<()>,
-    /// Links to the host; without them sandboxes have only their loopback.
-    network: Option<Network>,
+    /// Links to the host, set up once in the background from the start (a few hundred
+    /// milliseconds of iptables runs): a sandbox made sooner waits for them. Without
+    /// them sandboxes have only their loopback.
+    network: Arc<tokio::sync::OnceCell<Option<Network>>>,
+    egress: Egress,
+}
+
+/// The host's links for sandboxes, or none (logged) when they cannot be set up.
+async fn host_network(egress: Egress) -> Option<Network> {
+    Network::open(&egress)
+        .await
+        .inspect_err(
+            |err| tracing::warn!(error = %err, "sandboxes get no network beyond their loopback"),
+        )
+        .ok()
 }
 
 fn start_error(message: impl Into<String>) -> SandboxError {
@@ -114,13 +127,13 @@ impl OciRuntime {
             cgroup_parent,
             next: AtomicU64::new(0),
             running: Arc::new(()),
-            network: Network::open(egress)
-                .await
-                .inspect_err(|err| {
-                    tracing::warn!(error = %err, "sandboxes get no network beyond their loopback")
-                })
-                .ok(),
+            network: Arc::new(tokio::sync::OnceCell::new()),
+            egress: egress.clone(),
         };
+        let (network, egress) = (runtime.network.clone(), egress.clone());
+        tokio::spawn(async move {
+            network.get_or_init(|| host_network(egress)).await;
+        });
         runtime.sweep().await;
         for sub in [&runtime.bundles, &runtime.slots, &runtime.stage] {
             std::fs::create_dir_all(sub)?;
@@ -363,7 +376,11 @@ impl OciRuntime {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let pid = pid.ok_or_else(|| start_error(format!("{} wrote no pid file", self.name())))?;
-        if let Some(network) = &self.network {
+        let network = self
+            .network
+            .get_or_init(|| host_network(self.egress.clone()))
+            .await;
+        if let Some(network) = network {
             network
                 .attach(pid)
                 .await

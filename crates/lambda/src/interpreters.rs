@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::runtimes::RuntimeKind;
 
@@ -24,9 +24,14 @@ pub struct Interpreter {
     pub dirs: Vec<PathBuf>,
 }
 
+/// The machine's interpreters, each found once: every python on the path described
+/// together (each may be a shim that takes a tenth of a second to answer), then each
+/// runtime id's choice kept.
 #[derive(Default)]
 pub struct Interpreters {
     found: Mutex<HashMap<String, Option<Interpreter>>>,
+    pythons: OnceLock<Vec<Interpreter>>,
+    node: OnceLock<Option<Interpreter>>,
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -88,28 +93,48 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
     Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
 }
 
-fn find_python(wanted_minor: u32) -> Option<Interpreter> {
+/// Every python 3 on the path (`python3.8` ... `python3.20`, `python3`), each
+/// described at the same time, once per real executable.
+fn find_pythons() -> Vec<Interpreter> {
     let mut candidates: Vec<PathBuf> = (8..=20)
         .filter_map(|minor| on_path(&format!("python3.{minor}")))
         .collect();
     candidates.extend(on_path("python3"));
-    candidates
-        .into_iter()
-        .filter_map(|candidate| {
-            let python = describe(&candidate, PYTHON_SELF)?;
-            let (major, minor) = major_minor(&python.version)?;
-            (major == 3).then(|| {
-                (
-                    minor.abs_diff(wanted_minor),
-                    Interpreter {
-                        runtime: format!("python3.{minor}"),
-                        ..python
-                    },
-                )
-            })
+    let described: Vec<Interpreter> = std::thread::scope(|scope| {
+        let asked: Vec<_> = candidates
+            .iter()
+            .map(|candidate| scope.spawn(move || describe(candidate, PYTHON_SELF)))
+            .collect();
+        asked
+            .into_iter()
+            .filter_map(|asked| asked.join().ok().flatten())
+            .collect()
+    });
+    let mut pythons: Vec<Interpreter> = Vec::new();
+    for python in described {
+        let Some((3, minor)) = major_minor(&python.version) else {
+            continue;
+        };
+        if pythons.iter().all(|known| known.program != python.program) {
+            pythons.push(Interpreter {
+                runtime: format!("python3.{minor}"),
+                ..python
+            });
+        }
+    }
+    pythons
+}
+
+/// The python nearest `wanted_minor` of those found.
+fn nearest_python(pythons: &[Interpreter], wanted_minor: u32) -> Option<Interpreter> {
+    pythons
+        .iter()
+        .filter_map(|python| {
+            let (_, minor) = major_minor(&python.version)?;
+            Some((minor.abs_diff(wanted_minor), python))
         })
         .min_by_key(|(distance, _)| *distance)
-        .map(|(_, python)| python)
+        .map(|(_, python)| python.clone())
 }
 
 fn find_node() -> Option<Interpreter> {
@@ -125,18 +150,28 @@ impl Interpreters {
     /// The interpreter for a managed runtime id such as `python3.12`, if the machine
     /// has one of its language.
     pub fn resolve(&self, runtime: &str, kind: RuntimeKind) -> Option<Interpreter> {
+        if let Some(found) = self.found.lock().expect("interpreter cache").get(runtime) {
+            return found.clone();
+        }
+        let chosen = match kind {
+            RuntimeKind::Python => {
+                let minor = major_minor(runtime.trim_start_matches("python"))?.1;
+                nearest_python(self.pythons.get_or_init(find_pythons), minor)
+            }
+            RuntimeKind::Node => self.node.get_or_init(find_node).clone(),
+            RuntimeKind::Provided => None,
+        };
         let mut found = self.found.lock().expect("interpreter cache");
-        found
-            .entry(runtime.to_owned())
-            .or_insert_with(|| match kind {
-                RuntimeKind::Python => {
-                    let minor = major_minor(runtime.trim_start_matches("python"))?.1;
-                    find_python(minor)
-                }
-                RuntimeKind::Node => find_node(),
-                RuntimeKind::Provided => None,
-            })
-            .clone()
+        found.entry(runtime.to_owned()).or_insert(chosen).clone()
+    }
+
+    /// Finds the machine's interpreters now (a server does at its start, in the
+    /// background), so that no invoke waits for it.
+    pub fn discover(&self) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.pythons.get_or_init(find_pythons));
+            scope.spawn(|| self.node.get_or_init(find_node));
+        });
     }
 }
 

@@ -296,6 +296,12 @@ impl Invoker {
         })
     }
 
+    /// Finds the machine's interpreters (once; what the first invoke of a managed
+    /// runtime would otherwise wait for).
+    pub fn discover_interpreters(&self) {
+        self.interpreters.discover();
+    }
+
     /// The interpreter that runs a managed runtime here, when the machine has one.
     pub fn interpreter(&self, runtime: &str) -> Option<crate::interpreters::Interpreter> {
         let kind = runtimes::check(runtime).ok()?;

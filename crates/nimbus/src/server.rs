@@ -597,6 +597,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         &args.region,
     )
     .map_err(io_at(&data_dir))?;
+    // Finding the interpreters runs each python on the path (a pyenv shim takes a
+    // tenth of a second): done now, beside the start, not by the first invoke.
+    if cluster.me().roles.worker {
+        let invoker = invoker.clone();
+        tokio::task::spawn_blocking(move || invoker.discover_interpreters());
+    }
     let warm = WarmMap::start(
         meta.clone(),
         cluster.clone(),
