@@ -124,7 +124,7 @@ start_bare() {
     wait_ready "$bare_url"
 }
 
-# start_nimbus ARGS...: nimbus on a free port with a fresh data dir (and fresh
+# start_nimbus ARGS...: nimbus ($bin_nimbus if set) on a free port with a fresh data dir (and fresh
 # external backends, see external_backends); sets nimbus_url, nimbus_pid and
 # credentials (the root keys' file). Functions may reach this host's address, where
 # the benchmarks' callback servers listen (the egress policy closes it otherwise).
@@ -137,7 +137,7 @@ start_nimbus() {
     nimbus_url=http://127.0.0.1:$port/
     credentials=$tmp/data/credentials
     [[ ${BENCH_BACKENDS:-embedded} != external ]] || external_backends
-    "$bin/nimbus" server --data-dir "$tmp/data" --listen "127.0.0.1:$port" "${backend_args[@]}" "$@" \
+    "${bin_nimbus:-$bin/nimbus}" server --data-dir "$tmp/data" --listen "127.0.0.1:$port" "${backend_args[@]}" "$@" \
         >"$tmp/nimbus.out" 2>"$tmp/nimbus.log" &
     nimbus_pid=$!
     pids+=("$nimbus_pid")

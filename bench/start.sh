@@ -7,6 +7,7 @@
 #
 #   bench/start.sh
 #   BENCH_ROUNDS=9 bench/start.sh
+#   BENCH_BEFORE=/path/to/an/older/nimbus bench/start.sh   # side by side with another build
 bench=start.sh
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,33 +19,8 @@ now_ms() { date +%s%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", (b - a) / 1000000 }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# The floor: the binary loaded and run to its exit.
-for _ in $(seq "$starts"); do
-    t0=$(now_ms)
-    "$bin/nimbus" --version >/dev/null
-    t1=$(now_ms)
-    elapsed "$t0" "$t1"
-done >"$tmp/floor"
-
-# Fresh data dirs: exec to the first health answer.
-port=$(free_port)
-for _ in $(seq "$starts"); do
-    data=$(mktemp -d "$tmp/fresh.XXXXXX")
-    t0=$(now_ms)
-    "$bin/nimbus" server --data-dir "$data" --listen "127.0.0.1:$port" >/dev/null 2>"$data.log" &
-    pid=$!
-    until curl -fs -o /dev/null "http://127.0.0.1:$port/_nimbus/health"; do sleep 0.002; done
-    t1=$(now_ms)
-    elapsed "$t0" "$t1" >>"$tmp/fresh"
-    sleep 0.5
-    awk '/VmRSS/ { print $2 / 1024 }' "/proc/$pid/status" >>"$tmp/rss"
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
-done
-
-# Two python functions made once; then each restart invokes them in turn at once.
-start_nimbus
-"$python" - "$credentials" "$nimbus_url" <<'PY'
+# Two python functions, made once.
+cat >"$tmp/make.py" <<'PY'
 import configparser
 import io
 import sys
@@ -67,15 +43,8 @@ for name in ("first", "later"):
                         Handler="app.handler", Code={"ZipFile": code.getvalue()})
     lam.get_waiter("function_active_v2").wait(FunctionName=name)
 PY
-kill -TERM "$nimbus_pid"
-wait "$nimbus_pid" 2>/dev/null || true
-port=${nimbus_url##*:}
-port=${port%/}
-for _ in $(seq "$starts"); do
-    "$bin/nimbus" server --data-dir "$tmp/data" --listen "127.0.0.1:$port" >/dev/null 2>>"$tmp/restarts.log" &
-    pid=$!
-    until curl -fs -o /dev/null "http://127.0.0.1:$port/_nimbus/health"; do sleep 0.002; done
-    "$python" - "$credentials" "$nimbus_url" <<'PY' >>"$tmp/invokes"
+# Each invoked in turn, at once: their times in ms on one line.
+cat >"$tmp/invoke.py" <<'PY'
 import configparser
 import sys
 import time
@@ -96,14 +65,72 @@ for name in ("first", "later"):
     times.append(f"{(time.perf_counter() - started) * 1000:.1f}")
 print(" ".join(times))
 PY
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
-done
 
-printf '%-62s %10s\n' "" "ms (median)"
-printf '%-62s %10s\n' "nimbus --version (the program loaded and run)" "$(median <"$tmp/floor")"
-printf '%-62s %10s\n' "server start to healthy, fresh data dir" "$(median <"$tmp/fresh")"
-printf '%-62s %10s\n' "  idle RSS once up (MiB)" "$(median <"$tmp/rss" | awk '{ printf "%.1f", $1 }')"
-printf '%-62s %10s\n' "first invoke of the first function after a restart (python)" "$(awk '{ print $1 }' "$tmp/invokes" | median)"
-printf '%-62s %10s\n' "first invoke of a second function just after (python)" "$(awk '{ print $2 }' "$tmp/invokes" | median)"
-echo "medians of $starts starts; $idle"
+# measure NIMBUS LABEL: one binary's figures, in $tmp/LABEL.*.
+measure() {
+    local nimbus=$1 label=$2 port data pid t0 t1
+    for _ in $(seq "$starts"); do
+        t0=$(now_ms)
+        "$nimbus" --version >/dev/null
+        t1=$(now_ms)
+        elapsed "$t0" "$t1"
+    done >"$tmp/$label.floor"
+
+    port=$(free_port)
+    for _ in $(seq "$starts"); do
+        data=$(mktemp -d "$tmp/fresh.XXXXXX")
+        t0=$(now_ms)
+        "$nimbus" server --data-dir "$data" --listen "127.0.0.1:$port" >/dev/null 2>"$data.log" &
+        pid=$!
+        until curl -fs -o /dev/null "http://127.0.0.1:$port/_nimbus/health"; do sleep 0.002; done
+        t1=$(now_ms)
+        elapsed "$t0" "$t1" >>"$tmp/$label.fresh"
+        sleep 0.5
+        awk '/VmRSS/ { print $2 / 1024 }' "/proc/$pid/status" >>"$tmp/$label.rss"
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+    done
+
+    bin_nimbus=$nimbus start_nimbus
+    "$python" "$tmp/make.py" "$credentials" "$nimbus_url"
+    kill -TERM "$nimbus_pid"
+    wait "$nimbus_pid" 2>/dev/null || true
+    port=${nimbus_url##*:}
+    port=${port%/}
+    for _ in $(seq "$starts"); do
+        "$nimbus" server --data-dir "$tmp/data" --listen "127.0.0.1:$port" >/dev/null 2>>"$tmp/$label.log" &
+        pid=$!
+        until curl -fs -o /dev/null "http://127.0.0.1:$port/_nimbus/health"; do sleep 0.002; done
+        "$python" "$tmp/invoke.py" "$credentials" "$nimbus_url" >>"$tmp/$label.invokes"
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp/data"
+}
+
+labels=(now)
+measure "$bin/nimbus" now
+if [[ -n ${BENCH_BEFORE:-} ]]; then
+    measure "$BENCH_BEFORE" before
+    labels=(before now)
+fi
+
+floor() { median <"$tmp/$1.floor"; }
+fresh() { median <"$tmp/$1.fresh"; }
+rss() { median <"$tmp/$1.rss" | awk '{ printf "%.1f", $1 }'; }
+first() { awk '{ print $1 }' "$tmp/$1.invokes" | median; }
+later() { awk '{ print $2 }' "$tmp/$1.invokes" | median; }
+row() {
+    printf '%-62s' "$1"
+    for label in "${labels[@]}"; do printf ' %12s' "$($2 "$label")"; done
+    echo
+}
+printf '%-62s' ""
+for label in "${labels[@]}"; do printf ' %12s' "$label"; done
+echo
+row "nimbus --version, ms (the program loaded and run)" floor
+row "server start to healthy, fresh data dir, ms" fresh
+row "  idle RSS once up, MiB" rss
+row "first invoke of the first function after a restart, ms" first
+row "first invoke of a second function just after, ms" later
+echo "medians of $starts starts; python functions; $idle"
