@@ -188,6 +188,28 @@ mod tests {
     }
 
     #[test]
+    fn the_pythons_are_described_once_for_every_runtime_id() {
+        let interpreters = Interpreters::default();
+        interpreters.discover();
+        let described = interpreters
+            .pythons
+            .get()
+            .expect("found at discovery")
+            .clone();
+        assert!(!described.is_empty(), "python3 is installed");
+        // Each runtime id takes the nearest of those already described.
+        for runtime in ["python3.9", "python3.12", "python3.13"] {
+            let python = interpreters.resolve(runtime, RuntimeKind::Python).unwrap();
+            assert!(described.contains(&python), "{runtime}: {python:?}");
+        }
+        // One entry per real executable, however many names lead to it.
+        let mut programs: Vec<_> = described.iter().map(|p| &p.program).collect();
+        programs.sort();
+        programs.dedup();
+        assert_eq!(programs.len(), described.len());
+    }
+
+    #[test]
     fn finds_the_machines_python() {
         let interpreters = Interpreters::default();
         let python = interpreters
