@@ -138,6 +138,10 @@ def test_api_keys_and_usage_plans_guard_a_method(nimbus, apigw, lambda_client):
         apigw.create_usage_plan(name="nowhere", apiStages=[{"apiId": api_id, "stage": "nope"}])
     plan = apigw.create_usage_plan(name=f"plan-{uuid.uuid4().hex[:6]}", apiStages=[{"apiId": api_id, "stage": "v1"}],
                                    throttle={"rateLimit": 0.001, "burstLimit": 2}, quota={"limit": 1000, "period": "DAY"})
+    with pytest.raises(apigw.exceptions.BadRequestException):
+        apigw.update_usage_plan(usagePlanId=plan["id"],
+                                patchOperations=[{"op": "add", "path": "/apiStages", "value": f"{api_id}:nope"}])
+    assert apigw.get_usage_plan(usagePlanId=plan["id"])["apiStages"] == [{"apiId": api_id, "stage": "v1"}]
     apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
     assert [k["id"] for k in apigw.get_usage_plan_keys(usagePlanId=plan["id"])["items"]] == [key["id"]]
     assert [p["id"] for p in apigw.get_usage_plans(keyId=key["id"])["items"]] == [plan["id"]]

@@ -105,10 +105,12 @@ def test_queues_are_listed_sent_to_and_tailed(nimbus):
         assert eventually(lambda: len(lines) == 2, timeout=20), lines
         assert cli(nimbus, "queue", "send", name, "later").returncode == 0
         assert eventually(lambda: any(line.rstrip().endswith(" later") for line in lines), timeout=20), lines
+        # It prints a message, then deletes it: the queue empties once it has.
+        assert eventually(lambda: [name, "standard", "0", "0", "0"] in
+                          [row.split() for row in cli(nimbus, "queue", "ls").stdout.splitlines()], timeout=20)
     finally:
         follower.kill()
         follower.wait()
-    assert [name, "standard", "0", "0", "0"] in [row.split() for row in cli(nimbus, "queue", "ls").stdout.splitlines()]
     missing = cli(nimbus, "queue", "tail", f"{name}-none")
     assert missing.returncode == 1 and "QueueDoesNotExist" in missing.stderr
 

@@ -394,12 +394,51 @@ impl RestApi {
     /// Adds a resource under `parent`: a literal path part, a `{name}` or, with no
     /// children, a greedy `{name+}`; one variable part among siblings.
     pub fn create_resource(&mut self, parent: &str, path_part: &str) -> Result<Value, AwsError> {
-        check_path_part(path_part)?;
         if self.resources.len() >= MAX_RESOURCES {
             return Err(limit(format!(
                 "A REST API has at most {MAX_RESOURCES} resources"
             )));
         }
+        let parent_path = self.place(parent, path_part, None)?;
+        let resource = json!({
+            "id": crate::id(6),
+            "parentId": parent,
+            "pathPart": path_part,
+            "path": child_path(&parent_path, path_part),
+        });
+        self.resources.push(resource.clone());
+        Ok(resource)
+    }
+
+    /// Renames or moves a resource by patch (`/pathPart`, `/parentId`), checked as a
+    /// new one would be; the paths under it follow.
+    pub fn update_resource(&mut self, id: &str, input: &Value) -> Result<Value, AwsError> {
+        let mut changed = self.resource(id)?.clone();
+        if changed["parentId"].is_null() {
+            return Err(bad_request("The root resource cannot be changed"));
+        }
+        apply_patch(&mut changed, input, fields(&["pathPart", "parentId"]))?;
+        let part = changed["pathPart"].as_str().unwrap_or_default().to_owned();
+        let parent = changed["parentId"].as_str().unwrap_or_default().to_owned();
+        self.place(&parent, &part, Some(id))?;
+        let before = std::mem::replace(self.resource(id)?, changed);
+        if let Err(err) = self.repath() {
+            *self.resource(id)? = before;
+            return Err(err);
+        }
+        Ok(self.resource(id)?.clone())
+    }
+
+    /// The path of `parent`, if a resource `part` may be its child (`except` is the
+    /// resource being moved there): a good path part, a parent that is not greedy,
+    /// no sibling of that name, one variable part among siblings.
+    fn place(
+        &mut self,
+        parent: &str,
+        part: &str,
+        except: Option<&str>,
+    ) -> Result<String, AwsError> {
+        check_path_part(part)?;
         let parent_path = self.resource(parent)?["path"]
             .as_str()
             .unwrap_or("/")
@@ -412,27 +451,20 @@ impl RestApi {
         let siblings: Vec<&str> = self
             .resources
             .iter()
-            .filter(|r| r["parentId"] == parent)
+            .filter(|r| r["parentId"] == parent && except.is_none_or(|id| r["id"] != id))
             .filter_map(|r| r["pathPart"].as_str())
             .collect();
-        if siblings.contains(&path_part) {
+        if siblings.contains(&part) {
             return Err(conflict(format!(
-                "Another resource with the same parent already has this name: {path_part}"
+                "Another resource with the same parent already has this name: {part}"
             )));
         }
-        if path_part.starts_with('{') && siblings.iter().any(|s| s.starts_with('{')) {
+        if part.starts_with('{') && siblings.iter().any(|s| s.starts_with('{')) {
             return Err(bad_request(
                 "A sibling ({...}) already exists: only one variable path part is allowed among siblings",
             ));
         }
-        let resource = json!({
-            "id": crate::id(6),
-            "parentId": parent,
-            "pathPart": path_part,
-            "path": child_path(&parent_path, path_part),
-        });
-        self.resources.push(resource.clone());
-        Ok(resource)
+        Ok(parent_path)
     }
 
     /// Deletes a resource and everything under it.
@@ -476,12 +508,13 @@ impl RestApi {
                 }
             }
         }
+        let placed = |r: &Value| paths.contains_key(r["id"].as_str().unwrap_or_default());
+        if !self.resources.iter().all(placed) {
+            return Err(bad_request("A resource cannot be moved under itself"));
+        }
         for resource in &mut self.resources {
             let id = resource["id"].as_str().unwrap_or_default();
-            resource["path"] = paths
-                .get(id)
-                .cloned()
-                .ok_or_else(|| bad_request("A resource cannot be moved under itself"))?;
+            resource["path"] = paths[id].clone();
         }
         Ok(())
     }
@@ -925,19 +958,22 @@ mod tests {
         );
         assert!(api.create_resource("root", "a/b").is_err());
         assert!(api.create_resource("root", "{a+b}").is_err());
-        // A rename moves the subtree's paths.
-        api.resource(items_id).unwrap()["pathPart"] = "things".into();
-        api.repath().unwrap();
+        // A rename moves the subtree's paths; a name a sibling has is refused.
+        let rename = |part: &str| json!({ "patchOperations": [{ "op": "replace", "path": "/pathPart", "value": part }] });
+        api.update_resource(items_id, &rename("things")).unwrap();
         assert_eq!(
             api.resource(id["id"].as_str().unwrap()).unwrap()["path"],
             "/things/{id}"
         );
-        // A move under itself is refused.
-        api.resource(items_id).unwrap()["parentId"] = id["id"].clone();
-        assert!(api.repath().is_err());
-        api.resource(items_id).unwrap()["parentId"] = "root".into();
+        api.create_resource("root", "other").unwrap();
+        assert!(api.update_resource(items_id, &rename("other")).is_err());
+        assert!(api.update_resource(items_id, &rename("a/b")).is_err());
+        // A move under itself is refused, and changes nothing.
+        let under = json!({ "patchOperations": [{ "op": "replace", "path": "/parentId", "value": id["id"] }] });
+        assert!(api.update_resource(items_id, &under).is_err());
+        assert_eq!(api.resource(items_id).unwrap()["parentId"], "root");
         api.delete_resource(items_id).unwrap();
-        assert_eq!(api.resources.len(), 2);
+        assert_eq!(api.resources.len(), 3);
         assert!(api.delete_resource("root").is_err());
     }
 

@@ -423,17 +423,7 @@ pub fn call(apis: &Apis, call: RestCall) -> Result<(StatusCode, Value), AwsError
                 .ok_or_else(|| bad_request("PathPart is required"))?;
             api.create_resource(&resource, part)
         })?),
-        UpdateResource => ok(change(&|api| {
-            let current = api.resource(&resource)?;
-            if current["parentId"].is_null() {
-                return Err(bad_request("The root resource cannot be changed"));
-            }
-            apply_patch(current, input, fields(&["pathPart", "parentId"]))?;
-            let updated = current.clone();
-            api.resource(updated["parentId"].as_str().unwrap_or_default())?;
-            api.repath()?;
-            Ok(api.resource(&resource)?.clone())
-        })?),
+        UpdateResource => ok(change(&|api| api.update_resource(&resource, input))?),
         DeleteResource => {
             change(&|api| api.delete_resource(&resource).map(|()| Value::Null))?;
             accepted()
@@ -667,9 +657,9 @@ pub fn call(apis: &Apis, call: RestCall) -> Result<(StatusCode, Value), AwsError
         UpdateUsagePlan => {
             let plan = apis.change_usage_plan(&param("usagePlanId"), |plan| {
                 patch_plan(plan, input)?;
+                apis.check_api_stages(plan)?;
                 Ok(plan.clone())
             })?;
-            apis.check_api_stages(&plan)?;
             ok(plan_json(&plan))
         }
         DeleteUsagePlan => {

@@ -74,6 +74,14 @@ fn check_archive_name(name: &str) -> Result<(), AwsError> {
     }
 }
 
+/// When the bus took an archived event in: its key's `<archive>/<ms>/<id>`.
+fn taken_in(key: &str) -> i64 {
+    key.split('/')
+        .nth(1)
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_default()
+}
+
 fn seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
@@ -336,12 +344,7 @@ impl Events {
                 .map_err(internal)?;
             let mut done = page.len() < PAGE;
             for record in &page {
-                let at: i64 = record
-                    .key
-                    .split('/')
-                    .nth(1)
-                    .and_then(|ms| ms.parse().ok())
-                    .unwrap_or_default();
+                let at = taken_in(&record.key);
                 if at >= replay.end_ms {
                     done = true;
                     break;
@@ -390,38 +393,50 @@ impl Events {
             .collect())
     }
 
-    /// Removes archived events past their archive's retention, or of archives that
-    /// are gone, a page at a time.
-    pub fn expire_archived(&self, now: i64) -> Result<(), AwsError> {
+    /// Removes archived events past their archive's retention (each archive's oldest,
+    /// a page a step) and those of archives that are gone (a page of the table a step,
+    /// after `after`, the last key the step before looked at); returns where the next
+    /// step goes on from.
+    pub fn expire_archived(
+        &self,
+        now: i64,
+        after: Option<String>,
+    ) -> Result<Option<String>, AwsError> {
         let archives = self.archives()?;
-        let page = self.meta.scan(ARCHIVED, "", None, PAGE).map_err(internal)?;
         let mut batch = WriteBatch::new();
-        for record in page {
-            let mut parts = record.key.split('/');
-            let (name, at) = (
-                parts.next().unwrap_or_default(),
-                parts
-                    .next()
-                    .and_then(|ms| ms.parse::<i64>().ok())
-                    .unwrap_or_default(),
-            );
-            let expired = match archives.iter().find(|a| a.name == name) {
-                None => true,
-                Some(archive) => {
-                    archive.retention_days > 0 && at + archive.retention_days * 86_400_000 < now
+        for archive in archives.iter().filter(|a| a.retention_days > 0) {
+            let oldest = self
+                .meta
+                .scan(ARCHIVED, &format!("{}/", archive.name), None, PAGE)
+                .map_err(internal)?;
+            for record in oldest {
+                if taken_in(&record.key) + archive.retention_days * 86_400_000 >= now {
+                    break;
                 }
-            };
-            if expired {
                 batch = batch.delete(ARCHIVED, &record.key, Expect::Version(record.version));
             }
         }
-        if batch.is_empty() {
-            return Ok(());
+        let page = self
+            .meta
+            .scan(ARCHIVED, "", after.as_deref(), PAGE)
+            .map_err(internal)?;
+        let next = page
+            .last()
+            .filter(|_| page.len() == PAGE)
+            .map(|record| record.key.clone());
+        for record in &page {
+            let name = record.key.split('/').next().unwrap_or_default();
+            if !archives.iter().any(|a| a.name == name) {
+                batch = batch.delete(ARCHIVED, &record.key, Expect::Version(record.version));
+            }
         }
-        match self.meta.commit(batch) {
-            Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
-            Err(err) => Err(internal(err)),
+        if !batch.is_empty() {
+            match self.meta.commit(batch) {
+                Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                Err(err) => return Err(internal(err)),
+            }
         }
+        Ok(next)
     }
 
     /// An archive as `DescribeArchive` answers.

@@ -193,24 +193,27 @@ impl Events {
             .start(lease.clone(), move |value| events.take_up(value));
         let events = self.clone();
         tokio::spawn(async move {
+            // Where the archived events' sweep goes on from, a page a minute.
+            let mut swept: Option<String> = None;
             for tick in 0u64.. {
                 tokio::time::sleep(TICK).await;
                 if !lease.held() {
                     continue;
                 }
-                let events = events.clone();
+                let (events, after) = (events.clone(), swept.clone());
                 let round = move || {
                     events.fire_due(now_ms())?;
                     if events.replay_step()? {
                         events.outbox.wake();
                     }
                     if tick % 60 == 0 {
-                        events.expire_archived(now_ms())?;
+                        return events.expire_archived(now_ms(), after).map(Some);
                     }
-                    Ok::<(), AwsError>(())
+                    Ok::<_, AwsError>(None)
                 };
                 match tokio::task::spawn_blocking(round).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(Some(next))) => swept = next,
+                    Ok(Ok(None)) => {}
                     Ok(Err(err)) => {
                         tracing::warn!(error = %err.message, "scheduled rules wait for the next round")
                     }
@@ -983,6 +986,40 @@ mod tests {
             .iter()
             .map(|r| serde_json::from_slice::<Value>(&r.value).unwrap()["event"].clone())
             .collect()
+    }
+
+    #[test]
+    fn archived_events_go_with_their_retention_or_their_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap());
+        let events = Events::new(meta.clone(), "us-east-1", "000000000000", Arc::new(Nowhere));
+        for (name, days) in [("day", 1), ("always", 0)] {
+            events
+                .create_archive(archives::Archive {
+                    name: name.into(),
+                    bus: DEFAULT_BUS.into(),
+                    description: None,
+                    pattern: None,
+                    retention_days: days,
+                    created: 0.0,
+                })
+                .unwrap();
+        }
+        let entry = json!({ "Source": "shop", "DetailType": "t", "Detail": "{}" });
+        events.put_events(&[entry.clone(), entry]).unwrap();
+        let held = |name: &str| {
+            meta.scan_all(archives::ARCHIVED, &format!("{name}/"))
+                .unwrap()
+                .len()
+        };
+        assert_eq!((held("day"), held("always")), (2, 2));
+        let later = now_ms() + 2 * 86_400_000;
+        assert_eq!(events.expire_archived(later, None).unwrap(), None);
+        assert_eq!((held("day"), held("always")), (0, 2));
+        events.delete_archive("always").unwrap();
+        events.expire_archived(later, None).unwrap();
+        assert_eq!(held("always"), 0);
     }
 
     #[test]
