@@ -8,19 +8,18 @@ test event through the rule to a queue; a fifth quick-creates an HTTP API in fro
 function, adds a route and sends it a request from the page. Screenshots of the main pages go to
 NIMBUS_SCREENSHOTS (default target/console-screenshots)."""
 
-import io
 import json
 import os
 import time
 import urllib.request
 import uuid
-import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
 from conftest import LAMBDA_TRUST, REPO, ROLE, create_function, eventually, zip_function
+from test_apigateway import zipped
 from test_ecs import _get, podman_push_web_image, wait
 from test_registry import podman  # noqa: F401 (a fixture)
 
@@ -369,15 +368,11 @@ def test_a_rule_its_pattern_and_a_queue_target(page, nimbus):
 
 
 def test_an_http_api_in_front_of_a_function_and_its_request_tester(page, nimbus, lambda_client, unique_name):
-    code = io.BytesIO()
-    source = zipfile.ZipInfo("app.py")
-    source.external_attr = 0o644 << 16  # readable by the function's user
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr(source, "import json\n\n"
-                         "def handler(event, context):\n"
-                         "    return {'statusCode': 200, 'body': json.dumps({'route': event['routeKey'], "
-                         "'item': (event.get('pathParameters') or {}).get('id')})}\n")
-    create_function(lambda_client, unique_name, code.getvalue())
+    create_function(lambda_client, unique_name, zipped(
+        "import json\n\n"
+        "def handler(event, context):\n"
+        "    return {'statusCode': 200, 'body': json.dumps({'route': event['routeKey'], "
+        "'item': (event.get('pathParameters') or {}).get('id')})}\n"))
     fn_arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["FunctionArn"]
     name = f"console-api-{uuid.uuid4().hex[:6]}"
 
@@ -426,15 +421,11 @@ def test_an_http_api_in_front_of_a_function_and_its_request_tester(page, nimbus,
 
 
 def test_a_rest_api_its_methods_stages_and_request_tester(page, nimbus, lambda_client, unique_name):
-    code = io.BytesIO()
-    source = zipfile.ZipInfo("app.py")
-    source.external_attr = 0o644 << 16
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr(source, "import json\n\n"
-                         "def handler(event, context):\n"
-                         "    return {'statusCode': 200, 'body': json.dumps({'resource': event['resource'], "
-                         "'path': event['path']})}\n")
-    create_function(lambda_client, unique_name, code.getvalue())
+    create_function(lambda_client, unique_name, zipped(
+        "import json\n\n"
+        "def handler(event, context):\n"
+        "    return {'statusCode': 200, 'body': json.dumps({'resource': event['resource'], "
+        "'path': event['path']})}\n"))
     fn_arn = lambda_client.get_function(FunctionName=unique_name)["Configuration"]["FunctionArn"]
     rest = nimbus.client("apigateway")
     api = rest.create_rest_api(name=f"console-rest-{uuid.uuid4().hex[:6]}")
