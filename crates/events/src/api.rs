@@ -586,17 +586,22 @@ impl Service for EventsApi {
         }
         // Putting events is also what a bus's own policy may allow, or deny.
         let events = self.events.clone();
+        // A policy that cannot be read is not skipped: its Deny would be lost.
         tokio::task::spawn_blocking(move || {
             resources
                 .into_iter()
                 .map(|arn| {
-                    let policy = events.bus(bus_name(&arn)).ok().and_then(|bus| bus.policy);
-                    Check::on(arn).with_policy(policy)
+                    let policy = match events.bus(bus_name(&arn)) {
+                        Ok(bus) => bus.policy,
+                        Err(err) if err.code == "ResourceNotFoundException" => None,
+                        Err(err) => return Err(err),
+                    };
+                    Ok(Check::on(arn).with_policy(policy))
                 })
                 .collect()
         })
         .await
-        .map_err(internal)
+        .map_err(internal)?
     }
 
     async fn handle(
